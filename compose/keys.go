@@ -1,0 +1,160 @@
+package compose
+
+import (
+	"reflect"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Why sstack ignores a key; shared by keys with the same cause.
+const (
+	reasonHostNetwork = "instances share the host network: services reach each other by name through /etc/hosts (127.0.0.1)"
+	reasonResources   = "resource limits are not applied to instances"
+	reasonNamespaces  = "apptainer chooses the instance's namespaces"
+	reasonPrivileges  = "apptainer runs the service as the user who runs sstack, with no extra privileges"
+	reasonDNS         = "instances use the host's DNS configuration (/etc/resolv.conf)"
+	reasonDevices     = "devices are not mapped: the instance sees the host's /dev"
+	reasonMetadata    = "instances carry no labels or annotations"
+	reasonLogging     = "service output goes to sstack's output"
+	reasonHooks       = "lifecycle hooks are not run"
+	reasonPull        = "sstack never pulls images: it uses the SIF found in the image directory"
+)
+
+// unsupportedServiceKeys lists every service key sstack ignores whenever it
+// is set, with the reason given in the warning. Keys sstack translates, or
+// ignores only for some values, are in translatedServiceKeys; a test checks
+// that the two lists cover every key compose-go knows.
+var unsupportedServiceKeys = map[string]string{
+	"annotations":         reasonMetadata,
+	"attach":              "the output of every service is shown",
+	"blkio_config":        reasonResources,
+	"cap_add":             reasonPrivileges,
+	"cap_drop":            reasonPrivileges,
+	"cgroup":              reasonNamespaces,
+	"cgroup_parent":       reasonResources,
+	"cpu_count":           reasonResources,
+	"cpu_percent":         reasonResources,
+	"cpu_period":          reasonResources,
+	"cpu_quota":           reasonResources,
+	"cpu_rt_period":       reasonResources,
+	"cpu_rt_runtime":      reasonResources,
+	"cpu_shares":          reasonResources,
+	"cpus":                reasonResources,
+	"cpuset":              reasonResources,
+	"credential_spec":     "credential specs exist on Windows only",
+	"develop":             "sstack has no watch mode",
+	"device_cgroup_rules": reasonDevices,
+	"devices":             reasonDevices,
+	"dns":                 reasonDNS,
+	"dns_opt":             reasonDNS,
+	"dns_search":          reasonDNS,
+	"dockerfile":          "sstack cannot build images",
+	"domainname":          "the instance keeps the host's domain name",
+	"expose":              "instances share the host network: every port the service listens on is reachable",
+	"external_links":      "there are no containers outside the project to link to",
+	"gpus":                reasonDevices,
+	"group_add":           reasonPrivileges,
+	"ipc":                 reasonNamespaces,
+	"isolation":           reasonNamespaces,
+	"label_file":          reasonMetadata,
+	"labels":              reasonMetadata,
+	"log_driver":          reasonLogging,
+	"log_opt":             reasonLogging,
+	"logging":             reasonLogging,
+	"mac_address":         reasonHostNetwork,
+	"mem_limit":           reasonResources,
+	"mem_reservation":     reasonResources,
+	"mem_swappiness":      reasonResources,
+	"memswap_limit":       reasonResources,
+	"models":              "sstack provides no AI models",
+	"net":                 reasonHostNetwork,
+	"oom_kill_disable":    reasonResources,
+	"oom_score_adj":       reasonResources,
+	"pid":                 reasonNamespaces,
+	"pids_limit":          reasonResources,
+	"platform":            "the SIF is used as it is; no platform is selected",
+	"post_start":          reasonHooks,
+	"pre_start":           reasonHooks,
+	"pre_stop":            reasonHooks,
+	"privileged":          reasonPrivileges,
+	"pull_policy":         reasonPull,
+	"pull_refresh_after":  reasonPull,
+	"runtime":             "instances always run with apptainer",
+	"security_opt":        reasonPrivileges,
+	"shm_size":            reasonResources,
+	"stdin_open":          "services get no stdin",
+	"storage_opt":         "volumes are plain directories under the state directory",
+	"sysctls":             "kernel parameters cannot be set for an instance",
+	"tty":                 "services get no terminal",
+	"ulimits":             reasonResources,
+	"umask":               "the umask is inherited from sstack",
+	"use_api_socket":      "there is no Docker API socket",
+	"user":                reasonPrivileges,
+	"userns_mode":         reasonNamespaces,
+	"uts":                 reasonNamespaces,
+	"volume_driver":       "volumes are plain directories under the state directory",
+}
+
+// translatedServiceKeys are the service keys Translate reads (some warn for
+// particular values, e.g. network_mode other than host).
+var translatedServiceKeys = []string{
+	"build", "command", "configs", "container_name", "depends_on", "deploy",
+	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
+	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
+	"networks", "ports", "profiles", "provider", "read_only", "restart", "scale",
+	"secrets", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
+	"volumes_from", "working_dir",
+}
+
+// Deploy keys: replicas and restart_policy are translated, mode is for
+// values other than "replicated".
+var unsupportedDeployKeys = map[string]string{
+	"endpoint_mode":   reasonHostNetwork,
+	"labels":          reasonMetadata,
+	"placement":       "all instances run on this machine",
+	"resources":       reasonResources,
+	"rollback_config": "sstack does not roll updates out",
+	"update_config":   "sstack does not roll updates out",
+}
+
+// setKeys returns the keys of table that are set in v (a struct), in the
+// order of the struct's fields. A key is set when its field is not the
+// zero value, as compose-go leaves unset keys zero; `privileged: false`
+// thus goes unnoticed, which is right, since that is what sstack does.
+func setKeys(v any, table map[string]string) []string {
+	var keys []string
+	walkYAMLFields(reflect.ValueOf(v), func(key string, f reflect.Value) {
+		if _, ok := table[key]; ok && !f.IsZero() {
+			keys = append(keys, key)
+		}
+	})
+	return keys
+}
+
+// walkYAMLFields calls fn for every field of struct v that has a YAML key,
+// descending into inlined (embedded) structs.
+func walkYAMLFields(v reflect.Value, fn func(key string, f reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case strings.Contains(opts, "inline") && sf.Type.Kind() == reflect.Struct:
+			walkYAMLFields(v.Field(i), fn)
+		case name == "" || name == "-" || strings.HasPrefix(name, "#"):
+		default:
+			fn(name, v.Field(i))
+		}
+	}
+}
+
+// serviceYAMLKeys is every key types.ServiceConfig can hold.
+func serviceYAMLKeys() []string {
+	var keys []string
+	walkYAMLFields(reflect.ValueOf(types.ServiceConfig{}), func(key string, _ reflect.Value) {
+		keys = append(keys, key)
+	})
+	return keys
+}

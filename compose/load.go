@@ -1,0 +1,297 @@
+package compose
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Options says which compose project to load and where its files live.
+// The zero value loads compose.yaml (or another default name) from the
+// current directory with the process environment.
+type Options struct {
+	// Files are the compose files (-f, repeatable), merged in order;
+	// relative ones are relative to WorkingDir. Empty: COMPOSE_FILE, else
+	// the first of compose.yaml, compose.yml, docker-compose.yml,
+	// docker-compose.yaml found in WorkingDir or a parent directory (plus
+	// the matching compose.override.* beside it), as docker compose does.
+	Files []string
+	// ProjectName (-p): "" means COMPOSE_PROJECT_NAME (environment or env
+	// file), then the top-level `name:`, then the project directory's base
+	// name, normalised to [a-z0-9_-].
+	ProjectName string
+	// EnvFiles (--env-file) hold variables for interpolation; default: the
+	// .env file of the project directory, if any.
+	EnvFiles []string
+	// Profiles (--profile) to enable; empty means COMPOSE_PROFILES.
+	Profiles []string
+	// WorkingDir is the directory relative paths given in Options are
+	// resolved against and default files are searched from; "" is the
+	// current directory.
+	WorkingDir string
+	// ImageDir holds the SIF files of registry images, named as
+	// `apptainer pull` names them (redis:7 -> redis_7.sif). "" means
+	// SSTACK_IMAGE_DIR, else "images" in the project directory. A
+	// relative path is relative to WorkingDir.
+	ImageDir string
+	// StateBase holds one state directory per project (Plan.StateDir is
+	// StateBase/<project>) and external volumes (StateBase/_volumes/NAME).
+	// "" means SSTACK_STATE_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/sstack.
+	// A relative path is relative to WorkingDir.
+	StateBase string
+	// Environ is the process environment (KEY=VALUE); nil means
+	// os.Environ(). Tests set it to stay hermetic.
+	Environ []string
+}
+
+// Environment variables sstack reads besides compose's own.
+const (
+	EnvImageDir = "SSTACK_IMAGE_DIR"
+	EnvStateDir = "SSTACK_STATE_DIR"
+)
+
+// Load reads the compose files opts selects, translates them and checks
+// that the result can run: every problem found (in every service) is
+// returned at once, joined with errors.Join. The plan is nil when the error
+// is not.
+func Load(ctx context.Context, opts Options) (*Plan, error) {
+	env := opts.environ()
+	wd, err := opts.workingDir()
+	if err != nil {
+		return nil, err
+	}
+	files, warnings, err := configFiles(opts.Files, wd, env)
+	if err != nil {
+		return nil, err
+	}
+	projectDir := wd
+	if files[0] != "-" {
+		projectDir = filepath.Dir(files[0])
+	}
+	envFiles := make([]string, len(opts.EnvFiles))
+	for i, f := range opts.EnvFiles {
+		envFiles[i] = absFrom(wd, f)
+	}
+	po, err := cli.NewProjectOptions(files,
+		cli.WithWorkingDirectory(projectDir),
+		cli.WithEnv(env),
+		cli.WithEnvFiles(envFiles...),
+		cli.WithDotEnv,
+		cli.WithDefaultProfiles(opts.Profiles...),
+		cli.WithName(opts.ProjectName),
+		// Translate checks consistency itself, to report every problem at
+		// once and to say what to do about each.
+		cli.WithConsistency(false),
+	)
+	if err != nil {
+		if opts.ProjectName != "" && strings.Contains(err.Error(), "invalid project name") {
+			return nil, fmt.Errorf("-p %s: %w", opts.ProjectName, err)
+		}
+		return nil, err
+	}
+	p, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, explainLoadError(ctx, err, files, projectDir)
+	}
+	plan, err := Translate(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	plan.Warnings = append(warnings, plan.Warnings...)
+	return plan, nil
+}
+
+// StateDirFor is the state directory of a project, as Load would set
+// Plan.StateDir, for commands such as `down -p NAME` that need it without
+// a compose file.
+func StateDirFor(project string, opts Options) string {
+	return filepath.Join(opts.stateBase(), project)
+}
+
+func (o Options) environ() []string {
+	if o.Environ == nil {
+		return os.Environ()
+	}
+	return o.Environ
+}
+
+// getenv looks key up in the options' environment; the last entry wins,
+// as with os.Getenv on a duplicated variable.
+func (o Options) getenv(key string) string {
+	env := o.environ()
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func (o Options) workingDir() (string, error) {
+	if o.WorkingDir == "" {
+		return os.Getwd()
+	}
+	return filepath.Abs(o.WorkingDir)
+}
+
+// absFrom makes p absolute, relative to dir.
+func absFrom(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+func (o Options) stateBase() string {
+	wd, err := o.workingDir()
+	if err != nil {
+		wd = "/"
+	}
+	if o.StateBase != "" {
+		return absFrom(wd, o.StateBase)
+	}
+	if v := o.getenv(EnvStateDir); v != "" {
+		return absFrom(wd, v)
+	}
+	if v := o.getenv("XDG_STATE_HOME"); filepath.IsAbs(v) {
+		return filepath.Join(v, "sstack")
+	}
+	if v := o.getenv("HOME"); filepath.IsAbs(v) {
+		return filepath.Join(v, ".local", "state", "sstack")
+	}
+	// No home (a batch job with a scrubbed environment): a per-user
+	// directory that survives until the next reboot at least.
+	return filepath.Join(os.TempDir(), "sstack-"+strconv.Itoa(os.Getuid()))
+}
+
+// imageDir is where registry images are looked up; projectDir is the
+// fallback's base.
+func (o Options) imageDir(projectDir string) string {
+	wd, err := o.workingDir()
+	if err != nil {
+		wd = projectDir
+	}
+	if o.ImageDir != "" {
+		return absFrom(wd, o.ImageDir)
+	}
+	if v := o.getenv(EnvImageDir); v != "" {
+		return absFrom(wd, v)
+	}
+	return filepath.Join(projectDir, "images")
+}
+
+// configFiles picks the compose files like docker compose: -f, else
+// COMPOSE_FILE, else the default names in wd or the nearest parent.
+func configFiles(files []string, wd string, env []string) ([]string, []Warning, error) {
+	if len(files) == 0 {
+		envMap := map[string]string{}
+		for _, kv := range env {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				envMap[k] = v
+			}
+		}
+		if v := envMap["COMPOSE_FILE"]; v != "" {
+			sep := envMap["COMPOSE_PATH_SEPARATOR"]
+			if sep == "" {
+				sep = string(os.PathListSeparator)
+			}
+			files = strings.Split(v, sep)
+		}
+	}
+	if len(files) > 0 {
+		out := make([]string, len(files))
+		for i, f := range files {
+			if f == "-" {
+				out[i] = f
+				continue
+			}
+			out[i] = absFrom(wd, f)
+			fi, err := os.Stat(out[i])
+			if err != nil {
+				return nil, nil, fmt.Errorf("compose file %s: %w", f, err)
+			}
+			if fi.IsDir() {
+				return nil, nil, fmt.Errorf("compose file %s is a directory; give the file inside it", f)
+			}
+		}
+		return out, nil, nil
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		found := existing(dir, cli.DefaultFileNames)
+		if len(found) > 0 {
+			var warnings []Warning
+			if len(found) > 1 {
+				warnings = append(warnings, Warning{Key: "compose file", Reason: fmt.Sprintf(
+					"found %s; using %s (choose one with -f)", strings.Join(found, ", "), found[0])})
+			}
+			files := found[:1]
+			if overrides := existing(dir, cli.DefaultOverrideFileNames); len(overrides) > 0 {
+				files = append(files, overrides[0])
+			}
+			return files, warnings, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return nil, nil, fmt.Errorf("no compose file in %s or its parent directories (looked for %s); give one with -f",
+				wd, strings.Join(cli.DefaultFileNames, ", "))
+		}
+	}
+}
+
+func existing(dir string, names []string) []string {
+	var found []string
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+var falseSchema = regexp.MustCompile(`^validating (.+): (\S+) false schema$`)
+
+// explainLoadError rewords the loader errors users hit most: a key the
+// specification does not know and a YAML syntax error, which compose-go
+// reports without the file's name.
+func explainLoadError(ctx context.Context, err error, files []string, projectDir string) error {
+	if m := falseSchema.FindStringSubmatch(err.Error()); m != nil {
+		path := m[2]
+		key := path[strings.LastIndex(path, ".")+1:]
+		return fmt.Errorf("%s: %s: unknown key %q: it is not part of the compose specification; check its spelling and indentation, or rename it x-%s to keep it as an extension",
+			m[1], path, key, key)
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "yaml: ") || strings.HasPrefix(msg, "failed to parse ") {
+		for _, f := range files {
+			if f == "-" {
+				continue
+			}
+			content, rerr := os.ReadFile(f)
+			if rerr != nil {
+				continue
+			}
+			_, lerr := loader.LoadModelWithContext(ctx, types.ConfigDetails{
+				WorkingDir:  projectDir,
+				ConfigFiles: []types.ConfigFile{{Filename: f, Content: content}},
+				Environment: types.Mapping{},
+			}, loader.WithSkipValidation, func(o *loader.Options) {
+				o.SkipInterpolation = true
+				o.SetProjectName("x", true)
+			})
+			if lerr != nil {
+				if _, d, ok := strings.Cut(lerr.Error(), f+": yaml: "); ok {
+					return fmt.Errorf("%s: invalid YAML: %s", f, d)
+				}
+			}
+		}
+		return fmt.Errorf("%s: invalid YAML: %s", strings.Join(files, ", "), strings.TrimPrefix(msg, "yaml: "))
+	}
+	return err
+}

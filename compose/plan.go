@@ -1,0 +1,157 @@
+// Package compose turns a compose project into a Plan: plain data that says
+// what sstack will run, printable and testable without a runtime. It knows
+// nothing about Apptainer command lines (that is package singularity).
+package compose
+
+import (
+	"strconv"
+	"time"
+)
+
+// Plan is everything `sstack up` needs, resolved: no interpolation, relative
+// paths or defaults are left for later stages to work out.
+type Plan struct {
+	Project    string `json:"project"`
+	WorkingDir string `json:"working_dir"` // project directory; relative paths were resolved against it
+	StateDir   string `json:"state_dir"`   // per-project state: named volumes, hosts file, logs
+	// Services in dependency order: every service comes after all of its
+	// dependencies (ties broken by name, so the order is stable).
+	Services []Service `json:"services"`
+	// Warnings for keys sstack cannot honour; printed before anything starts.
+	Warnings []Warning `json:"warnings,omitempty"`
+}
+
+// Warning names a service and a compose key that sstack ignores, and why.
+type Warning struct {
+	Service string `json:"service"`
+	Key     string `json:"key"`
+	Reason  string `json:"reason"`
+}
+
+func (w Warning) String() string {
+	if w.Service == "" {
+		return w.Key + ": " + w.Reason
+	}
+	return "service \"" + w.Service + "\": " + w.Key + ": " + w.Reason
+}
+
+// Service is one compose service. Replicas share everything but the
+// instance name.
+type Service struct {
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"` // deploy.replicas / scale; at least 1
+
+	ImageRef string `json:"image_ref"` // as written in the compose file
+	Image    string `json:"image"`     // resolved path: a .sif/.simg file or a sandbox directory
+
+	// Entrypoint replaces the image's entrypoint; nil means keep the image's
+	// runscript (`apptainer run`), Command then replaces its CMD.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Command    []string `json:"command,omitempty"`
+
+	// Environment as KEY=VALUE, sorted by key; env_file entries merged in
+	// with compose's precedence.
+	Environment []string `json:"environment,omitempty"`
+	WorkingDir  string   `json:"working_dir,omitempty"` // "" means the runtime's default
+
+	Mounts []Mount `json:"mounts,omitempty"`
+	// ReadOnly (compose `read_only`): the root filesystem must stay
+	// read-only (no --writable-tmpfs).
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Hosts are the /etc/hosts lines of this service: localhost, then every
+	// service name of the project (and container_name, hostname, network
+	// and link aliases) on 127.0.0.1, then extra_hosts.
+	Hosts []HostEntry `json:"hosts,omitempty"`
+
+	DependsOn []Dependency `json:"depends_on,omitempty"`
+
+	StopSignal      string        `json:"stop_signal"`       // e.g. "SIGTERM"
+	StopGracePeriod time.Duration `json:"stop_grace_period"` // default 10s
+
+	Restart     RestartPolicy `json:"restart"`
+	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"` // nil: none
+}
+
+// InstanceName is the Apptainer instance name of one replica (from 1).
+func InstanceName(project, service string, replica int) string {
+	return project + "." + service + "." + strconv.Itoa(replica)
+}
+
+// MountKind says where a mount's source comes from.
+type MountKind string
+
+const (
+	MountBind   MountKind = "bind"   // a host path from the compose file
+	MountVolume MountKind = "volume" // a named volume: a directory under StateDir/volumes
+	MountTmpfs  MountKind = "tmpfs"  // an empty in-memory directory
+	MountSecret MountKind = "secret" // a file secret, always read-only
+	MountConfig MountKind = "config" // a compose config file, always read-only
+)
+
+// Mount is one path made visible inside the instance.
+type Mount struct {
+	Kind     MountKind `json:"kind"`
+	Source   string    `json:"source,omitempty"` // absolute host path; empty for tmpfs
+	Target   string    `json:"target"`           // absolute path in the container
+	ReadOnly bool      `json:"read_only,omitempty"`
+	// Seed: for named volumes, copy the image's content at Target into the
+	// volume when the volume directory is first created (Docker's behaviour).
+	Seed bool `json:"seed,omitempty"`
+	// Volume is the compose name of a named volume.
+	Volume string `json:"volume,omitempty"`
+	// CreateHostPath: for binds, create Source as a directory if nothing
+	// exists there (compose's short syntax does; the long one does not).
+	CreateHostPath bool `json:"create_host_path,omitempty"`
+	// Content, for secrets and configs given by value (`environment:` or
+	// `content:`), is what the runtime writes to Source (mode 0600, under
+	// StateDir) before the instance starts. Never printed.
+	Content *string `json:"-"`
+}
+
+// HostEntry is one /etc/hosts line.
+type HostEntry struct {
+	Host string `json:"host"`
+	IP   string `json:"ip"`
+	// Comment, if any, explains a translated entry (e.g. "host-gateway").
+	Comment string `json:"comment,omitempty"`
+}
+
+// Dependency conditions, as in the compose specification.
+const (
+	ConditionStarted               = "service_started"
+	ConditionHealthy               = "service_healthy"
+	ConditionCompletedSuccessfully = "service_completed_successfully"
+)
+
+// Dependency is one depends_on entry.
+type Dependency struct {
+	Service   string `json:"service"`
+	Condition string `json:"condition"`
+	Required  bool   `json:"required"`
+	Restart   bool   `json:"restart,omitempty"`
+}
+
+// RestartPolicy merges the service-level `restart:` key and
+// deploy.restart_policy; Source says which one it came from, since their
+// semantics differ (engine backoff vs fixed delay).
+type RestartPolicy struct {
+	Source string `json:"source"` // "restart", "deploy" or "" (never restart)
+	// Condition: "no", "always", "on-failure", "unless-stopped" for
+	// Source "restart"; "none", "on-failure", "any" for Source "deploy".
+	Condition   string        `json:"condition"`
+	MaxAttempts int           `json:"max_attempts,omitempty"` // 0: unlimited
+	Delay       time.Duration `json:"delay,omitempty"`
+	Window      time.Duration `json:"window,omitempty"`
+}
+
+// Healthcheck is the resolved healthcheck of a service.
+type Healthcheck struct {
+	// Test is the command to run inside the instance: for CMD-SHELL it is
+	// ["/bin/sh", "-c", cmd].
+	Test          []string      `json:"test"`
+	Interval      time.Duration `json:"interval"`
+	Timeout       time.Duration `json:"timeout"`
+	Retries       int           `json:"retries"`
+	StartPeriod   time.Duration `json:"start_period"`
+	StartInterval time.Duration `json:"start_interval"`
+}

@@ -1,0 +1,130 @@
+package compose
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Print writes the plan as YAML for `sstack config`: what will run, with
+// every default and path resolved. Secret values are never printed.
+func (p *Plan) Print(w io.Writer) error {
+	b := bufio.NewWriter(w)
+	e := &emitter{w: b}
+	e.scalar(0, "project", p.Project)
+	e.scalar(0, "working_dir", p.WorkingDir)
+	e.scalar(0, "state_dir", p.StateDir)
+	if len(p.Warnings) > 0 {
+		e.line(0, "warnings:")
+		for _, w := range p.Warnings {
+			e.line(1, "- "+quote(w.String()))
+		}
+	}
+	e.line(0, "services:")
+	for _, s := range p.Services {
+		e.service(s)
+	}
+	return b.Flush()
+}
+
+type emitter struct{ w *bufio.Writer }
+
+func (e *emitter) line(indent int, s string) {
+	e.w.WriteString(strings.Repeat("  ", indent) + s + "\n")
+}
+
+func (e *emitter) scalar(indent int, key, value string) {
+	e.line(indent, key+": "+quote(value))
+}
+
+func (e *emitter) list(indent int, key string, values []string) {
+	if values == nil {
+		return
+	}
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = quote(v)
+	}
+	e.line(indent, key+": ["+strings.Join(q, ", ")+"]")
+}
+
+func (e *emitter) service(s Service) {
+	e.line(1, quote(s.Name)+":")
+	e.line(2, "replicas: "+strconv.Itoa(s.Replicas))
+	e.scalar(2, "image", s.Image)
+	e.scalar(2, "image_ref", s.ImageRef)
+	e.list(2, "entrypoint", s.Entrypoint)
+	e.list(2, "command", s.Command)
+	if len(s.Environment) > 0 {
+		e.line(2, "environment:")
+		for _, kv := range s.Environment {
+			e.line(3, "- "+quote(kv))
+		}
+	}
+	if s.WorkingDir != "" {
+		e.scalar(2, "working_dir", s.WorkingDir)
+	}
+	if s.ReadOnly {
+		e.line(2, "read_only: true")
+	}
+	if len(s.Mounts) > 0 {
+		e.line(2, "mounts:")
+		for _, m := range s.Mounts {
+			e.line(3, "- kind: "+string(m.Kind))
+			if m.Source != "" {
+				e.scalar(4, "source", m.Source)
+			}
+			e.scalar(4, "target", m.Target)
+			if m.Volume != "" {
+				e.scalar(4, "volume", m.Volume)
+			}
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"read_only", m.ReadOnly}, {"seed", m.Seed}, {"create_host_path", m.CreateHostPath}, {"generated", m.Content != nil}} {
+				if f.set {
+					e.line(4, f.name+": true")
+				}
+			}
+		}
+	}
+	if len(s.Hosts) > 0 {
+		e.line(2, "hosts:")
+		for _, h := range s.Hosts {
+			l := "- " + quote(h.IP+" "+h.Host)
+			if h.Comment != "" {
+				l += " # " + h.Comment
+			}
+			e.line(3, l)
+		}
+	}
+	if len(s.DependsOn) > 0 {
+		e.line(2, "depends_on:")
+		for _, d := range s.DependsOn {
+			e.line(3, fmt.Sprintf("%s: {condition: %s, required: %t, restart: %t}", quote(d.Service), quote(d.Condition), d.Required, d.Restart))
+		}
+	}
+	e.scalar(2, "stop_signal", s.StopSignal)
+	e.line(2, "stop_grace_period: "+dur(s.StopGracePeriod))
+	r := s.Restart
+	e.line(2, fmt.Sprintf("restart: {source: %s, condition: %s, max_attempts: %d, delay: %s, window: %s}",
+		quote(r.Source), quote(r.Condition), r.MaxAttempts, dur(r.Delay), dur(r.Window)))
+	if h := s.Healthcheck; h != nil {
+		e.line(2, "healthcheck:")
+		e.list(3, "test", h.Test)
+		e.line(3, "interval: "+dur(h.Interval))
+		e.line(3, "timeout: "+dur(h.Timeout))
+		e.line(3, "retries: "+strconv.Itoa(h.Retries))
+		e.line(3, "start_period: "+dur(h.StartPeriod))
+		e.line(3, "start_interval: "+dur(h.StartInterval))
+	}
+}
+
+// quote makes s a YAML double-quoted scalar; Go's escapes are a subset of
+// YAML's.
+func quote(s string) string { return strconv.Quote(s) }
+
+func dur(d time.Duration) string { return d.String() }

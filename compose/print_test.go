@@ -1,0 +1,61 @@
+package compose
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrint(t *testing.T) {
+	secret := "hunter2"
+	p := &Plan{
+		Project:    "app",
+		WorkingDir: "/w",
+		StateDir:   "/s/app",
+		Warnings:   []Warning{{Service: "db", Key: "ports", Reason: "instances share the host network"}},
+		Services: []Service{{
+			Name:        "db",
+			Replicas:    1,
+			ImageRef:    "postgres:16",
+			Image:       "/i/postgres_16.sif",
+			Entrypoint:  []string{},
+			Command:     []string{"postgres", "-c", `x="y"`},
+			Environment: []string{"A=1"},
+			Mounts: []Mount{
+				{Kind: MountVolume, Source: "/s/app/volumes/app_data", Target: "/data", Seed: true, Volume: "data"},
+				{Kind: MountSecret, Source: "/s/app/secrets/pw", Target: "/run/secrets/pw", ReadOnly: true, Content: &secret},
+			},
+			Hosts:           []HostEntry{{Host: "localhost", IP: "127.0.0.1"}, {Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"}},
+			DependsOn:       []Dependency{{Service: "init", Condition: ConditionCompletedSuccessfully, Required: true}},
+			StopSignal:      "SIGINT",
+			StopGracePeriod: 10 * time.Second,
+			Restart:         RestartPolicy{Condition: "no"},
+			Healthcheck:     &Healthcheck{Test: []string{"pg_isready"}, Interval: 30 * time.Second, Timeout: 30 * time.Second, Retries: 3, StartInterval: 5 * time.Second},
+		}},
+	}
+	var b strings.Builder
+	if err := p.Print(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, secret) {
+		t.Errorf("secret value printed:\n%s", out)
+	}
+	for _, want := range []string{
+		`project: "app"`,
+		`  - "service \"db\": ports: instances share the host network"`,
+		`  "db":`,
+		`    entrypoint: []`,
+		`    command: ["postgres", "-c", "x=\"y\""]`,
+		`        seed: true`,
+		`        generated: true`,
+		`      - "127.0.0.1 gw" # host-gateway`,
+		`      "init": {condition: "service_completed_successfully", required: true, restart: false}`,
+		`    restart: {source: "", condition: "no", max_attempts: 0, delay: 0s, window: 0s}`,
+		`      interval: 30s`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing line %s in:\n%s", want, out)
+		}
+	}
+}

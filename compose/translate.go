@@ -1,0 +1,557 @@
+package compose
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// ErrInvalid is matched (errors.Is) by every *Error: the project cannot
+// run under sstack as written.
+var ErrInvalid = errors.New("invalid project")
+
+// Error is one reason a compose project cannot run under sstack. Load and
+// Translate report all of them at once, joined with errors.Join.
+type Error struct {
+	Service string // "" for a top-level key
+	Key     string // the compose key, e.g. `image` or `secret "db_pw"`
+	Message string // what is wrong and what the user can do
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Service != "" {
+		fmt.Fprintf(&b, "service %q: ", e.Service)
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Message)
+	return b.String()
+}
+
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+// Defaults of the compose specification that sstack applies.
+const (
+	DefaultStopSignal      = "SIGTERM"
+	DefaultStopGracePeriod = 10 * time.Second
+
+	DefaultHealthInterval      = 30 * time.Second
+	DefaultHealthTimeout       = 30 * time.Second
+	DefaultHealthRetries       = 3
+	DefaultHealthStartInterval = 5 * time.Second
+)
+
+// Translate turns a project loaded by compose-go (environment resolved,
+// paths absolute) into a Plan. It reads the file system to find images
+// and check secret files, but starts nothing. Every problem is reported,
+// joined with errors.Join; each is an *Error.
+func Translate(p *types.Project, opts Options) (*Plan, error) {
+	if p.Name == "" {
+		return nil, &Error{Key: "name", Message: "the project has no name; give one with -p"}
+	}
+	t := &translator{
+		p:          p,
+		stateBase:  opts.stateBase(),
+		imageDir:   opts.imageDir(p.WorkingDir),
+		volumeDirs: map[string]string{},
+		reported:   map[string]bool{},
+		scaledDown: map[string]bool{},
+	}
+	t.stateDir = filepath.Join(t.stateBase, p.Name)
+	t.cwd, _ = opts.workingDir()
+
+	t.topLevel()
+	services := map[string]*Service{}
+	for _, name := range p.ServiceNames() {
+		sc := p.Services[name]
+		sc.Name = name
+		if s := t.service(sc); s != nil {
+			services[name] = s
+		}
+	}
+	common := t.commonHosts(services)
+	for _, name := range sortedKeys(services) {
+		services[name].Hosts = t.serviceHosts(p.Services[name], common)
+	}
+	t.dependencies(services)
+	order := t.order(services)
+	t.volumesFrom(order, services)
+	for _, name := range order {
+		t.checkMountTargets(services[name])
+	}
+	t.portConflicts(order, services)
+	if len(services) == 0 && len(t.errs) == 0 {
+		msg := "the project has no service to run"
+		if profiles := p.DisabledServices.GetProfiles(); len(profiles) > 0 {
+			slices.Sort(profiles)
+			msg += fmt.Sprintf("; its services are in profiles %s: enable one with --profile", strings.Join(profiles, ", "))
+		}
+		t.fail("", "services", "%s", msg)
+	}
+
+	if len(t.errs) > 0 {
+		return nil, errors.Join(t.errs...)
+	}
+	plan := &Plan{
+		Project:    p.Name,
+		WorkingDir: p.WorkingDir,
+		StateDir:   t.stateDir,
+		Warnings:   t.warns,
+	}
+	for _, name := range order {
+		plan.Services = append(plan.Services, *services[name])
+	}
+	return plan, nil
+}
+
+// Service returns the named service, or nil.
+func (p *Plan) Service(name string) *Service {
+	for i := range p.Services {
+		if p.Services[i].Name == name {
+			return &p.Services[i]
+		}
+	}
+	return nil
+}
+
+type translator struct {
+	p         *types.Project
+	stateBase string
+	stateDir  string
+	imageDir  string
+	cwd       string // paths in messages are shown relative to it
+
+	errs  []error
+	warns []Warning
+
+	volumeDirs map[string]string // top-level volume key -> host directory
+	reported   map[string]bool   // secret/config files checked -> found faulty
+	scaledDown map[string]bool   // services with scale 0, not started
+}
+
+func (t *translator) fail(service, key, format string, args ...any) {
+	t.errs = append(t.errs, &Error{Service: service, Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (t *translator) warn(service, key, format string, args ...any) {
+	t.warns = append(t.warns, Warning{Service: service, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+// display shows a host path the way the user can paste it: relative to the
+// current directory when below it.
+func (t *translator) display(p string) string {
+	if t.cwd != "" {
+		rel, err := filepath.Rel(t.cwd, p)
+		switch {
+		case err != nil || rel == ".." || strings.HasPrefix(rel, "../"):
+		case rel == ".":
+			return "."
+		default:
+			return "./" + rel
+		}
+	}
+	return p
+}
+
+// topLevel warns about top-level sections sstack does not use.
+func (t *translator) topLevel() {
+	p := t.p
+	var networks []string
+	for _, name := range sortedKeys(p.Networks) {
+		n := p.Networks[name]
+		n.Name = ""
+		if name != "default" || !reflect.ValueOf(n).IsZero() {
+			networks = append(networks, name)
+		}
+	}
+	if len(networks) > 0 {
+		t.warn("", "networks", "%s: %s", strings.Join(networks, ", "), reasonHostNetwork)
+	}
+	for _, name := range sortedKeys(p.Volumes) {
+		v := p.Volumes[name]
+		if v.Driver != "" && v.Driver != "local" {
+			t.warn("", "volumes."+name+".driver", "driver %q is not used: volumes are plain directories under the state directory", v.Driver)
+		}
+		if len(v.DriverOpts) > 0 && bindDevice(v) == "" {
+			t.warn("", "volumes."+name+".driver_opts", "only the bind options (type: none, o: bind, device: DIR) are understood")
+		}
+		if len(v.Labels) > 0 {
+			t.warn("", "volumes."+name+".labels", "%s", reasonMetadata)
+		}
+	}
+	for _, name := range sortedKeys(p.Secrets) {
+		t.fileObjectWarnings("secrets", name, types.FileObjectConfig(p.Secrets[name]))
+	}
+	for _, name := range sortedKeys(p.Configs) {
+		t.fileObjectWarnings("configs", name, types.FileObjectConfig(p.Configs[name]))
+	}
+	if len(p.Jobs) > 0 {
+		t.warn("", "jobs", "%s: sstack does not run jobs", strings.Join(sortedKeys(p.Jobs), ", "))
+	}
+	if len(p.Models) > 0 {
+		t.warn("", "models", "%s: sstack provides no AI models", strings.Join(sortedKeys(p.Models), ", "))
+	}
+}
+
+func (t *translator) fileObjectWarnings(section, name string, f types.FileObjectConfig) {
+	if len(f.Labels) > 0 {
+		t.warn("", section+"."+name+".labels", "%s", reasonMetadata)
+	}
+	if f.Driver != "" || len(f.DriverOpts) > 0 {
+		t.warn("", section+"."+name+".driver", "there is no %s store: only file, environment and content are used", strings.TrimSuffix(section, "s"))
+	}
+	if f.TemplateDriver != "" {
+		t.warn("", section+"."+name+".template_driver", "templates are not rendered: the file is used as it is")
+	}
+}
+
+// service translates one service; nil when it is not to be started.
+func (t *translator) service(sc types.ServiceConfig) *Service {
+	name := sc.Name
+	s := &Service{Name: name, ReadOnly: sc.ReadOnly}
+
+	replicas, ok := t.replicas(sc)
+	if !ok {
+		return nil
+	}
+	if replicas == 0 {
+		t.scaledDown[name] = true
+		t.warn(name, "scale", "0 replicas: the service is not started")
+		return nil
+	}
+	s.Replicas = replicas
+	t.checkInstanceName(name, replicas)
+
+	s.ImageRef, s.Image = t.image(sc)
+	t.command(sc, s)
+
+	for _, k := range sortedKeys(sc.Environment) {
+		if v := sc.Environment[k]; v != nil {
+			s.Environment = append(s.Environment, k+"="+*v)
+		}
+	}
+	s.WorkingDir = sc.WorkingDir
+
+	t.volumes(sc, s)
+	t.tmpfs(sc, s)
+	for _, ref := range sc.Secrets {
+		if m, ok := t.secret(name, ref); ok {
+			s.Mounts = append(s.Mounts, m)
+		}
+	}
+	for _, ref := range sc.Configs {
+		if m, ok := t.config(name, ref); ok {
+			s.Mounts = append(s.Mounts, m)
+		}
+	}
+
+	s.StopSignal = DefaultStopSignal
+	if sc.StopSignal != "" {
+		sig, err := normalizeSignal(sc.StopSignal)
+		if err != nil {
+			t.fail(name, "stop_signal", "%v; use a signal name such as SIGTERM or SIGINT", err)
+		}
+		s.StopSignal = sig
+	}
+	s.StopGracePeriod = DefaultStopGracePeriod
+	if sc.StopGracePeriod != nil {
+		s.StopGracePeriod = time.Duration(*sc.StopGracePeriod)
+	}
+
+	s.Restart = t.restart(sc)
+	s.Healthcheck = t.healthcheck(sc)
+	t.unsupported(sc)
+	return s
+}
+
+func (t *translator) replicas(sc types.ServiceConfig) (int, bool) {
+	n := sc.GetScale()
+	if sc.Scale != nil && sc.Deploy != nil && sc.Deploy.Replicas != nil && *sc.Scale != *sc.Deploy.Replicas {
+		t.fail(sc.Name, "scale", "scale: %d and deploy.replicas: %d differ; keep one of them", *sc.Scale, *sc.Deploy.Replicas)
+		return 0, false
+	}
+	if n < 0 {
+		t.fail(sc.Name, "scale", "%d replicas; give 0 or more", n)
+		return 0, false
+	}
+	if n > 1 && sc.ContainerName != "" {
+		t.fail(sc.Name, "container_name", "%q cannot name %d replicas; remove container_name or run one replica", sc.ContainerName, n)
+	}
+	return n, true
+}
+
+// checkInstanceName checks that Apptainer accepts the instance names of
+// every replica.
+func (t *translator) checkInstanceName(service string, replicas int) {
+	longest := InstanceName(t.p.Name, service, replicas)
+	for _, r := range longest {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			t.fail(service, "name", "instance name %q has %q; Apptainer accepts letters, digits, '.', '-' and '_': rename the service", longest, r)
+			return
+		}
+	}
+	if len(longest) > 250 {
+		t.fail(service, "name", "instance name %q is %d characters long, Apptainer accepts 250; shorten the project or service name", longest, len(longest))
+	}
+}
+
+// image resolves `image:` (or, for a build-only service, the image docker
+// compose would have built) to a SIF; it reports a missing one.
+func (t *translator) image(sc types.ServiceConfig) (ref, path string) {
+	name := sc.Name
+	switch {
+	case sc.Provider != nil:
+		t.fail(name, "provider", "sstack cannot run provider services (type %q); run the provider outside sstack", sc.Provider.Type)
+		return "", ""
+	case sc.Image == "" && sc.Build == nil:
+		t.fail(name, "image", "the service has neither image nor build; set image: to a SIF file or to a registry reference")
+		return "", ""
+	}
+	ref = sc.Image
+	lookup := ref
+	if ref == "" {
+		// docker compose names a built image <project>-<service>: if the
+		// user converted it to a SIF, use that.
+		lookup = t.p.Name + "-" + name
+	}
+	l := lookupImage(lookup, t.p.WorkingDir, t.imageDir)
+	if l.Path != "" {
+		if sc.Build != nil {
+			t.warn(name, "build", "sstack cannot build images: using %s", t.display(l.Path))
+		}
+		return ref, l.Path
+	}
+	tried := make([]string, len(l.Tried))
+	for i, p := range l.Tried {
+		tried[i] = t.display(p)
+	}
+	switch {
+	case sc.Image == "":
+		t.fail(name, "build", "sstack cannot build images, and no SIF of the image docker compose would build was found (looked for %s); build it elsewhere and convert it (apptainer build %s docker-daemon://%s:latest), or set image: to a SIF file",
+			strings.Join(tried, ", "), shellQuote(tried[0]), lookup)
+	case l.Source == "":
+		t.fail(name, "image", "%s does not exist; give the path of a SIF file or sandbox directory (relative paths are relative to the project directory %s)",
+			strings.Join(tried, ", "), t.p.WorkingDir)
+	default:
+		msg := fmt.Sprintf("no SIF for %q (looked for %s); fetch it with: apptainer pull %s %s",
+			ref, strings.Join(tried, ", "), shellQuote(tried[0]), shellQuote(l.Source))
+		if sc.Build != nil {
+			msg += " (sstack cannot build images: build: is ignored)"
+		}
+		t.fail(name, "image", "%s", msg)
+	}
+	return ref, ""
+}
+
+func (t *translator) command(sc types.ServiceConfig, s *Service) {
+	if sc.Entrypoint != nil {
+		s.Entrypoint = append([]string{}, sc.Entrypoint...)
+	}
+	if sc.Command != nil {
+		s.Command = append([]string{}, sc.Command...)
+	}
+	switch {
+	case sc.Entrypoint != nil && len(sc.Entrypoint) == 0 && len(sc.Command) == 0:
+		t.fail(sc.Name, "entrypoint", "an empty entrypoint clears the image's entrypoint and command, and no command: is given; set command:")
+	case sc.Entrypoint == nil && sc.Command != nil && len(sc.Command) == 0:
+		t.warn(sc.Name, "command", "an empty command cannot clear the image's CMD: the runscript falls back to it when given no arguments")
+	}
+}
+
+// normalizeSignal turns "TERM", "sigterm", "SIGTERM" or "15" into
+// "SIGTERM".
+func normalizeSignal(s string) (string, error) {
+	u := strings.ToUpper(strings.TrimSpace(s))
+	if n, err := strconv.Atoi(u); err == nil {
+		for name, num := range signalNumbers {
+			if num == n {
+				return "SIG" + name, nil
+			}
+		}
+		return "", fmt.Errorf("unknown signal number %d", n)
+	}
+	u = strings.TrimPrefix(u, "SIG")
+	if _, ok := signalNumbers[u]; ok {
+		return "SIG" + u, nil
+	}
+	if rest, ok := strings.CutPrefix(u, "RTMIN+"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && n <= 30 {
+			return "SIG" + u, nil
+		}
+	}
+	return "", fmt.Errorf("unknown signal %q", s)
+}
+
+// signalNumbers are the Linux signal names (x86-64 and arm64 numbering).
+var signalNumbers = map[string]int{
+	"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7,
+	"FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13,
+	"ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19,
+	"TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+	"VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "PWR": 30, "SYS": 31,
+}
+
+func (t *translator) restart(sc types.ServiceConfig) RestartPolicy {
+	if sc.Deploy != nil && sc.Deploy.RestartPolicy != nil {
+		rp := sc.Deploy.RestartPolicy
+		if sc.Restart != "" {
+			t.warn(sc.Name, "restart", "ignored: deploy.restart_policy takes precedence")
+		}
+		r := RestartPolicy{Source: "deploy", Condition: rp.Condition}
+		switch r.Condition {
+		case "":
+			r.Condition = "any"
+		case "none", "on-failure", "any":
+		default:
+			t.fail(sc.Name, "deploy.restart_policy.condition", "unknown condition %q; use none, on-failure or any", rp.Condition)
+		}
+		if rp.Delay != nil {
+			r.Delay = time.Duration(*rp.Delay)
+		}
+		if rp.Window != nil {
+			r.Window = time.Duration(*rp.Window)
+		}
+		if rp.MaxAttempts != nil {
+			r.MaxAttempts = int(min(*rp.MaxAttempts, 1<<31-1))
+		}
+		return r
+	}
+	r := RestartPolicy{Condition: "no"}
+	if sc.Restart == "" {
+		return r
+	}
+	cond, count, hasCount := strings.Cut(sc.Restart, ":")
+	switch {
+	case cond == "on-failure" && hasCount:
+		n, err := strconv.Atoi(count)
+		if err != nil || n < 0 {
+			t.fail(sc.Name, "restart", "%q: the retry count must be a number of 0 or more (on-failure:3)", sc.Restart)
+			return r
+		}
+		r.MaxAttempts = n
+	case hasCount:
+		t.fail(sc.Name, "restart", "%q: only on-failure takes a retry count", sc.Restart)
+		return r
+	case cond == "no", cond == "always", cond == "on-failure", cond == "unless-stopped":
+	default:
+		t.fail(sc.Name, "restart", "unknown policy %q; use no, always, on-failure[:N] or unless-stopped", sc.Restart)
+		return r
+	}
+	r.Source, r.Condition = "restart", cond
+	return r
+}
+
+func (t *translator) healthcheck(sc types.ServiceConfig) *Healthcheck {
+	hc := sc.HealthCheck
+	if hc == nil || hc.Disable {
+		return nil
+	}
+	h := &Healthcheck{
+		Interval:      durationOr(hc.Interval, DefaultHealthInterval),
+		Timeout:       durationOr(hc.Timeout, DefaultHealthTimeout),
+		Retries:       DefaultHealthRetries,
+		StartPeriod:   durationOr(hc.StartPeriod, 0),
+		StartInterval: durationOr(hc.StartInterval, DefaultHealthStartInterval),
+	}
+	if hc.Retries != nil && *hc.Retries > 0 {
+		h.Retries = int(min(*hc.Retries, 1<<31-1))
+	}
+	test := hc.Test
+	if len(test) == 0 {
+		t.warn(sc.Name, "healthcheck", "no test: given, and the image's own HEALTHCHECK cannot be read from a SIF: the service has no healthcheck")
+		return nil
+	}
+	switch test[0] {
+	case "NONE":
+		return nil
+	case "CMD":
+		h.Test = append([]string{}, test[1:]...)
+	case "CMD-SHELL":
+		h.Test = []string{"/bin/sh", "-c", strings.Join(test[1:], " ")}
+	default:
+		t.fail(sc.Name, "healthcheck", "test must start with CMD, CMD-SHELL or NONE, not %q", test[0])
+		return nil
+	}
+	if len(h.Test) == 0 || (test[0] == "CMD-SHELL" && strings.TrimSpace(h.Test[2]) == "") {
+		t.fail(sc.Name, "healthcheck", "test %s has no command; give one, or use test: [\"NONE\"]", test[0])
+		return nil
+	}
+	return h
+}
+
+// durationOr is *d, or def when d is unset or zero (Docker treats 0 as
+// "use the default").
+func durationOr(d *types.Duration, def time.Duration) time.Duration {
+	if d == nil || *d == 0 {
+		return def
+	}
+	return time.Duration(*d)
+}
+
+// unsupported warns about every key of sc that sstack cannot honour and
+// that the translation above does not already report.
+func (t *translator) unsupported(sc types.ServiceConfig) {
+	name := sc.Name
+	for _, k := range setKeys(sc, unsupportedServiceKeys) {
+		t.warn(name, k, "%s", unsupportedServiceKeys[k])
+	}
+	if d := sc.Deploy; d != nil {
+		for _, k := range setKeys(*d, unsupportedDeployKeys) {
+			t.warn(name, "deploy."+k, "%s", unsupportedDeployKeys[k])
+		}
+		if d.Mode != "" && d.Mode != "replicated" {
+			t.warn(name, "deploy.mode", "%q is not honoured: replicas run on this machine as for replicated", d.Mode)
+		}
+	}
+	if len(sc.Ports) > 0 {
+		var remapped []string
+		for _, p := range sc.Ports {
+			if p.Published != "" && p.Published != strconv.Itoa(int(p.Target)) {
+				remapped = append(remapped, fmt.Sprintf("%s->%d", p.Published, p.Target))
+			}
+		}
+		if len(remapped) > 0 {
+			t.warn(name, "ports", "%s not remapped: instances share the host network, so the service listens on its own ports of the host", strings.Join(remapped, ", "))
+		} else {
+			t.warn(name, "ports", "instances share the host network: the service listens on the host's ports directly")
+		}
+	}
+	switch nm := sc.NetworkMode; {
+	case nm == "" || nm == "host":
+	default:
+		t.warn(name, "network_mode", "%q is not honoured: %s", nm, reasonHostNetwork)
+	}
+	var networks []string
+	for _, n := range sortedKeys(sc.Networks) {
+		if n != "default" || sc.Networks[n] != nil {
+			networks = append(networks, n)
+		}
+	}
+	if len(networks) > 0 {
+		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonHostNetwork)
+	}
+	if sc.Hostname != "" {
+		t.warn(name, "hostname", "the instance keeps the host's hostname; %s is only added to /etc/hosts", sc.Hostname)
+	}
+	if sc.Init != nil && !*sc.Init {
+		t.warn(name, "init", "false is not honoured: Apptainer always runs its own init as PID 1 of the instance")
+	}
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

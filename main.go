@@ -1,0 +1,404 @@
+// Command sstack runs a docker-compose.yml stack on Apptainer in the
+// foreground, the way `docker compose up` does on Docker.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"sstack/actors"
+	"sstack/compose"
+	"sstack/metrics"
+	"sstack/singularity"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usage = `Usage:  sstack [OPTIONS] [COMMAND] [ARGS...]
+
+Run a docker-compose.yml stack on Apptainer/Singularity in the foreground.
+
+Commands:
+  up        Start every service and stream their logs (the default); Ctrl-C stops the stack
+  config    Print the resolved plan (needs no runtime)
+  down      Stop and remove every instance and the state of a project
+
+Options:
+`
+
+type options struct {
+	files        []string
+	project      string
+	envFiles     []string
+	profiles     []string
+	runtime      string
+	imageDir     string
+	metricsAddr  string
+	noColor      bool
+	noLogPrefix  bool
+	timestamps   bool
+	logFormat    string
+	abortOnExit  bool
+	abortOnFail  bool
+	exitCodeFrom string
+	volumes      bool
+	format       string
+	showVersion  bool
+	showHelp     bool
+	stdout       io.Writer
+	stderr       io.Writer
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o := options{stdout: stdout, stderr: stderr}
+	fs := pflag.NewFlagSet("sstack", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringArrayVarP(&o.files, "file", "f", nil, "Compose configuration files (repeatable; default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml in the current directory)")
+	fs.StringVarP(&o.project, "project-name", "n", "", "Project name (default: COMPOSE_PROJECT_NAME, then the top-level name:, then the directory name)")
+	fs.StringVarP(&o.project, "project", "p", "", "Same as --project-name")
+	_ = fs.MarkHidden("project")
+	fs.StringArrayVar(&o.envFiles, "env-file", nil, "Environment files for interpolation (default: .env in the project directory)")
+	fs.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
+	fs.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
+	fs.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "Serve Prometheus /metrics on HOST:PORT during up; empty turns it off")
+	fs.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
+	fs.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
+	fs.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
+	fs.StringVar(&o.logFormat, "log-format", "text", "Log format: text or json")
+	fs.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
+	fs.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
+	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	fs.BoolVarP(&o.volumes, "volumes", "v", false, "down: also remove named volumes")
+	fs.StringVar(&o.format, "format", "json", "config: output format (json)")
+	fs.BoolVar(&o.showVersion, "version", false, "Show the sstack version and quit")
+	fs.BoolVarP(&o.showHelp, "help", "h", false, "Show this help")
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "sstack: %v\nRun 'sstack --help' for usage.\n", err)
+		return 2
+	}
+	if o.showHelp {
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if o.showVersion {
+		fmt.Fprintf(stdout, "sstack version %s\n", version)
+		return 0
+	}
+	cmd, rest := "up", fs.Args()
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	var err error
+	switch cmd {
+	case "up":
+		if len(rest) > 0 {
+			err = fmt.Errorf("up: starting only some services (%s) is not supported yet; run the whole stack", strings.Join(rest, " "))
+			break
+		}
+		return up(o)
+	case "config":
+		err = config(o)
+	case "down":
+		err = down(o)
+	case "version":
+		fmt.Fprintf(stdout, "sstack version %s\n", version)
+	default:
+		err = fmt.Errorf("unknown command %q; run 'sstack --help'", cmd)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sstack: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (o *options) loadOptions() compose.Options {
+	return compose.Options{
+		Files:       o.files,
+		ProjectName: o.project,
+		EnvFiles:    o.envFiles,
+		Profiles:    o.profiles,
+		ImageDir:    o.imageDir,
+	}
+}
+
+func (o *options) load() (*compose.Plan, error) {
+	plan, err := compose.Load(context.Background(), o.loadOptions())
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(o.stderr, "WARN %s\n", w)
+	}
+	return plan, nil
+}
+
+func config(o options) error {
+	plan, err := o.load()
+	if err != nil {
+		return err
+	}
+	return plan.Print(o.stdout)
+}
+
+// up runs the stack in the foreground until it ends or Ctrl-C.
+func up(o options) int {
+	fail := func(err error) int {
+		fmt.Fprintf(o.stderr, "sstack: %v\n", err)
+		return 1
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fail(fmt.Errorf("--log-format %q: use text or json", o.logFormat))
+	}
+	plan, err := o.load()
+	if err != nil {
+		return fail(err)
+	}
+	if o.exitCodeFrom != "" && plan.Service(o.exitCodeFrom) == nil {
+		return fail(fmt.Errorf("--exit-code-from: no service %q in project %q", o.exitCodeFrom, plan.Project))
+	}
+	rt, err := singularity.Detect(o.runtime)
+	if err != nil {
+		return fail(err)
+	}
+	ctx := context.Background()
+	unlock, err := lockProject(plan.StateDir)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	if err := checkClash(ctx, rt, plan.Project); err != nil {
+		return fail(err)
+	}
+	listener, err := metrics.Listen(o.metricsAddr)
+	if err != nil {
+		return fail(err)
+	}
+	runscripts, err := inspectImages(ctx, rt, plan)
+	if err != nil {
+		return fail(err)
+	}
+	hosts, err := actors.Prepare(ctx, plan, rt)
+	if err != nil {
+		return fail(err)
+	}
+
+	m := metrics.New(plan.Project)
+	if listener != nil {
+		defer listener.Close()
+		go func() { _ = m.Serve(listener) }()
+	}
+	color := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout)
+	stack := actors.Start(actors.StackConfig{
+		Plan:         plan,
+		Runtime:      rt,
+		Metrics:      m,
+		HasRunscript: runscripts,
+		HostsFiles:   hosts,
+		Format: actors.LogFormat{
+			Prefix:     !o.noLogPrefix,
+			Color:      color,
+			Timestamps: o.timestamps,
+			JSON:       o.logFormat == "json",
+		},
+		Stdout:         o.stdout,
+		Stderr:         o.stderr,
+		AbortOnExit:    o.abortOnExit || o.exitCodeFrom != "",
+		AbortOnFailure: o.abortOnFail,
+		ExitCodeFrom:   o.exitCodeFrom,
+	})
+
+	// Capacity 2: the first signal stops gracefully, the second kills.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stops := 0
+	for {
+		select {
+		case done := <-stack.Done():
+			stack.Close()
+			return done.ExitCode
+		case <-sigs:
+			stops++
+			if stops == 1 {
+				stack.Stop("Gracefully stopping... (press Ctrl+C again to force)")
+			} else {
+				stack.Status("Killing...")
+				stack.Kill()
+			}
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkClash refuses to start a project whose instances already run: a
+// second sstack, or leftovers of one that was killed.
+func checkClash(ctx context.Context, rt *singularity.Apptainer, project string) error {
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, i := range infos {
+		if strings.HasPrefix(i.Name, project+".") {
+			names = append(names, i.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	return fmt.Errorf("project %q is already running: instances %s exist (another sstack, or left over from one that was killed); run 'sstack down -n %s' to remove them, or choose another name with -n",
+		project, strings.Join(names, ", "), project)
+}
+
+// inspectImages reads, in parallel, which images have a runscript, and
+// refuses services that then have nothing to run.
+func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan) (map[string]bool, error) {
+	type result struct {
+		has bool
+		err error
+	}
+	images := map[string]*result{}
+	for _, s := range plan.Services {
+		images[s.Image] = nil
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for img := range images {
+		wg.Add(1)
+		go func(img string) {
+			defer wg.Done()
+			has, err := rt.HasRunscript(ctx, img)
+			mu.Lock()
+			images[img] = &result{has, err}
+			mu.Unlock()
+		}(img)
+	}
+	wg.Wait()
+	out := map[string]bool{}
+	var errs []error
+	for _, s := range plan.Services {
+		r := images[s.Image]
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("service %q: image %s: %w", s.Name, s.Image, r.err))
+			continue
+		}
+		out[s.Name] = r.has
+		if !r.has && s.Entrypoint == nil && len(s.Command) == 0 {
+			errs = append(errs, fmt.Errorf("service %q: image %s has no runscript and the service sets no command or entrypoint: nothing to run; set command:", s.Name, s.Image))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// lockProject takes an exclusive lock in the project's state directory so
+// two sstacks cannot start the same project at once.
+func lockProject(stateDir string) (func(), error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
+	}
+	path := filepath.Join(stateDir, "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first, or choose another name with -n", stateDir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// down stops every instance of the project and removes its state. Named
+// volumes stay unless -v, as with docker compose.
+func down(o options) error {
+	project := o.project
+	copts := o.loadOptions()
+	if project == "" {
+		plan, err := compose.Load(context.Background(), copts)
+		if err != nil {
+			return fmt.Errorf("down: give the project with -n NAME, or run it where its compose file is: %w", err)
+		}
+		project = plan.Project
+	}
+	rt, err := singularity.Detect(o.runtime)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(infos))
+	for i, info := range infos {
+		if !strings.HasPrefix(info.Name, project+".") {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, name string) {
+			defer wg.Done()
+			fmt.Fprintf(o.stderr, "Instance %s  Stopping\n", name)
+			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
+			if errs[i] == nil {
+				fmt.Fprintf(o.stderr, "Instance %s  Stopped\n", name)
+			}
+		}(i, info.Name)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	stateDir := compose.StateDirFor(project, copts)
+	entries, err := os.ReadDir(stateDir)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "volumes" && !o.volumes {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	if o.volumes || len(entries) == 0 {
+		_ = os.Remove(stateDir)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+// Package metrics declares every Prometheus metric sstack exports. The names
+// and labels are a contract users build dashboards and alerts on: do not
+// rename them. No label or value ever carries an environment or secret value.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// DefaultAddr is where `up` serves /metrics unless --metrics-addr says
+// otherwise: loopback only, so a shared cluster node does not expose it.
+const DefaultAddr = "127.0.0.1:9464"
+
+var labels = []string{"project", "service", "replica"}
+
+// Metrics holds the collectors of one project. A nil *Metrics is valid and
+// records nothing, so tests and `sstack config` need no registry.
+type Metrics struct {
+	project  string
+	registry *prometheus.Registry
+
+	restarts     *prometheus.CounterVec
+	up           *prometheus.GaugeVec
+	healthy      *prometheus.GaugeVec
+	lastExit     *prometheus.GaugeVec
+	startSeconds *prometheus.HistogramVec
+	logLines     *prometheus.CounterVec
+}
+
+// New registers the sstack metrics plus the Go and process collectors in a
+// registry of their own.
+func New(project string) *Metrics {
+	m := &Metrics{
+		project:  project,
+		registry: prometheus.NewRegistry(),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sstack_service_restarts_total",
+			Help: "Restarts of the service process done by the restart policy.",
+		}, labels),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sstack_service_up",
+			Help: "1 while the service process runs, else 0.",
+		}, labels),
+		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sstack_service_healthy",
+			Help: "1 when the service's healthcheck passes, 0 when unhealthy or starting; absent without a healthcheck.",
+		}, labels),
+		lastExit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sstack_service_last_exit_code",
+			Help: "Exit code of the last run of the service process.",
+		}, labels),
+		startSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sstack_service_start_seconds",
+			Help:    "Time from the decision to start the service to its process running.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, labels),
+		logLines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sstack_log_lines_total",
+			Help: "Log lines received from the service, by stream.",
+		}, append(append([]string{}, labels...), "stream")),
+	}
+	m.registry.MustRegister(m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the registry the metrics live in (for tests).
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+func (m *Metrics) lv(service string, replica int) []string {
+	return []string{m.project, service, strconv.Itoa(replica)}
+}
+
+// Register makes a replica's series visible at their initial values before
+// it starts, so dashboards see 0 rather than nothing.
+func (m *Metrics) Register(service string, replica int, hasHealthcheck bool) {
+	if m == nil {
+		return
+	}
+	l := m.lv(service, replica)
+	m.restarts.WithLabelValues(l...)
+	m.up.WithLabelValues(l...).Set(0)
+	m.lastExit.WithLabelValues(l...)
+	if hasHealthcheck {
+		m.healthy.WithLabelValues(l...).Set(0)
+	}
+	for _, s := range []string{"stdout", "stderr"} {
+		m.logLines.WithLabelValues(append(l, s)...)
+	}
+}
+
+// Restarted counts one restart done by the restart policy.
+func (m *Metrics) Restarted(service string, replica int) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(m.lv(service, replica)...).Inc()
+}
+
+// Up records whether the service process runs.
+func (m *Metrics) Up(service string, replica int, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.up.WithLabelValues(m.lv(service, replica)...).Set(v)
+}
+
+// Healthy records the healthcheck state.
+func (m *Metrics) Healthy(service string, replica int, healthy bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.healthy.WithLabelValues(m.lv(service, replica)...).Set(v)
+}
+
+// Exited records the exit code of a run.
+func (m *Metrics) Exited(service string, replica int, code int) {
+	if m == nil {
+		return
+	}
+	l := m.lv(service, replica)
+	m.up.WithLabelValues(l...).Set(0)
+	m.lastExit.WithLabelValues(l...).Set(float64(code))
+}
+
+// Started observes the time a start took.
+func (m *Metrics) Started(service string, replica int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	l := m.lv(service, replica)
+	m.startSeconds.WithLabelValues(l...).Observe(took.Seconds())
+	m.up.WithLabelValues(l...).Set(1)
+}
+
+// LogLines counts n lines of a stream ("stdout" or "stderr").
+func (m *Metrics) LogLines(service string, replica int, stream string, n int) {
+	if m == nil {
+		return
+	}
+	m.logLines.WithLabelValues(m.project, service, strconv.Itoa(replica), stream).Add(float64(n))
+}
+
+// Listen binds addr before anything starts, so that a taken port is an
+// error up front. An empty addr means no metrics endpoint (nil listener).
+func Listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w; choose another address with --metrics-addr HOST:PORT, or turn metrics off with --metrics-addr ''", addr, err)
+	}
+	return l, nil
+}
+
+// Serve serves /metrics on l until l is closed.
+func (m *Metrics) Serve(l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	err := srv.Serve(l)
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,563 @@
+package singularity
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Apptainer runs the apptainer (or singularity) command line. Both names
+// take the same flags, so there is one code path. The zero value is not
+// usable: get one from Detect.
+type Apptainer struct {
+	Binary  string // absolute path of the apptainer or singularity binary
+	Version string // its `--version` output, e.g. "apptainer version 1.4.5"
+	// Env is the client's base environment; nil means os.Environ(). It is
+	// filtered by clientEnv before every command.
+	Env []string
+}
+
+var _ Runtime = (*Apptainer)(nil)
+
+// ErrNoInstance is wrapped by StopInstance when the instance does not exist.
+var ErrNoInstance = errors.New("no such instance")
+
+// isolationFlags give an instance Docker-like isolation. They are what
+// `--compat` means in Apptainer 1.4 (see `apptainer help instance start`),
+// spelled out so the meaning does not change with the Apptainer version:
+//   - --containall: own /tmp, /var/tmp and $HOME (tmpfs), PID and IPC
+//     namespaces, clean environment for the startscript;
+//   - --no-init, --no-umask: no shim process, umask 0022 as in Docker;
+//   - --no-eval: environment values are taken literally, not shell-evaluated;
+//   - --writable-tmpfs: the root filesystem is writable, changes live in a
+//     tmpfs (RAM) and are gone when the instance stops.
+var isolationFlags = []string{"--containall", "--no-init", "--no-umask", "--no-eval", "--writable-tmpfs"}
+
+// Detect finds a working runtime: preferred if given (a name on PATH or a
+// path), else the first of apptainer and singularity that answers
+// `--version`.
+func Detect(preferred string) (*Apptainer, error) {
+	candidates := []string{"apptainer", "singularity"}
+	if preferred != "" {
+		candidates = []string{preferred}
+	}
+	var problems []string
+	for _, name := range candidates {
+		a, err := probe(name)
+		if err == nil {
+			return a, nil
+		}
+		problems = append(problems, err.Error())
+	}
+	if preferred != "" {
+		return nil, fmt.Errorf("runtime %s does not work: %s", preferred, strings.Join(problems, "; "))
+	}
+	return nil, fmt.Errorf("no container runtime found (%s); install Apptainer with scripts/install-apptainer.sh (as root), or name the binary with --runtime", strings.Join(problems, "; "))
+}
+
+func probe(name string) (*Apptainer, error) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not found", name)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	a := &Apptainer{Binary: path}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := a.command(ctx, nil, "--version").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s --version: %v: %s", path, err, summarize(out))
+	}
+	a.Version = strings.TrimSpace(string(out))
+	return a, nil
+}
+
+// clientEnvKeep are Apptainer variables that configure the tool itself
+// (where it caches and builds) rather than the containers; the client keeps
+// them. Every other APPTAINER_*/SINGULARITY_* variable (APPTAINER_BIND,
+// APPTAINER_CONTAIN, ...) and every APPTAINERENV_*/SINGULARITYENV_* one is
+// dropped so that the host's settings cannot change what a service sees.
+var clientEnvKeep = map[string]bool{
+	"CACHEDIR": true, "TMPDIR": true, "CONFIGDIR": true, "LOCALCACHEDIR": true, "DISABLE_CACHE": true,
+}
+
+// clientEnv filters base for the apptainer client. TERM is dropped too:
+// with --cleanenv Apptainer still passes it in, and Docker gives services
+// no TERM without a tty.
+func clientEnv(base []string) []string {
+	out := make([]string, 0, len(base))
+	for _, kv := range base {
+		key, _, _ := strings.Cut(kv, "=")
+		drop := key == "TERM"
+		for _, prefix := range []string{"APPTAINER_", "SINGULARITY_"} {
+			if rest, ok := strings.CutPrefix(key, prefix); ok && !clientEnvKeep[rest] {
+				drop = true
+			}
+		}
+		if strings.HasPrefix(key, "APPTAINERENV_") || strings.HasPrefix(key, "SINGULARITYENV_") {
+			drop = true
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// serviceEnv adds the process environment as APPTAINERENV_KEY=VALUE. That
+// is the one channel that passes any value unchanged (with --no-eval):
+// measured, `--env` splits values at commas and drops quotes, and
+// `--env-file` turns ' into \'. It needs no temporary file that could leak
+// secrets, and the client's environment is readable only by its owner.
+func serviceEnv(base, env []string) ([]string, error) {
+	out := clientEnv(base)
+	for _, kv := range env {
+		key, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("environment entry %q: want KEY=VALUE", kv)
+		}
+		if !validEnvKey(key) {
+			// Apptainer writes the variables into a shell script; a key
+			// that is no shell name makes every exec fail.
+			return nil, fmt.Errorf("environment variable %q: Apptainer only accepts names of letters, digits and '_' not starting with a digit; rename it", key)
+		}
+		if strings.IndexByte(value, 0) >= 0 {
+			return nil, fmt.Errorf("environment variable %q: value contains a NUL byte", key)
+		}
+		out = append(out, "APPTAINERENV_"+kv)
+	}
+	return out, nil
+}
+
+func validEnvKey(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Apptainer) baseEnv() []string {
+	if a.Env != nil {
+		return a.Env
+	}
+	return os.Environ()
+}
+
+// command prepares an apptainer invocation. env nil means the filtered base
+// environment. The client runs in its own process group so that a Ctrl-C
+// at the terminal reaches only sstack, which decides how services stop, and
+// in "/" so that no host working directory leaks into containers.
+func (a *Apptainer) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, a.Binary, args...)
+	if env == nil {
+		env = clientEnv(a.baseEnv())
+	}
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Orphans inside an instance may inherit our pipes: do not wait for
+	// them after the client has exited.
+	cmd.WaitDelay = time.Second
+	return cmd
+}
+
+// output runs a command and returns stdout and stderr separately.
+func (a *Apptainer) output(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
+	var o, e bytes.Buffer
+	cmd := a.command(ctx, nil, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return o.Bytes(), e.Bytes(), err
+}
+
+// summarize picks the lines of Apptainer output that say what went wrong:
+// FATAL and ERROR lines, else the last few lines.
+func summarize(out []byte) string {
+	var important, all []string
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.Join(strings.Fields(line), " ")
+		if line == "" {
+			continue
+		}
+		all = append(all, line)
+		if strings.HasPrefix(line, "FATAL:") || strings.HasPrefix(line, "ERROR:") || strings.HasPrefix(line, "Error for command") {
+			important = append(important, line)
+		}
+	}
+	if len(important) > 0 {
+		return strings.Join(important, "; ")
+	}
+	if len(all) > 3 {
+		all = all[len(all)-3:]
+	}
+	if len(all) == 0 {
+		return "no output"
+	}
+	return strings.Join(all, "; ")
+}
+
+// StartInstance starts an isolated instance (see isolationFlags) and checks
+// that it runs: `instance start` exits 0 even when the startscript fails.
+func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error {
+	args, err := startArgs(spec)
+	if err != nil {
+		return err
+	}
+	stdout, stderr, err := a.output(ctx, args...)
+	if err != nil {
+		return fmt.Errorf("starting instance %q from %s: %s (%v)", spec.Name, spec.Image, summarize(append(stderr, stdout...)), err)
+	}
+	infos, err := a.ListInstances(ctx, spec.Name)
+	if err != nil {
+		return fmt.Errorf("starting instance %q: checking that it runs: %w", spec.Name, err)
+	}
+	for _, i := range infos {
+		if i.Name == spec.Name {
+			return nil
+		}
+	}
+	return fmt.Errorf("starting instance %q from %s: apptainer reported success but the instance is not running: %s", spec.Name, spec.Image, summarize(append(stderr, stdout...)))
+}
+
+// startArgs builds `instance start`. Binds use --mount, whose CSV syntax
+// can quote any path; --bind cannot carry ',' or ':' in a path.
+//
+// Tmpfs paths use --scratch: Apptainer mounts a fresh tmpfs there, creating
+// the directory if the image lacks it (measured). `--mount type=tmpfs` is
+// refused ("only 'bind' is supported"). The tmpfs is mode 0755 and owned by
+// the instance's user (Docker's is 1777).
+//
+// The hosts file is bound first so that a user bind onto /etc/hosts wins,
+// as in Docker.
+func startArgs(spec InstanceSpec) ([]string, error) {
+	if err := ValidateName(spec.Name); err != nil {
+		return nil, err
+	}
+	if spec.Image == "" {
+		return nil, fmt.Errorf("instance %q: no image given", spec.Name)
+	}
+	image, err := filepath.Abs(spec.Image)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: image %s: %w", spec.Name, spec.Image, err)
+	}
+	args := append([]string{"-s", "instance", "start"}, isolationFlags...)
+	if spec.HostsFile != "" {
+		m, err := mountSpec(Bind{Source: spec.HostsFile, Target: "/etc/hosts", ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: hosts file: %w", spec.Name, err)
+		}
+		args = append(args, "--mount", m)
+	}
+	for _, b := range spec.Binds {
+		m, err := mountSpec(b)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+		}
+		args = append(args, "--mount", m)
+	}
+	for _, t := range spec.Tmpfs {
+		if !filepath.IsAbs(t) {
+			return nil, fmt.Errorf("instance %q: tmpfs %q: want an absolute container path", spec.Name, t)
+		}
+		if strings.ContainsAny(t, ",\n") {
+			// --scratch splits at commas and ignores quotes (measured).
+			return nil, fmt.Errorf("instance %q: tmpfs %q: Apptainer cannot mount a tmpfs on a path with a comma or newline; rename the path", spec.Name, t)
+		}
+		args = append(args, "--scratch", filepath.Clean(t))
+	}
+	return append(args, image, spec.Name), nil
+}
+
+// mountSpec renders a bind for --mount, CSV-quoting fields that need it.
+func mountSpec(b Bind) (string, error) {
+	if !filepath.IsAbs(b.Source) {
+		return "", fmt.Errorf("bind source %q: want an absolute host path", b.Source)
+	}
+	if !filepath.IsAbs(b.Target) {
+		return "", fmt.Errorf("bind target %q: want an absolute container path", b.Target)
+	}
+	if strings.ContainsAny(b.Source+b.Target, "\n\r") {
+		return "", fmt.Errorf("bind %q:%q: paths with newlines cannot be mounted", b.Source, b.Target)
+	}
+	fields := []string{"type=bind", "source=" + filepath.Clean(b.Source), "destination=" + filepath.Clean(b.Target)}
+	if b.ReadOnly {
+		fields = append(fields, "readonly")
+	}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	if err := w.Write(fields); err != nil {
+		return "", err
+	}
+	w.Flush()
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+// StopInstance runs `instance stop -s SIG -t SECONDS NAME`: Apptainer sends
+// sig to the instance and SIGKILLs what is left after timeout, rounded up
+// to whole seconds; a timeout <= 0 kills at once. sig "" means SIGTERM
+// (Docker's default; Apptainer's own would be SIGINT). It returns once the
+// instance is no longer listed, so its name can be reused at once. A
+// missing instance gives an error wrapping ErrNoInstance.
+func (a *Apptainer) StopInstance(ctx context.Context, name string, sig string, timeout time.Duration) error {
+	args, err := stopArgs(name, sig, timeout)
+	if err != nil {
+		return err
+	}
+	stdout, stderr, err := a.output(ctx, args...)
+	if err != nil {
+		out := append(stderr, stdout...)
+		if bytes.Contains(out, []byte("no instance found")) {
+			return fmt.Errorf("stopping instance %q: %w", name, ErrNoInstance)
+		}
+		return fmt.Errorf("stopping instance %q: %s (%v)", name, summarize(out), err)
+	}
+	return a.waitGone(ctx, name)
+}
+
+// waitGone waits until name has left `instance list`: `instance stop`
+// returns before that (measured: 25 ms later with -t 0), and starting the
+// same name meanwhile fails with "already exists".
+func (a *Apptainer) waitGone(ctx context.Context, name string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		infos, err := a.ListInstances(ctx, name)
+		if err != nil {
+			return fmt.Errorf("stopping instance %q: %w", name, err)
+		}
+		if len(infos) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stopping instance %q: still listed 10s after `instance stop` returned", name)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopping instance %q: %w", name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func stopArgs(name, sig string, timeout time.Duration) ([]string, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if sig == "" {
+		sig = "SIGTERM"
+	}
+	s, err := ParseSignal(sig)
+	if err != nil {
+		return nil, fmt.Errorf("stopping instance %q: %w", name, err)
+	}
+	secs := 0
+	if timeout > 0 {
+		secs = int(math.Ceil(timeout.Seconds()))
+	}
+	// Never --all: it stops every instance of the user, other programs' too.
+	return []string{"-s", "instance", "stop", "-s", strconv.Itoa(int(s)), "-t", strconv.Itoa(secs), name}, nil
+}
+
+// ListInstances runs `instance list --json GLOB` (every instance of the user
+// when glob is ""). Match on Name, never on Img.
+func (a *Apptainer) ListInstances(ctx context.Context, glob string) ([]InstanceInfo, error) {
+	if strings.HasPrefix(glob, "-") {
+		return nil, fmt.Errorf("listing instances: pattern %q starts with '-'", glob)
+	}
+	args := []string{"-s", "instance", "list", "--json"}
+	if glob != "" {
+		args = append(args, glob)
+	}
+	stdout, stderr, err := a.output(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing instances %q: %s (%v)", glob, summarize(append(stderr, stdout...)), err)
+	}
+	return parseInstanceList(stdout)
+}
+
+func parseInstanceList(data []byte) ([]InstanceInfo, error) {
+	var list struct {
+		Instances []InstanceInfo `json:"instances"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("listing instances: unexpected output %q: %w", summarize(data), err)
+	}
+	return list.Instances, nil
+}
+
+// processArgs builds `exec|run instance://NAME`. --cleanenv keeps the host
+// environment out (the env given at instance start does not reach exec'd
+// processes); --no-eval makes Apptainer take env values literally. --pwd
+// defaults to "/", Docker's default working directory: without it
+// Apptainer tries the host's current directory, which a contained instance
+// lacks, and falls back to $HOME with a warning.
+func processArgs(spec ProcessSpec) ([]string, error) {
+	if err := ValidateName(spec.Instance); err != nil {
+		return nil, err
+	}
+	verb := "exec"
+	if spec.Run {
+		verb = "run"
+	} else if len(spec.Args) == 0 {
+		return nil, fmt.Errorf("instance %q: nothing to exec: no command given", spec.Instance)
+	}
+	pwd := spec.Pwd
+	if pwd == "" {
+		pwd = "/"
+	}
+	if !filepath.IsAbs(pwd) {
+		return nil, fmt.Errorf("instance %q: working directory %q: want an absolute path", spec.Instance, pwd)
+	}
+	args := []string{"-s", verb, "--cleanenv", "--no-eval", "--pwd", pwd, "instance://" + spec.Instance}
+	return append(args, spec.Args...), nil
+}
+
+// Exec runs a short command (a healthcheck) in the instance with only env
+// (plus the image's own environment) and returns its exit code and the
+// first 4 KiB of its combined output, as Docker keeps for healthchecks.
+// When ctx ends first the client is killed (the kernel then kills the
+// command) and the code is -1 with ctx's error.
+func (a *Apptainer) Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error) {
+	cargs, err := processArgs(ProcessSpec{Instance: instance, Args: args})
+	if err != nil {
+		return -1, nil, err
+	}
+	cenv, err := serviceEnv(a.baseEnv(), env)
+	if err != nil {
+		return -1, nil, fmt.Errorf("instance %q: %w", instance, err)
+	}
+	out := &capWriter{max: 4096}
+	cmd := a.command(ctx, cenv, cargs...)
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return -1, out.buf, fmt.Errorf("exec in instance %q: %w", instance, ctx.Err())
+	}
+	if cmd.ProcessState == nil {
+		return -1, out.buf, fmt.Errorf("exec in instance %q: %w", instance, err)
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) && !errors.Is(err, exec.ErrWaitDelay) {
+		return exitCode(cmd.ProcessState), out.buf, fmt.Errorf("exec in instance %q: %w", instance, err)
+	}
+	return exitCode(cmd.ProcessState), out.buf, nil
+}
+
+// exitCode is the shell's view of an exit: the code, or 128+N for death by
+// signal N.
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return 255
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// capWriter keeps the first max bytes and discards the rest, never blocking
+// the writer.
+type capWriter struct {
+	max int
+	buf []byte
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.buf); room > 0 {
+		w.buf = append(w.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// ImageInfo is the metadata `apptainer inspect` reports.
+type ImageInfo struct {
+	Runscript   string            `json:"runscript"`
+	Startscript string            `json:"startscript"`
+	Environment map[string]string `json:"environment"` // file in /.singularity.d/env -> content
+	Labels      map[string]string `json:"labels"`
+}
+
+// Inspect runs `inspect --json --all IMAGE`.
+func (a *Apptainer) Inspect(ctx context.Context, image string) (ImageInfo, error) {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	stdout, stderr, err := a.output(ctx, "-s", "inspect", "--json", "--all", abs)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("inspecting image %s: %s (%v)", image, summarize(append(stderr, stdout...)), err)
+	}
+	var doc struct {
+		Data struct {
+			Attributes ImageInfo `json:"attributes"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(stdout, &doc); err != nil {
+		return ImageInfo{}, fmt.Errorf("inspecting image %s: unexpected output: %w", image, err)
+	}
+	return doc.Data.Attributes, nil
+}
+
+// HasRunscript tells whether `apptainer run` would run something: images
+// built without one get a placeholder that only prints "There is no
+// runscript defined for this container".
+func (a *Apptainer) HasRunscript(ctx context.Context, image string) (bool, error) {
+	info, err := a.Inspect(ctx, image)
+	if err != nil {
+		return false, err
+	}
+	return realRunscript(info.Runscript), nil
+}
+
+func realRunscript(script string) bool {
+	if strings.Contains(script, "There is no runscript defined for this container") {
+		return false
+	}
+	for _, line := range strings.Split(script, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return true
+		}
+	}
+	return false
+}
+
+// Build runs `build --force DEST SOURCE`, SOURCE being a root filesystem
+// directory or a definition file. As root on machines without
+// CAP_SYS_RESOURCE, definition files with %post fail; %runscript,
+// %startscript and %environment sections work.
+func (a *Apptainer) Build(ctx context.Context, dest, source string) error {
+	absDest, err := filepath.Abs(dest)
+	if err != nil {
+		return err
+	}
+	absSource, err := filepath.Abs(source)
+	if err != nil {
+		return err
+	}
+	stdout, stderr, err := a.output(ctx, "-s", "build", "--force", absDest, absSource)
+	if err != nil {
+		return fmt.Errorf("building %s from %s: %s (%v)", dest, source, summarize(append(stderr, stdout...)), err)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+// Package singularity owns every Apptainer/Singularity command line sstack
+// runs. It knows nothing about compose: callers hand it plain specs.
+package singularity
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+)
+
+// Bind is one --bind at instance start (exec ignores binds).
+type Bind struct {
+	Source   string // absolute host path (file or directory)
+	Target   string // absolute container path
+	ReadOnly bool
+}
+
+// InstanceSpec describes an instance to start.
+type InstanceSpec struct {
+	Name  string // letters, digits, '.', '-', '_'
+	Image string // .sif/.simg file or sandbox directory
+	Binds []Bind
+	// Tmpfs are container paths that get an empty, private, writable
+	// directory (compose `tmpfs` / tmpfs mounts).
+	Tmpfs []string
+	// HostsFile, when set, is bound read-only onto /etc/hosts.
+	HostsFile string
+}
+
+// ProcessSpec describes the service process run inside an instance.
+type ProcessSpec struct {
+	Instance string
+	// Run selects `apptainer run instance://` (the image's runscript gets
+	// Args as its arguments, like Docker's CMD); otherwise
+	// `apptainer exec instance://` runs Args[0] with Args[1:].
+	Run  bool
+	Args []string
+	Env  []string // KEY=VALUE; the process gets only these (plus the image's own)
+	Pwd  string   // working directory; "" means the runtime's default
+	// Stdout and Stderr receive the process's output; nil discards it.
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Process is a running service process (the apptainer client and the real
+// process it started inside the instance).
+type Process interface {
+	// Signal delivers sig to the real process inside the instance, not to
+	// the apptainer client: a signal to the client kills it and the kernel
+	// then SIGKILLs the inner process without running its handlers.
+	Signal(sig os.Signal) error
+	// Kill SIGKILLs the inner process and the client.
+	Kill() error
+	// Wait blocks until the process has exited and returns its exit code
+	// (128+N when killed by signal N; 255 when the runtime itself failed).
+	Wait() (int, error)
+	// Pid of the apptainer client.
+	Pid() int
+}
+
+// InstanceInfo is one entry of `instance list --json`.
+type InstanceInfo struct {
+	Name string `json:"instance"`
+	Pid  int    `json:"pid"`
+	// Img is not reliable for unprivileged users (a temporary sandbox).
+	Img string `json:"img"`
+}
+
+// Runtime is what the actors need from Apptainer. *Apptainer implements it;
+// unit tests use fakes.
+type Runtime interface {
+	StartInstance(ctx context.Context, spec InstanceSpec) error
+	// StopInstance stops the instance with sig, SIGKILLing after timeout.
+	StopInstance(ctx context.Context, name string, sig string, timeout time.Duration) error
+	ListInstances(ctx context.Context, glob string) ([]InstanceInfo, error)
+	StartProcess(ctx context.Context, spec ProcessSpec) (Process, error)
+	// Exec runs a short command in an instance (healthchecks) and returns
+	// its exit code and combined output.
+	Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error)
+}
