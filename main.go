@@ -293,12 +293,16 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 		err error
 	}
 	images := map[string]*result{}
+	var unique []string
 	for _, s := range plan.Services {
-		images[s.Image] = nil
+		if _, ok := images[s.Image]; !ok {
+			images[s.Image] = nil
+			unique = append(unique, s.Image)
+		}
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for img := range images {
+	for _, img := range unique {
 		wg.Add(1)
 		go func(img string) {
 			defer wg.Done()

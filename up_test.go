@@ -12,7 +12,7 @@ import (
 	"sstack/internal/testimg"
 )
 
-// sandboxImage makes a busybox sandbox directory image with a file at
+// sandboxImage builds a busybox sandbox directory image with a file at
 // /seed/hello.txt, for named volume seeding.
 func sandboxImage(t *testing.T) string {
 	t.Helper()
@@ -43,7 +43,11 @@ func sandboxImage(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(root, "seed", "hello.txt"), []byte("seeded from image\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return root
+	sandbox := filepath.Join(t.TempDir(), "sandbox")
+	if out, err := exec.Command("apptainer", "-s", "build", "--sandbox", sandbox, root).CombinedOutput(); err != nil {
+		t.Fatalf("building a sandbox image: %v: %s", err, out)
+	}
+	return sandbox
 }
 
 // TestUpRunsStackAndTearsDown covers the core of `up` against real
@@ -97,20 +101,20 @@ volumes:
 	}
 	p.env = append(p.env, "HOST_LEAK=leaked")
 	r := p.up()
-	r.waitStdout(t, "web-1  | no newline at the end")
+	r.waitStdout(t, "web-1 | 10.1.2.3 somehost")
 	out := r.stdout.String()
 	for _, want := range []string{
-		"db-1   | db ready\n",
-		"web-1  | greeting=hello world\n",
-		"web-1  | pwd=/seed\n",
-		"web-1  | leak=none\n",
-		"web-1  | bind=from the host\n",
-		"web-1  | secret=s3cret\n",
-		"web-1  | seed=seeded from image\n",
-		"web-1  | ro=readonly\n",
-		"web-1  | 127.0.0.1 db\n",
-		"web-1  | 127.0.0.1 web\n",
-		"web-1  | 10.1.2.3 somehost\n",
+		"db-1  | db ready\n",
+		"web-1 | greeting=hello world\n",
+		"web-1 | pwd=/seed\n",
+		"web-1 | leak=none\n",
+		"web-1 | bind=from the host\n",
+		"web-1 | secret=s3cret\n",
+		"web-1 | seed=seeded from image\n",
+		"web-1 | ro=readonly\n",
+		"web-1 | 127.0.0.1 db\n",
+		"web-1 | 127.0.0.1 web\n",
+		"web-1 | 10.1.2.3 somehost\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q", want)
@@ -124,8 +128,12 @@ volumes:
 		t.Errorf("exit code %d after Ctrl-C, want 0", code)
 	}
 	out = r.stdout.String()
-	if !strings.Contains(out, "db-1   | db got TERM\n") {
+	if !strings.Contains(out, "db-1  | db got TERM\n") {
 		t.Errorf("db's stop_signal handler did not run:\n%s", out)
+	}
+	// A last line without newline is flushed when the process ends.
+	if !strings.Contains(out, "web-1 | no newline at the end\n") {
+		t.Errorf("last line without newline lost:\n%s", out)
 	}
 	errs = r.stderr.String()
 	// Reverse order: web is stopped before db is asked to stop.
@@ -229,7 +237,7 @@ services:
     stop_grace_period: 5m
 `)
 	r := p.up()
-	r.waitStdout(t, "stubborn-1  | up")
+	r.waitStdout(t, "stubborn-1 | up")
 	_ = r.cmd.Process.Signal(os.Interrupt)
 	r.waitStderr(t, "Stopping")
 	start := time.Now()

@@ -248,8 +248,9 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 // refused ("only 'bind' is supported"). The tmpfs is mode 0755 and owned by
 // the instance's user (Docker's is 1777).
 //
-// The hosts file is bound first so that a user bind onto /etc/hosts wins,
-// as in Docker.
+// Of several mounts on one destination Apptainer keeps the first
+// (measured), so the hosts file comes after the user's binds: a user bind
+// onto /etc/hosts wins, as in Docker.
 func startArgs(spec InstanceSpec) ([]string, error) {
 	if err := ValidateName(spec.Name); err != nil {
 		return nil, err
@@ -262,17 +263,17 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		return nil, fmt.Errorf("instance %q: image %s: %w", spec.Name, spec.Image, err)
 	}
 	args := append([]string{"-s", "instance", "start"}, isolationFlags...)
-	if spec.HostsFile != "" {
-		m, err := mountSpec(Bind{Source: spec.HostsFile, Target: "/etc/hosts", ReadOnly: true})
-		if err != nil {
-			return nil, fmt.Errorf("instance %q: hosts file: %w", spec.Name, err)
-		}
-		args = append(args, "--mount", m)
-	}
 	for _, b := range spec.Binds {
 		m, err := mountSpec(b)
 		if err != nil {
 			return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+		}
+		args = append(args, "--mount", m)
+	}
+	if spec.HostsFile != "" {
+		m, err := mountSpec(Bind{Source: spec.HostsFile, Target: "/etc/hosts", ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: hosts file: %w", spec.Name, err)
 		}
 		args = append(args, "--mount", m)
 	}

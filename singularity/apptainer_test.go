@@ -401,6 +401,19 @@ func TestBindsAndHosts(t *testing.T) {
 	if code, _ := exec(t, rt, inst, nil, "sh", "-c", "echo x >> /etc/hosts"); code == 0 {
 		t.Error("/etc/hosts is writable")
 	}
+
+	// A user bind onto /etc/hosts wins over the generated file, as in Docker.
+	own := filepath.Join(dir, "own-hosts")
+	if err := os.WriteFile(own, []byte("10.9.9.9\town\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst = startBusybox(t, rt, singularity.InstanceSpec{
+		Binds:     []singularity.Bind{{Source: own, Target: "/etc/hosts", ReadOnly: true}},
+		HostsFile: hosts,
+	})
+	if out := mustExec(t, rt, inst, "cat", "/etc/hosts"); out != "10.9.9.9\town\n" {
+		t.Errorf("/etc/hosts with a user bind = %q", out)
+	}
 }
 
 func TestTmpfs(t *testing.T) {

@@ -103,9 +103,9 @@ func TestStartArgs(t *testing.T) {
 				HostsFile: "/state/hosts/db",
 			},
 			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +
-				" | --mount | type=bind,source=/state/hosts/db,destination=/etc/hosts,readonly" +
 				" | --mount | type=bind,source=/host/data,destination=/var/lib/db" +
 				` | --mount | type=bind,"source=/host/a,b:c","destination=/etc/conf""x",readonly` +
+				" | --mount | type=bind,source=/state/hosts/db,destination=/etc/hosts,readonly" +
 				" | --scratch | /run | --scratch | /tmp/x | /img/db.sif | p.db.1",
 		},
 		{name: "bad name", spec: InstanceSpec{Name: "a b", Image: "/i.sif"}, err: "not allowed"},

@@ -227,7 +227,7 @@ func Busybox(t testing.TB) string {
 	})
 }
 
-// BusyboxWithRunscript returns a SIF on top of Busybox whose %runscript is
+// BusyboxWithRunscript returns a busybox SIF (see BusyboxDef) whose %runscript is
 // runscript (shell, run with the arguments of `apptainer run`).
 func BusyboxWithRunscript(t testing.TB, runscript string) string {
 	t.Helper()
