@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +37,8 @@ Commands:
   up        Start every service and stream their logs (the default); Ctrl-C stops the stack
   config    Print the resolved plan (needs no runtime)
   down      Stop and remove every instance and the state of a project
+  logs      Show the logs of a project's services, while it runs or after it stopped:
+            sstack logs -n app [-f] [--since D] [--tail N] [-t] [SERVICE...]
 
 Options:
 `
@@ -56,7 +59,9 @@ type options struct {
 	abortOnFail  bool
 	exitCodeFrom string
 	volumes      bool
-	format       string
+	follow       bool
+	since        string
+	tail         string
 	showVersion  bool
 	showHelp     bool
 	stdout       io.Writer
@@ -67,11 +72,20 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	o := options{stdout: stdout, stderr: stderr}
+// commands are the subcommands; without one, sstack runs up.
+var commands = map[string]bool{"up": true, "config": true, "down": true, "logs": true, "version": true}
+
+// newFlagSet declares every flag into o. Flags are global, as docker
+// compose users type them either before or after the command; only after
+// `logs` does -f mean --follow (as in `docker compose logs -f`).
+func newFlagSet(o *options, logsMode bool) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sstack", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringArrayVarP(&o.files, "file", "f", nil, "Compose configuration files (repeatable; default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml in the current directory)")
+	fs.SetOutput(o.stderr)
+	fileShort, followShort := "f", ""
+	if logsMode {
+		fileShort, followShort = "", "f"
+	}
+	fs.StringArrayVarP(&o.files, "file", fileShort, nil, "Compose configuration files (repeatable; default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml in the current directory)")
 	fs.StringVarP(&o.project, "project-name", "n", "", "Project name (default: COMPOSE_PROJECT_NAME, then the top-level name:, then the directory name)")
 	fs.StringVarP(&o.project, "project", "p", "", "Same as --project-name")
 	_ = fs.MarkHidden("project")
@@ -79,44 +93,84 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
 	fs.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
 	fs.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "Serve Prometheus /metrics on HOST:PORT during up; empty turns it off")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "up: serve Prometheus /metrics on HOST:PORT; empty turns it off")
 	fs.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
 	fs.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
 	fs.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
-	fs.StringVar(&o.logFormat, "log-format", "text", "Log format: text or json")
-	fs.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
-	fs.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
-	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "up: log format, text or json")
+	fs.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "up: stop the stack if any service's process exits")
+	fs.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "up: stop the stack if any service's process exits with a non-zero code")
+	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "up: return the exit code of the selected service's process (implies --abort-on-container-exit)")
 	fs.BoolVarP(&o.volumes, "volumes", "v", false, "down: also remove named volumes")
-	fs.StringVar(&o.format, "format", "json", "config: output format (json)")
+	fs.BoolVarP(&o.follow, "follow", followShort, false, "logs: follow log output (-f after 'logs')")
+	fs.StringVar(&o.since, "since", "", "logs: show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	fs.StringVar(&o.tail, "tail", "all", "logs: number of lines to show from the end of the logs of each replica")
 	fs.BoolVar(&o.showVersion, "version", false, "Show the sstack version and quit")
 	fs.BoolVarP(&o.showHelp, "help", "h", false, "Show this help")
 	fs.SortFlags = false
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
+	return fs
+}
+
+// findCommand returns the index of the subcommand in args, or -1: the first
+// argument that is neither a flag nor a flag's value.
+func findCommand(fs *pflag.FlagSet, args []string) int {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return -1
+		case strings.HasPrefix(a, "--"):
+			name := strings.TrimPrefix(a, "--")
+			if f := fs.Lookup(name); f != nil && f.NoOptDefVal == "" && !strings.Contains(name, "=") {
+				i++ // the flag's value
+			}
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			if len(a) == 2 {
+				if f := fs.ShorthandLookup(a[1:]); f != nil && f.NoOptDefVal == "" {
+					i++
+				}
+			}
+		default:
+			if commands[a] {
+				return i
+			}
+			return -1
 		}
-		fmt.Fprintf(stderr, "sstack: %v\nRun 'sstack --help' for usage.\n", err)
-		return 2
+	}
+	return -1
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o := options{stdout: stdout, stderr: stderr}
+	global := newFlagSet(&o, false)
+	cmd, before, after := "up", args, []string(nil)
+	if i := findCommand(global, args); i >= 0 {
+		cmd, before, after = args[i], args[:i], args[i+1:]
+	}
+	local := newFlagSet(&o, cmd == "logs")
+	parseErr := global.Parse(before)
+	if parseErr == nil {
+		parseErr = local.Parse(after)
+	}
+	if parseErr != nil {
+		if errors.Is(parseErr, pflag.ErrHelp) {
+			o.showHelp = true
+		} else {
+			fmt.Fprintf(stderr, "sstack: %v\nRun 'sstack --help' for usage.\n", parseErr)
+			return 2
+		}
 	}
 	if o.showHelp {
 		fmt.Fprint(stdout, usage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
+		local.SetOutput(stdout)
+		local.PrintDefaults()
 		return 0
 	}
 	if o.showVersion {
 		fmt.Fprintf(stdout, "sstack version %s\n", version)
 		return 0
 	}
-	cmd, rest := "up", fs.Args()
-	if len(rest) > 0 {
-		cmd, rest = rest[0], rest[1:]
-	}
+	rest := append(global.Args(), local.Args()...)
 	var err error
 	switch cmd {
 	case "up":
@@ -129,6 +183,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = config(o)
 	case "down":
 		err = down(o)
+	case "logs":
+		err = logs(o, rest)
 	case "version":
 		fmt.Fprintf(stdout, "sstack version %s\n", version)
 	default:
@@ -207,6 +263,11 @@ func up(o options) int {
 	if err != nil {
 		return fail(err)
 	}
+	// New instances, new logs: as docker compose loses a recreated
+	// container's logs, `sstack logs` shows the latest run.
+	if err := os.RemoveAll(logDir(plan.StateDir)); err != nil {
+		return fail(err)
+	}
 	hosts, err := actors.Prepare(ctx, plan, rt)
 	if err != nil {
 		return fail(err)
@@ -229,6 +290,7 @@ func up(o options) int {
 			Color:      color,
 			Timestamps: o.timestamps,
 			JSON:       o.logFormat == "json",
+			StoreDir:   logDir(plan.StateDir),
 		},
 		Stdout:         o.stdout,
 		Stderr:         o.stderr,
@@ -344,7 +406,9 @@ func lockProject(stateDir string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first, or choose another name with -n", stateDir, err)
 	}
-	return func() { f.Close() }, nil
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { _ = f.Truncate(0); f.Close() }, nil
 }
 
 // down stops every instance of the project and removes its state. Named

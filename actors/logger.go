@@ -3,17 +3,20 @@ package actors
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/actors/logstore"
 	"sstack/metrics"
 )
 
-// LogFormat selects how the logger prints service lines.
+// LogFormat selects how service lines are printed.
 type LogFormat struct {
 	Prefix     bool // "web-1  | " before each line (docker compose's default)
 	Color      bool // colour the prefix per service (a terminal without NO_COLOR)
@@ -22,33 +25,132 @@ type LogFormat struct {
 	Project    string
 	// Width is the length of the longest display name, to pad prefixes.
 	Width int
+	// StoreDir, when set, keeps every line on disk for `sstack logs`.
+	StoreDir string
 }
 
-// Logger is the only writer of service output (stdout) and of sstack's
-// status lines (stderr), so lines never interleave mid-way.
-type Logger struct {
+// Printer formats service lines the way `up` and `logs` show them.
+type Printer struct {
 	format  LogFormat
-	out     *bufio.Writer
-	status  io.Writer
-	metrics *metrics.Metrics
 	colours map[string]string
 	next    int
+}
+
+// NewPrinter returns a printer for format.
+func NewPrinter(format LogFormat) *Printer {
+	return &Printer{format: format, colours: map[string]string{}}
 }
 
 // docker compose's rotation of prefix colours.
 var palette = []string{"36", "33", "32", "35", "34", "96", "93", "92", "95", "94"}
 
+// Prefix is what goes before each line of a replica: "web-1  | "
+// (coloured on a terminal) and the timestamp.
+func (p *Printer) Prefix(name string, t time.Time) string {
+	s := ""
+	if p.format.Prefix {
+		pad := p.format.Width - len(name)
+		if pad < 0 {
+			pad = 0
+		}
+		s = name + strings.Repeat(" ", pad) + " | "
+		if p.format.Color {
+			c, ok := p.colours[name]
+			if !ok {
+				c = palette[p.next%len(palette)]
+				p.next++
+				p.colours[name] = c
+			}
+			s = "\x1b[" + c + "m" + s + "\x1b[0m"
+		}
+	}
+	if p.format.Timestamps {
+		s += t.UTC().Format(time.RFC3339Nano) + " "
+	}
+	return s
+}
+
+type jsonLine struct {
+	Time    string `json:"time"`
+	Project string `json:"project"`
+	Service string `json:"service"`
+	Replica int    `json:"replica"`
+	Stream  string `json:"stream"`
+	Line    string `json:"line"`
+}
+
+// WriteLines writes lines of one replica's stream to w.
+func (p *Printer) WriteLines(w *bufio.Writer, src *LogSource, stream string, t time.Time, lines [][]byte) {
+	if p.format.JSON {
+		for _, line := range lines {
+			text := string(line)
+			if !utf8.ValidString(text) {
+				// encoding/json would replace invalid bytes silently; keep
+				// them visible as a quoted escape instead.
+				text = strconv.Quote(text)
+			}
+			enc, _ := json.Marshal(jsonLine{
+				Time:    t.UTC().Format(time.RFC3339Nano),
+				Project: p.format.Project,
+				Service: src.Service,
+				Replica: src.Replica,
+				Stream:  stream,
+				Line:    text,
+			})
+			_, _ = w.Write(enc)
+			_ = w.WriteByte('\n')
+		}
+		return
+	}
+	prefix := p.Prefix(src.Name, t)
+	for _, line := range lines {
+		_, _ = w.WriteString(prefix)
+		_, _ = w.Write(line)
+		_ = w.WriteByte('\n')
+	}
+}
+
+// SourceFromName parses a display name "web-1" back into a LogSource.
+func SourceFromName(name string) *LogSource {
+	src := &LogSource{Service: name, Name: name}
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		if r, err := strconv.Atoi(name[i+1:]); err == nil {
+			src.Service, src.Replica = name[:i], r
+		}
+	}
+	return src
+}
+
+// Logger is the only writer of service output (stdout) and of sstack's
+// status lines (stderr), so lines never interleave mid-way. It also keeps
+// every line on disk.
+type Logger struct {
+	printer *Printer
+	out     *bufio.Writer
+	status  io.Writer
+	metrics *metrics.Metrics
+	store   *logstore.Writer
+	warned  bool
+}
+
 // NewLogger returns the props of a logger writing service output to out and
 // status lines to status.
 func NewLogger(format LogFormat, out, status io.Writer, m *metrics.Metrics) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Logger{
-			format:  format,
+		l := &Logger{
+			printer: NewPrinter(format),
 			out:     bufio.NewWriterSize(out, 256<<10),
 			status:  status,
 			metrics: m,
-			colours: map[string]string{},
 		}
+		if format.StoreDir != "" {
+			store, err := logstore.NewWriter(format.StoreDir, logstore.DefaultMaxSize, logstore.DefaultKeep)
+			if err != nil {
+				fmt.Fprintf(status, "sstack: logs will not be kept on disk: %v\n", err)
+			}
+			l.store = store
+		}
+		return l
 	})
 }
 
@@ -61,11 +163,13 @@ func (l *Logger) Receive(ctx actor.Context) {
 		_, _ = io.WriteString(l.status, msg.Text+"\n")
 	case *FlushLogs:
 		_ = l.out.Flush()
+		l.store.Flush()
 		if ctx.Sender() != nil {
 			ctx.Respond(&FlushLogs{})
 		}
 	case *actor.Stopping:
 		_ = l.out.Flush()
+		l.store.Close()
 	}
 }
 
@@ -75,81 +179,14 @@ func (l *Logger) writeBatch(b *LogBatch) {
 			b.Done <- struct{}{}
 		}
 	}()
-	l.metrics.LogLines(b.Source.Service, b.Source.Replica, b.Stream.String(), len(b.Lines))
-	if l.format.JSON {
-		for _, line := range b.Lines {
-			l.writeJSON(b, line)
-		}
-		_ = l.out.Flush()
-		return
-	}
-	prefix := l.prefix(b)
-	for _, line := range b.Lines {
-		_, _ = l.out.WriteString(prefix)
-		_, _ = l.out.Write(line)
-		_ = l.out.WriteByte('\n')
-	}
+	stream := b.Stream.String()
+	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, len(b.Lines))
+	l.printer.WriteLines(l.out, b.Source, stream, b.Time, b.Lines)
 	_ = l.out.Flush()
-}
-
-// prefix builds "web-1  | " (coloured on a terminal) plus the timestamp.
-func (l *Logger) prefix(b *LogBatch) string {
-	p := ""
-	if l.format.Prefix {
-		name := b.Source.Name
-		pad := l.format.Width - len(name)
-		if pad < 0 {
-			pad = 0
-		}
-		p = name + spaces(pad) + " | "
-		if l.format.Color {
-			c, ok := l.colours[name]
-			if !ok {
-				c = palette[l.next%len(palette)]
-				l.next++
-				l.colours[name] = c
-			}
-			p = "\x1b[" + c + "m" + p + "\x1b[0m"
-		}
+	l.store.Write(b.Source.Name, stream, b.Time, b.Lines)
+	l.store.Flush()
+	if err := l.store.Err(); err != nil && !l.warned {
+		l.warned = true
+		fmt.Fprintf(l.status, "sstack: keeping logs on disk failed, the console output goes on: %v\n", err)
 	}
-	if l.format.Timestamps {
-		p += b.Time.UTC().Format(time.RFC3339Nano) + " "
-	}
-	return p
-}
-
-func spaces(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = ' '
-	}
-	return string(b)
-}
-
-type jsonLine struct {
-	Time    string `json:"time"`
-	Project string `json:"project"`
-	Service string `json:"service"`
-	Replica int    `json:"replica"`
-	Stream  string `json:"stream"`
-	Line    string `json:"line"`
-}
-
-func (l *Logger) writeJSON(b *LogBatch, line []byte) {
-	text := string(line)
-	if !utf8.ValidString(text) {
-		// encoding/json would replace invalid bytes silently; keep them
-		// visible as a quoted escape instead of losing them.
-		text = strconv.Quote(text)
-	}
-	enc, _ := json.Marshal(jsonLine{
-		Time:    b.Time.UTC().Format(time.RFC3339Nano),
-		Project: l.format.Project,
-		Service: b.Source.Service,
-		Replica: b.Source.Replica,
-		Stream:  b.Stream.String(),
-		Line:    text,
-	})
-	_, _ = l.out.Write(enc)
-	_ = l.out.WriteByte('\n')
 }

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"sstack/actors"
+	"sstack/actors/logstore"
+	"sstack/compose"
+)
+
+func logDir(stateDir string) string { return filepath.Join(stateDir, "logs") }
+
+// projectName is -n, or the name of the compose project in this directory.
+func (o *options) projectName() (string, error) {
+	if o.project != "" {
+		return o.project, nil
+	}
+	plan, err := compose.Load(context.Background(), o.loadOptions())
+	if err != nil {
+		return "", fmt.Errorf("give the project with -n NAME, or run this where its compose file is: %w", err)
+	}
+	return plan.Project, nil
+}
+
+// parseSince accepts docker's forms: an RFC 3339 time or a duration ago.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: use a time like 2026-01-02T13:23:37Z or a duration like 42m", s)
+}
+
+// logs prints the stored logs of a project, as `docker compose logs` does:
+// per replica, --tail lines from the end, merged in time order; with -f it
+// goes on printing new lines until the stack has stopped or Ctrl-C.
+func logs(o options, services []string) error {
+	project, err := o.projectName()
+	if err != nil {
+		return err
+	}
+	stateDir := compose.StateDirFor(project, o.loadOptions())
+	dir := logDir(stateDir)
+	since, err := parseSince(o.since, time.Now())
+	if err != nil {
+		return err
+	}
+	tail := -1
+	if o.tail != "all" && o.tail != "" {
+		if tail, err = strconv.Atoi(o.tail); err != nil || tail < 0 {
+			return fmt.Errorf("--tail %q: use a number of lines or \"all\"", o.tail)
+		}
+	}
+	want := func(name string) bool {
+		if len(services) == 0 {
+			return true
+		}
+		src := actors.SourceFromName(name)
+		for _, s := range services {
+			if s == src.Service || s == name {
+				return true
+			}
+		}
+		return false
+	}
+	names, err := logstore.Names(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return fmt.Errorf("no logs for project %q in %s: it has not run here, or 'sstack down' removed them", project, dir)
+	}
+	width := 0
+	for _, n := range names {
+		if want(n) && len(n) > width {
+			width = len(n)
+		}
+	}
+	for _, s := range services {
+		found := false
+		for _, n := range names {
+			if actors.SourceFromName(n).Service == s || n == s {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("no logs for service %q in project %q", s, project)
+		}
+	}
+	printer := actors.NewPrinter(actors.LogFormat{
+		Prefix:     !o.noLogPrefix,
+		Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),
+		Timestamps: o.timestamps,
+		Width:      width,
+		Project:    project,
+	})
+	out := bufio.NewWriterSize(o.stdout, 64<<10)
+	defer out.Flush()
+
+	var all []logstore.Line
+	offsets := map[string]*follower{}
+	for _, n := range names {
+		if !want(n) {
+			continue
+		}
+		lines, err := logstore.ReadAll(dir, n, logstore.DefaultKeep)
+		if err != nil {
+			return err
+		}
+		if !since.IsZero() {
+			i := sort.Search(len(lines), func(i int) bool { return !lines[i].Time.Before(since) })
+			lines = lines[i:]
+		}
+		if tail >= 0 && len(lines) > tail {
+			lines = lines[len(lines)-tail:]
+		}
+		all = append(all, lines...)
+		if o.follow {
+			f, err := openFollower(dir, n)
+			if err != nil {
+				return err
+			}
+			offsets[n] = f
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	for _, l := range all {
+		printLine(printer, out, l)
+	}
+	if !o.follow {
+		return nil
+	}
+	return follow(o, dir, stateDir, offsets, want, printer, out)
+}
+
+func printLine(p *actors.Printer, out *bufio.Writer, l logstore.Line) {
+	p.WriteLines(out, actors.SourceFromName(l.Name), l.Stream, l.Time, [][]byte{l.Text})
+}
+
+// follower reads a replica's current log file from where the last read
+// ended, and notices rotation (a new file at the path).
+type follower struct {
+	name   string
+	path   string
+	f      *os.File
+	offset int64 // bytes of whole lines consumed
+}
+
+func openFollower(dir, name string) (*follower, error) {
+	path := logstore.Path(dir, name)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &follower{name: name, path: path, f: f, offset: end}, nil
+}
+
+// read returns the whole lines appended since the last read; a partial
+// line is left for the next one.
+func (fl *follower) read() []logstore.Line {
+	var out []logstore.Line
+	for {
+		if _, err := fl.f.Seek(fl.offset, io.SeekStart); err != nil {
+			return out
+		}
+		lines, used, _ := logstore.ReadFrom(fl.f, fl.name)
+		fl.offset += used
+		out = append(out, lines...)
+		if !fl.rotated() {
+			return out
+		}
+		// Rotated: the old file was read to its end above; go on with the
+		// new one from its start.
+		nf, err := os.Open(fl.path)
+		if err != nil {
+			return out
+		}
+		fl.f.Close()
+		fl.f, fl.offset = nf, 0
+	}
+}
+
+func (fl *follower) rotated() bool {
+	a, err1 := fl.f.Stat()
+	b, err2 := os.Stat(fl.path)
+	return err1 == nil && err2 == nil && !os.SameFile(a, b)
+}
+
+func follow(o options, dir, stateDir string, fls map[string]*follower, want func(string) bool, p *actors.Printer, out *bufio.Writer) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Replicas that started logging since.
+		if names, err := logstore.Names(dir); err == nil {
+			for _, n := range names {
+				if _, ok := fls[n]; !ok && want(n) {
+					if f, err := os.Open(logstore.Path(dir, n)); err == nil {
+						fls[n] = &follower{name: n, path: logstore.Path(dir, n), f: f}
+					}
+				}
+			}
+		}
+		running := stackRunning(stateDir)
+		var batch []logstore.Line
+		for _, fl := range fls {
+			batch = append(batch, fl.read()...)
+		}
+		sort.SliceStable(batch, func(i, j int) bool { return batch[i].Time.Before(batch[j].Time) })
+		for _, l := range batch {
+			printLine(p, out, l)
+		}
+		_ = out.Flush()
+		if !running {
+			return nil // the stack has stopped and everything is printed
+		}
+		select {
+		case <-sigs:
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// stackRunning reports whether an `sstack up` of the project is alive: it
+// writes its pid into the lock file of the state directory.
+func stackRunning(stateDir string) bool {
+	b, err := os.ReadFile(filepath.Join(stateDir, "lock"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
+}
