@@ -273,3 +273,39 @@ func TestConfigNeedsNoRuntime(t *testing.T) {
 		t.Errorf("no warning for ports:\n%s", stderr.String())
 	}
 }
+
+// TestReadOnlyTmpfsEnvFile: read_only keeps the root filesystem read-only,
+// tmpfs gives a writable scratch directory, env_file fills the environment,
+// and without read_only the root is writable but thrown away.
+func TestReadOnlyTmpfsEnvFile(t *testing.T) {
+	img := testimg.Busybox(t)
+	p := newProject(t, `
+services:
+  ro:
+    image: `+img+`
+    read_only: true
+    tmpfs: [/scratch]
+    env_file: [./app.env]
+    command:
+      - sh
+      - -c
+      - |
+        if touch /etc/x 2>/dev/null; then echo root=writable; else echo root=readonly; fi
+        if touch /scratch/x; then echo scratch=writable; fi
+        echo "from_file=$$FROM_FILE"
+  rw:
+    image: `+img+`
+    command: ["sh", "-c", "touch /etc/x && echo root=writable"]
+`)
+	p.write("app.env", "FROM_FILE=yes it is\n")
+	code, out, errs := p.run()
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, errs)
+	}
+	for _, want := range []string{"ro-1 | root=readonly\n", "ro-1 | scratch=writable\n", "ro-1 | from_file=yes it is\n", "rw-1 | root=writable\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	assertNothingLeft(t, p.name)
+}

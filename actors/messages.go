@@ -149,3 +149,27 @@ type StatusLine struct{ Text string }
 
 // FlushLogs asks the logger to flush; it responds with FlushLogs when done.
 type FlushLogs struct{}
+
+// ProcessExit is sent by a service actor to the stack supervisor each time
+// its process exits, whether or not it is restarted, before any
+// ServiceStatus the exit causes. The supervisor applies docker compose's
+// --abort-on-container-exit, --abort-on-container-failure and
+// --exit-code-from to it, which look at every exit, restarts included.
+type ProcessExit struct {
+	Service  string
+	Replica  int
+	ExitCode int
+	// Restarting: the restart policy starts the process again.
+	Restarting bool
+	// Stopped: sstack stopped the process itself (teardown, or a
+	// depends_on.restart), so the exit is no reason to abort.
+	Stopped bool
+}
+
+// crashCleaned tells the stack supervisor that the instance of a service
+// actor that crashed has been stopped (err says if that failed).
+type crashCleaned struct {
+	service string
+	replica int
+	err     error
+}

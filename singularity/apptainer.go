@@ -42,7 +42,7 @@ var ErrNoInstance = errors.New("no such instance")
 //   - --no-eval: environment values are taken literally, not shell-evaluated;
 //   - --writable-tmpfs: the root filesystem is writable, changes live in a
 //     tmpfs (RAM) and are gone when the instance stops.
-var isolationFlags = []string{"--containall", "--no-init", "--no-umask", "--no-eval", "--writable-tmpfs"}
+var isolationFlags = []string{"--containall", "--no-init", "--no-umask", "--no-eval"}
 
 // Detect finds a working runtime: preferred if given (a name on PATH or a
 // path), else the first of apptainer and singularity that answers
@@ -263,6 +263,9 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		return nil, fmt.Errorf("instance %q: image %s: %w", spec.Name, spec.Image, err)
 	}
 	args := append([]string{"-s", "instance", "start"}, isolationFlags...)
+	if !spec.ReadOnlyRoot {
+		args = append(args, "--writable-tmpfs")
+	}
 	for _, b := range spec.Binds {
 		m, err := mountSpec(b)
 		if err != nil {

@@ -79,7 +79,7 @@ func TestParseSignal(t *testing.T) {
 }
 
 func TestStartArgs(t *testing.T) {
-	isolation := strings.Join(isolationFlags, " ")
+	isolation := strings.Join(isolationFlags, " ") + " --writable-tmpfs"
 	cases := []struct {
 		name string
 		spec InstanceSpec
@@ -107,6 +107,11 @@ func TestStartArgs(t *testing.T) {
 				` | --mount | type=bind,"source=/host/a,b:c","destination=/etc/conf""x",readonly` +
 				" | --mount | type=bind,source=/state/hosts/db,destination=/etc/hosts,readonly" +
 				" | --scratch | /run | --scratch | /tmp/x | /img/db.sif | p.db.1",
+		},
+		{
+			name: "read-only root",
+			spec: InstanceSpec{Name: "p.ro.1", Image: "/img/ro.sif", ReadOnlyRoot: true},
+			want: "-s | instance | start | " + strings.Join(isolationFlags, " | ") + " | /img/ro.sif | p.ro.1",
 		},
 		{name: "bad name", spec: InstanceSpec{Name: "a b", Image: "/i.sif"}, err: "not allowed"},
 		{name: "no image", spec: InstanceSpec{Name: "a"}, err: "no image"},

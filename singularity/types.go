@@ -26,6 +26,9 @@ type InstanceSpec struct {
 	Tmpfs []string
 	// HostsFile, when set, is bound read-only onto /etc/hosts.
 	HostsFile string
+	// ReadOnlyRoot keeps the image's root filesystem read-only (compose
+	// read_only); otherwise writes go to a throwaway tmpfs overlay.
+	ReadOnlyRoot bool
 }
 
 // ProcessSpec describes the service process run inside an instance.
