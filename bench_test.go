@@ -230,7 +230,8 @@ func BenchmarkUp10(b *testing.B) {
 	var compose strings.Builder
 	compose.WriteString("services:\n")
 	for i := 0; i < upServices; i++ {
-		fmt.Fprintf(&compose, "  svc%d:\n    image: %s\n    command: [\"sh\", \"-c\", %q]\n", i, e.image, benchCmd)
+		// $$: compose interpolates $VAR.
+		fmt.Fprintf(&compose, "  svc%d:\n    image: %s\n    command: [\"sh\", \"-c\", %q]\n", i, e.image, strings.ReplaceAll(benchCmd, "$", "$$"))
 	}
 	composeFile := e.writeFile("docker-compose.yml", compose.String())
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
@@ -388,6 +389,10 @@ func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
 	down = time.Since(t1)
 	if run.code != 0 {
 		b.Fatalf("sstack exit code %d after SIGINT; stderr:\n%s", run.code, run.stderr)
+	}
+	// Every process ran its TERM handler (not killed at the grace period).
+	if n := strings.Count(run.stderr.String(), " exited with code 0\n"); n != upServices {
+		b.Fatalf("%d services exited with code 0 after SIGINT, want %d; stderr:\n%s", n, upServices, run.stderr)
 	}
 	if left := e.instancesLeft(project); len(left) > 0 {
 		b.Fatalf("sstack: instances left: %v", left)

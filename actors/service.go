@@ -2,8 +2,10 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,28 +48,75 @@ type serviceActor struct {
 	self   *actor.PID
 	parent *actor.PID
 
-	state          ServiceState
-	deps           map[string]*DependencyUpdate
-	run            int                 // incarnation of the service process
-	proc           singularity.Process // nil when no process runs
-	starting       bool                // a process start is in flight
-	instance       bool                // the instance is (believed to be) up
-	creating       bool                // an instance start is in flight
-	stopping       bool                // sstack asked for a stop: never restart
-	killing        bool
-	pendingRestart bool
-	everStarted    bool
-	startAsked     time.Time
+	state    ServiceState
+	deps     map[string]*DependencyUpdate
+	warned   map[string]bool     // optional dependencies already warned about
+	run      int                 // incarnation of the service process
+	proc     singularity.Process // nil when no process runs
+	starting bool                // a process start is in flight
+	instance bool                // the instance is (believed to be) up
+	creating bool                // an instance start is in flight
+	stopping bool                // sstack asked for a stop: never restart
+	killing  bool
+	// restartDue is armed: the restart policy starts the process again.
+	restartPending bool
+	// followDep: the process is being stopped because a dependency with
+	// depends_on.restart restarted; it is started again when it exits.
+	followDep bool
+	// restartRun: the current run is a restart, which dependents with
+	// depends_on.restart follow.
+	restartRun  bool
+	everStarted bool
+	startAsked  time.Time
 
 	restarts *policy.RestartTracker
 	health   *policy.HealthTracker
 }
 
-// NewService returns the props of a service actor.
+// NewService returns the props of a service actor. A panic in the actor is
+// recovered with its stack trace and handed to the stack supervisor (see
+// stackActor.HandleFailure), which stops the actor and its instance.
 func NewService(cfg ServiceConfig) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &serviceActor{cfg: cfg, deps: map[string]*DependencyUpdate{}}
-	})
+		return &serviceActor{cfg: cfg, deps: map[string]*DependencyUpdate{}, warned: map[string]bool{}}
+	}, actor.WithReceiverMiddleware(recoverPanics))
+}
+
+// actorPanic is the failure reason of an actor that panicked: the panic
+// value and the stack where it happened. protoactor passes only the value
+// to the supervisor, and by then the stack of the panic is gone.
+type actorPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *actorPanic) Error() string { return fmt.Sprint(p.value) }
+
+// recoverPanics captures the stack trace of a panic in Receive and panics
+// again with it, so that protoactor's supervision still handles the failure.
+func recoverPanics(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		defer func() {
+			if r := recover(); r != nil {
+				// While the panic unwinds, debug.Stack still holds the
+				// frames of the code that panicked.
+				panic(&actorPanic{value: r, stack: debug.Stack()})
+			}
+		}()
+		next(c, env)
+	}
+}
+
+// crashService names a service whose actor panics as soon as its process
+// has started. It is fault injection for the supervision tests, nothing
+// else: unit tests set it, integration tests link it into their own binary
+// with -ldflags "-X sstack/actors.crashService=NAME". Empty in real builds.
+var crashService string
+
+func injectCrash(service, name string) {
+	if crashService != "" && crashService == service {
+		panic("injected crash of " + name + " (crashService test hook)")
+	}
 }
 
 func (s *serviceActor) Receive(ctx actor.Context) {
@@ -89,8 +138,8 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *processExited:
 		s.onProcessExited(ctx, msg)
 	case *restartDue:
-		if msg.run == s.run && s.pendingRestart && !s.stopping {
-			s.pendingRestart = false
+		if msg.run == s.run && s.restartPending && !s.stopping {
+			s.restartPending = false
 			s.cfg.Metrics.Restarted(s.cfg.Service.Name, s.cfg.Replica)
 			s.startProcess(ctx, true)
 		}
@@ -106,7 +155,8 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *StopService:
 		s.onStop(ctx, msg)
 	case *instanceStopped:
-		if msg.err != nil {
+		// An instance stopped from outside is already gone: nothing to say.
+		if msg.err != nil && !errors.Is(msg.err, singularity.ErrNoInstance) {
 			s.status("%s: %v", s.cfg.Instance, msg.err)
 		}
 		s.instance = false
@@ -120,24 +170,32 @@ func (s *serviceActor) setState(ctx actor.Context, st ServiceState, code int, re
 	ctx.Send(s.parent, &ServiceStatus{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, State: st, ExitCode: code, Reason: reason})
 }
 
+// reportExit tells the supervisor about every exit of the process, for
+// --abort-on-container-exit and friends; it precedes any state change.
+func (s *serviceActor) reportExit(ctx actor.Context, code int, restarting, stopped bool) {
+	ctx.Send(s.parent, &ProcessExit{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, ExitCode: code, Restarting: restarting, Stopped: stopped})
+}
+
 func (s *serviceActor) status(format string, args ...any) {
 	s.system.Root.Send(s.cfg.Logger, &StatusLine{Text: fmt.Sprintf(format, args...)})
 }
 
 // depsSatisfied reports whether every dependency meets its condition, and
-// the reason the service can never start if one never will.
+// the reason the service can never start if a required one never will. An
+// optional dependency (required: false) that never will only warns, once.
 func (s *serviceActor) depsSatisfied() (ok bool, failure string) {
 	ok = true
 	for _, d := range s.cfg.Deps {
-		u := s.deps[d.Service]
-		met, never, why := conditionMet(d, u)
-		if never {
-			if !d.Required {
-				continue // an optional dependency that failed only warns
-			}
+		met, never, why := conditionMet(d, s.deps[d.Service])
+		switch {
+		case never && d.Required:
 			return false, fmt.Sprintf("dependency %q %s", d.Service, why)
-		}
-		if !met {
+		case never:
+			if !s.warned[d.Service] {
+				s.warned[d.Service] = true
+				s.status("%s: optional dependency %q %s; starting without it (required: false)", s.cfg.Name, d.Service, why)
+			}
+		case !met:
 			ok = false
 		}
 	}
@@ -174,6 +232,9 @@ func conditionMet(d compose.Dependency, u *DependencyUpdate) (met, never bool, w
 		if u.Started {
 			return true, false, ""
 		}
+		if u.Exited {
+			return false, true, fmt.Sprintf("exited with code %d before its process started", u.ExitCode)
+		}
 	}
 	return false, false, ""
 }
@@ -184,12 +245,13 @@ func (s *serviceActor) onDependency(ctx actor.Context, u *DependencyUpdate) {
 		return
 	}
 	// depends_on.restart: follow a restarted dependency.
-	if u.Restarted && s.proc != nil && !s.stopping {
+	if u.Restarted && s.proc != nil && !s.stopping && !s.followDep {
 		for _, d := range s.cfg.Deps {
 			if d.Service == u.Service && d.Restart {
 				s.status("%s restarting because its dependency %s restarted", s.cfg.Name, u.Service)
-				s.pendingRestart = true
+				s.followDep = true
 				s.signalStop(ctx)
+				return
 			}
 		}
 	}
@@ -246,6 +308,7 @@ func (s *serviceActor) onInstanceStarted(ctx actor.Context, msg *instanceStarted
 func (s *serviceActor) startProcess(ctx actor.Context, restart bool) {
 	s.run++
 	s.starting = true
+	s.restartRun = restart
 	if !restart {
 		s.startAsked = s.cfg.Clock.Now()
 	}
@@ -333,7 +396,9 @@ func (s *serviceActor) onProcessStarted(ctx actor.Context, msg *processStarted) 
 	s.restarts.Started()
 	s.cfg.Metrics.Started(s.cfg.Service.Name, s.cfg.Replica, s.cfg.Clock.Now().Sub(s.startAsked))
 	s.status("Instance %s  Started", s.cfg.Instance)
-	s.setState(ctx, StateRunning, 0, "")
+	s.state = StateRunning
+	ctx.Send(s.parent, &ServiceStatus{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, State: StateRunning, Restarting: s.restartRun})
+	injectCrash(s.cfg.Service.Name, s.cfg.Name)
 	if s.stopping {
 		s.signalStop(ctx)
 		return
@@ -351,22 +416,25 @@ func (s *serviceActor) onProcessExited(ctx actor.Context, msg *processExited) {
 	s.proc = nil
 	s.health = nil
 	s.cfg.Metrics.Exited(s.cfg.Service.Name, s.cfg.Replica, msg.code)
-	if s.stopping {
+	if s.stopping { // teardown: never restarted
 		s.status("%s exited with code %d", s.cfg.Name, msg.code)
+		s.reportExit(ctx, msg.code, false, true)
 		s.stopInstance(ctx)
 		return
 	}
-	if s.pendingRestart { // asked by a restarted dependency
+	if s.followDep { // stopped to follow a restarted dependency
+		s.followDep = false
 		s.status("%s exited with code %d", s.cfg.Name, msg.code)
+		s.reportExit(ctx, msg.code, true, true)
 		s.cfg.Metrics.Restarted(s.cfg.Service.Name, s.cfg.Replica)
-		s.pendingRestart = false
 		s.startProcess(ctx, true)
 		return
 	}
 	d := s.restarts.Exited(msg.code, false)
 	s.status("%s", d.Describe(s.cfg.Name, msg.code))
+	s.reportExit(ctx, msg.code, d.Restart, false)
 	if d.Restart {
-		s.pendingRestart = true
+		s.restartPending = true
 		run, self, root := s.run, s.self, s.system.Root
 		time.AfterFunc(d.Delay, func() { root.Send(self, &restartDue{run: run}) })
 		return
@@ -377,7 +445,8 @@ func (s *serviceActor) onProcessExited(ctx actor.Context, msg *processExited) {
 func (s *serviceActor) onStop(ctx actor.Context, msg *StopService) {
 	first := !s.stopping
 	s.stopping = true
-	s.pendingRestart = false
+	s.restartPending = false
+	s.followDep = false
 	if msg.Kill {
 		s.killing = true
 	}
@@ -447,13 +516,16 @@ func (s *serviceActor) onHealthDue(ctx actor.Context, msg *healthDue) {
 	if msg.run != s.run || s.health == nil || s.stopping {
 		return
 	}
-	hc := s.cfg.Service.Healthcheck
+	// The start period forgives failures of probes that started inside it,
+	// so the tracker needs the start time, not the time of the result.
+	s.health.ProbeStarted()
+	test, timeout := s.cfg.Service.Healthcheck.Test, s.health.Timeout()
 	rt, inst, env := s.cfg.Runtime, s.cfg.Instance, s.cfg.Service.Environment
 	run, self, root := s.run, s.self, s.system.Root
 	go func() {
-		cctx, cancel := context.WithTimeout(context.Background(), hc.Timeout)
+		cctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		code, out, err := rt.Exec(cctx, inst, hc.Test, env)
+		code, out, err := rt.Exec(cctx, inst, test, env)
 		timedOut := cctx.Err() != nil
 		if err != nil && !timedOut && code == 0 {
 			code = 255
