@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -69,7 +70,21 @@ type options struct {
 }
 
 func main() {
+	// compose-go reports through logrus (unset variables, obsolete
+	// `version`); print those like sstack's own warnings, without logrus's
+	// time= key=value decoration.
+	logrus.SetFormatter(plainFormatter{})
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type plainFormatter struct{}
+
+func (plainFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	level := strings.ToUpper(e.Level.String())
+	if e.Level == logrus.WarnLevel {
+		level = "WARN"
+	}
+	return []byte(level + " " + e.Message + "\n"), nil
 }
 
 // commands are the subcommands; without one, sstack runs up.

@@ -1,12 +1,17 @@
 package actors
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -30,7 +35,10 @@ type StackConfig struct {
 	Stdout       io.Writer // service output
 	Stderr       io.Writer // sstack's status lines
 
-	// docker compose's exit behaviour flags.
+	// docker compose's exit behaviour flags. As in docker compose,
+	// ExitCodeFrom implies AbortOnExit unless AbortOnFailure is set, and
+	// AbortOnFailure wins over AbortOnExit (docker compose refuses the two
+	// together; main should too).
 	AbortOnExit    bool
 	AbortOnFailure bool
 	ExitCodeFrom   string
@@ -68,11 +76,12 @@ func Start(cfg StackConfig) *Stack {
 		}
 	}
 	st.logger = system.Root.Spawn(NewLogger(format, cfg.Stdout, cfg.Stderr, cfg.Metrics))
+	// stackActor is the supervision strategy of its children itself (it
+	// implements actor.SupervisorStrategy), so it can stop the instance of
+	// a service actor that crashed.
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &stackActor{cfg: cfg, logger: st.logger, done: st.done}
-	}, actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
-		return actor.StopDirective
-	})))
+	})
 	st.root = system.Root.Spawn(props)
 	return st
 }
@@ -106,10 +115,14 @@ func DisplayName(service string, replica int) string {
 
 type replicaState struct {
 	pid      *actor.PID
+	instance string
 	state    ServiceState
 	started  bool // the process started at least once
 	exitCode int
 	reason   string
+	// crashed: the service actor panicked and was stopped; the supervisor
+	// stops its instance and ignores what the dead actor sent before.
+	crashed bool
 }
 
 // stackActor supervises the service actors: it routes dependency readiness
@@ -127,8 +140,15 @@ type stackActor struct {
 	stopping bool
 	killing  bool
 	stopSent map[string]bool
-	exitCode int
 	finished bool
+
+	// exitCode is what `up` returns (see onProcessExit for docker
+	// compose's rules). codeFixed: a failure (1) or Ctrl-C (0) decided it
+	// and no later exit changes it. fromCaptured: the first exit of the
+	// --exit-code-from service has been seen.
+	exitCode     int
+	codeFixed    bool
+	fromCaptured bool
 }
 
 func (a *stackActor) status(ctx actor.Context, format string, args ...any) {
@@ -136,23 +156,69 @@ func (a *stackActor) status(ctx actor.Context, format string, args ...any) {
 }
 
 func (a *stackActor) Receive(ctx actor.Context) {
+	defer a.recoverSelf(ctx)
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
 	case *ServiceStatus:
 		a.onStatus(ctx, msg)
+	case *ProcessExit:
+		a.onProcessExit(ctx, msg)
 	case *StopStack:
 		if !a.stopping {
 			if msg.Reason != "" {
 				a.status(ctx, "%s", msg.Reason)
 			}
-			a.teardown(ctx, 0)
+			a.codeFixed = true // Ctrl-C: exit code 0
+			a.teardown(ctx)
 		}
 	case *KillStack:
 		a.kill(ctx)
+	case *crashCleaned:
+		a.onCrashCleaned(ctx, msg)
 	case *actor.Terminated:
 		a.onTerminated(ctx, msg)
 	}
+}
+
+// recoverSelf: a panic in the supervisor itself would make protoactor's
+// root guardian restart it, which spawns every service again. Instead the
+// panic is printed and every service killed at once; exit code 1.
+func (a *stackActor) recoverSelf(ctx actor.Context) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	a.status(ctx, "sstack: internal error in the stack supervisor: %v\n%s", r, debug.Stack())
+	a.exitCode, a.codeFixed = 1, true
+	defer func() {
+		if recover() != nil { // state too broken to tear down in order
+			a.stopEverything()
+		}
+	}()
+	a.kill(ctx)
+}
+
+// stopEverything is the last resort: stop every instance of the plan
+// directly, then report the stack done.
+func (a *stackActor) stopEverything() {
+	var names []string
+	for _, svc := range a.cfg.Plan.Services {
+		for r := 1; r <= svc.Replicas; r++ {
+			names = append(names, compose.InstanceName(a.cfg.Plan.Project, svc.Name, r))
+		}
+	}
+	done := make(chan struct{}, len(names))
+	for _, name := range names {
+		go func() {
+			_ = a.cfg.Runtime.StopInstance(context.Background(), name, "SIGKILL", time.Second)
+			done <- struct{}{}
+		}()
+	}
+	for range names {
+		<-done
+	}
+	a.finish()
 }
 
 func (a *stackActor) start(ctx actor.Context) {
@@ -197,23 +263,30 @@ func (a *stackActor) start(ctx actor.Context) {
 			if err != nil {
 				pid = ctx.Spawn(NewService(cfg))
 			}
-			a.replicas[svc.Name] = append(a.replicas[svc.Name], &replicaState{pid: pid, state: StateWaiting})
+			a.replicas[svc.Name] = append(a.replicas[svc.Name], &replicaState{pid: pid, instance: inst, state: StateWaiting})
 			names = append(names, cfg.Name)
 		}
 	}
 	if len(names) == 0 {
-		a.finish(ctx)
+		a.finish()
 		return
 	}
 	a.status(ctx, "Attaching to %s", strings.Join(names, ", "))
 }
 
+func (a *stackActor) replica(service string, replica int) *replicaState {
+	reps := a.replicas[service]
+	if replica < 1 || replica > len(reps) {
+		return nil
+	}
+	return reps[replica-1]
+}
+
 func (a *stackActor) onStatus(ctx actor.Context, msg *ServiceStatus) {
-	reps := a.replicas[msg.Service]
-	if msg.Replica < 1 || msg.Replica > len(reps) {
+	r := a.replica(msg.Service, msg.Replica)
+	if r == nil || r.crashed {
 		return
 	}
-	r := reps[msg.Replica-1]
 	r.state = msg.State
 	switch msg.State {
 	case StateRunning:
@@ -231,31 +304,52 @@ func (a *stackActor) onStatus(ctx actor.Context, msg *ServiceStatus) {
 	}
 	a.notifyDependents(ctx, msg.Service, msg.Restarting)
 
-	switch msg.State {
-	case StateFailed:
-		a.teardown(ctx, 1)
+	if msg.State == StateFailed {
+		// A service that cannot start, or whose dependency failed: as
+		// docker compose's "dependency failed to start", exit code 1.
+		a.exitCode, a.codeFixed = 1, true
+		a.teardown(ctx)
 		return
-	case StateExited:
-		if a.cfg.ExitCodeFrom == msg.Service || (a.cfg.ExitCodeFrom == "" && a.cfg.AbortOnExit) {
-			a.status(ctx, "Aborting on container exit...")
-			a.teardown(ctx, msg.ExitCode)
-			return
-		}
-		if a.cfg.AbortOnFailure && msg.ExitCode != 0 {
-			a.status(ctx, "Aborting on container failure...")
-			a.teardown(ctx, msg.ExitCode)
-			return
-		}
 	}
 	if a.allOver() {
-		code := 0
-		if a.cfg.ExitCodeFrom != "" {
-			for _, r := range a.replicas[a.cfg.ExitCodeFrom] {
-				code = r.exitCode
-			}
-		}
-		a.teardown(ctx, code)
+		a.teardown(ctx)
 	}
+}
+
+// onProcessExit applies docker compose's exit rules (cmd/compose/up.go and
+// pkg/compose/up.go, v2.27+):
+//   - --abort-on-container-exit: the first exit of any process, restarted
+//     or not, stops the stack; `up` returns that exit code.
+//   - --abort-on-container-failure: the same for the first non-zero exit;
+//     exits with 0 are ignored.
+//   - --exit-code-from S implies --abort-on-container-exit (unless
+//     --abort-on-container-failure is given); `up` returns the code of S's
+//     first exit, even when the abort stopped S (e.g. 137 or 143).
+//
+// Exits sstack caused (teardown, depends_on.restart) never abort.
+func (a *stackActor) onProcessExit(ctx actor.Context, msg *ProcessExit) {
+	r := a.replica(msg.Service, msg.Replica)
+	if r == nil || r.crashed {
+		return
+	}
+	if !a.stopping && !msg.Stopped && a.abortsOn(msg.ExitCode) {
+		a.status(ctx, "Aborting on container exit...")
+		a.exitCode = msg.ExitCode
+		a.teardown(ctx)
+	}
+	if msg.Service == a.cfg.ExitCodeFrom && !a.fromCaptured {
+		a.fromCaptured = true
+		if !a.codeFixed {
+			a.exitCode = msg.ExitCode
+		}
+	}
+}
+
+func (a *stackActor) abortsOn(code int) bool {
+	if a.cfg.AbortOnFailure {
+		return code != 0
+	}
+	return a.cfg.AbortOnExit || a.cfg.ExitCodeFrom != ""
 }
 
 // allOver: every replica has exited for good, so `up` ends as docker
@@ -318,18 +412,20 @@ func (a *stackActor) notifyDependents(ctx actor.Context, service string, restart
 
 // teardown stops services in reverse dependency order: a service is asked
 // to stop once every service depending on it has stopped.
-func (a *stackActor) teardown(ctx actor.Context, code int) {
+func (a *stackActor) teardown(ctx actor.Context) {
 	if a.stopping {
 		return
 	}
 	a.stopping = true
-	a.exitCode = code
 	a.advanceTeardown(ctx)
 }
 
+// serviceDone: every replica is gone. A replica that failed never had a
+// running instance; one whose actor crashed is gone once the supervisor
+// has stopped its instance.
 func (a *stackActor) serviceDone(service string) bool {
 	for _, r := range a.replicas[service] {
-		if r.state != StateStopped && r.state != StateFailed {
+		if r.state != StateStopped && (r.state != StateFailed || r.crashed) {
 			return false
 		}
 	}
@@ -363,12 +459,14 @@ func (a *stackActor) advanceTeardown(ctx actor.Context) {
 		if ready {
 			a.stopSent[name] = true
 			for _, r := range a.replicas[name] {
-				ctx.Send(r.pid, &StopService{Kill: a.killing})
+				if !r.crashed {
+					ctx.Send(r.pid, &StopService{Kill: a.killing})
+				}
 			}
 		}
 	}
 	if all {
-		a.finish(ctx)
+		a.finish()
 	}
 }
 
@@ -380,7 +478,7 @@ func (a *stackActor) kill(ctx actor.Context) {
 	for name, reps := range a.replicas {
 		a.stopSent[name] = true
 		for _, r := range reps {
-			if r.state != StateStopped {
+			if r.state != StateStopped && !r.crashed {
 				ctx.Send(r.pid, &StopService{Kill: true})
 			}
 		}
@@ -388,24 +486,114 @@ func (a *stackActor) kill(ctx actor.Context) {
 	a.advanceTeardown(ctx)
 }
 
-// onTerminated: a service actor died (a panic in sstack's own code): its
-// replica counts as failed so the stack does not wait for it forever.
-func (a *stackActor) onTerminated(ctx actor.Context, msg *actor.Terminated) {
+// HandleFailure makes the stack supervisor the supervision strategy of its
+// service actors: protoactor calls it, in the supervisor's own context,
+// when a child panics. The panic is printed with its stack trace, the
+// child stopped, its instance stopped by the supervisor and the stack
+// taken down with exit code 1. Restarting the actor instead would lose
+// what it knew (its process, run number, restart count) while goroutines
+// of the old incarnation still report to the same PID.
+func (a *stackActor) HandleFailure(_ *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, message any) {
+	supervisor.StopChildren(child)
+	what := fmt.Sprint(reason)
+	if p, ok := reason.(*actorPanic); ok {
+		what = fmt.Sprintf("%v\n%s", p.value, bytes.TrimRight(p.stack, "\n"))
+	}
+	name := "a service actor (" + child.Id + ")"
+	if service, i, r := a.replicaOf(child); r != nil {
+		name = DisplayName(service, i+1)
+	}
+	ctx, ok := supervisor.(actor.Context)
+	if !ok { // always an actor.Context in protoactor; never block on it
+		a.status(ctx, "sstack: internal error in %s: %s", name, what)
+		return
+	}
+	a.status(ctx, "sstack: internal error in %s, handling %T: panic: %s", name, message, what)
+	a.crashed(ctx, child)
+}
+
+func (a *stackActor) replicaOf(pid *actor.PID) (service string, index int, r *replicaState) {
 	for name, reps := range a.replicas {
 		for i, r := range reps {
-			if r.pid.Equal(msg.Who) && r.state != StateStopped {
-				inst := compose.InstanceName(a.cfg.Plan.Project, name, i+1)
-				a.status(ctx, "%s: internal error in sstack; stopping instance %s", DisplayName(name, i+1), inst)
-				r.state = StateFailed
-				r.reason = "internal error"
-				a.teardown(ctx, 1)
-				a.advanceTeardown(ctx)
+			if r.pid.Equal(pid) {
+				return name, i, r
 			}
 		}
 	}
+	return "", 0, nil
 }
 
-func (a *stackActor) finish(ctx actor.Context) {
+// crashed handles a service actor that is gone without having stopped its
+// instance: the supervisor stops the instance itself and takes the stack
+// down with exit code 1.
+func (a *stackActor) crashed(ctx actor.Context, pid *actor.PID) {
+	a.exitCode, a.codeFixed = 1, true
+	service, i, r := a.replicaOf(pid)
+	if r != nil && !r.crashed && r.state != StateStopped {
+		wasCreating := r.state == StateCreating
+		r.crashed = true
+		r.state = StateFailed
+		r.reason = "internal error in sstack"
+		a.status(ctx, "%s: stopping instance %s and the stack", DisplayName(service, i+1), r.instance)
+		rt, inst, self, root := a.cfg.Runtime, r.instance, ctx.Self(), ctx.ActorSystem().Root
+		go func() {
+			err := stopCrashedInstance(rt, inst, wasCreating)
+			root.Send(self, &crashCleaned{service: service, replica: i + 1, err: err})
+		}()
+	}
+	if a.stopping {
+		a.advanceTeardown(ctx)
+		return
+	}
+	a.teardown(ctx)
+}
+
+// stopCrashedInstance stops the instance of a crashed service actor. When
+// the actor was creating it, the start may still be in flight: wait a
+// while for the instance to appear, so that it is not left behind.
+func stopCrashedInstance(rt singularity.Runtime, name string, wasCreating bool) error {
+	bg := context.Background()
+	err := rt.StopInstance(bg, name, "SIGTERM", 2*time.Second)
+	if !errors.Is(err, singularity.ErrNoInstance) {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); wasCreating && time.Now().Before(deadline); {
+		if infos, lerr := rt.ListInstances(bg, name); lerr == nil && len(infos) > 0 {
+			return rt.StopInstance(bg, name, "SIGTERM", 2*time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+func (a *stackActor) onCrashCleaned(ctx actor.Context, msg *crashCleaned) {
+	r := a.replica(msg.service, msg.replica)
+	if r == nil {
+		return
+	}
+	if msg.err != nil {
+		a.status(ctx, "%s: %v", r.instance, msg.err)
+	} else {
+		a.status(ctx, "Instance %s  Stopped", r.instance)
+	}
+	r.state = StateStopped
+	a.advanceTeardown(ctx)
+}
+
+// onTerminated: a service actor stopped. After a crash HandleFailure has
+// dealt with it; any other unexpected end is handled the same way, so the
+// stack never waits for an actor that is gone.
+func (a *stackActor) onTerminated(ctx actor.Context, msg *actor.Terminated) {
+	if a.finished {
+		return
+	}
+	if service, i, r := a.replicaOf(msg.Who); r != nil && !r.crashed && r.state != StateStopped {
+		a.status(ctx, "sstack: internal error: the actor of %s stopped unexpectedly", DisplayName(service, i+1))
+		a.crashed(ctx, msg.Who)
+	}
+}
+
+func (a *stackActor) finish() {
 	if a.finished {
 		return
 	}
