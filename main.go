@@ -316,7 +316,10 @@ func up(o options) int {
 
 	// Capacity 2: the first signal stops gracefully, the second kills.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// A closed stdout (`sstack | head`) must not kill sstack and orphan the
+	// instances: writes then fail with EPIPE instead.
+	signal.Ignore(syscall.SIGPIPE)
 	defer signal.Stop(sigs)
 	stops := 0
 	for {

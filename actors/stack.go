@@ -132,6 +132,9 @@ type stackActor struct {
 	cfg    StackConfig
 	logger *actor.PID
 	done   chan StackDone
+	// ctx is the actor's context, for HandleFailure, which protoactor
+	// calls in that context but without passing it as an actor.Context.
+	ctx actor.Context
 
 	replicas   map[string][]*replicaState // by service, index replica-1
 	dependents map[string][]string        // service -> services that depend on it
@@ -159,6 +162,7 @@ func (a *stackActor) Receive(ctx actor.Context) {
 	defer a.recoverSelf(ctx)
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		a.ctx = ctx
 		a.start(ctx)
 	case *ServiceStatus:
 		a.onStatus(ctx, msg)
@@ -503,13 +507,8 @@ func (a *stackActor) HandleFailure(_ *actor.ActorSystem, supervisor actor.Superv
 	if service, i, r := a.replicaOf(child); r != nil {
 		name = DisplayName(service, i+1)
 	}
-	ctx, ok := supervisor.(actor.Context)
-	if !ok { // always an actor.Context in protoactor; never block on it
-		a.status(ctx, "sstack: internal error in %s: %s", name, what)
-		return
-	}
-	a.status(ctx, "sstack: internal error in %s, handling %T: panic: %s", name, message, what)
-	a.crashed(ctx, child)
+	a.status(a.ctx, "sstack: internal error in %s, handling %T: panic: %s", name, message, what)
+	a.crashed(a.ctx, child)
 }
 
 func (a *stackActor) replicaOf(pid *actor.PID) (service string, index int, r *replicaState) {
