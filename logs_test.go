@@ -31,7 +31,7 @@ func TestLogsCommand(t *testing.T) {
 services:
   alpha:
     image: `+img+`
-    command: ["sh", "-c", "for i in 1 2 3 4 5; do echo alpha $$i; done; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    command: ["sh", "-c", "for i in 1 2 3 4 5; do echo alpha $$i; done; sleep 0.5; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
   beta:
     image: `+img+`
     command: ["sh", "-c", "echo beta 1; trap 'echo beta bye; exit 0' TERM; while true; do sleep 0.1; done"]

@@ -65,7 +65,7 @@ func (p *Printer) Prefix(name string, t time.Time) string {
 		}
 	}
 	if p.format.Timestamps {
-		s += t.UTC().Format(time.RFC3339Nano) + " "
+		s += t.UTC().Format(timeFormat) + " "
 	}
 	return s
 }
@@ -85,12 +85,10 @@ func (p *Printer) WriteLines(w *bufio.Writer, src *LogSource, stream string, t t
 		for _, line := range lines {
 			text := string(line)
 			if !utf8.ValidString(text) {
-				// encoding/json would replace invalid bytes silently; keep
-				// them visible as a quoted escape instead.
-				text = strconv.Quote(text)
+				text = escapeInvalid(line)
 			}
 			enc, _ := json.Marshal(jsonLine{
-				Time:    t.UTC().Format(time.RFC3339Nano),
+				Time:    t.UTC().Format(timeFormat),
 				Project: p.format.Project,
 				Service: src.Service,
 				Replica: src.Replica,
@@ -109,6 +107,26 @@ func (p *Printer) WriteLines(w *bufio.Writer, src *LogSource, stream string, t t
 		_ = w.WriteByte('\n')
 	}
 }
+
+// escapeInvalid spells invalid UTF-8 bytes as \xNN: encoding/json would
+// replace them with U+FFFD and lose what they were.
+func escapeInvalid(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&sb, "\\x%02x", b[0])
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+// timeFormat is RFC 3339 with a fixed nine-digit fraction, as docker
+// prints -t timestamps, so prefixes keep one width.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 // SourceFromName parses a display name "web-1" back into a LogSource.
 func SourceFromName(name string) *LogSource {

@@ -2,8 +2,10 @@ package actors
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -101,8 +103,99 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *LogSource, st
 			}
 			return
 		}
-		if len(cur.data) >= batchBytes || br.Buffered() == 0 {
+		// Send before the next read can block: when the buffer holds no
+		// other whole line. Lines followed by only part of the next must
+		// not wait for the rest of it, which may come much later.
+		if len(cur.data) >= batchBytes || !lineBuffered(br) {
 			send()
 		}
+	}
+}
+
+// lineBuffered reports whether br holds a whole line, so that the next
+// ReadSlice returns without reading. It scans only up to the first
+// newline: the next line.
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// pipeTracker lets the stack wait, before it stops the logger at the end
+// of up, until every line the processes wrote has been written to stdout,
+// however slowly stdout is read: a service that printed a burst and
+// exited while a pager or a slow terminal lagged must not lose its last
+// lines. It gives up only on a pipe that is still open but silent (a
+// process that outlived its instance holds it), never on one whose lines
+// wait for the logger. A nil *pipeTracker tracks nothing.
+type pipeTracker struct {
+	mu    sync.Mutex
+	pipes map[*trackedPipe]struct{}
+}
+
+func newPipeTracker() *pipeTracker {
+	return &pipeTracker{pipes: map[*trackedPipe]struct{}{}}
+}
+
+// trackedPipe is a reader that records whether it is blocked waiting for
+// its writer.
+type trackedPipe struct {
+	t         *pipeTracker
+	r         io.Reader
+	readSince time.Time // set while blocked in Read, under t.mu
+}
+
+func (p *trackedPipe) Read(b []byte) (int, error) {
+	p.t.mu.Lock()
+	p.readSince = time.Now()
+	p.t.mu.Unlock()
+	n, err := p.r.Read(b)
+	p.t.mu.Lock()
+	p.readSince = time.Time{}
+	p.t.mu.Unlock()
+	return n, err
+}
+
+// track registers r before its pump starts (call it synchronously, before
+// the process can be reported as exited) and returns the reader the pump
+// reads and the function to call once the pump has returned.
+func (t *pipeTracker) track(r io.Reader) (io.Reader, func()) {
+	if t == nil {
+		return r, func() {}
+	}
+	p := &trackedPipe{t: t, r: r}
+	t.mu.Lock()
+	t.pipes[p] = struct{}{}
+	t.mu.Unlock()
+	return p, func() {
+		t.mu.Lock()
+		delete(t.pipes, p)
+		t.mu.Unlock()
+	}
+}
+
+// wait returns once every tracked pump has returned, or once each one
+// left has been blocked reading its pipe (not waiting for the logger) for
+// idle, counted from the call at the earliest: the pipe's writer has just
+// been killed and its EOF is on the way. Call it after every instance was
+// stopped.
+func (t *pipeTracker) wait(idle time.Duration) {
+	if t == nil {
+		return
+	}
+	start := time.Now()
+	for {
+		t.mu.Lock()
+		stuck := 0
+		for p := range t.pipes {
+			if !p.readSince.IsZero() && time.Since(p.readSince) >= idle && time.Since(start) >= idle {
+				stuck++
+			}
+		}
+		left := len(t.pipes)
+		t.mu.Unlock()
+		if left == stuck {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,0 +1,513 @@
+package actors
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+var pumpTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return pumpTime }
+
+// newBatchSink spawns a stand-in for the logger that hands every LogBatch,
+// unacknowledged, to the returned channel.
+func newBatchSink(t *testing.T) (*actor.RootContext, *actor.PID, chan *LogBatch) {
+	t.Helper()
+	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
+	t.Cleanup(system.Shutdown)
+	ch := make(chan *LogBatch, 1<<16)
+	pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if b, ok := c.Message().(*LogBatch); ok {
+			ch <- b
+		}
+	}))
+	return system.Root, pid, ch
+}
+
+type pumped struct {
+	batches [][]string // copies of each batch's lines, in arrival order
+	sizes   []int      // bytes of line data in each batch
+}
+
+func (p *pumped) lines() []string {
+	var out []string
+	for _, b := range p.batches {
+		out = append(out, b...)
+	}
+	return out
+}
+
+// pump runs pumpLines over r to EOF with a logger that copies each batch
+// and acknowledges it at once, as the real logger does once written.
+func pump(t *testing.T, r io.Reader) *pumped {
+	t.Helper()
+	root, pid, ch := newBatchSink(t)
+	src := &LogSource{Service: "web", Replica: 2, Name: "web-2"}
+	res := &pumped{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for {
+			select {
+			case b := <-ch:
+				if b.Source != src || b.Stream != Stderr || !b.Time.Equal(pumpTime) || b.Done == nil {
+					t.Errorf("batch with source %+v stream %v time %v done %v", b.Source, b.Stream, b.Time, b.Done)
+				}
+				var lines []string
+				size := 0
+				for _, l := range b.Lines {
+					lines = append(lines, string(l))
+					size += len(l)
+				}
+				mu.Lock()
+				res.batches = append(res.batches, lines)
+				res.sizes = append(res.sizes, size)
+				mu.Unlock()
+				b.Done <- struct{}{}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	finished := make(chan struct{})
+	go func() {
+		pumpLines(root, pid, src, Stderr, r, fixedNow)
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatal("pumpLines did not return at EOF")
+	}
+	// pumpLines returns once every batch is acknowledged, so all are in.
+	close(stop)
+	<-collected
+	mu.Lock()
+	defer mu.Unlock()
+	for i, b := range res.batches {
+		if len(b) == 0 {
+			t.Errorf("batch %d is empty", i)
+		}
+	}
+	return res
+}
+
+func numbered(n int) (string, []string) {
+	var sb strings.Builder
+	want := make([]string, n)
+	for i := range want {
+		want[i] = "line " + strconv.Itoa(i+1)
+		sb.WriteString(want[i])
+		sb.WriteByte('\n')
+	}
+	return sb.String(), want
+}
+
+func equalLines(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%d lines, want %d", len(got), len(want))
+	}
+	for i := 0; i < len(got) && i < len(want); i++ {
+		if got[i] != want[i] {
+			g, w := got[i], want[i]
+			if len(g) > 60 {
+				g = g[:60] + "…(" + strconv.Itoa(len(got[i])) + " bytes)"
+			}
+			if len(w) > 60 {
+				w = w[:60] + "…(" + strconv.Itoa(len(want[i])) + " bytes)"
+			}
+			t.Errorf("line %d = %q, want %q", i, g, w)
+			return
+		}
+	}
+}
+
+// TestPumpLinesBatches: many short lines arrive complete and in order, in
+// batches of about batchBytes rather than one message per line.
+func TestPumpLinesBatches(t *testing.T) {
+	in, want := numbered(200_000)
+	res := pump(t, strings.NewReader(in))
+	equalLines(t, res.lines(), want)
+	maxBatches := 2*len(in)/batchBytes + 2
+	if len(res.batches) < 2 || len(res.batches) > maxBatches {
+		t.Errorf("%d batches for %d bytes, want between 2 and %d", len(res.batches), len(in), maxBatches)
+	}
+	for i, size := range res.sizes {
+		if size > batchBytes+16 {
+			t.Errorf("batch %d holds %d bytes, more than batchBytes (%d) plus one line", i, size, batchBytes)
+		}
+	}
+}
+
+// TestPumpLinesSmallReads: a writer that delivers a byte at a time still
+// gives whole lines.
+func TestPumpLinesSmallReads(t *testing.T) {
+	in, want := numbered(2000)
+	res := pump(t, iotest.OneByteReader(strings.NewReader(in)))
+	equalLines(t, res.lines(), want)
+}
+
+// TestPumpLinesLongLines: lines longer than the read buffer arrive whole,
+// as do lines at and around the buffer size.
+func TestPumpLinesLongLines(t *testing.T) {
+	want := []string{
+		strings.Repeat("x", 1<<20),
+		"short",
+		strings.Repeat("a", batchBytes-1),
+		strings.Repeat("b", batchBytes),
+		strings.Repeat("c", batchBytes+1),
+		"",
+		strings.Repeat("d", 3*batchBytes+7),
+		"end",
+	}
+	res := pump(t, strings.NewReader(strings.Join(want, "\n")+"\n"))
+	equalLines(t, res.lines(), want)
+}
+
+// TestPumpLinesHugeLineSplit: a line longer than maxLine is passed on in
+// pieces (memory stays bounded) that together are the whole line, and the
+// next line is intact.
+func TestPumpLinesHugeLineSplit(t *testing.T) {
+	huge := make([]byte, maxLine+12345)
+	for i := range huge {
+		huge[i] = 'a' + byte(i%26)
+	}
+	in := string(huge) + "\nafter\n"
+	res := pump(t, strings.NewReader(in))
+	got := res.lines()
+	if len(got) < 3 || got[len(got)-1] != "after" {
+		t.Fatalf("got %d lines, the last %q; want the huge line in pieces, then \"after\"", len(got), lastOf(got))
+	}
+	pieces := got[:len(got)-1]
+	if joined := strings.Join(pieces, ""); joined != string(huge) {
+		t.Errorf("the pieces (%d, %d bytes) are not the huge line (%d bytes)", len(pieces), len(joined), len(huge))
+	}
+	for i, p := range pieces {
+		if len(p) > maxLine+batchBytes {
+			t.Errorf("piece %d holds %d bytes, above maxLine (%d) plus a buffer", i, len(p), maxLine)
+		}
+	}
+}
+
+func lastOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	l := s[len(s)-1]
+	if len(l) > 40 {
+		l = l[:40] + "…"
+	}
+	return l
+}
+
+// TestPumpLinesEdges: a last line without newline is flushed at EOF (and
+// at a read error); empty lines are kept; no input sends nothing; bytes
+// that are not UTF-8 are passed through untouched.
+func TestPumpLinesEdges(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   io.Reader
+		want []string
+	}{
+		{"last line without newline", strings.NewReader("a\nb\nlast"), []string{"a", "b", "last"}},
+		{"only a partial line", strings.NewReader("partial"), []string{"partial"}},
+		{"empty input", strings.NewReader(""), nil},
+		{"empty lines", strings.NewReader("\n\nx\n\n"), []string{"", "", "x", ""}},
+		{"invalid utf-8", strings.NewReader("ok\n\xff\xfe bad\n"), []string{"ok", "\xff\xfe bad"}},
+		{"carriage return kept", strings.NewReader("dos\r\n"), []string{"dos\r"}},
+		{"long partial last line", strings.NewReader("a\n" + strings.Repeat("z", 3*batchBytes)), []string{"a", strings.Repeat("z", 3*batchBytes)}},
+		{"read error", io.MultiReader(strings.NewReader("x\npartial"), iotest.ErrReader(errors.New("boom"))), []string{"x", "partial"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := pump(t, c.in)
+			equalLines(t, res.lines(), c.want)
+			if c.want == nil && len(res.batches) != 0 {
+				t.Errorf("%d batches for no input", len(res.batches))
+			}
+		})
+	}
+}
+
+// lineGen is an endless source of numbered lines that counts what was read
+// from it; it ends (EOF) once stopped.
+type lineGen struct {
+	read    atomic.Int64
+	stopped atomic.Bool
+	next    int
+	pending []byte
+}
+
+func (g *lineGen) Read(p []byte) (int, error) {
+	if g.stopped.Load() && len(g.pending) == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) {
+		if len(g.pending) == 0 {
+			if g.stopped.Load() {
+				break
+			}
+			g.next++
+			g.pending = []byte("line " + strconv.Itoa(g.next) + "\n")
+		}
+		c := copy(p[n:], g.pending)
+		g.pending = g.pending[c:]
+		n += c
+	}
+	g.read.Add(int64(n))
+	return n, nil
+}
+
+// TestPumpLinesBackPressure: while the logger has not written (acknowledged)
+// inFlight batches, pumpLines reads nothing more, so a flooding service is
+// held by its pipe instead of filling memory; batches in flight are not
+// overwritten; each acknowledgement lets exactly one more batch through.
+func TestPumpLinesBackPressure(t *testing.T) {
+	root, pid, ch := newBatchSink(t)
+	gen := &lineGen{}
+	finished := make(chan struct{})
+	go func() {
+		pumpLines(root, pid, &LogSource{Service: "web", Replica: 1, Name: "web-1"}, Stdout, gen, fixedNow)
+		close(finished)
+	}()
+
+	receive := func() *LogBatch {
+		t.Helper()
+		select {
+		case b := <-ch:
+			return b
+		case <-time.After(10 * time.Second):
+			t.Fatal("no batch arrived")
+			return nil
+		}
+	}
+	// quiet asserts that no batch arrives and nothing is read for a while.
+	quiet := func(what string) {
+		t.Helper()
+		before := gen.read.Load()
+		select {
+		case b := <-ch:
+			t.Fatalf("%s: a batch of %d lines arrived beyond the %d in flight", what, len(b.Lines), inFlight)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if after := gen.read.Load(); after != before {
+			t.Fatalf("%s: pumpLines went on reading (%d → %d bytes) with %d batches unwritten", what, before, after, inFlight)
+		}
+	}
+	snapshot := func(b *LogBatch) []string {
+		var s []string
+		for _, l := range b.Lines {
+			s = append(s, string(l))
+		}
+		return s
+	}
+
+	var held []*LogBatch
+	var copies [][]string
+	for i := 0; i < inFlight; i++ {
+		b := receive()
+		held = append(held, b)
+		copies = append(copies, snapshot(b))
+	}
+	quiet("logger holding every batch")
+	bound := int64(inFlight+1)*(batchBytes+4096) + batchBytes
+	if n := gen.read.Load(); n > bound {
+		t.Errorf("read %d bytes ahead of the logger, want at most %d", n, bound)
+	}
+	for i, b := range held {
+		if got := snapshot(b); strings.Join(got, "\n") != strings.Join(copies[i], "\n") {
+			t.Fatalf("batch %d was overwritten while in flight", i)
+		}
+	}
+
+	// One acknowledgement: one more batch, then quiet again.
+	held[0].Done <- struct{}{}
+	held = append(held[1:], receive())
+	quiet("after one acknowledgement")
+
+	// Lines stay in order across the held batches.
+	var all []string
+	for _, b := range held {
+		all = append(all, snapshot(b)...)
+	}
+	first, _ := strconv.Atoi(strings.TrimPrefix(all[0], "line "))
+	for i, l := range all {
+		if l != "line "+strconv.Itoa(first+i) {
+			t.Fatalf("line %d of the held batches is %q, want %q", i, l, "line "+strconv.Itoa(first+i))
+		}
+	}
+
+	// End the stream: pumpLines drains and returns once all are written.
+	gen.stopped.Store(true)
+	for _, b := range held {
+		b.Done <- struct{}{}
+	}
+	for {
+		select {
+		case b := <-ch:
+			b.Done <- struct{}{}
+		case <-finished:
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatal("pumpLines did not return after EOF")
+		}
+	}
+}
+
+// TestPumpLinesWaitsForLogger: pumpLines does not return (and so the
+// service's exit is not reported) before its last batch is written.
+func TestPumpLinesWaitsForLogger(t *testing.T) {
+	root, pid, ch := newBatchSink(t)
+	finished := make(chan struct{})
+	go func() {
+		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, bytes.NewReader([]byte("one\ntwo\n")), fixedNow)
+		close(finished)
+	}()
+	var b *LogBatch
+	select {
+	case b = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch")
+	}
+	select {
+	case <-finished:
+		t.Fatal("pumpLines returned before its batch was written")
+	case <-time.After(200 * time.Millisecond):
+	}
+	b.Done <- struct{}{}
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pumpLines did not return after its batch was written")
+	}
+}
+
+// TestPumpLinesSendsBeforeBlocking: whole lines are passed on as soon as
+// they are read, even when part of the next line came with them and the
+// rest of it comes much later (a prompt, a buffered writer's flush in the
+// middle of a line).
+func TestPumpLinesSendsBeforeBlocking(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		first string
+		want  []string
+	}{
+		{"partial line after whole lines", "a\nb\npar", []string{"a", "b"}},
+		{"long partial line after a whole line", "a\n" + strings.Repeat("x", 3*batchBytes), []string{"a"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root, pid, ch := newBatchSink(t)
+			pr, pw := io.Pipe()
+			finished := make(chan struct{})
+			go func() {
+				pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, pr, fixedNow)
+				close(finished)
+			}()
+			go func() { _, _ = io.WriteString(pw, c.first) }()
+			var got []string
+			deadline := time.After(5 * time.Second)
+			for len(got) < len(c.want) {
+				select {
+				case b := <-ch:
+					for _, l := range b.Lines {
+						got = append(got, string(l))
+					}
+					b.Done <- struct{}{}
+				case <-deadline:
+					t.Fatalf("lines %q still held back while the rest of the next line is awaited (got %q)", c.want, got)
+				}
+			}
+			equalLines(t, got, c.want)
+			_, _ = io.WriteString(pw, "tial\n")
+			pw.Close()
+			for {
+				select {
+				case b := <-ch:
+					b.Done <- struct{}{}
+				case <-finished:
+					return
+				case <-time.After(5 * time.Second):
+					t.Fatal("pumpLines did not return at EOF")
+				}
+			}
+		})
+	}
+}
+
+// TestPipeTrackerWaitsForSlowLogger: wait does not return while a pump's
+// lines wait for the logger (stdout read slowly), however long that is,
+// and returns as soon as the pump is done.
+func TestPipeTrackerWaitsForSlowLogger(t *testing.T) {
+	tr := newPipeTracker()
+	root, pid, ch := newBatchSink(t)
+	r, done := tr.track(strings.NewReader("one\ntwo\n"))
+	go func() {
+		defer done()
+		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, r, fixedNow)
+	}()
+	b := <-ch // held: the logger is "writing" it
+	waited := make(chan struct{})
+	go func() { tr.wait(100 * time.Millisecond); close(waited) }()
+	select {
+	case <-waited:
+		t.Fatal("wait returned while a batch was not written yet")
+	case <-time.After(500 * time.Millisecond):
+	}
+	b.Done <- struct{}{}
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("wait did not return once the pump was done")
+	}
+}
+
+// TestPipeTrackerGivesUpOnSilentPipe: a pipe held open by a process that
+// outlived its instance does not keep wait from returning: it gives up
+// after idle, counted from the call.
+func TestPipeTrackerGivesUpOnSilentPipe(t *testing.T) {
+	tr := newPipeTracker()
+	root, pid, ch := newBatchSink(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	r, done := tr.track(pr)
+	go func() {
+		defer done()
+		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, r, fixedNow)
+	}()
+	go func() { _, _ = io.WriteString(pw, "before\n") }()
+	b := <-ch
+	b.Done <- struct{}{}
+	time.Sleep(300 * time.Millisecond) // blocked in Read longer than idle already
+	start := time.Now()
+	tr.wait(200 * time.Millisecond)
+	if took := time.Since(start); took < 200*time.Millisecond || took > 3*time.Second {
+		t.Errorf("wait took %s with a silent pipe, want about the idle time (200ms) from the call", took)
+	}
+	// An untracked or nil tracker never blocks.
+	var none *pipeTracker
+	r2, done2 := none.track(strings.NewReader("x"))
+	done2()
+	none.wait(time.Hour)
+	if r2 == nil {
+		t.Error("nil tracker returned no reader")
+	}
+	empty := newPipeTracker()
+	start = time.Now()
+	empty.wait(time.Hour)
+	if time.Since(start) > time.Second {
+		t.Error("wait with nothing tracked blocked")
+	}
+}
