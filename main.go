@@ -267,14 +267,14 @@ func up(o options) int {
 		return fail(err)
 	}
 	defer unlock()
-	if err := checkClash(ctx, rt, plan.Project); err != nil {
+	// The two checks each run apptainer: in parallel, they cost one.
+	clash := make(chan error, 1)
+	go func() { clash <- checkClash(ctx, rt, plan.Project) }()
+	runscripts, inspectErr := inspectImages(ctx, rt, plan)
+	if err := errors.Join(<-clash, inspectErr); err != nil {
 		return fail(err)
 	}
 	listener, err := metrics.Listen(o.metricsAddr)
-	if err != nil {
-		return fail(err)
-	}
-	runscripts, err := inspectImages(ctx, rt, plan)
 	if err != nil {
 		return fail(err)
 	}

@@ -2,8 +2,10 @@
 // so `sstack logs` can show it while the stack runs and after it stopped.
 //
 // One file per replica, <dir>/<service>-<replica>.log, rotated to .1, .2 …
-// Each line is "<RFC3339Nano time> <o|e> <text>": the time and stream are
-// kept so `logs` can merge replicas, filter by --since and show -t.
+// A file is a series of batches: a header "<RFC3339Nano time> <o|e> <n>"
+// and the n lines that arrived together. The time and stream are kept so
+// `logs` can merge replicas, filter by --since and show -t; writing them
+// once per batch rather than per line halves the cost of keeping logs.
 package logstore
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -101,13 +104,11 @@ func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
 		w.fail(err)
 		return
 	}
-	tag := []byte(" o ")
+	tag := byte('o')
 	if stream == "stderr" {
-		tag = []byte(" e ")
+		tag = 'e'
 	}
-	var ts [64]byte
-	stamp := t.UTC().AppendFormat(ts[:0], time.RFC3339Nano)
-	for _, line := range lines {
+	for len(lines) > 0 {
 		if fl.size >= w.maxSize {
 			if err := w.rotate(name, fl); err != nil {
 				w.fail(err)
@@ -118,11 +119,25 @@ func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
 				return
 			}
 		}
-		n, _ := fl.w.Write(stamp)
-		m, _ := fl.w.Write(tag)
-		k, _ := fl.w.Write(line)
-		_ = fl.w.WriteByte('\n')
-		fl.size += int64(n + m + k + 1)
+		// As many lines as fit before the size limit, at least one.
+		n, room := 0, w.maxSize-fl.size
+		for n < len(lines) && (n == 0 || room > 0) {
+			room -= int64(len(lines[n]) + 1)
+			n++
+		}
+		var hdr [96]byte
+		h := t.UTC().AppendFormat(hdr[:0], time.RFC3339Nano)
+		h = append(h, ' ', tag, ' ')
+		h = strconv.AppendInt(h, int64(n), 10)
+		h = append(h, '\n')
+		k, _ := fl.w.Write(h)
+		fl.size += int64(k)
+		for _, line := range lines[:n] {
+			k, _ := fl.w.Write(line)
+			_ = fl.w.WriteByte('\n')
+			fl.size += int64(k + 1)
+		}
+		lines = lines[n:]
 	}
 }
 
@@ -172,21 +187,25 @@ type Line struct {
 	Text   []byte
 }
 
-// Parse reads one stored line; ok is false for a malformed one.
-func Parse(name string, raw []byte) (Line, bool) {
-	sp := bytes.IndexByte(raw, ' ')
-	if sp < 0 || len(raw) < sp+3 || raw[sp+2] != ' ' {
-		return Line{}, false
+// parseHeader reads a batch header: time, stream and line count.
+func parseHeader(raw []byte) (t time.Time, stream string, n int, ok bool) {
+	f := bytes.Fields(raw)
+	if len(f) != 3 || len(f[1]) != 1 {
+		return t, "", 0, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(raw[:sp]))
+	t, err := time.Parse(time.RFC3339Nano, string(f[0]))
 	if err != nil {
-		return Line{}, false
+		return t, "", 0, false
 	}
-	stream := "stdout"
-	if raw[sp+1] == 'e' {
+	n, err = strconv.Atoi(string(f[2]))
+	if err != nil || n < 0 {
+		return t, "", 0, false
+	}
+	stream = "stdout"
+	if f[1][0] == 'e' {
 		stream = "stderr"
 	}
-	return Line{Time: t, Name: name, Stream: stream, Text: raw[sp+3:]}, true
+	return t, stream, n, true
 }
 
 // Names lists the replicas that have logs in dir, sorted.
@@ -236,23 +255,40 @@ func ReadAll(dir, name string, keep int) ([]Line, error) {
 	return out, nil
 }
 
-// ReadFrom reads whole lines from r and returns them with the number of
-// bytes consumed (a trailing partial line is left for the next read).
+// ReadFrom reads whole batches from r and returns their lines with the
+// number of bytes consumed; a batch not yet completely written is left for
+// the next read. A malformed header ends the read.
 func ReadFrom(r io.Reader, name string) ([]Line, int64, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var out []Line
 	var used int64
 	for {
-		raw, err := br.ReadBytes('\n')
+		hdr, err := br.ReadBytes('\n')
 		if err != nil {
-			if err == io.EOF {
-				return out, used, nil
+			return out, used, ignoreEOF(err)
+		}
+		t, stream, n, ok := parseHeader(hdr[:len(hdr)-1])
+		if !ok {
+			return out, used, fmt.Errorf("%s: malformed log record at byte %d", name, used)
+		}
+		size := int64(len(hdr))
+		batch := make([]Line, 0, n)
+		for i := 0; i < n; i++ {
+			raw, err := br.ReadBytes('\n')
+			if err != nil {
+				return out, used, ignoreEOF(err) // incomplete batch
 			}
-			return out, used, err
+			size += int64(len(raw))
+			batch = append(batch, Line{Time: t, Name: name, Stream: stream, Text: raw[:len(raw)-1]})
 		}
-		used += int64(len(raw))
-		if l, ok := Parse(name, raw[:len(raw)-1]); ok {
-			out = append(out, l)
-		}
+		out = append(out, batch...)
+		used += size
 	}
+}
+
+func ignoreEOF(err error) error {
+	if err == io.EOF {
+		return nil
+	}
+	return err
 }
