@@ -1,13 +1,14 @@
 package main
 
 // Benchmarks of sstack against the raw Apptainer floor, measured in the same
-// run, alternating floor and sstack to cancel drift:
+// run, alternating floor and sstack to cancel drift (scripts/bench.sh):
 //
-//	go test -run '^$' -bench . -benchtime 5x .
+//	go test -run '^$' -bench . -benchtime 10x .
 //
 // They are not run by `go test` without -bench. Each reports medians in ms
-// (or lines/s) and the ratio sstack/floor; ns/op is suppressed because one
-// iteration holds several timed phases.
+// (or lines/s) and the median of the per-iteration ratios sstack/floor;
+// ns/op is suppressed because one iteration holds several timed phases.
+// They time a sstack built without -race, by benchSstack.
 
 import (
 	"bufio"
@@ -216,6 +217,26 @@ func median(xs []float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// pairRatio is the median of num[i]/den[i]: each pair was measured back to
+// back, so a burst of load from other processes hits both sides of a pair
+// more often than the medians of two separate series.
+func pairRatio(num, den []float64) float64 {
+	r := make([]float64, len(num))
+	for i := range num {
+		r[i] = num[i] / den[i]
+	}
+	return median(r)
+}
+
+// fmtSeries prints a series rounded to integers, for the benchmark log.
+func fmtSeries(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
 const upServices = 10
 
 // BenchmarkUp10 times a stack of 10 independent busybox services: from
@@ -257,15 +278,15 @@ func BenchmarkUp10(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.Logf("floor up %v ms, down %v ms", floorUp, floorDown)
-	b.Logf("sstack up %v ms, down %v ms", sstackUp, sstackDown)
+	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
+	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(median(floorUp), "floor-up-ms")
 	b.ReportMetric(median(sstackUp), "sstack-up-ms")
-	b.ReportMetric(median(sstackUp)/median(floorUp), "up-ratio")
+	b.ReportMetric(pairRatio(sstackUp, floorUp), "up-ratio")
 	b.ReportMetric(median(floorDown), "floor-down-ms")
 	b.ReportMetric(median(sstackDown), "sstack-down-ms")
-	b.ReportMetric(median(sstackDown)/median(floorDown), "down-ratio")
+	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
 }
 
 func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
@@ -400,16 +421,24 @@ func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
 	return up, down
 }
 
-const logLines = 1_000_000
+// logLines is how many lines BenchmarkLogThroughput relays;
+// SSTACK_BENCH_LINES overrides it (more lines, steadier numbers).
+var logLines = func() int {
+	if n, err := strconv.Atoi(os.Getenv("SSTACK_BENCH_LINES")); err == nil && n > 1 {
+		return n
+	}
+	return 1_000_000
+}()
 
-// lineCounter reads numbered lines ("N" or "PREFIX | N") and checks that
-// they are 1, 2, ... in order. It records when the first and the last line
-// arrived.
+// lineCounter reads numbered lines ("N" or "PREFIX N") and checks that they
+// are 1, 2, ... in order. It records when the first and the last line
+// arrived, and calls onFirst and onLast right then.
 type lineCounter struct {
-	prefix      []byte
-	n           int
-	first, last time.Time
-	err         error
+	prefix          []byte
+	onFirst, onLast func()
+	n               int
+	first, last     time.Time
+	err             error
 }
 
 func (c *lineCounter) read(r io.Reader) {
@@ -418,12 +447,18 @@ func (c *lineCounter) read(r io.Reader) {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			now := time.Now()
-			if c.n == 0 {
+			if c.n == 0 && c.first.IsZero() {
 				c.first = now
+				if c.onFirst != nil {
+					c.onFirst()
+				}
 			}
 			c.last = now
 			if c.err == nil {
 				c.check(line)
+				if c.n == logLines && c.onLast != nil {
+					c.onLast()
+				}
 			}
 		}
 		if err == bufio.ErrBufferFull {
@@ -451,6 +486,8 @@ func (c *lineCounter) check(line []byte) {
 	c.n++
 }
 
+// rate checks that every line arrived, in order, and returns lines/s from
+// the first line to the last.
 func (c *lineCounter) rate(b *testing.B, who string) float64 {
 	b.Helper()
 	if c.err != nil {
@@ -462,13 +499,32 @@ func (c *lineCounter) rate(b *testing.B, who string) float64 {
 	return float64(c.n-1) / c.last.Sub(c.first).Seconds()
 }
 
+// cpuTime is the CPU time (user+system) pid has used itself, children not
+// included, at the kernel's tick resolution (usually 10 ms).
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // sysconf(_SC_CLK_TCK) on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
 // BenchmarkLogThroughput relays 1M numbered lines (busybox `seq`) from one
 // service through sstack to a pipe, and checks that none is lost or out of
 // order. Throughput is lines per second between the first and the last line
 // reaching the reader, which leaves out instance start and teardown. The
 // floor, in the same run: `exec instance://` of the same `seq` in an
 // instance started with sstack's flags, its stdout on a pipe read the same
-// way.
+// way. sstack-cpu-ns/line is the CPU sstack itself (not Apptainer, not seq)
+// spends per line relayed, which load from other processes barely changes.
 func BenchmarkLogThroughput(b *testing.B) {
 	e := newBenchEnv(b)
 	composeFile := e.writeFile("docker-compose.yml", fmt.Sprintf(
@@ -481,12 +537,15 @@ func BenchmarkLogThroughput(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = e.appt("-s", "instance", "stop", "-s", "KILL", floorInst).Run() })
 
-	var floor, sstack []float64
+	var floor, sstack, cpu []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		phases := []func(){
 			func() { floor = append(floor, e.floorLogs(floorInst)) },
-			func() { sstack = append(sstack, e.sstackLogs(composeFile)) },
+			func() {
+				rate, perLine := e.sstackLogs(composeFile)
+				sstack, cpu = append(sstack, rate), append(cpu, perLine)
+			},
 		}
 		if i%2 == 1 {
 			phases[0], phases[1] = phases[1], phases[0]
@@ -496,12 +555,13 @@ func BenchmarkLogThroughput(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.Logf("floor lines/s %.0f", floor)
-	b.Logf("sstack lines/s %.0f", sstack)
+	b.Logf("floor  lines/s %s", fmtSeries(floor))
+	b.Logf("sstack lines/s %s, CPU ns/line %s", fmtSeries(sstack), fmtSeries(cpu))
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(median(floor), "floor-lines/s")
 	b.ReportMetric(median(sstack), "sstack-lines/s")
-	b.ReportMetric(median(sstack)/median(floor), "ratio")
+	b.ReportMetric(pairRatio(sstack, floor), "ratio")
+	b.ReportMetric(median(cpu), "sstack-cpu-ns/line")
 }
 
 func (e *benchEnv) floorLogs(instance string) float64 {
@@ -526,12 +586,20 @@ func (e *benchEnv) floorLogs(instance string) float64 {
 	return c.rate(b, "floor")
 }
 
-func (e *benchEnv) sstackLogs(composeFile string) float64 {
+// sstackLogs runs the stack, which ends by itself once seq has exited, and
+// returns lines/s and sstack's own CPU ns per line.
+func (e *benchEnv) sstackLogs(composeFile string) (rate, cpuPerLine float64) {
 	b := e.b
 	project := benchName("benchlog")
 	run := e.startSstack(composeFile, project)
-	c := lineCounter{prefix: []byte("gen-1 | ")}
-	c.read(run.stdout) // up ends by itself once seq has exited
+	pid := run.cmd.Process.Pid
+	var cpu0, cpu1 time.Duration
+	c := lineCounter{
+		prefix:  []byte("gen-1 | "),
+		onFirst: func() { cpu0 = cpuTime(pid) },
+		onLast:  func() { cpu1 = cpuTime(pid) },
+	}
+	c.read(run.stdout)
 	run.wait(b, 60*time.Second)
 	if run.code != 0 {
 		b.Fatalf("sstack exit code %d; stderr:\n%s", run.code, run.stderr)
@@ -539,5 +607,6 @@ func (e *benchEnv) sstackLogs(composeFile string) float64 {
 	if !strings.Contains(run.stderr.String(), "gen-1 exited with code 0") {
 		b.Fatalf("no exit line; stderr:\n%s", run.stderr)
 	}
-	return c.rate(b, "sstack")
+	rate = c.rate(b, "sstack")
+	return rate, float64((cpu1 - cpu0).Nanoseconds()) / float64(logLines)
 }
