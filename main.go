@@ -115,7 +115,7 @@ func newFlagSet(o *options, logsMode bool) *pflag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "up: log format, text or json")
 	fs.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "up: stop the stack if any service's process exits")
 	fs.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "up: stop the stack if any service's process exits with a non-zero code")
-	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "up: return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "up: return the exit code of the selected service's process (implies --abort-on-container-exit unless --abort-on-container-failure is given)")
 	fs.BoolVarP(&o.volumes, "volumes", "v", false, "down: also remove named volumes")
 	fs.BoolVarP(&o.follow, "follow", followShort, false, "logs: follow log output (-f after 'logs')")
 	fs.StringVar(&o.since, "since", "", "logs: show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
@@ -249,6 +249,10 @@ func up(o options) int {
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return fail(fmt.Errorf("--log-format %q: use text or json", o.logFormat))
+	}
+	if o.abortOnExit && o.abortOnFail {
+		fmt.Fprintln(o.stderr, "sstack: --abort-on-container-failure cannot be combined with --abort-on-container-exit")
+		return 2
 	}
 	plan, err := o.load()
 	if err != nil {

@@ -37,6 +37,9 @@ type ServiceConfig struct {
 	Logger  *actor.PID
 	Metrics *metrics.Metrics
 	Clock   policy.Clock
+	// pipes tracks the output pipes, so that the end of up waits until
+	// their last lines are written (nil: not tracked).
+	pipes *pipeTracker
 }
 
 // serviceActor owns one replica: its instance, its process, its restart
@@ -58,7 +61,8 @@ type serviceActor struct {
 	creating bool                // an instance start is in flight
 	stopping bool                // sstack asked for a stop: never restart
 	killing  bool
-	// restartDue is armed: the restart policy starts the process again.
+	// restartPending: a restartDue timer is armed, the restart policy
+	// starts the process again.
 	restartPending bool
 	// followDep: the process is being stopped because a dependency with
 	// depends_on.restart restarted; it is started again when it exits.
@@ -309,11 +313,13 @@ func (s *serviceActor) startProcess(ctx actor.Context, restart bool) {
 	s.run++
 	s.starting = true
 	s.restartRun = restart
-	if !restart {
+	// A first start is timed from maybeCreate (instance and process); a
+	// restart from now (the process alone, not the restart delay).
+	if restart {
 		s.startAsked = s.cfg.Clock.Now()
 	}
 	run, self, root := s.run, s.self, s.system.Root
-	rt, logger := s.cfg.Runtime, s.cfg.Logger
+	rt, logger, pipes := s.cfg.Runtime, s.cfg.Logger, s.cfg.pipes
 	ispec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
 	pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
 	src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
@@ -331,13 +337,13 @@ func (s *serviceActor) startProcess(ctx actor.Context, restart bool) {
 				root.Send(logger, &StatusLine{Text: fmt.Sprintf("%s: restarting the process in instance %s", name, ispec.Name)})
 			}
 		}
-		runProcess(rt, root, self, logger, run, pspec, src)
+		runProcess(rt, root, self, logger, pipes, run, pspec, src)
 	}()
 }
 
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
-func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, run int, spec singularity.ProcessSpec, src *LogSource) {
+func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})
@@ -360,11 +366,15 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		root.Send(self, &processStarted{run: run, err: err})
 		return
 	}
+	// Tracked before the exit can be reported, so that the stack's end
+	// waits for these lines.
+	outRd, outDone := pipes.track(outR)
+	errRd, errDone := pipes.track(errR)
 	root.Send(self, &processStarted{run: run, proc: proc})
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); pumpLines(root, logger, src, Stdout, outR, time.Now) }()
-	go func() { defer wg.Done(); pumpLines(root, logger, src, Stderr, errR, time.Now) }()
+	go func() { defer wg.Done(); defer outDone(); pumpLines(root, logger, src, Stdout, outRd, time.Now) }()
+	go func() { defer wg.Done(); defer errDone(); pumpLines(root, logger, src, Stderr, errRd, time.Now) }()
 	code, _ := proc.Wait()
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
@@ -426,8 +436,7 @@ func (s *serviceActor) onProcessExited(ctx actor.Context, msg *processExited) {
 		s.followDep = false
 		s.status("%s exited with code %d", s.cfg.Name, msg.code)
 		s.reportExit(ctx, msg.code, true, true)
-		s.cfg.Metrics.Restarted(s.cfg.Service.Name, s.cfg.Replica)
-		s.startProcess(ctx, true)
+		s.startProcess(ctx, true) // not counted: the policy did not restart it
 		return
 	}
 	d := s.restarts.Exited(msg.code, false)

@@ -51,6 +51,7 @@ type Stack struct {
 	root   *actor.PID
 	logger *actor.PID
 	done   chan StackDone
+	pipes  *pipeTracker
 }
 
 // quietLogger routes protoactor's own logging away from the console that
@@ -65,7 +66,7 @@ func Start(cfg StackConfig) *Stack {
 		cfg.Clock = policy.RealClock{}
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
-	st := &Stack{system: system, done: make(chan StackDone, 1)}
+	st := &Stack{system: system, done: make(chan StackDone, 1), pipes: newPipeTracker()}
 	format := cfg.Format
 	format.Project = cfg.Plan.Project
 	for _, svc := range cfg.Plan.Services {
@@ -80,7 +81,7 @@ func Start(cfg StackConfig) *Stack {
 	// implements actor.SupervisorStrategy), so it can stop the instance of
 	// a service actor that crashed.
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &stackActor{cfg: cfg, logger: st.logger, done: st.done}
+		return &stackActor{cfg: cfg, logger: st.logger, done: st.done, pipes: st.pipes}
 	})
 	st.root = system.Root.Spawn(props)
 	return st
@@ -99,8 +100,16 @@ func (s *Stack) Done() <-chan StackDone { return s.done }
 // the service logs.
 func (s *Stack) Status(text string) { s.system.Root.Send(s.logger, &StatusLine{Text: text}) }
 
-// Close flushes the logger and stops the actor system; call after Done.
+// pipeIdle: at the end of up, an output pipe that has had nothing to say
+// for this long is held by a process that outlived its instance; its
+// lines are not waited for.
+const pipeIdle = time.Second
+
+// Close waits until every line the processes wrote has reached the
+// logger's output, however slowly that is read, flushes the logger and
+// stops the actor system; call after Done, when every instance is gone.
 func (s *Stack) Close() {
+	s.pipes.wait(pipeIdle)
 	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, 5e9).Result()
 	_ = s.system.Root.PoisonFuture(s.root).Wait()
 	_ = s.system.Root.PoisonFuture(s.logger).Wait()
@@ -132,6 +141,7 @@ type stackActor struct {
 	cfg    StackConfig
 	logger *actor.PID
 	done   chan StackDone
+	pipes  *pipeTracker
 	// ctx is the actor's context, for HandleFailure, which protoactor
 	// calls in that context but without passing it as an actor.Context.
 	ctx actor.Context
@@ -262,6 +272,7 @@ func (a *stackActor) start(ctx actor.Context) {
 				Logger:       a.logger,
 				Metrics:      a.cfg.Metrics,
 				Clock:        a.cfg.Clock,
+				pipes:        a.pipes,
 			}
 			pid, err := ctx.SpawnNamed(NewService(cfg), inst)
 			if err != nil {
@@ -498,6 +509,7 @@ func (a *stackActor) kill(ctx actor.Context) {
 // what it knew (its process, run number, restart count) while goroutines
 // of the old incarnation still report to the same PID.
 func (a *stackActor) HandleFailure(_ *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, message any) {
+	defer a.recoverSelf(a.ctx)
 	supervisor.StopChildren(child)
 	what := fmt.Sprint(reason)
 	if p, ok := reason.(*actorPanic); ok {

@@ -29,6 +29,8 @@ func (t *translator) dependencies(services map[string]*Service) {
 				if cfg.Required {
 					t.fail(name, key, "service %q is not enabled: it has profiles %s; enable one with --profile %s, or set required: false",
 						dep, strings.Join(disabled.Profiles, ", "), disabled.Profiles[0])
+				} else {
+					t.warn(name, key, "optional dependency: service %q is not enabled (profiles %s); starting without it", dep, strings.Join(disabled.Profiles, ", "))
 				}
 				continue
 			}
@@ -39,6 +41,8 @@ func (t *translator) dependencies(services map[string]*Service) {
 			if t.scaledDown[dep] {
 				if cfg.Required {
 					t.fail(name, key, "service %q has 0 replicas and is never started; scale it up, or set required: false", dep)
+				} else {
+					t.warn(name, key, "optional dependency: service %q has 0 replicas; starting without it", dep)
 				}
 				continue
 			}
