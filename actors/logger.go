@@ -2,9 +2,11 @@ package actors
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ type Printer struct {
 	format  LogFormat
 	colours map[string]string
 	next    int
+	buf     []byte // WriteData's output, reused
 }
 
 // NewPrinter returns a printer for format.
@@ -79,24 +82,12 @@ type jsonLine struct {
 	Line    string `json:"line"`
 }
 
-// WriteLines writes lines of one replica's stream to w.
+// WriteLines writes lines (without their newline) of one replica's stream
+// to w.
 func (p *Printer) WriteLines(w *bufio.Writer, src *LogSource, stream string, t time.Time, lines [][]byte) {
 	if p.format.JSON {
 		for _, line := range lines {
-			text := string(line)
-			if !utf8.ValidString(text) {
-				text = escapeInvalid(line)
-			}
-			enc, _ := json.Marshal(jsonLine{
-				Time:    t.UTC().Format(timeFormat),
-				Project: p.format.Project,
-				Service: src.Service,
-				Replica: src.Replica,
-				Stream:  stream,
-				Line:    text,
-			})
-			_, _ = w.Write(enc)
-			_ = w.WriteByte('\n')
+			_, _ = w.Write(p.appendJSON(w.AvailableBuffer(), src, stream, t, line))
 		}
 		return
 	}
@@ -106,6 +97,71 @@ func (p *Printer) WriteLines(w *bufio.Writer, src *LogSource, stream string, t t
 		_, _ = w.Write(line)
 		_ = w.WriteByte('\n')
 	}
+}
+
+// WriteData writes count lines of one replica's stream to w in one write.
+// data is the lines, each ending with a newline. Without prefix nor
+// timestamps, data is written as it is.
+func (p *Printer) WriteData(w io.Writer, src *LogSource, stream string, t time.Time, data []byte, count int) {
+	if len(data) == 0 {
+		return
+	}
+	var prefix string
+	if !p.format.JSON {
+		prefix = p.Prefix(src.Name, t)
+		if prefix == "" {
+			_, _ = w.Write(data)
+			return
+		}
+	}
+	buf := p.buf[:0]
+	if p.format.JSON {
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				i = len(data) // not a whole line: written with a newline all the same
+				data = append(data[:i:i], '\n')
+			}
+			buf = p.appendJSON(buf, src, stream, t, data[:i])
+			data = data[i+1:]
+		}
+	} else {
+		buf = slices.Grow(buf, len(data)+count*len(prefix))
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n') + 1
+			if i == 0 {
+				i = len(data)
+				data = append(data[:i:i], '\n')
+				i++
+			}
+			buf = append(buf, prefix...)
+			buf = append(buf, data[:i]...)
+			data = data[i:]
+		}
+	}
+	_, _ = w.Write(buf)
+	if cap(buf) > 1<<20 {
+		buf = nil // give back a long line's memory
+	}
+	p.buf = buf
+}
+
+// appendJSON appends line as a JSON object and a newline to buf.
+func (p *Printer) appendJSON(buf []byte, src *LogSource, stream string, t time.Time, line []byte) []byte {
+	text := string(line)
+	if !utf8.ValidString(text) {
+		text = escapeInvalid(line)
+	}
+	enc, _ := json.Marshal(jsonLine{
+		Time:    t.UTC().Format(timeFormat),
+		Project: p.format.Project,
+		Service: src.Service,
+		Replica: src.Replica,
+		Stream:  stream,
+		Line:    text,
+	})
+	buf = append(buf, enc...)
+	return append(buf, '\n')
 }
 
 // escapeInvalid spells invalid UTF-8 bytes as \xNN: encoding/json would
@@ -144,7 +200,7 @@ func SourceFromName(name string) *LogSource {
 // every line on disk.
 type Logger struct {
 	printer *Printer
-	out     *bufio.Writer
+	out     io.Writer // written once per batch: no buffer needed
 	status  io.Writer
 	metrics *metrics.Metrics
 	store   *logstore.Writer
@@ -157,7 +213,7 @@ func NewLogger(format LogFormat, out, status io.Writer, m *metrics.Metrics) *act
 	return actor.PropsFromProducer(func() actor.Actor {
 		l := &Logger{
 			printer: NewPrinter(format),
-			out:     bufio.NewWriterSize(out, 256<<10),
+			out:     out,
 			status:  status,
 			metrics: m,
 		}
@@ -177,16 +233,13 @@ func (l *Logger) Receive(ctx actor.Context) {
 	case *LogBatch:
 		l.writeBatch(msg)
 	case *StatusLine:
-		_ = l.out.Flush()
 		_, _ = io.WriteString(l.status, msg.Text+"\n")
 	case *FlushLogs:
-		_ = l.out.Flush()
 		l.store.Flush()
 		if ctx.Sender() != nil {
 			ctx.Respond(&FlushLogs{})
 		}
 	case *actor.Stopping:
-		_ = l.out.Flush()
 		l.store.Close()
 	}
 }
@@ -198,10 +251,9 @@ func (l *Logger) writeBatch(b *LogBatch) {
 		}
 	}()
 	stream := b.Stream.String()
-	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, len(b.Lines))
-	l.printer.WriteLines(l.out, b.Source, stream, b.Time, b.Lines)
-	_ = l.out.Flush()
-	l.store.Write(b.Source.Name, stream, b.Time, b.Lines)
+	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, b.Count)
+	l.printer.WriteData(l.out, b.Source, stream, b.Time, b.Data, b.Count)
+	l.store.Write(b.Source.Name, stream, b.Time, b.Data, b.Count)
 	l.store.Flush()
 	if err := l.store.Err(); err != nil && !l.warned {
 		l.warned = true

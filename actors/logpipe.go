@@ -1,123 +1,135 @@
 package actors
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
 
 const (
-	batchBytes = 64 << 10 // a batch is sent once it holds this much
+	batchBytes = 64 << 10 // a read fills at most this much of a batch
 	// maxLine bounds one line in memory; a longer line is passed on in
 	// pieces of this size rather than growing without limit.
 	maxLine = 8 << 20
 	// inFlight batches per stream: the reader blocks (and so does the
 	// service's pipe) when the logger is this far behind.
 	inFlight = 2
+	// After a read of at least busyRead bytes that did not fill the
+	// buffer, the reader waits coalesce before reading again, so that a
+	// service writing fast has its output passed on in a few large batches
+	// rather than one per write: each batch costs the logger a write to
+	// stdout and to the store and several goroutine wake-ups, far more
+	// than its lines. The lines already read are sent before the wait;
+	// only what the service writes during it waits, at most coalesce.
+	busyRead = 2 << 10
+	coalesce = time.Millisecond
 )
 
-type lineBatch struct {
-	data  []byte
-	lines [][]byte
-}
-
-func (b *lineBatch) add(line []byte) {
-	start := len(b.data)
-	b.data = append(b.data, line...)
-	b.lines = append(b.lines, b.data[start:len(b.data):len(b.data)])
-}
-
-func (b *lineBatch) reset() {
-	if cap(b.data) > 4*batchBytes {
-		b.data = make([]byte, 0, batchBytes+4096) // give back a long line's memory
-	}
-	b.data = b.data[:0]
-	b.lines = b.lines[:0]
-}
+// newBatchBuf is a batch's buffer: batchBytes to read into, and one byte
+// to spare for the newline added after a last line or a piece of a line
+// longer than maxLine.
+func newBatchBuf() []byte { return make([]byte, 0, batchBytes+1) }
 
 // pumpLines reads r until EOF and hands whole lines to the logger in
-// batches. It blocks while the logger has inFlight batches of this stream
-// unwritten, so memory stays bounded and a flooding service is slowed by
-// its pipe instead of filling a queue. A last line without newline is sent
-// at EOF.
+// batches: the bytes as read, cut after the last newline, so a batch is
+// the pipe's data read straight into its buffer, and never splits a line.
+// It blocks while the logger has inFlight batches of this stream unwritten,
+// so memory stays bounded and a flooding service is slowed by its pipe
+// instead of filling a queue. A last line without newline is sent, with
+// one, at EOF.
 func pumpLines(sender actor.SenderContext, logger *actor.PID, src *LogSource, stream Stream, r io.Reader, now func() time.Time) {
-	br := bufio.NewReaderSize(r, batchBytes)
 	done := make(chan struct{}, inFlight)
-	free := make([]*lineBatch, 0, inFlight)
+	free := make([][]byte, 0, inFlight)
 	for i := 0; i < inFlight; i++ {
-		free = append(free, &lineBatch{data: make([]byte, 0, batchBytes+4096)})
+		free = append(free, newBatchBuf())
 	}
-	var pending []*lineBatch // sent, not yet written
-	cur := free[0]
-	free = free[1:]
+	var pending [][]byte // sent, not yet written
+	cur := free[len(free)-1]
+	free = free[:len(free)-1]
 
-	send := func() {
-		if len(cur.lines) == 0 {
-			return
-		}
-		lines := make([][]byte, len(cur.lines))
-		copy(lines, cur.lines)
-		sender.Send(logger, &LogBatch{Source: src, Stream: stream, Lines: lines, Time: now(), Done: done})
+	// send passes on cur[:n], n lines ending with a newline, and carries
+	// the rest of cur (the start of the next line) over into the next
+	// buffer, waiting for the logger to give one back if none is free.
+	send := func(n, count int) {
+		sender.Send(logger, &LogBatch{Source: src, Stream: stream, Data: cur[:n:n], Count: count, Time: now(), Done: done})
 		pending = append(pending, cur)
 		if len(free) == 0 {
 			<-done // the oldest batch is written: reuse it
 			free = append(free, pending[0])
 			pending = pending[1:]
 		}
-		cur = free[len(free)-1]
+		next := free[len(free)-1]
 		free = free[:len(free)-1]
-		cur.reset()
+		if cap(next) > 4*batchBytes {
+			next = newBatchBuf() // give back a long line's memory
+		}
+		// The logger reads only cur[:n]: the rest is still ours.
+		rest := cur[n:]
+		if cap(next) < len(rest)+batchBytes+1 {
+			next = make([]byte, 0, len(rest)+batchBytes+1)
+		}
+		cur = append(next[:0], rest...)
 	}
 
-	var long []byte // a line longer than the reader's buffer, being assembled
+	wait := false // the last read found the service writing fast
 	for {
-		chunk, err := br.ReadSlice('\n')
-		switch {
-		case err == nil:
-			line := chunk[:len(chunk)-1]
-			if long != nil {
-				line = append(long, line...)
-				long = nil
+		if len(cur) == cap(cur)-1 { // full of one partial line
+			if len(cur) >= maxLine {
+				cur = append(cur, '\n')
+				send(len(cur), 1)
+				continue
 			}
-			cur.add(line)
-		case errors.Is(err, bufio.ErrBufferFull):
-			long = append(long, chunk...)
-			if len(long) >= maxLine {
-				cur.add(long)
-				long = nil
-				send()
+			grown := make([]byte, len(cur), min(2*len(cur), maxLine)+1)
+			copy(grown, cur)
+			cur = grown
+		}
+		start := len(cur)
+		if wait {
+			time.Sleep(coalesce)
+		}
+		n, err := r.Read(cur[start : cap(cur)-1])
+		wait = n >= busyRead && start+n < cap(cur)-1
+		cur = cur[:start+n]
+		// Whole lines are sent before the next read, which may block:
+		// lines followed by part of the next must not wait for the rest of
+		// it, which may come much later (a prompt).
+		if i := bytes.LastIndexByte(cur[start:], '\n'); i >= 0 {
+			end := start + i + 1
+			send(end, bytes.Count(cur[start:end], newline))
+		}
+		if err != nil { // EOF or a read error: flush what is left
+			if len(cur) > 0 {
+				cur = append(cur, '\n')
+				send(len(cur), 1)
 			}
-			continue
-		default: // EOF or a read error: flush what is left
-			if len(chunk) > 0 || long != nil {
-				cur.add(append(long, chunk...))
-			}
-			send()
 			for range pending {
 				<-done
 			}
 			return
 		}
-		// Send before the next read can block: when the buffer holds no
-		// other whole line. Lines followed by only part of the next must
-		// not wait for the rest of it, which may come much later.
-		if len(cur.data) >= batchBytes || !lineBuffered(br) {
-			send()
-		}
 	}
 }
 
-// lineBuffered reports whether br holds a whole line, so that the next
-// ReadSlice returns without reading. It scans only up to the first
-// newline: the next line.
-func lineBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.IndexByte(b, '\n') >= 0
+var newline = []byte{'\n'}
+
+// logPipe returns a pipe for a process's output whose read end is read
+// with plain blocking reads, not through Go's poller as os.Pipe's is: the
+// poller watches a pipe edge-triggered, so every write of a busy service
+// would wake a thread even while pumpLines waits out coalesce and is not
+// reading, which costs more than the lines. A reader blocked on a silent
+// pipe holds a thread; close the read end only once its reader returned.
+func logPipe() (r, w *os.File, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	// Blocking descriptors: os.NewFile leaves them out of the poller.
+	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
 
 // pipeTracker lets the stack wait, before it stops the logger at the end

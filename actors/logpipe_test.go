@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,36 @@ func newBatchSink(t *testing.T) (*actor.RootContext, *actor.PID, chan *LogBatch)
 
 type pumped struct {
 	batches [][]string // copies of each batch's lines, in arrival order
-	sizes   []int      // bytes of line data in each batch
+	sizes   []int      // bytes of data in each batch
+}
+
+// batchLines copies the lines of b, without their newline, and checks that
+// b holds whole lines, each ending with a newline, and counts them right.
+func batchLines(t *testing.T, b *LogBatch) []string {
+	t.Helper()
+	if len(b.Data) > 0 && b.Data[len(b.Data)-1] != '\n' {
+		t.Errorf("batch data does not end with a newline: %q", lastBytes(b.Data))
+	}
+	if n := bytes.Count(b.Data, []byte{'\n'}); n != b.Count {
+		t.Errorf("batch Count %d, but it holds %d lines", b.Count, n)
+	}
+	var lines []string
+	for d := b.Data; len(d) > 0; {
+		i := bytes.IndexByte(d, '\n')
+		if i < 0 {
+			i = len(d) - 1 // reported above
+		}
+		lines = append(lines, string(d[:i]))
+		d = d[i+1:]
+	}
+	return lines
+}
+
+func lastBytes(b []byte) []byte {
+	if len(b) > 40 {
+		return b[len(b)-40:]
+	}
+	return b
 }
 
 func (p *pumped) lines() []string {
@@ -65,15 +95,10 @@ func pump(t *testing.T, r io.Reader) *pumped {
 				if b.Source != src || b.Stream != Stderr || !b.Time.Equal(pumpTime) || b.Done == nil {
 					t.Errorf("batch with source %+v stream %v time %v done %v", b.Source, b.Stream, b.Time, b.Done)
 				}
-				var lines []string
-				size := 0
-				for _, l := range b.Lines {
-					lines = append(lines, string(l))
-					size += len(l)
-				}
+				lines := batchLines(t, b)
 				mu.Lock()
 				res.batches = append(res.batches, lines)
-				res.sizes = append(res.sizes, size)
+				res.sizes = append(res.sizes, len(b.Data))
 				mu.Unlock()
 				b.Done <- struct{}{}
 			case <-stop:
@@ -300,20 +325,14 @@ func TestPumpLinesBackPressure(t *testing.T) {
 		before := gen.read.Load()
 		select {
 		case b := <-ch:
-			t.Fatalf("%s: a batch of %d lines arrived beyond the %d in flight", what, len(b.Lines), inFlight)
+			t.Fatalf("%s: a batch of %d lines arrived beyond the %d in flight", what, b.Count, inFlight)
 		case <-time.After(300 * time.Millisecond):
 		}
 		if after := gen.read.Load(); after != before {
 			t.Fatalf("%s: pumpLines went on reading (%d → %d bytes) with %d batches unwritten", what, before, after, inFlight)
 		}
 	}
-	snapshot := func(b *LogBatch) []string {
-		var s []string
-		for _, l := range b.Lines {
-			s = append(s, string(l))
-		}
-		return s
-	}
+	snapshot := func(b *LogBatch) []string { return batchLines(t, b) }
 
 	var held []*LogBatch
 	var copies [][]string
@@ -422,9 +441,7 @@ func TestPumpLinesSendsBeforeBlocking(t *testing.T) {
 			for len(got) < len(c.want) {
 				select {
 				case b := <-ch:
-					for _, l := range b.Lines {
-						got = append(got, string(l))
-					}
+					got = append(got, batchLines(t, b)...)
 					b.Done <- struct{}{}
 				case <-deadline:
 					t.Fatalf("lines %q still held back while the rest of the next line is awaited (got %q)", c.want, got)
@@ -509,5 +526,59 @@ func TestPipeTrackerGivesUpOnSilentPipe(t *testing.T) {
 	empty.wait(time.Hour)
 	if time.Since(start) > time.Second {
 		t.Error("wait with nothing tracked blocked")
+	}
+}
+
+// TestPumpLinesAfterBurst: after a burst, which makes pumpLines wait a
+// little before reading again so that a fast writer's output comes in few
+// batches, a line written next is still passed on at once when the writer
+// then goes quiet.
+func TestPumpLinesAfterBurst(t *testing.T) {
+	root, pid, ch := newBatchSink(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, pr, fixedNow)
+	burst, want := numbered(1000) // well above busyRead
+	if len(burst) < 2*busyRead {
+		t.Fatalf("burst of %d bytes too small", len(burst))
+	}
+	go func() {
+		_, _ = io.WriteString(pw, burst)
+		_, _ = io.WriteString(pw, "ready\nprompt> ")
+	}()
+	want = append(want, "ready")
+	var got []string
+	deadline := time.After(5 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case b := <-ch:
+			got = append(got, batchLines(t, b)...)
+			b.Done <- struct{}{}
+		case <-deadline:
+			t.Fatalf("after a burst, %d of %d lines passed on while the writer waits", len(got), len(want))
+		}
+	}
+	equalLines(t, got, want)
+}
+
+// TestLogPipe: the pipe for a process's output carries its bytes and ends
+// at EOF once the write end is closed; its read end is not in Go's poller
+// (see logPipe), so it has no deadlines.
+func TestLogPipe(t *testing.T) {
+	r, w, err := logPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.SetReadDeadline(time.Now()); !errors.Is(err, os.ErrNoDeadline) {
+		t.Errorf("read end is pollable: SetReadDeadline = %v", err)
+	}
+	go func() {
+		_, _ = io.WriteString(w, "one\ntwo")
+		w.Close()
+	}()
+	data, err := io.ReadAll(r)
+	if err != nil || string(data) != "one\ntwo" {
+		t.Errorf("read %q, %v", data, err)
 	}
 }

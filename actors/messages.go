@@ -131,9 +131,13 @@ func (s Stream) String() string {
 type LogBatch struct {
 	Source *LogSource
 	Stream Stream
-	Lines  [][]byte // without their newline
-	Time   time.Time
-	Done   chan<- struct{}
+	// Data is Count whole lines, each ending with a newline (one is added
+	// to a last line without it and to each piece of a line longer than
+	// the reader's limit).
+	Data  []byte
+	Count int
+	Time  time.Time
+	Done  chan<- struct{}
 }
 
 // LogSource identifies one replica for the logger.

@@ -344,12 +344,12 @@ func (s *serviceActor) startProcess(ctx actor.Context, restart bool) {
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
 func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource) {
-	outR, outW, err := os.Pipe()
+	outR, outW, err := logPipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})
 		return
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := logPipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()

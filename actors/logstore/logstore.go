@@ -3,9 +3,10 @@
 //
 // One file per replica, <dir>/<service>-<replica>.log, rotated to .1, .2 …
 // A file is a series of batches: a header "<RFC3339Nano time> <o|e> <n>"
-// and the n lines that arrived together. The time and stream are kept so
-// `logs` can merge replicas, filter by --since and show -t; writing them
-// once per batch rather than per line halves the cost of keeping logs.
+// and the n lines that arrived together, each ending with a newline, as
+// the logger got them: one write per batch. The time and stream are kept
+// so `logs` can merge replicas, filter by --since and show -t; writing
+// them once per batch rather than per line halves the cost of keeping logs.
 package logstore
 
 import (
@@ -70,7 +71,7 @@ func (w *Writer) open(name string) (*file, error) {
 		f.Close()
 		return nil, err
 	}
-	fl := &file{f: f, w: bufio.NewWriterSize(f, 64<<10), size: st.Size()}
+	fl := &file{f: f, w: bufio.NewWriterSize(f, 256<<10), size: st.Size()}
 	w.files[name] = fl
 	return fl, nil
 }
@@ -92,12 +93,17 @@ func (w *Writer) rotate(name string, fl *file) error {
 	return os.Remove(base)
 }
 
-// Write appends lines of one stream ("stdout" or "stderr") of a replica.
-// Errors are remembered, not returned per call: losing the disk copy must
-// not stop the console output. Err reports the first one.
-func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
-	if w == nil {
+// Write appends count lines of one stream ("stdout" or "stderr") of a
+// replica: data is the lines, each ending with a newline. Errors are
+// remembered, not returned per call: losing the disk copy must not stop the
+// console output. Err reports the first one.
+func (w *Writer) Write(name, stream string, t time.Time, data []byte, count int) {
+	if w == nil || len(data) == 0 {
 		return
+	}
+	if data[len(data)-1] != '\n' { // not a whole line: stored with a newline
+		data = append(data[:len(data):len(data)], '\n')
+		count = bytes.Count(data, newline)
 	}
 	fl, err := w.open(name)
 	if err != nil {
@@ -108,7 +114,7 @@ func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
 	if stream == "stderr" {
 		tag = 'e'
 	}
-	for len(lines) > 0 {
+	for len(data) > 0 {
 		if fl.size >= w.maxSize {
 			if err := w.rotate(name, fl); err != nil {
 				w.fail(err)
@@ -119,11 +125,14 @@ func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
 				return
 			}
 		}
-		// As many lines as fit before the size limit, at least one.
-		n, room := 0, w.maxSize-fl.size
-		for n < len(lines) && (n == 0 || room > 0) {
-			room -= int64(len(lines[n]) + 1)
-			n++
+		// As many lines as fit before the size limit, at least one: up to
+		// the end of the line that reaches it.
+		part, n := data, count
+		if room := w.maxSize - fl.size; int64(len(data)) > room {
+			end := int(room) - 1 + bytes.IndexByte(data[room-1:], '\n') + 1
+			part = data[:end]
+			n = bytes.Count(part, newline)
+			count -= n
 		}
 		var hdr [96]byte
 		h := t.UTC().AppendFormat(hdr[:0], time.RFC3339Nano)
@@ -132,14 +141,13 @@ func (w *Writer) Write(name, stream string, t time.Time, lines [][]byte) {
 		h = append(h, '\n')
 		k, _ := fl.w.Write(h)
 		fl.size += int64(k)
-		for _, line := range lines[:n] {
-			k, _ := fl.w.Write(line)
-			_ = fl.w.WriteByte('\n')
-			fl.size += int64(k + 1)
-		}
-		lines = lines[n:]
+		k, _ = fl.w.Write(part)
+		fl.size += int64(k)
+		data = data[len(part):]
 	}
 }
+
+var newline = []byte{'\n'}
 
 // Flush writes buffered lines to the files.
 func (w *Writer) Flush() {

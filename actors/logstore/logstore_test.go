@@ -8,12 +8,13 @@ import (
 	"time"
 )
 
-func lines(prefix string, n int) [][]byte {
-	var out [][]byte
+// lines returns n numbered lines, each ending with a newline, and n.
+func lines(prefix string, n int) ([]byte, int) {
+	var out []byte
 	for i := 0; i < n; i++ {
-		out = append(out, []byte(fmt.Sprintf("%s %d", prefix, i)))
+		out = fmt.Appendf(out, "%s %d\n", prefix, i)
 	}
-	return out
+	return out, n
 }
 
 func TestWriteReadRotate(t *testing.T) {
@@ -23,8 +24,9 @@ func TestWriteReadRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 123, time.UTC)
-	w.Write("web-1", "stdout", t0, lines("out", 100))
-	w.Write("web-1", "stderr", t0.Add(time.Second), [][]byte{[]byte("err # 3 not a header"), {}})
+	data100, count100 := lines("out", 100)
+	w.Write("web-1", "stdout", t0, data100, count100)
+	w.Write("web-1", "stderr", t0.Add(time.Second), []byte("err # 3 not a header\n\n"), 2)
 	w.Close()
 	if err := w.Err(); err != nil {
 		t.Fatal(err)
