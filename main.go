@@ -292,6 +292,10 @@ func up(o options) int {
 		return fail(err)
 	}
 
+	// Instance monitors become sstack's children, reaped at stop without
+	// waiting for a slow init (see BecomeSubreaper); without it stops are
+	// only slower.
+	_ = singularity.BecomeSubreaper()
 	m := metrics.New(plan.Project)
 	if listener != nil {
 		defer listener.Close()

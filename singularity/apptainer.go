@@ -321,6 +321,11 @@ func (a *Apptainer) StopInstance(ctx context.Context, name string, sig string, t
 	if err != nil {
 		return err
 	}
+	if monitor := a.monitorChild(ctx, name); monitor > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go reap(monitor, done)
+	}
 	stdout, stderr, err := a.output(ctx, args...)
 	if err != nil {
 		out := append(stderr, stdout...)

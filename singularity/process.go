@@ -96,11 +96,25 @@ func (p *process) Signal(sig os.Signal) error {
 	return p.signalChild(c, s)
 }
 
+// Kill SIGKILLs the real process and lets the client reap it and exit
+// (with 137) by itself; the client is killed too if it has not exited
+// after a second. Killing the client first would orphan the process, and
+// an orphan re-parented to a subreaper sstack stays a zombie that keeps
+// its instance from stopping. Kill does not block.
 func (p *process) Kill() error {
-	if c, _ := p.realChild(0); c != nil {
-		_ = p.signalChild(c, syscall.SIGKILL)
+	c, _ := p.realChild(0)
+	if c == nil {
+		return p.signalClient(syscall.SIGKILL)
 	}
-	return p.signalClient(syscall.SIGKILL)
+	_ = p.signalChild(c, syscall.SIGKILL)
+	go func() {
+		deadline := time.Now().Add(time.Second)
+		for !p.clientExited() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = p.signalClient(syscall.SIGKILL)
+	}()
+	return nil
 }
 
 // Wait returns the client's exit code, which is the inner process's (128+N
