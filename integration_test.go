@@ -5,7 +5,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -243,10 +242,4 @@ func assertNothingLeft(t *testing.T, project string) {
 	if procs := leftovers(project); len(procs) > 0 {
 		t.Errorf("processes left behind: %v", procs)
 	}
-}
-
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -124,9 +124,22 @@ func logs(o options, services []string) error {
 		if !want(n) {
 			continue
 		}
-		lines, err := logstore.ReadAll(dir, n, logstore.DefaultKeep)
+		// The current file is read through its follower, so that -f goes
+		// on exactly where the history ended (a rotation at this very
+		// moment could show some lines twice, never lose one).
+		fl, err := openFollower(dir, n)
 		if err != nil {
 			return err
+		}
+		lines, err := logstore.ReadRotated(dir, n, logstore.DefaultKeep)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, fl.read()...)
+		if o.follow {
+			offsets[n] = fl
+		} else {
+			fl.f.Close()
 		}
 		if !since.IsZero() {
 			i := sort.Search(len(lines), func(i int) bool { return !lines[i].Time.Before(since) })
@@ -136,13 +149,6 @@ func logs(o options, services []string) error {
 			lines = lines[len(lines)-tail:]
 		}
 		all = append(all, lines...)
-		if o.follow {
-			f, err := openFollower(dir, n)
-			if err != nil {
-				return err
-			}
-			offsets[n] = f
-		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	for _, l := range all {
@@ -167,18 +173,14 @@ type follower struct {
 	offset int64 // bytes of whole lines consumed
 }
 
+// openFollower opens a replica's current log file from its start.
 func openFollower(dir, name string) (*follower, error) {
 	path := logstore.Path(dir, name)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	end, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &follower{name: name, path: path, f: f, offset: end}, nil
+	return &follower{name: name, path: path, f: f}, nil
 }
 
 // read returns the whole lines appended since the last read; a partial
@@ -223,8 +225,8 @@ func follow(o options, dir, stateDir string, fls map[string]*follower, want func
 		if names, err := logstore.Names(dir); err == nil {
 			for _, n := range names {
 				if _, ok := fls[n]; !ok && want(n) {
-					if f, err := os.Open(logstore.Path(dir, n)); err == nil {
-						fls[n] = &follower{name: n, path: logstore.Path(dir, n), f: f}
+					if fl, err := openFollower(dir, n); err == nil {
+						fls[n] = fl
 					}
 				}
 			}

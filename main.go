@@ -411,7 +411,7 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 		}
 		out[s.Name] = r.has
 		if !r.has && s.Entrypoint == nil && len(s.Command) == 0 {
-			errs = append(errs, fmt.Errorf("service %q: image %s has no runscript and the service sets no command or entrypoint: nothing to run; set command:", s.Name, s.Image))
+			errs = append(errs, fmt.Errorf("service %q: image %s has no runscript and the service sets no command or entrypoint: nothing to run; set command or entrypoint in the compose file", s.Name, s.Image))
 		}
 	}
 	return out, errors.Join(errs...)

@@ -60,7 +60,6 @@ type serviceActor struct {
 	instance bool                // the instance is (believed to be) up
 	creating bool                // an instance start is in flight
 	stopping bool                // sstack asked for a stop: never restart
-	killing  bool
 	// restartPending: a restartDue timer is armed, the restart policy
 	// starts the process again.
 	restartPending bool
@@ -69,9 +68,8 @@ type serviceActor struct {
 	followDep bool
 	// restartRun: the current run is a restart, which dependents with
 	// depends_on.restart follow.
-	restartRun  bool
-	everStarted bool
-	startAsked  time.Time
+	restartRun bool
+	startAsked time.Time
 
 	restarts *policy.RestartTracker
 	health   *policy.HealthTracker
@@ -402,7 +400,6 @@ func (s *serviceActor) onProcessStarted(ctx actor.Context, msg *processStarted) 
 		return
 	}
 	s.proc = msg.proc
-	s.everStarted = true
 	s.restarts.Started()
 	s.cfg.Metrics.Started(s.cfg.Service.Name, s.cfg.Replica, s.cfg.Clock.Now().Sub(s.startAsked))
 	s.status("Instance %s  Started", s.cfg.Instance)
@@ -456,9 +453,6 @@ func (s *serviceActor) onStop(ctx actor.Context, msg *StopService) {
 	s.stopping = true
 	s.restartPending = false
 	s.followDep = false
-	if msg.Kill {
-		s.killing = true
-	}
 	switch {
 	case s.state == StateStopped:
 		if first {

@@ -238,12 +238,24 @@ func Names(dir string) ([]string, error) {
 // ReadAll returns a replica's stored lines, oldest first, rotated files
 // included.
 func ReadAll(dir, name string, keep int) ([]Line, error) {
-	base := Path(dir, name)
+	return readFiles(append(rotatedPaths(dir, name, keep), Path(dir, name)), name)
+}
+
+// ReadRotated returns the lines of a replica's rotated files only, oldest
+// first; the current file is read by whoever follows it.
+func ReadRotated(dir, name string, keep int) ([]Line, error) {
+	return readFiles(rotatedPaths(dir, name, keep), name)
+}
+
+func rotatedPaths(dir, name string, keep int) []string {
 	var paths []string
 	for i := keep; i >= 1; i-- {
-		paths = append(paths, fmt.Sprintf("%s.%d", base, i))
+		paths = append(paths, fmt.Sprintf("%s.%d", Path(dir, name), i))
 	}
-	paths = append(paths, base)
+	return paths
+}
+
+func readFiles(paths []string, name string) ([]Line, error) {
 	var out []Line
 	for _, p := range paths {
 		f, err := os.Open(p)
