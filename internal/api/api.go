@@ -1,0 +1,235 @@
+// Package api is the contract between sstack's CLI and a running stack: the
+// Stack interface, its option structs, the replica rows of ps and the typed
+// events that the console, the metrics, ps and `events` all read. It holds
+// no implementation: the supervisor implements Stack in process
+// (package engine) and the control socket client implements it for a
+// stack run by another sstack (package control), so the CLI code is the
+// same for a foreground and a detached stack.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Stack is what a running stack can do. Every method may be called from
+// any goroutine; Events and Wait block until their context ends.
+type Stack interface {
+	// Info describes the stack and the supervisor running it (ls).
+	Info(ctx context.Context) (ProjectInfo, error)
+	// Ps lists the replicas, in service order then replica number.
+	Ps(ctx context.Context, opts PsOptions) ([]Replica, error)
+	// Up starts services of the running stack that are not running, with
+	// their dependencies unless NoDeps (docker compose up SERVICE...).
+	Up(ctx context.Context, opts UpOptions) error
+	// Stop, Start, Restart and Kill act on the replicas of the services
+	// named (all when none) through their service actors.
+	Stop(ctx context.Context, opts StopOptions) error
+	Start(ctx context.Context, opts StartOptions) error
+	Restart(ctx context.Context, opts RestartOptions) error
+	Kill(ctx context.Context, opts KillOptions) error
+	// Scale sets the number of replicas of services, live.
+	Scale(ctx context.Context, opts ScaleOptions) error
+	// Events calls fn with every event from now on, until ctx ends, fn
+	// returns an error or the stack is gone (then it returns nil).
+	Events(ctx context.Context, opts EventsOptions, fn func(Event) error) error
+	// Wait blocks until a process of the services named exits and returns
+	// the exit code of the first one (docker compose wait).
+	Wait(ctx context.Context, opts WaitOptions) (int, error)
+	// Top lists the processes running in each replica's instance.
+	Top(ctx context.Context, opts TopOptions) ([]TopReplica, error)
+	// ExecTarget says where and how `exec` runs a command: the replica's
+	// instance and the service's environment, as its process gets it.
+	ExecTarget(ctx context.Context, opts ExecOptions) (ExecTarget, error)
+	// Down tears the stack down in reverse dependency order, as Ctrl-C
+	// does; it returns once the teardown has begun (the caller waits for
+	// the supervisor to go).
+	Down(ctx context.Context, opts DownOptions) error
+}
+
+// State is where a replica is in its life cycle; the names are those of
+// the life-cycle machine (actors/lifecycle).
+type State string
+
+const (
+	StateWaiting    State = "waiting"    // for its dependencies
+	StateCreating   State = "creating"   // instance being started
+	StateStarting   State = "starting"   // process being started
+	StateRunning    State = "running"    // process running
+	StateStopping   State = "stopping"   // stop signal sent, waiting for the exit
+	StateRestarting State = "restarting" // exited; the restart policy starts it again
+	StateExited     State = "exited"     // exited, no restart coming
+	StateFailed     State = "failed"     // could not start, or gave up
+	StateStopped    State = "stopped"    // torn down: no process, no instance
+)
+
+// Health is the healthcheck status of a running replica ("" without one).
+type Health string
+
+const (
+	HealthNone      Health = ""
+	HealthStarting  Health = "starting"
+	HealthHealthy   Health = "healthy"
+	HealthUnhealthy Health = "unhealthy"
+)
+
+// Replica is one row of ps.
+type Replica struct {
+	Project  string    `json:"Project"`
+	Service  string    `json:"Service"`
+	Replica  int       `json:"Replica"`
+	Name     string    `json:"Name"`     // display name, e.g. web-1
+	Instance string    `json:"Instance"` // Apptainer instance name
+	State    State     `json:"State"`
+	Health   Health    `json:"Health"`
+	ExitCode int       `json:"ExitCode"`
+	Since    time.Time `json:"Since"` // when State was entered
+	Restarts int       `json:"Restarts"`
+	Pid      int       `json:"Pid"` // the service process on the host, 0 if none
+	// Supervised is false for an instance found without a supervisor.
+	Supervised bool   `json:"Supervised"`
+	Reason     string `json:"Reason,omitempty"` // why it failed
+}
+
+// Status is the state as docker compose ps shows it: "running",
+// "running (healthy)", "exited (3)", "restarting".
+func (r Replica) Status() string {
+	switch r.State {
+	case StateRunning, StateStopping:
+		if r.Health != HealthNone {
+			return "running (" + string(r.Health) + ")"
+		}
+		return "running"
+	case StateExited:
+		return fmt.Sprintf("exited (%d)", r.ExitCode)
+	case StateStarting:
+		return "created"
+	case "":
+		return "unknown"
+	}
+	if !r.Supervised {
+		return "running (unsupervised)"
+	}
+	return string(r.State)
+}
+
+// Active: the replica has (or is getting) a running process; ps without -a
+// shows only these, as docker compose ps shows running containers.
+func (r Replica) Active() bool {
+	switch r.State {
+	case StateCreating, StateStarting, StateRunning, StateStopping, StateRestarting:
+		return true
+	}
+	return false
+}
+
+// ProjectInfo is one row of ls.
+type ProjectInfo struct {
+	Name        string   `json:"Name"`
+	Status      string   `json:"Status"` // e.g. "running(3)", "exited(2)"
+	ConfigFiles []string `json:"ConfigFiles"`
+	StateDir    string   `json:"StateDir"`
+	Pid         int      `json:"Pid"` // of the supervisor, 0 when none runs
+	Supervised  bool     `json:"Supervised"`
+	Detached    bool     `json:"Detached"`
+	Started     time.Time
+}
+
+type (
+	PsOptions struct {
+		All      bool     // include exited and stopped replicas
+		Services []string // none: all
+	}
+	UpOptions struct {
+		Services []string
+		NoDeps   bool
+		// Scale sets the replica count of services first (up --scale).
+		Scale map[string]int
+	}
+	StopOptions struct {
+		Services []string
+		// Timeout overrides stop_grace_period when set (stop -t).
+		Timeout *time.Duration
+	}
+	StartOptions   struct{ Services []string }
+	RestartOptions struct {
+		Services []string
+		Timeout  *time.Duration
+		NoDeps   bool
+	}
+	KillOptions struct {
+		Services []string
+		Signal   string // e.g. "SIGKILL" (default), "USR1"
+	}
+	ScaleOptions struct {
+		Replicas map[string]int
+		NoDeps   bool
+	}
+	EventsOptions struct{ Services []string }
+	WaitOptions   struct {
+		Services []string
+		// DownProject: take the stack down once the first one exits.
+		DownProject bool
+	}
+	TopOptions  struct{ Services []string }
+	ExecOptions struct {
+		Service string
+		Index   int // replica number, from 1; 0 means 1
+	}
+	DownOptions struct {
+		Volumes bool
+		Timeout *time.Duration
+	}
+)
+
+// TopReplica is the process tree of one replica's instance.
+type TopReplica struct {
+	Name      string    `json:"Name"`
+	Instance  string    `json:"Instance"`
+	Processes []Process `json:"Processes"`
+}
+
+// Process is one process of an instance, read from the host's /proc.
+type Process struct {
+	Pid     int    `json:"Pid"`
+	PPid    int    `json:"PPid"`
+	UID     int    `json:"UID"`
+	Command string `json:"Command"`
+}
+
+// ExecTarget is what `exec` needs to run a command in a replica: the CLI
+// runs `apptainer exec instance://Instance` itself, so a terminal works
+// the same for a foreground and a detached stack.
+type ExecTarget struct {
+	Instance string   `json:"Instance"`
+	Env      []string `json:"Env"` // the service's environment, KEY=VALUE
+	Pwd      string   `json:"Pwd"`
+}
+
+// Errors a Stack returns; the CLI maps them to messages and exit codes.
+var (
+	// ErrNotRunning: no supervisor runs the project.
+	ErrNotRunning = errors.New("project is not running")
+	// ErrNoService: a service name that is not in the project.
+	ErrNoService = errors.New("no such service")
+	// ErrNotRunningReplica: exec into a replica without a running process.
+	ErrReplicaNotRunning = errors.New("replica is not running")
+)
+
+// NoServiceError names a service that does not exist and lists those that do.
+type NoServiceError struct {
+	Name  string
+	Known []string
+}
+
+func (e *NoServiceError) Error() string {
+	known := append([]string(nil), e.Known...)
+	sort.Strings(known)
+	return fmt.Sprintf("no such service: %s (services: %s)", e.Name, strings.Join(known, ", "))
+}
+
+func (e *NoServiceError) Is(target error) bool { return target == ErrNoService }
