@@ -340,7 +340,6 @@ func up(o options) int {
 			if stops == 1 {
 				stack.Stop("Gracefully stopping... (press Ctrl+C again to force)")
 			} else {
-				stack.Status("Killing...")
 				stack.Kill()
 			}
 		}

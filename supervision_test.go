@@ -533,7 +533,7 @@ services:
 	errs := stderr.String()
 	for _, want := range []string{
 		"sstack: internal error in boom-1, handling *actors.processStarted: panic: injected crash of boom-1",
-		"goroutine ", "sstack/actors.(*serviceActor).onProcessStarted(",
+		"goroutine ", "sstack/actors.injectCrash(",
 		"boom-1: stopping instance " + p.name + ".boom.1 and the stack",
 		"Instance " + p.name + ".boom.1  Stopped",
 		"Instance " + p.name + ".db.1  Stopped",

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"sstack/actors/logstore"
+	"sstack/internal/api"
 	"sstack/metrics"
 )
 
@@ -232,8 +233,11 @@ func (l *Logger) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *LogBatch:
 		l.writeBatch(msg)
-	case *StatusLine:
-		_, _ = io.WriteString(l.status, msg.Text+"\n")
+	case *api.Event:
+		// The console's view of an event: its one status line.
+		if line := msg.Line(); line != "" {
+			_, _ = io.WriteString(l.status, line+"\n")
+		}
 	case *FlushLogs:
 		l.store.Flush()
 		if ctx.Sender() != nil {

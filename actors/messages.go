@@ -3,14 +3,17 @@ package actors
 import (
 	"time"
 
+	"sstack/actors/lifecycle"
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
 // This file declares every message of the actor protocol, so the protocol
 // can be read in one place. Messages are small immutable values.
 //
-// main ──StopStack/KillStack──▶ stack ──StopService──▶ service
-// stack ◀──ServiceStatus────── service ──LogBatch/StatusLine──▶ logger
+// engine ──StopStack/KillStack/PsRequest/CommandRequest/ScaleRequest/Subscribe──▶ stack
+// stack ──StopService/StartService/RestartService/SignalService──▶ service
+// stack ◀──ReplicaEvent────── service ──LogBatch/api.Event──▶ logger
 // stack ──DependencyUpdate──▶ service (a service is told, it never polls)
 
 // StopStack asks the stack supervisor for a graceful teardown: services are
@@ -25,64 +28,74 @@ type KillStack struct{}
 // started is gone.
 type StackDone struct{ ExitCode int }
 
-// ServiceState is where one service replica is in its life.
-type ServiceState int
-
-const (
-	StateWaiting   ServiceState = iota // waiting for its dependencies
-	StateCreating                      // instance being started
-	StateRunning                       // service process running
-	StateHealthy                       // running and its healthcheck passes
-	StateUnhealthy                     // running and its healthcheck fails
-	StateExited                        // process exited and will not be restarted
-	StateFailed                        // could not be started, or gave up; it will never be ready
-	StateStopped                       // torn down: no process, no instance
-)
-
-var stateNames = [...]string{"waiting", "creating", "running", "healthy", "unhealthy", "exited", "failed", "stopped"}
-
-func (s ServiceState) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return "unknown"
-}
-
-// ServiceStatus is sent by a service actor to the stack supervisor each time
-// its state changes.
-type ServiceStatus struct {
-	Service  string
-	Replica  int
-	State    ServiceState
-	ExitCode int    // for StateExited
-	Reason   string // for StateFailed: what went wrong, for the user
-	// Restarting is set with StateRunning after a restart, so that
-	// dependents with depends_on.restart can follow.
-	Restarting bool
-}
+// ReplicaEvent carries an event of a replica from its service actor to
+// the stack supervisor, which derives the replica's row (ps), aggregates
+// dependency status, counts metrics and forwards it to `events`.
+type ReplicaEvent struct{ Event api.Event }
 
 // DependencyUpdate tells a service actor what one of its dependencies (all
-// replicas together) has reached; the dependent decides what that means for
-// its depends_on condition. The supervisor sends it to dependents only.
-type DependencyUpdate struct {
-	Service   string
-	Started   bool // every replica's process has started at least once
-	Healthy   bool // every replica is healthy
-	Unhealthy bool // some replica is unhealthy
-	Exited    bool // every replica has exited for good (no restart coming)
-	ExitCode  int  // the first non-zero final exit code among replicas, else 0
-	// Failed: some replica could not be started or gave up; Reason says why.
-	Failed bool
-	Reason string
-	// Restarted: a replica's process was restarted (depends_on.restart).
-	Restarted bool
+// replicas together) has reached; the dependent's machine decides what that
+// means for its depends_on condition. Sent to dependents only.
+type DependencyUpdate struct{ Status lifecycle.DepStatus }
+
+// StopService asks a service actor to stop its process and instance.
+// Final: for good (teardown, scale down); otherwise a user's stop, which
+// StartService undoes. Kill: SIGKILL now instead of stop_signal and the
+// grace period (Timeout overrides stop_grace_period).
+type StopService struct {
+	Final   bool
+	Kill    bool
+	Timeout *time.Duration
 }
 
-// StopService asks a service actor to stop its process and instance. It
-// answers with ServiceStatus{State: StateStopped}.
-type StopService struct {
-	Kill bool // SIGKILL now instead of stop_signal and grace period
-}
+// StartService, RestartService and SignalService carry a user's start,
+// restart and kill -s to one replica.
+type (
+	StartService   struct{}
+	RestartService struct{ Timeout *time.Duration }
+	SignalService  struct{ Signal string }
+)
+
+// Control requests to the stack supervisor from the engine (outside the
+// actor system); each is answered with Respond.
+type (
+	// PsRequest → []api.Replica.
+	PsRequest struct{}
+	// CommandRequest → CommandResult: stop, start, restart, kill or up of
+	// services (none: all).
+	CommandRequest struct {
+		Op       CommandOp
+		Services []string
+		NoDeps   bool
+		Timeout  *time.Duration
+		Signal   string
+	}
+	// ScaleRequest → CommandResult.
+	ScaleRequest struct {
+		Replicas map[string]int
+	}
+	// CommandResult answers a CommandRequest or ScaleRequest: the replicas
+	// acted on, or why nothing was done.
+	CommandResult struct {
+		Names []string
+		Err   error
+	}
+	// Subscribe adds a listener of every event from now on; the stack
+	// closes Ch when it ends, or when the listener falls too far behind.
+	Subscribe   struct{ Ch chan api.Event }
+	Unsubscribe struct{ Ch chan api.Event }
+)
+
+// CommandOp names a user command on services.
+type CommandOp int
+
+const (
+	OpStop CommandOp = iota
+	OpStart
+	OpRestart
+	OpKill
+	OpUp
+)
 
 // Messages a service actor sends to itself from the goroutines doing its
 // blocking work. Each carries the run (process incarnation) it belongs to,
@@ -90,6 +103,7 @@ type StopService struct {
 type (
 	instanceStarted struct{ err error }
 	instanceStopped struct{ err error }
+	instanceChecked struct{ exists bool }
 	processStarted  struct {
 		run  int
 		proc singularity.Process
@@ -99,9 +113,8 @@ type (
 		run  int
 		code int
 	}
-	restartDue   struct{ run int }
-	graceExpired struct{ run int }
-	healthDue    struct{ run int }
+	timerFired   struct{ timer lifecycle.Timer }
+	signalFailed struct{ err error }
 	healthResult struct {
 		run      int
 		code     int
@@ -153,22 +166,6 @@ type StatusLine struct{ Text string }
 
 // FlushLogs asks the logger to flush; it responds with FlushLogs when done.
 type FlushLogs struct{}
-
-// ProcessExit is sent by a service actor to the stack supervisor each time
-// its process exits, whether or not it is restarted, before any
-// ServiceStatus the exit causes. The supervisor applies docker compose's
-// --abort-on-container-exit, --abort-on-container-failure and
-// --exit-code-from to it, which look at every exit, restarts included.
-type ProcessExit struct {
-	Service  string
-	Replica  int
-	ExitCode int
-	// Restarting: the restart policy starts the process again.
-	Restarting bool
-	// Stopped: sstack stopped the process itself (teardown, or a
-	// depends_on.restart), so the exit is no reason to abort.
-	Stopped bool
-}
 
 // crashCleaned tells the stack supervisor that the instance of a service
 // actor that crashed has been stopped (err says if that failed).

@@ -13,8 +13,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/actors/lifecycle"
 	"sstack/actors/policy"
 	"sstack/compose"
+	"sstack/internal/api"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -42,37 +44,19 @@ type ServiceConfig struct {
 	pipes *pipeTracker
 }
 
-// serviceActor owns one replica: its instance, its process, its restart
-// policy and healthcheck. All blocking work runs in goroutines that report
-// back as messages tagged with the run they belong to.
+// serviceActor owns one replica: it feeds what happens to the replica's
+// life-cycle machine (actors/lifecycle) and performs the effects the
+// machine answers. All blocking work runs in goroutines that report back
+// as messages tagged with the run they belong to.
 type serviceActor struct {
 	cfg    ServiceConfig
 	system *actor.ActorSystem
 	self   *actor.PID
 	parent *actor.PID
+	m      *lifecycle.Machine
 
-	state    ServiceState
-	deps     map[string]*DependencyUpdate
-	warned   map[string]bool     // optional dependencies already warned about
-	run      int                 // incarnation of the service process
-	proc     singularity.Process // nil when no process runs
-	starting bool                // a process start is in flight
-	instance bool                // the instance is (believed to be) up
-	creating bool                // an instance start is in flight
-	stopping bool                // sstack asked for a stop: never restart
-	// restartPending: a restartDue timer is armed, the restart policy
-	// starts the process again.
-	restartPending bool
-	// followDep: the process is being stopped because a dependency with
-	// depends_on.restart restarted; it is started again when it exits.
-	followDep bool
-	// restartRun: the current run is a restart, which dependents with
-	// depends_on.restart follow.
-	restartRun bool
-	startAsked time.Time
-
-	restarts *policy.RestartTracker
-	health   *policy.HealthTracker
+	proc    singularity.Process // of run procRun; nil when none runs
+	procRun int
 }
 
 // NewService returns the props of a service actor. A panic in the actor is
@@ -80,7 +64,7 @@ type serviceActor struct {
 // stackActor.HandleFailure), which stops the actor and its instance.
 func NewService(cfg ServiceConfig) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &serviceActor{cfg: cfg, deps: map[string]*DependencyUpdate{}, warned: map[string]bool{}}
+		return &serviceActor{cfg: cfg}
 	}, actor.WithReceiverMiddleware(recoverPanics))
 }
 
@@ -127,216 +111,137 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 		s.system = ctx.ActorSystem()
 		s.self = ctx.Self()
 		s.parent = ctx.Parent()
-		s.restarts = policy.NewRestartTracker(s.cfg.Service.Restart, s.cfg.Clock)
+		s.m = lifecycle.New(lifecycle.Config{
+			Project: s.cfg.Project, Service: s.cfg.Service, Replica: s.cfg.Replica,
+			Instance: s.cfg.Instance, Name: s.cfg.Name, Deps: s.cfg.Deps,
+		}, s.cfg.Clock)
 		s.cfg.Metrics.Register(s.cfg.Service.Name, s.cfg.Replica, s.cfg.Service.Healthcheck != nil)
-		s.maybeCreate(ctx)
+		s.feed(ctx, lifecycle.Begin{})
 	case *DependencyUpdate:
-		s.deps[msg.Service] = msg
-		s.onDependency(ctx, msg)
-	case *instanceStarted:
-		s.onInstanceStarted(ctx, msg)
-	case *processStarted:
-		s.onProcessStarted(ctx, msg)
-	case *processExited:
-		s.onProcessExited(ctx, msg)
-	case *restartDue:
-		if msg.run == s.run && s.restartPending && !s.stopping {
-			s.restartPending = false
-			s.cfg.Metrics.Restarted(s.cfg.Service.Name, s.cfg.Replica)
-			s.startProcess(ctx, true)
-		}
-	case *graceExpired:
-		if msg.run == s.run && s.proc != nil {
-			s.status("%s did not stop within %s, killing it", s.cfg.Name, s.cfg.Service.StopGracePeriod)
-			_ = s.proc.Kill()
-		}
-	case *healthDue:
-		s.onHealthDue(ctx, msg)
-	case *healthResult:
-		s.onHealthResult(ctx, msg)
+		s.feed(ctx, lifecycle.DependencyChanged{Status: msg.Status})
 	case *StopService:
-		s.onStop(ctx, msg)
+		s.feed(ctx, lifecycle.StopRequested{Final: msg.Final, Kill: msg.Kill, Timeout: msg.Timeout})
+	case *StartService:
+		s.feed(ctx, lifecycle.StartRequested{})
+	case *RestartService:
+		s.feed(ctx, lifecycle.RestartRequested{Timeout: msg.Timeout})
+	case *SignalService:
+		s.feed(ctx, lifecycle.SignalRequested{Signal: msg.Signal})
+	case *instanceStarted:
+		s.feed(ctx, lifecycle.InstanceStarted{Err: msg.err})
+	case *instanceChecked:
+		s.feed(ctx, lifecycle.InstanceChecked{Exists: msg.exists})
+	case *processStarted:
+		pid := 0
+		if msg.proc != nil {
+			s.proc, s.procRun, pid = msg.proc, msg.run, msg.proc.Pid()
+		}
+		s.feed(ctx, lifecycle.ProcessStarted{Run: msg.run, Pid: pid, Err: msg.err})
+		if msg.err == nil && s.m.State() == lifecycle.Running {
+			injectCrash(s.cfg.Service.Name, s.cfg.Name)
+		}
+	case *processExited:
+		if msg.run == s.procRun {
+			s.proc = nil
+		}
+		s.feed(ctx, lifecycle.ProcessExited{Run: msg.run, Code: msg.code})
+	case *timerFired:
+		s.feed(ctx, lifecycle.TimerFired{Timer: msg.timer})
+	case *healthResult:
+		s.feed(ctx, lifecycle.ProbeDone{Run: msg.run, Code: msg.code, TimedOut: msg.timedOut, Output: msg.output})
 	case *instanceStopped:
-		// An instance stopped from outside is already gone: nothing to say.
-		if msg.err != nil && !errors.Is(msg.err, singularity.ErrNoInstance) {
-			s.status("%s: %v", s.cfg.Instance, msg.err)
+		err := msg.err
+		if errors.Is(err, singularity.ErrNoInstance) {
+			err = nil // stopped from outside: already gone
 		}
-		s.instance = false
-		s.status("Instance %s  Stopped", s.cfg.Instance)
-		s.setState(ctx, StateStopped, 0, "")
+		s.feed(ctx, lifecycle.InstanceStopped{Err: err})
+	case *signalFailed:
+		s.publish(ctx, api.Event{Kind: api.EventWarning, Message: msg.err.Error()})
 	}
 }
 
-func (s *serviceActor) setState(ctx actor.Context, st ServiceState, code int, reason string) {
-	s.state = st
-	ctx.Send(s.parent, &ServiceStatus{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, State: st, ExitCode: code, Reason: reason})
-}
-
-// reportExit tells the supervisor about every exit of the process, for
-// --abort-on-container-exit and friends; it precedes any state change.
-func (s *serviceActor) reportExit(ctx actor.Context, code int, restarting, stopped bool) {
-	ctx.Send(s.parent, &ProcessExit{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, ExitCode: code, Restarting: restarting, Stopped: stopped})
-}
-
-func (s *serviceActor) status(format string, args ...any) {
-	s.system.Root.Send(s.cfg.Logger, &StatusLine{Text: fmt.Sprintf(format, args...)})
-}
-
-// depsSatisfied reports whether every dependency meets its condition, and
-// the reason the service can never start if a required one never will. An
-// optional dependency (required: false) that never will only warns, once.
-func (s *serviceActor) depsSatisfied() (ok bool, failure string) {
-	ok = true
-	for _, d := range s.cfg.Deps {
-		met, never, why := conditionMet(d, s.deps[d.Service])
-		switch {
-		case never && d.Required:
-			return false, fmt.Sprintf("dependency %q %s", d.Service, why)
-		case never:
-			if !s.warned[d.Service] {
-				s.warned[d.Service] = true
-				s.status("%s: optional dependency %q %s; starting without it (required: false)", s.cfg.Name, d.Service, why)
-			}
-		case !met:
-			ok = false
-		}
-	}
-	return ok, ""
-}
-
-// conditionMet interprets a dependency's state for a depends_on condition:
-// met, or never going to be met (and why).
-func conditionMet(d compose.Dependency, u *DependencyUpdate) (met, never bool, why string) {
-	if u == nil {
-		return false, false, ""
-	}
-	if u.Failed {
-		return false, true, "failed: " + u.Reason
-	}
-	switch d.Condition {
-	case compose.ConditionHealthy:
-		switch {
-		case u.Healthy:
-			return true, false, ""
-		case u.Unhealthy:
-			return false, true, "is unhealthy"
-		case u.Exited:
-			return false, true, fmt.Sprintf("exited with code %d before it became healthy", u.ExitCode)
-		}
-	case compose.ConditionCompletedSuccessfully:
-		if u.Exited {
-			if u.ExitCode == 0 {
-				return true, false, ""
-			}
-			return false, true, fmt.Sprintf("did not complete successfully: exit %d", u.ExitCode)
-		}
-	default:
-		if u.Started {
-			return true, false, ""
-		}
-		if u.Exited {
-			return false, true, fmt.Sprintf("exited with code %d before its process started", u.ExitCode)
-		}
-	}
-	return false, false, ""
-}
-
-func (s *serviceActor) onDependency(ctx actor.Context, u *DependencyUpdate) {
-	if s.state == StateWaiting && !s.stopping {
-		s.maybeCreate(ctx)
-		return
-	}
-	// depends_on.restart: follow a restarted dependency.
-	if u.Restarted && s.proc != nil && !s.stopping && !s.followDep {
-		for _, d := range s.cfg.Deps {
-			if d.Service == u.Service && d.Restart {
-				s.status("%s restarting because its dependency %s restarted", s.cfg.Name, u.Service)
-				s.followDep = true
-				s.signalStop(ctx)
-				return
-			}
-		}
+// feed hands one input to the machine and performs its effects.
+func (s *serviceActor) feed(ctx actor.Context, in lifecycle.Input) {
+	for _, e := range s.m.Handle(in) {
+		s.perform(ctx, e)
 	}
 }
 
-func (s *serviceActor) maybeCreate(ctx actor.Context) {
-	if s.stopping || s.creating || s.instance {
-		return
-	}
-	ok, failure := s.depsSatisfied()
-	if failure != "" {
-		s.status("%s cannot start: %s", s.cfg.Name, failure)
-		s.setState(ctx, StateFailed, 0, failure)
-		return
-	}
-	if !ok {
-		return
-	}
-	s.creating = true
-	s.startAsked = s.cfg.Clock.Now()
-	s.setState(ctx, StateCreating, 0, "")
-	s.status("Instance %s  Creating", s.cfg.Instance)
-	spec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
+func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 	rt, self, root := s.cfg.Runtime, s.self, s.system.Root
-	go func() {
-		err := rt.StartInstance(context.Background(), spec)
-		root.Send(self, &instanceStarted{err: err})
-	}()
-}
-
-func (s *serviceActor) onInstanceStarted(ctx actor.Context, msg *instanceStarted) {
-	s.creating = false
-	if msg.err != nil {
-		if s.stopping {
-			s.setState(ctx, StateStopped, 0, "")
+	switch e := e.(type) {
+	case lifecycle.Emit:
+		ev := e.Event
+		// The console, and through the supervisor the metrics, ps and
+		// events, all read this one event.
+		ctx.Send(s.cfg.Logger, &ev)
+		ctx.Send(s.parent, &ReplicaEvent{Event: ev})
+	case lifecycle.StartInstance:
+		spec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
+		go func() {
+			err := rt.StartInstance(context.Background(), spec)
+			root.Send(self, &instanceStarted{err: err})
+		}()
+	case lifecycle.CheckInstance:
+		name := s.cfg.Instance
+		go func() {
+			infos, err := rt.ListInstances(context.Background(), name)
+			// When the list fails, try the instance: a failed exec says more.
+			root.Send(self, &instanceChecked{exists: err != nil || len(infos) > 0})
+		}()
+	case lifecycle.StartProcess:
+		pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
+		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
+		logger, pipes := s.cfg.Logger, s.cfg.pipes
+		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src)
+	case lifecycle.SignalProcess:
+		if s.proc == nil || s.procRun != e.Run {
 			return
 		}
-		reason := fmt.Sprintf("instance %s could not be started: %v", s.cfg.Instance, msg.err)
-		s.status("%s: %s", s.cfg.Name, reason)
-		s.setState(ctx, StateFailed, 0, reason)
-		return
+		proc, sig := s.proc, signalFromName(e.Signal)
+		go func() {
+			if err := proc.Signal(sig); err != nil && err != os.ErrProcessDone {
+				root.Send(self, &signalFailed{err: fmt.Errorf("sending %s: %w", e.Signal, err)})
+			}
+		}()
+	case lifecycle.KillProcess:
+		if s.proc != nil && s.procRun == e.Run {
+			_ = s.proc.Kill()
+		}
+	case lifecycle.StopInstance:
+		name := s.cfg.Instance
+		// The service process is already gone: only the instance's init is
+		// left, so a short timeout is enough.
+		go func() {
+			err := rt.StopInstance(context.Background(), name, "SIGTERM", 2*time.Second)
+			root.Send(self, &instanceStopped{err: err})
+		}()
+	case lifecycle.SetTimer:
+		timer := e.Timer
+		time.AfterFunc(e.After, func() { root.Send(self, &timerFired{timer: timer}) })
+	case lifecycle.Probe:
+		test, env, inst := s.cfg.Service.Healthcheck.Test, s.cfg.Service.Environment, s.cfg.Instance
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), e.Timeout)
+			defer cancel()
+			code, out, err := rt.Exec(cctx, inst, test, env)
+			timedOut := cctx.Err() != nil
+			if err != nil && !timedOut && code == 0 {
+				code = 255
+			}
+			root.Send(self, &healthResult{run: e.Run, code: code, timedOut: timedOut, output: strings.TrimSpace(string(out))})
+		}()
 	}
-	s.instance = true
-	s.status("Instance %s  Created", s.cfg.Instance)
-	if s.stopping {
-		s.stopInstance(ctx)
-		return
-	}
-	s.startProcess(ctx, false)
 }
 
-// startProcess starts a new run of the service process. After a restart the
-// instance may have been stopped from outside: then it is recreated first.
-func (s *serviceActor) startProcess(ctx actor.Context, restart bool) {
-	s.run++
-	s.starting = true
-	s.restartRun = restart
-	// A first start is timed from maybeCreate (instance and process); a
-	// restart from now (the process alone, not the restart delay).
-	if restart {
-		s.startAsked = s.cfg.Clock.Now()
-	}
-	run, self, root := s.run, s.self, s.system.Root
-	rt, logger, pipes := s.cfg.Runtime, s.cfg.Logger, s.cfg.pipes
-	ispec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
-	pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
-	src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
-	name := s.cfg.Name
-	go func() {
-		if restart {
-			infos, err := rt.ListInstances(context.Background(), ispec.Name)
-			if err == nil && len(infos) == 0 {
-				root.Send(logger, &StatusLine{Text: fmt.Sprintf("%s: instance %s is gone, recreating it", name, ispec.Name)})
-				if err := rt.StartInstance(context.Background(), ispec); err != nil {
-					root.Send(self, &processStarted{run: run, err: fmt.Errorf("recreating instance %s: %w", ispec.Name, err)})
-					return
-				}
-			} else {
-				root.Send(logger, &StatusLine{Text: fmt.Sprintf("%s: restarting the process in instance %s", name, ispec.Name)})
-			}
-		}
-		runProcess(rt, root, self, logger, pipes, run, pspec, src)
-	}()
+// publish sends an event the actor itself noticed (outside the machine).
+func (s *serviceActor) publish(ctx actor.Context, ev api.Event) {
+	snap := s.m.Snapshot()
+	ev.Time = s.cfg.Clock.Now()
+	ev.Project, ev.Service, ev.Replica, ev.Name, ev.Instance = snap.Project, snap.Service, snap.Replica, snap.Name, snap.Instance
+	ev.State = snap.State
+	ctx.Send(s.cfg.Logger, &ev)
+	ctx.Send(s.parent, &ReplicaEvent{Event: ev})
 }
 
 // runProcess starts the process with its output on pipes, pumps both pipes
@@ -386,192 +291,9 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	root.Send(self, &processExited{run: run, code: code})
 }
 
-func (s *serviceActor) onProcessStarted(ctx actor.Context, msg *processStarted) {
-	if msg.run != s.run {
-		if msg.proc != nil {
-			_ = msg.proc.Kill()
-		}
-		return
-	}
-	s.starting = false
-	if msg.err != nil {
-		s.status("%s: %v", s.cfg.Name, msg.err)
-		s.onProcessExited(ctx, &processExited{run: msg.run, code: 255})
-		return
-	}
-	s.proc = msg.proc
-	s.restarts.Started()
-	s.cfg.Metrics.Started(s.cfg.Service.Name, s.cfg.Replica, s.cfg.Clock.Now().Sub(s.startAsked))
-	s.status("Instance %s  Started", s.cfg.Instance)
-	s.state = StateRunning
-	ctx.Send(s.parent, &ServiceStatus{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, State: StateRunning, Restarting: s.restartRun})
-	injectCrash(s.cfg.Service.Name, s.cfg.Name)
-	if s.stopping {
-		s.signalStop(ctx)
-		return
-	}
-	if hc := s.cfg.Service.Healthcheck; hc != nil {
-		s.health = policy.NewHealthTracker(*hc, s.cfg.Clock)
-		s.scheduleHealth(s.health.NextProbe())
-	}
-}
-
-func (s *serviceActor) onProcessExited(ctx actor.Context, msg *processExited) {
-	if msg.run != s.run {
-		return
-	}
-	s.proc = nil
-	s.health = nil
-	s.cfg.Metrics.Exited(s.cfg.Service.Name, s.cfg.Replica, msg.code)
-	if s.stopping { // teardown: never restarted
-		s.status("%s exited with code %d", s.cfg.Name, msg.code)
-		s.reportExit(ctx, msg.code, false, true)
-		s.stopInstance(ctx)
-		return
-	}
-	if s.followDep { // stopped to follow a restarted dependency
-		s.followDep = false
-		s.status("%s exited with code %d", s.cfg.Name, msg.code)
-		s.reportExit(ctx, msg.code, true, true)
-		s.startProcess(ctx, true) // not counted: the policy did not restart it
-		return
-	}
-	d := s.restarts.Exited(msg.code, false)
-	s.status("%s", d.Describe(s.cfg.Name, msg.code))
-	s.reportExit(ctx, msg.code, d.Restart, false)
-	if d.Restart {
-		s.restartPending = true
-		run, self, root := s.run, s.self, s.system.Root
-		time.AfterFunc(d.Delay, func() { root.Send(self, &restartDue{run: run}) })
-		return
-	}
-	s.setState(ctx, StateExited, msg.code, "")
-}
-
-func (s *serviceActor) onStop(ctx actor.Context, msg *StopService) {
-	first := !s.stopping
-	s.stopping = true
-	s.restartPending = false
-	s.followDep = false
-	switch {
-	case s.state == StateStopped:
-		if first {
-			s.setState(ctx, StateStopped, 0, "")
-		}
-	case s.proc != nil:
-		if msg.Kill {
-			_ = s.proc.Kill()
-		} else if first {
-			s.signalStop(ctx)
-		}
-	case s.starting || s.creating:
-		// the start in flight sees s.stopping when it reports back
-	case s.instance:
-		if first {
-			s.stopInstance(ctx)
-		}
-	default: // never created
-		s.setState(ctx, StateStopped, 0, "")
-	}
-}
-
-// signalStop sends stop_signal to the service process itself (not to the
-// apptainer client, which would die and take the process down with SIGKILL)
-// and arms the grace period.
-func (s *serviceActor) signalStop(ctx actor.Context) {
-	proc := s.proc
-	if proc == nil {
-		return
-	}
-	s.status("Instance %s  Stopping", s.cfg.Instance)
-	sig := signalFromName(s.cfg.Service.StopSignal)
-	name := s.cfg.Name
-	logger, root := s.cfg.Logger, s.system.Root
-	go func() {
-		if err := proc.Signal(sig); err != nil && err != os.ErrProcessDone {
-			root.Send(logger, &StatusLine{Text: fmt.Sprintf("%s: sending %s: %v", name, s.cfg.Service.StopSignal, err)})
-		}
-	}()
-	run, self := s.run, s.self
-	time.AfterFunc(s.cfg.Service.StopGracePeriod, func() { root.Send(self, &graceExpired{run: run}) })
-}
-
-func (s *serviceActor) stopInstance(ctx actor.Context) {
-	if !s.instance {
-		s.setState(ctx, StateStopped, 0, "")
-		return
-	}
-	rt, name, self, root := s.cfg.Runtime, s.cfg.Instance, s.self, s.system.Root
-	// The service process is already gone: only the instance's init is
-	// left, so a short timeout is enough.
-	go func() {
-		err := rt.StopInstance(context.Background(), name, "SIGTERM", 2*time.Second)
-		root.Send(self, &instanceStopped{err: err})
-	}()
-}
-
-func (s *serviceActor) scheduleHealth(d time.Duration) {
-	run, self, root := s.run, s.self, s.system.Root
-	time.AfterFunc(d, func() { root.Send(self, &healthDue{run: run}) })
-}
-
-func (s *serviceActor) onHealthDue(ctx actor.Context, msg *healthDue) {
-	if msg.run != s.run || s.health == nil || s.stopping {
-		return
-	}
-	// The start period forgives failures of probes that started inside it,
-	// so the tracker needs the start time, not the time of the result.
-	s.health.ProbeStarted()
-	test, timeout := s.cfg.Service.Healthcheck.Test, s.health.Timeout()
-	rt, inst, env := s.cfg.Runtime, s.cfg.Instance, s.cfg.Service.Environment
-	run, self, root := s.run, s.self, s.system.Root
-	go func() {
-		cctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		code, out, err := rt.Exec(cctx, inst, test, env)
-		timedOut := cctx.Err() != nil
-		if err != nil && !timedOut && code == 0 {
-			code = 255
-		}
-		root.Send(self, &healthResult{run: run, code: code, timedOut: timedOut, output: strings.TrimSpace(string(out))})
-	}()
-}
-
-func (s *serviceActor) onHealthResult(ctx actor.Context, msg *healthResult) {
-	if msg.run != s.run || s.health == nil || s.stopping {
-		return
-	}
-	st, changed := s.health.Result(msg.code, msg.timedOut)
-	if changed {
-		switch st {
-		case policy.Healthy:
-			s.status("%s is healthy", s.cfg.Name)
-			s.cfg.Metrics.Healthy(s.cfg.Service.Name, s.cfg.Replica, true)
-			s.setState(ctx, StateHealthy, 0, "")
-		case policy.Unhealthy:
-			s.status("%s is unhealthy: %s", s.cfg.Name, lastLine(msg.output, msg.timedOut))
-			s.cfg.Metrics.Healthy(s.cfg.Service.Name, s.cfg.Replica, false)
-			s.setState(ctx, StateUnhealthy, 0, "")
-		}
-	}
-	s.scheduleHealth(s.health.NextProbe())
-}
-
-func lastLine(out string, timedOut bool) string {
-	if timedOut {
-		return "healthcheck timed out"
-	}
-	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
-		out = out[i+1:]
-	}
-	if out == "" {
-		return "healthcheck failed"
-	}
-	return out
-}
-
-// signalFromName maps a compose stop_signal to a signal; compose/ has
-// validated it, so a failure here falls back to SIGTERM.
+// signalFromName maps a stop or kill signal name to a signal; compose/
+// has validated stop_signal and the API validates kill -s, so a failure
+// here falls back to SIGTERM.
 func signalFromName(name string) os.Signal {
 	sig, err := singularity.ParseSignal(name)
 	if err != nil {
@@ -579,3 +301,4 @@ func signalFromName(name string) os.Signal {
 	}
 	return sig
 }
+

@@ -10,13 +10,14 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/actors/lifecycle"
 	"sstack/actors/policy"
 	"sstack/compose"
+	"sstack/internal/api"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -35,10 +36,16 @@ type StackConfig struct {
 	Stdout       io.Writer // service output
 	Stderr       io.Writer // sstack's status lines
 
-	// docker compose's exit behaviour flags. As in docker compose,
-	// ExitCodeFrom implies AbortOnExit unless AbortOnFailure is set, and
-	// AbortOnFailure wins over AbortOnExit (docker compose refuses the two
-	// together; main should too).
+	// Services to start (with their dependencies unless NoDeps); none:
+	// every service of the plan.
+	Services []string
+	NoDeps   bool
+	// Detached: the stack goes on when every process has exited, until
+	// it is taken down (up -d); a foreground up ends then, as docker
+	// compose's does.
+	Detached bool
+
+	// docker compose's exit behaviour flags (see policy.ExitRules).
 	AbortOnExit    bool
 	AbortOnFailure bool
 	ExitCodeFrom   string
@@ -87,18 +94,72 @@ func Start(cfg StackConfig) *Stack {
 	return st
 }
 
-// Stop asks for a graceful teardown (first Ctrl-C).
+// Stop asks for a graceful teardown (first Ctrl-C); reason is printed.
 func (s *Stack) Stop(reason string) { s.system.Root.Send(s.root, &StopStack{Reason: reason}) }
 
 // Kill asks for an immediate teardown (second Ctrl-C).
 func (s *Stack) Kill() { s.system.Root.Send(s.root, &KillStack{}) }
 
-// Done is closed-over by main: it receives one StackDone.
+// Done receives one StackDone when everything is gone.
 func (s *Stack) Done() <-chan StackDone { return s.done }
 
-// Status prints one of sstack's own lines through the logger, in order with
-// the service logs.
-func (s *Stack) Status(text string) { s.system.Root.Send(s.logger, &StatusLine{Text: text}) }
+// requestTimeout bounds a control request to the supervisor, which answers
+// at once (it never blocks in Receive).
+const requestTimeout = 10 * time.Second
+
+func (s *Stack) request(msg any) (any, error) {
+	res, err := s.system.Root.RequestFuture(s.root, msg, requestTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("the stack supervisor did not answer: %w", err)
+	}
+	return res, nil
+}
+
+// Ps returns every replica's row.
+func (s *Stack) Ps() ([]api.Replica, error) {
+	res, err := s.request(&PsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	rows, _ := res.([]api.Replica)
+	return rows, nil
+}
+
+// Command runs a user command on services and returns the replicas it
+// acts on.
+func (s *Stack) Command(req *CommandRequest) ([]string, error) {
+	return s.result(s.request(req))
+}
+
+// Scale sets replica counts.
+func (s *Stack) Scale(req *ScaleRequest) ([]string, error) {
+	return s.result(s.request(req))
+}
+
+func (s *Stack) result(res any, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	r, _ := res.(*CommandResult)
+	if r == nil {
+		return nil, errors.New("the stack supervisor gave no answer")
+	}
+	return r.Names, r.Err
+}
+
+// Subscribe returns a channel of every event from now on; it is closed
+// when the stack ends, or when the listener is too slow to keep up.
+func (s *Stack) Subscribe() chan api.Event {
+	ch := make(chan api.Event, subscriberBuffer)
+	s.system.Root.Send(s.root, &Subscribe{Ch: ch})
+	return ch
+}
+
+// Unsubscribe ends a subscription.
+func (s *Stack) Unsubscribe(ch chan api.Event) { s.system.Root.Send(s.root, &Unsubscribe{Ch: ch}) }
+
+// subscriberBuffer events may wait for a listener before it is dropped.
+const subscriberBuffer = 4096
 
 // pipeIdle: at the end of up, an output pipe that has had nothing to say
 // for this long is held by a process that outlived its instance; its
@@ -122,21 +183,24 @@ func DisplayName(service string, replica int) string {
 	return service + "-" + strconv.Itoa(replica)
 }
 
+// replicaState is the supervisor's view of one replica, derived from its
+// events.
 type replicaState struct {
-	pid      *actor.PID
-	instance string
-	state    ServiceState
-	started  bool // the process started at least once
-	exitCode int
-	reason   string
+	pid     *actor.PID
+	row     api.Replica
+	started bool // the process started at least once
+	// removing: scaled down; the replica goes once it has stopped.
+	removing bool
 	// crashed: the service actor panicked and was stopped; the supervisor
 	// stops its instance and ignores what the dead actor sent before.
 	crashed bool
 }
 
-// stackActor supervises the service actors: it routes dependency readiness
-// to dependents, decides when the stack is over, and tears it down in
-// reverse dependency order.
+func (r *replicaState) done() bool { return r.row.State == api.StateStopped }
+
+// stackActor supervises the service actors: it routes dependency status
+// to dependents, answers control requests, decides when the stack is over,
+// and tears it down in reverse dependency order.
 type stackActor struct {
 	cfg    StackConfig
 	logger *actor.PID
@@ -147,25 +211,45 @@ type stackActor struct {
 	ctx actor.Context
 
 	replicas   map[string][]*replicaState // by service, index replica-1
-	dependents map[string][]string        // service -> services that depend on it
-	lastSent   map[string]DependencyUpdate
+	dependents map[string][]string        // service -> spawned services that depend on it
+	lastSent   map[string]lifecycle.DepStatus
+	subs       map[chan api.Event]bool
+	// counts are replica counts set by scale (the plan's otherwise).
+	counts map[string]int
 
+	rules    policy.ExitRules
 	stopping bool
 	killing  bool
 	stopSent map[string]bool
 	finished bool
-
-	// exitCode is what `up` returns (see onProcessExit for docker
-	// compose's rules). codeFixed: a failure (1) or Ctrl-C (0) decided it
-	// and no later exit changes it. fromCaptured: the first exit of the
-	// --exit-code-from service has been seen.
-	exitCode     int
-	codeFixed    bool
-	fromCaptured bool
+	// settled: every replica of the initial up has left its start.
+	settled bool
 }
 
-func (a *stackActor) status(ctx actor.Context, format string, args ...any) {
-	ctx.Send(a.logger, &StatusLine{Text: fmt.Sprintf(format, args...)})
+func (a *stackActor) publish(ctx actor.Context, ev api.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = a.cfg.Clock.Now()
+	}
+	if ev.Project == "" {
+		ev.Project = a.cfg.Plan.Project
+	}
+	ctx.Send(a.logger, &ev)
+	a.fanOut(ev)
+}
+
+func (a *stackActor) notice(ctx actor.Context, format string, args ...any) {
+	a.publish(ctx, api.Event{Kind: api.EventStackNotice, Message: fmt.Sprintf(format, args...)})
+}
+
+func (a *stackActor) fanOut(ev api.Event) {
+	for ch := range a.subs {
+		select {
+		case ch <- ev:
+		default: // too far behind: end its stream rather than block the stack
+			delete(a.subs, ch)
+			close(ch)
+		}
+	}
 }
 
 func (a *stackActor) Receive(ctx actor.Context) {
@@ -174,20 +258,36 @@ func (a *stackActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.ctx = ctx
 		a.start(ctx)
-	case *ServiceStatus:
-		a.onStatus(ctx, msg)
-	case *ProcessExit:
-		a.onProcessExit(ctx, msg)
+	case *ReplicaEvent:
+		a.onEvent(ctx, msg.Event)
 	case *StopStack:
 		if !a.stopping {
-			if msg.Reason != "" {
-				a.status(ctx, "%s", msg.Reason)
-			}
-			a.codeFixed = true // Ctrl-C: exit code 0
+			a.publish(ctx, api.Event{Kind: api.EventStopStack, Message: msg.Reason})
+			a.rules.Interrupted()
 			a.teardown(ctx)
 		}
 	case *KillStack:
+		a.publish(ctx, api.Event{Kind: api.EventKillStack})
 		a.kill(ctx)
+	case *PsRequest:
+		ctx.Respond(a.ps())
+	case *CommandRequest:
+		names, err := a.command(ctx, msg)
+		ctx.Respond(&CommandResult{Names: names, Err: err})
+	case *ScaleRequest:
+		names, err := a.scale(ctx, msg)
+		ctx.Respond(&CommandResult{Names: names, Err: err})
+	case *Subscribe:
+		if a.finished {
+			close(msg.Ch)
+			return
+		}
+		a.subs[msg.Ch] = true
+	case *Unsubscribe:
+		if a.subs[msg.Ch] {
+			delete(a.subs, msg.Ch)
+			close(msg.Ch)
+		}
 	case *crashCleaned:
 		a.onCrashCleaned(ctx, msg)
 	case *actor.Terminated:
@@ -203,8 +303,8 @@ func (a *stackActor) recoverSelf(ctx actor.Context) {
 	if r == nil {
 		return
 	}
-	a.status(ctx, "sstack: internal error in the stack supervisor: %v\n%s", r, debug.Stack())
-	a.exitCode, a.codeFixed = 1, true
+	a.notice(ctx, "sstack: internal error in the stack supervisor: %v\n%s", r, debug.Stack())
+	a.rules.Failed()
 	defer func() {
 		if recover() != nil { // state too broken to tear down in order
 			a.stopEverything()
@@ -217,9 +317,9 @@ func (a *stackActor) recoverSelf(ctx actor.Context) {
 // directly, then report the stack done.
 func (a *stackActor) stopEverything() {
 	var names []string
-	for _, svc := range a.cfg.Plan.Services {
-		for r := 1; r <= svc.Replicas; r++ {
-			names = append(names, compose.InstanceName(a.cfg.Plan.Project, svc.Name, r))
+	for _, reps := range a.replicas {
+		for _, r := range reps {
+			names = append(names, r.row.Instance)
 		}
 	}
 	done := make(chan struct{}, len(names))
@@ -236,57 +336,161 @@ func (a *stackActor) stopEverything() {
 }
 
 func (a *stackActor) start(ctx actor.Context) {
-	plan := a.cfg.Plan
 	a.replicas = map[string][]*replicaState{}
 	a.dependents = map[string][]string{}
-	a.lastSent = map[string]DependencyUpdate{}
+	a.lastSent = map[string]lifecycle.DepStatus{}
 	a.stopSent = map[string]bool{}
-	known := map[string]bool{}
-	for _, svc := range plan.Services {
-		known[svc.Name] = true
+	a.subs = map[chan api.Event]bool{}
+	a.counts = map[string]int{}
+	a.rules = policy.ExitRules{AbortOnExit: a.cfg.AbortOnExit, AbortOnFailure: a.cfg.AbortOnFailure, ExitCodeFrom: a.cfg.ExitCodeFrom}
+	selected, err := a.selection(a.cfg.Services, a.cfg.NoDeps)
+	if err != nil { // main validated the names; nothing to run otherwise
+		a.notice(ctx, "sstack: %v", err)
+		a.rules.Failed()
+		a.finish()
+		return
 	}
-	var names []string
-	for i := range plan.Services {
-		svc := &plan.Services[i]
-		var deps []compose.Dependency
-		for _, d := range svc.DependsOn {
-			if !known[d.Service] {
-				a.status(ctx, "service %q: depends_on: optional dependency %q is not part of the project; starting without it", svc.Name, d.Service)
-				continue
-			}
-			deps = append(deps, d)
-			a.dependents[d.Service] = append(a.dependents[d.Service], svc.Name)
-		}
-		for r := 1; r <= svc.Replicas; r++ {
-			inst := compose.InstanceName(plan.Project, svc.Name, r)
-			cfg := ServiceConfig{
-				Project:      plan.Project,
-				Service:      svc,
-				Replica:      r,
-				Instance:     inst,
-				Name:         DisplayName(svc.Name, r),
-				HostsFile:    a.cfg.HostsFiles[svc.Name],
-				HasRunscript: a.cfg.HasRunscript[svc.Name],
-				Deps:         deps,
-				Runtime:      a.cfg.Runtime,
-				Logger:       a.logger,
-				Metrics:      a.cfg.Metrics,
-				Clock:        a.cfg.Clock,
-				pipes:        a.pipes,
-			}
-			pid, err := ctx.SpawnNamed(NewService(cfg), inst)
-			if err != nil {
-				pid = ctx.Spawn(NewService(cfg))
-			}
-			a.replicas[svc.Name] = append(a.replicas[svc.Name], &replicaState{pid: pid, instance: inst, state: StateWaiting})
-			names = append(names, cfg.Name)
-		}
-	}
+	names := a.spawnServices(ctx, selected, a.cfg.NoDeps)
 	if len(names) == 0 {
 		a.finish()
 		return
 	}
-	a.status(ctx, "Attaching to %s", strings.Join(names, ", "))
+	a.publish(ctx, api.Event{Kind: api.EventAttaching, Names: names})
+}
+
+// selection is the services to start for names (all when none), in plan
+// order, with their dependencies unless noDeps.
+func (a *stackActor) selection(names []string, noDeps bool) ([]*compose.Service, error) {
+	plan := a.cfg.Plan
+	if len(names) == 0 {
+		out := make([]*compose.Service, len(plan.Services))
+		for i := range plan.Services {
+			out[i] = &plan.Services[i]
+		}
+		return out, nil
+	}
+	want := map[string]bool{}
+	var add func(name string) error
+	add = func(name string) error {
+		svc := plan.Service(name)
+		if svc == nil {
+			return &api.NoServiceError{Name: name, Known: a.serviceNames()}
+		}
+		if want[name] {
+			return nil
+		}
+		want[name] = true
+		if noDeps {
+			return nil
+		}
+		for _, d := range svc.DependsOn {
+			if plan.Service(d.Service) != nil {
+				if err := add(d.Service); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, n := range names {
+		if err := add(n); err != nil {
+			return nil, err
+		}
+	}
+	var out []*compose.Service
+	for i := range plan.Services {
+		if want[plan.Services[i].Name] {
+			out = append(out, &plan.Services[i])
+		}
+	}
+	return out, nil
+}
+
+func (a *stackActor) serviceNames() []string {
+	names := make([]string, len(a.cfg.Plan.Services))
+	for i, s := range a.cfg.Plan.Services {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// spawnServices spawns the replicas of services not spawned yet, in plan
+// (dependency) order, and returns their display names.
+func (a *stackActor) spawnServices(ctx actor.Context, services []*compose.Service, noDeps bool) []string {
+	var names []string
+	for _, svc := range services {
+		if _, ok := a.replicas[svc.Name]; ok {
+			continue
+		}
+		a.replicas[svc.Name] = []*replicaState{}
+		var deps []compose.Dependency
+		for _, d := range svc.DependsOn {
+			if a.cfg.Plan.Service(d.Service) == nil {
+				a.notice(ctx, "service %q: depends_on: optional dependency %q is not part of the project; starting without it", svc.Name, d.Service)
+				continue
+			}
+			if _, spawned := a.replicas[d.Service]; !spawned && noDeps {
+				continue // --no-deps: not waited for
+			}
+			deps = append(deps, d)
+			a.dependents[d.Service] = append(a.dependents[d.Service], svc.Name)
+		}
+		n := svc.Replicas
+		if c, ok := a.counts[svc.Name]; ok {
+			n = c
+		}
+		for r := 1; r <= n; r++ {
+			names = append(names, a.spawnReplica(ctx, svc, r, deps))
+		}
+	}
+	return names
+}
+
+func (a *stackActor) depsOf(svc *compose.Service) []compose.Dependency {
+	var deps []compose.Dependency
+	for _, d := range svc.DependsOn {
+		if _, spawned := a.replicas[d.Service]; spawned {
+			deps = append(deps, d)
+		}
+	}
+	return deps
+}
+
+func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) string {
+	plan := a.cfg.Plan
+	inst := compose.InstanceName(plan.Project, svc.Name, r)
+	cfg := ServiceConfig{
+		Project:      plan.Project,
+		Service:      svc,
+		Replica:      r,
+		Instance:     inst,
+		Name:         DisplayName(svc.Name, r),
+		HostsFile:    a.cfg.HostsFiles[svc.Name],
+		HasRunscript: a.cfg.HasRunscript[svc.Name],
+		Deps:         deps,
+		Runtime:      a.cfg.Runtime,
+		Logger:       a.logger,
+		Metrics:      a.cfg.Metrics,
+		Clock:        a.cfg.Clock,
+		pipes:        a.pipes,
+	}
+	pid, err := ctx.SpawnNamed(NewService(cfg), inst)
+	if err != nil {
+		pid = ctx.Spawn(NewService(cfg))
+	}
+	rs := &replicaState{pid: pid, row: api.Replica{
+		Project: plan.Project, Service: svc.Name, Replica: r, Name: cfg.Name, Instance: inst,
+		State: api.StateWaiting, Since: a.cfg.Clock.Now(), Supervised: true,
+	}}
+	a.replicas[svc.Name] = append(a.replicas[svc.Name], rs)
+	// A replica added later learns where its dependencies are at once.
+	for _, d := range deps {
+		if st, ok := a.lastSent[d.Service]; ok {
+			st.Restarted = false
+			ctx.Send(pid, &DependencyUpdate{Status: st})
+		}
+	}
+	return cfg.Name
 }
 
 func (a *stackActor) replica(service string, replica int) *replicaState {
@@ -297,82 +501,89 @@ func (a *stackActor) replica(service string, replica int) *replicaState {
 	return reps[replica-1]
 }
 
-func (a *stackActor) onStatus(ctx actor.Context, msg *ServiceStatus) {
-	r := a.replica(msg.Service, msg.Replica)
+// apply derives the replica's row from its event.
+func (r *replicaState) apply(ev api.Event) {
+	row := &r.row
+	if ev.State != "" && ev.State != row.State {
+		row.State, row.Since = ev.State, ev.Time
+	}
+	switch ev.Kind {
+	case api.EventStarted:
+		r.started = true
+		row.Pid = ev.Pid
+		row.Reason = ""
+	case api.EventDied:
+		row.ExitCode, row.Pid, row.Health = ev.ExitCode, 0, api.HealthNone
+	case api.EventHealth:
+		row.Health = ev.Health
+	case api.EventRestarting:
+		if ev.Dependency == "" && !ev.User {
+			row.Restarts++
+		}
+	case api.EventFailed:
+		row.Reason = ev.Message
+	case api.EventDestroyed:
+		row.Pid, row.Health = 0, api.HealthNone
+	}
+	if ev.Kind == api.EventStarted && row.Health == api.HealthNone && ev.Health != "" {
+		row.Health = ev.Health
+	}
+}
+
+func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
+	r := a.replica(ev.Service, ev.Replica)
 	if r == nil || r.crashed {
 		return
 	}
-	r.state = msg.State
-	switch msg.State {
-	case StateRunning:
-		r.started = true
-	case StateExited:
-		r.exitCode = msg.ExitCode
-	case StateFailed:
-		r.reason = msg.Reason
+	r.apply(ev)
+	if ev.Kind == api.EventStarted && a.cfg.Plan.Service(ev.Service).Healthcheck != nil {
+		r.row.Health = api.HealthStarting
+	}
+	a.cfg.Metrics.Observe(ev)
+	a.fanOut(ev)
+	if r.removing && r.done() {
+		a.removeReplica(ctx, ev.Service, r)
+	}
+	if ev.Kind == api.EventDied && !r.removing {
+		// Every exit counts for --exit-code-from, even one the teardown
+		// caused; only one sstack did not cause can abort.
+		requested := ev.Requested || a.stopping
+		if a.rules.Exited(ev.Service, ev.ExitCode, requested) {
+			a.publish(ctx, api.Event{Kind: api.EventAborting})
+			a.teardown(ctx)
+			return
+		}
 	}
 	if a.stopping {
-		if msg.State == StateStopped || msg.State == StateFailed {
+		if ev.State == api.StateStopped {
 			a.advanceTeardown(ctx)
 		}
 		return
 	}
-	a.notifyDependents(ctx, msg.Service, msg.Restarting)
+	restarted := ev.Kind == api.EventStarted && ev.Restart
+	a.notifyDependents(ctx, ev.Service, restarted)
 
-	if msg.State == StateFailed {
+	if !a.settled {
+		a.settled = a.allLeftStart()
+	}
+	if ev.Kind == api.EventFailed && (!a.cfg.Detached || !a.settled) {
 		// A service that cannot start, or whose dependency failed: as
 		// docker compose's "dependency failed to start", exit code 1.
-		a.exitCode, a.codeFixed = 1, true
+		a.rules.Failed()
 		a.teardown(ctx)
 		return
 	}
-	if a.allOver() {
+	if !a.cfg.Detached && a.allOver() {
 		a.teardown(ctx)
 	}
 }
 
-// onProcessExit applies docker compose's exit rules (cmd/compose/up.go and
-// pkg/compose/up.go, v2.27+):
-//   - --abort-on-container-exit: the first exit of any process, restarted
-//     or not, stops the stack; `up` returns that exit code.
-//   - --abort-on-container-failure: the same for the first non-zero exit;
-//     exits with 0 are ignored.
-//   - --exit-code-from S implies --abort-on-container-exit (unless
-//     --abort-on-container-failure is given); `up` returns the code of S's
-//     first exit, even when the abort stopped S (e.g. 137 or 143).
-//
-// Exits sstack caused (teardown, depends_on.restart) never abort.
-func (a *stackActor) onProcessExit(ctx actor.Context, msg *ProcessExit) {
-	r := a.replica(msg.Service, msg.Replica)
-	if r == nil || r.crashed {
-		return
-	}
-	if !a.stopping && !msg.Stopped && a.abortsOn(msg.ExitCode) {
-		a.status(ctx, "Aborting on container exit...")
-		a.exitCode = msg.ExitCode
-		a.teardown(ctx)
-	}
-	if msg.Service == a.cfg.ExitCodeFrom && !a.fromCaptured {
-		a.fromCaptured = true
-		if !a.codeFixed {
-			a.exitCode = msg.ExitCode
-		}
-	}
-}
-
-func (a *stackActor) abortsOn(code int) bool {
-	if a.cfg.AbortOnFailure {
-		return code != 0
-	}
-	return a.cfg.AbortOnExit || a.cfg.ExitCodeFrom != ""
-}
-
-// allOver: every replica has exited for good, so `up` ends as docker
-// compose's does.
-func (a *stackActor) allOver() bool {
+// allLeftStart: no replica is still on its way to its first run.
+func (a *stackActor) allLeftStart() bool {
 	for _, reps := range a.replicas {
 		for _, r := range reps {
-			if r.state != StateExited && r.state != StateFailed {
+			switch r.row.State {
+			case api.StateWaiting, api.StateCreating, api.StateStarting:
 				return false
 			}
 		}
@@ -380,27 +591,45 @@ func (a *stackActor) allOver() bool {
 	return true
 }
 
-func (a *stackActor) aggregate(service string) DependencyUpdate {
-	u := DependencyUpdate{Service: service, Started: true, Healthy: true, Exited: true}
+// allOver: every replica has exited for good (or was stopped), so a
+// foreground `up` ends as docker compose's does.
+func (a *stackActor) allOver() bool {
+	for _, reps := range a.replicas {
+		for _, r := range reps {
+			switch r.row.State {
+			case api.StateExited, api.StateFailed, api.StateStopped:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (a *stackActor) aggregate(service string) lifecycle.DepStatus {
+	u := lifecycle.DepStatus{Service: service, Started: true, Healthy: true, Exited: true}
 	for _, r := range a.replicas[service] {
+		if r.removing {
+			continue
+		}
 		if !r.started {
 			u.Started = false
 		}
-		if r.state != StateHealthy {
+		if r.row.Health != api.HealthHealthy || r.row.State != api.StateRunning {
 			u.Healthy = false
 		}
-		if r.state == StateUnhealthy {
+		if r.row.Health == api.HealthUnhealthy {
 			u.Unhealthy = true
 		}
-		if r.state == StateExited {
-			if r.exitCode != 0 && u.ExitCode == 0 {
-				u.ExitCode = r.exitCode
+		if r.row.State == api.StateExited {
+			if r.row.ExitCode != 0 && u.ExitCode == 0 {
+				u.ExitCode = r.row.ExitCode
 			}
 		} else {
 			u.Exited = false
 		}
-		if r.state == StateFailed && !u.Failed {
-			u.Failed, u.Reason = true, r.reason
+		if r.row.State == api.StateFailed && !u.Failed {
+			u.Failed, u.Reason = true, r.row.Reason
 		}
 	}
 	return u
@@ -419,8 +648,7 @@ func (a *stackActor) notifyDependents(ctx actor.Context, service string, restart
 	u.Restarted = restarted
 	for _, d := range deps {
 		for _, r := range a.replicas[d] {
-			msg := u
-			ctx.Send(r.pid, &msg)
+			ctx.Send(r.pid, &DependencyUpdate{Status: u})
 		}
 	}
 }
@@ -435,12 +663,10 @@ func (a *stackActor) teardown(ctx actor.Context) {
 	a.advanceTeardown(ctx)
 }
 
-// serviceDone: every replica is gone. A replica that failed never had a
-// running instance; one whose actor crashed is gone once the supervisor
-// has stopped its instance.
+// serviceDone: every replica is gone.
 func (a *stackActor) serviceDone(service string) bool {
 	for _, r := range a.replicas[service] {
-		if r.state != StateStopped && (r.state != StateFailed || r.crashed) {
+		if !r.done() {
 			return false
 		}
 	}
@@ -475,7 +701,7 @@ func (a *stackActor) advanceTeardown(ctx actor.Context) {
 			a.stopSent[name] = true
 			for _, r := range a.replicas[name] {
 				if !r.crashed {
-					ctx.Send(r.pid, &StopService{Kill: a.killing})
+					ctx.Send(r.pid, &StopService{Final: true, Kill: a.killing})
 				}
 			}
 		}
@@ -487,18 +713,182 @@ func (a *stackActor) advanceTeardown(ctx actor.Context) {
 
 func (a *stackActor) kill(ctx actor.Context) {
 	a.killing = true
-	if !a.stopping {
-		a.stopping = true
-	}
+	a.stopping = true
 	for name, reps := range a.replicas {
 		a.stopSent[name] = true
 		for _, r := range reps {
-			if r.state != StateStopped && !r.crashed {
-				ctx.Send(r.pid, &StopService{Kill: true})
+			if !r.done() && !r.crashed {
+				ctx.Send(r.pid, &StopService{Final: true, Kill: true})
 			}
 		}
 	}
 	a.advanceTeardown(ctx)
+}
+
+// ps lists every replica, services in plan order.
+func (a *stackActor) ps() []api.Replica {
+	var rows []api.Replica
+	for _, svc := range a.cfg.Plan.Services {
+		for _, r := range a.replicas[svc.Name] {
+			rows = append(rows, r.row)
+		}
+	}
+	return rows
+}
+
+// targets resolves service names (all spawned ones when none) to replicas.
+func (a *stackActor) targets(services []string) ([]*replicaState, error) {
+	if len(services) == 0 {
+		var out []*replicaState
+		for _, svc := range a.cfg.Plan.Services {
+			for _, r := range a.replicas[svc.Name] {
+				if !r.removing && !r.crashed {
+					out = append(out, r)
+				}
+			}
+		}
+		return out, nil
+	}
+	var out []*replicaState
+	for _, s := range services {
+		if a.cfg.Plan.Service(s) == nil {
+			return nil, &api.NoServiceError{Name: s, Known: a.serviceNames()}
+		}
+		for _, r := range a.replicas[s] {
+			if !r.removing && !r.crashed {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// command performs a user's stop, start, restart, kill or up. The
+// supervisor answers at once; the caller follows the events to see the
+// replicas get where they were sent.
+func (a *stackActor) command(ctx actor.Context, req *CommandRequest) ([]string, error) {
+	if a.stopping {
+		return nil, errors.New("the stack is being taken down")
+	}
+	if req.Op == OpUp {
+		return a.up(ctx, req)
+	}
+	reps, err := a.targets(req.Services)
+	if err != nil {
+		return nil, err
+	}
+	var sig string
+	if req.Op == OpKill {
+		s, err := singularity.ParseSignal(req.Signal)
+		if err != nil {
+			return nil, fmt.Errorf("kill -s %s: %w", req.Signal, err)
+		}
+		sig = singularity.SignalName(s)
+	}
+	names := make([]string, 0, len(reps))
+	for _, r := range reps {
+		names = append(names, r.row.Name)
+		switch req.Op {
+		case OpStop:
+			ctx.Send(r.pid, &StopService{Timeout: req.Timeout})
+		case OpStart:
+			ctx.Send(r.pid, &StartService{})
+		case OpRestart:
+			ctx.Send(r.pid, &RestartService{Timeout: req.Timeout})
+		case OpKill:
+			ctx.Send(r.pid, &SignalService{Signal: sig})
+		}
+	}
+	return names, nil
+}
+
+// up starts services of the running stack: replicas not spawned yet are
+// spawned, stopped or exited ones started again.
+func (a *stackActor) up(ctx actor.Context, req *CommandRequest) ([]string, error) {
+	services, err := a.selection(req.Services, req.NoDeps)
+	if err != nil {
+		return nil, err
+	}
+	names := a.spawnServices(ctx, services, req.NoDeps)
+	for _, svc := range services {
+		for _, r := range a.replicas[svc.Name] {
+			switch r.row.State {
+			case api.StateExited, api.StateStopped, api.StateFailed:
+				ctx.Send(r.pid, &StartService{})
+				names = append(names, r.row.Name)
+			}
+		}
+	}
+	return names, nil
+}
+
+// scale adds replicas (new actors and instances) or takes the
+// highest-numbered ones away, live.
+func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, error) {
+	if a.stopping {
+		return nil, errors.New("the stack is being taken down")
+	}
+	services := make([]string, 0, len(req.Replicas))
+	for name, n := range req.Replicas {
+		if a.cfg.Plan.Service(name) == nil {
+			return nil, &api.NoServiceError{Name: name, Known: a.serviceNames()}
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("scale %s=%d: the number of replicas cannot be negative", name, n)
+		}
+		for _, r := range a.replicas[name] {
+			if r.removing {
+				return nil, fmt.Errorf("scale %s: replica %s is still being removed; try again in a moment", name, r.row.Name)
+			}
+		}
+		services = append(services, name)
+	}
+	sort.Strings(services)
+	var names []string
+	for _, name := range services {
+		n := req.Replicas[name]
+		svc := a.cfg.Plan.Service(name)
+		if _, spawned := a.replicas[name]; !spawned {
+			if n == 0 {
+				continue
+			}
+			// Not started yet: start it with n replicas (and its deps).
+			a.counts[name] = n
+			sel, _ := a.selection([]string{name}, false)
+			names = append(names, a.spawnServices(ctx, sel, false)...)
+			continue
+		}
+		reps := a.replicas[name]
+		a.counts[name] = n
+		for r := len(reps) + 1; r <= n; r++ {
+			names = append(names, a.spawnReplica(ctx, svc, r, a.depsOf(svc)))
+		}
+		for i := len(reps) - 1; i >= n; i-- {
+			r := reps[i]
+			r.removing = true
+			names = append(names, r.row.Name)
+			if r.done() {
+				a.removeReplica(ctx, name, r)
+				continue
+			}
+			ctx.Send(r.pid, &StopService{Final: true})
+		}
+	}
+	return names, nil
+}
+
+// removeReplica forgets a scaled-down replica once it has stopped; only
+// the last replica of a service can go, so numbers stay dense.
+func (a *stackActor) removeReplica(ctx actor.Context, service string, r *replicaState) {
+	reps := a.replicas[service]
+	for len(reps) > 0 && reps[len(reps)-1].removing && reps[len(reps)-1].done() {
+		last := reps[len(reps)-1]
+		reps = reps[:len(reps)-1]
+		a.cfg.Metrics.Remove(service, last.row.Replica)
+		ctx.Stop(last.pid)
+	}
+	a.replicas[service] = reps
+	a.notifyDependents(ctx, service, false)
 }
 
 // HandleFailure makes the stack supervisor the supervision strategy of its
@@ -516,40 +906,41 @@ func (a *stackActor) HandleFailure(_ *actor.ActorSystem, supervisor actor.Superv
 		what = fmt.Sprintf("%v\n%s", p.value, bytes.TrimRight(p.stack, "\n"))
 	}
 	name := "a service actor (" + child.Id + ")"
-	if service, i, r := a.replicaOf(child); r != nil {
-		name = DisplayName(service, i+1)
+	if r := a.replicaOf(child); r != nil {
+		name = r.row.Name
 	}
-	a.status(a.ctx, "sstack: internal error in %s, handling %T: panic: %s", name, message, what)
+	a.notice(a.ctx, "sstack: internal error in %s, handling %T: panic: %s", name, message, what)
 	a.crashed(a.ctx, child)
 }
 
-func (a *stackActor) replicaOf(pid *actor.PID) (service string, index int, r *replicaState) {
-	for name, reps := range a.replicas {
-		for i, r := range reps {
+func (a *stackActor) replicaOf(pid *actor.PID) *replicaState {
+	for _, reps := range a.replicas {
+		for _, r := range reps {
 			if r.pid.Equal(pid) {
-				return name, i, r
+				return r
 			}
 		}
 	}
-	return "", 0, nil
+	return nil
 }
 
 // crashed handles a service actor that is gone without having stopped its
 // instance: the supervisor stops the instance itself and takes the stack
 // down with exit code 1.
 func (a *stackActor) crashed(ctx actor.Context, pid *actor.PID) {
-	a.exitCode, a.codeFixed = 1, true
-	service, i, r := a.replicaOf(pid)
-	if r != nil && !r.crashed && r.state != StateStopped {
-		wasCreating := r.state == StateCreating
+	a.rules.Failed()
+	r := a.replicaOf(pid)
+	if r != nil && !r.crashed && !r.done() {
+		wasCreating := r.row.State == api.StateCreating
 		r.crashed = true
-		r.state = StateFailed
-		r.reason = "internal error in sstack"
-		a.status(ctx, "%s: stopping instance %s and the stack", DisplayName(service, i+1), r.instance)
-		rt, inst, self, root := a.cfg.Runtime, r.instance, ctx.Self(), ctx.ActorSystem().Root
+		r.row.State = api.StateFailed
+		r.row.Reason = "internal error in sstack"
+		a.notice(ctx, "%s: stopping instance %s and the stack", r.row.Name, r.row.Instance)
+		rt, inst, self, root := a.cfg.Runtime, r.row.Instance, ctx.Self(), ctx.ActorSystem().Root
+		service, replica := r.row.Service, r.row.Replica
 		go func() {
 			err := stopCrashedInstance(rt, inst, wasCreating)
-			root.Send(self, &crashCleaned{service: service, replica: i + 1, err: err})
+			root.Send(self, &crashCleaned{service: service, replica: replica, err: err})
 		}()
 	}
 	if a.stopping {
@@ -582,24 +973,26 @@ func (a *stackActor) onCrashCleaned(ctx actor.Context, msg *crashCleaned) {
 	if r == nil {
 		return
 	}
+	ev := api.Event{Kind: api.EventDestroyed, Service: r.row.Service, Replica: r.row.Replica,
+		Name: r.row.Name, Instance: r.row.Instance, State: api.StateStopped}
 	if msg.err != nil {
-		a.status(ctx, "%s: %v", r.instance, msg.err)
-	} else {
-		a.status(ctx, "Instance %s  Stopped", r.instance)
+		ev.Message = msg.err.Error()
 	}
-	r.state = StateStopped
+	r.row.State = api.StateStopped
+	a.publish(ctx, ev)
 	a.advanceTeardown(ctx)
 }
 
 // onTerminated: a service actor stopped. After a crash HandleFailure has
-// dealt with it; any other unexpected end is handled the same way, so the
-// stack never waits for an actor that is gone.
+// dealt with it, and a scaled-down replica is meant to go; any other
+// unexpected end is handled the same way as a crash, so the stack never
+// waits for an actor that is gone.
 func (a *stackActor) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 	if a.finished {
 		return
 	}
-	if service, i, r := a.replicaOf(msg.Who); r != nil && !r.crashed && r.state != StateStopped {
-		a.status(ctx, "sstack: internal error: the actor of %s stopped unexpectedly", DisplayName(service, i+1))
+	if r := a.replicaOf(msg.Who); r != nil && !r.crashed && !r.done() {
+		a.notice(ctx, "sstack: internal error: the actor of %s stopped unexpectedly", r.row.Name)
 		a.crashed(ctx, msg.Who)
 	}
 }
@@ -609,5 +1002,9 @@ func (a *stackActor) finish() {
 		return
 	}
 	a.finished = true
-	a.done <- StackDone{ExitCode: a.exitCode}
+	for ch := range a.subs {
+		close(ch)
+	}
+	a.subs = map[chan api.Event]bool{}
+	a.done <- StackDone{ExitCode: a.rules.Code()}
 }

@@ -322,7 +322,7 @@ func TestServiceActorPanicTakesStackDown(t *testing.T) {
 	everyStartedStopped(t, ev)
 	for _, want := range []string{
 		"sstack: internal error in boom-1, handling *actors.processStarted: panic: injected crash of boom-1",
-		"goroutine ", "actors.(*serviceActor).onProcessStarted", // the stack trace of the panic
+		"goroutine ", "sstack/actors.injectCrash", // the stack trace of the panic
 		"boom-1: stopping instance p.boom.1 and the stack",
 		"Instance p.boom.1  Stopped",
 	} {

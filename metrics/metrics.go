@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"sstack/internal/api"
 )
 
 // DefaultAddr is where `up` serves /metrics unless --metrics-addr says
@@ -182,4 +184,42 @@ func (m *Metrics) Serve(l net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// Observe updates the replica's series from one of its events: the
+// metrics read the same typed events as the console, ps and `events`.
+func (m *Metrics) Observe(ev api.Event) {
+	if m == nil || ev.Service == "" {
+		return
+	}
+	switch ev.Kind {
+	case api.EventStarted:
+		m.Started(ev.Service, ev.Replica, ev.Delay)
+	case api.EventDied:
+		m.Exited(ev.Service, ev.Replica, ev.ExitCode)
+	case api.EventRestarting:
+		if ev.Dependency == "" && !ev.User { // the restart policy's, not a user's
+			m.Restarted(ev.Service, ev.Replica)
+		}
+	case api.EventHealth:
+		switch ev.Health {
+		case api.HealthHealthy:
+			m.Healthy(ev.Service, ev.Replica, true)
+		case api.HealthUnhealthy:
+			m.Healthy(ev.Service, ev.Replica, false)
+		}
+	}
+}
+
+// Remove drops a replica's series (scaled down: it no longer exists).
+func (m *Metrics) Remove(service string, replica int) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"project": m.project, "service": service, "replica": strconv.Itoa(replica)}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines} {
+		v.DeletePartialMatch(l)
+	}
 }

@@ -1,6 +1,8 @@
 package singularity
 
 import (
+	"golang.org/x/sys/unix"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -106,4 +108,12 @@ func ParseSignal(s string) (syscall.Signal, error) {
 		return syscall.Signal(n), nil
 	}
 	return 0, fmt.Errorf("unknown signal %q; use a name like SIGTERM, SIGINT, SIGQUIT or a number like 15", s)
+}
+
+// SignalName is the conventional name of sig, e.g. "SIGUSR1".
+func SignalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return strconv.Itoa(int(sig))
 }

@@ -67,6 +67,8 @@ type Event struct {
 	Recreate bool `json:"recreate,omitempty"`
 	// Killed: the grace period that expired.
 	Grace time.Duration `json:"grace,omitempty"`
+	// Destroyed: there never was an instance (nothing to say on the console).
+	NoInstance bool `json:"noInstance,omitempty"`
 	// User: a user's kill or stop (not the teardown).
 	User bool `json:"user,omitempty"`
 	// FollowDep: the dependency that restarted.
@@ -109,6 +111,9 @@ func (e Event) Line() string {
 		}
 		return fmt.Sprintf("%s did not stop within %s, killing it", e.Name, e.Grace)
 	case EventDestroyed:
+		if e.NoInstance {
+			return ""
+		}
 		if e.Message != "" {
 			return e.Instance + ": " + e.Message
 		}
