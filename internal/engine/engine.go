@@ -1,0 +1,684 @@
+// Package engine runs a stack in this process: it does what `up` needs
+// before anything starts (lock, clash check, images, metrics port, state
+// directory), starts the actors, serves the control socket, and implements
+// api.Stack on top of the stack supervisor. The CLI reaches it through
+// api.Stack, in process or through the control socket, the same way.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"sstack/actors"
+	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/control"
+	"sstack/metrics"
+	"sstack/singularity"
+)
+
+// Options says how to run a stack.
+type Options struct {
+	Plan        *compose.Plan
+	Runtime     *singularity.Apptainer
+	ConfigFiles []string
+	Services    []string // none: all
+	NoDeps      bool
+	Scale       map[string]int
+	Format      actors.LogFormat
+	Stdout      io.Writer
+	Stderr      io.Writer
+	MetricsAddr string
+	Detached    bool
+
+	AbortOnExit    bool
+	AbortOnFailure bool
+	ExitCodeFrom   string
+}
+
+// Supervisor is a stack running in this process. It implements api.Stack.
+type Supervisor struct {
+	opts     Options
+	plan     *compose.Plan
+	rt       *singularity.Apptainer
+	stack    *actors.Stack
+	server   *control.Server
+	listener net.Listener
+	unlock   func()
+	started  time.Time
+	// downOnce: Down asks for the teardown once.
+	downOnce sync.Once
+}
+
+var _ api.Stack = (*Supervisor)(nil)
+
+// LogDir is where the logs of a project are kept.
+func LogDir(stateDir string) string { return filepath.Join(stateDir, "logs") }
+
+// Up checks everything that can be checked, prepares the state directory
+// and starts the stack; nothing is started when it returns an error.
+func Up(ctx context.Context, opts Options) (*Supervisor, error) {
+	plan, rt := opts.Plan, opts.Runtime
+	for _, name := range opts.Services {
+		if plan.Service(name) == nil {
+			return nil, noService(plan, name)
+		}
+	}
+	for name, n := range opts.Scale {
+		svc := plan.Service(name)
+		if svc == nil {
+			return nil, fmt.Errorf("--scale: %w", noService(plan, name))
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("--scale %s=%d: the number of replicas cannot be negative", name, n)
+		}
+		svc.Replicas = n
+	}
+	unlock, err := lockProject(plan.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now()}
+	ok := false
+	defer func() {
+		if !ok {
+			s.release()
+		}
+	}()
+	// The two checks each run apptainer: in parallel, they cost one.
+	clash := make(chan error, 1)
+	go func() { clash <- checkClash(ctx, rt, plan.Project) }()
+	runscripts, inspectErr := inspectImages(ctx, rt, plan)
+	if err := errors.Join(<-clash, inspectErr); err != nil {
+		return nil, err
+	}
+	if s.listener, err = metrics.Listen(opts.MetricsAddr); err != nil {
+		return nil, err
+	}
+	// New instances, new logs: as docker compose loses a recreated
+	// container's logs, `sstack logs` shows the latest run.
+	if err := os.RemoveAll(LogDir(plan.StateDir)); err != nil {
+		return nil, err
+	}
+	hosts, err := actors.Prepare(ctx, plan, rt)
+	if err != nil {
+		return nil, err
+	}
+	s.server, err = control.Serve(plan.StateDir, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeInfo(plan.StateDir, s.info()); err != nil {
+		return nil, err
+	}
+	// Instance monitors become sstack's children, reaped at stop without
+	// waiting for a slow init (see BecomeSubreaper); without it stops are
+	// only slower.
+	_ = singularity.BecomeSubreaper()
+	m := metrics.New(plan.Project)
+	if s.listener != nil {
+		go func() { _ = m.Serve(s.listener) }()
+	}
+	format := opts.Format
+	format.StoreDir = LogDir(plan.StateDir)
+	s.stack = actors.Start(actors.StackConfig{
+		Plan:           plan,
+		Runtime:        rt,
+		Metrics:        m,
+		HasRunscript:   runscripts,
+		HostsFiles:     hosts,
+		Format:         format,
+		Stdout:         opts.Stdout,
+		Stderr:         opts.Stderr,
+		Services:       opts.Services,
+		NoDeps:         opts.NoDeps,
+		Detached:       opts.Detached,
+		AbortOnExit:    opts.AbortOnExit || opts.ExitCodeFrom != "",
+		AbortOnFailure: opts.AbortOnFailure,
+		ExitCodeFrom:   opts.ExitCodeFrom,
+	})
+	ok = true
+	return s, nil
+}
+
+func noService(plan *compose.Plan, name string) error {
+	known := make([]string, len(plan.Services))
+	for i, s := range plan.Services {
+		known[i] = s.Name
+	}
+	return &api.NoServiceError{Name: name, Known: known}
+}
+
+// Done receives the stack's end.
+func (s *Supervisor) Done() <-chan actors.StackDone { return s.stack.Done() }
+
+// Interrupt asks for a graceful teardown (Ctrl-C), printing reason.
+func (s *Supervisor) Interrupt(reason string) { s.stack.Stop(reason) }
+
+// Kill tears down at once (second Ctrl-C).
+func (s *Supervisor) KillAll() { s.stack.Kill() }
+
+// Close releases everything once Done has fired: waits for the last
+// lines, stops the actors, the control socket and the metrics endpoint,
+// and unlocks the project.
+func (s *Supervisor) Close() {
+	s.stack.Close()
+	s.release()
+}
+
+func (s *Supervisor) release() {
+	if s.server != nil {
+		_ = s.server.Close()
+	}
+	if s.listener != nil {
+		_ = s.listener.Close()
+	}
+	_ = os.Remove(infoPath(s.plan.StateDir))
+	s.unlock()
+}
+
+// WaitStarted returns once every replica has started (running, or exited
+// with 0 for a one-shot service), or, with healthy, once those with a
+// healthcheck are healthy; an error says which replica did not.
+func (s *Supervisor) WaitStarted(ctx context.Context, healthy bool) error {
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	for {
+		rows, err := s.stack.Ps()
+		if err != nil {
+			return err
+		}
+		done, err := startedAll(s.plan, rows, healthy)
+		if done || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-ch:
+			if !ok {
+				return errors.New("the stack stopped")
+			}
+		}
+	}
+}
+
+func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, error) {
+	for _, r := range rows {
+		switch r.State {
+		case api.StateFailed:
+			return false, fmt.Errorf("%s: %s", r.Name, r.Reason)
+		case api.StateExited:
+			if r.ExitCode != 0 {
+				return false, fmt.Errorf("%s exited with code %d", r.Name, r.ExitCode)
+			}
+		case api.StateRunning:
+			if healthy && plan.Service(r.Service).Healthcheck != nil && r.Health != api.HealthHealthy {
+				if r.Health == api.HealthUnhealthy {
+					return false, fmt.Errorf("%s is unhealthy", r.Name)
+				}
+				return false, nil
+			}
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (s *Supervisor) info() api.ProjectInfo {
+	return api.ProjectInfo{
+		Name: s.plan.Project, ConfigFiles: s.opts.ConfigFiles, StateDir: s.plan.StateDir,
+		Pid: os.Getpid(), Supervised: true, Detached: s.opts.Detached, Started: s.started,
+	}
+}
+
+// Info implements api.Stack.
+func (s *Supervisor) Info(ctx context.Context) (api.ProjectInfo, error) {
+	info := s.info()
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return info, err
+	}
+	info.Status = ProjectStatus(rows)
+	return info, nil
+}
+
+// ProjectStatus is docker compose ls's status: "running(2), exited(1)".
+func ProjectStatus(rows []api.Replica) string {
+	counts := map[string]int{}
+	for _, r := range rows {
+		st := string(r.State)
+		if r.State == api.StateStopping || r.State == api.StateRestarting || r.State == api.StateStarting {
+			st = string(api.StateRunning)
+		}
+		counts[st]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s(%d)", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Supervisor) checkServices(names []string) error {
+	for _, n := range names {
+		if s.plan.Service(n) == nil {
+			return noService(s.plan, n)
+		}
+	}
+	return nil
+}
+
+// Ps implements api.Stack.
+func (s *Supervisor) Ps(ctx context.Context, opts api.PsOptions) ([]api.Replica, error) {
+	if err := s.checkServices(opts.Services); err != nil {
+		return nil, err
+	}
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return nil, err
+	}
+	return FilterRows(rows, opts), nil
+}
+
+// FilterRows keeps the rows ps shows for opts.
+func FilterRows(rows []api.Replica, opts api.PsOptions) []api.Replica {
+	var out []api.Replica
+	for _, r := range rows {
+		if !opts.All && !r.Active() {
+			continue
+		}
+		if len(opts.Services) > 0 && !contains(opts.Services, r.Service) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// command sends a user command and waits until every replica it acts on
+// has got where it was sent (done says when), following the events.
+func (s *Supervisor) command(ctx context.Context, req *actors.CommandRequest, done func(api.Event) bool, already func(api.Replica) bool) error {
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	before := map[string]api.Replica{}
+	if already != nil {
+		rows, err := s.stack.Ps()
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			before[r.Name] = r
+		}
+	}
+	names, err := s.stack.Command(req)
+	if err != nil {
+		return err
+	}
+	return s.await(ctx, ch, names, before, done, already)
+}
+
+func (s *Supervisor) await(ctx context.Context, ch chan api.Event, names []string, before map[string]api.Replica, done func(api.Event) bool, already func(api.Replica) bool) error {
+	pending := map[string]bool{}
+	for _, n := range names {
+		if r, ok := before[n]; ok && already != nil && already(r) {
+			continue
+		}
+		pending[n] = true
+	}
+	if done == nil {
+		return nil
+	}
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-ch:
+			if !ok {
+				return nil // the stack is gone: nothing more will happen
+			}
+			if pending[ev.Name] && done(ev) {
+				delete(pending, ev.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func isStopped(ev api.Event) bool { return ev.State == api.StateStopped }
+
+// leftStart: a (re)start has come to a result.
+func leftStart(ev api.Event) bool {
+	switch ev.Kind {
+	case api.EventStarted, api.EventFailed:
+		return true
+	case api.EventDied:
+		return !ev.Restart
+	}
+	return false
+}
+
+func running(r api.Replica) bool { return r.State == api.StateRunning }
+
+// Up implements api.Stack: start services of the running stack.
+func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
+	if len(opts.Scale) > 0 {
+		if err := s.Scale(ctx, api.ScaleOptions{Replicas: opts.Scale}); err != nil {
+			return err
+		}
+	}
+	return s.command(ctx, &actors.CommandRequest{Op: actors.OpUp, Services: opts.Services, NoDeps: opts.NoDeps}, leftStart, running)
+}
+
+// Stop implements api.Stack.
+func (s *Supervisor) Stop(ctx context.Context, opts api.StopOptions) error {
+	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStop, Services: opts.Services, Timeout: opts.Timeout},
+		isStopped, func(r api.Replica) bool { return r.State == api.StateStopped })
+}
+
+// Start implements api.Stack.
+func (s *Supervisor) Start(ctx context.Context, opts api.StartOptions) error {
+	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStart, Services: opts.Services}, leftStart, running)
+}
+
+// Restart implements api.Stack.
+func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error {
+	return s.command(ctx, &actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout}, leftStart, nil)
+}
+
+// Kill implements api.Stack.
+func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
+	sig := opts.Signal
+	if sig == "" {
+		sig = "SIGKILL"
+	}
+	_, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpKill, Services: opts.Services, Signal: sig})
+	return err
+}
+
+// Scale implements api.Stack: new replicas are waited for until they have
+// started, removed ones until they are gone.
+func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	before, err := s.stack.Ps()
+	if err != nil {
+		return err
+	}
+	existed := map[string]bool{}
+	for _, r := range before {
+		existed[r.Name] = true
+	}
+	names, err := s.stack.Scale(&actors.ScaleRequest{Replicas: opts.Replicas})
+	if err != nil {
+		return err
+	}
+	return s.await(ctx, ch, names, nil, func(ev api.Event) bool {
+		if existed[ev.Name] {
+			return isStopped(ev)
+		}
+		return leftStart(ev)
+	}, nil)
+}
+
+// Events implements api.Stack.
+func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func(api.Event) error) error {
+	if err := s.checkServices(opts.Services); err != nil {
+		return err
+	}
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if len(opts.Services) > 0 && !contains(opts.Services, ev.Service) {
+				continue
+			}
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Wait implements api.Stack: the first exit of a process of the services
+// (an exit already over counts), as docker compose wait.
+func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error) {
+	if err := s.checkServices(opts.Services); err != nil {
+		return 0, err
+	}
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return 0, err
+	}
+	code, found := -1, false
+	for _, r := range rows {
+		if (len(opts.Services) == 0 || contains(opts.Services, r.Service)) && r.State == api.StateExited {
+			code, found = r.ExitCode, true
+			break
+		}
+	}
+	for !found {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case ev, ok := <-ch:
+			if !ok {
+				return 0, fmt.Errorf("the stack stopped before the services exited: %w", api.ErrNotRunning)
+			}
+			if ev.Kind == api.EventDied && (len(opts.Services) == 0 || contains(opts.Services, ev.Service)) {
+				code, found = ev.ExitCode, true
+			}
+		}
+	}
+	if opts.DownProject {
+		_ = s.Down(ctx, api.DownOptions{})
+	}
+	return code, nil
+}
+
+// Top implements api.Stack.
+func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica, error) {
+	if err := s.checkServices(opts.Services); err != nil {
+		return nil, err
+	}
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return nil, err
+	}
+	return Top(ctx, s.rt, s.plan.Project, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+}
+
+// ExecTarget implements api.Stack.
+func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.ExecTarget, error) {
+	svc := s.plan.Service(opts.Service)
+	if svc == nil {
+		return api.ExecTarget{}, noService(s.plan, opts.Service)
+	}
+	index := opts.Index
+	if index == 0 {
+		index = 1
+	}
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return api.ExecTarget{}, err
+	}
+	for _, r := range rows {
+		if r.Service != opts.Service || r.Replica != index {
+			continue
+		}
+		if r.State != api.StateRunning {
+			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
+		}
+		return api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}, nil
+	}
+	return api.ExecTarget{}, fmt.Errorf("service %q has no replica %d: %w", opts.Service, index, api.ErrReplicaNotRunning)
+}
+
+// Down implements api.Stack: the same teardown as Ctrl-C; the caller
+// waits for the supervisor to go.
+func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
+	s.downOnce.Do(func() { s.stack.Stop("Gracefully stopping... (sstack down)") })
+	return nil
+}
+
+// checkClash refuses to start a project whose instances already run: a
+// second sstack, or leftovers of one that was killed.
+func checkClash(ctx context.Context, rt *singularity.Apptainer, project string) error {
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, i := range infos {
+		if strings.HasPrefix(i.Name, project+".") {
+			names = append(names, i.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	return fmt.Errorf("project %q is already running: instances %s exist (another sstack, or left over from one that was killed); run 'sstack down -n %s' to remove them, or choose another name with -n",
+		project, strings.Join(names, ", "), project)
+}
+
+// inspectImages reads, in parallel, which images have a runscript, and
+// refuses services that then have nothing to run.
+func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan) (map[string]bool, error) {
+	type result struct {
+		has bool
+		err error
+	}
+	images := map[string]*result{}
+	var unique []string
+	for _, s := range plan.Services {
+		if _, ok := images[s.Image]; !ok {
+			images[s.Image] = nil
+			unique = append(unique, s.Image)
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, img := range unique {
+		wg.Add(1)
+		go func(img string) {
+			defer wg.Done()
+			has, err := rt.HasRunscript(ctx, img)
+			mu.Lock()
+			images[img] = &result{has, err}
+			mu.Unlock()
+		}(img)
+	}
+	wg.Wait()
+	out := map[string]bool{}
+	var errs []error
+	for _, s := range plan.Services {
+		r := images[s.Image]
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("service %q: image %s: %w", s.Name, s.Image, r.err))
+			continue
+		}
+		out[s.Name] = r.has
+		if !r.has && s.Entrypoint == nil && len(s.Command) == 0 {
+			errs = append(errs, fmt.Errorf("service %q: image %s has no runscript and the service sets no command or entrypoint: nothing to run; set command or entrypoint in the compose file", s.Name, s.Image))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// LockPath is the lock file of a project: held by the sstack running it.
+func LockPath(stateDir string) string { return filepath.Join(stateDir, "lock") }
+
+// lockProject takes an exclusive lock in the project's state directory so
+// two sstacks cannot start the same project at once.
+func lockProject(stateDir string) (func(), error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
+	}
+	path := LockPath(stateDir)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first ('sstack down -n %s'), or choose another name with -n", stateDir, err, filepath.Base(stateDir))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { _ = f.Truncate(0); f.Close() }, nil
+}
+
+// Locked reports whether an sstack holds the project's lock (is running it).
+func Locked(stateDir string) bool {
+	f, err := os.Open(LockPath(stateDir))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// infoPath holds the running supervisor's ProjectInfo, for ls of a stack
+// whose socket does not answer.
+func infoPath(stateDir string) string { return filepath.Join(stateDir, "supervisor.json") }
+
+func writeInfo(stateDir string, info api.ProjectInfo) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(infoPath(stateDir), b, 0o600)
+}
+
+// ReadInfo reads what the supervisor of a project wrote about itself.
+func ReadInfo(stateDir string) (api.ProjectInfo, bool) {
+	b, err := os.ReadFile(infoPath(stateDir))
+	if err != nil {
+		return api.ProjectInfo{}, false
+	}
+	var info api.ProjectInfo
+	if json.Unmarshal(b, &info) != nil {
+		return api.ProjectInfo{}, false
+	}
+	return info, true
+}
