@@ -1,5 +1,11 @@
-// Command sstack runs a docker-compose.yml stack on Apptainer in the
-// foreground, the way `docker compose up` does on Docker.
+// Command sstack runs a docker-compose.yml stack on Apptainer/Singularity,
+// in the foreground the way `docker compose up` does on Docker, or in the
+// background (`up -d`) to be operated from another shell.
+//
+// main.go only parses flags (cobra, as docker compose's CLI) and calls
+// api.Stack: the in-process supervisor (internal/engine) for `up`, the
+// control socket client (internal/control) for every command that talks
+// to a running stack.
 package main
 
 import (
@@ -8,21 +14,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"sstack/actors"
 	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/control"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -30,27 +31,16 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-const usage = `Usage:  sstack [OPTIONS] [COMMAND] [ARGS...]
-
-Run a docker-compose.yml stack on Apptainer/Singularity in the foreground.
-
-Commands:
-  up        Start every service and stream their logs (the default); Ctrl-C stops the stack
-  config    Print the resolved plan (needs no runtime)
-  down      Stop and remove every instance and the state of a project
-  logs      Show the logs of a project's services, while it runs or after it stopped:
-            sstack logs -n app [-f] [--since D] [--tail N] [-t] [SERVICE...]
-
-Options:
-`
-
+// options holds every flag; each command reads the ones it declares.
 type options struct {
-	files        []string
-	project      string
-	envFiles     []string
-	profiles     []string
-	runtime      string
-	imageDir     string
+	files    []string
+	project  string
+	envFiles []string
+	profiles []string
+	runtime  string
+	imageDir string
+
+	// up
 	metricsAddr  string
 	noColor      bool
 	noLogPrefix  bool
@@ -59,14 +49,25 @@ type options struct {
 	abortOnExit  bool
 	abortOnFail  bool
 	exitCodeFrom string
-	volumes      bool
-	follow       bool
-	since        string
-	tail         string
-	showVersion  bool
-	showHelp     bool
-	stdout       io.Writer
-	stderr       io.Writer
+	detach       bool
+	wait         bool
+	waitTimeout  int
+	noDeps       bool
+	scale        []string
+
+	// down
+	volumes bool
+	// stop, restart, down: -t seconds; -1 means the compose file's
+	// stop_grace_period
+	timeout int
+
+	// logs
+	follow bool
+	since  string
+	tail   string
+
+	stdout io.Writer
+	stderr io.Writer
 }
 
 func main() {
@@ -87,129 +88,107 @@ func (plainFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	return []byte(level + " " + e.Message + "\n"), nil
 }
 
-// commands are the subcommands; without one, sstack runs up.
-var commands = map[string]bool{"up": true, "config": true, "down": true, "logs": true, "version": true}
+// exitError carries an exit code out of a command (exec, wait, up).
+type exitError struct{ code int }
 
-// newFlagSet declares every flag into o. Flags are global, as docker
-// compose users type them either before or after the command; only after
-// `logs` does -f mean --follow (as in `docker compose logs -f`).
-func newFlagSet(o *options, logsMode bool) *pflag.FlagSet {
-	fs := pflag.NewFlagSet("sstack", pflag.ContinueOnError)
-	fs.SetOutput(o.stderr)
-	fileShort, followShort := "f", ""
-	if logsMode {
-		fileShort, followShort = "", "f"
-	}
-	fs.StringArrayVarP(&o.files, "file", fileShort, nil, "Compose configuration files (repeatable; default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml in the current directory)")
-	fs.StringVarP(&o.project, "project-name", "n", "", "Project name (default: COMPOSE_PROJECT_NAME, then the top-level name:, then the directory name)")
-	fs.StringVarP(&o.project, "project", "p", "", "Same as --project-name")
-	_ = fs.MarkHidden("project")
-	fs.StringArrayVar(&o.envFiles, "env-file", nil, "Environment files for interpolation (default: .env in the project directory)")
-	fs.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
-	fs.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
-	fs.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "up: serve Prometheus /metrics on HOST:PORT; empty turns it off")
-	fs.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
-	fs.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
-	fs.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
-	fs.StringVar(&o.logFormat, "log-format", "text", "up: log format, text or json")
-	fs.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "up: stop the stack if any service's process exits")
-	fs.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "up: stop the stack if any service's process exits with a non-zero code")
-	fs.StringVar(&o.exitCodeFrom, "exit-code-from", "", "up: return the exit code of the selected service's process (implies --abort-on-container-exit unless --abort-on-container-failure is given)")
-	fs.BoolVarP(&o.volumes, "volumes", "v", false, "down: also remove named volumes")
-	fs.BoolVarP(&o.follow, "follow", followShort, false, "logs: follow log output (-f after 'logs')")
-	fs.StringVar(&o.since, "since", "", "logs: show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
-	fs.StringVar(&o.tail, "tail", "all", "logs: number of lines to show from the end of the logs of each replica")
-	fs.BoolVar(&o.showVersion, "version", false, "Show the sstack version and quit")
-	fs.BoolVarP(&o.showHelp, "help", "h", false, "Show this help")
-	fs.SortFlags = false
-	return fs
-}
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// findCommand returns the index of the subcommand in args, or -1: the first
-// argument that is neither a flag nor a flag's value.
-func findCommand(fs *pflag.FlagSet, args []string) int {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return -1
-		case strings.HasPrefix(a, "--"):
-			name := strings.TrimPrefix(a, "--")
-			if f := fs.Lookup(name); f != nil && f.NoOptDefVal == "" && !strings.Contains(name, "=") {
-				i++ // the flag's value
-			}
-		case strings.HasPrefix(a, "-") && len(a) > 1:
-			if len(a) == 2 {
-				if f := fs.ShorthandLookup(a[1:]); f != nil && f.NoOptDefVal == "" {
-					i++
-				}
-			}
-		default:
-			if commands[a] {
-				return i
-			}
-			return -1
-		}
-	}
-	return -1
-}
+// usageError is a wrong command line: exit code 2, as docker compose.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o := options{stdout: stdout, stderr: stderr}
-	global := newFlagSet(&o, false)
-	cmd, before, after := "up", args, []string(nil)
-	if i := findCommand(global, args); i >= 0 {
-		cmd, before, after = args[i], args[:i], args[i+1:]
+	o := &options{stdout: stdout, stderr: stderr}
+	root := newRoot(o)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
 	}
-	local := newFlagSet(&o, cmd == "logs")
-	parseErr := global.Parse(before)
-	if parseErr == nil {
-		parseErr = local.Parse(after)
+	fmt.Fprintf(stderr, "sstack: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) || isFlagError(err) {
+		fmt.Fprintln(stderr, "Run 'sstack --help' for usage.")
+		return 2
 	}
-	if parseErr != nil {
-		if errors.Is(parseErr, pflag.ErrHelp) {
-			o.showHelp = true
-		} else {
-			fmt.Fprintf(stderr, "sstack: %v\nRun 'sstack --help' for usage.\n", parseErr)
-			return 2
+	return 1
+}
+
+// isFlagError: cobra's own errors for a bad command line.
+func isFlagError(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "bad flag syntax"} {
+		if strings.Contains(s, p) {
+			return true
 		}
 	}
-	if o.showHelp {
-		fmt.Fprint(stdout, usage)
-		local.SetOutput(stdout)
-		local.PrintDefaults()
-		return 0
+	return false
+}
+
+func newRoot(o *options) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sstack [OPTIONS] COMMAND",
+		Short: "Run a docker-compose.yml stack on Apptainer/Singularity",
+		Long: `Run a docker-compose.yml stack on Apptainer/Singularity, in the foreground as
+'docker compose up' does (the default command), or detached (up -d) and then
+operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Project flags go before the command, as with docker compose.
+		TraverseChildren: true,
+		Args:             cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return upCmd(cmd.Context(), o, nil)
+		},
 	}
-	if o.showVersion {
-		fmt.Fprintf(stdout, "sstack version %s\n", version)
-		return 0
+	root.SetVersionTemplate("sstack version {{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringArrayVar(&o.files, "file", nil, "Compose configuration files (repeatable; -f before the command or after any command but logs; default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml)")
+	pf.StringVarP(&o.project, "project-name", "n", "", "Project name (default: COMPOSE_PROJECT_NAME, then the top-level name:, then the directory name)")
+	pf.StringVarP(&o.project, "project", "p", "", "Same as --project-name")
+	_ = pf.MarkHidden("project")
+	pf.StringArrayVar(&o.envFiles, "env-file", nil, "Environment files for interpolation (default: .env in the project directory)")
+	pf.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
+	pf.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
+	pf.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
+	fileShorthand(root, o)
+	// `sstack -f x.yml -n app` is `up`: the root takes up's flags too.
+	upFlags(root, o)
+	for _, name := range []string{"detach", "wait", "wait-timeout", "no-deps", "scale"} {
+		_ = root.Flags().MarkHidden(name)
 	}
-	rest := append(global.Args(), local.Args()...)
-	var err error
-	switch cmd {
-	case "up":
-		if len(rest) > 0 {
-			err = fmt.Errorf("up: starting only some services (%s) is not supported yet; run the whole stack", strings.Join(rest, " "))
-			break
+	_ = root.RegisterFlagCompletionFunc("project-name", completeProjects(o))
+
+	root.AddCommand(
+		newUp(o), newDown(o), newConfig(o), newLogs(o),
+		newPs(o), newLs(o), newExec(o),
+		newServiceCommand(o, "stop"), newServiceCommand(o, "start"), newServiceCommand(o, "restart"), newKill(o),
+		newScale(o), newEvents(o), newWait(o), newTop(o), newVersion(o),
+		newDeploy(o), newRm(o), newList(o),
+	)
+	for _, c := range root.Commands() {
+		if c.Name() != "logs" && c.Name() != "completion" && c.Name() != "help" {
+			fileShorthand(c, o)
 		}
-		return up(o)
-	case "config":
-		err = config(o)
-	case "down":
-		err = down(o)
-	case "logs":
-		err = logs(o, rest)
-	case "version":
-		fmt.Fprintf(stdout, "sstack version %s\n", version)
-	default:
-		err = fmt.Errorf("unknown command %q; run 'sstack --help'", cmd)
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "sstack: %v\n", err)
-		return 1
-	}
-	return 0
+	return root
+}
+
+// fileShorthand adds -f for --file to a command. It cannot be a persistent
+// shorthand because `logs -f` means --follow, as in docker compose.
+func fileShorthand(c *cobra.Command, o *options) {
+	c.Flags().StringArrayVarP(&o.files, "compose-file", "f", nil, "Compose configuration file (same as --file)")
+	_ = c.Flags().MarkHidden("compose-file")
 }
 
 func (o *options) loadOptions() compose.Options {
@@ -233,117 +212,64 @@ func (o *options) load() (*compose.Plan, error) {
 	return plan, nil
 }
 
-func config(o options) error {
-	plan, err := o.load()
-	if err != nil {
-		return err
+// configFiles are the compose files given, made absolute for ls.
+func (o *options) configFiles() []string {
+	var out []string
+	for _, f := range o.files {
+		if abs, err := filepath.Abs(f); err == nil {
+			f = abs
+		}
+		out = append(out, f)
 	}
-	return plan.Print(o.stdout)
+	return out
 }
 
-// up runs the stack in the foreground until it ends or Ctrl-C.
-func up(o options) int {
-	fail := func(err error) int {
-		fmt.Fprintf(o.stderr, "sstack: %v\n", err)
-		return 1
-	}
-	if o.logFormat != "text" && o.logFormat != "json" {
-		return fail(fmt.Errorf("--log-format %q: use text or json", o.logFormat))
-	}
-	if o.abortOnExit && o.abortOnFail {
-		fmt.Fprintln(o.stderr, "sstack: --abort-on-container-failure cannot be combined with --abort-on-container-exit")
-		return 2
-	}
-	plan, err := o.load()
+// stateDir of the project the flags name.
+func (o *options) stateDir() (project, dir string, err error) {
+	project, err = o.projectName()
 	if err != nil {
-		return fail(err)
+		return "", "", err
 	}
-	if o.exitCodeFrom != "" && plan.Service(o.exitCodeFrom) == nil {
-		return fail(fmt.Errorf("--exit-code-from: no service %q in project %q", o.exitCodeFrom, plan.Project))
+	if err := checkProjectName(project); err != nil {
+		return "", "", err
 	}
-	rt, err := singularity.Detect(o.runtime)
-	if err != nil {
-		return fail(err)
-	}
-	ctx := context.Background()
-	unlock, err := lockProject(plan.StateDir)
-	if err != nil {
-		return fail(err)
-	}
-	defer unlock()
-	// The two checks each run apptainer: in parallel, they cost one.
-	clash := make(chan error, 1)
-	go func() { clash <- checkClash(ctx, rt, plan.Project) }()
-	runscripts, inspectErr := inspectImages(ctx, rt, plan)
-	if err := errors.Join(<-clash, inspectErr); err != nil {
-		return fail(err)
-	}
-	listener, err := metrics.Listen(o.metricsAddr)
-	if err != nil {
-		return fail(err)
-	}
-	// New instances, new logs: as docker compose loses a recreated
-	// container's logs, `sstack logs` shows the latest run.
-	if err := os.RemoveAll(logDir(plan.StateDir)); err != nil {
-		return fail(err)
-	}
-	hosts, err := actors.Prepare(ctx, plan, rt)
-	if err != nil {
-		return fail(err)
-	}
+	return project, compose.StateDirFor(project, o.loadOptions()), nil
+}
 
-	// Instance monitors become sstack's children, reaped at stop without
-	// waiting for a slow init (see BecomeSubreaper); without it stops are
-	// only slower.
-	_ = singularity.BecomeSubreaper()
-	m := metrics.New(plan.Project)
-	if listener != nil {
-		defer listener.Close()
-		go func() { _ = m.Serve(listener) }()
+// checkProjectName refuses names that cannot be projects (their instance
+// names would be refused by Apptainer, or escape the state directory).
+func checkProjectName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/.") || name != strings.TrimSpace(name) {
+		return fmt.Errorf("-n %q: not a project name; a project name has lowercase letters, digits, '-' and '_'", name)
 	}
-	color := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout)
-	stack := actors.Start(actors.StackConfig{
-		Plan:         plan,
-		Runtime:      rt,
-		Metrics:      m,
-		HasRunscript: runscripts,
-		HostsFiles:   hosts,
-		Format: actors.LogFormat{
-			Prefix:     !o.noLogPrefix,
-			Color:      color,
-			Timestamps: o.timestamps,
-			JSON:       o.logFormat == "json",
-			StoreDir:   logDir(plan.StateDir),
-		},
-		Stdout:         o.stdout,
-		Stderr:         o.stderr,
-		AbortOnExit:    o.abortOnExit || o.exitCodeFrom != "",
-		AbortOnFailure: o.abortOnFail,
-		ExitCodeFrom:   o.exitCodeFrom,
-	})
+	if err := singularity.ValidateName(name + ".x.1"); err != nil {
+		return fmt.Errorf("-n %q: not a project name: %v", name, err)
+	}
+	return nil
+}
 
-	// Capacity 2: the first signal stops gracefully, the second kills.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	// A closed stdout (`sstack | head`) must not kill sstack and orphan the
-	// instances: writes then fail with EPIPE instead.
-	signal.Ignore(syscall.SIGPIPE)
-	defer signal.Stop(sigs)
-	stops := 0
-	for {
-		select {
-		case done := <-stack.Done():
-			stack.Close()
-			return done.ExitCode
-		case <-sigs:
-			stops++
-			if stops == 1 {
-				stack.Stop("Gracefully stopping... (press Ctrl+C again to force)")
-			} else {
-				stack.Kill()
-			}
+// connect reaches the supervisor of the project, or says how to start one.
+func (o *options) connect() (api.Stack, string, func(), error) {
+	project, dir, err := o.stateDir()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, err := control.Dial(dir)
+	if err != nil {
+		if errors.Is(err, api.ErrNotRunning) {
+			return nil, project, nil, notRunning(project)
 		}
+		return nil, project, nil, err
 	}
+	return c, project, func() { c.Close() }, nil
+}
+
+func notRunning(project string) error {
+	return fmt.Errorf("project %q is not running: no sstack supervises it; start it with 'sstack up -d -n %s' (or 'sstack up' in the foreground) where its compose file is", project, project)
+}
+
+func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
+	return singularity.Detect(o.runtime)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -351,147 +277,5 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// checkClash refuses to start a project whose instances already run: a
-// second sstack, or leftovers of one that was killed.
-func checkClash(ctx context.Context, rt *singularity.Apptainer, project string) error {
-	infos, err := rt.ListInstances(ctx, project+".*")
-	if err != nil {
-		return err
-	}
-	var names []string
-	for _, i := range infos {
-		if strings.HasPrefix(i.Name, project+".") {
-			names = append(names, i.Name)
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	sort.Strings(names)
-	return fmt.Errorf("project %q is already running: instances %s exist (another sstack, or left over from one that was killed); run 'sstack down -n %s' to remove them, or choose another name with -n",
-		project, strings.Join(names, ", "), project)
-}
-
-// inspectImages reads, in parallel, which images have a runscript, and
-// refuses services that then have nothing to run.
-func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan) (map[string]bool, error) {
-	type result struct {
-		has bool
-		err error
-	}
-	images := map[string]*result{}
-	var unique []string
-	for _, s := range plan.Services {
-		if _, ok := images[s.Image]; !ok {
-			images[s.Image] = nil
-			unique = append(unique, s.Image)
-		}
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, img := range unique {
-		wg.Add(1)
-		go func(img string) {
-			defer wg.Done()
-			has, err := rt.HasRunscript(ctx, img)
-			mu.Lock()
-			images[img] = &result{has, err}
-			mu.Unlock()
-		}(img)
-	}
-	wg.Wait()
-	out := map[string]bool{}
-	var errs []error
-	for _, s := range plan.Services {
-		r := images[s.Image]
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("service %q: image %s: %w", s.Name, s.Image, r.err))
-			continue
-		}
-		out[s.Name] = r.has
-		if !r.has && s.Entrypoint == nil && len(s.Command) == 0 {
-			errs = append(errs, fmt.Errorf("service %q: image %s has no runscript and the service sets no command or entrypoint: nothing to run; set command or entrypoint in the compose file", s.Name, s.Image))
-		}
-	}
-	return out, errors.Join(errs...)
-}
-
-// lockProject takes an exclusive lock in the project's state directory so
-// two sstacks cannot start the same project at once.
-func lockProject(stateDir string) (func(), error) {
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
-	}
-	path := filepath.Join(stateDir, "lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first, or choose another name with -n", stateDir, err)
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() { _ = f.Truncate(0); f.Close() }, nil
-}
-
-// down stops every instance of the project and removes its state. Named
-// volumes stay unless -v, as with docker compose.
-func down(o options) error {
-	project := o.project
-	copts := o.loadOptions()
-	if project == "" {
-		plan, err := compose.Load(context.Background(), copts)
-		if err != nil {
-			return fmt.Errorf("down: give the project with -n NAME, or run it where its compose file is: %w", err)
-		}
-		project = plan.Project
-	}
-	rt, err := singularity.Detect(o.runtime)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	infos, err := rt.ListInstances(ctx, project+".*")
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(infos))
-	for i, info := range infos {
-		if !strings.HasPrefix(info.Name, project+".") {
-			continue
-		}
-		wg.Add(1)
-		go func(i int, name string) {
-			defer wg.Done()
-			fmt.Fprintf(o.stderr, "Instance %s  Stopping\n", name)
-			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
-			if errs[i] == nil {
-				fmt.Fprintf(o.stderr, "Instance %s  Stopped\n", name)
-			}
-		}(i, info.Name)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	stateDir := compose.StateDirFor(project, copts)
-	entries, err := os.ReadDir(stateDir)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	for _, e := range entries {
-		if e.Name() == "volumes" && !o.volumes {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
-			return err
-		}
-	}
-	if o.volumes || len(entries) == 0 {
-		_ = os.Remove(stateDir)
-	}
-	return nil
-}
+// metricsDefault is --metrics-addr's default, exported for the help text.
+var metricsDefault = metrics.DefaultAddr

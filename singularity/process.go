@@ -373,3 +373,23 @@ func pidfdSendSignal(fd int, sig syscall.Signal) error {
 	}
 	return nil
 }
+
+// Interactive returns the `apptainer exec instance://` command of a user's
+// `sstack exec`, not started: the caller gives it its own stdin, stdout and
+// stderr (a terminal, or pipes). Unlike service processes it stays in the
+// caller's process group, so that the terminal's Ctrl-C and job control
+// reach it as they would reach `docker compose exec`.
+func (a *Apptainer) Interactive(ctx context.Context, spec ProcessSpec) (*exec.Cmd, error) {
+	args, err := processArgs(spec)
+	if err != nil {
+		return nil, err
+	}
+	env, err := serviceEnv(a.baseEnv(), spec.Env)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+	}
+	cmd := exec.CommandContext(ctx, a.Binary, args...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	return cmd, nil
+}

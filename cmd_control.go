@@ -1,0 +1,567 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/control"
+	"sstack/internal/engine"
+	"sstack/singularity"
+)
+
+// withStack runs fn against the project's running stack.
+func withStack(o *options, fn func(ctx context.Context, st api.Stack, project string) error) error {
+	st, project, closeFn, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return fn(ctx, st, project)
+}
+
+func newPs(o *options) *cobra.Command {
+	var all, quiet, services bool
+	var format string
+	c := &cobra.Command{
+		Use:               "ps [OPTIONS] [SERVICE...]",
+		Short:             "List the replicas of a project",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+			}
+			rows, err := psRows(o, api.PsOptions{All: all, Services: args})
+			if err != nil {
+				return err
+			}
+			switch {
+			case services:
+				seen := map[string]bool{}
+				for _, r := range rows {
+					if !seen[r.Service] {
+						seen[r.Service] = true
+						fmt.Fprintln(o.stdout, r.Service)
+					}
+				}
+			case quiet:
+				for _, r := range rows {
+					fmt.Fprintln(o.stdout, r.Instance)
+				}
+			case format == "json":
+				return printJSONRows(o.stdout, rows)
+			default:
+				printPsTable(o.stdout, rows, time.Now())
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&all, "all", "a", false, "Show all replicas, also exited and stopped ones")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display instance names")
+	c.Flags().BoolVar(&services, "services", false, "Display services")
+	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
+	return c
+}
+
+// psRows asks the supervisor; without one, the project's instances found
+// on this host are shown as unsupervised.
+func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
+	st, project, closeFn, err := o.connect()
+	if err == nil {
+		defer closeFn()
+		return st.Ps(context.Background(), opts)
+	}
+	if project == "" || !strings.Contains(err.Error(), "is not running") {
+		return nil, err
+	}
+	rows, lerr := unsupervised(o, project)
+	if lerr != nil {
+		return nil, lerr
+	}
+	if len(rows) == 0 {
+		return nil, err
+	}
+	return engine.FilterRows(rows, opts), nil
+}
+
+// unsupervised lists a project's instances that no supervisor runs.
+func unsupervised(o *options, project string) ([]api.Replica, error) {
+	rt, err := o.runtimeBinary()
+	if err != nil {
+		return nil, err
+	}
+	infos, err := rt.ListInstances(context.Background(), project+".*")
+	if err != nil {
+		return nil, err
+	}
+	var rows []api.Replica
+	for _, i := range infos {
+		parts := strings.Split(i.Name, ".")
+		if len(parts) != 3 || parts[0] != project {
+			continue
+		}
+		n, _ := strconv.Atoi(parts[2])
+		rows = append(rows, api.Replica{
+			Project: project, Service: parts[1], Replica: n, Instance: i.Name,
+			Name: parts[1] + "-" + parts[2], State: api.StateRunning, Supervised: false,
+		})
+	}
+	return rows, nil
+}
+
+func printJSONRows(w io.Writer, rows []api.Replica) error {
+	type row struct {
+		api.Replica
+		Status string `json:"Status"`
+	}
+	out := make([]row, len(rows))
+	for i, r := range rows {
+		out[i] = row{r, r.Status()}
+	}
+	enc := json.NewEncoder(w)
+	return enc.Encode(out)
+}
+
+func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID")
+	for _, r := range rows {
+		since, pid, restarts := "", "", strconv.Itoa(r.Restarts)
+		if !r.Since.IsZero() {
+			since = ago(now.Sub(r.Since))
+		}
+		if r.Pid > 0 {
+			pid = strconv.Itoa(r.Pid)
+		}
+		status := r.Status()
+		if !r.Supervised {
+			status = "running (no supervisor)"
+			restarts = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, status, since, restarts, pid)
+	}
+	_ = tw.Flush()
+}
+
+// ago renders a duration as docker does in "Up 2 minutes": coarse.
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func newLs(o *options) *cobra.Command {
+	var format string
+	var all, quiet bool
+	c := &cobra.Command{
+		Use:   "ls [OPTIONS]",
+		Short: "List the projects of this user: running ones, and with -a those that ran here",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+			}
+			projects, err := listProjects(o, all)
+			if err != nil {
+				return err
+			}
+			switch {
+			case quiet:
+				for _, p := range projects {
+					fmt.Fprintln(o.stdout, p.Name)
+				}
+			case format == "json":
+				return json.NewEncoder(o.stdout).Encode(projects)
+			default:
+				tw := tabwriter.NewWriter(o.stdout, 0, 4, 3, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATUS\tSUPERVISOR\tCONFIG FILES")
+				for _, p := range projects {
+					sup := "none"
+					if p.Supervised {
+						sup = "pid " + strconv.Itoa(p.Pid)
+						if p.Detached {
+							sup += " (detached)"
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Status, sup, strings.Join(p.ConfigFiles, ","))
+				}
+				_ = tw.Flush()
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
+	c.Flags().BoolVarP(&all, "all", "a", false, "Show all projects, also stopped ones")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display project names")
+	return c
+}
+
+// stateBase is the directory that holds one state directory per project.
+func (o *options) stateBase() string {
+	return filepath.Dir(compose.StateDirFor("x", o.loadOptions()))
+}
+
+// listProjects finds the user's projects: state directories with a
+// supervisor answering on their socket, and instances without one.
+func listProjects(o *options, all bool) ([]api.ProjectInfo, error) {
+	byName := map[string]*api.ProjectInfo{}
+	entries, _ := os.ReadDir(o.stateBase())
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), "_") {
+			continue
+		}
+		dir := filepath.Join(o.stateBase(), e.Name())
+		if c, err := control.Dial(dir); err == nil {
+			info, err := c.Info(context.Background())
+			c.Close()
+			if err == nil {
+				byName[info.Name] = &info
+				continue
+			}
+		}
+		if all {
+			byName[e.Name()] = &api.ProjectInfo{Name: e.Name(), Status: "stopped", StateDir: dir}
+		}
+	}
+	// Instances of projects nobody supervises (a killed sstack).
+	if rt, err := o.runtimeBinary(); err == nil {
+		infos, err := rt.ListInstances(context.Background(), "*")
+		if err == nil {
+			counts := map[string]int{}
+			for _, i := range infos {
+				if parts := strings.Split(i.Name, "."); len(parts) == 3 {
+					counts[parts[0]]++
+				}
+			}
+			for name, n := range counts {
+				if p, ok := byName[name]; ok && p.Supervised {
+					continue
+				}
+				byName[name] = &api.ProjectInfo{Name: name, Status: fmt.Sprintf("running(%d)", n)}
+			}
+		}
+	}
+	out := make([]api.ProjectInfo, 0, len(byName))
+	for _, p := range byName {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func newExec(o *options) *cobra.Command {
+	var noTTY bool
+	var env []string
+	var workdir string
+	var index int
+	c := &cobra.Command{
+		Use:               "exec [OPTIONS] SERVICE COMMAND [ARGS...]",
+		Short:             "Run a command in a running replica's instance, with the service's environment",
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var target api.ExecTarget
+			err := withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				var err error
+				target, err = st.ExecTarget(ctx, api.ExecOptions{Service: args[0], Index: index})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return execIn(o, target, args[1:], env, workdir, noTTY)
+		},
+	}
+	c.Flags().SetInterspersed(false) // flags after SERVICE belong to the command
+	c.Flags().BoolVarP(&noTTY, "no-TTY", "T", false, "Disable pseudo-TTY allocation: the command gets no terminal")
+	c.Flags().StringArrayVarP(&env, "env", "e", nil, "Set environment variables (KEY=VALUE)")
+	c.Flags().StringVarP(&workdir, "workdir", "w", "", "Working directory inside the instance")
+	c.Flags().IntVar(&index, "index", 0, "Replica number of the service (default 1)")
+	return c
+}
+
+// execIn runs the command in the instance and returns its exit code as
+// sstack's, as docker compose exec does.
+func execIn(o *options, t api.ExecTarget, args, extraEnv []string, workdir string, noTTY bool) error {
+	rt, err := o.runtimeBinary()
+	if err != nil {
+		return err
+	}
+	env := append(append([]string{}, t.Env...), extraEnv...)
+	for _, kv := range extraEnv {
+		if !strings.Contains(kv, "=") {
+			return &usageError{fmt.Errorf("-e %q: want KEY=VALUE", kv)}
+		}
+	}
+	tty := !noTTY && isTerminal(os.Stdin) && isTerminal(o.stdout)
+	if tty {
+		if v := os.Getenv("TERM"); v != "" {
+			env = append(env, "TERM="+v)
+		}
+	}
+	pwd := t.Pwd
+	if workdir != "" {
+		pwd = workdir
+	}
+	cmd, err := rt.Interactive(context.Background(), singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd})
+	if err != nil {
+		return err
+	}
+	if tty {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	} else {
+		// Pipes, not our descriptors: the command must see no terminal.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = io.MultiReader(os.Stdin), o.stdout, o.stderr
+	}
+	// The terminal's signals reach the command (same process group); sstack
+	// waits for its exit code.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	err = cmd.Run()
+	if cmd.ProcessState != nil {
+		if code := exitStatus(cmd.ProcessState); code != 0 {
+			return &exitError{code}
+		}
+		return nil
+	}
+	return err
+}
+
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+func newServiceCommand(o *options, verb string) *cobra.Command {
+	short := map[string]string{
+		"stop":    "Stop services (stop_signal, then SIGKILL after the grace period); the restart policy does not restart them",
+		"start":   "Start stopped services",
+		"restart": "Restart services (their depends_on restart: true dependents follow)",
+	}[verb]
+	c := &cobra.Command{
+		Use:               verb + " [OPTIONS] [SERVICE...]",
+		Short:             short,
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			timeout := o.timeoutFlag(cmd)
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				switch verb {
+				case "stop":
+					return st.Stop(ctx, api.StopOptions{Services: args, Timeout: timeout})
+				case "start":
+					return st.Start(ctx, api.StartOptions{Services: args})
+				default:
+					return st.Restart(ctx, api.RestartOptions{Services: args, Timeout: timeout})
+				}
+			})
+		},
+	}
+	if verb != "start" {
+		c.Flags().IntVarP(&o.timeout, "timeout", "t", -1, "Seconds to wait for the stop signal to work before SIGKILL (default: stop_grace_period)")
+	}
+	return c
+}
+
+func (o *options) timeoutFlag(cmd *cobra.Command) *time.Duration {
+	if f := cmd.Flags().Lookup("timeout"); f == nil || !f.Changed || o.timeout < 0 {
+		return nil
+	}
+	d := time.Duration(o.timeout) * time.Second
+	return &d
+}
+
+func newKill(o *options) *cobra.Command {
+	var sig string
+	c := &cobra.Command{
+		Use:               "kill [OPTIONS] [SERVICE...]",
+		Short:             "Send a signal to the service processes (SIGKILL by default)",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := singularity.ParseSignal(sig); err != nil {
+				return &usageError{fmt.Errorf("-s: %w", err)}
+			}
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				return st.Kill(ctx, api.KillOptions{Services: args, Signal: sig})
+			})
+		},
+	}
+	c.Flags().StringVarP(&sig, "signal", "s", "SIGKILL", "Signal to send")
+	return c
+}
+
+func newScale(o *options) *cobra.Command {
+	var noDeps bool
+	return &cobra.Command{
+		Use:               "scale SERVICE=NUM... (or singularity-stack's: scale SERVICE NUM)",
+		Short:             "Set the number of replicas of services, live",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 && !strings.Contains(args[0], "=") {
+				args = []string{args[0] + "=" + args[1]}
+			}
+			replicas, err := parseScale(args)
+			if err != nil {
+				return err
+			}
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				return st.Scale(ctx, api.ScaleOptions{Replicas: replicas, NoDeps: noDeps})
+			})
+		},
+	}
+}
+
+func newEvents(o *options) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:               "events [OPTIONS] [SERVICE...]",
+		Short:             "Stream the stack's events (create, start, die, restart, health_status, stop, kill, destroy, ...)",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			enc := json.NewEncoder(o.stdout)
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				err := st.Events(ctx, api.EventsOptions{Services: args}, func(ev api.Event) error {
+					if asJSON {
+						return enc.Encode(ev)
+					}
+					_, err := fmt.Fprintln(o.stdout, ev.Text())
+					return err
+				})
+				if errors.Is(err, context.Canceled) {
+					return nil // Ctrl-C
+				}
+				return err
+			})
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "Output events as a stream of JSON objects")
+	return c
+}
+
+func newWait(o *options) *cobra.Command {
+	var downProject bool
+	c := &cobra.Command{
+		Use:               "wait SERVICE...",
+		Short:             "Block until a process of the services exits; its exit code is sstack's",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				code, err := st.Wait(ctx, api.WaitOptions{Services: args, DownProject: downProject})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(o.stdout, code)
+				if code != 0 {
+					return &exitError{code}
+				}
+				return nil
+			})
+		},
+	}
+	c.Flags().BoolVar(&downProject, "down-project", false, "Take the project down when the first one exits")
+	return c
+}
+
+func newTop(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:               "top [SERVICE...]",
+		Short:             "Display the processes running in each replica's instance",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
+				tops, err := st.Top(ctx, api.TopOptions{Services: args})
+				if err != nil {
+					return err
+				}
+				for i, t := range tops {
+					if i > 0 {
+						fmt.Fprintln(o.stdout)
+					}
+					fmt.Fprintln(o.stdout, t.Name)
+					tw := tabwriter.NewWriter(o.stdout, 0, 4, 3, ' ', 0)
+					fmt.Fprintln(tw, "UID\tPID\tPPID\tCMD")
+					for _, p := range t.Processes {
+						fmt.Fprintf(tw, "%d\t%d\t%d\t%s\n", p.UID, p.Pid, p.PPid, p.Command)
+					}
+					_ = tw.Flush()
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// completeServices completes service names from the compose file.
+func completeServices(o *options) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		plan, err := compose.Load(context.Background(), o.loadOptions())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []string
+		for _, s := range plan.Services {
+			names = append(names, s.Name)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeProjects completes the names of the user's projects.
+func completeProjects(o *options) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		var names []string
+		entries, _ := os.ReadDir(o.stateBase())
+		for _, e := range entries {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), "_") {
+				names = append(names, e.Name())
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func newLogs(o *options) *cobra.Command {
+	c := &cobra.Command{
+		Use:               "logs [OPTIONS] [SERVICE...]",
+		Short:             "Show the logs of a project's services, while it runs or after it stopped",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return logs(*o, args)
+		},
+	}
+	f := c.Flags()
+	f.BoolVarP(&o.follow, "follow", "f", false, "Follow log output; ends when the stack stops")
+	f.StringVar(&o.since, "since", "", "Show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	f.StringVar(&o.tail, "tail", "all", "Number of lines to show from the end of the logs of each replica")
+	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
+	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
+	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
+	return c
+}
