@@ -1,39 +1,45 @@
 package main
 
+// `sstack logs` reads what up printed from the project's state directory,
+// while the stack runs and after it stopped: every replica merged, a
+// service filter, --tail, -t, --no-log-prefix, and -f, which follows until
+// the stack stops.
+
 import (
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"sstack/internal/testimg"
 )
 
-func (p *project) logs(t *testing.T, args ...string) string {
-	t.Helper()
+// logsCommand is `sstack -n NAME logs args...` in the project directory.
+func (p *project) logsCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command(sstackBin, append([]string{"-n", p.name, "logs"}, args...)...)
 	cmd.Dir = p.dir
 	cmd.Env = p.env
-	out, err := cmd.Output()
+	return cmd
+}
+
+func (p *project) logs(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := p.logsCommand(args...).Output()
 	if err != nil {
 		t.Fatalf("sstack logs %v: %v", args, err)
 	}
 	return string(out)
 }
 
-// TestLogsCommand: `sstack logs` shows what up printed, while the stack
-// runs and after it stopped, with --tail, -t, --no-log-prefix, a service
-// filter and -f.
+// `sstack logs` shows what up printed, while the stack runs and after it
+// stopped, with --tail, -t, --no-log-prefix, a service filter and -f.
 func TestLogsCommand(t *testing.T) {
-	img := testimg.Busybox(t)
 	p := newProject(t, `
 services:
   alpha:
-    image: `+img+`
+    image: busybox
     command: ["sh", "-c", "for i in 1 2 3 4 5; do echo alpha $$i; done; sleep 0.5; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
   beta:
-    image: `+img+`
+    image: busybox
     command: ["sh", "-c", "echo beta 1; trap 'echo beta bye; exit 0' TERM; while true; do sleep 0.1; done"]
 `)
 	r := p.up()
@@ -58,8 +64,7 @@ services:
 	}
 
 	// -f follows until the stack stops, and ends by itself then.
-	follow := exec.Command(sstackBin, "-n", p.name, "logs", "-f", "beta")
-	follow.Dir, follow.Env = p.dir, p.env
+	follow := p.logsCommand("-f", "beta")
 	var fout lockedBuffer
 	follow.Stdout = &fout
 	if err := follow.Start(); err != nil {
@@ -68,9 +73,7 @@ services:
 	followDone := make(chan error, 1)
 	go func() { followDone <- follow.Wait() }()
 	time.Sleep(500 * time.Millisecond)
-	if code := r.interrupt(t); code != 0 {
-		t.Errorf("up exit code %d", code)
-	}
+	r.ctrlC(t)
 	select {
 	case err := <-followDone:
 		if err != nil {

@@ -1,0 +1,599 @@
+package main
+
+// The harness of the integration tests: they build the sstack binary and
+// run it, as a user would, against the real Apptainer with images built
+// offline. Each test is a project (a directory with a compose file, its
+// own state directory and a unique name) and checks at its end that no
+// instance or process of it is left. Compose files say `image: busybox`
+// for the busybox test image.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"sstack/internal/testimg"
+)
+
+var sstackBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sstack-bin")
+	if err != nil {
+		panic(err)
+	}
+	sstackBin = filepath.Join(dir, "sstack")
+	build := exec.Command("go", "build", "-race", "-o", sstackBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sstack:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Compose fixtures.
+
+// busyboxImage is the image line that newProject replaces with the path
+// of the busybox test image, so that compose files read as they would
+// for docker compose; sstack itself never sees "busybox".
+const busyboxImage = "image: busybox\n"
+
+// oneService is a compose file of a single service, name, that runs
+// command (a YAML flow sequence) in the busybox image; keys are further
+// lines of the service, such as "restart: always".
+func oneService(name, command string, keys ...string) string {
+	s := "\nservices:\n  " + name + ":\n    " + busyboxImage + "    command: " + command + "\n"
+	for _, k := range keys {
+		s += "    " + k + "\n"
+	}
+	return s
+}
+
+// The project.
+
+// project is one test stack: a directory with a compose file, its own
+// state directory and a unique project name.
+type project struct {
+	t        *testing.T
+	name     string
+	dir      string
+	stateDir string
+	env      []string
+}
+
+// newProject writes compose, with every `image: busybox` naming the busybox
+// test image, into a new project directory.
+func newProject(t *testing.T, compose string) *project {
+	t.Helper()
+	testimg.RequireRuntime(t)
+	if strings.Contains(compose, busyboxImage) {
+		compose = strings.ReplaceAll(compose, busyboxImage, "image: "+testimg.Busybox(t)+"\n")
+	}
+	p := &project{
+		t:        t,
+		name:     fmt.Sprintf("it%d", rand.Int63()%1_000_000_000),
+		dir:      t.TempDir(),
+		stateDir: t.TempDir(),
+	}
+	p.env = append(os.Environ(), "SSTACK_STATE_DIR="+p.stateDir, "SSTACK_IMAGE_DIR="+filepath.Join(p.dir, "images"))
+	p.write("docker-compose.yml", compose)
+	t.Cleanup(p.cleanup)
+	return p
+}
+
+func (p *project) write(name, content string) string {
+	p.t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+// writeSecret writes a file readable by its owner only, as secrets must be.
+func (p *project) writeSecret(name, content string) {
+	p.t.Helper()
+	if err := os.WriteFile(filepath.Join(p.dir, name), []byte(content), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// cleanup removes whatever a failing test left behind, so one failure does
+// not cascade; the tests themselves assert that nothing is left.
+func (p *project) cleanup() {
+	for _, name := range instances(p.t, p.name) {
+		_ = exec.Command("apptainer", "-s", "instance", "stop", "-s", "KILL", name).Run()
+	}
+}
+
+// command is sstack with args, given the project's compose file and name
+// and no metrics endpoint, run in the project directory.
+func (p *project) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(sstackBin, append([]string{"-f", filepath.Join(p.dir, "docker-compose.yml"), "-n", p.name, "--metrics-addr", ""}, args...)...)
+	cmd.Dir = p.dir
+	cmd.Env = p.env
+	return cmd
+}
+
+// A running sstack.
+
+type running struct {
+	cmd    *exec.Cmd
+	stdout *lockedBuffer // empty when stdout was given to launch
+	stderr *lockedBuffer
+	done   chan struct{}
+	code   int
+}
+
+// launch starts `sstack up args...` in the background: bin, or the
+// race-built sstack when bin is empty, with its stdout on stdout, or on
+// r.stdout when stdout is nil. It is killed at the end of the test if it
+// still runs.
+func (p *project) launch(bin string, stdout io.Writer, args ...string) *running {
+	p.t.Helper()
+	cmd := p.command(args...)
+	if bin != "" {
+		cmd.Path, cmd.Args[0] = bin, bin
+	}
+	r := &running{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		r.code = cmd.ProcessState.ExitCode()
+		close(r.done)
+	}()
+	p.t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-r.done
+		}
+		if p.t.Failed() {
+			p.t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		}
+	})
+	return r
+}
+
+// up starts `sstack up` in the background.
+func (p *project) up(args ...string) *running {
+	p.t.Helper()
+	return p.launch("", nil, args...)
+}
+
+// run runs sstack to completion and returns its exit code and output.
+func (p *project) run(args ...string) (int, string, string) {
+	p.t.Helper()
+	r := p.up(args...)
+	code := r.wait(p.t, 2*time.Minute)
+	return code, r.stdout.String(), r.stderr.String()
+}
+
+// upPiped starts `sstack up` (bin, or the race-built binary when empty)
+// with its stdout on a pipe the test reads at its own pace.
+func upPiped(t *testing.T, p *project, bin string, args ...string) (*running, *os.File) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close() })
+	r := p.launch(bin, pw, args...)
+	pw.Close()
+	return r, pr
+}
+
+// wait waits for sstack to exit by itself and returns its exit code.
+func (r *running) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(timeout):
+		t.Fatalf("sstack did not exit within %v", timeout)
+	}
+	return r.code
+}
+
+// waitUntil polls cond until it holds; it fails the test, saying what it
+// waited for, when sstack exits first or after timeout.
+func (r *running) waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case <-r.done:
+			if cond() {
+				return
+			}
+			t.Fatalf("sstack exited (code %d) while waiting for %s", r.code, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *running) waitFor(t *testing.T, what func() string, substr string, timeout time.Duration) {
+	t.Helper()
+	r.waitUntil(t, timeout, fmt.Sprintf("%q", substr), func() bool { return strings.Contains(what(), substr) })
+}
+
+func (r *running) waitStdout(t *testing.T, substr string) {
+	t.Helper()
+	r.waitFor(t, r.stdout.String, substr, 60*time.Second)
+}
+
+func (r *running) waitStderr(t *testing.T, substr string) {
+	t.Helper()
+	r.waitFor(t, r.stderr.String, substr, 60*time.Second)
+}
+
+// interrupt sends SIGINT as Ctrl-C would and waits for the exit code.
+func (r *running) interrupt(t *testing.T) int {
+	t.Helper()
+	_ = r.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-r.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("sstack did not exit after SIGINT")
+	}
+	return r.code
+}
+
+// ctrlC interrupts sstack and checks that it exits with 0, as it must
+// after Ctrl-C.
+func (r *running) ctrlC(t *testing.T) {
+	t.Helper()
+	if code := r.interrupt(t); code != 0 {
+		t.Errorf("exit code %d after Ctrl-C, want 0", code)
+	}
+}
+
+// What is left behind.
+
+// instances lists the Apptainer instances of a project.
+func instances(t *testing.T, project string) []string {
+	out, err := exec.Command("apptainer", "instance", "list", "--json", project+".*").Output()
+	if err != nil {
+		t.Fatalf("instance list: %v", err)
+	}
+	var list struct {
+		Instances []struct {
+			Instance string `json:"instance"`
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("instance list: %v: %s", err, out)
+	}
+	var names []string
+	for _, i := range list.Instances {
+		names = append(names, i.Instance)
+	}
+	return names
+}
+
+// leftovers lists processes that belong to a project's instances.
+func leftovers(project string) []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, "instance://"+project+".") || strings.Contains(cmd, "["+project+".") {
+			found = append(found, strings.TrimSpace(cmd))
+		}
+	}
+	return found
+}
+
+func assertNothingLeft(t *testing.T, project string) {
+	t.Helper()
+	if names := instances(t, project); len(names) > 0 {
+		t.Errorf("instances left behind: %v", names)
+	}
+	if procs := leftovers(project); len(procs) > 0 {
+		t.Errorf("processes left behind: %v", procs)
+	}
+}
+
+// Output.
+
+// lines returns the stdout lines of a replica, without their prefix.
+func lines(stdout, replica string) []string {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(replica) + ` *\| (.*)$`)
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(stdout, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func countLines(stdout, replica, text string) int {
+	n := 0
+	for _, l := range lines(stdout, replica) {
+		if l == text {
+			n++
+		}
+	}
+	return n
+}
+
+// contains asserts that s, named what ("stdout", "stderr"), holds every
+// one of want.
+func contains(t *testing.T, what, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, s)
+		}
+	}
+}
+
+// before asserts that a occurs in s, and before b.
+func before(t *testing.T, s, a, b string) {
+	t.Helper()
+	i, j := strings.Index(s, a), strings.Index(s, b)
+	if i < 0 || j < 0 || i > j {
+		t.Errorf("want %q before %q in:\n%s", a, b, s)
+	}
+}
+
+// Images.
+
+// sandboxImage builds a busybox sandbox directory image with a file at
+// /seed/hello.txt, for named volume seeding.
+func sandboxImage(t *testing.T) string {
+	t.Helper()
+	testimg.RequireRuntime(t)
+	root := filepath.Join(t.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp", "root", "seed", "proc", "sys", "dev", "run"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox-static is needed: ", err)
+	}
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "cat", "echo", "sleep", "env", "ls", "printf", "seq", "touch", "id", "hostname", "grep", "tr", "pwd"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(root, "seed", "hello.txt"), []byte("seeded from image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sandbox := filepath.Join(t.TempDir(), "sandbox")
+	if out, err := exec.Command("apptainer", "-s", "build", "--sandbox", sandbox, root).CombinedOutput(); err != nil {
+		t.Fatalf("building a sandbox image: %v: %s", err, out)
+	}
+	return sandbox
+}
+
+// Metrics.
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+var scrapeClient = &http.Client{Timeout: 10 * time.Second}
+
+func scrape(addr string) (string, error) {
+	resp, err := scrapeClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	return string(body), nil
+}
+
+type scraped map[string]*dto.MetricFamily
+
+func parseScrape(text string) (scraped, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(strings.NewReader(text))
+}
+
+// get finds the series of family name whose labels are exactly want.
+func (s scraped) get(name string, want map[string]string) *dto.Metric {
+	f := s[name]
+	if f == nil {
+		return nil
+	}
+	for _, m := range f.GetMetric() {
+		if len(m.GetLabel()) != len(want) {
+			continue
+		}
+		same := true
+		for _, l := range m.GetLabel() {
+			if v, ok := want[l.GetName()]; !ok || v != l.GetValue() {
+				same = false
+			}
+		}
+		if same {
+			return m
+		}
+	}
+	return nil
+}
+
+// value of a counter or gauge series; ok is false when it does not exist.
+func (s scraped) value(name string, want map[string]string) (float64, bool) {
+	m := s.get(name, want)
+	if m == nil {
+		return 0, false
+	}
+	if m.Counter != nil {
+		return m.GetCounter().GetValue(), true
+	}
+	return m.GetGauge().GetValue(), true
+}
+
+func replicaLabels(project, service string, replica int, extra ...string) map[string]string {
+	l := map[string]string{"project": project, "service": service, "replica": strconv.Itoa(replica)}
+	for i := 0; i+1 < len(extra); i += 2 {
+		l[extra[i]] = extra[i+1]
+	}
+	return l
+}
+
+// waitScrape polls addr until check (given a parsed scrape) returns "",
+// and returns that scrape; it fails with check's last complaint.
+func waitScrape(t *testing.T, r *running, addr string, timeout time.Duration, check func(scraped) string) (scraped, string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	why := "no scrape yet"
+	for {
+		text, err := scrape(addr)
+		if err == nil {
+			fams, perr := parseScrape(text)
+			if perr != nil {
+				t.Fatalf("/metrics is not in the Prometheus text format: %v\n%s", perr, text)
+			}
+			if why = check(fams); why == "" {
+				return fams, text
+			}
+		} else {
+			why = err.Error()
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("sstack exited (code %d) while waiting for metrics: %s", r.code, why)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for metrics: %s\n%s", why, text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Terminals.
+
+// openPty returns the master and slave ends of a new pseudo-terminal.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		m.Close()
+		t.Skipf("unlockpt: %v", e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		m.Close()
+		t.Skipf("ptsname: %v", e)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("opening the pty slave: %v", err)
+	}
+	return m, s
+}
+
+// runOnTerminal runs sstack to completion with its stdout on a terminal
+// and returns what the terminal showed (CR LF turned back into LF).
+func runOnTerminal(t *testing.T, p *project, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	master, slave := openPty(t)
+	defer master.Close()
+	t.Cleanup(func() { slave.Close() })
+	p.env = append(p.env[:len(p.env):len(p.env)], env...)
+	r := p.launch("", slave, args...)
+	slave.Close()
+	var out bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = io.Copy(&out, master) // ends with EIO once the slave is closed by all
+	}()
+	code := r.wait(t, 2*time.Minute)
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("terminal output did not end")
+	}
+	return code, strings.ReplaceAll(out.String(), "\r\n", "\n"), r.stderr.String()
+}
