@@ -63,6 +63,12 @@ type options struct {
 	follow       bool
 	since        string
 	tail         string
+	until        string
+	index        int
+	include      []string
+	exclude      []string
+	onlyStdout   bool
+	onlyStderr   bool
 	showVersion  bool
 	showHelp     bool
 	stdout       io.Writer
@@ -120,6 +126,12 @@ func newFlagSet(o *options, logsMode bool) *pflag.FlagSet {
 	fs.BoolVarP(&o.follow, "follow", followShort, false, "logs: follow log output (-f after 'logs')")
 	fs.StringVar(&o.since, "since", "", "logs: show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
 	fs.StringVar(&o.tail, "tail", "all", "logs: number of lines to show from the end of the logs of each replica")
+	fs.StringVar(&o.until, "until", "", "logs: show logs before a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	fs.IntVar(&o.index, "index", 0, "logs: only replica N (from 1) of the selected services")
+	fs.StringArrayVarP(&o.include, "include", logsShort(logsMode, "i"), nil, "logs: only lines matching this regular expression (repeatable: all must match; -i after 'logs')")
+	fs.StringArrayVarP(&o.exclude, "exclude", logsShort(logsMode, "x"), nil, "logs: leave out lines matching this regular expression (repeatable; -x after 'logs')")
+	fs.BoolVar(&o.onlyStdout, "stdout", false, "logs: only what services wrote to stdout")
+	fs.BoolVar(&o.onlyStderr, "stderr", false, "logs: only what services wrote to stderr")
 	fs.BoolVar(&o.showVersion, "version", false, "Show the sstack version and quit")
 	fs.BoolVarP(&o.showHelp, "help", "h", false, "Show this help")
 	fs.SortFlags = false
