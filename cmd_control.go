@@ -563,5 +563,11 @@ func newLogs(o *options) *cobra.Command {
 	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
 	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
 	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
+	f.StringVar(&o.until, "until", "", "Show logs before a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	f.IntVar(&o.index, "index", 0, "Only replica N (from 1) of the selected services")
+	f.StringArrayVarP(&o.include, "include", "i", nil, "Only lines matching this regular expression (repeatable: all must match)")
+	f.StringArrayVarP(&o.exclude, "exclude", "x", nil, "Leave out lines matching this regular expression (repeatable)")
+	f.BoolVar(&o.onlyStdout, "stdout", false, "Only what services wrote to stdout")
+	f.BoolVar(&o.onlyStderr, "stderr", false, "Only what services wrote to stderr")
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,25 +34,6 @@ func (o *options) projectName() (string, error) {
 	return plan.Project, nil
 }
 
-// parseSince accepts docker's forms: an RFC 3339 time or a duration ago.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(n, 0), nil
-	}
-	return time.Time{}, fmt.Errorf("--since %q: use a time like 2026-01-02T13:23:37Z or a duration like 42m", s)
-}
-
 // logs prints the stored logs of a project, as `docker compose logs` does:
 // per replica, --tail lines from the end, merged in time order; with -f it
 // goes on printing new lines until the stack has stopped or Ctrl-C.
@@ -62,7 +44,7 @@ func logs(o options, services []string) error {
 	}
 	stateDir := compose.StateDirFor(project, o.loadOptions())
 	dir := logDir(stateDir)
-	since, err := parseSince(o.since, time.Now())
+	filter, err := newLineFilter(o, time.Now())
 	if err != nil {
 		return err
 	}
@@ -73,6 +55,9 @@ func logs(o options, services []string) error {
 		}
 	}
 	want := func(name string) bool {
+		if !filter.keepReplica(name) {
+			return false
+		}
 		if len(services) == 0 {
 			return true
 		}
@@ -98,15 +83,22 @@ func logs(o options, services []string) error {
 		}
 	}
 	for _, s := range services {
-		found := false
+		found, replica := false, false
 		for _, n := range names {
 			if actors.SourceFromName(n).Service == s || n == s {
 				found = true
+				replica = replica || filter.keepReplica(n)
 			}
 		}
 		if !found {
 			return fmt.Errorf("no logs for service %q in project %q", s, project)
 		}
+		if !replica {
+			return fmt.Errorf("--index %d: service %q has no logs of replica %d in project %q", filter.index, s, filter.index, project)
+		}
+	}
+	if len(services) == 0 && filter.index > 0 && !slices.ContainsFunc(names, want) {
+		return fmt.Errorf("--index %d: no service of project %q has logs of replica %d", filter.index, project, filter.index)
 	}
 	printer := actors.NewPrinter(actors.LogFormat{
 		Prefix:     !o.noLogPrefix,
@@ -141,10 +133,8 @@ func logs(o options, services []string) error {
 		} else {
 			fl.f.Close()
 		}
-		if !since.IsZero() {
-			i := sort.Search(len(lines), func(i int) bool { return !lines[i].Time.Before(since) })
-			lines = lines[i:]
-		}
+		// Filter first: --tail 20 --include ERROR shows the last 20 errors.
+		lines = filter.filter(lines)
 		if tail >= 0 && len(lines) > tail {
 			lines = lines[len(lines)-tail:]
 		}
@@ -157,7 +147,7 @@ func logs(o options, services []string) error {
 	if !o.follow {
 		return nil
 	}
-	return follow(o, dir, stateDir, offsets, want, printer, out)
+	return follow(dir, stateDir, offsets, want, filter, printer, out)
 }
 
 func printLine(p *actors.Printer, out *bufio.Writer, l logstore.Line) {
@@ -214,7 +204,9 @@ func (fl *follower) rotated() bool {
 	return err1 == nil && err2 == nil && !os.SameFile(a, b)
 }
 
-func follow(o options, dir, stateDir string, fls map[string]*follower, want func(string) bool, p *actors.Printer, out *bufio.Writer) error {
+// follow prints the lines appended to the replicas' logs until the stack
+// has stopped, --until has passed or Ctrl-C.
+func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *actors.Printer, out *bufio.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -231,10 +223,12 @@ func follow(o options, dir, stateDir string, fls map[string]*follower, want func
 				}
 			}
 		}
-		running := stackRunning(stateDir)
+		// Checked before reading, so that what was written until then is
+		// printed.
+		running := stackRunning(stateDir) && !filter.ended(time.Now())
 		var batch []logstore.Line
 		for _, fl := range fls {
-			batch = append(batch, fl.read()...)
+			batch = append(batch, filter.filter(fl.read())...)
 		}
 		sort.SliceStable(batch, func(i, j int) bool { return batch[i].Time.Before(batch[j].Time) })
 		for _, l := range batch {
@@ -242,7 +236,7 @@ func follow(o options, dir, stateDir string, fls map[string]*follower, want func
 		}
 		_ = out.Flush()
 		if !running {
-			return nil // the stack has stopped and everything is printed
+			return nil // the stack has stopped (or --until passed) and everything is printed
 		}
 		select {
 		case <-sigs:

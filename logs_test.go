@@ -41,10 +41,15 @@ services:
   beta:
     image: busybox
     command: ["sh", "-c", "echo beta 1; trap 'echo beta bye; exit 0' TERM; while true; do sleep 0.1; done"]
+  gamma:
+    image: busybox
+    deploy: {replicas: 2}
+    command: ["sh", "-c", "echo gamma hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
 `)
 	r := p.up()
 	r.waitStdout(t, "alpha-1 | oops")
 	r.waitStdout(t, "beta-1  | beta 1")
+	r.waitStdout(t, "gamma-2 | gamma hi")
 
 	all := p.logs(t)
 	for _, want := range []string{"alpha-1 | alpha 1\n", "alpha-1 | alpha 5\n", "alpha-1 | oops\n", "beta-1  | beta 1\n"} {
@@ -63,6 +68,25 @@ services:
 		t.Errorf("-t gave %q", stamped)
 	}
 
+	p.logsFilters(t)
+
+	// -f --until a past time prints the history up to it and ends at
+	// once, while the stack runs.
+	betaAt := lineTime(t, p.logs(t, "-t", "beta"), "beta 1")
+	untilPast := exec.Command(sstackBin, "-n", p.name, "logs", "-f", "--until", betaAt.Add(50*time.Millisecond).Format(time.RFC3339Nano), "beta")
+	untilPast.Dir, untilPast.Env = p.dir, p.env
+	untilDone := make(chan string, 1)
+	go func() { out, _ := untilPast.Output(); untilDone <- string(out) }()
+	select {
+	case got := <-untilDone:
+		if got != "beta-1 | beta 1\n" {
+			t.Errorf("-f --until (past) gave %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		_ = untilPast.Process.Kill()
+		t.Error("logs -f --until (past) did not end while the stack runs")
+	}
+
 	// -f follows until the stack stops, and ends by itself then.
 	follow := p.logsCommand("-f", "beta")
 	var fout lockedBuffer
@@ -72,6 +96,16 @@ services:
 	}
 	followDone := make(chan error, 1)
 	go func() { followDone <- follow.Wait() }()
+	// The line filters apply to what -f prints too.
+	filtered := exec.Command(sstackBin, "-n", p.name, "logs", "-f", "-x", "beta 1", "beta")
+	filtered.Dir, filtered.Env = p.dir, p.env
+	var filteredOut lockedBuffer
+	filtered.Stdout = &filteredOut
+	if err := filtered.Start(); err != nil {
+		t.Fatal(err)
+	}
+	filteredDone := make(chan error, 1)
+	go func() { filteredDone <- filtered.Wait() }()
 	time.Sleep(500 * time.Millisecond)
 	r.ctrlC(t)
 	select {
@@ -86,6 +120,18 @@ services:
 	if !strings.Contains(fout.String(), "beta-1 | beta bye\n") {
 		t.Errorf("logs -f did not show the line printed while stopping: %q", fout.String())
 	}
+	select {
+	case err := <-filteredDone:
+		if err != nil {
+			t.Errorf("logs -f -x: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = filtered.Process.Kill()
+		t.Fatal("logs -f -x did not end after the stack stopped")
+	}
+	if got := filteredOut.String(); got != "beta-1 | beta bye\n" {
+		t.Errorf("logs -f -x 'beta 1' gave %q, want only the line printed while stopping", got)
+	}
 
 	// After the stack stopped the logs are still there.
 	after := p.logs(t, "beta")
@@ -93,4 +139,74 @@ services:
 		t.Errorf("logs after stop: %q", after)
 	}
 	assertNothingLeft(t, p.name)
+}
+
+// logsFilters checks --index, --until, --since, the line filters and
+// --stdout/--stderr against a running stack.
+func (p *project) logsFilters(t *testing.T) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--index", "2", "gamma"}, "gamma-2 | gamma hi\n"},
+		{[]string{"--index", "1", "gamma"}, "gamma-1 | gamma hi\n"},
+		{[]string{"--index", "2", "--no-log-prefix"}, "gamma hi\n"}, // only gamma has a second replica
+		{[]string{"--include", "alpha [24]", "alpha"}, "alpha-1 | alpha 2\nalpha-1 | alpha 4\n"},
+		{[]string{"-i", "alpha", "-i", "[35]", "alpha"}, "alpha-1 | alpha 3\nalpha-1 | alpha 5\n"},
+		{[]string{"-x", "[0-9]", "alpha"}, "alpha-1 | oops\n"},
+		{[]string{"--include", "alpha", "--exclude", "[1-3]", "alpha"}, "alpha-1 | alpha 4\nalpha-1 | alpha 5\n"},
+		{[]string{"--stderr"}, "alpha-1 | oops\n"},
+		{[]string{"--stdout", "alpha"}, "alpha-1 | alpha 1\nalpha-1 | alpha 2\nalpha-1 | alpha 3\nalpha-1 | alpha 4\nalpha-1 | alpha 5\n"},
+		{[]string{"--stdout", "--stderr", "--tail", "1", "alpha"}, "alpha-1 | oops\n"},
+		// Filters come before --tail: the last line that matches.
+		{[]string{"--stdout", "--tail", "1", "alpha"}, "alpha-1 | alpha 5\n"},
+	} {
+		if got := p.logs(t, c.args...); got != c.want {
+			t.Errorf("logs %s gave %q, want %q", strings.Join(c.args, " "), got, c.want)
+		}
+	}
+
+	// alpha sleeps 0.5 s between "alpha 5" and "oops": split there.
+	at := lineTime(t, p.logs(t, "-t", "alpha"), "alpha 5").Add(250 * time.Millisecond).Format(time.RFC3339Nano)
+	if got, want := p.logs(t, "--until", at, "alpha"), "alpha-1 | alpha 1\nalpha-1 | alpha 2\nalpha-1 | alpha 3\nalpha-1 | alpha 4\nalpha-1 | alpha 5\n"; got != want {
+		t.Errorf("--until %s gave %q, want %q", at, got, want)
+	}
+	if got := p.logs(t, "--since", at, "alpha"); got != "alpha-1 | oops\n" {
+		t.Errorf("--since %s gave %q", at, got)
+	}
+	if got := p.logs(t, "--until", "1h", "alpha"); got != "" {
+		t.Errorf("--until 1h (before the stack started) gave %q", got)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--include", "("}, `sstack: --include "(": not a regular expression`},
+		{[]string{"-x", "a[b"}, `sstack: --exclude "a[b": not a regular expression`},
+		{[]string{"--until", "soon"}, `sstack: --until "soon"`},
+		{[]string{"--index", "3", "gamma"}, `sstack: --index 3: service "gamma" has no logs of replica 3`},
+	} {
+		cmd := exec.Command(sstackBin, append([]string{"-n", p.name, "logs"}, c.args...)...)
+		cmd.Dir, cmd.Env = p.dir, p.env
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("logs %s: %v, %q; want an error with %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+}
+
+// lineTime is the time -t printed for the line with text in logs output.
+func lineTime(t *testing.T, out, text string) time.Time {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)\| (\S+) ` + regexp.QuoteMeta(text) + `$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no line %q in %q", text, out)
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
 }

@@ -62,9 +62,15 @@ type options struct {
 	timeout int
 
 	// logs
-	follow bool
-	since  string
-	tail   string
+	follow     bool
+	since      string
+	tail       string
+	until      string
+	index      int
+	include    []string
+	exclude    []string
+	onlyStdout bool
+	onlyStderr bool
 
 	stdout io.Writer
 	stderr io.Writer

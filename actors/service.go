@@ -301,4 +301,3 @@ func signalFromName(name string) os.Signal {
 	}
 	return sig
 }
-

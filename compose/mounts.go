@@ -29,9 +29,7 @@ func (t *translator) volumes(sc types.ServiceConfig, s *Service) {
 		case types.VolumeTypeBind:
 			src := absFrom(t.p.WorkingDir, v.Source)
 			create := v.Bind != nil && bool(v.Bind.CreateHostPath)
-			if _, err := os.Stat(src); err != nil && !create {
-				t.fail(name, "volumes", "bind source %s (for %s) does not exist; create it, or set bind: {create_host_path: true} to have an empty directory created there",
-					t.display(src), v.Target)
+			if !create && !t.bindSourcesExist(name, src, v.Target, s.Replicas) {
 				continue
 			}
 			if b := v.Bind; b != nil {
@@ -51,7 +49,8 @@ func (t *translator) volumes(sc types.ServiceConfig, s *Service) {
 			if v.Source == "" {
 				// Anonymous volume: Docker makes one per container; here it
 				// is per service and kept until `down --volumes`.
-				m.Source = filepath.Join(t.stateDir, "anonymous", name, url.PathEscape(strings.TrimPrefix(v.Target, "/")))
+				// A target with a slot template gives each replica its own.
+				m.Source = filepath.Join(t.stateDir, "anonymous", name, pathEscapeKeepSlot(strings.TrimPrefix(v.Target, "/")))
 			} else {
 				dir, ok := t.volumeDir(name, v.Source)
 				if !ok {
@@ -82,6 +81,23 @@ func (t *translator) volumes(sc types.ServiceConfig, s *Service) {
 			t.fail(name, "volumes", "%s: volume type %q is not supported; use a bind mount or a named volume", v.Target, v.Type)
 		}
 	}
+}
+
+// bindSourcesExist reports (once) a bind source that does not exist, for
+// every replica when the path has a slot template.
+func (t *translator) bindSourcesExist(service, src, target string, replicas int) bool {
+	for _, n := range slots(replicas, src) {
+		if _, err := os.Stat(expandSlot(src, n)); err != nil {
+			what := "for " + target
+			if hasSlot(src) {
+				what = fmt.Sprintf("%s of replica %d, for %s", t.display(src), n, target)
+			}
+			t.fail(service, "volumes", "bind source %s (%s) does not exist; create it, or set bind: {create_host_path: true} to have an empty directory created there",
+				t.display(expandSlot(src, n)), what)
+			return false
+		}
+	}
+	return true
 }
 
 // volumeDir is the host directory of top-level volume key, as used by
@@ -338,12 +354,24 @@ func (t *translator) volumesFrom(order []string, services map[string]*Service) {
 }
 
 func (t *translator) checkMountTargets(s *Service) {
-	seen := map[string]MountKind{}
-	for _, m := range s.Mounts {
-		if k, ok := seen[m.Target]; ok {
-			t.fail(s.Name, "volumes", "%s is mounted twice (%s and %s); remove one", m.Target, k, m.Kind)
-			continue
+	targets := make([]string, len(s.Mounts))
+	for i, m := range s.Mounts {
+		targets[i] = m.Target
+	}
+	for _, n := range slots(s.Replicas, targets...) {
+		seen := map[string]MountKind{}
+		dup := false
+		for _, m := range s.Mounts {
+			target := expandSlot(m.Target, n)
+			if k, ok := seen[target]; ok {
+				t.fail(s.Name, "volumes", "%s is mounted twice (%s and %s); remove one", target, k, m.Kind)
+				dup = true
+				continue
+			}
+			seen[target] = m.Kind
 		}
-		seen[m.Target] = m.Kind
+		if dup {
+			return // once, not for every replica
+		}
 	}
 }

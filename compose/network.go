@@ -25,14 +25,20 @@ var localhostEntries = []HostEntry{
 func (t *translator) commonHosts(services map[string]*Service) []HostEntry {
 	hosts := slices.Clone(localhostEntries)
 	seen := map[string]bool{"localhost": true, "ip6-localhost": true, "ip6-loopback": true}
+	var replicas int
 	add := func(h string) {
-		if h != "" && !seen[h] {
-			seen[h] = true
-			hosts = append(hosts, HostEntry{Host: h, IP: "127.0.0.1"})
+		// A name with a slot template names each replica (web-{{.Task.Slot}}:
+		// web-1, web-2); all are on 127.0.0.1 anyway.
+		for _, n := range slots(replicas, h) {
+			if h := expandSlot(h, n); h != "" && !seen[h] {
+				seen[h] = true
+				hosts = append(hosts, HostEntry{Host: h, IP: "127.0.0.1"})
+			}
 		}
 	}
 	for _, name := range sortedKeys(services) {
 		sc := t.p.Services[name]
+		replicas = services[name].Replicas
 		add(name)
 		add(sc.ContainerName)
 		add(sc.Hostname)

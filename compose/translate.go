@@ -540,7 +540,11 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonHostNetwork)
 	}
 	if sc.Hostname != "" {
-		t.warn(name, "hostname", "the instance keeps the host's hostname; %s is only added to /etc/hosts", sc.Hostname)
+		per := ""
+		if hasSlot(sc.Hostname) {
+			per = ", one name per replica"
+		}
+		t.warn(name, "hostname", "the instance keeps the host's hostname; %s is only added to /etc/hosts%s", sc.Hostname, per)
 	}
 	if sc.Init != nil && !*sc.Init {
 		t.warn(name, "init", "false is not honoured: Apptainer always runs its own init as PID 1 of the instance")
