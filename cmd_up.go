@@ -110,7 +110,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	sup, err := engine.Up(ctx, engine.Options{
 		Plan:        plan,
 		Runtime:     rt,
-		ConfigFiles: o.configFiles(),
+		ConfigFiles: plan.ConfigFiles,
 		Services:    services,
 		NoDeps:      o.noDeps,
 		Scale:       scale,
@@ -289,6 +289,7 @@ func (d *detachedReport) await(sup *engine.Supervisor, o *options) {
 		sup.Interrupt("")
 		return
 	}
+	sup.Flush() // the parent shows every "Started" line before it returns
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.parent == nil {

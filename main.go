@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -216,18 +215,6 @@ func (o *options) load() (*compose.Plan, error) {
 		fmt.Fprintf(o.stderr, "WARN %s\n", w)
 	}
 	return plan, nil
-}
-
-// configFiles are the compose files given, made absolute for ls.
-func (o *options) configFiles() []string {
-	var out []string
-	for _, f := range o.files {
-		if abs, err := filepath.Abs(f); err == nil {
-			f = abs
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // stateDir of the project the flags name.

@@ -35,34 +35,56 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path
-		for _, m := range svc.Mounts {
-			switch {
-			case m.Kind == compose.MountVolume:
-				if seeded[m.Source] {
-					continue
-				}
-				seeded[m.Source] = true
-				if err := prepareVolume(ctx, svc, m, seeder); err != nil {
-					return nil, err
-				}
-			case m.Content != nil:
-				// secrets and configs given by value: a private file to bind
-				if err := os.MkdirAll(filepath.Dir(m.Source), 0o700); err != nil {
-					return nil, fmt.Errorf("service %q: %s %s: %w", svc.Name, m.Kind, m.Target, err)
-				}
-				if err := os.WriteFile(m.Source, []byte(*m.Content), 0o600); err != nil {
-					return nil, fmt.Errorf("service %q: %s %s: %w", svc.Name, m.Kind, m.Target, err)
-				}
-			case m.Kind == compose.MountBind && m.CreateHostPath:
-				if _, err := os.Stat(m.Source); os.IsNotExist(err) {
-					if err := os.MkdirAll(m.Source, 0o755); err != nil {
-						return nil, fmt.Errorf("service %q: volumes: creating bind source %s: %w", svc.Name, m.Source, err)
-					}
-				}
+		if !svc.HasSlotTemplate() {
+			if err := PrepareMounts(ctx, svc, seeder, seeded); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// {{.Task.Slot}} in a path: each replica has its own (a replica
+		// added by scale prepares its own when it starts).
+		for r := 1; r <= svc.Replicas; r++ {
+			if err := PrepareMounts(ctx, svc.ForReplica(r), seeder, seeded); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return hosts, nil
+}
+
+// PrepareMounts creates what the mounts of one service (or replica) need
+// before its instance starts: named volume directories (seeded from the
+// image the first time), files of secrets and configs given by value, and
+// missing bind sources that compose would create. seeded records the
+// volumes done, so that one shared by several services is seeded once.
+func PrepareMounts(ctx context.Context, svc *compose.Service, seeder Seeder, seeded map[string]bool) error {
+	for _, m := range svc.Mounts {
+		switch {
+		case m.Kind == compose.MountVolume:
+			if seeded[m.Source] {
+				continue
+			}
+			seeded[m.Source] = true
+			if err := prepareVolume(ctx, svc, m, seeder); err != nil {
+				return err
+			}
+		case m.Content != nil:
+			// secrets and configs given by value: a private file to bind
+			if err := os.MkdirAll(filepath.Dir(m.Source), 0o700); err != nil {
+				return fmt.Errorf("service %q: %s %s: %w", svc.Name, m.Kind, m.Target, err)
+			}
+			if err := os.WriteFile(m.Source, []byte(*m.Content), 0o600); err != nil {
+				return fmt.Errorf("service %q: %s %s: %w", svc.Name, m.Kind, m.Target, err)
+			}
+		case m.Kind == compose.MountBind && m.CreateHostPath:
+			if _, err := os.Stat(m.Source); os.IsNotExist(err) {
+				if err := os.MkdirAll(m.Source, 0o755); err != nil {
+					return fmt.Errorf("service %q: volumes: creating bind source %s: %w", svc.Name, m.Source, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func prepareVolume(ctx context.Context, svc *compose.Service, m compose.Mount, seeder Seeder) error {

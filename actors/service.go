@@ -39,6 +39,9 @@ type ServiceConfig struct {
 	Logger  *actor.PID
 	Metrics *metrics.Metrics
 	Clock   policy.Clock
+	// PrepareMounts: the replica's mount paths are its own ({{.Task.Slot}}):
+	// create what they need before the instance starts.
+	PrepareMounts bool
 	// pipes tracks the output pipes, so that the end of up waits until
 	// their last lines are written (nil: not tracked).
 	pipes *pipeTracker
@@ -178,7 +181,15 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		ctx.Send(s.parent, &ReplicaEvent{Event: ev})
 	case lifecycle.StartInstance:
 		spec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
+		svc, prepare := s.cfg.Service, s.cfg.PrepareMounts
 		go func() {
+			if prepare {
+				seeder, _ := rt.(Seeder)
+				if err := PrepareMounts(context.Background(), svc, seeder, map[string]bool{}); err != nil {
+					root.Send(self, &instanceStarted{err: err})
+					return
+				}
+			}
 			err := rt.StartInstance(context.Background(), spec)
 			root.Send(self, &instanceStarted{err: err})
 		}()

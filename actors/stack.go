@@ -161,6 +161,12 @@ func (s *Stack) Unsubscribe(ch chan api.Event) { s.system.Root.Send(s.root, &Uns
 // subscriberBuffer events may wait for a listener before it is dropped.
 const subscriberBuffer = 4096
 
+// Flush returns once the logger has written every status line and log
+// batch sent to it before.
+func (s *Stack) Flush() {
+	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, requestTimeout).Result()
+}
+
 // pipeIdle: at the end of up, an output pipe that has had nothing to say
 // for this long is held by a process that outlived its instance; its
 // lines are not waited for.
@@ -459,20 +465,25 @@ func (a *stackActor) depsOf(svc *compose.Service) []compose.Dependency {
 func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) string {
 	plan := a.cfg.Plan
 	inst := compose.InstanceName(plan.Project, svc.Name, r)
+	templated := svc.HasSlotTemplate()
+	if templated {
+		svc = svc.ForReplica(r)
+	}
 	cfg := ServiceConfig{
-		Project:      plan.Project,
-		Service:      svc,
-		Replica:      r,
-		Instance:     inst,
-		Name:         DisplayName(svc.Name, r),
-		HostsFile:    a.cfg.HostsFiles[svc.Name],
-		HasRunscript: a.cfg.HasRunscript[svc.Name],
-		Deps:         deps,
-		Runtime:      a.cfg.Runtime,
-		Logger:       a.logger,
-		Metrics:      a.cfg.Metrics,
-		Clock:        a.cfg.Clock,
-		pipes:        a.pipes,
+		PrepareMounts: templated,
+		Project:       plan.Project,
+		Service:       svc,
+		Replica:       r,
+		Instance:      inst,
+		Name:          DisplayName(svc.Name, r),
+		HostsFile:     a.cfg.HostsFiles[svc.Name],
+		HasRunscript:  a.cfg.HasRunscript[svc.Name],
+		Deps:          deps,
+		Runtime:       a.cfg.Runtime,
+		Logger:        a.logger,
+		Metrics:       a.cfg.Metrics,
+		Clock:         a.cfg.Clock,
+		pipes:         a.pipes,
 	}
 	pid, err := ctx.SpawnNamed(NewService(cfg), inst)
 	if err != nil {

@@ -106,6 +106,7 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 		return nil, err
 	}
 	plan.Warnings = append(warnings, plan.Warnings...)
+	plan.ConfigFiles = files
 	return plan, nil
 }
 

@@ -14,6 +14,8 @@ type Plan struct {
 	Project    string `json:"project"`
 	WorkingDir string `json:"working_dir"` // project directory; relative paths were resolved against it
 	StateDir   string `json:"state_dir"`   // per-project state: named volumes, hosts file, logs
+	// ConfigFiles are the compose files the plan was loaded from.
+	ConfigFiles []string `json:"config_files,omitempty"`
 	// Services in dependency order: every service comes after all of its
 	// dependencies (ties broken by name, so the order is stable).
 	Services []Service `json:"services"`

@@ -106,8 +106,6 @@ func (r Replica) Status() string {
 		return "running"
 	case StateExited:
 		return fmt.Sprintf("exited (%d)", r.ExitCode)
-	case StateStarting:
-		return "created"
 	case "":
 		return "unknown"
 	}

@@ -161,6 +161,9 @@ func noService(plan *compose.Plan, name string) error {
 	return &api.NoServiceError{Name: name, Known: known}
 }
 
+// Flush waits until the status lines of what happened so far are written.
+func (s *Supervisor) Flush() { s.stack.Flush() }
+
 // Done receives the stack's end.
 func (s *Supervisor) Done() <-chan actors.StackDone { return s.stack.Done() }
 
@@ -544,6 +547,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 		if r.State != api.StateRunning {
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
+		svc = svc.ForReplica(index)
 		return api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}, nil
 	}
 	return api.ExecTarget{}, fmt.Errorf("service %q has no replica %d: %w", opts.Service, index, api.ErrReplicaNotRunning)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"sstack/internal/api"
+	"sstack/internal/proctree"
 	"sstack/singularity"
 )
 
@@ -24,7 +25,9 @@ func Top(ctx context.Context, rt *singularity.Apptainer, project string, rows []
 		if !ok {
 			continue
 		}
-		procs, err := instanceProcesses(pid)
+		// Processes started with exec instance:// are no descendants of the
+		// instance's init, but they live in its PID namespace.
+		procs, err := proctree.InNamespaceOf(pid)
 		if err != nil {
 			return nil, err
 		}
