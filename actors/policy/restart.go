@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	"sstack/compose"
@@ -58,47 +56,6 @@ type Decision struct {
 	MaxAttempts int
 	// Reason is one of the Reason* constants.
 	Reason string
-}
-
-// Describe renders the line the supervisor prints for this exit, e.g.
-//
-//	db-1 exited with code 3, restarting in 2s (attempt 2 of 5)
-//	db-1 exited with code 3, restarting in 200ms (attempt 3)
-//	db-1 exited with code 3, giving up after 5 attempts
-//	db-1 exited with code 0
-func (d Decision) Describe(name string, exitCode int) string {
-	head := fmt.Sprintf("%s exited with code %d", name, exitCode)
-	switch {
-	case d.Restart:
-		attempt := fmt.Sprintf("attempt %d", d.Attempt)
-		if d.MaxAttempts > 0 {
-			attempt += fmt.Sprintf(" of %d", d.MaxAttempts)
-		}
-		if d.Delay <= 0 {
-			return head + ", restarting now (" + attempt + ")"
-		}
-		return head + ", restarting in " + FormatDelay(d.Delay) + " (" + attempt + ")"
-	case d.Reason == ReasonMaxAttempts:
-		if d.Attempt == 1 {
-			return head + ", giving up after 1 attempt"
-		}
-		return fmt.Sprintf("%s, giving up after %d attempts", head, d.Attempt)
-	default:
-		return head
-	}
-}
-
-// FormatDelay is time.Duration.String without zero trailing units:
-// "100ms", "2s", "1m", "1m30s", "1h".
-func FormatDelay(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // RestartTracker decides whether an exited process is restarted, after how

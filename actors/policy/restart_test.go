@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -307,75 +306,6 @@ func TestRestartExitedWithoutStarted(t *testing.T) {
 	clock.Advance(time.Hour)
 	if got, want := d.Exited(1, false), givingUp(1); got != want {
 		t.Fatalf("deploy without Started: got %+v, want %+v", got, want)
-	}
-}
-
-func TestDecisionDescribe(t *testing.T) {
-	tests := []struct {
-		d    Decision
-		exit int
-		want string
-	}{
-		{restarting(2*time.Second, 2, 5), 3, "db-1 exited with code 3, restarting in 2s (attempt 2 of 5)"},
-		{restarting(200*ms, 3, 0), 3, "db-1 exited with code 3, restarting in 200ms (attempt 3)"},
-		{restarting(100*ms, 1, 0), 0, "db-1 exited with code 0, restarting in 100ms (attempt 1)"},
-		{restarting(time.Minute, 11, 0), 1, "db-1 exited with code 1, restarting in 1m (attempt 11)"},
-		{restarting(1600*ms, 5, 0), 1, "db-1 exited with code 1, restarting in 1.6s (attempt 5)"},
-		{restarting(0, 1, 3), 1, "db-1 exited with code 1, restarting now (attempt 1 of 3)"},
-		{givingUp(5), 3, "db-1 exited with code 3, giving up after 5 attempts"},
-		{givingUp(1), 3, "db-1 exited with code 3, giving up after 1 attempt"},
-		{Decision{MaxAttempts: 3, Reason: ReasonConditionNotMet}, 0, "db-1 exited with code 0"},
-		{Decision{Reason: ReasonPolicyNo}, 1, "db-1 exited with code 1"},
-		{Decision{Reason: ReasonStopRequested}, 143, "db-1 exited with code 143"},
-		{Decision{Reason: ReasonUnknownCondition}, 1, "db-1 exited with code 1"},
-	}
-	for _, tc := range tests {
-		if got := tc.d.Describe("db-1", tc.exit); got != tc.want {
-			t.Errorf("Describe(%+v, %d) = %q, want %q", tc.d, tc.exit, got, tc.want)
-		}
-	}
-}
-
-// Describe on the decisions of a real loop, as the supervisor prints them.
-func TestDescribeCrashLoop(t *testing.T) {
-	clock := NewFakeClock(t0)
-	tr := NewRestartTracker(compose.RestartPolicy{Source: "deploy", Condition: "on-failure", MaxAttempts: 2, Delay: 2 * time.Second}, clock)
-	var got []string
-	for range 3 {
-		tr.Started()
-		got = append(got, tr.Exited(3, false).Describe("db-1", 3))
-	}
-	want := []string{
-		"db-1 exited with code 3, restarting in 2s (attempt 1 of 2)",
-		"db-1 exited with code 3, restarting in 2s (attempt 2 of 2)",
-		"db-1 exited with code 3, giving up after 2 attempts",
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("got %q\nwant %q", got, want)
-	}
-}
-
-func TestFormatDelay(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{0, "0s"},
-		{100 * ms, "100ms"},
-		{1600 * ms, "1.6s"},
-		{2 * time.Second, "2s"},
-		{10 * time.Second, "10s"},
-		{time.Minute, "1m"},
-		{90 * time.Second, "1m30s"},
-		{10 * time.Minute, "10m"},
-		{time.Hour, "1h"},
-		{time.Hour + 10*time.Minute, "1h10m"},
-		{time.Hour + time.Second, "1h0m1s"},
-	}
-	for _, tc := range tests {
-		if got := FormatDelay(tc.d); got != tc.want {
-			t.Errorf("FormatDelay(%v) = %q, want %q", tc.d, got, tc.want)
-		}
 	}
 }
 
