@@ -369,7 +369,7 @@ func newServiceCommand(o *options, verb string) *cobra.Command {
 		Short:             short,
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			timeout := o.timeoutFlag(cmd)
+			timeout := o.stopTimeout()
 			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
 				switch verb {
 				case "stop":
@@ -388,8 +388,10 @@ func newServiceCommand(o *options, verb string) *cobra.Command {
 	return c
 }
 
-func (o *options) timeoutFlag(cmd *cobra.Command) *time.Duration {
-	if f := cmd.Flags().Lookup("timeout"); f == nil || !f.Changed || o.timeout < 0 {
+// stopTimeout is -t as a grace period; nil means each service's
+// stop_grace_period.
+func (o *options) stopTimeout() *time.Duration {
+	if o.timeout < 0 {
 		return nil
 	}
 	d := time.Duration(o.timeout) * time.Second

@@ -37,7 +37,8 @@ func upFlags(c *cobra.Command, o *options) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", metricsDefault, "Serve Prometheus /metrics on HOST:PORT; empty turns it off")
 	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
 	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
-	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
+	f.BoolVar(&o.timestamps, "timestamps", false, "Show timestamps")
+	f.IntVarP(&o.timeout, "timeout", "t", -1, "Seconds to wait for the stop signal to work at teardown before SIGKILL (default: stop_grace_period)")
 	f.StringVar(&o.logFormat, "log-format", "text", "Log format, text or json")
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
@@ -127,6 +128,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		AbortOnExit:    o.abortOnExit,
 		AbortOnFailure: o.abortOnFail,
 		ExitCodeFrom:   o.exitCodeFrom,
+		StopTimeout:    o.stopTimeout(),
 	})
 	if err != nil {
 		return err

@@ -523,13 +523,13 @@ services:
 	})
 	t.Run("t no-log-prefix", func(t *testing.T) {
 		t.Parallel()
-		out, from, to := run(t, "-t", "--no-log-prefix")
+		out, from, to := run(t, "--timestamps", "--no-log-prefix")
 		stamped(t, out, regexp.MustCompile(`^(\S+) (?:hello web|oops web|hello db)$`), from, to)
 	})
 	t.Run("json", func(t *testing.T) {
 		t.Parallel()
 		p := newProject(t, compose)
-		code, out, errs := p.run("--log-format", "json", "--no-color", "-t")
+		code, out, errs := p.run("--log-format", "json", "--no-color", "--timestamps")
 		if code != 0 {
 			t.Fatalf("exit code %d:\n%s", code, errs)
 		}

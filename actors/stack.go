@@ -49,6 +49,8 @@ type StackConfig struct {
 	AbortOnExit    bool
 	AbortOnFailure bool
 	ExitCodeFrom   string
+	// StopTimeout overrides every stop_grace_period at teardown.
+	StopTimeout *time.Duration
 }
 
 // Stack is a running stack: an actor system with the logger and the stack
@@ -712,7 +714,7 @@ func (a *stackActor) advanceTeardown(ctx actor.Context) {
 			a.stopSent[name] = true
 			for _, r := range a.replicas[name] {
 				if !r.crashed {
-					ctx.Send(r.pid, &StopService{Final: true, Kill: a.killing})
+					ctx.Send(r.pid, &StopService{Final: true, Kill: a.killing, Timeout: a.cfg.StopTimeout})
 				}
 			}
 		}

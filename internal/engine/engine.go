@@ -46,6 +46,8 @@ type Options struct {
 	AbortOnExit    bool
 	AbortOnFailure bool
 	ExitCodeFrom   string
+	// StopTimeout overrides stop_grace_period at teardown (up -t).
+	StopTimeout *time.Duration
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -148,6 +150,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		AbortOnExit:    opts.AbortOnExit || opts.ExitCodeFrom != "",
 		AbortOnFailure: opts.AbortOnFailure,
 		ExitCodeFrom:   opts.ExitCodeFrom,
+		StopTimeout:    opts.StopTimeout,
 	})
 	ok = true
 	return s, nil
