@@ -1318,31 +1318,27 @@ func TestUserStopHoldsPolicy(t *testing.T) {
 
 func TestUserStopInEveryState(t *testing.T) {
 	tests := []struct {
-		name  string
-		deps  []compose.Dependency
-		reach func(d *driver)
+		name   string
+		policy compose.RestartPolicy
+		deps   []compose.Dependency
+		reach  func(d *driver)
 		// effects of the stop (performed), and of the start that follows
 		stop, start []string
 	}{
-		{"waiting", []compose.Dependency{dep("db", compose.ConditionStarted, true, false)},
+		{"waiting", always, []compose.Dependency{dep("db", compose.ConditionStarted, true, false)},
 			func(d *driver) { d.do(Begin{}) },
 			[]string{"destroy[stopped]"},
 			nil}, // still waiting for db
-		{"running", nil, func(d *driver) { d.start() },
+		{"running", always, nil, func(d *driver) { d.start() },
 			[]string{"stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)"},
 			nil},
-		{"restarting", nil, func(d *driver) { d.start(); d.exit(1) },
+		{"restarting", always, nil, func(d *driver) { d.start(); d.exit(1) },
 			[]string{"StopInstance", "destroy[stopped]"},
 			[]string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
-		{"exited", nil, func(d *driver) {
-			d.cfg.Service.Restart = noPolicy
-			d.m = New(d.cfg, d.clock)
-			d.start()
-			d.exit(0)
-		},
+		{"exited", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
 			[]string{"StopInstance", "destroy[stopped]"},
 			[]string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
-		{"failed", nil, func(d *driver) {
+		{"failed", always, nil, func(d *driver) {
 			d.instanceErr = errors.New("x")
 			d.do(Begin{})
 			d.instanceErr = nil
@@ -1352,7 +1348,7 @@ func TestUserStopInEveryState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newDriver(t, service("web", always), tt.deps...)
+			d := newDriver(t, service("web", tt.policy), tt.deps...)
 			tt.reach(d)
 			wantEffects(t, "stop", d.do(StopRequested{}), tt.stop...)
 			if tt.name == "running" {
@@ -1787,24 +1783,20 @@ func TestBugStartDuringPendingStopLost(t *testing.T) {
 func TestBugSilentStateChanges(t *testing.T) {
 	t.Skip("bug: state changes without an event (Exited/Restarting → Removing, Exited → Checking, Creating → Removing/Starting); ps built from events lags Snapshot()")
 	plays := []struct {
-		name string
-		run  func(d *driver)
+		name   string
+		policy compose.RestartPolicy
+		run    func(d *driver)
 	}{
-		{"stop exited", func(d *driver) { d.start(); d.exit(0); d.feed(StopRequested{Final: true}) }},
-		{"stop restarting", func(d *driver) {
-			d.cfg.Service.Restart = always
-			d.start()
-			d.exit(0)
-			d.feed(StopRequested{Final: true})
-		}},
-		{"start exited", func(d *driver) { d.start(); d.exit(0); d.feed(StartRequested{}) }},
-		{"restart exited", func(d *driver) { d.start(); d.exit(0); d.feed(RestartRequested{}) }},
-		{"instance up for a pending stop", func(d *driver) {
+		{"stop exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(StopRequested{Final: true}) }},
+		{"stop restarting", always, func(d *driver) { d.start(); d.exit(0); d.feed(StopRequested{Final: true}) }},
+		{"start exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(StartRequested{}) }},
+		{"restart exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(RestartRequested{}) }},
+		{"instance up for a pending stop", noPolicy, func(d *driver) {
 			d.feed(Begin{})
 			d.feed(StopRequested{Final: true})
 			d.feed(InstanceStarted{})
 		}},
-		{"instance recreated", func(d *driver) {
+		{"instance recreated", noPolicy, func(d *driver) {
 			d.start()
 			d.exit(0)
 			d.feed(StartRequested{})
@@ -1813,7 +1805,7 @@ func TestBugSilentStateChanges(t *testing.T) {
 		}},
 	}
 	for _, p := range plays {
-		d := newDriver(t, service("web", noPolicy))
+		d := newDriver(t, service("web", p.policy))
 		p.run(d)
 		if ps := d.events[len(d.events)-1].State; ps != d.state() {
 			t.Errorf("%s: ps from the events says %q, Snapshot().State %q", p.name, ps, d.state())
