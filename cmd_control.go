@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/control"
 	"sstack/internal/engine"
 	"sstack/singularity"
 )
@@ -91,7 +89,11 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 	if project == "" || !strings.Contains(err.Error(), "is not running") {
 		return nil, err
 	}
-	rows, lerr := unsupervised(o, project)
+	rt, rerr := o.runtimeBinary()
+	if rerr != nil {
+		return nil, rerr
+	}
+	rows, lerr := engine.Unsupervised(context.Background(), rt, project)
 	if lerr != nil {
 		return nil, lerr
 	}
@@ -99,31 +101,6 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 		return nil, err
 	}
 	return engine.FilterRows(rows, opts), nil
-}
-
-// unsupervised lists a project's instances that no supervisor runs.
-func unsupervised(o *options, project string) ([]api.Replica, error) {
-	rt, err := o.runtimeBinary()
-	if err != nil {
-		return nil, err
-	}
-	infos, err := rt.ListInstances(context.Background(), project+".*")
-	if err != nil {
-		return nil, err
-	}
-	var rows []api.Replica
-	for _, i := range infos {
-		parts := strings.Split(i.Name, ".")
-		if len(parts) != 3 || parts[0] != project {
-			continue
-		}
-		n, _ := strconv.Atoi(parts[2])
-		rows = append(rows, api.Replica{
-			Project: project, Service: parts[1], Replica: n, Instance: i.Name,
-			Name: parts[1] + "-" + parts[2], State: api.StateRunning, Supervised: false,
-		})
-	}
-	return rows, nil
 }
 
 func printJSONRows(w io.Writer, rows []api.Replica) error {
@@ -226,52 +203,10 @@ func (o *options) stateBase() string {
 	return filepath.Dir(compose.StateDirFor("x", o.loadOptions()))
 }
 
-// listProjects finds the user's projects: state directories with a
-// supervisor answering on their socket, and instances without one.
+// listProjects finds the user's projects, with or without a supervisor.
 func listProjects(o *options, all bool) ([]api.ProjectInfo, error) {
-	byName := map[string]*api.ProjectInfo{}
-	entries, _ := os.ReadDir(o.stateBase())
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), "_") {
-			continue
-		}
-		dir := filepath.Join(o.stateBase(), e.Name())
-		if c, err := control.Dial(dir); err == nil {
-			info, err := c.Info(context.Background())
-			c.Close()
-			if err == nil {
-				byName[info.Name] = &info
-				continue
-			}
-		}
-		if all {
-			byName[e.Name()] = &api.ProjectInfo{Name: e.Name(), Status: "stopped", StateDir: dir}
-		}
-	}
-	// Instances of projects nobody supervises (a killed sstack).
-	if rt, err := o.runtimeBinary(); err == nil {
-		infos, err := rt.ListInstances(context.Background(), "*")
-		if err == nil {
-			counts := map[string]int{}
-			for _, i := range infos {
-				if parts := strings.Split(i.Name, "."); len(parts) == 3 {
-					counts[parts[0]]++
-				}
-			}
-			for name, n := range counts {
-				if p, ok := byName[name]; ok && p.Supervised {
-					continue
-				}
-				byName[name] = &api.ProjectInfo{Name: name, Status: fmt.Sprintf("running(%d)", n)}
-			}
-		}
-	}
-	out := make([]api.ProjectInfo, 0, len(byName))
-	for _, p := range byName {
-		out = append(out, *p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	rt, _ := o.runtimeBinary() // without a runtime, only supervised projects
+	return engine.Projects(context.Background(), rt, o.stateBase(), all)
 }
 
 func newExec(o *options) *cobra.Command {

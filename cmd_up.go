@@ -351,45 +351,7 @@ func down(o *options) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	infos, err := rt.ListInstances(ctx, project+".*")
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(infos))
-	for i, info := range infos {
-		if !strings.HasPrefix(info.Name, project+".") {
-			continue
-		}
-		wg.Add(1)
-		go func(i int, name string) {
-			defer wg.Done()
-			fmt.Fprintf(o.stderr, "Instance %s  Stopping\n", name)
-			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
-			if errs[i] == nil {
-				fmt.Fprintf(o.stderr, "Instance %s  Stopped\n", name)
-			}
-		}(i, info.Name)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(stateDir)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	for _, e := range entries {
-		if e.Name() == "volumes" && !o.volumes {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
-			return err
-		}
-	}
-	_ = os.Remove(stateDir) // only when empty: named volumes stay
-	return nil
+	return engine.Remove(context.Background(), rt, project, stateDir, o.volumes, o.stderr)
 }
 
 func newConfig(o *options) *cobra.Command {

@@ -350,6 +350,35 @@ func (d *driver) script(steps []step) {
 
 func dur(d time.Duration) *time.Duration { return &d }
 
+func TestStateNames(t *testing.T) {
+	tests := []struct {
+		s      State
+		name   string
+		public api.State
+	}{
+		{Waiting, "waiting", api.StateWaiting},
+		{Creating, "creating", api.StateCreating},
+		{Starting, "starting", api.StateStarting},
+		{Running, "running", api.StateRunning},
+		{Stopping, "stopping", api.StateStopping},
+		{Restarting, "restarting", api.StateRestarting},
+		{Checking, "checking", api.StateRestarting},
+		{Exited, "exited", api.StateExited},
+		{Failed, "failed", api.StateFailed},
+		{Removing, "removing", api.StateStopping},
+		{Stopped, "stopped", api.StateStopped},
+		{State(42), "state(42)", api.StateStopped},
+	}
+	for _, tt := range tests {
+		if got := tt.s.String(); got != tt.name {
+			t.Errorf("State(%d).String() = %q, want %q", int(tt.s), got, tt.name)
+		}
+		if got := tt.s.Public(); got != tt.public {
+			t.Errorf("%s.Public() = %q, want %q", tt.name, got, tt.public)
+		}
+	}
+}
+
 // ---- start ----
 
 func TestNormalStart(t *testing.T) {
@@ -752,6 +781,7 @@ func TestOnFailureDiedFields(t *testing.T) {
 		t.Errorf("%d runs, want 3", d.run)
 	}
 	d.wantState(api.StateExited)
+	wantEffects(t, "the same exit again", d.do(ProcessExited{Run: 3, Code: 7}))
 	// Nothing restarts it: a late restart timer is not the policy's.
 	wantEffects(t, "old restart timer", d.do(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 2}}))
 	wantEffects(t, "restart timer of this run", d.do(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 3}}))

@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"sstack/internal/api"
+	"sstack/internal/control"
+	"sstack/singularity"
+)
+
+// What can be known of projects without their supervisor: their
+// instances, and their state directories.
+
+// Remove stops every instance of project still there (left by an sstack
+// that was killed) and removes its state; named volumes stay unless
+// volumes. progress gets docker compose's "Stopping"/"Stopped" lines.
+func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir string, volumes bool, progress io.Writer) error {
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(infos))
+	for i, info := range infos {
+		if !strings.HasPrefix(info.Name, project+".") {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, name string) {
+			defer wg.Done()
+			fmt.Fprintf(progress, "Instance %s  Stopping\n", name)
+			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
+			if errs[i] == nil {
+				fmt.Fprintf(progress, "Instance %s  Stopped\n", name)
+			}
+		}(i, info.Name)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(stateDir)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "volumes" && !volumes {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(stateDir) // only when empty: named volumes stay
+	return nil
+}
+
+// Unsupervised lists a project's instances as ps rows, for a project no
+// supervisor runs.
+func Unsupervised(ctx context.Context, rt *singularity.Apptainer, project string) ([]api.Replica, error) {
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return nil, err
+	}
+	var rows []api.Replica
+	for _, i := range infos {
+		parts := strings.Split(i.Name, ".")
+		if len(parts) != 3 || parts[0] != project {
+			continue
+		}
+		n, _ := strconv.Atoi(parts[2])
+		rows = append(rows, api.Replica{
+			Project: project, Service: parts[1], Replica: n, Instance: i.Name,
+			Name: parts[1] + "-" + parts[2], State: api.StateRunning, Supervised: false,
+		})
+	}
+	return rows, nil
+}
+
+// Projects lists the user's projects under stateBase: those whose
+// supervisor answers, those with instances but no supervisor, and with
+// all those that only have a state directory.
+func Projects(ctx context.Context, rt *singularity.Apptainer, stateBase string, all bool) ([]api.ProjectInfo, error) {
+	byName := map[string]*api.ProjectInfo{}
+	entries, _ := os.ReadDir(stateBase)
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), "_") {
+			continue
+		}
+		dir := filepath.Join(stateBase, e.Name())
+		if c, err := control.Dial(dir); err == nil {
+			info, err := c.Info(ctx)
+			c.Close()
+			if err == nil {
+				byName[info.Name] = &info
+				continue
+			}
+		}
+		if all {
+			byName[e.Name()] = &api.ProjectInfo{Name: e.Name(), Status: "stopped", StateDir: dir}
+		}
+	}
+	if rt != nil {
+		infos, err := rt.ListInstances(ctx, "*")
+		if err != nil {
+			return nil, err
+		}
+		counts := map[string]int{}
+		for _, i := range infos {
+			if parts := strings.Split(i.Name, "."); len(parts) == 3 {
+				counts[parts[0]]++
+			}
+		}
+		for name, n := range counts {
+			if p, ok := byName[name]; ok && p.Supervised {
+				continue
+			}
+			byName[name] = &api.ProjectInfo{Name: name, Status: fmt.Sprintf("running(%d)", n)}
+		}
+	}
+	out := make([]api.ProjectInfo, 0, len(byName))
+	for _, p := range byName {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
