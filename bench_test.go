@@ -155,22 +155,66 @@ func (e *benchEnv) writeFile(name, content string) string {
 type sstackRun struct {
 	cmd    *exec.Cmd
 	stdout *os.File // read end
-	stderr *lockedBuffer
-	done   chan struct{}
-	code   int
+	stderr  *lockedBuffer
+	started *statusClock // when each "Started" status line arrived
+	done    chan struct{}
+	code    int
+}
+
+// statusClock notes when each "  Started" status line of sstack's stderr
+// arrived.
+type statusClock struct {
+	mu      sync.Mutex
+	partial []byte
+	times   []time.Time
+}
+
+func (c *statusClock) Write(p []byte) (int, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		if bytes.HasSuffix(c.partial[:i], []byte("  Started")) {
+			c.times = append(c.times, now)
+		}
+		c.partial = c.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+// nth is when the n-th Started line arrived.
+func (c *statusClock) nth(n int) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.times) < n {
+		return time.Time{}, false
+	}
+	return c.times[n-1], true
+}
+
+// sstackCmd is the benchmarked sstack with args, in the directory of the
+// compose files, with the benchmark's state directory and no colours.
+func (e *benchEnv) sstackCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(e.sstack, args...)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "SSTACK_STATE_DIR="+e.stateDir, "NO_COLOR=1")
+	return cmd
 }
 
 func (e *benchEnv) startSstack(compose, project string) *sstackRun {
 	e.b.Helper()
-	cmd := exec.Command(e.sstack, "-f", compose, "-n", project, "--metrics-addr", "")
-	cmd.Dir = e.dir
-	cmd.Env = append(os.Environ(), "SSTACK_STATE_DIR="+e.stateDir, "NO_COLOR=1")
+	cmd := e.sstackCmd("-f", compose, "-n", project, "--metrics-addr", "")
 	r, w, err := os.Pipe()
 	if err != nil {
 		e.b.Fatal(err)
 	}
-	run := &sstackRun{cmd: cmd, stdout: r, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = w, run.stderr
+	run := &sstackRun{cmd: cmd, stdout: r, stderr: &lockedBuffer{}, started: &statusClock{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = w, io.MultiWriter(run.stderr, run.started)
 	if err := cmd.Start(); err != nil {
 		e.b.Fatal(err)
 	}
@@ -248,13 +292,7 @@ const upServices = 10
 // stop` until they and the exec clients have returned.
 func BenchmarkUp10(b *testing.B) {
 	e := newBenchEnv(b)
-	var compose strings.Builder
-	compose.WriteString("services:\n")
-	for i := 0; i < upServices; i++ {
-		// $$: compose interpolates $VAR.
-		fmt.Fprintf(&compose, "  svc%d:\n    image: %s\n    command: [\"sh\", \"-c\", %q]\n", i, e.image, strings.ReplaceAll(benchCmd, "$", "$$"))
-	}
-	composeFile := e.writeFile("docker-compose.yml", compose.String())
+	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, upServices, 1))
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
 
 	var floorUp, floorDown, sstackUp, sstackDown []float64
@@ -287,6 +325,21 @@ func BenchmarkUp10(b *testing.B) {
 	b.ReportMetric(median(floorDown), "floor-down-ms")
 	b.ReportMetric(median(sstackDown), "sstack-down-ms")
 	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
+}
+
+// benchCompose is a stack of n independent services svc0, svc1, ...,
+// each of replicas replicas running benchCmd.
+func benchCompose(image string, n, replicas int) string {
+	var compose strings.Builder
+	compose.WriteString("services:\n")
+	for i := 0; i < n; i++ {
+		// $$: compose interpolates $VAR.
+		fmt.Fprintf(&compose, "  svc%d:\n    image: %s\n    command: [\"sh\", \"-c\", %q]\n", i, image, strings.ReplaceAll(benchCmd, "$", "$$"))
+		if replicas != 1 {
+			fmt.Fprintf(&compose, "    deploy:\n      replicas: %d\n", replicas)
+		}
+	}
+	return compose.String()
 }
 
 func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
@@ -369,6 +422,13 @@ func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
 }
 
 func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
+	_, up, down = e.sstackUp10Started(composeFile)
+	return up, down
+}
+
+// sstackUp10Started is sstackUp10 that also returns when the last
+// "Started" status line arrived (started), which is what `up -d` waits for.
+func (e *benchEnv) sstackUp10Started(composeFile string) (started, up, down time.Duration) {
 	b := e.b
 	project := benchName("benchss")
 	t0 := time.Now()
@@ -403,6 +463,9 @@ func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
 	if n := strings.Count(run.stderr.String(), "  Started\n"); n != upServices {
 		b.Fatalf("%d Started lines, want %d; stderr:\n%s", n, upServices, run.stderr)
 	}
+	if at, ok := run.started.nth(upServices); ok {
+		started = at.Sub(t0)
+	}
 
 	t1 := time.Now()
 	_ = run.cmd.Process.Signal(syscall.SIGINT)
@@ -418,7 +481,7 @@ func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
 	if left := e.instancesLeft(project); len(left) > 0 {
 		b.Fatalf("sstack: instances left: %v", left)
 	}
-	return up, down
+	return started, up, down
 }
 
 // logLines is how many lines BenchmarkLogThroughput relays;

@@ -384,6 +384,9 @@ func newEvents(o *options) *cobra.Command {
 			enc := json.NewEncoder(o.stdout)
 			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
 				err := st.Events(ctx, api.EventsOptions{Services: args}, func(ev api.Event) error {
+					if ev.Kind == api.EventState {
+						return nil // for ps; nothing happened a user would name
+					}
 					if asJSON {
 						return enc.Encode(ev)
 					}

@@ -30,7 +30,7 @@ const (
 	Restarting              // exited; a timer starts the next run
 	Checking                // restart due: checking the instance still exists
 	Exited                  // exited, no restart coming; instance kept
-	Failed                  // could not start, or gave up
+	Failed                  // could not start (a policy that gave up leaves it Exited)
 	Removing                // instance stop in flight
 	Stopped                 // no process, no instance
 )
@@ -120,6 +120,9 @@ type Machine struct {
 	rerun bool
 	// killed: a stop has already escalated to SIGKILL.
 	killed bool
+	// startAfter: a user's start came while the instance was being
+	// stopped; it starts again once that is done.
+	startAfter bool
 
 	deps   map[string]DepStatus
 	warned map[string]bool
@@ -286,6 +289,7 @@ func (m *Machine) onInstanceStarted(out *effects, in InstanceStarted) {
 	}
 	if m.rerun { // recreated for a restart: the instance was gone
 		m.startProcess(out)
+		m.emitState(out)
 		return
 	}
 	m.set(Starting)
@@ -362,9 +366,7 @@ func (m *Machine) onProcessExited(out *effects, in ProcessExited) {
 		m.restarts.Exited(in.Code, true)
 		ev.Requested = true
 		m.then = afterNothing
-		m.set(Starting)
-		m.emit(out, ev)
-		m.beginRerun(out)
+		m.beginRerun(out, &ev)
 	case m.held:
 		m.restarts.Exited(in.Code, true)
 		ev.Requested = true
@@ -385,13 +387,27 @@ func (m *Machine) onProcessExited(out *effects, in ProcessExited) {
 	}
 }
 
-// beginRerun starts the process again for a user restart or a followed
-// dependency: not counted as a policy restart.
-func (m *Machine) beginRerun(out *effects) {
+// beginRerun starts the process again (a policy restart, a user's start
+// or restart, a followed dependency), after checking that the instance is
+// still there; ev, if any, is emitted in the new state. A new run is a
+// start: a hold by a user's signal ends with the run it was sent to.
+func (m *Machine) beginRerun(out *effects, ev *api.Event) {
 	m.rerun = true
+	m.held = false
 	m.startedAt = m.clock.Now()
 	m.set(Checking)
+	if ev != nil {
+		m.emit(out, *ev)
+	} else {
+		m.emitState(out)
+	}
 	out.add(CheckInstance{})
+}
+
+// emitState publishes a change of state that no other event tells, so
+// that whoever follows the events (ps) knows it.
+func (m *Machine) emitState(out *effects) {
+	m.emit(out, m.event(api.EventState))
 }
 
 func (m *Machine) onTimer(out *effects, in TimerFired) {
@@ -405,7 +421,7 @@ func (m *Machine) onTimer(out *effects, in TimerFired) {
 		}
 		m.nRestarts++
 		m.rerunDep, m.rerunUser = "", false
-		m.beginRerun(out)
+		m.beginRerun(out, nil)
 	case TimerGrace:
 		if m.state != Stopping || m.killed {
 			return
@@ -520,6 +536,10 @@ func (m *Machine) onStop(out *effects, in StopRequested) {
 		m.then = afterRemove
 		if in.Kill && !m.killed {
 			m.killed = true
+			ev := m.event(api.EventKilled)
+			ev.Signal = "SIGKILL"
+			ev.Grace = m.grace
+			m.emit(out, ev)
 			out.add(KillProcess{Run: m.run})
 		}
 	case Restarting, Exited:
@@ -544,7 +564,7 @@ func (m *Machine) beginStop(out *effects, then after, grace time.Duration, kill 
 	m.set(Stopping)
 	ev := m.event(api.EventStopping)
 	ev.Signal = m.cfg.Service.StopSignal
-	ev.User = m.held && !m.final
+	ev.User = m.held && !m.final || m.rerunUser
 	if kill || grace <= 0 {
 		ev.Signal = "SIGKILL"
 		m.emit(out, ev)
@@ -563,7 +583,10 @@ func (m *Machine) removeInstance(out *effects) {
 		m.finishStop(out)
 		return
 	}
-	m.set(Removing)
+	if m.state != Removing {
+		m.set(Removing)
+		m.emitState(out)
+	}
 	out.add(StopInstance{})
 }
 
@@ -581,6 +604,12 @@ func (m *Machine) onInstanceStopped(out *effects, in InstanceStopped) {
 }
 
 func (m *Machine) finishStop(out *effects) {
+	defer func() {
+		if m.startAfter && !m.final { // a user's start came while stopping
+			m.startAfter = false
+			m.onStart(out)
+		}
+	}()
 	hadInstance := m.instanceUp || m.state == Removing
 	m.instanceUp = false
 	m.then = afterNothing
@@ -598,17 +627,32 @@ func (m *Machine) onStart(out *effects) {
 	}
 	m.held = false
 	switch m.state {
+	case Creating, Starting, Checking:
+		m.then = afterNothing // a user's stop still pending is undone
+	case Stopping:
+		if m.then == afterRemove {
+			m.then = afterRerun
+			m.rerunUser = true
+		}
+	case Removing:
+		m.startAfter = true
 	case Stopped, Failed:
 		if m.instanceUp {
 			return
 		}
+		// docker start: a new count of restarts and a new backoff.
+		m.restarts = policy.NewRestartTracker(m.cfg.Service.Restart, m.clock)
+		m.nRestarts = 0
 		m.reason = ""
 		m.rerun = false
 		m.set(Waiting)
+		m.emitState(out)
 		m.tryCreate(out)
 	case Exited:
+		m.restarts = policy.NewRestartTracker(m.cfg.Service.Restart, m.clock)
+		m.nRestarts = 0
 		m.rerunUser = true
-		m.beginRerun(out)
+		m.beginRerun(out, nil)
 	}
 }
 
@@ -628,7 +672,7 @@ func (m *Machine) onRestart(out *effects, in RestartRequested) {
 	case Restarting, Exited:
 		m.rerunUser = true
 		m.run++ // a pending restart timer is stale
-		m.beginRerun(out)
+		m.beginRerun(out, nil)
 	default:
 		m.onStart(out)
 	}
@@ -638,8 +682,9 @@ func (m *Machine) onSignal(out *effects, in SignalRequested) {
 	if m.state != Running && m.state != Stopping {
 		return
 	}
-	if isTerminating(in.Signal) {
-		// docker kill: a container killed by its user is not restarted.
+	if in.Signal == "SIGKILL" || in.Signal == m.cfg.Service.StopSignal {
+		// docker kill with the stop signal or SIGKILL: a container its
+		// user killed is not restarted (moby daemon/kill.go).
 		m.held = true
 	}
 	ev := m.event(api.EventKilled)
@@ -647,12 +692,4 @@ func (m *Machine) onSignal(out *effects, in SignalRequested) {
 	ev.User = true
 	m.emit(out, ev)
 	out.add(SignalProcess{Run: m.run, Signal: in.Signal})
-}
-
-func isTerminating(sig string) bool {
-	switch sig {
-	case "SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP":
-		return true
-	}
-	return false
 }

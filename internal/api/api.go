@@ -63,7 +63,7 @@ const (
 	StateStopping   State = "stopping"   // stop signal sent, waiting for the exit
 	StateRestarting State = "restarting" // exited; the restart policy starts it again
 	StateExited     State = "exited"     // exited, no restart coming
-	StateFailed     State = "failed"     // could not start, or gave up
+	StateFailed     State = "failed"     // could not start
 	StateStopped    State = "stopped"    // torn down: no process, no instance
 )
 

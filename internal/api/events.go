@@ -25,6 +25,7 @@ const (
 	EventFollowDep  EventKind = "follow"        // restarting because Dependency restarted (depends_on.restart)
 	EventScaled     EventKind = "scale"         // replica added or removed by scale (Message)
 	EventWarning    EventKind = "warning"       // something the user should know (Message)
+	EventState      EventKind = "state"         // a change of State nothing else tells (not printed)
 
 	// Stack-wide (Service empty).
 	EventAttaching   EventKind = "attach"       // Names are the replicas started
