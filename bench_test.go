@@ -13,12 +13,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,8 +155,8 @@ func (e *benchEnv) writeFile(name, content string) string {
 
 // sstackRun is one `sstack up` with stdout on a pipe the caller reads.
 type sstackRun struct {
-	cmd    *exec.Cmd
-	stdout *os.File // read end
+	cmd     *exec.Cmd
+	stdout  *os.File // read end
 	stderr  *lockedBuffer
 	started *statusClock // when each "Started" status line arrived
 	done    chan struct{}
@@ -482,6 +484,330 @@ func (e *benchEnv) sstackUp10Started(composeFile string) (started, up, down time
 		b.Fatalf("sstack: instances left: %v", left)
 	}
 	return started, up, down
+}
+
+// Detached stacks: `up -d`, `ps`, `down`.
+
+// runTimed runs cmd with its stdout and stderr in one buffer and returns how
+// long it took; it fails the benchmark if cmd fails or takes over timeout.
+func (e *benchEnv) runTimed(cmd *exec.Cmd, timeout time.Duration) (time.Duration, string) {
+	b := e.b
+	b.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		b.Fatalf("%v: not done after %s; output:\n%s", cmd.Args, timeout, &out)
+	}
+	d := time.Since(t0)
+	if err != nil {
+		b.Fatalf("%v: %v; output:\n%s", cmd.Args, err, &out)
+	}
+	return d, out.String()
+}
+
+// upDetached runs `sstack up -d` and returns how long it took to return.
+// Every one of the replicas must have reported Started by then. The stack is
+// taken down at the end of the benchmark if it still runs.
+func (e *benchEnv) upDetached(composeFile, project string, replicas int, timeout time.Duration) time.Duration {
+	b := e.b
+	b.Helper()
+	b.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(e.stateDir, project)); err == nil {
+			cmd := e.sstackCmd("down", "-n", project)
+			done := make(chan struct{})
+			go func() { _ = cmd.Run(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+			}
+		}
+		e.killInstances(project)
+	})
+	d, out := e.runTimed(e.sstackCmd("up", "-d", "-f", composeFile, "-n", project, "--metrics-addr", ""), timeout)
+	if n := strings.Count(out, "  Started\n"); n != replicas {
+		b.Fatalf("up -d returned after %d Started lines, want %d; output:\n%s", n, replicas, out)
+	}
+	return d
+}
+
+// psRow is what the checks read of `sstack ps --format json`.
+type psRow struct {
+	Instance   string
+	State      string
+	Supervised bool
+}
+
+// checkPsJSON checks that out lists n replicas, all running and supervised.
+func checkPsJSON(out string, n int) error {
+	var rows []psRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		return fmt.Errorf("ps --format json: %v: %s", err, out)
+	}
+	if len(rows) != n {
+		return fmt.Errorf("ps --format json: %d rows, want %d", len(rows), n)
+	}
+	for _, r := range rows {
+		if r.State != "running" || !r.Supervised {
+			return fmt.Errorf("ps --format json: %s is %s (supervised %v), want running", r.Instance, r.State, r.Supervised)
+		}
+	}
+	return nil
+}
+
+// checkPsTable checks that out is a header and n rows, all running.
+func checkPsTable(out string, n int) error {
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != n+1 || !strings.HasPrefix(lines[0], "NAME ") {
+		return fmt.Errorf("ps: %d lines, want a header and %d rows:\n%s", len(lines), n, out)
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) < 3 || f[2] != "running" {
+			return fmt.Errorf("ps: not running: %q", l)
+		}
+	}
+	return nil
+}
+
+// checkInstanceList checks that out, `instance list --json`, lists n instances.
+func checkInstanceList(out string, n int) error {
+	var list struct {
+		Instances []struct {
+			Instance string `json:"instance"`
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return fmt.Errorf("instance list --json: %v: %s", err, out)
+	}
+	if len(list.Instances) != n {
+		return fmt.Errorf("instance list --json: %d instances, want %d", len(list.Instances), n)
+	}
+	return nil
+}
+
+// processGone: pid has exited (a zombie waiting for init counts as gone).
+func processGone(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+var supervisorPid = regexp.MustCompile(`supervisor of \S+ \(pid (\d+)\)`)
+
+// downDetached runs `sstack down` on a detached stack and returns how long
+// it took to return. Then it checks that the supervisor had the stack
+// down (down did not have to stop instances itself), that every replica's
+// process ran its TERM handler (exited with code 0 in the supervisor's
+// log), and that no instance, no process of the project and no supervisor
+// are left, nor the state directory.
+// lingered is how long after down returned the last process of the
+// project was still there (0 when none was).
+func (e *benchEnv) downDetached(project string, replicas int) (d, lingered time.Duration) {
+	b := e.b
+	b.Helper()
+	stateDir := filepath.Join(e.stateDir, project)
+	// down removes sstack.log; an open descriptor still reads it.
+	logFile, err := os.Open(filepath.Join(stateDir, "sstack.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := e.sstackCmd("down", "-n", project)
+	cmd.Dir = "/"
+	d, out := e.runTimed(cmd, 2*time.Minute)
+	returned := time.Now()
+	m := supervisorPid.FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("down found no supervisor; output:\n%s", out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if strings.Contains(out, "  Stopping\n") {
+		b.Errorf("down had to stop instances the supervisor left; output:\n%s", out)
+	}
+	log, _ := io.ReadAll(logFile)
+	if n := strings.Count(string(log), " exited with code 0\n"); n != replicas {
+		b.Errorf("%d replicas exited with code 0 on down, want %d; supervisor log:\n%s", n, replicas, log)
+	}
+	// Processes that are exiting get a moment; none should need it.
+	var procs []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		procs = leftovers(project)
+		if len(procs) == 0 && processGone(pid) {
+			break
+		}
+		lingered = time.Since(returned)
+		if time.Now().After(deadline) {
+			b.Fatalf("10s after down: supervisor pid %d gone: %v; processes left: %v", pid, processGone(pid), procs)
+		}
+	}
+	if left := e.instancesLeft(project); len(left) > 0 {
+		b.Fatalf("instances left after down: %v", left)
+	}
+	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+		b.Errorf("state directory %s left after down (%v)", stateDir, err)
+	}
+	return d, lingered
+}
+
+const (
+	psServices = 5
+	psReplicas = 10 // per service
+	ps50Rows   = psServices * psReplicas
+	// psRounds is how many times each iteration times each command: one
+	// ps takes tens of ms, so one sample per iteration would leave few.
+	psRounds = 10
+)
+
+// BenchmarkPs50 times `sstack ps -n NAME` and `sstack ps -n NAME --format
+// json` on a detached stack of 50 replicas (5 services of 10, started once
+// with `up -d` before the timed loop), run from / (no compose file): a
+// client that asks the supervisor over its control socket. The floor, in
+// the same rounds: `apptainer instance list --json 'NAME.*'`, the least a
+// tool without a supervisor would have to run to know the instances. Every
+// output is checked (50 running rows); each round runs the three in a
+// rotating order. It also logs how long `up -d` and `down` of the 50 took
+// (one sample each).
+func BenchmarkPs50(b *testing.B) {
+	e := newBenchEnv(b)
+	composeFile := e.writeFile("ps50.yml", benchCompose(e.image, psServices, psReplicas))
+	project := benchName("benchps")
+	up := e.upDetached(composeFile, project, ps50Rows, 10*time.Minute)
+	{
+		cmd := e.sstackCmd("ps", "-n", project, "--format", "json")
+		_, out := e.runTimed(cmd, time.Minute)
+		if err := checkPsJSON(out, ps50Rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	timeOne := func(cmd *exec.Cmd, check func(string, int) error) float64 {
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		t0 := time.Now()
+		err := cmd.Run()
+		d := time.Since(t0)
+		if err != nil {
+			b.Fatalf("%v: %v", cmd.Args, err)
+		}
+		if err := check(out.String(), ps50Rows); err != nil {
+			b.Fatal(err)
+		}
+		return ms(d)
+	}
+	psCmd := func(args ...string) *exec.Cmd {
+		cmd := e.sstackCmd(append([]string{"ps", "-n", project}, args...)...)
+		cmd.Dir = "/"
+		return cmd
+	}
+	var floor, table, asJSON []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < psRounds; r++ {
+			phases := []func(){
+				func() {
+					floor = append(floor, timeOne(e.appt("instance", "list", "--json", project+".*"), checkInstanceList))
+				},
+				func() { table = append(table, timeOne(psCmd(), checkPsTable)) },
+				func() { asJSON = append(asJSON, timeOne(psCmd("--format", "json"), checkPsJSON)) },
+			}
+			k := (i*psRounds + r) % len(phases)
+			for j := range phases {
+				phases[(k+j)%len(phases)]()
+			}
+		}
+	}
+	b.StopTimer()
+	down, lingered := e.downDetached(project, ps50Rows)
+	b.Logf("up -d of %d replicas %.0f ms, down %.0f ms (processes lingered %.0f ms after it returned)", ps50Rows, ms(up), ms(down), ms(lingered))
+	b.Logf("floor     %s ms", fmtSeries(floor))
+	b.Logf("ps        %s ms", fmtSeries(table))
+	b.Logf("ps --json %s ms", fmtSeries(asJSON))
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(floor), "floor-ms")
+	b.ReportMetric(median(table), "ps-ms")
+	b.ReportMetric(pairRatio(table, floor), "ps-ratio")
+	b.ReportMetric(median(asJSON), "ps-json-ms")
+	b.ReportMetric(pairRatio(asJSON, floor), "ps-json-ratio")
+	b.ReportMetric(ms(up), "up-d-50-ms")
+	b.ReportMetric(ms(down), "down-50-ms")
+}
+
+// BenchmarkUpDetached10 times `sstack up -d` of BenchmarkUp10's stack until
+// it returns (every service has started), against, in the same run and in a
+// rotating order: the foreground `sstack up` of the same stack measured as
+// BenchmarkUp10 does (until every process has printed "ready"; fg-started
+// is when its last "Started" status line arrived, which is what -d waits
+// for), and the raw floor of BenchmarkUp10. Each is taken down between
+// iterations: `sstack down` for -d (timed until it returns, then checked:
+// no supervisor, instance or process left, every process ended by its TERM
+// handler), SIGINT for the foreground, `instance stop` for the floor.
+func BenchmarkUpDetached10(b *testing.B) {
+	e := newBenchEnv(b)
+	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, upServices, 1))
+	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
+
+	var floorUp, floorDown, fgStarted, fgUp, fgDown, detUp, detDown []float64
+	var maxLinger time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		phases := []func(){
+			func() {
+				up, down := e.floorUp10(hosts)
+				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
+			},
+			func() {
+				started, up, down := e.sstackUp10Started(composeFile)
+				fgStarted, fgUp, fgDown = append(fgStarted, ms(started)), append(fgUp, ms(up)), append(fgDown, ms(down))
+			},
+			func() {
+				project := benchName("benchdet")
+				up := e.upDetached(composeFile, project, upServices, 2*time.Minute)
+				// Not timed: the stack is there and supervised.
+				_, out := e.runTimed(e.sstackCmd("ps", "-n", project, "--format", "json"), time.Minute)
+				if err := checkPsJSON(out, upServices); err != nil {
+					b.Fatal(err)
+				}
+				down, lingered := e.downDetached(project, upServices)
+				detUp, detDown = append(detUp, ms(up)), append(detDown, ms(down))
+				maxLinger = max(maxLinger, lingered)
+			},
+		}
+		k := i % len(phases)
+		for j := range phases {
+			phases[(k+j)%len(phases)]()
+		}
+	}
+	b.StopTimer()
+	b.Logf("floor     up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
+	b.Logf("up        up %s ms (last Started %s), down %s ms", fmtSeries(fgUp), fmtSeries(fgStarted), fmtSeries(fgDown))
+	b.Logf("up -d     up %s ms, down %s ms (processes lingered up to %.0f ms after down returned)", fmtSeries(detUp), fmtSeries(detDown), ms(maxLinger))
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(floorUp), "floor-up-ms")
+	b.ReportMetric(median(fgUp), "fg-up-ms")
+	b.ReportMetric(median(fgStarted), "fg-started-ms")
+	b.ReportMetric(median(detUp), "detached-up-ms")
+	b.ReportMetric(pairRatio(detUp, floorUp), "detached/floor")
+	b.ReportMetric(pairRatio(detUp, fgUp), "detached/fg")
+	b.ReportMetric(pairRatio(fgUp, floorUp), "fg/floor")
+	b.ReportMetric(median(floorDown), "floor-down-ms")
+	b.ReportMetric(median(fgDown), "fg-down-ms")
+	b.ReportMetric(median(detDown), "detached-down-ms")
+	b.ReportMetric(pairRatio(detDown, floorDown), "detached-down/floor")
 }
 
 // logLines is how many lines BenchmarkLogThroughput relays;

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
+	"sstack/internal/statedir"
 )
 
 // upFlags declares up's flags on c (up itself, and the root, whose
@@ -248,14 +248,11 @@ type detachedReport struct {
 	log    *os.File
 }
 
-// SupervisorLog is the status log of a detached stack.
-func supervisorLog(stateDir string) string { return filepath.Join(stateDir, "sstack.log") }
-
 func newDetachedReport(stateDir string) (*detachedReport, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+	if err := statedir.Private(stateDir); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(supervisorLog(stateDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(statedir.SupervisorLog(stateDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}

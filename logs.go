@@ -7,20 +7,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"sstack/actors"
 	"sstack/actors/logstore"
 	"sstack/compose"
+	"sstack/internal/engine"
+	"sstack/internal/statedir"
 )
-
-func logDir(stateDir string) string { return filepath.Join(stateDir, "logs") }
 
 // projectName is -n, or the name of the compose project in this directory.
 func (o *options) projectName() (string, error) {
@@ -43,7 +41,7 @@ func logs(o options, services []string) error {
 		return err
 	}
 	stateDir := compose.StateDirFor(project, o.loadOptions())
-	dir := logDir(stateDir)
+	dir := statedir.Logs(stateDir)
 	filter, err := newLineFilter(o, time.Now())
 	if err != nil {
 		return err
@@ -225,7 +223,7 @@ func follow(dir, stateDir string, fls map[string]*follower, want func(string) bo
 		}
 		// Checked before reading, so that what was written until then is
 		// printed.
-		running := stackRunning(stateDir) && !filter.ended(time.Now())
+		running := engine.Locked(stateDir) && !filter.ended(time.Now())
 		var batch []logstore.Line
 		for _, fl := range fls {
 			batch = append(batch, filter.filter(fl.read())...)
@@ -244,18 +242,4 @@ func follow(dir, stateDir string, fls map[string]*follower, want func(string) bo
 		case <-tick.C:
 		}
 	}
-}
-
-// stackRunning reports whether an `sstack up` of the project is alive: it
-// writes its pid into the lock file of the state directory.
-func stackRunning(stateDir string) bool {
-	b, err := os.ReadFile(filepath.Join(stateDir, "lock"))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	return syscall.Kill(pid, 0) == nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"sstack/compose"
+	"sstack/internal/statedir"
 )
 
 // Seeder fills a new named volume from the image's content at a path, as
@@ -22,8 +23,8 @@ type Seeder interface {
 // (seeded from the image the first time) and missing bind sources that
 // compose would create. It returns the hosts file of each service.
 func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string]string, error) {
-	hostsDir := filepath.Join(plan.StateDir, "hosts")
-	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
+	hostsDir := statedir.Hosts(plan.StateDir)
+	if err := statedir.Private(hostsDir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	hosts := map[string]string{}
@@ -31,7 +32,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string
 	for i := range plan.Services {
 		svc := &plan.Services[i]
 		path := filepath.Join(hostsDir, svc.Name)
-		if err := os.WriteFile(path, []byte(HostsFile(svc.Hosts)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(HostsFile(svc.Hosts)), 0o600); err != nil {
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"sstack/internal/statedir"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -134,7 +135,7 @@ func (t *translator) volumeDir(service, key string) (string, bool) {
 	case bool(vc.External):
 		// External volumes outlive projects: they live beside the project
 		// state directories, in a directory no project name can take.
-		d := filepath.Join(t.stateBase, "_volumes", name)
+		d := statedir.ExternalVolume(t.stateBase, name)
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			t.fail(service, "volumes", "external volume %q (%s) does not exist; create it with mkdir -p %s, or remove external: true to let sstack create a project volume",
 				key, name, shellQuote(d))
@@ -142,7 +143,7 @@ func (t *translator) volumeDir(service, key string) (string, bool) {
 		}
 		dir = d
 	default:
-		dir = filepath.Join(t.stateDir, "volumes", name)
+		dir = filepath.Join(statedir.Volumes(t.stateDir), name)
 	}
 	return dir, true
 }

@@ -48,7 +48,7 @@ type file struct {
 // NewWriter stores logs in dir, rotating each file at maxSize bytes and
 // keeping keep rotated files.
 func NewWriter(dir string, maxSize int64, keep int) (*Writer, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	return &Writer{dir: dir, maxSize: maxSize, keep: keep, files: map[string]*file{}}, nil
@@ -62,7 +62,7 @@ func (w *Writer) open(name string) (*file, error) {
 		return f, nil
 	}
 	path := Path(w.dir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}

@@ -33,10 +33,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sstack/internal/api"
+	"sstack/internal/statedir"
 )
 
+var socketName = statedir.SocketName()
+
 const (
-	socketName = "control.sock"
 	// connectTimeout bounds a connect: a Unix socket connect only blocks
 	// when the server's backlog is full, and then it should not hang us.
 	connectTimeout = 2 * time.Second
@@ -47,7 +49,7 @@ var maxSunPath = len(unix.RawSockaddrUnix{}.Path) - 1
 
 // SocketPath is where the control socket of the stack whose state lives in
 // stateDir is.
-func SocketPath(stateDir string) string { return stateDir + "/" + socketName }
+func SocketPath(stateDir string) string { return statedir.Socket(stateDir) }
 
 // socketAddr is the address to bind or connect for stateDir's socket:
 // its path, or when that is too long for sockaddr_un, the same file reached

@@ -25,6 +25,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/statedir"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -65,9 +66,6 @@ type Supervisor struct {
 }
 
 var _ api.Stack = (*Supervisor)(nil)
-
-// LogDir is where the logs of a project are kept.
-func LogDir(stateDir string) string { return filepath.Join(stateDir, "logs") }
 
 // Up checks everything that can be checked, prepares the state directory
 // and starts the stack; nothing is started when it returns an error.
@@ -111,7 +109,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	// New instances, new logs: as docker compose loses a recreated
 	// container's logs, `sstack logs` shows the latest run.
-	if err := os.RemoveAll(LogDir(plan.StateDir)); err != nil {
+	if err := os.RemoveAll(statedir.Logs(plan.StateDir)); err != nil {
 		return nil, err
 	}
 	hosts, err := actors.Prepare(ctx, plan, rt)
@@ -134,7 +132,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		go func() { _ = m.Serve(s.listener) }()
 	}
 	format := opts.Format
-	format.StoreDir = LogDir(plan.StateDir)
+	format.StoreDir = statedir.Logs(plan.StateDir)
 	s.stack = actors.Start(actors.StackConfig{
 		Plan:           plan,
 		Runtime:        rt,
@@ -191,7 +189,7 @@ func (s *Supervisor) release() {
 	if s.listener != nil {
 		_ = s.listener.Close()
 	}
-	_ = os.Remove(infoPath(s.plan.StateDir))
+	_ = os.Remove(statedir.Info(s.plan.StateDir))
 	s.unlock()
 }
 
@@ -628,16 +626,16 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 	return out, errors.Join(errs...)
 }
 
-// LockPath is the lock file of a project: held by the sstack running it.
-func LockPath(stateDir string) string { return filepath.Join(stateDir, "lock") }
-
 // lockProject takes an exclusive lock in the project's state directory so
 // two sstacks cannot start the same project at once.
 func lockProject(stateDir string) (func(), error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+	if err := statedir.Private(filepath.Dir(stateDir)); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", filepath.Dir(stateDir), err)
+	}
+	if err := statedir.Private(stateDir); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
 	}
-	path := LockPath(stateDir)
+	path := statedir.Lock(stateDir)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -653,7 +651,7 @@ func lockProject(stateDir string) (func(), error) {
 
 // Locked reports whether an sstack holds the project's lock (is running it).
 func Locked(stateDir string) bool {
-	f, err := os.Open(LockPath(stateDir))
+	f, err := os.Open(statedir.Lock(stateDir))
 	if err != nil {
 		return false
 	}
@@ -665,21 +663,17 @@ func Locked(stateDir string) bool {
 	return false
 }
 
-// infoPath holds the running supervisor's ProjectInfo, for ls of a stack
-// whose socket does not answer.
-func infoPath(stateDir string) string { return filepath.Join(stateDir, "supervisor.json") }
-
 func writeInfo(stateDir string, info api.ProjectInfo) error {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(infoPath(stateDir), b, 0o600)
+	return os.WriteFile(statedir.Info(stateDir), b, 0o600)
 }
 
 // ReadInfo reads what the supervisor of a project wrote about itself.
 func ReadInfo(stateDir string) (api.ProjectInfo, bool) {
-	b, err := os.ReadFile(infoPath(stateDir))
+	b, err := os.ReadFile(statedir.Info(stateDir))
 	if err != nil {
 		return api.ProjectInfo{}, false
 	}

@@ -15,6 +15,7 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/statedir"
 	"sstack/singularity"
 )
 
@@ -54,7 +55,7 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 		return err
 	}
 	for _, e := range entries {
-		if e.Name() == "volumes" && !volumes {
+		if statedir.IsVolumes(e.Name()) && !volumes {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
@@ -94,7 +95,7 @@ func Projects(ctx context.Context, rt *singularity.Apptainer, stateBase string, 
 	byName := map[string]*api.ProjectInfo{}
 	entries, _ := os.ReadDir(stateBase)
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), "_") {
+		if !e.IsDir() || !statedir.IsProject(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(stateBase, e.Name())

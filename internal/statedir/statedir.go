@@ -1,0 +1,62 @@
+// Package statedir is the layout of a project's state directory, in one
+// place: every part of sstack that reads or writes a file there asks this
+// package where it is. The tree is private to the user who runs the stack
+// (directories 0700, files 0600): logs, volumes and the control socket of
+// a stack on a shared login node are nobody else's business.
+//
+//	<base>/<project>/
+//	    lock             held by the running supervisor; holds its pid
+//	    supervisor.json  what the supervisor says of itself (ls)
+//	    control.sock     the control API
+//	    sstack.log       status lines of a detached supervisor
+//	    journal/<inst>   instances about to be started (crash-safe down)
+//	    logs/            service output (sstack logs)
+//	    hosts/<service>  generated /etc/hosts files
+//	    volumes/<name>   named volumes
+//	<base>/_volumes/<name>  external volumes
+package statedir
+
+import (
+	"os"
+	"path/filepath"
+)
+
+const (
+	lockFile    = "lock"
+	infoFile    = "supervisor.json"
+	socketFile  = "control.sock"
+	logFile     = "sstack.log"
+	journalDir  = "journal"
+	logsDir     = "logs"
+	hostsDir    = "hosts"
+	volumesDir  = "volumes"
+	externalDir = "_volumes"
+)
+
+func Lock(dir string) string          { return filepath.Join(dir, lockFile) }
+func Info(dir string) string          { return filepath.Join(dir, infoFile) }
+func Socket(dir string) string        { return dir + "/" + socketFile }
+func SocketName() string              { return socketFile }
+func SupervisorLog(dir string) string { return filepath.Join(dir, logFile) }
+func Journal(dir string) string       { return filepath.Join(dir, journalDir) }
+func Logs(dir string) string          { return filepath.Join(dir, logsDir) }
+func Hosts(dir string) string         { return filepath.Join(dir, hostsDir) }
+func Volumes(dir string) string       { return filepath.Join(dir, volumesDir) }
+
+// IsVolumes: the entry of a state directory that `down` keeps unless -v.
+func IsVolumes(name string) bool { return name == volumesDir }
+
+// ExternalVolume is where an external volume lives, under the state base.
+func ExternalVolume(base, name string) string { return filepath.Join(base, externalDir, name) }
+
+// IsProject: an entry of the state base that is a project's directory.
+func IsProject(name string) bool { return name != externalDir && name != "" && name[0] != '.' }
+
+// Private creates dir (and its parents) readable by its owner only, and
+// tightens it when an earlier version made it 0755.
+func Private(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
