@@ -99,6 +99,10 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if err != nil {
 		return err
 	}
+	parallel, err := o.parallelLimit()
+	if err != nil {
+		return err
+	}
 	stdout, status := o.stdout, o.stderr
 	var report *detachedReport
 	if child {
@@ -129,6 +133,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		AbortOnFailure: o.abortOnFail,
 		ExitCodeFrom:   o.exitCodeFrom,
 		StopTimeout:    o.stopTimeout(),
+		Parallel:       parallel,
 	})
 	if err != nil {
 		return err

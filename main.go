@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -38,6 +39,7 @@ type options struct {
 	profiles []string
 	runtime  string
 	imageDir string
+	parallel int
 
 	// up
 	metricsAddr  string
@@ -165,6 +167,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 	pf.StringArrayVar(&o.envFiles, "env-file", nil, "Environment files for interpolation (default: .env in the project directory)")
 	pf.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
 	pf.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
+	pf.IntVar(&o.parallel, "parallel", -1, "Maximum instances started or stopped at once (default: COMPOSE_PARALLEL_LIMIT, else 4 per core)")
 	pf.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
 	fileShorthand(root, o)
 	// `sstack -f x.yml -n app` is `up`: the root takes up's flags too.
@@ -259,6 +262,22 @@ func (o *options) connect() (api.Stack, string, func(), error) {
 
 func notRunning(project string) error {
 	return fmt.Errorf("project %q is not running: no sstack supervises it; start it with 'sstack up -d -n %s' (or 'sstack up' in the foreground) where its compose file is", project, project)
+}
+
+// parallelLimit is --parallel, else COMPOSE_PARALLEL_LIMIT; 0 means the
+// default.
+func (o *options) parallelLimit() (int, error) {
+	if o.parallel > 0 {
+		return o.parallel, nil
+	}
+	if v := os.Getenv("COMPOSE_PARALLEL_LIMIT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("COMPOSE_PARALLEL_LIMIT=%q: want a number of 1 or more", v)
+		}
+		return n, nil
+	}
+	return 0, nil
 }
 
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {

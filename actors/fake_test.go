@@ -76,6 +76,8 @@ func (f *fakeRuntime) Exec(ctx context.Context, instance string, args, env []str
 	return 0, nil, nil
 }
 
+func (f *fakeRuntime) EndRun(ctx context.Context, instance string) (int, error) { return 0, nil }
+
 func (f *fakeRuntime) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {
 	f.mu.Lock()
 	f.runs[spec.Instance]++

@@ -17,6 +17,7 @@ import (
 	"sstack/actors/policy"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/statedir"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -42,6 +43,10 @@ type ServiceConfig struct {
 	// PrepareMounts: the replica's mount paths are its own ({{.Task.Slot}}):
 	// create what they need before the instance starts.
 	PrepareMounts bool
+	// StateDir holds the journal of instance starts (crash-safe down).
+	StateDir string
+	// slots bounds how many instance starts and stops run at once.
+	slots chan struct{}
 	// pipes tracks the output pipes, so that the end of up waits until
 	// their last lines are written (nil: not tracked).
 	pipes *pipeTracker
@@ -181,17 +186,9 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		ctx.Send(s.parent, &ReplicaEvent{Event: ev})
 	case lifecycle.StartInstance:
 		spec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
-		svc, prepare := s.cfg.Service, s.cfg.PrepareMounts
+		svc, prepare, stateDir, slots := s.cfg.Service, s.cfg.PrepareMounts, s.cfg.StateDir, s.cfg.slots
 		go func() {
-			if prepare {
-				seeder, _ := rt.(Seeder)
-				if err := PrepareMounts(context.Background(), svc, seeder, map[string]bool{}); err != nil {
-					root.Send(self, &instanceStarted{err: err})
-					return
-				}
-			}
-			err := rt.StartInstance(context.Background(), spec)
-			root.Send(self, &instanceStarted{err: err})
+			root.Send(self, &instanceStarted{err: startInstance(rt, spec, svc, prepare, stateDir, slots)})
 		}()
 	case lifecycle.CheckInstance:
 		name := s.cfg.Instance
@@ -223,8 +220,13 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		name := s.cfg.Instance
 		// The service process is already gone: only the instance's init is
 		// left, so a short timeout is enough.
+		stateDir, slots := s.cfg.StateDir, s.cfg.slots
 		go func() {
+			defer acquire(slots)()
 			err := rt.StopInstance(context.Background(), name, "SIGTERM", 2*time.Second)
+			if err == nil || errors.Is(err, singularity.ErrNoInstance) {
+				statedir.Forget(stateDir, name)
+			}
 			root.Send(self, &instanceStopped{err: err})
 		}()
 	case lifecycle.SetTimer:
@@ -243,6 +245,41 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 			root.Send(self, &healthResult{run: e.Run, code: code, timedOut: timedOut, output: strings.TrimSpace(string(out))})
 		}()
 	}
+}
+
+// startInstance starts a replica's instance: noted in the journal first,
+// so that `down` finds it even if sstack dies during the start, and
+// followed, when it fails, by making sure no half-started instance stays.
+func startInstance(rt singularity.Runtime, spec singularity.InstanceSpec, svc *compose.Service, prepare bool, stateDir string, slots chan struct{}) error {
+	ctx := context.Background()
+	if prepare {
+		seeder, _ := rt.(Seeder)
+		if err := PrepareMounts(ctx, svc, seeder, map[string]bool{}); err != nil {
+			return err
+		}
+	}
+	defer acquire(slots)()
+	if stateDir != "" {
+		if err := statedir.Record(stateDir, spec.Name); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+	}
+	err := rt.StartInstance(ctx, spec)
+	if err != nil {
+		if serr := rt.StopInstance(ctx, spec.Name, "SIGKILL", time.Second); serr == nil || errors.Is(serr, singularity.ErrNoInstance) {
+			statedir.Forget(stateDir, spec.Name)
+		}
+	}
+	return err
+}
+
+// acquire takes one of slots (none: unbounded) and returns its release.
+func acquire(slots chan struct{}) func() {
+	if slots == nil {
+		return func() {}
+	}
+	slots <- struct{}{}
+	return func() { <-slots }
 }
 
 // publish sends an event the actor itself noticed (outside the machine).
@@ -290,6 +327,9 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	go func() { defer wg.Done(); defer outDone(); pumpLines(root, logger, src, Stdout, outRd, time.Now) }()
 	go func() { defer wg.Done(); defer errDone(); pumpLines(root, logger, src, Stderr, errRd, time.Now) }()
 	code, _ := proc.Wait()
+	// As a container ends with its main process, so does everything the
+	// run left in the instance; that also frees the pipes orphans held.
+	_, _ = rt.EndRun(context.Background(), spec.Instance)
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {

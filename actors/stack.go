@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -51,7 +52,15 @@ type StackConfig struct {
 	ExitCodeFrom   string
 	// StopTimeout overrides every stop_grace_period at teardown.
 	StopTimeout *time.Duration
+	// Parallel bounds how many instances start or stop at once (docker
+	// compose's --parallel); 0 means DefaultParallel.
+	Parallel int
 }
+
+// DefaultParallel is the bound of parallel instance starts and stops: an
+// instance start is mostly CPU work of Apptainer's, so more at once than
+// a few per core only makes each slower.
+func DefaultParallel() int { return 4 * runtime.NumCPU() }
 
 // Stack is a running stack: an actor system with the logger and the stack
 // supervisor, which spawns one service actor per replica.
@@ -76,6 +85,11 @@ func Start(cfg StackConfig) *Stack {
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
 	st := &Stack{system: system, done: make(chan StackDone, 1), pipes: newPipeTracker()}
+	parallel := cfg.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel()
+	}
+	slots := make(chan struct{}, parallel)
 	format := cfg.Format
 	format.Project = cfg.Plan.Project
 	for _, svc := range cfg.Plan.Services {
@@ -90,7 +104,7 @@ func Start(cfg StackConfig) *Stack {
 	// implements actor.SupervisorStrategy), so it can stop the instance of
 	// a service actor that crashed.
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &stackActor{cfg: cfg, logger: st.logger, done: st.done, pipes: st.pipes}
+		return &stackActor{cfg: cfg, logger: st.logger, done: st.done, pipes: st.pipes, slots: slots}
 	})
 	st.root = system.Root.Spawn(props)
 	return st
@@ -214,6 +228,7 @@ type stackActor struct {
 	logger *actor.PID
 	done   chan StackDone
 	pipes  *pipeTracker
+	slots  chan struct{}
 	// ctx is the actor's context, for HandleFailure, which protoactor
 	// calls in that context but without passing it as an actor.Context.
 	ctx actor.Context
@@ -485,6 +500,8 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		Logger:        a.logger,
 		Metrics:       a.cfg.Metrics,
 		Clock:         a.cfg.Clock,
+		StateDir:      plan.StateDir,
+		slots:         a.slots,
 		pipes:         a.pipes,
 	}
 	pid, err := ctx.SpawnNamed(NewService(cfg), inst)

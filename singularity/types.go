@@ -81,4 +81,7 @@ type Runtime interface {
 	// Exec runs a short command in an instance (healthchecks) and returns
 	// its exit code and combined output.
 	Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error)
+	// EndRun ends every process left in the instance but its init, after
+	// the service process exited.
+	EndRun(ctx context.Context, instance string) (int, error)
 }

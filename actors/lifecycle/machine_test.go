@@ -140,8 +140,9 @@ func (d *driver) answer(e Effect) (Input, bool) {
 }
 
 // check verifies what holds for every batch: each event names the replica
-// and carries the time and a state, and the last event's state is the
-// machine's state once the batch is out.
+// and carries the time and a state (a state event is not printed), and the
+// last event's state is the machine's state once the batch is out, so that
+// a ps row built from the events never lags Snapshot().
 func (d *driver) check(in Input, effs []Effect) {
 	d.t.Helper()
 	snap := d.m.Snapshot()
@@ -166,10 +167,13 @@ func (d *driver) check(in Input, effs []Effect) {
 		if ev.State == "" {
 			d.t.Errorf("%T: event %s without a state", in, ev.Kind)
 		}
+		if ev.Kind == api.EventState && ev.Line() != "" {
+			d.t.Errorf("%T: state event printed as %q", in, ev.Line())
+		}
 		d.events = append(d.events, ev)
 		last = &ev
 	}
-	if last != nil && last.State != snap.State && !diedBeforeRerun(*last, snap) {
+	if last != nil && last.State != snap.State {
 		d.t.Errorf("%T: last event %s has state %q, Snapshot().State is %q", in, last.Kind, last.State, snap.State)
 	}
 	if snap.Project != d.cfg.Project || snap.Service != d.cfg.Service.Name || snap.Replica != d.cfg.Replica ||
@@ -182,12 +186,6 @@ func (d *driver) check(in Input, effs []Effect) {
 	if d.m.Done() != (snap.State == api.StateStopped) {
 		d.t.Errorf("%T: Done() %v in state %q", in, d.m.Done(), snap.State)
 	}
-}
-
-// diedBeforeRerun is the one known exception to the state invariant, kept
-// so the other tests can check it; see TestBugDiedBeforeRerunState.
-func diedBeforeRerun(ev api.Event, snap api.Replica) bool {
-	return ev.Kind == api.EventDied && ev.Requested && ev.State == api.StateStarting && snap.State == api.StateRestarting
 }
 
 func (d *driver) state() api.State { return d.m.Snapshot().State }
@@ -439,7 +437,7 @@ func TestInstanceStartFails(t *testing.T) {
 	// A start tries again from scratch.
 	d.instanceErr = nil
 	wantEffects(t, "start after failure", d.do(StartRequested{}),
-		"creating[creating]", "StartInstance", "create[starting]", "StartProcess(1)", "start[running]")
+		"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(1)", "start[running]")
 	if r := d.m.Snapshot().Reason; r != "" {
 		t.Errorf("reason %q kept after a successful start", r)
 	}
@@ -460,7 +458,7 @@ func TestProcessStartFails(t *testing.T) {
 		t.Errorf("exit code %d, want 255", died.ExitCode)
 	}
 	effs = d.elapse(TimerRestart)
-	wantEffects(t, "restart", effs, "CheckInstance", "restart[starting]", "StartProcess(2)",
+	wantEffects(t, "restart", effs, "state[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)",
 		"warning[starting]", "die[exited]")
 	if got := d.last(api.EventDied).Line(); got != "web-1 exited with code 255, giving up after 1 attempt" {
 		t.Errorf("Line() = %q", got)
@@ -737,7 +735,7 @@ func TestRestartPolicies(t *testing.T) {
 				}
 				effs = d.elapse(TimerRestart)
 				wantEffects(t, fmt.Sprintf("run %d restart", i+1), effs,
-					"CheckInstance", "restart[starting]", fmt.Sprintf("StartProcess(%d)", i+2), "start[running]")
+					"state[restarting]", "CheckInstance", "restart[starting]", fmt.Sprintf("StartProcess(%d)", i+2), "start[running]")
 				if ev := eventOf(t, effs, api.EventStarted); !ev.Restart || ev.Pid != pidOf(i+2) {
 					t.Errorf("run %d: started %+v", i+2, ev)
 				}
@@ -795,7 +793,7 @@ func TestRestartChecksInstance(t *testing.T) {
 		d.exit(1)
 		d.clock.Advance(100 * ms)
 		d.script([]step{
-			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, []string{"CheckInstance"}, api.StateRestarting},
+			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, []string{"state[restarting]", "CheckInstance"}, api.StateRestarting},
 		})
 		if d.m.Snapshot().Restarts != 1 {
 			t.Errorf("Restarts %d after the timer", d.m.Snapshot().Restarts)
@@ -824,7 +822,7 @@ func TestRestartChecksInstance(t *testing.T) {
 		d.exists = false
 		effs := d.elapse(TimerRestart)
 		wantEffects(t, "restart", effs,
-			"CheckInstance", "restart[creating]", "StartInstance", "StartProcess(2)", "start[running]")
+			"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "StartProcess(2)", "state[starting]", "start[running]")
 		ev := eventOf(t, effs, api.EventRestarting)
 		if !ev.Recreate {
 			t.Error("Recreate false for a gone instance")
@@ -842,7 +840,7 @@ func TestRestartChecksInstance(t *testing.T) {
 		d.exit(1)
 		d.exists, d.instanceErr = false, errors.New("image gone")
 		effs := d.elapse(TimerRestart)
-		wantEffects(t, "restart", effs, "CheckInstance", "restart[creating]", "StartInstance", "failed[failed]")
+		wantEffects(t, "restart", effs, "state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "failed[failed]")
 		if r := d.m.Snapshot().Reason; r != "instance p.db.1 could not be started: image gone" {
 			t.Errorf("reason %q", r)
 		}
@@ -1036,7 +1034,7 @@ func TestNoProbesAfterExit(t *testing.T) {
 		}
 		// The next run gets a new tracker and timers of its own.
 		wantEffects(t, "restart", d.elapse(TimerRestart),
-			"CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]", "SetTimer(probe/2,5s)")
+			"state[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]", "SetTimer(probe/2,5s)")
 		if h := d.m.Snapshot().Health; h != api.HealthStarting {
 			t.Errorf("health %q after the restart, want starting", h)
 		}
@@ -1084,7 +1082,7 @@ func TestFinalStop(t *testing.T) {
 		}, true},
 		{"creating", func(d *driver) { d.feed(Begin{}) }, []step{
 			{StopRequested{Final: true}, nil, api.StateCreating},
-			{InstanceStarted{}, []string{"StopInstance"}, api.StateStopping},
+			{InstanceStarted{}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"creating, instance start fails", func(d *driver) { d.feed(Begin{}) }, []step{
@@ -1146,14 +1144,14 @@ func TestFinalStop(t *testing.T) {
 		{"stopping, then kill", func(d *driver) { d.start() }, []step{
 			{StopRequested{Final: true}, []string{"stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)"}, api.StateStopping},
 			{StopRequested{Final: true}, nil, api.StateStopping},
-			{StopRequested{Final: true, Kill: true}, []string{"KillProcess(1)"}, api.StateStopping},
+			{StopRequested{Final: true, Kill: true}, []string{"kill[stopping]", "KillProcess(1)"}, api.StateStopping},
 			{StopRequested{Final: true, Kill: true}, nil, api.StateStopping},
 			{TimerFired{Timer: Timer{Kind: TimerGrace, Run: 1}}, nil, api.StateStopping},
 			{ProcessExited{Run: 1, Code: 137}, []string{"die[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"restarting", func(d *driver) { d.start(); d.exit(1) }, []step{
-			{StopRequested{Final: true}, []string{"StopInstance"}, api.StateStopping},
+			{StopRequested{Final: true}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, nil, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, nil, api.StateStopped},
@@ -1164,7 +1162,7 @@ func TestFinalStop(t *testing.T) {
 			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
 		}, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
-			{InstanceChecked{Exists: true}, []string{"StopInstance"}, api.StateStopping},
+			{InstanceChecked{Exists: true}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"checking, instance gone", func(d *driver) {
@@ -1173,7 +1171,7 @@ func TestFinalStop(t *testing.T) {
 			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
 		}, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
-			{InstanceChecked{Exists: false}, []string{"StopInstance"}, api.StateStopping},
+			{InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"recreating", func(d *driver) {
@@ -1183,7 +1181,7 @@ func TestFinalStop(t *testing.T) {
 			d.feed(InstanceChecked{Exists: false})
 		}, []step{
 			{StopRequested{Final: true}, nil, api.StateCreating},
-			{InstanceStarted{}, []string{"StopInstance"}, api.StateStopping},
+			{InstanceStarted{}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"exited", func(d *driver) {
@@ -1193,7 +1191,7 @@ func TestFinalStop(t *testing.T) {
 			d.exit(1) // on-failure:1 gave up
 			d.wantState(api.StateExited)
 		}, []step{
-			{StopRequested{Final: true}, []string{"StopInstance"}, api.StateStopping},
+			{StopRequested{Final: true}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"failed, instance start failed", func(d *driver) {
@@ -1337,7 +1335,7 @@ func TestUserStopHoldsPolicy(t *testing.T) {
 	wantEffects(t, "dependency", d.do(DependencyChanged{Status: DepStatus{Service: "db", Started: true}}))
 	d.wantState(api.StateStopped)
 	wantEffects(t, "start", d.do(StartRequested{}),
-		"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]")
+		"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]")
 	if st := d.last(api.EventStarted); st.Restart || st.Pid != pidOf(3) {
 		t.Errorf("started %+v", st)
 	}
@@ -1358,23 +1356,23 @@ func TestUserStopInEveryState(t *testing.T) {
 		{"waiting", always, []compose.Dependency{dep("db", compose.ConditionStarted, true, false)},
 			func(d *driver) { d.do(Begin{}) },
 			[]string{"destroy[stopped]"},
-			nil}, // still waiting for db
+			[]string{"state[waiting]"}}, // still waiting for db
 		{"running", always, nil, func(d *driver) { d.start() },
 			[]string{"stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)"},
 			nil},
 		{"restarting", always, nil, func(d *driver) { d.start(); d.exit(1) },
-			[]string{"StopInstance", "destroy[stopped]"},
-			[]string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
+			[]string{"state[stopping]", "StopInstance", "destroy[stopped]"},
+			[]string{"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
 		{"exited", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
-			[]string{"StopInstance", "destroy[stopped]"},
-			[]string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
+			[]string{"state[stopping]", "StopInstance", "destroy[stopped]"},
+			[]string{"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}},
 		{"failed", always, nil, func(d *driver) {
 			d.instanceErr = errors.New("x")
 			d.do(Begin{})
 			d.instanceErr = nil
 		},
 			[]string{"destroy[stopped]"},
-			[]string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(1)", "start[running]"}},
+			[]string{"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(1)", "start[running]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1384,7 +1382,7 @@ func TestUserStopInEveryState(t *testing.T) {
 			if tt.name == "running" {
 				d.exit(0)
 				d.wantState(api.StateStopped)
-				tt.start = []string{"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}
+				tt.start = []string{"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]"}
 			}
 			d.wantState(api.StateStopped)
 			wantEffects(t, "start", d.do(StartRequested{}), tt.start...)
@@ -1403,12 +1401,12 @@ func TestUserStopWhileStarting(t *testing.T) {
 	d.feed(Begin{})
 	d.script([]step{
 		{StopRequested{}, nil, api.StateCreating},
-		{InstanceStarted{}, []string{"StopInstance"}, api.StateStopping},
+		{InstanceStarted{}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 		{InstanceStopped{}, []string{"destroy[stopped]"}, api.StateStopped},
 	})
 	// Run numbers go on: the instance stop made every run-1 input stale.
 	wantEffects(t, "start", d.do(StartRequested{}),
-		"creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
+		"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
 }
 
 func TestStartFromExited(t *testing.T) {
@@ -1421,7 +1419,7 @@ func TestStartFromExited(t *testing.T) {
 	}
 	d.clock.Advance(time.Second)
 	d.script([]step{
-		{StartRequested{}, []string{"CheckInstance"}, api.StateRestarting},
+		{StartRequested{}, []string{"state[restarting]", "CheckInstance"}, api.StateRestarting},
 		{InstanceChecked{Exists: true}, []string{"restart[starting]", "StartProcess(2)"}, api.StateStarting},
 		{ProcessStarted{Run: 2, Pid: 8}, []string{"start[running]"}, api.StateRunning},
 	})
@@ -1435,7 +1433,7 @@ func TestStartFromExited(t *testing.T) {
 	d.exit(0)
 	d.exists = false
 	wantEffects(t, "start, instance gone", d.do(StartRequested{}),
-		"CheckInstance", "restart[creating]", "StartInstance", "StartProcess(3)", "start[running]")
+		"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "StartProcess(3)", "state[starting]", "start[running]")
 	// Start while running, or twice: nothing.
 	wantEffects(t, "start while running", d.do(StartRequested{}))
 }
@@ -1447,7 +1445,7 @@ func TestRestartRequestedRunning(t *testing.T) {
 	d.start()
 	d.script([]step{
 		{RestartRequested{}, []string{"stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)"}, api.StateStopping},
-		{ProcessExited{Run: 1, Code: 143}, []string{"die[starting]", "CheckInstance"}, api.StateRestarting},
+		{ProcessExited{Run: 1, Code: 143}, []string{"die[restarting]", "CheckInstance"}, api.StateRestarting},
 		{InstanceChecked{Exists: true}, []string{"restart[starting]", "StartProcess(2)"}, api.StateStarting},
 		{ProcessStarted{Run: 2, Pid: 12}, []string{"start[running]"}, api.StateRunning},
 	})
@@ -1483,7 +1481,7 @@ func TestRestartRequestedGrace(t *testing.T) {
 	if killed.Grace != time.Second {
 		t.Errorf("grace %v", killed.Grace)
 	}
-	wantEffects(t, "exit", d.exit(137), "die[starting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
+	wantEffects(t, "exit", d.exit(137), "die[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
 
 	wantEffects(t, "restart -t 0", d.do(RestartRequested{Timeout: dur(0)}), "stop[stopping]", "KillProcess(2)")
 }
@@ -1493,7 +1491,7 @@ func TestRestartRequestedOtherStates(t *testing.T) {
 		d := newDriver(t, service("web", always))
 		d.start()
 		d.exit(1)
-		wantEffects(t, "restart", d.do(RestartRequested{}), "CheckInstance", "restart[starting]", "StartProcess(3)", "start[running]")
+		wantEffects(t, "restart", d.do(RestartRequested{}), "state[restarting]", "CheckInstance", "restart[starting]", "StartProcess(3)", "start[running]")
 		if ev := d.last(api.EventRestarting); !ev.User {
 			t.Error("not marked User")
 		}
@@ -1507,7 +1505,7 @@ func TestRestartRequestedOtherStates(t *testing.T) {
 		d.start()
 		d.exit(0)
 		// Run 2 is skipped: the restart makes a pending timer stale.
-		wantEffects(t, "restart", d.do(RestartRequested{}), "CheckInstance", "restart[starting]", "StartProcess(3)", "start[running]")
+		wantEffects(t, "restart", d.do(RestartRequested{}), "state[restarting]", "CheckInstance", "restart[starting]", "StartProcess(3)", "start[running]")
 	})
 	t.Run("stopped by the user", func(t *testing.T) {
 		d := newDriver(t, service("web", noPolicy))
@@ -1516,14 +1514,14 @@ func TestRestartRequestedOtherStates(t *testing.T) {
 		d.exit(137)
 		d.wantState(api.StateStopped)
 		wantEffects(t, "restart", d.do(RestartRequested{}),
-			"creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]")
+			"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]")
 	})
 	t.Run("stopping for a restart", func(t *testing.T) {
 		d := newDriver(t, service("web", noPolicy))
 		d.start()
 		d.do(RestartRequested{})
 		wantEffects(t, "second restart", d.do(RestartRequested{}))
-		wantEffects(t, "exit", d.exit(0), "die[starting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
+		wantEffects(t, "exit", d.exit(0), "die[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
 	})
 	t.Run("stop during a restart wins", func(t *testing.T) {
 		d := newDriver(t, service("web", always))
@@ -1539,7 +1537,7 @@ func TestRestartRequestedOtherStates(t *testing.T) {
 		d.feed(ProcessExited{Run: 1})
 		d.wantState(api.StateRestarting)
 		wantEffects(t, "stop", d.do(StopRequested{}))
-		wantEffects(t, "checked", d.do(InstanceChecked{Exists: true}), "StopInstance", "destroy[stopped]")
+		wantEffects(t, "checked", d.do(InstanceChecked{Exists: true}), "state[stopping]", "StopInstance", "destroy[stopped]")
 	})
 	t.Run("waiting: nothing", func(t *testing.T) {
 		d := newDriver(t, service("web", noPolicy), dep("db", compose.ConditionStarted, true, false))
@@ -1551,24 +1549,37 @@ func TestRestartRequestedOtherStates(t *testing.T) {
 
 // ---- signals ----
 
+// docker kill holds the restart policy only for SIGKILL and the
+// container's stop signal (moby daemon/kill.go); any other signal, such as
+// a SIGHUP that reloads a server, leaves the policy in force.
 func TestSignalRequested(t *testing.T) {
+	restarts := []string{"die[restarting]", "SetTimer(restart/1,100ms)"}
+	exits := []string{"die[exited]"}
 	tests := []struct {
-		signal  string
-		code    int
-		exit    []string // effects of the exit that follows
-		state   api.State
-		restart bool
+		stopSignal string // the service's stop_signal
+		signal     string
+		code       int
+		exit       []string // effects of the exit that follows
+		state      api.State
+		held       bool
 	}{
-		{"SIGUSR1", 1, []string{"die[restarting]", "SetTimer(restart/1,100ms)"}, api.StateRestarting, true},
-		{"SIGHUP", 0, []string{"die[exited]"}, api.StateExited, false},
-		{"SIGTERM", 143, []string{"die[exited]"}, api.StateExited, false},
-		{"SIGINT", 130, []string{"die[exited]"}, api.StateExited, false},
-		{"SIGQUIT", 131, []string{"die[exited]"}, api.StateExited, false},
-		{"SIGKILL", 137, []string{"die[exited]"}, api.StateExited, false},
+		{"SIGTERM", "SIGUSR1", 1, restarts, api.StateRestarting, false},
+		{"SIGTERM", "SIGHUP", 0, restarts, api.StateRestarting, false},
+		{"SIGTERM", "SIGTERM", 143, exits, api.StateExited, true},
+		{"SIGTERM", "SIGINT", 130, restarts, api.StateRestarting, false},
+		{"SIGTERM", "SIGQUIT", 131, restarts, api.StateRestarting, false},
+		{"SIGTERM", "SIGKILL", 137, exits, api.StateExited, true},
+		{"SIGINT", "SIGINT", 130, exits, api.StateExited, true},
+		{"SIGINT", "SIGTERM", 143, restarts, api.StateRestarting, false},
+		{"SIGQUIT", "SIGQUIT", 131, exits, api.StateExited, true},
+		{"SIGQUIT", "SIGKILL", 137, exits, api.StateExited, true},
+		{"SIGHUP", "SIGHUP", 0, exits, api.StateExited, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.signal, func(t *testing.T) {
-			d := newDriver(t, service("web", always))
+		t.Run(tt.signal+" with stop_signal "+tt.stopSignal, func(t *testing.T) {
+			s := service("web", always)
+			s.StopSignal = tt.stopSignal
+			d := newDriver(t, s)
 			d.start()
 			effs := d.do(SignalRequested{Signal: tt.signal})
 			wantEffects(t, "signal", effs, "kill[running]", "SignalProcess(1,"+tt.signal+")")
@@ -1579,12 +1590,12 @@ func TestSignalRequested(t *testing.T) {
 			effs = d.exit(tt.code)
 			wantEffects(t, "exit", effs, tt.exit...)
 			d.wantState(tt.state)
-			if died := eventOf(t, effs, api.EventDied); died.Requested == tt.restart {
-				t.Errorf("Requested %v", died.Requested)
+			if died := eventOf(t, effs, api.EventDied); died.Requested != tt.held {
+				t.Errorf("Requested %v, want %v", died.Requested, tt.held)
 			}
-			if !tt.restart {
+			if tt.held {
 				// A start undoes the hold.
-				wantEffects(t, "start", d.do(StartRequested{}), "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
+				wantEffects(t, "start", d.do(StartRequested{}), "state[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
 				wantEffects(t, "exit after the start", d.exit(1), "die[restarting]", "SetTimer(restart/2,100ms)")
 			}
 		})
@@ -1614,7 +1625,7 @@ func TestFollowDependencyRestart(t *testing.T) {
 	d.script([]step{
 		{dbRestarted, []string{"follow[running]", "stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)"}, api.StateStopping},
 		{dbRestarted, nil, api.StateStopping},
-		{ProcessExited{Run: 1, Code: 143}, []string{"die[starting]", "CheckInstance"}, api.StateRestarting},
+		{ProcessExited{Run: 1, Code: 143}, []string{"die[restarting]", "CheckInstance"}, api.StateRestarting},
 		{dbRestarted, nil, api.StateRestarting},
 		{InstanceChecked{Exists: true}, []string{"restart[starting]", "StartProcess(2)"}, api.StateStarting},
 		{ProcessStarted{Run: 2, Pid: 3}, []string{"start[running]"}, api.StateRunning},
@@ -1710,14 +1721,18 @@ func TestLongScript(t *testing.T) {
 	want := []string{
 		"creating", "create", "start", "health_status", "kill", // probe, SIGUSR1
 		"follow", "stop", "die", "restart", "start", // depends_on.restart
-		"health_status", "die", "restart", "start", // unhealthy, exit 2, recreate
-		"stop", "kill", "die", "restart", "start", // user restart, grace
+		"health_status", "die", "state", "restart", "state", "start", // unhealthy, exit 2, timer, recreate
+		"stop", "kill", "die", "restart", "state", "start", // user restart, grace, recreate
 		"stop", "die", "destroy", // user stop
-		"creating", "create", "start", "die", // start, exit 1 under on-failure:2
-		"destroy",
+		"state", "creating", "create", "start", "die", // start, exit 1 under on-failure:2
+		"state", "destroy", // teardown of a restarting replica
 	}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("events:\n got  %v\n want %v", kinds, want)
+	}
+	// The start reset the count: the exit after it is attempt 1 again.
+	if got, want := d.last(api.EventDied).Line(), "web-1 exited with code 1, restarting in 100ms (attempt 1 of 2)"; got != want {
+		t.Errorf("last exit: Line() = %q, want %q", got, want)
 	}
 }
 

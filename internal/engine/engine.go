@@ -49,6 +49,8 @@ type Options struct {
 	ExitCodeFrom   string
 	// StopTimeout overrides stop_grace_period at teardown (up -t).
 	StopTimeout *time.Duration
+	// Parallel bounds parallel instance starts and stops (0: the default).
+	Parallel int
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -95,15 +97,21 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	defer func() {
 		if !ok {
 			s.release()
+			// Refused before anything started: leave nothing on disk
+			// that was not there (the directory goes only if empty).
+			_ = os.Remove(statedir.Lock(plan.StateDir))
+			_ = os.Remove(plan.StateDir)
 		}
 	}()
 	// The two checks each run apptainer: in parallel, they cost one.
 	clash := make(chan error, 1)
-	go func() { clash <- checkClash(ctx, rt, plan.Project) }()
+	go func() { clash <- checkClash(ctx, rt, plan.Project, plan.StateDir) }()
 	runscripts, inspectErr := inspectImages(ctx, rt, plan)
 	if err := errors.Join(<-clash, inspectErr); err != nil {
 		return nil, err
 	}
+	// Notes of an earlier run whose starts all ended are stale now.
+	_ = os.RemoveAll(statedir.Journal(plan.StateDir))
 	if s.listener, err = metrics.Listen(opts.MetricsAddr); err != nil {
 		return nil, err
 	}
@@ -149,6 +157,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		AbortOnFailure: opts.AbortOnFailure,
 		ExitCodeFrom:   opts.ExitCodeFrom,
 		StopTimeout:    opts.StopTimeout,
+		Parallel:       opts.Parallel,
 	})
 	ok = true
 	return s, nil
@@ -563,7 +572,10 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 
 // checkClash refuses to start a project whose instances already run: a
 // second sstack, or leftovers of one that was killed.
-func checkClash(ctx context.Context, rt *singularity.Apptainer, project string) error {
+func checkClash(ctx context.Context, rt *singularity.Apptainer, project, stateDir string) error {
+	if n := len(singularity.StartsInFlight(statedir.Recorded(stateDir))); n > 0 {
+		return fmt.Errorf("project %q: %d instance starts of an sstack that was killed are still running; run 'sstack down -n %s' to wait for them and remove their instances", project, n, project)
+	}
 	infos, err := rt.ListInstances(ctx, project+".*")
 	if err != nil {
 		return err

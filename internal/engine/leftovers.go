@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"sstack/actors"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/statedir"
@@ -26,12 +27,16 @@ import (
 // that was killed) and removes its state; named volumes stay unless
 // volumes. progress gets docker compose's "Stopping"/"Stopped" lines.
 func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir string, volumes bool, progress io.Writer) error {
+	// An sstack killed during start-up may have left `instance start`
+	// clients running: their instances appear later. Wait for them first.
+	waitStarts(ctx, statedir.Recorded(stateDir), progress)
 	infos, err := rt.ListInstances(ctx, project+".*")
 	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(infos))
+	slots := make(chan struct{}, actors.DefaultParallel())
 	for i, info := range infos {
 		if !strings.HasPrefix(info.Name, project+".") {
 			continue
@@ -39,6 +44,8 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 		wg.Add(1)
 		go func(i int, name string) {
 			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			fmt.Fprintf(progress, "Instance %s  Stopping\n", name)
 			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
 			if errs[i] == nil {
@@ -64,6 +71,23 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 	}
 	_ = os.Remove(stateDir) // only when empty: named volumes stay
 	return nil
+}
+
+// waitStarts waits until no `instance start` of names runs any more.
+func waitStarts(ctx context.Context, names []string, progress io.Writer) {
+	if len(names) == 0 {
+		return
+	}
+	for said := false; len(singularity.StartsInFlight(names)) > 0; said = true {
+		if !said {
+			fmt.Fprintf(progress, "Waiting for instance starts of a killed sstack to finish\n")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Unsupervised lists a project's instances as ps rows, for a project no

@@ -60,3 +60,27 @@ func Private(dir string) error {
 	}
 	return os.Chmod(dir, 0o700)
 }
+
+// Record notes, before its start, that instance is being started: an
+// sstack killed meanwhile leaves the note, and `down` then knows to look
+// for an instance that appears after the sstack died.
+func Record(dir, instance string) error {
+	j := Journal(dir)
+	if err := os.MkdirAll(j, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(j, instance), nil, 0o600)
+}
+
+// Forget removes instance's note once it is gone (or never started).
+func Forget(dir, instance string) { _ = os.Remove(filepath.Join(Journal(dir), instance)) }
+
+// Recorded lists the instances noted and not forgotten.
+func Recorded(dir string) []string {
+	entries, _ := os.ReadDir(Journal(dir))
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
