@@ -288,8 +288,9 @@ func (m *Machine) onInstanceStarted(out *effects, in InstanceStarted) {
 		return
 	}
 	if m.rerun { // recreated for a restart: the instance was gone
-		m.startProcess(out)
+		m.set(Starting)
 		m.emitState(out)
+		m.startProcess(out)
 		return
 	}
 	m.set(Starting)
@@ -509,6 +510,9 @@ func probeMessage(out string, timedOut bool) string {
 }
 
 func (m *Machine) onStop(out *effects, in StopRequested) {
+	// A stop wins over a start or rerun asked for before it.
+	m.startAfter = false
+	m.rerunUser, m.rerunDep = false, ""
 	if in.Final {
 		m.final = true
 	} else {
@@ -538,7 +542,7 @@ func (m *Machine) onStop(out *effects, in StopRequested) {
 			m.killed = true
 			ev := m.event(api.EventKilled)
 			ev.Signal = "SIGKILL"
-			ev.Grace = m.grace
+			ev.Message = "killing it at once"
 			m.emit(out, ev)
 			out.add(KillProcess{Run: m.run})
 		}
@@ -629,6 +633,9 @@ func (m *Machine) onStart(out *effects) {
 	switch m.state {
 	case Creating, Starting, Checking:
 		m.then = afterNothing // a user's stop still pending is undone
+		if m.state == Checking {
+			m.rerunUser = true
+		}
 	case Stopping:
 		if m.then == afterRemove {
 			m.then = afterRerun

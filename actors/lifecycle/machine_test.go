@@ -822,7 +822,7 @@ func TestRestartChecksInstance(t *testing.T) {
 		d.exists = false
 		effs := d.elapse(TimerRestart)
 		wantEffects(t, "restart", effs,
-			"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "StartProcess(2)", "state[starting]", "start[running]")
+			"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "state[starting]", "StartProcess(2)", "start[running]")
 		ev := eventOf(t, effs, api.EventRestarting)
 		if !ev.Recreate {
 			t.Error("Recreate false for a gone instance")
@@ -1433,7 +1433,7 @@ func TestStartFromExited(t *testing.T) {
 	d.exit(0)
 	d.exists = false
 	wantEffects(t, "start, instance gone", d.do(StartRequested{}),
-		"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "StartProcess(3)", "state[starting]", "start[running]")
+		"state[restarting]", "CheckInstance", "restart[creating]", "StartInstance", "state[starting]", "StartProcess(3)", "start[running]")
 	// Start while running, or twice: nothing.
 	wantEffects(t, "start while running", d.do(StartRequested{}))
 }
@@ -1449,6 +1449,9 @@ func TestRestartRequestedRunning(t *testing.T) {
 		{InstanceChecked{Exists: true}, []string{"restart[starting]", "StartProcess(2)"}, api.StateStarting},
 		{ProcessStarted{Run: 2, Pid: 12}, []string{"start[running]"}, api.StateRunning},
 	})
+	if ev := d.last(api.EventStopping); !ev.User || ev.Signal != "SIGTERM" {
+		t.Errorf("a user restart's stop: %+v, want User and SIGTERM", ev)
+	}
 	died := d.last(api.EventDied)
 	if !died.Requested || died.Restart || died.Attempt != 0 || died.Line() != "web-1 exited with code 143" {
 		t.Errorf("died %+v / %q", died, died.Line())
@@ -1736,145 +1739,399 @@ func TestLongScript(t *testing.T) {
 	}
 }
 
-// ---- bugs and surprises (skipped until fixed) ----
+// ---- reruns, starts, holds and the events that tell them ----
 
-// After a user restart or a followed dependency, the Died event says
-// "starting" but the machine is checking the instance ("restarting").
-// Input: Begin, run, RestartRequested{}, ProcessExited{Run: 1}.
-// onProcessExited sets Starting, emits, then beginRerun sets Checking.
-func TestBugDiedBeforeRerunState(t *testing.T) {
-	t.Skip(`bug: Died before a rerun carries State "starting" while Snapshot().State is "restarting" (machine.go onProcessExited, case afterRerun)`)
-	d := newDriver(t, service("web", noPolicy))
-	d.start()
-	d.do(RestartRequested{})
-	died := eventOf(t, d.feed(ProcessExited{Run: 1, Code: 143}), api.EventDied)
-	if died.State != d.state() {
-		t.Errorf("died state %q, Snapshot().State %q", died.State, d.state())
+// A Died event followed by a rerun (a user's restart, a followed
+// dependency, a user's start during a user's stop) carries the state the
+// machine is in once the batch is out: checking the instance, which ps
+// shows as "restarting". It comes before CheckInstance.
+func TestDiedBeforeRerunIsInCheckingState(t *testing.T) {
+	dbStarted := DependencyChanged{Status: DepStatus{Service: "db", Started: true}}
+	dbRestarted := DependencyChanged{Status: DepStatus{Service: "db", Started: true, Restarted: true}}
+	tests := []struct {
+		name  string
+		deps  []compose.Dependency
+		reach func(d *driver) // up to the stop that asks for the rerun
+	}{
+		{"user restart", nil, func(d *driver) {
+			d.start()
+			d.do(RestartRequested{})
+		}},
+		{"followed dependency", []compose.Dependency{dep("db", compose.ConditionStarted, true, true)}, func(d *driver) {
+			d.do(Begin{})
+			d.do(dbStarted)
+			d.do(dbRestarted)
+		}},
+		{"user start during a user stop", nil, func(d *driver) {
+			d.start()
+			d.do(StopRequested{})
+			d.do(StartRequested{})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDriver(t, service("web", noPolicy), tt.deps...)
+			tt.reach(d)
+			d.wantState(api.StateStopping)
+			effs := d.feed(ProcessExited{Run: 1, Code: 143})
+			wantEffects(t, "exit", effs, "die[restarting]", "CheckInstance")
+			if d.m.State() != Checking {
+				t.Errorf("state %v after the exit, want checking", d.m.State())
+			}
+			died := eventOf(t, effs, api.EventDied)
+			if died.State != d.state() || !died.Requested || died.Restart {
+				t.Errorf("died %+v, Snapshot().State %q", died, d.state())
+			}
+			wantEffects(t, "checked", d.do(InstanceChecked{Exists: true}), "restart[starting]", "StartProcess(2)", "start[running]")
+		})
 	}
 }
 
 // docker start resets the restart manager (daemon/start.go,
-// ResetRestartManager), as policy/restart.go says; the machine keeps the
-// tracker, so a replica that gave up gives up again at its first failure.
-// Input: on-failure:1, run, exit 1, restart, exit 1 (gave up),
-// StartRequested, exit 1.
-func TestBugStartDoesNotResetRestartCount(t *testing.T) {
-	t.Skip("bug: StartRequested after on-failure gave up does not reset the RestartTracker; the next failure gives up at once (docker start resets the count and the backoff)")
-	d := newDriver(t, service("db", onFailure(1)))
-	d.start()
-	d.exit(1)
-	d.elapse(TimerRestart)
-	d.exit(1)
-	d.wantState(api.StateExited)
-	d.do(StartRequested{})
-	died := eventOf(t, d.exit(1), api.EventDied)
-	if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)"; died.Line() != want {
-		t.Errorf("Line() = %q, want %q", died.Line(), want)
-	}
+// ResetRestartManager): a start from stopped, failed or exited begins a new
+// count of restarts and a new backoff, and ps shows 0 restarts.
+func TestStartResetsRestartCount(t *testing.T) {
+	t.Run("exited: a policy that gave up", func(t *testing.T) {
+		d := newDriver(t, service("db", onFailure(1)))
+		d.start()
+		d.exit(1)
+		d.elapse(TimerRestart)
+		d.exit(1)
+		d.wantState(api.StateExited)
+		if n := d.m.Snapshot().Restarts; n != 1 {
+			t.Fatalf("Restarts %d before the start, want 1", n)
+		}
+		d.do(StartRequested{})
+		d.wantState(api.StateRunning)
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d after the start, want 0", n)
+		}
+		died := eventOf(t, d.exit(1), api.EventDied)
+		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)"; died.Line() != want {
+			t.Errorf("Line() = %q, want %q", died.Line(), want)
+		}
+	})
+	t.Run("stopped: the backoff starts over", func(t *testing.T) {
+		d := newDriver(t, service("db", always))
+		d.start()
+		for _, delay := range []time.Duration{100 * ms, 200 * ms, 400 * ms} {
+			if died := eventOf(t, d.exit(1), api.EventDied); died.Delay != delay {
+				t.Fatalf("delay %v, want %v", died.Delay, delay)
+			}
+			if delay != 400*ms {
+				d.elapse(TimerRestart)
+			}
+		}
+		d.do(StopRequested{})
+		d.wantState(api.StateStopped)
+		if n := d.m.Snapshot().Restarts; n != 2 {
+			t.Fatalf("Restarts %d before the start, want 2", n)
+		}
+		d.do(StartRequested{})
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d after the start, want 0", n)
+		}
+		died := eventOf(t, d.exit(1), api.EventDied)
+		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1)"; died.Line() != want {
+			t.Errorf("Line() = %q, want %q", died.Line(), want)
+		}
+	})
+	t.Run("failed: an instance that could not be recreated", func(t *testing.T) {
+		d := newDriver(t, service("db", onFailure(2)))
+		d.start()
+		d.exit(1)
+		d.exists, d.instanceErr = false, errors.New("image gone")
+		d.elapse(TimerRestart)
+		d.wantState(api.StateFailed)
+		if n := d.m.Snapshot().Restarts; n != 1 {
+			t.Fatalf("Restarts %d before the start, want 1", n)
+		}
+		d.exists, d.instanceErr = true, nil
+		wantEffects(t, "start", d.do(StartRequested{}),
+			"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d after the start, want 0", n)
+		}
+		died := eventOf(t, d.exit(1), api.EventDied)
+		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 2)"; died.Line() != want {
+			t.Errorf("Line() = %q, want %q", died.Line(), want)
+		}
+	})
 }
 
-// docker kill only cancels the restart policy for the container's stop
-// signal or SIGKILL (moby daemon/kill.go: ExitOnNext); the machine holds it
-// for SIGHUP, SIGINT and SIGQUIT too, and for as long as the process lives.
-// A SIGHUP that reloads a server thus disables `restart: always` for the
-// process's whole life.
-// Input: restart always, run, SignalRequested{SIGHUP}, (process keeps
-// running), ProcessExited{Code: 1} much later.
-func TestBugReloadSignalHoldsPolicy(t *testing.T) {
-	t.Skip("bug: SignalRequested{SIGHUP} (not the stop_signal) holds the restart policy; a later crash of the reloaded process is not restarted")
+// A signal that is neither SIGKILL nor the stop signal does not hold the
+// restart policy: a server reloaded by SIGHUP that crashes an hour later is
+// restarted.
+func TestReloadSignalDoesNotHoldPolicy(t *testing.T) {
 	d := newDriver(t, service("web", always))
 	d.start()
 	d.do(SignalRequested{Signal: "SIGHUP"})
 	d.clock.Advance(time.Hour)
-	wantEffects(t, "crash an hour after the reload", d.exit(1), "die[restarting]", "SetTimer(restart/1,100ms)")
+	effs := d.exit(1)
+	wantEffects(t, "crash an hour after the reload", effs, "die[restarting]", "SetTimer(restart/1,100ms)")
+	if died := eventOf(t, effs, api.EventDied); died.Requested || !died.Restart {
+		t.Errorf("died %+v", died)
+	}
 }
 
-// held survives a rerun: a stop signal the process survived, then a
-// followed dependency (or a SIGTERM sent during a user restart), leaves the
-// new run without its restart policy.
-// Input: restart always, depends_on db restart:true, run,
-// SignalRequested{SIGTERM} (ignored by the process),
-// DependencyChanged{db Restarted}, exit, rerun, ProcessExited{Code: 1}.
-func TestBugHoldSurvivesRerun(t *testing.T) {
-	t.Skip("bug: held (set by a terminating SignalRequested) is not cleared when the process is rerun for depends_on.restart or a user restart; the new run is never restarted")
-	d := newDriver(t, service("web", always), dep("db", compose.ConditionStarted, true, true))
-	d.do(Begin{})
-	d.do(DependencyChanged{Status: DepStatus{Service: "db", Started: true}})
-	d.do(SignalRequested{Signal: "SIGTERM"})
-	d.do(DependencyChanged{Status: DepStatus{Service: "db", Started: true, Restarted: true}})
-	d.exit(143)
-	d.wantState(api.StateRunning)
-	wantEffects(t, "crash of the new run", d.exit(1), "die[restarting]", "SetTimer(restart/2,100ms)")
+// A hold ends with the run it was sent to: a rerun (a followed
+// dependency, a user's restart) gives the new run its restart policy back.
+func TestRerunClearsHold(t *testing.T) {
+	t.Run("followed dependency", func(t *testing.T) {
+		// The process survives a SIGTERM (the stop signal), then db restarts.
+		d := newDriver(t, service("web", always), dep("db", compose.ConditionStarted, true, true))
+		d.do(Begin{})
+		d.do(DependencyChanged{Status: DepStatus{Service: "db", Started: true}})
+		d.do(SignalRequested{Signal: "SIGTERM"})
+		d.do(DependencyChanged{Status: DepStatus{Service: "db", Started: true, Restarted: true}})
+		d.exit(143)
+		d.wantState(api.StateRunning)
+		wantEffects(t, "crash of the new run", d.exit(1), "die[restarting]", "SetTimer(restart/2,100ms)")
+	})
+	t.Run("user restart", func(t *testing.T) {
+		// A SIGKILL sent while a user's restart waits for the exit.
+		d := newDriver(t, service("web", always))
+		d.start()
+		d.do(RestartRequested{})
+		d.do(SignalRequested{Signal: "SIGKILL"})
+		wantEffects(t, "exit", d.exit(137), "die[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
+		wantEffects(t, "crash of the new run", d.exit(1), "die[restarting]", "SetTimer(restart/2,100ms)")
+	})
 }
 
-// A user's start that comes while a user's stop waits for the instance
-// start is acknowledged (held cleared) but lost: the replica ends stopped.
-// Input: Begin, StopRequested{}, StartRequested{}, InstanceStarted{}.
-func TestBugStartDuringPendingStopLost(t *testing.T) {
-	t.Skip("bug: StartRequested while a user stop waits in creating/starting/checking clears held but leaves then=afterRemove; the replica ends stopped")
-	d := newDriver(t, service("web", noPolicy))
-	d.feed(Begin{})
-	d.feed(StopRequested{})
-	d.feed(StartRequested{})
-	d.do(InstanceStarted{})
-	d.wantState(api.StateRunning)
+// A user's start undoes a user's stop still in progress, whatever the
+// stop has reached; the last word is the user's start.
+func TestStartCancelsPendingStop(t *testing.T) {
+	t.Run("creating", func(t *testing.T) {
+		d := newDriver(t, service("web", always))
+		d.feed(Begin{})
+		wantEffects(t, "stop", d.feed(StopRequested{}))
+		wantEffects(t, "start", d.feed(StartRequested{}))
+		wantEffects(t, "instance up", d.do(InstanceStarted{}), "create[starting]", "StartProcess(1)", "start[running]")
+		// Not held: the policy applies.
+		wantEffects(t, "crash", d.exit(1), "die[restarting]", "SetTimer(restart/1,100ms)")
+	})
+	t.Run("starting", func(t *testing.T) {
+		d := newDriver(t, service("web", always))
+		d.feed(Begin{})
+		d.feed(InstanceStarted{})
+		d.wantState(api.StateStarting)
+		wantEffects(t, "stop", d.feed(StopRequested{}))
+		wantEffects(t, "start", d.feed(StartRequested{}))
+		wantEffects(t, "process up", d.do(ProcessStarted{Run: 1, Pid: 5}), "start[running]")
+		wantEffects(t, "crash", d.exit(1), "die[restarting]", "SetTimer(restart/1,100ms)")
+	})
+	t.Run("checking", func(t *testing.T) {
+		d := newDriver(t, service("web", noPolicy))
+		d.start()
+		d.exit(0)
+		d.feed(StartRequested{})
+		d.wantState(api.StateRestarting)
+		wantEffects(t, "stop", d.feed(StopRequested{}))
+		wantEffects(t, "start", d.feed(StartRequested{}))
+		wantEffects(t, "checked", d.do(InstanceChecked{Exists: true}), "restart[starting]", "StartProcess(2)", "start[running]")
+		if ev := d.last(api.EventRestarting); !ev.User {
+			t.Errorf("restarting %+v, want User", ev)
+		}
+	})
+	t.Run("stopping: a rerun after the exit", func(t *testing.T) {
+		d := newDriver(t, service("web", always))
+		d.start()
+		wantEffects(t, "stop", d.do(StopRequested{}), "stop[stopping]", "SignalProcess(1,SIGTERM)", "SetTimer(grace/1,10s)")
+		wantEffects(t, "start", d.do(StartRequested{}))
+		d.wantState(api.StateStopping)
+		wantEffects(t, "exit", d.exit(143), "die[restarting]", "CheckInstance", "restart[starting]", "StartProcess(2)", "start[running]")
+		if ev := d.last(api.EventRestarting); !ev.User || ev.Recreate || ev.Dependency != "" {
+			t.Errorf("restarting %+v, want a user's", ev)
+		}
+		if died := d.last(api.EventDied); !died.Requested || died.Restart {
+			t.Errorf("died %+v", died)
+		}
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d", n)
+		}
+		wantEffects(t, "grace timer of run 1", d.do(TimerFired{Timer: Timer{Kind: TimerGrace, Run: 1}}))
+		wantEffects(t, "crash", d.exit(1), "die[restarting]", "SetTimer(restart/2,100ms)")
+	})
+	t.Run("stopping for a teardown: nothing", func(t *testing.T) {
+		d := newDriver(t, service("web", always))
+		d.start()
+		d.do(StopRequested{Final: true})
+		wantEffects(t, "start", d.do(StartRequested{}))
+		wantEffects(t, "exit", d.exit(143), "die[stopping]", "StopInstance", "destroy[stopped]")
+	})
+	for _, in := range []Input{StartRequested{}, RestartRequested{}} {
+		t.Run(fmt.Sprintf("removing: %T starts again once stopped", in), func(t *testing.T) {
+			d := newDriver(t, service("web", always))
+			d.start()
+			d.do(StopRequested{})
+			wantEffects(t, "exit", d.feed(ProcessExited{Run: 1, Code: 143}), "die[stopping]", "StopInstance")
+			wantEffects(t, "start", d.feed(in))
+			d.wantState(api.StateStopping)
+			wantEffects(t, "instance stopped", d.do(InstanceStopped{}),
+				"destroy[stopped]", "state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(3)", "start[running]")
+			wantEffects(t, "crash", d.exit(1), "die[restarting]", "SetTimer(restart/3,100ms)")
+		})
+	}
+	t.Run("removing for a teardown: nothing", func(t *testing.T) {
+		d := newDriver(t, service("web", always))
+		d.start()
+		d.do(StopRequested{Final: true})
+		d.feed(ProcessExited{Run: 1, Code: 143})
+		wantEffects(t, "start", d.feed(StartRequested{}))
+		wantEffects(t, "instance stopped", d.do(InstanceStopped{}), "destroy[stopped]")
+	})
 }
 
-// Some transitions change the public state without an event, so a ps row
-// built from the events (as the stack supervisor does) lags behind
-// Snapshot(): stop of an exited or restarting replica (→ stopping),
-// start/restart of an exited one (→ restarting), instance started for a
-// pending stop (→ stopping), recreated instance (creating → starting).
-func TestBugSilentStateChanges(t *testing.T) {
-	t.Skip("bug: state changes without an event (Exited/Restarting → Removing, Exited → Checking, Creating → Removing/Starting); ps built from events lags Snapshot()")
+// A kill that escalates a stop already in progress tells it.
+func TestKillEscalatesStop(t *testing.T) {
+	for _, final := range []bool{true, false} {
+		t.Run(fmt.Sprintf("final %v", final), func(t *testing.T) {
+			d := newDriver(t, service("web", always))
+			d.start()
+			d.do(StopRequested{Final: final})
+			effs := d.do(StopRequested{Final: final, Kill: true})
+			wantEffects(t, "kill during a stop", effs, "kill[stopping]", "KillProcess(1)")
+			if ev := eventOf(t, effs, api.EventKilled); ev.Signal != "SIGKILL" || ev.User {
+				t.Errorf("killed %+v", ev)
+			}
+			wantEffects(t, "kill again", d.do(StopRequested{Final: final, Kill: true}))
+			wantEffects(t, "grace timer", d.do(TimerFired{Timer: Timer{Kind: TimerGrace, Run: 1}}))
+			wantEffects(t, "exit", d.exit(137), "die[stopping]", "StopInstance", "destroy[stopped]")
+			if n := d.count(api.EventKilled); n != 1 {
+				t.Errorf("%d killed events", n)
+			}
+		})
+	}
+}
+
+// Every change of state is told by an event, so that a ps row built from
+// the events (as the stack supervisor does) follows Snapshot(); the ones
+// nothing else tells get a state event, which is not printed.
+func TestStateChangesAreTold(t *testing.T) {
 	plays := []struct {
 		name   string
 		policy compose.RestartPolicy
-		run    func(d *driver)
+		deps   []compose.Dependency
+		reach  func(d *driver)
+		in     Input
+		want   []string // effects of in, unperformed
 	}{
-		{"stop exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(StopRequested{Final: true}) }},
-		{"stop restarting", always, func(d *driver) { d.start(); d.exit(0); d.feed(StopRequested{Final: true}) }},
-		{"start exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(StartRequested{}) }},
-		{"restart exited", noPolicy, func(d *driver) { d.start(); d.exit(0); d.feed(RestartRequested{}) }},
-		{"instance up for a pending stop", noPolicy, func(d *driver) {
+		{"teardown of an exited replica", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
+			StopRequested{Final: true}, []string{"state[stopping]", "StopInstance"}},
+		{"user stop of an exited replica", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
+			StopRequested{}, []string{"state[stopping]", "StopInstance"}},
+		{"teardown of a restarting replica", always, nil, func(d *driver) { d.start(); d.exit(0) },
+			StopRequested{Final: true}, []string{"state[stopping]", "StopInstance"}},
+		{"policy restart due", always, nil, func(d *driver) { d.start(); d.exit(0); d.clock.Advance(100 * ms) },
+			TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, []string{"state[restarting]", "CheckInstance"}},
+		{"start of an exited replica", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
+			StartRequested{}, []string{"state[restarting]", "CheckInstance"}},
+		{"restart of an exited replica", noPolicy, nil, func(d *driver) { d.start(); d.exit(0) },
+			RestartRequested{}, []string{"state[restarting]", "CheckInstance"}},
+		{"restart of a restarting replica", always, nil, func(d *driver) { d.start(); d.exit(0) },
+			RestartRequested{}, []string{"state[restarting]", "CheckInstance"}},
+		{"instance up for a pending stop", noPolicy, nil, func(d *driver) {
 			d.feed(Begin{})
 			d.feed(StopRequested{Final: true})
-			d.feed(InstanceStarted{})
-		}},
-		{"instance recreated", noPolicy, func(d *driver) {
+		}, InstanceStarted{}, []string{"state[stopping]", "StopInstance"}},
+		{"instance gone for a pending stop", always, nil, func(d *driver) {
+			d.start()
+			d.exit(0)
+			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+			d.feed(StopRequested{Final: true})
+		}, InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}},
+		{"instance recreated", noPolicy, nil, func(d *driver) {
 			d.start()
 			d.exit(0)
 			d.feed(StartRequested{})
 			d.feed(InstanceChecked{Exists: false})
-			d.feed(InstanceStarted{})
-		}},
+		}, InstanceStarted{}, []string{"state[starting]", "StartProcess(2)"}},
+		{"start of a stopped replica", noPolicy, nil, func(d *driver) { d.start(); d.do(StopRequested{}); d.exit(0) },
+			StartRequested{}, []string{"state[waiting]", "creating[creating]", "StartInstance"}},
+		{"start of a stopped replica that waits for a dependency", noPolicy,
+			[]compose.Dependency{dep("db", compose.ConditionHealthy, true, false)},
+			func(d *driver) { d.do(Begin{}); d.do(StopRequested{}) },
+			StartRequested{}, []string{"state[waiting]"}},
+		{"start of a failed replica", noPolicy, nil, func(d *driver) {
+			d.instanceErr = errors.New("x")
+			d.do(Begin{})
+		}, StartRequested{}, []string{"state[waiting]", "creating[creating]", "StartInstance"}},
 	}
 	for _, p := range plays {
-		d := newDriver(t, service("web", p.policy))
-		p.run(d)
-		if ps := d.events[len(d.events)-1].State; ps != d.state() {
-			t.Errorf("%s: ps from the events says %q, Snapshot().State %q", p.name, ps, d.state())
-		}
+		t.Run(p.name, func(t *testing.T) {
+			d := newDriver(t, service("web", p.policy), p.deps...)
+			p.reach(d)
+			before := d.state()
+			effs := d.feed(p.in)
+			wantEffects(t, fmt.Sprintf("%T", p.in), effs, p.want...)
+			if ps := d.events[len(d.events)-1].State; ps != d.state() {
+				t.Errorf("ps from the events says %q, Snapshot().State %q (was %q)", ps, d.state(), before)
+			}
+			if ev := eventOf(t, effs, api.EventState); ev.Line() != "" || ev.Action() != "state" {
+				t.Errorf("state event: Line() %q, Action() %q", ev.Line(), ev.Action())
+			}
+		})
 	}
 }
 
-// Stop-event flags that are surprising rather than wrong.
-func TestSurprisingFlags(t *testing.T) {
-	// A user restart's Stopping event is not marked User (held is cleared
-	// before beginStop reads it).
-	d := newDriver(t, service("web", noPolicy))
+// A policy that gave up leaves the replica Exited, not Failed: Failed is
+// for a replica that could not start.
+func TestGaveUpIsExited(t *testing.T) {
+	d := newDriver(t, service("web", onFailure(1)))
 	d.start()
-	if ev := eventOf(t, d.do(RestartRequested{}), api.EventStopping); ev.User {
-		t.Error("now marked User: update the report")
+	d.exit(1)
+	d.elapse(TimerRestart)
+	ev := eventOf(t, d.exit(1), api.EventDied)
+	if !ev.GaveUp || ev.State != api.StateExited || d.m.State() != Exited || d.m.Snapshot().Reason != "" {
+		t.Errorf("gave up: %v, event state %q, state %v, reason %q", ev.GaveUp, ev.State, d.m.State(), d.m.Snapshot().Reason)
 	}
-	// A Kill that escalates a graceful stop sends SIGKILL without an event.
-	d = newDriver(t, service("web", noPolicy))
+}
+
+// ---- the last word wins ----
+
+// A user's stop that comes after a user's start, both while the instance
+// is being stopped, wins: the replica ends stopped.
+func TestStopAfterStartWhileRemovingWins(t *testing.T) {
+	d := newDriver(t, service("web", always))
 	d.start()
-	d.do(StopRequested{Final: true})
-	wantEffects(t, "kill during a stop", d.do(StopRequested{Final: true, Kill: true}), "KillProcess(1)")
+	d.do(StopRequested{})
+	d.feed(ProcessExited{Run: 1, Code: 143})
+	d.feed(StartRequested{})
+	d.feed(StopRequested{})
+	wantEffects(t, "instance stopped", d.do(InstanceStopped{}), "destroy[stopped]")
+	d.wantState(api.StateStopped)
+}
+
+// A rerun (a user's restart or a start during a stop) that a user's stop
+// cancels leaves no mark: a later teardown's stop is not the user's.
+func TestCancelledRerunDoesNotMarkLaterStops(t *testing.T) {
+	plays := map[string][]Input{
+		"restart then stop": {RestartRequested{}, StopRequested{}},
+		"stop, start, stop": {StopRequested{}, StartRequested{}, StopRequested{}},
+	}
+	for name, ins := range plays {
+		t.Run(name, func(t *testing.T) {
+			d := newDriver(t, service("web", always))
+			d.start()
+			for _, in := range ins {
+				d.do(in)
+			}
+			d.exit(143)
+			d.wantState(api.StateStopped)
+			d.do(StartRequested{})
+			if ev := eventOf(t, d.do(StopRequested{Final: true}), api.EventStopping); ev.User {
+				t.Errorf("a teardown's stop is marked User")
+			}
+		})
+	}
+}
+
+// Counts that are surprising rather than wrong.
+func TestSurprisingFlags(t *testing.T) {
 	// nRestarts counts a policy restart when its timer fires, even if a
 	// stop then cancels it before any Restarting event.
-	d = newDriver(t, service("web", always))
+	d := newDriver(t, service("web", always))
 	d.start()
 	d.exit(1)
 	d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
@@ -1882,14 +2139,5 @@ func TestSurprisingFlags(t *testing.T) {
 	d.do(InstanceChecked{Exists: true})
 	if n, ev := d.m.Snapshot().Restarts, d.count(api.EventRestarting); n != 1 || ev != 0 {
 		t.Errorf("Restarts %d, restarting events %d", n, ev)
-	}
-	// A replica that gave up is Exited, not Failed (the State comment says
-	// "Failed: could not start, or gave up").
-	d = newDriver(t, service("web", onFailure(1)))
-	d.start()
-	d.exit(1)
-	d.elapse(TimerRestart)
-	if ev := eventOf(t, d.exit(1), api.EventDied); !ev.GaveUp || d.state() != api.StateExited {
-		t.Errorf("gave up: %v, state %q", ev.GaveUp, d.state())
 	}
 }

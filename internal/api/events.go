@@ -110,6 +110,9 @@ func (e Event) Line() string {
 		if e.User {
 			return fmt.Sprintf("%s: sent %s", e.Name, e.Signal)
 		}
+		if e.Message != "" {
+			return e.Name + ": " + e.Message
+		}
 		return fmt.Sprintf("%s did not stop within %s, killing it", e.Name, e.Grace)
 	case EventDestroyed:
 		if e.NoInstance {
