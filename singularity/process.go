@@ -23,13 +23,9 @@ import (
 // goroutine, and Wait then gives up on output still held by orphans one
 // second after the client exits.
 func (a *Apptainer) StartProcess(ctx context.Context, spec ProcessSpec) (Process, error) {
-	args, err := processArgs(spec)
+	args, env, err := a.processCommand(spec)
 	if err != nil {
 		return nil, err
-	}
-	env, err := serviceEnv(a.baseEnv(), spec.Env)
-	if err != nil {
-		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
@@ -380,16 +376,24 @@ func pidfdSendSignal(fd int, sig syscall.Signal) error {
 // caller's process group, so that the terminal's Ctrl-C and job control
 // reach it as they would reach `docker compose exec`.
 func (a *Apptainer) Interactive(ctx context.Context, spec ProcessSpec) (*exec.Cmd, error) {
-	args, err := processArgs(spec)
+	args, env, err := a.processCommand(spec)
 	if err != nil {
 		return nil, err
-	}
-	env, err := serviceEnv(a.baseEnv(), spec.Env)
-	if err != nil {
-		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
 	cmd := exec.CommandContext(ctx, a.Binary, args...)
 	cmd.Env = env
 	cmd.Dir = "/"
 	return cmd, nil
+}
+
+// processCommand is the argument list and environment of the client that
+// runs spec's process.
+func (a *Apptainer) processCommand(spec ProcessSpec) (args, env []string, err error) {
+	if args, err = processArgs(spec); err != nil {
+		return nil, nil, err
+	}
+	if env, err = serviceEnv(a.baseEnv(), spec.Env); err != nil {
+		return nil, nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+	}
+	return args, env, nil
 }
