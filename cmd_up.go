@@ -155,10 +155,29 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	signal.Ignore(syscall.SIGPIPE)
 	defer signal.Stop(sigs)
 	stops := 0
+	onSignal := func() {
+		stops++
+		if stops == 1 {
+			sup.Interrupt("Gracefully stopping... (press Ctrl+C again to force)")
+		} else {
+			sup.KillAll()
+		}
+	}
 	for {
 		select {
 		case done := <-sup.Done():
-			sup.Close()
+			// Close waits for a stdout that lags behind; Ctrl-C cuts that
+			// wait short (a second one at once), as during the teardown.
+			closed := make(chan struct{})
+			go func() { sup.Close(); close(closed) }()
+			for waiting := true; waiting; {
+				select {
+				case <-closed:
+					waiting = false
+				case <-sigs:
+					onSignal()
+				}
+			}
 			if report != nil {
 				report.finish(done.ExitCode)
 			}
@@ -167,12 +186,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			}
 			return nil
 		case <-sigs:
-			stops++
-			if stops == 1 {
-				sup.Interrupt("Gracefully stopping... (press Ctrl+C again to force)")
-			} else {
-				sup.KillAll()
-			}
+			onSignal()
 		}
 	}
 }
