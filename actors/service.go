@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +66,9 @@ type serviceActor struct {
 
 	proc    singularity.Process // of run procRun; nil when none runs
 	procRun int
+	// final: the replica is being taken away and its instance removed,
+	// which ends every process in it: no need to end a run's leftovers.
+	final atomic.Bool
 }
 
 // NewService returns the props of a service actor. A panic in the actor is
@@ -128,6 +132,9 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *DependencyUpdate:
 		s.feed(ctx, lifecycle.DependencyChanged{Status: msg.Status})
 	case *StopService:
+		if msg.Final {
+			s.final.Store(true)
+		}
 		s.feed(ctx, lifecycle.StopRequested{Final: msg.Final, Kill: msg.Kill, Timeout: msg.Timeout})
 	case *StartService:
 		s.feed(ctx, lifecycle.StartRequested{})
@@ -201,7 +208,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
 		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
-		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src)
+		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, &s.final)
 	case lifecycle.SignalProcess:
 		if s.proc == nil || s.procRun != e.Run {
 			return
@@ -294,7 +301,7 @@ func (s *serviceActor) publish(ctx actor.Context, ev api.Event) {
 
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
-func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource) {
+func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource, final *atomic.Bool) {
 	outR, outW, err := logPipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})
@@ -329,7 +336,9 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	code, _ := proc.Wait()
 	// As a container ends with its main process, so does everything the
 	// run left in the instance; that also frees the pipes orphans held.
-	_, _ = rt.EndRun(context.Background(), spec.Instance)
+	if !final.Load() {
+		_, _ = rt.EndRun(context.Background(), spec.Instance)
+	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,6 +27,11 @@ type Apptainer struct {
 	// Env is the client's base environment; nil means os.Environ(). It is
 	// filtered by clientEnv before every command.
 	Env []string
+
+	// inits caches the init pid of instances seen by ListInstances, so
+	// that EndRun after each exit costs no apptainer command.
+	initsMu sync.Mutex
+	inits   map[string]int
 }
 
 var _ Runtime = (*Apptainer)(nil)
@@ -404,7 +410,18 @@ func (a *Apptainer) ListInstances(ctx context.Context, glob string) ([]InstanceI
 	if err != nil {
 		return nil, fmt.Errorf("listing instances %q: %s (%v)", glob, summarize(append(stderr, stdout...)), err)
 	}
-	return parseInstanceList(stdout)
+	infos, err := parseInstanceList(stdout)
+	if err == nil {
+		a.initsMu.Lock()
+		if a.inits == nil {
+			a.inits = map[string]int{}
+		}
+		for _, i := range infos {
+			a.inits[i.Name] = i.Pid
+		}
+		a.initsMu.Unlock()
+	}
+	return infos, err
 }
 
 func parseInstanceList(data []byte) ([]InstanceInfo, error) {
