@@ -23,18 +23,14 @@ func (p *Plan) Check() error { return errors.Join(p.problems()...) }
 
 func (p *Plan) problems() []error {
 	var errs []error
-	if err := singularity.ValidateBind(singularity.Bind{Source: p.hostsFile("x"), Target: "/etc/hosts"}); err != nil {
+	// The hosts files are bound from the state directory.
+	if err := singularity.ValidateBind(singularity.Bind{Source: filepath.Join(p.StateDir, "hosts"), Target: "/etc/hosts"}); err != nil {
 		errs = append(errs, &Error{Key: "state directory", Message: err.Error()})
 	}
 	for i := range p.Services {
 		errs = append(errs, p.checkService(&p.Services[i])...)
 	}
 	return errs
-}
-
-// hostsFile is where the /etc/hosts of a service is written.
-func (p *Plan) hostsFile(service string) string {
-	return filepath.Join(p.StateDir, "hosts", service)
 }
 
 func (p *Plan) checkService(s *Service) []error {

@@ -86,3 +86,24 @@ func TestCheckAfterScale(t *testing.T) {
 	p.Service("web").Replicas = 100
 	wantErrors(t, p.Check(), `service "web": name: instance name "`+name+`.web.100" is 251 characters long; Apptainer allows at most 250; rename the service or shorten the project name`)
 }
+
+func TestPortsWellFormed(t *testing.T) {
+	for ports, want := range map[string]string{
+		`[{target: 99999}]`:                          `service "a": ports: target 99999 is not a port number; give 1 to 65535`,
+		`[{target: 80, published: "abc"}]`:           `service "a": ports: published "abc" is not a port or a range of ports`,
+		`[{target: 80, published: "70000"}]`:         `published "70000" is not a port`,
+		`[{target: 80, published: "9000-8000"}]`:     `published "9000-8000" is not a port`,
+		`[{target: 80, protocol: xyz}]`:              `service "a": ports: protocol "xyz": use tcp, udp or sctp`,
+		`["8080:80", "0:81", "9000-9001:82-83/udp"]`: "",
+	} {
+		f := newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: busybox\n    ports: " + ports + "\n"}, "busybox_latest.sif")
+		_, err := f.load(t, f.opts())
+		if want == "" {
+			if err != nil {
+				t.Errorf("ports %s: %v", ports, err)
+			}
+			continue
+		}
+		wantErrors(t, err, want)
+	}
+}

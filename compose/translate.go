@@ -81,8 +81,12 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		}
 	}
 	common := t.commonHosts(services)
+	commonNames := make(map[string]bool, len(common))
+	for _, h := range common {
+		commonNames[h.Host] = true
+	}
 	for _, name := range sortedKeys(services) {
-		services[name].Hosts = t.serviceHosts(p.Services[name], common)
+		services[name].ExtraHosts = t.serviceHosts(p.Services[name], commonNames)
 	}
 	t.dependencies(services)
 	order := t.order(services)
@@ -101,6 +105,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		Project:    p.Name,
 		WorkingDir: p.WorkingDir,
 		StateDir:   t.stateDir,
+		Hosts:      common,
 		Warnings:   t.warns,
 	}
 	for _, name := range order {
@@ -268,6 +273,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 		s.StopGracePeriod = time.Duration(*sc.StopGracePeriod)
 	}
 
+	t.checkPorts(sc)
 	s.Restart = t.restart(sc)
 	s.Healthcheck = t.healthcheck(sc)
 	t.unsupported(sc)

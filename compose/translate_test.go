@@ -277,13 +277,17 @@ networks:
 					{Host: "dbhost", IP: "127.0.0.1"}, {Host: "store", IP: "127.0.0.1"},
 					{Host: "web", IP: "127.0.0.1"},
 				}
-				eq(t, p.Service("db").Hosts, base)
-				eq(t, p.Service("web").Hosts, append(slices.Clone(base),
-					HostEntry{Host: "database", IP: "127.0.0.1"},
-					HostEntry{Host: "api.example", IP: "10.0.0.1"},
-					HostEntry{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
-					HostEntry{Host: "v6", IP: "::2"},
-				))
+				eq(t, p.Hosts, base)
+				eq(t, p.Service("db").ExtraHosts, nil)
+				own := []HostEntry{
+					{Host: "database", IP: "127.0.0.1"},
+					{Host: "api.example", IP: "10.0.0.1"},
+					{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
+					{Host: "v6", IP: "::2"},
+				}
+				eq(t, p.Service("web").ExtraHosts, own)
+				eq(t, p.HostsOf(p.Service("web")), append(slices.Clone(base), own...))
+				eq(t, p.HostsOf(p.Service("db")), base)
 				mustWarn(t, p, "db", "hostname")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
