@@ -39,6 +39,9 @@ type Warning struct {
 
 func (w Warning) String() string {
 	if w.Service == "" {
+		if w.Key == "" {
+			return w.Reason
+		}
 		return w.Key + ": " + w.Reason
 	}
 	return "service \"" + w.Service + "\": " + w.Key + ": " + w.Reason

@@ -22,6 +22,7 @@ var ErrInvalid = errors.New("invalid project")
 // Error is one reason a compose project cannot run under sstack. Load and
 // Translate report all of them at once, joined with errors.Join.
 type Error struct {
+	File    string // the compose file, when the problem is known to be in one
 	Service string // "" for a top-level key
 	Key     string // the compose key, e.g. `image` or `secret "db_pw"`
 	Message string // what is wrong and what the user can do
@@ -29,6 +30,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
 	if e.Service != "" {
 		fmt.Fprintf(&b, "service %q: ", e.Service)
 	}
