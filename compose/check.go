@@ -38,7 +38,9 @@ func (p *Plan) checkService(s *Service) []error {
 	fail := func(key, format string, args ...any) {
 		errs = append(errs, &Error{Service: s.Name, Key: key, Message: fmt.Sprintf(format, args...)})
 	}
-	if s.Replicas > 0 {
+	if s.Replicas < 0 || s.Replicas > MaxReplicas {
+		fail("scale", "%d replicas; give 0 to %d", s.Replicas, MaxReplicas)
+	} else if s.Replicas > 0 {
 		// The longest name is the last replica's.
 		if err := singularity.ValidateName(InstanceName(p.Project, s.Name, s.Replicas)); err != nil {
 			fail("name", "%v; rename the service or shorten the project name", err)

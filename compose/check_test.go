@@ -49,6 +49,9 @@ func TestPreStartChecks(t *testing.T) {
 			`service "a": deploy.restart_policy.delay: -1s is negative`,
 			`service "a": healthcheck.interval: -2s is negative`,
 		}},
+		{"too many replicas", `
+    hostname: "w{{.Task.Slot}}"
+    deploy: {replicas: 100000000}`, []string{`service "a": scale: 100000000 replicas; give 0 to 10000`}},
 		{"unknown stop signal", `
     stop_signal: SIGTERMINATE`, []string{`service "a": stop_signal: unknown signal "SIGTERMINATE"; use a name like SIGTERM`}},
 		{"every problem at once", `
@@ -83,6 +86,8 @@ func TestCheckAfterScale(t *testing.T) {
 	if err := p.Check(); err != nil {
 		t.Fatal(err)
 	}
+	p.Service("web").Replicas = MaxReplicas + 1
+	wantErrors(t, p.Check(), `service "web": scale: 10001 replicas; give 0 to 10000`)
 	p.Service("web").Replicas = 100
 	wantErrors(t, p.Check(), `service "web": name: instance name "`+name+`.web.100" is 251 characters long; Apptainer allows at most 250; rename the service or shorten the project name`)
 }

@@ -56,6 +56,11 @@ const (
 	DefaultHealthStartInterval = 5 * time.Second
 )
 
+// MaxReplicas bounds the replicas of a service: each is an instance of
+// its own, and a plan holds per-replica values (hosts, paths) for them
+// all, so a mistyped count must not make config or up run out of memory.
+const MaxReplicas = 10000
+
 // Translate turns a project loaded by compose-go (environment resolved,
 // paths absolute) into a Plan. It reads the file system to find images
 // and check secret files, but starts nothing. Every problem is reported,
@@ -290,8 +295,8 @@ func (t *translator) replicas(sc types.ServiceConfig) (int, bool) {
 		t.fail(sc.Name, "scale", "scale: %d and deploy.replicas: %d differ; keep one of them", *sc.Scale, *sc.Deploy.Replicas)
 		return 0, false
 	}
-	if n < 0 {
-		t.fail(sc.Name, "scale", "%d replicas; give 0 or more", n)
+	if n < 0 || n > MaxReplicas {
+		t.fail(sc.Name, "scale", "%d replicas; give 0 to %d", n, MaxReplicas)
 		return 0, false
 	}
 	if n > 1 && sc.ContainerName != "" {
