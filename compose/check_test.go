@@ -15,8 +15,8 @@ func TestPreStartChecks(t *testing.T) {
 	}{
 		{"environment names Apptainer refuses", `
     environment: {MY-VAR: a, 1ABC: b, ok_1: c}`, []string{
-			`service "a": environment: variable name "1ABC": Apptainer accepts only letters, digits and '_', not starting with a digit; rename it`,
-			`service "a": environment: variable name "MY-VAR": Apptainer accepts only letters, digits and '_'`,
+			`service "a": environment: variable name "1ABC": Apptainer allows only letters, digits and '_', not starting with a digit; rename it`,
+			`service "a": environment: variable name "MY-VAR": Apptainer allows only letters, digits and '_'`,
 		}},
 		{"environment value with a NUL byte", `
     environment: {A: "x\0y"}`, []string{`service "a": environment: variable "A": the value contains a NUL byte`}},

@@ -203,7 +203,7 @@ func TestCorpusErrors(t *testing.T) {
 							t.Errorf("%v: want the missing path and what to do", pe)
 						}
 					case "environment":
-						if !strings.Contains(pe.Message, "Apptainer accepts only letters, digits and '_'") {
+						if !strings.Contains(pe.Message, "Apptainer allows only letters, digits and '_'") {
 							t.Errorf("%v: want the rule", pe)
 						}
 					}

@@ -393,7 +393,7 @@ func TestValidateEnv(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ name, value, want string }{
-		{"MY-VAR", "", `"MY-VAR": Apptainer accepts only letters, digits and '_'`},
+		{"MY-VAR", "", `"MY-VAR": Apptainer allows only letters, digits and '_'`},
 		{"1ABC", "", "not starting with a digit"},
 		{"", "", `variable name ""`},
 		{"a.b", "", "rename it"},

@@ -142,7 +142,7 @@ func SignalName(sig syscall.Signal) string {
 // (measured: exit 255); a value cannot carry a NUL byte through exec.
 func ValidateEnv(name, value string) error {
 	if !validEnvName(name) {
-		return fmt.Errorf("variable name %q: Apptainer accepts only letters, digits and '_', not starting with a digit; rename it", name)
+		return fmt.Errorf("variable name %q: Apptainer allows only letters, digits and '_', not starting with a digit; rename it", name)
 	}
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("variable %q: the value contains a NUL byte, which no process environment can carry", name)
