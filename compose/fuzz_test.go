@@ -89,11 +89,26 @@ func FuzzLoad(f *testing.F) {
 		if err := plan.Check(); err != nil {
 			t.Fatalf("Load accepted a plan that up refuses:\n%v\n--- compose file:\n%s", err, content)
 		}
+		// And, spelled independently of Check, what Apptainer needs.
 		for i := range plan.Services {
 			s := &plan.Services[i]
-			if s.HasSlotTemplate() {
-				for n := 1; n <= min(s.Replicas, 3); n++ {
-					_ = s.ForReplica(n)
+			if len(InstanceName(plan.Project, s.Name, s.Replicas)) > 250 {
+				t.Fatalf("service %q: instance name too long", s.Name)
+			}
+			for n := 1; n <= min(max(s.Replicas, 1), 3); n++ {
+				r := s.ForReplica(n)
+				for _, kv := range r.Environment {
+					if k, _, _ := strings.Cut(kv, "="); !shellName.MatchString(k) {
+						t.Fatalf("service %q: environment variable %q accepted", s.Name, k)
+					}
+				}
+				for _, m := range r.Mounts {
+					if !filepath.IsAbs(m.Target) || filepath.Clean(m.Target) == "/" || !filepath.IsAbs(m.Source) && m.Kind != MountTmpfs {
+						t.Fatalf("service %q: mount %+v accepted", s.Name, m)
+					}
+				}
+				if r.WorkingDir != "" && !filepath.IsAbs(r.WorkingDir) {
+					t.Fatalf("service %q: working_dir %q accepted", s.Name, r.WorkingDir)
 				}
 			}
 		}
