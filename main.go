@@ -122,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sstack: %v\n", err)
 	var ue *usageError
-	if errors.As(err, &ue) || isFlagError(err) {
+	if errors.As(err, &ue) || !errors.Is(err, compose.ErrInvalid) && isFlagError(err) {
 		fmt.Fprintln(stderr, "Run 'sstack --help' for usage.")
 		return 2
 	}

@@ -277,13 +277,17 @@ networks:
 					{Host: "dbhost", IP: "127.0.0.1"}, {Host: "store", IP: "127.0.0.1"},
 					{Host: "web", IP: "127.0.0.1"},
 				}
-				eq(t, p.Service("db").Hosts, base)
-				eq(t, p.Service("web").Hosts, append(slices.Clone(base),
-					HostEntry{Host: "database", IP: "127.0.0.1"},
-					HostEntry{Host: "api.example", IP: "10.0.0.1"},
-					HostEntry{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
-					HostEntry{Host: "v6", IP: "::2"},
-				))
+				eq(t, p.Hosts, base)
+				eq(t, p.Service("db").ExtraHosts, nil)
+				own := []HostEntry{
+					{Host: "database", IP: "127.0.0.1"},
+					{Host: "api.example", IP: "10.0.0.1"},
+					{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
+					{Host: "v6", IP: "::2"},
+				}
+				eq(t, p.Service("web").ExtraHosts, own)
+				eq(t, p.HostsOf(p.Service("web")), append(slices.Clone(base), own...))
+				eq(t, p.HostsOf(p.Service("db")), base)
 				mustWarn(t, p, "db", "hostname")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
@@ -690,9 +694,9 @@ func TestTranslateErrors(t *testing.T) {
 			name:    "bad restart, signal and healthcheck",
 			compose: "services:\n  a:\n    image: redis:7\n    restart: sometimes\n    stop_signal: SIGNOPE\n    healthcheck:\n      test: [\"CMD\"]\n",
 			want: []string{
-				`service "a": stop_signal: unknown signal "SIGNOPE"`,
 				`service "a": restart: unknown policy "sometimes"`,
 				`service "a": healthcheck: test CMD has no command`,
+				`service "a": stop_signal: unknown signal "SIGNOPE"`,
 			},
 		},
 		{
@@ -834,17 +838,17 @@ func TestLookupImageTransport(t *testing.T) {
 	eq(t, shellQuote(l.Tried[0]), "'/my images/redis_latest.sif'")
 }
 
-func TestNormalizeSignal(t *testing.T) {
-	for in, want := range map[string]string{"TERM": "SIGTERM", "SIGTERM": "SIGTERM", "sigint": "SIGINT", "hup": "SIGHUP", "9": "SIGKILL", "SIGRTMIN+3": "SIGRTMIN+3"} {
-		got, err := normalizeSignal(in)
-		if err != nil || got != want {
-			t.Errorf("normalizeSignal(%q) = %q, %v; want %q", in, got, err, want)
+func TestStopSignalSpellings(t *testing.T) {
+	for in, want := range map[string]string{"TERM": "SIGTERM", "SIGTERM": "SIGTERM", "sigint": "SIGINT", "hup": "SIGHUP", "\"9\"": "SIGKILL", "SIGRTMIN+3": "SIGRTMIN+3", "RTMAX-1": "SIGRTMAX-1", "SIGIOT": "SIGABRT"} {
+		p, _ := planOf(t, "services:\n  a:\n    image: redis:7\n    stop_signal: "+in+"\n", nil)
+		if got := p.Service("a").StopSignal; got != want {
+			t.Errorf("stop_signal %s: %q, want %q", in, got, want)
 		}
 	}
-	for _, in := range []string{"", "NOPE", "99", "SIG"} {
-		if _, err := normalizeSignal(in); err == nil {
-			t.Errorf("normalizeSignal(%q) accepted", in)
-		}
+	for _, in := range []string{"NOPE", "\"99\"", "SIG", "\"0\""} {
+		f := newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: redis:7\n    stop_signal: " + in + "\n"}, fixtureImages...)
+		_, err := f.load(t, f.opts())
+		wantErrors(t, err, `service "a": stop_signal: `)
 	}
 }
 

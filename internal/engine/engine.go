@@ -88,6 +88,11 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 		svc.Replicas = n
 	}
+	// The checks config ran, again on the plan as it will run (--scale
+	// changes instance names).
+	if err := plan.Check(); err != nil {
+		return nil, err
+	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
 		return nil, err
