@@ -81,6 +81,13 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if o.detach && (o.abortOnExit || o.abortOnFail || o.exitCodeFrom != "") {
 		return &usageError{errors.New("-d cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from")}
 	}
+	if !child {
+		// A stack of this project already runs: start the services in
+		// it, as docker compose up does for a running project.
+		if done, err := upInRunningStack(o, services); done || err != nil {
+			return err
+		}
+	}
 	if o.detach && !child {
 		return detach(o)
 	}
@@ -189,6 +196,31 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			onSignal()
 		}
 	}
+}
+
+// upInRunningStack asks the project's running supervisor, if there is
+// one, to start services (and their dependencies unless --no-deps).
+func upInRunningStack(o *options, services []string) (bool, error) {
+	_, dir, err := o.stateDir()
+	if err != nil {
+		return false, nil // the load error is reported by up itself
+	}
+	c, err := control.Dial(dir)
+	if err != nil {
+		return false, nil
+	}
+	defer c.Close()
+	scale, err := parseScale(o.scale)
+	if err != nil {
+		return true, err
+	}
+	ctx := context.Background()
+	info, _ := c.Info(ctx)
+	if err := c.Up(ctx, api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale}); err != nil {
+		return true, err
+	}
+	fmt.Fprintf(o.stderr, "Started in the running stack of project %q (supervisor pid %d); follow its logs with 'sstack -n %s logs -f'\n", info.Name, info.Pid, info.Name)
+	return true, nil
 }
 
 func parseScale(specs []string) (map[string]int, error) {

@@ -106,6 +106,7 @@ type (
 	instanceChecked struct{ exists bool }
 	processStarted  struct {
 		run  int
+		pid  int // of the command inside the instance
 		proc singularity.Process
 		err  error
 	}

@@ -147,9 +147,9 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *instanceChecked:
 		s.feed(ctx, lifecycle.InstanceChecked{Exists: msg.exists})
 	case *processStarted:
-		pid := 0
+		pid := msg.pid
 		if msg.proc != nil {
-			s.proc, s.procRun, pid = msg.proc, msg.run, msg.proc.Pid()
+			s.proc, s.procRun = msg.proc, msg.run
 		}
 		s.feed(ctx, lifecycle.ProcessStarted{Run: msg.run, Pid: pid, Err: msg.err})
 		if msg.err == nil && s.m.State() == lifecycle.Running {
@@ -328,11 +328,20 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	// waits for these lines.
 	outRd, outDone := pipes.track(outR)
 	errRd, errDone := pipes.track(errR)
-	root.Send(self, &processStarted{run: run, proc: proc})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); defer outDone(); pumpLines(root, logger, src, Stdout, outRd, time.Now) }()
 	go func() { defer wg.Done(); defer errDone(); pumpLines(root, logger, src, Stderr, errRd, time.Now) }()
+	// Started means the command runs inside the instance, not only that
+	// the apptainer client does: one that exits first could not start it.
+	pid, err := proc.Running(startWait)
+	if err != nil {
+		code, _ := proc.Wait()
+		root.Send(self, &processStarted{run: run, err: fmt.Errorf("Apptainer could not start the command %q (exit %d); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), code, src.Name)})
+		go func() { wg.Wait(); outR.Close(); errR.Close() }()
+		return
+	}
+	root.Send(self, &processStarted{run: run, proc: proc, pid: pid})
 	code, _ := proc.Wait()
 	// As a container ends with its main process, so does everything the
 	// run left in the instance; that also frees the pipes orphans held.
@@ -350,6 +359,10 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	go func() { <-drained; outR.Close(); errR.Close() }()
 	root.Send(self, &processExited{run: run, code: code})
 }
+
+// startWait bounds how long a start waits for the command to run inside
+// the instance before it counts as started anyway (a loaded machine).
+const startWait = 10 * time.Second
 
 // signalFromName maps a stop or kill signal name to a signal; compose/
 // has validated stop_signal and the API validates kill -s, so a failure

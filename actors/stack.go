@@ -552,7 +552,7 @@ func (r *replicaState) apply(ev api.Event) {
 	}
 	switch ev.Kind {
 	case api.EventStarted:
-		r.started = true
+		r.started, row.Ran = true, true
 		row.Pid = ev.Pid
 		row.Reason = ""
 	case api.EventDied:

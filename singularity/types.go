@@ -60,6 +60,12 @@ type Process interface {
 	Wait() (int, error)
 	// Pid of the apptainer client.
 	Pid() int
+	// Running waits up to wait for the command to have been exec'd inside
+	// the instance and returns its host pid. It returns os.ErrProcessDone
+	// when the client exited first: Apptainer could not start the command
+	// (no such program, a bad working directory); on a timeout it returns
+	// the client's pid and no error.
+	Running(wait time.Duration) (int, error)
 }
 
 // InstanceInfo is one entry of `instance list --json`.

@@ -65,6 +65,9 @@ type Supervisor struct {
 	started  time.Time
 	// downOnce: Down asks for the teardown once.
 	downOnce sync.Once
+	// ready is closed once stack is set: the control socket serves
+	// before the actors start, and its requests wait for them.
+	ready chan struct{}
 }
 
 var _ api.Stack = (*Supervisor)(nil)
@@ -97,7 +100,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now()}
+	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -164,6 +167,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		StopTimeout:    opts.StopTimeout,
 		Parallel:       opts.Parallel,
 	})
+	close(s.ready)
 	ok = true
 	return s, nil
 }
@@ -174,6 +178,17 @@ func noService(plan *compose.Plan, name string) error {
 		known[i] = s.Name
 	}
 	return &api.NoServiceError{Name: name, Known: known}
+}
+
+// awaitStart waits until the actors run (a request may come in right after the
+// control socket is up, before they are started).
+func (s *Supervisor) awaitStart(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Flush waits until the status lines of what happened so far are written.
@@ -237,10 +252,12 @@ func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, err
 	for _, r := range rows {
 		switch r.State {
 		case api.StateFailed:
-			return false, fmt.Errorf("%s: %s", r.Name, r.Reason)
-		case api.StateExited:
-			if r.ExitCode != 0 {
-				return false, fmt.Errorf("%s exited with code %d", r.Name, r.ExitCode)
+			return false, fmt.Errorf("%s cannot start: %s", r.Name, r.Reason)
+		case api.StateExited, api.StateRestarting:
+			// Started and already over (a one-shot job, whatever its
+			// code): started, as docker compose up -d sees it.
+			if !r.Ran {
+				return false, fmt.Errorf("%s exited with code %d before its command started", r.Name, r.ExitCode)
 			}
 		case api.StateRunning:
 			if healthy && plan.Service(r.Service).Healthcheck != nil && r.Health != api.HealthHealthy {
@@ -265,6 +282,9 @@ func (s *Supervisor) info() api.ProjectInfo {
 
 // Info implements api.Stack.
 func (s *Supervisor) Info(ctx context.Context) (api.ProjectInfo, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return api.ProjectInfo{}, err
+	}
 	info := s.info()
 	rows, err := s.stack.Ps()
 	if err != nil {
@@ -307,6 +327,9 @@ func (s *Supervisor) checkServices(names []string) error {
 
 // Ps implements api.Stack.
 func (s *Supervisor) Ps(ctx context.Context, opts api.PsOptions) ([]api.Replica, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return nil, err
 	}
@@ -407,6 +430,9 @@ func running(r api.Replica) bool { return r.State == api.StateRunning }
 
 // Up implements api.Stack: start services of the running stack.
 func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	if len(opts.Scale) > 0 {
 		if err := s.Scale(ctx, api.ScaleOptions{Replicas: opts.Scale}); err != nil {
 			return err
@@ -417,22 +443,34 @@ func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
 
 // Stop implements api.Stack.
 func (s *Supervisor) Stop(ctx context.Context, opts api.StopOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStop, Services: opts.Services, Timeout: opts.Timeout},
 		isStopped, func(r api.Replica) bool { return r.State == api.StateStopped })
 }
 
 // Start implements api.Stack.
 func (s *Supervisor) Start(ctx context.Context, opts api.StartOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStart, Services: opts.Services}, leftStart, running)
 }
 
 // Restart implements api.Stack.
 func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout}, leftStart, nil)
 }
 
 // Kill implements api.Stack.
 func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	sig := opts.Signal
 	if sig == "" {
 		sig = "SIGKILL"
@@ -444,6 +482,9 @@ func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
 // Scale implements api.Stack: new replicas are waited for until they have
 // started, removed ones until they are gone.
 func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	ch := s.stack.Subscribe()
 	defer s.stack.Unsubscribe(ch)
 	before, err := s.stack.Ps()
@@ -468,6 +509,9 @@ func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
 
 // Events implements api.Stack.
 func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func(api.Event) error) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return err
 	}
@@ -494,6 +538,9 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 // Wait implements api.Stack: the first exit of a process of the services
 // (an exit already over counts), as docker compose wait.
 func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return 0, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return 0, err
 	}
@@ -531,6 +578,9 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 
 // Top implements api.Stack.
 func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return nil, err
 	}
@@ -543,6 +593,9 @@ func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopRep
 
 // ExecTarget implements api.Stack.
 func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.ExecTarget, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return api.ExecTarget{}, err
+	}
 	svc := s.plan.Service(opts.Service)
 	if svc == nil {
 		return api.ExecTarget{}, noService(s.plan, opts.Service)
@@ -571,6 +624,9 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 // Down implements api.Stack: the same teardown as Ctrl-C; the caller
 // waits for the supervisor to go.
 func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	s.downOnce.Do(func() { s.stack.Stop("Gracefully stopping... (sstack down)") })
 	return nil
 }
