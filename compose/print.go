@@ -121,6 +121,8 @@ func (e *emitter) service(s Service) {
 		e.line(3, "start_period: "+dur(h.StartPeriod))
 		e.line(3, "start_interval: "+dur(h.StartInterval))
 	}
+	e.resources(s.Resources)
+	e.gpu(s.GPU)
 }
 
 // quote makes s a YAML double-quoted scalar; Go's escapes are a subset of
