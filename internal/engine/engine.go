@@ -51,6 +51,9 @@ type Options struct {
 	StopTimeout *time.Duration
 	// Parallel bounds parallel instance starts and stops (0: the default).
 	Parallel int
+	// NoLimits starts instances without the services' cgroup limits
+	// (up --no-limits), with a warning each (limits.go).
+	NoLimits bool
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -87,6 +90,9 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("--scale %s=%d: the number of replicas cannot be negative", name, n)
 		}
 		svc.Replicas = n
+	}
+	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
+		return nil, err
 	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
