@@ -43,6 +43,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 }
 
@@ -141,6 +142,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		ExitCodeFrom:   o.exitCodeFrom,
 		StopTimeout:    o.stopTimeout(),
 		Parallel:       parallel,
+		NoLimits:       o.noLimits,
 	})
 	if err != nil {
 		return err

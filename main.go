@@ -55,6 +55,7 @@ type options struct {
 	waitTimeout  int
 	noDeps       bool
 	scale        []string
+	noLimits     bool
 
 	// down
 	volumes bool

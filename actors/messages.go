@@ -111,8 +111,9 @@ type (
 		err  error
 	}
 	processExited struct {
-		run  int
-		code int
+		run       int
+		code      int
+		oomKilled bool // the kernel killed it for exceeding its memory limit
 	}
 	timerFired   struct{ timer lifecycle.Timer }
 	signalFailed struct{ err error }

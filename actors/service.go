@@ -159,7 +159,7 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 		if msg.run == s.procRun {
 			s.proc = nil
 		}
-		s.feed(ctx, lifecycle.ProcessExited{Run: msg.run, Code: msg.code})
+		s.feed(ctx, lifecycle.ProcessExited{Run: msg.run, Code: msg.code, OOMKilled: msg.oomKilled})
 	case *timerFired:
 		s.feed(ctx, lifecycle.TimerFired{Timer: msg.timer})
 	case *healthResult:
@@ -208,7 +208,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
 		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
-		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, &s.final)
+		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, s.cfg.Service, &s.final)
 	case lifecycle.SignalProcess:
 		if s.proc == nil || s.procRun != e.Run {
 			return
@@ -301,7 +301,7 @@ func (s *serviceActor) publish(ctx actor.Context, ev api.Event) {
 
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
-func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource, final *atomic.Bool) {
+func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource, svc *compose.Service, final *atomic.Bool) {
 	outR, outW, err := logPipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})
@@ -315,6 +315,7 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		return
 	}
 	spec.Stdout, spec.Stderr = outW, errW
+	oomKilled := oomWatch(rt, svc, spec.Instance)
 	proc, err := rt.StartProcess(context.Background(), spec)
 	outW.Close() // the child has its own copies
 	errW.Close()
@@ -343,6 +344,7 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	}
 	root.Send(self, &processStarted{run: run, proc: proc, pid: pid})
 	code, _ := proc.Wait()
+	oom := oomKilled(code)
 	// As a container ends with its main process, so does everything the
 	// run left in the instance; that also frees the pipes orphans held.
 	if !final.Load() {
@@ -357,7 +359,7 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		// report the exit now, its output keeps flowing until it ends.
 	}
 	go func() { <-drained; outR.Close(); errR.Close() }()
-	root.Send(self, &processExited{run: run, code: code})
+	root.Send(self, &processExited{run: run, code: code, oomKilled: oom})
 }
 
 // startWait bounds how long a start waits for the command to run inside

@@ -53,6 +53,10 @@ type Options struct {
 	// Environ is the process environment (KEY=VALUE); nil means
 	// os.Environ(). Tests set it to stay hermetic.
 	Environ []string
+	// GPUs are the machine's GPUs, for services that ask for some; nil
+	// means DetectGPUs(Environ), run only when a service asks. Tests set
+	// it to stay hermetic.
+	GPUs *GPUInventory
 }
 
 // Environment variables sstack reads besides compose's own.

@@ -81,6 +81,12 @@ type Service struct {
 
 	Restart     RestartPolicy `json:"restart"`
 	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"` // nil: none
+
+	// Resources are the instance's cgroup limits (resources.go); nil: none.
+	Resources *Resources `json:"resources,omitempty"`
+	// GPU is what the service asked for and the GPUs it sees (gpus.go);
+	// nil: no GPU.
+	GPU *GPU `json:"gpu,omitempty"`
 }
 
 // HostsOf is the whole /etc/hosts of s: the project's lines, then the

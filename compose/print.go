@@ -113,6 +113,8 @@ func (e *emitter) service(s Service) {
 		e.line(3, "start_period: "+dur(h.StartPeriod))
 		e.line(3, "start_interval: "+dur(h.StartInterval))
 	}
+	e.resources(s.Resources)
+	e.gpu(s.GPU)
 }
 
 // hosts prints /etc/hosts lines as a list under key.

@@ -101,6 +101,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 	order := t.order(services)
 	t.volumesFrom(order, services)
 	t.portConflicts(order, services)
+	t.assignGPUs(order, services, opts)
 	if len(services) == 0 && len(t.errs) == 0 {
 		msg := "the project has no service to run"
 		if profiles := p.DisabledServices.GetProfiles(); len(profiles) > 0 {
@@ -285,6 +286,8 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	t.checkPorts(sc)
 	s.Restart = t.restart(sc)
 	s.Healthcheck = t.healthcheck(sc)
+	s.Resources = t.resources(sc)
+	s.GPU = t.gpuRequest(sc)
 	t.unsupported(sc)
 	return s
 }

@@ -548,8 +548,14 @@ volumes:
     init: true
 `,
 			check: func(t *testing.T, p *Plan, f *fixture) {
-				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "mem_limit", "cpus", "init", "deploy.resources", "deploy.placement"} {
+				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "init", "deploy.placement"} {
 					mustWarn(t, p, "a", k)
+				}
+				// Limits are applied now (resources_test.go), not warned about.
+				for _, k := range []string{"mem_limit", "cpus", "deploy.resources"} {
+					if hasWarning(p, "a", k) {
+						t.Errorf("%s warned about, but it is applied", k)
+					}
 				}
 				if !p.Service("a").ReadOnly {
 					t.Error("read_only not translated")

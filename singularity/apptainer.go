@@ -273,6 +273,14 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		}
 		args = append(args, "--scratch", filepath.Clean(t))
 	}
+	if err := spec.Limits.validate(); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+	}
+	gpu, err := gpuArgs(spec.GPU)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+	}
+	args = append(append(args, spec.Limits.args()...), gpu...)
 	return append(args, image, spec.Name), nil
 }
 

@@ -29,6 +29,10 @@ type InstanceSpec struct {
 	// ReadOnlyRoot keeps the image's root filesystem read-only (compose
 	// read_only); otherwise writes go to a throwaway tmpfs overlay.
 	ReadOnlyRoot bool
+	// Limits are the instance's cgroup limits (limits.go); zero: none.
+	Limits Limits
+	// GPU is GPUNvidia (--nv) or GPUAMD (--rocm); "" gives no GPU.
+	GPU string
 }
 
 // ProcessSpec describes the service process run inside an instance.

@@ -367,7 +367,7 @@ func (m *Machine) onProcessExited(out *effects, in ProcessExited) {
 	m.exitCode = in.Code
 	m.killed = false
 	ev := m.event(api.EventDied)
-	ev.ExitCode = in.Code
+	ev.ExitCode, ev.OOMKilled = in.Code, in.OOMKilled
 	switch {
 	case m.then == afterRemove || m.final:
 		m.restarts.Exited(in.Code, true)

@@ -51,6 +51,9 @@ type Options struct {
 	StopTimeout *time.Duration
 	// Parallel bounds parallel instance starts and stops (0: the default).
 	Parallel int
+	// NoLimits starts instances without the services' cgroup limits
+	// (up --no-limits), with a warning each (limits.go).
+	NoLimits bool
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -94,6 +97,9 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	// The checks config ran, again on the plan as it will run (--scale
 	// changes instance names).
 	if err := plan.Check(); err != nil {
+		return nil, err
+	}
+	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
 		return nil, err
 	}
 	unlock, err := lockProject(plan.StateDir)
