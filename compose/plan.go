@@ -102,7 +102,8 @@ type Mount struct {
 	// Volume is the compose name of a named volume.
 	Volume string `json:"volume,omitempty"`
 	// CreateHostPath: for binds, create Source as a directory if nothing
-	// exists there (compose's short syntax does; the long one does not).
+	// exists there (as docker compose does unless the long syntax sets
+	// bind.create_host_path: false).
 	CreateHostPath bool `json:"create_host_path,omitempty"`
 	// Content, for secrets and configs given by value (`environment:` or
 	// `content:`), is what the runtime writes to Source (mode 0600, under

@@ -132,13 +132,29 @@ func TestTranslateServiceKeys(t *testing.T) {
       - type: bind
         source: ./conf
         target: /long
+      - type: bind
+        source: ./absent
+        target: /absent
+      - type: bind
+        source: ./absent-too
+        target: /absent-too
+        bind: {propagation: rprivate}
+      - type: bind
+        source: ./conf
+        target: /strict
+        bind: {create_host_path: false}
 `,
 			files: map[string]string{"conf/x": ""},
 			check: func(t *testing.T, p *Plan, f *fixture) {
+				// docker compose creates a missing host path unless
+				// create_host_path: false, with or without a bind: block.
 				eq(t, p.Service("a").Mounts, []Mount{
 					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/etc/conf", ReadOnly: true, CreateHostPath: true},
 					{Kind: MountBind, Source: filepath.Join(f.dir, "missing"), Target: "/data", CreateHostPath: true},
-					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/long"},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/long", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "absent"), Target: "/absent", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "absent-too"), Target: "/absent-too", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/strict"},
 				})
 			},
 		},
@@ -677,9 +693,9 @@ func TestTranslateErrors(t *testing.T) {
 			want:    []string{`service "web": depends_on "debug": service "debug" is not enabled: it has profiles dev; enable one with --profile dev, or set required: false`},
 		},
 		{
-			name:    "missing long-syntax bind source",
-			compose: "services:\n  a:\n    image: redis:7\n    volumes:\n      - type: bind\n        source: ./conf.d\n        target: /etc/conf.d\n",
-			want:    []string{`service "a": volumes: bind source ./conf.d (for /etc/conf.d) does not exist; create it`},
+			name:    "missing bind source with create_host_path: false",
+			compose: "services:\n  a:\n    image: redis:7\n    volumes:\n      - type: bind\n        source: ./conf.d\n        target: /etc/conf.d\n        bind: {create_host_path: false}\n",
+			want:    []string{`service "a": volumes: bind source ./conf.d (for /etc/conf.d) does not exist and create_host_path is false; create it`},
 		},
 		{
 			name:    "unsupported volume type",
