@@ -244,7 +244,11 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 // Tmpfs paths use --scratch: Apptainer mounts a fresh tmpfs there, creating
 // the directory if the image lacks it (measured). `--mount type=tmpfs` is
 // refused ("only 'bind' is supported"). The tmpfs is mode 0755 and owned by
-// the instance's user (Docker's is 1777).
+// the instance's user (Docker's is 1777). /tmp and /var/tmp get none:
+// --containall already gives them a private, empty tmpfs (mode 1777, also
+// with a read-only root), and a --scratch there makes every bind below it
+// fail with "destination ... doesn't exist in container" (measured;
+// binds below a --scratch elsewhere work).
 //
 // Of several mounts on one destination Apptainer keeps the first
 // (measured), so the hosts file comes after the user's binds: a user bind
@@ -286,10 +290,16 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 			// --scratch splits at commas and ignores quotes (measured).
 			return nil, fmt.Errorf("instance %q: tmpfs %q: Apptainer cannot mount a tmpfs on a path with a comma or newline; rename the path", spec.Name, t)
 		}
-		args = append(args, "--scratch", filepath.Clean(t))
+		if t = filepath.Clean(t); containTmpfs[t] {
+			continue
+		}
+		args = append(args, "--scratch", t)
 	}
 	return append(args, image, spec.Name), nil
 }
+
+// containTmpfs are the paths --containall already mounts a private tmpfs on.
+var containTmpfs = map[string]bool{"/tmp": true, "/var/tmp": true}
 
 // mountSpec renders a bind for --mount, CSV-quoting fields that need it.
 func mountSpec(b Bind) (string, error) {

@@ -444,6 +444,47 @@ func TestTmpfs(t *testing.T) {
 	}
 }
 
+// TestTmpfsTmpWithBindsBelow: compose's `tmpfs: /tmp` (and /var/tmp) with
+// a file bind, a directory bind and a secret below it.
+func TestTmpfsTmpWithBindsBelow(t *testing.T) {
+	t.Parallel()
+	rt := testimg.RequireRuntime(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "s.sh")
+	sub := filepath.Join(dir, "d")
+	if err := os.WriteFile(script, []byte("echo hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "f"), []byte("in d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, readOnly := range []bool{false, true} {
+		inst := startBusybox(t, rt, singularity.InstanceSpec{
+			Tmpfs:        []string{"/tmp", "/var/tmp"},
+			ReadOnlyRoot: readOnly,
+			Binds: []singularity.Bind{
+				{Source: script, Target: "/tmp/s.sh", ReadOnly: true},
+				{Source: sub, Target: "/tmp/d"},
+				{Source: script, Target: "/var/tmp/run/secrets/pw", ReadOnly: true},
+			},
+		})
+		if out := mustExec(t, rt, inst, "sh", "/tmp/s.sh"); out != "hi\n" {
+			t.Errorf("read-only root %v: /tmp/s.sh ran: %q", readOnly, out)
+		}
+		if out := mustExec(t, rt, inst, "cat", "/tmp/d/f", "/var/tmp/run/secrets/pw"); out != "in decho hi\n" {
+			t.Errorf("read-only root %v: binds below /tmp and /var/tmp: %q", readOnly, out)
+		}
+		// Still a private, writable tmpfs, as Docker's (mode 1777).
+		mustExec(t, rt, inst, "sh", "-c", "echo x > /tmp/new && echo y > /var/tmp/new")
+		if out := mustExec(t, rt, inst, "stat", "-c", "%a", "/tmp", "/var/tmp"); out != "1777\n1777\n" {
+			t.Errorf("read-only root %v: modes of /tmp, /var/tmp: %q", readOnly, out)
+		}
+	}
+}
+
 func TestContainment(t *testing.T) {
 	t.Parallel()
 	rt := testimg.RequireRuntime(t)
