@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,6 +28,10 @@ type Apptainer struct {
 	// Env is the client's base environment; nil means os.Environ(). It is
 	// filtered by clientEnv before every command.
 	Env []string
+
+	// workDirs caches, per image version and path, whether the path is
+	// missing in the image (see missingInImage).
+	workDirs sync.Map
 }
 
 var _ Runtime = (*Apptainer)(nil)
@@ -227,6 +233,13 @@ func summarize(out []byte) string {
 // failing startscript leaves the instance running anyway (measured), so the
 // check would catch nothing the first exec does not.
 func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error {
+	if dir := spec.WorkDir; dir != "" && !providedByMount(spec, dir) && a.missingInImage(ctx, spec.Image, dir) {
+		// Docker creates a missing working directory; Apptainer's --pwd
+		// fails on one ("failed to set working directory"). An empty
+		// tmpfs there, only when the image lacks the path, is the one way
+		// that needs no tool in the image and works with a read-only root.
+		spec.Tmpfs = append(slices.Clip(spec.Tmpfs), dir)
+	}
 	args, err := startArgs(spec)
 	if err != nil {
 		return err
@@ -300,6 +313,64 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 
 // containTmpfs are the paths --containall already mounts a private tmpfs on.
 var containTmpfs = map[string]bool{"/tmp": true, "/var/tmp": true}
+
+// providedByMount: dir is a mount target of spec or lies below one, so the
+// mount, not the image, decides whether it exists.
+func providedByMount(spec InstanceSpec, dir string) bool {
+	dir = filepath.Clean(dir)
+	below := func(target string) bool {
+		target = filepath.Clean(target)
+		return dir == target || strings.HasPrefix(dir, strings.TrimSuffix(target, "/")+"/")
+	}
+	for _, b := range spec.Binds {
+		if below(b.Target) {
+			return true
+		}
+	}
+	for _, t := range spec.Tmpfs {
+		if below(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// workDirProbe is a command no image has: the probe only needs to know
+// whether Apptainer could enter the working directory before looking for it.
+const workDirProbe = "/.sstack-no-such-command"
+
+// missingInImage reports whether dir does not exist in image, as the
+// instance would see it (--containall: its own /tmp and home). It asks
+// Apptainer to enter dir and run a command that does not exist: a missing
+// dir fails first, with "failed to set working directory: chdir DIR: no
+// such file or directory" (measured), and no tool of the image is needed.
+// The answer is cached per image version; a probe that fails otherwise
+// says "not missing", and the start then reports the real problem.
+func (a *Apptainer) missingInImage(ctx context.Context, image, dir string) bool {
+	dir = filepath.Clean(dir)
+	if dir == "/" || !filepath.IsAbs(dir) {
+		return false
+	}
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return false
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d\x00%s", abs, fi.Size(), fi.ModTime().UnixNano(), dir)
+	if v, ok := a.workDirs.Load(key); ok {
+		return v.(bool)
+	}
+	stdout, stderr, _ := a.output(ctx, "-s", "exec", "--containall", "--no-init", "--no-eval", "--pwd", dir, abs, workDirProbe)
+	out := string(append(stderr, stdout...))
+	missing := strings.Contains(out, "failed to set working directory") && strings.Contains(out, "no such file or directory")
+	if ctx.Err() == nil {
+		a.workDirs.Store(key, missing)
+	}
+	return missing
+}
 
 // mountSpec renders a bind for --mount, CSV-quoting fields that need it.
 func mountSpec(b Bind) (string, error) {

@@ -485,6 +485,32 @@ func TestTmpfsTmpWithBindsBelow(t *testing.T) {
 	}
 }
 
+// TestWorkDirCreated: a working directory the image lacks is created (an
+// empty tmpfs), as Docker creates a missing working_dir; one the image has
+// is left as it is.
+func TestWorkDirCreated(t *testing.T) {
+	t.Parallel()
+	rt := testimg.RequireRuntime(t)
+	for _, readOnly := range []bool{false, true} {
+		inst := startBusybox(t, rt, singularity.InstanceSpec{WorkDir: "/srv/app/work", ReadOnlyRoot: readOnly})
+		p := startProcess(t, rt, singularity.ProcessSpec{Instance: inst, Pwd: "/srv/app/work", Args: []string{"sh", "-c", "pwd; ls -A; touch f && echo writable"}})
+		if out := p.collect(t, ""); out != "/srv/app/work\nwritable\n" {
+			t.Errorf("read-only root %v: process in a missing working dir: %q", readOnly, out)
+		}
+		if code, _ := p.proc.Wait(); code != 0 {
+			t.Errorf("read-only root %v: exit code %d", readOnly, code)
+		}
+	}
+	// The image's own directory is not hidden by a tmpfs.
+	inst := startBusybox(t, rt, singularity.InstanceSpec{WorkDir: testimg.SeedDir})
+	if mounts := mustExec(t, rt, inst, "cat", "/proc/mounts"); strings.Contains(mounts, " "+testimg.SeedDir+" ") {
+		t.Errorf("a tmpfs hides the image's %s:\n%s", testimg.SeedDir, mounts)
+	}
+	if out := mustExec(t, rt, inst, "ls", "-A", testimg.SeedDir); out == "" {
+		t.Errorf("the image's %s looks empty", testimg.SeedDir)
+	}
+}
+
 func TestContainment(t *testing.T) {
 	t.Parallel()
 	rt := testimg.RequireRuntime(t)

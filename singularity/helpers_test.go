@@ -383,3 +383,18 @@ func TestResolveInRoot(t *testing.T) {
 		}
 	}
 }
+
+func TestProvidedByMount(t *testing.T) {
+	spec := InstanceSpec{
+		Binds: []Bind{{Source: "/h/src", Target: "/app"}},
+		Tmpfs: []string{"/scratch/"},
+	}
+	for dir, want := range map[string]bool{
+		"/app": true, "/app/sub": true, "/app/": true, "/scratch/x": true, "/scratch": true,
+		"/apple": false, "/srv": false, "/": false,
+	} {
+		if got := providedByMount(spec, dir); got != want {
+			t.Errorf("providedByMount(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

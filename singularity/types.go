@@ -29,6 +29,10 @@ type InstanceSpec struct {
 	// ReadOnlyRoot keeps the image's root filesystem read-only (compose
 	// read_only); otherwise writes go to a throwaway tmpfs overlay.
 	ReadOnlyRoot bool
+	// WorkDir, when set, is the service process's working directory: if
+	// the image lacks it (and no mount provides it), the instance gets an
+	// empty one, as Docker creates a missing working_dir.
+	WorkDir string
 }
 
 // ProcessSpec describes the service process run inside an instance.
