@@ -42,6 +42,9 @@ func (w Warning) String() string {
 type Service struct {
 	Name     string `json:"name"`
 	Replicas int    `json:"replicas"` // deploy.replicas / scale; at least 1
+	// ContainerName (compose container_name) is the display name of the
+	// service's one replica; see DisplayName.
+	ContainerName string `json:"container_name,omitempty"`
 
 	ImageRef string `json:"image_ref"` // as written in the compose file
 	Image    string `json:"image"`     // resolved path: a .sif/.simg file or a sandbox directory
@@ -72,6 +75,17 @@ type Service struct {
 
 	Restart     RestartPolicy `json:"restart"`
 	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"` // nil: none
+}
+
+// DisplayName is the name the console, logs, ps and events show for one
+// replica (from 1), as docker compose names containers: container_name if
+// set, else SERVICE-N. container_name names one replica only; any other
+// (one added by a live scale) keeps SERVICE-N.
+func (s *Service) DisplayName(replica int) string {
+	if s.ContainerName != "" && replica == 1 {
+		return expandSlot(s.ContainerName, replica)
+	}
+	return s.Name + "-" + strconv.Itoa(replica)
 }
 
 // InstanceName is the Apptainer instance name of one replica (from 1).

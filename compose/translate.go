@@ -229,6 +229,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 		return nil
 	}
 	s.Replicas = replicas
+	s.ContainerName = sc.ContainerName
 	t.checkInstanceName(name, replicas)
 
 	s.ImageRef, s.Image = t.image(sc)

@@ -303,6 +303,10 @@ networks:
 				mustWarn(t, p, "db", "hostname")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
+				// container_name is what docker compose shows for the replica.
+				eq(t, p.Service("db").DisplayName(1), "pg")
+				eq(t, p.Service("db").DisplayName(2), "db-2") // a replica a live scale adds
+				eq(t, p.Service("web").DisplayName(1), "web-1")
 			},
 		},
 		{
