@@ -69,6 +69,8 @@ type Service struct {
 	Hosts []HostEntry `json:"hosts,omitempty"`
 
 	DependsOn []Dependency `json:"depends_on,omitempty"`
+	// Ports the service listens on, on the host (compose ports:).
+	Ports []Port `json:"ports,omitempty"`
 
 	StopSignal      string        `json:"stop_signal"`       // e.g. "SIGTERM"
 	StopGracePeriod time.Duration `json:"stop_grace_period"` // default 10s

@@ -580,6 +580,35 @@ volumes:
 				mustWarn(t, p, "b", "ports") // 6379 also used by a
 			},
 		},
+		{
+			name: "ports: kept for the pre-start check, host_ip warned about",
+			compose: `services:
+  a:
+    image: redis:7
+    ports:
+      - "127.0.0.1:8080:80"
+      - "9000:9000/udp"
+      - "0.0.0.0:7000:7000"
+      - target: 80
+        published: "8081"
+`,
+			check: func(t *testing.T, p *Plan, f *fixture) {
+				eq(t, p.Service("a").Ports, []Port{
+					{Target: 80, Protocol: "tcp", Published: "8080", HostIP: "127.0.0.1"},
+					{Target: 9000, Protocol: "udp", Published: "9000"},
+					{Target: 7000, Protocol: "tcp", Published: "7000", HostIP: "0.0.0.0"},
+				})
+				var hostIP []string
+				for _, w := range warningsOf(p, "a") {
+					if strings.Contains(w.Reason, "host address") {
+						hostIP = append(hostIP, w.Reason)
+					}
+				}
+				if len(hostIP) != 1 || !strings.HasPrefix(hostIP[0], "127.0.0.1:8080:80: the host address is not honoured") {
+					t.Errorf("host_ip warnings: %q", hostIP)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
