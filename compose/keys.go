@@ -81,7 +81,6 @@ var unsupportedServiceKeys = map[string]string{
 	"pull_policy":         reasonPull,
 	"pull_refresh_after":  reasonPull,
 	"runtime":             "instances always run with apptainer",
-	"security_opt":        reasonPrivileges,
 	"shm_size":            reasonResources,
 	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
@@ -103,7 +102,7 @@ var translatedServiceKeys = []string{
 	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "read_only", "restart", "scale",
-	"secrets", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
+	"secrets", "security_opt", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
 	"volumes_from", "working_dir",
 }
 

@@ -271,6 +271,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	s.Restart = t.restart(sc)
 	s.Healthcheck = t.healthcheck(sc)
 	t.ports(sc, s)
+	t.securityOpt(sc)
 	t.unsupported(sc)
 	return s
 }

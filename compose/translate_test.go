@@ -581,6 +581,31 @@ volumes:
 			},
 		},
 		{
+			name: "security_opt: each entry with what holds under Apptainer",
+			compose: `services:
+  a:
+    image: redis:7
+    security_opt: ["no-new-privileges:true", "seccomp=unconfined", "seccomp:./profile.json", "apparmor:docker-default", "label:disable"]
+`,
+			check: func(t *testing.T, p *Plan, f *fixture) {
+				want := map[string]string{
+					"no-new-privileges:true":  "Apptainer sets no_new_privs itself for an unprivileged user",
+					"seccomp=unconfined":      "runs unconfined already",
+					"seccomp:./profile.json":  "the profile is not applied",
+					"apparmor:docker-default": "AppArmor profile is not applied",
+					"label:disable":           "SELinux labels are not applied",
+				}
+				ws := warningsOf(p, "a")
+				for opt, reason := range want {
+					if !slices.ContainsFunc(ws, func(w Warning) bool {
+						return w.Key == "security_opt" && strings.HasPrefix(w.Reason, opt+": ") && strings.Contains(w.Reason, reason)
+					}) {
+						t.Errorf("no security_opt warning %q with %q in %v", opt, reason, ws)
+					}
+				}
+			},
+		},
+		{
 			name: "ports: kept for the pre-start check, host_ip warned about",
 			compose: `services:
   a:
