@@ -70,7 +70,6 @@ var unsupportedServiceKeys = map[string]string{
 	"privileged":          reasonPrivileges,
 	"pull_policy":         reasonPull,
 	"pull_refresh_after":  reasonPull,
-	"security_opt":        reasonPrivileges,
 	"shm_size":            "Apptainer cannot size /dev/shm of an instance",
 	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
@@ -92,7 +91,7 @@ var translatedServiceKeys = append(append([]string{
 	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "read_only", "restart", "scale",
-	"secrets", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
+	"secrets", "security_opt", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
 	"volumes_from", "working_dir",
 }, resourceKeys...), gpuKeys...)
 
