@@ -44,6 +44,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
+	imageUpFlags(c, o)
 }
 
 func newUp(o *options) *cobra.Command {
@@ -110,6 +111,9 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			return err
 		}
 		stdout, status = io.Discard, report
+	}
+	if err := upImages(ctx, o, plan, status, child); err != nil {
+		return err
 	}
 	color := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout)
 	sup, err := engine.Up(ctx, engine.Options{
@@ -366,6 +370,7 @@ func newConfig(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			warnMissingImages(o, plan)
 			return plan.Print(o.stdout)
 		},
 	}

@@ -142,7 +142,11 @@ func (w *phaseWriter) Write(p []byte) (int, error) {
 		line := strings.TrimSpace(string(w.partial[:i]))
 		w.partial = w.partial[i+1:]
 		if text, ok := strings.CutPrefix(line, "INFO:"); ok && w.phase != nil {
-			w.phase(strings.TrimSpace(text))
+			text = strings.TrimSuffix(strings.TrimSpace(text), "...")
+			// Advice about apptainer's own flags is no progress.
+			if !strings.HasPrefix(text, "To see") && !strings.HasPrefix(text, "Use ") {
+				w.phase(text)
+			}
 		}
 	}
 	if len(w.partial) > 64<<10 {

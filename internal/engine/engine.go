@@ -88,6 +88,9 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 		svc.Replicas = n
 	}
+	if err := CheckImages(plan); err != nil {
+		return nil, err
+	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
 		return nil, err
