@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -29,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"sstack/actors"
 	"sstack/internal/testimg"
 )
 
@@ -158,20 +160,20 @@ type sstackRun struct {
 	cmd     *exec.Cmd
 	stdout  *os.File // read end
 	stderr  *lockedBuffer
-	started *statusClock // when each "Started" status line arrived
+	started *benchStatusClock // when each "Started" status line arrived
 	done    chan struct{}
 	code    int
 }
 
-// statusClock notes when each "  Started" status line of sstack's stderr
+// benchStatusClock notes when each "  Started" status line of sstack's stderr
 // arrived.
-type statusClock struct {
+type benchStatusClock struct {
 	mu      sync.Mutex
 	partial []byte
 	times   []time.Time
 }
 
-func (c *statusClock) Write(p []byte) (int, error) {
+func (c *benchStatusClock) Write(p []byte) (int, error) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -190,7 +192,7 @@ func (c *statusClock) Write(p []byte) (int, error) {
 }
 
 // nth is when the n-th Started line arrived.
-func (c *statusClock) nth(n int) (time.Time, bool) {
+func (c *benchStatusClock) nth(n int) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.times) < n {
@@ -208,14 +210,15 @@ func (e *benchEnv) sstackCmd(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (e *benchEnv) startSstack(compose, project string) *sstackRun {
+// startSstack starts `sstack up` of compose as project, with args added.
+func (e *benchEnv) startSstack(compose, project string, args ...string) *sstackRun {
 	e.b.Helper()
-	cmd := e.sstackCmd("-f", compose, "-n", project, "--metrics-addr", "")
+	cmd := e.sstackCmd(append([]string{"-f", compose, "-n", project, "--metrics-addr", ""}, args...)...)
 	r, w, err := os.Pipe()
 	if err != nil {
 		e.b.Fatal(err)
 	}
-	run := &sstackRun{cmd: cmd, stdout: r, stderr: &lockedBuffer{}, started: &statusClock{}, done: make(chan struct{})}
+	run := &sstackRun{cmd: cmd, stdout: r, stderr: &lockedBuffer{}, started: &benchStatusClock{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = w, io.MultiWriter(run.stderr, run.started)
 	if err := cmd.Start(); err != nil {
 		e.b.Fatal(err)
@@ -291,22 +294,46 @@ const upServices = 10
 // exited with every instance gone. The floor, in the same run: 10 parallel
 // `instance start` (sstack's flags) each followed by `exec instance://` of
 // the same command until it prints "ready"; then 10 parallel `instance
-// stop` until they and the exec clients have returned.
-func BenchmarkUp10(b *testing.B) {
+// stop` until they and the exec clients have returned. It is
+// BenchmarkUpDownN/N=10 under the name the README's table has used.
+func BenchmarkUp10(b *testing.B) { benchUpDown(b, upServices) }
+
+// upDownSizes are the stack sizes BenchmarkUpDownN runs.
+var upDownSizes = []int{10, 50, 100, 200}
+
+// BenchmarkUpDownN is BenchmarkUp10 for stacks of N = 10, 50, 100 and 200
+// independent services (sub-benchmarks "N=10", ...). sstack runs at its
+// default bound of parallel starts and stops (actors.DefaultParallel, 4 per
+// core; --parallel and COMPOSE_PARALLEL_LIMIT are not set), while the floor
+// is unbounded: N `instance start`, then N `instance stop`, all at once.
+// One iteration of N=200 takes about 1.5 minutes on 2 cores (and Go runs
+// one more before the timed ones): run it with a small -benchtime
+// (BENCHTIME=3x scripts/bench.sh -bench UpDownN).
+func BenchmarkUpDownN(b *testing.B) {
+	for _, n := range upDownSizes {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) { benchUpDown(b, n) })
+	}
+}
+
+// benchUpDown is BenchmarkUp10 for a stack of n services.
+func benchUpDown(b *testing.B, n int) {
 	e := newBenchEnv(b)
-	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, upServices, 1))
+	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, n, 1))
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
+	if os.Getenv("COMPOSE_PARALLEL_LIMIT") != "" {
+		b.Fatal("COMPOSE_PARALLEL_LIMIT is set: the benchmark times sstack at its default bound")
+	}
 
 	var floorUp, floorDown, sstackUp, sstackDown []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		phases := []func(){
 			func() {
-				up, down := e.floorUp10(hosts)
+				up, down := e.floorUp(hosts, n)
 				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
 			},
 			func() {
-				up, down := e.sstackUp10(composeFile)
+				up, down := e.sstackUp(composeFile, n)
 				sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
 			},
 		}
@@ -318,6 +345,7 @@ func BenchmarkUp10(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, actors.DefaultParallel())
 	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
 	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
 	b.ReportMetric(0, "ns/op")
@@ -327,6 +355,13 @@ func BenchmarkUp10(b *testing.B) {
 	b.ReportMetric(median(floorDown), "floor-down-ms")
 	b.ReportMetric(median(sstackDown), "sstack-down-ms")
 	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
+}
+
+// upDownTimeout bounds each phase of benchUpDown for n services: generous,
+// since n instance starts on a loaded 2-core machine take a while, and only
+// there so that a hang fails the benchmark instead of stalling it.
+func upDownTimeout(n int) time.Duration {
+	return time.Minute + time.Duration(n)*2*time.Second
 }
 
 // benchCompose is a stack of n independent services svc0, svc1, ...,
@@ -344,7 +379,11 @@ func benchCompose(image string, n, replicas int) string {
 	return compose.String()
 }
 
-func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
+// floorUp is the raw floor of n services up and down: n parallel `instance
+// start` each followed by `exec instance://` of benchCmd until it prints
+// "ready" (up), then n parallel `instance stop` until they and the exec
+// clients have returned (down). None is bounded.
+func (e *benchEnv) floorUp(hosts string, n int) (up, down time.Duration) {
 	b := e.b
 	project := benchName("benchfloor")
 	b.Cleanup(func() { e.killInstances(project) })
@@ -353,8 +392,21 @@ func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
 		client *exec.Cmd
 		out    *os.File
 	}
-	svcs := make([]*svc, upServices)
-	errs := make(chan error, upServices)
+	svcs := make([]*svc, n)
+	errs := make(chan error, n)
+	timeout := time.After(upDownTimeout(n))
+	collect := func(what string) {
+		for range svcs {
+			select {
+			case err := <-errs:
+				if err != nil {
+					b.Fatal(err)
+				}
+			case <-timeout:
+				b.Fatalf("floor: %d services not %s after %s", n, what, upDownTimeout(n))
+			}
+		}
+	}
 	t0 := time.Now()
 	for i := range svcs {
 		s := &svc{name: fmt.Sprintf("%s.svc%d.1", project, i)}
@@ -386,13 +438,10 @@ func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
 			errs <- err
 		}()
 	}
-	for range svcs {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-	}
+	collect("ready")
 	up = time.Since(t0)
 
+	timeout = time.After(upDownTimeout(n))
 	t1 := time.Now()
 	var wg sync.WaitGroup
 	for _, s := range svcs {
@@ -407,13 +456,9 @@ func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
 			errs <- nil
 		}()
 	}
+	collect("stopped")
 	wg.Wait()
 	down = time.Since(t1)
-	for range svcs {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-	}
 	for _, s := range svcs {
 		s.out.Close()
 	}
@@ -423,14 +468,17 @@ func (e *benchEnv) floorUp10(hosts string) (up, down time.Duration) {
 	return up, down
 }
 
-func (e *benchEnv) sstackUp10(composeFile string) (up, down time.Duration) {
-	_, up, down = e.sstackUp10Started(composeFile)
+// sstackUp times `sstack up` of a stack of n services running benchCmd
+// from launch until every process has printed "ready" (up), and from
+// SIGINT until sstack has exited with no instance left (down).
+func (e *benchEnv) sstackUp(composeFile string, n int) (up, down time.Duration) {
+	_, up, down = e.sstackUpStarted(composeFile, n)
 	return up, down
 }
 
-// sstackUp10Started is sstackUp10 that also returns when the last
-// "Started" status line arrived (started), which is what `up -d` waits for.
-func (e *benchEnv) sstackUp10Started(composeFile string) (started, up, down time.Duration) {
+// sstackUpStarted is sstackUp that also returns when the last "Started"
+// status line arrived (started), which is what `up -d` waits for.
+func (e *benchEnv) sstackUpStarted(composeFile string, n int) (started, up, down time.Duration) {
 	b := e.b
 	project := benchName("benchss")
 	t0 := time.Now()
@@ -444,7 +492,7 @@ func (e *benchEnv) sstackUp10Started(composeFile string) (started, up, down time
 			line, err := br.ReadString('\n')
 			if name, rest, ok := strings.Cut(line, " | "); ok && rest == "ready\n" {
 				seen[strings.TrimSpace(name)] = true
-				if len(seen) == upServices && !closed {
+				if len(seen) == n && !closed {
 					closed = true
 					close(ready)
 				}
@@ -458,27 +506,27 @@ func (e *benchEnv) sstackUp10Started(composeFile string) (started, up, down time
 	case <-ready:
 	case <-run.done:
 		b.Fatalf("sstack exited (code %d) before every service was ready; stderr:\n%s", run.code, run.stderr)
-	case <-time.After(60 * time.Second):
-		b.Fatalf("services not ready after 60s; stderr:\n%s", run.stderr)
+	case <-time.After(upDownTimeout(n)):
+		b.Fatalf("services not ready after %s; stderr:\n%s", upDownTimeout(n), run.stderr)
 	}
 	up = time.Since(t0)
-	if n := strings.Count(run.stderr.String(), "  Started\n"); n != upServices {
-		b.Fatalf("%d Started lines, want %d; stderr:\n%s", n, upServices, run.stderr)
+	if c := strings.Count(run.stderr.String(), "  Started\n"); c != n {
+		b.Fatalf("%d Started lines, want %d; stderr:\n%s", c, n, run.stderr)
 	}
-	if at, ok := run.started.nth(upServices); ok {
+	if at, ok := run.started.nth(n); ok {
 		started = at.Sub(t0)
 	}
 
 	t1 := time.Now()
 	_ = run.cmd.Process.Signal(syscall.SIGINT)
-	run.wait(b, 60*time.Second)
+	run.wait(b, upDownTimeout(n))
 	down = time.Since(t1)
 	if run.code != 0 {
 		b.Fatalf("sstack exit code %d after SIGINT; stderr:\n%s", run.code, run.stderr)
 	}
 	// Every process ran its TERM handler (not killed at the grace period).
-	if n := strings.Count(run.stderr.String(), " exited with code 0\n"); n != upServices {
-		b.Fatalf("%d services exited with code 0 after SIGINT, want %d; stderr:\n%s", n, upServices, run.stderr)
+	if c := strings.Count(run.stderr.String(), " exited with code 0\n"); c != n {
+		b.Fatalf("%d services exited with code 0 after SIGINT, want %d; stderr:\n%s", c, n, run.stderr)
 	}
 	if left := e.instancesLeft(project); len(left) > 0 {
 		b.Fatalf("sstack: instances left: %v", left)
@@ -583,16 +631,16 @@ func (e *benchEnv) awaitReady(project string, n int, returned time.Time) time.Du
 	}
 }
 
-// psRow is what the checks read of `sstack ps --format json`.
-type psRow struct {
+// benchPsRow is what the checks read of `sstack ps --format json`.
+type benchPsRow struct {
 	Instance   string
 	State      string
 	Supervised bool
 }
 
-// checkPsJSON checks that out lists n replicas, all running and supervised.
-func checkPsJSON(out string, n int) error {
-	var rows []psRow
+// benchCheckPsJSON checks that out lists n replicas, all running and supervised.
+func benchCheckPsJSON(out string, n int) error {
+	var rows []benchPsRow
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		return fmt.Errorf("ps --format json: %v: %s", err, out)
 	}
@@ -607,8 +655,8 @@ func checkPsJSON(out string, n int) error {
 	return nil
 }
 
-// checkPsTable checks that out is a header and n rows, all running.
-func checkPsTable(out string, n int) error {
+// benchCheckPsTable checks that out is a header and n rows, all running.
+func benchCheckPsTable(out string, n int) error {
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != n+1 || !strings.HasPrefix(lines[0], "NAME ") {
 		return fmt.Errorf("ps: %d lines, want a header and %d rows:\n%s", len(lines), n, out)
@@ -621,8 +669,8 @@ func checkPsTable(out string, n int) error {
 	return nil
 }
 
-// checkInstanceList checks that out, `instance list --json`, lists n instances.
-func checkInstanceList(out string, n int) error {
+// benchCheckInstanceList checks that out, `instance list --json`, lists n instances.
+func benchCheckInstanceList(out string, n int) error {
 	var list struct {
 		Instances []struct {
 			Instance string `json:"instance"`
@@ -637,8 +685,8 @@ func checkInstanceList(out string, n int) error {
 	return nil
 }
 
-// processGone: pid has exited (a zombie waiting for init counts as gone).
-func processGone(pid int) bool {
+// benchProcessGone: pid has exited (a zombie waiting for init counts as gone).
+func benchProcessGone(pid int) bool {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return true
@@ -648,7 +696,7 @@ func processGone(pid int) bool {
 	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
-var supervisorPid = regexp.MustCompile(`supervisor of \S+ \(pid (\d+)\)`)
+var benchSupervisorPid = regexp.MustCompile(`supervisor of \S+ \(pid (\d+)\)`)
 
 // downDetached runs `sstack down` on a detached stack and returns how long
 // it took to return. Then it checks that the supervisor had the stack
@@ -672,7 +720,7 @@ func (e *benchEnv) downDetached(project string, replicas int) (d, lingered time.
 	cmd.Dir = "/"
 	d, out := e.runTimed(cmd, 2*time.Minute)
 	returned := time.Now()
-	m := supervisorPid.FindStringSubmatch(out)
+	m := benchSupervisorPid.FindStringSubmatch(out)
 	if m == nil {
 		b.Fatalf("down found no supervisor; output:\n%s", out)
 	}
@@ -688,12 +736,12 @@ func (e *benchEnv) downDetached(project string, replicas int) (d, lingered time.
 	var procs []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		procs = leftovers(project)
-		if len(procs) == 0 && processGone(pid) {
+		if len(procs) == 0 && benchProcessGone(pid) {
 			break
 		}
 		lingered = time.Since(returned)
 		if time.Now().After(deadline) {
-			b.Fatalf("10s after down: supervisor pid %d gone: %v; processes left: %v", pid, processGone(pid), procs)
+			b.Fatalf("10s after down: supervisor pid %d gone: %v; processes left: %v", pid, benchProcessGone(pid), procs)
 		}
 	}
 	if left := e.instancesLeft(project); len(left) > 0 {
@@ -734,7 +782,7 @@ func BenchmarkPs50(b *testing.B) {
 	{
 		cmd := e.sstackCmd("ps", "-n", project, "--format", "json")
 		_, out := e.runTimed(cmd, time.Minute)
-		if err := checkPsJSON(out, ps50Rows); err != nil {
+		if err := benchCheckPsJSON(out, ps50Rows); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -764,10 +812,10 @@ func BenchmarkPs50(b *testing.B) {
 		for r := 0; r < psRounds; r++ {
 			phases := []func(){
 				func() {
-					floor = append(floor, timeOne(e.appt("instance", "list", "--json", project+".*"), checkInstanceList))
+					floor = append(floor, timeOne(e.appt("instance", "list", "--json", project+".*"), benchCheckInstanceList))
 				},
-				func() { table = append(table, timeOne(psCmd(), checkPsTable)) },
-				func() { asJSON = append(asJSON, timeOne(psCmd("--format", "json"), checkPsJSON)) },
+				func() { table = append(table, timeOne(psCmd(), benchCheckPsTable)) },
+				func() { asJSON = append(asJSON, timeOne(psCmd("--format", "json"), benchCheckPsJSON)) },
 			}
 			k := (i*psRounds + r) % len(phases)
 			for j := range phases {
@@ -815,11 +863,11 @@ func BenchmarkUpDetached10(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		phases := []func(){
 			func() {
-				up, down := e.floorUp10(hosts)
+				up, down := e.floorUp(hosts, upServices)
 				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
 			},
 			func() {
-				started, up, down := e.sstackUp10Started(composeFile)
+				started, up, down := e.sstackUpStarted(composeFile, upServices)
 				fgStarted, fgUp, fgDown = append(fgStarted, ms(started)), append(fgUp, ms(up)), append(fgDown, ms(down))
 			},
 			func() {
@@ -829,7 +877,7 @@ func BenchmarkUpDetached10(b *testing.B) {
 				// trap), the stack is supervised.
 				detLag = append(detLag, ms(e.awaitReady(project, upServices, time.Now())))
 				_, out := e.runTimed(e.sstackCmd("ps", "-n", project, "--format", "json"), time.Minute)
-				if err := checkPsJSON(out, upServices); err != nil {
+				if err := benchCheckPsJSON(out, upServices); err != nil {
 					b.Fatal(err)
 				}
 				down, lingered := e.downDetached(project, upServices)
@@ -859,6 +907,261 @@ func BenchmarkUpDetached10(b *testing.B) {
 	b.ReportMetric(median(fgDown), "fg-down-ms")
 	b.ReportMetric(median(detDown), "detached-down-ms")
 	b.ReportMetric(pairRatio(detDown, floorDown), "detached-down/floor")
+}
+
+// Restarts.
+
+const (
+	// restartRuns is how many restarts each iteration of
+	// BenchmarkRestartLatency times, on each side.
+	restartRuns = 20
+	// restartCmd is the process of BenchmarkRestartLatency: it counts its
+	// runs in /tmp/runs (the instance's tmpfs, which outlives a run, so a
+	// recreated instance would start again from 1), prints "run N" and
+	// "bye N", and exits with code 1. Only shell builtins: no fork.
+	restartCmd = `n=0; [ -f /tmp/runs ] && read n </tmp/runs; n=$((n+1)); echo $n >/tmp/runs; echo run $n; echo bye $n; exit 1`
+)
+
+// BenchmarkRestartLatency times how long a crashing service is down: from
+// the last line of one run ("bye N", printed right before the process
+// exits) to the first line of the next ("run N+1"). sstack runs it with
+// deploy.restart_policy {condition: any, delay: 0s}, which restarts at once
+// (restart: always would add the engine's backoff of 100ms, 200ms, ...),
+// and the times are the ones sstack stamps on the lines as it reads them
+// (--timestamps). A restart is: sstack sees the exec client exit, ends
+// what the run left in the instance (singularity EndRun: one `instance
+// list` and a /proc scan), waits for the run's output to drain, and runs
+// `exec instance://` again. The floor, in the same run: the least a
+// supervisor must pay, the same process run back to back by a Go loop with
+// `exec instance://` in an instance started by hand with sstack's flags,
+// the times being when the lines arrive on the pipe. Each iteration times
+// restartRuns restarts on each side (one `sstack up`, taken down with
+// SIGINT, untimed, and checked: every run numbered in order, in the same
+// instance, nothing left); values are medians over all restarts, the
+// ratio the median of the per-iteration ratios of medians.
+func BenchmarkRestartLatency(b *testing.B) {
+	e := newBenchEnv(b)
+	composeFile := e.writeFile("docker-compose.yml", fmt.Sprintf(`services:
+  loop:
+    image: %s
+    command: ["sh", "-c", %q]
+    deploy:
+      restart_policy:
+        condition: any
+        delay: 0s
+`, e.image, strings.ReplaceAll(restartCmd, "$", "$$")))
+	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
+	// One instance serves every floor run: its start and stop are not timed.
+	floorInst := benchName("benchrestartraw") + ".loop.1"
+	if err := e.startInstance(floorInst, hosts); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.appt("-s", "instance", "stop", "-s", "KILL", floorInst).Run() })
+
+	var floor, sstack, floorMed, sstackMed, pipeLag []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		phases := []func(){
+			func() {
+				lat := e.floorRestarts(floorInst)
+				floor, floorMed = append(floor, lat...), append(floorMed, median(lat))
+			},
+			func() {
+				lat, lag := e.sstackRestarts(composeFile)
+				sstack, sstackMed = append(sstack, lat...), append(sstackMed, median(lat))
+				pipeLag = append(pipeLag, lag...)
+			},
+		}
+		if i%2 == 1 {
+			phases[0], phases[1] = phases[1], phases[0]
+		}
+		for _, p := range phases {
+			p()
+		}
+	}
+	b.StopTimer()
+	b.Logf("floor  restart ms, per-iteration medians %s, min %.1f, max %.1f", fmtSeries(floorMed), minOf(floor), maxOf(floor))
+	b.Logf("sstack restart ms, per-iteration medians %s, min %.1f, max %.1f", fmtSeries(sstackMed), minOf(sstack), maxOf(sstack))
+	b.Logf("sstack's stdout reached the benchmark a median %.2f ms after the time stamp on the line", median(pipeLag))
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(floor), "floor-restart-ms")
+	b.ReportMetric(median(sstack), "sstack-restart-ms")
+	b.ReportMetric(pairRatio(sstackMed, floorMed), "restart-ratio")
+}
+
+func minOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs[1:] {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs[1:] {
+		m = max(m, x)
+	}
+	return m
+}
+
+// floorRestarts runs restartCmd restartRuns+1 times back to back in
+// instance and returns, for each run after the first, the ms from the
+// previous run's "bye" line to its "run" line, as they arrived on the pipe.
+// Each run must print its two lines, numbered one more than the run
+// before, and exit with code 1.
+func (e *benchEnv) floorRestarts(instance string) []float64 {
+	b := e.b
+	var lat []float64
+	var bye time.Time
+	prev := 0
+	for k := 0; k <= restartRuns; k++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := e.appt(execArgs(instance, "sh", "-c", restartCmd)...)
+		cmd.Stdout, cmd.Stderr = w, os.Stderr
+		err = cmd.Start()
+		w.Close()
+		if err != nil {
+			r.Close()
+			b.Fatal(err)
+		}
+		br := bufio.NewReader(r)
+		first, err1 := br.ReadString('\n')
+		ran := time.Now()
+		last, err2 := br.ReadString('\n')
+		byeAt := time.Now()
+		rest, err3 := io.ReadAll(br)
+		r.Close()
+		werr := cmd.Wait()
+		if err1 != nil || err2 != nil || err3 != nil || len(rest) > 0 {
+			b.Fatalf("floor run %d: read %q %q %q (%v, %v, %v)", k, first, last, rest, err1, err2, err3)
+		}
+		var ee *exec.ExitError
+		if !errors.As(werr, &ee) || ee.ExitCode() != 1 {
+			b.Fatalf("floor run %d: exec: %v, want exit code 1", k, werr)
+		}
+		var n, m int
+		if _, err := fmt.Sscanf(first, "run %d\n", &n); err != nil || (prev > 0 && n != prev+1) {
+			b.Fatalf("floor run %d: first line %q after run %d", k, first, prev)
+		}
+		if _, err := fmt.Sscanf(last, "bye %d\n", &m); err != nil || m != n {
+			b.Fatalf("floor run %d: last line %q after %q", k, last, first)
+		}
+		if k > 0 {
+			lat = append(lat, ms(ran.Sub(bye)))
+		}
+		bye, prev = byeAt, n
+	}
+	return lat
+}
+
+// benchStamped matches a line of loop-1 in sstack --timestamps output.
+var benchStamped = regexp.MustCompile(`^loop-1 \| (\S+) (run|bye) (\d+)$`)
+
+// sstackRestarts runs the stack of BenchmarkRestartLatency with
+// --timestamps until its process has run restartRuns+1 times, takes it down
+// with SIGINT and returns, for each of the restartRuns restarts, the ms
+// from the "bye" line of a run to the "run" line of the next by sstack's
+// time stamps. lag is, for each line, how long after its time stamp it
+// reached the benchmark's pipe. The runs must be numbered 1, 2, ... (one
+// instance), each with its two lines, and each exit reported as a restart.
+func (e *benchEnv) sstackRestarts(composeFile string) (lat, lag []float64) {
+	b := e.b
+	project := benchName("benchrestart")
+	run := e.startSstack(composeFile, project, "--timestamps")
+	type stamp struct{ run, bye time.Time }
+	var (
+		mu      sync.Mutex
+		stamps  = map[int]*stamp{}
+		bad     []string
+		enough  = make(chan struct{})
+		readErr = make(chan struct{})
+	)
+	go func() {
+		defer close(readErr)
+		closed := false
+		br := bufio.NewReader(run.stdout)
+		for {
+			line, err := br.ReadString('\n')
+			arrived := time.Now()
+			if line != "" {
+				mu.Lock()
+				m := benchStamped.FindStringSubmatch(strings.TrimSuffix(line, "\n"))
+				var at time.Time
+				var perr error
+				if m != nil {
+					at, perr = time.Parse(time.RFC3339Nano, m[1])
+				}
+				if m == nil || perr != nil {
+					bad = append(bad, line)
+				} else {
+					n, _ := strconv.Atoi(m[3])
+					s := stamps[n]
+					if s == nil {
+						s = &stamp{}
+						stamps[n] = s
+					}
+					if m[2] == "run" {
+						s.run = at
+					} else {
+						s.bye = at
+					}
+					lag = append(lag, ms(arrived.Sub(at)))
+				}
+				if s := stamps[restartRuns+1]; s != nil && !s.run.IsZero() && !closed {
+					closed = true
+					close(enough)
+				}
+				mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-enough:
+	case <-run.done:
+		b.Fatalf("sstack exited (code %d) before %d runs; stderr:\n%s", run.code, restartRuns+1, run.stderr)
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("not %d runs after 2 minutes; stderr:\n%s", restartRuns+1, run.stderr)
+	}
+	_ = run.cmd.Process.Signal(syscall.SIGINT)
+	run.wait(b, time.Minute)
+	<-readErr
+	stderr := run.stderr.String()
+	if run.code != 0 {
+		b.Fatalf("sstack exit code %d after SIGINT; stderr:\n%s", run.code, stderr)
+	}
+	if left := e.instancesLeft(project); len(left) > 0 {
+		b.Fatalf("sstack: instances left: %v", left)
+	}
+	if procs := leftovers(project); len(procs) > 0 {
+		b.Fatalf("sstack: processes left: %v", procs)
+	}
+	if len(bad) > 0 {
+		b.Fatalf("unexpected lines on stdout: %q", bad)
+	}
+	if c := strings.Count(stderr, "loop-1 exited with code 1, restarting now"); c < restartRuns {
+		b.Fatalf("%d exits reported as restarts, want %d or more; stderr:\n%s", c, restartRuns, stderr)
+	}
+	if strings.Contains(stderr, "recreating") {
+		b.Fatalf("the instance was recreated; stderr:\n%s", stderr)
+	}
+	for n := 1; n <= restartRuns; n++ {
+		cur, next := stamps[n], stamps[n+1]
+		if cur == nil || next == nil || cur.run.IsZero() || cur.bye.IsZero() || next.run.IsZero() {
+			b.Fatalf("run %d or %d is missing a line (runs seen: %d)", n, n+1, len(stamps))
+		}
+		if cur.bye.Before(cur.run) {
+			b.Fatalf("run %d: bye stamped before run", n)
+		}
+		lat = append(lat, ms(next.run.Sub(cur.bye)))
+	}
+	return lat, lag
 }
 
 // logLines is how many lines BenchmarkLogThroughput relays;

@@ -43,6 +43,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
 }
@@ -81,6 +82,13 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	child := os.Getenv(detachedChildEnv) != ""
 	if o.detach && (o.abortOnExit || o.abortOnFail || o.exitCodeFrom != "") {
 		return &usageError{errors.New("-d cannot be combined with --abort-on-container-exit, --abort-on-container-failure or --exit-code-from")}
+	}
+	if !child {
+		// A stack of this project already runs: start the services in
+		// it, as docker compose up does for a running project.
+		if done, err := upInRunningStack(o, services); done || err != nil {
+			return err
+		}
 	}
 	if o.detach && !child {
 		return detach(o)
@@ -138,6 +146,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		ExitCodeFrom:   o.exitCodeFrom,
 		StopTimeout:    o.stopTimeout(),
 		Parallel:       parallel,
+		NoLimits:       o.noLimits,
 	})
 	if err != nil {
 		return err
@@ -159,10 +168,29 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	signal.Ignore(syscall.SIGPIPE)
 	defer signal.Stop(sigs)
 	stops := 0
+	onSignal := func() {
+		stops++
+		if stops == 1 {
+			sup.Interrupt("Gracefully stopping... (press Ctrl+C again to force)")
+		} else {
+			sup.KillAll()
+		}
+	}
 	for {
 		select {
 		case done := <-sup.Done():
-			sup.Close()
+			// Close waits for a stdout that lags behind; Ctrl-C cuts that
+			// wait short (a second one at once), as during the teardown.
+			closed := make(chan struct{})
+			go func() { sup.Close(); close(closed) }()
+			for waiting := true; waiting; {
+				select {
+				case <-closed:
+					waiting = false
+				case <-sigs:
+					onSignal()
+				}
+			}
 			if report != nil {
 				report.finish(done.ExitCode)
 			}
@@ -171,14 +199,34 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			}
 			return nil
 		case <-sigs:
-			stops++
-			if stops == 1 {
-				sup.Interrupt("Gracefully stopping... (press Ctrl+C again to force)")
-			} else {
-				sup.KillAll()
-			}
+			onSignal()
 		}
 	}
+}
+
+// upInRunningStack asks the project's running supervisor, if there is
+// one, to start services (and their dependencies unless --no-deps).
+func upInRunningStack(o *options, services []string) (bool, error) {
+	_, dir, err := o.stateDir()
+	if err != nil {
+		return false, nil // the load error is reported by up itself
+	}
+	c, err := control.Dial(dir)
+	if err != nil {
+		return false, nil
+	}
+	defer c.Close()
+	scale, err := parseScale(o.scale)
+	if err != nil {
+		return true, err
+	}
+	ctx := context.Background()
+	info, _ := c.Info(ctx)
+	if err := c.Up(ctx, api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale}); err != nil {
+		return true, err
+	}
+	fmt.Fprintf(o.stderr, "Started in the running stack of project %q (supervisor pid %d); follow its logs with 'sstack -n %s logs -f'\n", info.Name, info.Pid, info.Name)
+	return true, nil
 }
 
 func parseScale(specs []string) (map[string]int, error) {

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"sstack/internal/statedir"
 	"sstack/internal/testimg"
 )
 
@@ -143,6 +144,12 @@ func (p *project) writeSecret(name, content string) {
 // cleanup removes whatever a failing test left behind, so one failure does
 // not cascade; the tests themselves assert that nothing is left.
 func (p *project) cleanup() {
+	// A detached supervisor (up -d) outlives its test unless taken down.
+	if _, err := os.Stat(statedir.Socket(filepath.Join(p.stateDir, p.name))); err == nil {
+		if code, _, errs := runCommand(p.t, p.command("down"), time.Minute); code != 0 {
+			p.t.Logf("cleanup: sstack down: exit code %d: %s", code, errs)
+		}
+	}
 	for _, name := range instances(p.t, p.name) {
 		_ = exec.Command("apptainer", "-s", "instance", "stop", "-s", "KILL", name).Run()
 	}
@@ -297,6 +304,182 @@ func (r *running) ctrlC(t *testing.T) {
 	t.Helper()
 	if code := r.interrupt(t); code != 0 {
 		t.Errorf("exit code %d after Ctrl-C, want 0", code)
+	}
+}
+
+// Commands that talk to a running stack.
+
+// runCommand runs cmd to completion and returns its exit code and output;
+// after timeout it kills cmd and returns -1, the reason at the end of
+// stderr.
+func runCommand(t *testing.T, cmd *exec.Cmd, timeout time.Duration) (int, string, string) {
+	t.Helper()
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return -1, "", err.Error()
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return -1, stdout.String(), stderr.String() + fmt.Sprintf("\n(%s did not end within %v)", strings.Join(cmd.Args, " "), timeout)
+	}
+}
+
+// sstack runs a command of sstack other than a foreground up (ps, exec,
+// stop, up -d, down...) to completion and returns its exit code and
+// output; it fails the test if the command hangs.
+func (p *project) sstack(args ...string) (int, string, string) {
+	p.t.Helper()
+	code, out, errs := runCommand(p.t, p.command(args...), 2*time.Minute)
+	if code == -1 {
+		p.t.Fatalf("sstack %s: %s", strings.Join(args, " "), errs)
+	}
+	return code, out, errs
+}
+
+// must runs an sstack command that must succeed and returns its stdout.
+func (p *project) must(args ...string) string {
+	p.t.Helper()
+	code, out, errs := p.sstack(args...)
+	if code != 0 {
+		p.t.Fatalf("sstack %s: exit code %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// upDetached runs `sstack up -d args...`, which must succeed, and returns
+// what it printed on stderr.
+func (p *project) upDetached(args ...string) string {
+	p.t.Helper()
+	code, out, errs := p.sstack(append([]string{"up", "-d"}, args...)...)
+	if code != 0 {
+		p.t.Fatalf("up -d: exit code %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	return errs
+}
+
+// down runs `sstack down`, which must succeed.
+func (p *project) down() {
+	p.t.Helper()
+	p.must("down")
+}
+
+// replicaRow is one replica of `sstack ps --format json`.
+type replicaRow struct {
+	Name       string `json:"Name"`
+	Service    string `json:"Service"`
+	Replica    int    `json:"Replica"`
+	Instance   string `json:"Instance"`
+	State      string `json:"State"`
+	Health     string `json:"Health"`
+	Status     string `json:"Status"`
+	ExitCode   int    `json:"ExitCode"`
+	Restarts   int    `json:"Restarts"`
+	Pid        int    `json:"Pid"`
+	Supervised bool   `json:"Supervised"`
+}
+
+// ps returns the rows of `sstack ps --format json args...`.
+func (p *project) ps(args ...string) []replicaRow {
+	p.t.Helper()
+	out := p.must(append([]string{"ps", "--format", "json"}, args...)...)
+	var rows []replicaRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		p.t.Fatalf("ps --format json: %v:\n%s", err, out)
+	}
+	return rows
+}
+
+// row is the replica named name (web-1) in rows, or nil.
+func row(rows []replicaRow, name string) *replicaRow {
+	for i := range rows {
+		if rows[i].Name == name {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+// statuses maps each replica of rows to its status, as ps shows it.
+func statuses(rows []replicaRow) map[string]string {
+	m := map[string]string{}
+	for _, r := range rows {
+		m[r.Name] = r.Status
+	}
+	return m
+}
+
+// waitPs polls `ps -a` until cond holds for its rows and returns them; it
+// fails the test, saying what it waited for and the last rows, after a
+// minute.
+func (p *project) waitPs(what string, cond func([]replicaRow) bool) []replicaRow {
+	p.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		rows := p.ps("-a")
+		if cond(rows) {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting for %s; ps -a: %v", what, statuses(rows))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitStatus waits until ps -a shows every replica of want with its
+// status ("running", "exited (3)"...).
+func (p *project) waitStatus(want map[string]string) []replicaRow {
+	p.t.Helper()
+	return p.waitPs(fmt.Sprintf("statuses %v", want), func(rows []replicaRow) bool {
+		got := statuses(rows)
+		for name, st := range want {
+			if got[name] != st {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitLogs polls `sstack logs` until it holds every one of want (lines as
+// logs prints them, "web-1 | ready"). A service that has started may not
+// have run a line yet: wait for what it prints once ready (its signal
+// traps set) before sending it signals.
+func (p *project) waitLogs(want ...string) string {
+	p.t.Helper()
+	var out string
+	eventually(p.t, time.Minute, fmt.Sprintf("logs to show %q", want), func() bool {
+		_, out, _ = p.sstack("logs")
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				return false
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// eventually polls cond until it holds; it fails the test, saying what it
+// waited for, after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -56,6 +56,7 @@ type options struct {
 	waitTimeout  int
 	noDeps       bool
 	scale        []string
+	noLimits     bool
 
 	// down
 	volumes bool
@@ -123,7 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sstack: %v\n", err)
 	var ue *usageError
-	if errors.As(err, &ue) || isFlagError(err) {
+	if errors.As(err, &ue) || !errors.Is(err, compose.ErrInvalid) && isFlagError(err) {
 		fmt.Fprintln(stderr, "Run 'sstack --help' for usage.")
 		return 2
 	}

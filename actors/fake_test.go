@@ -154,3 +154,5 @@ func (p *fakeProc) Wait() (int, error) {
 }
 
 func (p *fakeProc) Pid() int { return 0 }
+
+func (p *fakeProc) Running(time.Duration) (int, error) { return 0, nil }

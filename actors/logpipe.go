@@ -133,12 +133,13 @@ func logPipe() (r, w *os.File, err error) {
 }
 
 // pipeTracker lets the stack wait, before it stops the logger at the end
-// of up, until every line the processes wrote has been written to stdout,
-// however slowly stdout is read: a service that printed a burst and
-// exited while a pager or a slow terminal lagged must not lose its last
-// lines. It gives up only on a pipe that is still open but silent (a
-// process that outlived its instance holds it), never on one whose lines
-// wait for the logger. A nil *pipeTracker tracks nothing.
+// of up, until every line the processes wrote has been taken by the
+// logger (in the store, and on stdout unless the user asked for the
+// teardown: see console), however slowly stdout is read: a service that
+// printed a burst and exited while a pager or a slow terminal lagged must
+// not lose its last lines. It gives up only on a pipe that is still open
+// but silent (a process that outlived its instance holds it), never on
+// one whose lines wait for the logger. A nil *pipeTracker tracks nothing.
 type pipeTracker struct {
 	mu    sync.Mutex
 	pipes map[*trackedPipe]struct{}

@@ -106,12 +106,14 @@ type (
 	instanceChecked struct{ exists bool }
 	processStarted  struct {
 		run  int
+		pid  int // of the command inside the instance
 		proc singularity.Process
 		err  error
 	}
 	processExited struct {
-		run  int
-		code int
+		run       int
+		code      int
+		oomKilled bool // the kernel killed it for exceeding its memory limit
 	}
 	timerFired   struct{ timer lifecycle.Timer }
 	signalFailed struct{ err error }

@@ -32,7 +32,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string
 	for i := range plan.Services {
 		svc := &plan.Services[i]
 		path := filepath.Join(hostsDir, svc.Name)
-		if err := os.WriteFile(path, []byte(HostsFile(svc.Hosts)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(HostsFile(plan.HostsOf(svc))), 0o600); err != nil {
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +66,9 @@ type serviceActor struct {
 
 	proc    singularity.Process // of run procRun; nil when none runs
 	procRun int
+	// final: the replica is being taken away and its instance removed,
+	// which ends every process in it: no need to end a run's leftovers.
+	final atomic.Bool
 }
 
 // NewService returns the props of a service actor. A panic in the actor is
@@ -128,6 +132,9 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *DependencyUpdate:
 		s.feed(ctx, lifecycle.DependencyChanged{Status: msg.Status})
 	case *StopService:
+		if msg.Final {
+			s.final.Store(true)
+		}
 		s.feed(ctx, lifecycle.StopRequested{Final: msg.Final, Kill: msg.Kill, Timeout: msg.Timeout})
 	case *StartService:
 		s.feed(ctx, lifecycle.StartRequested{})
@@ -140,9 +147,9 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *instanceChecked:
 		s.feed(ctx, lifecycle.InstanceChecked{Exists: msg.exists})
 	case *processStarted:
-		pid := 0
+		pid := msg.pid
 		if msg.proc != nil {
-			s.proc, s.procRun, pid = msg.proc, msg.run, msg.proc.Pid()
+			s.proc, s.procRun = msg.proc, msg.run
 		}
 		s.feed(ctx, lifecycle.ProcessStarted{Run: msg.run, Pid: pid, Err: msg.err})
 		if msg.err == nil && s.m.State() == lifecycle.Running {
@@ -152,7 +159,7 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 		if msg.run == s.procRun {
 			s.proc = nil
 		}
-		s.feed(ctx, lifecycle.ProcessExited{Run: msg.run, Code: msg.code})
+		s.feed(ctx, lifecycle.ProcessExited{Run: msg.run, Code: msg.code, OOMKilled: msg.oomKilled})
 	case *timerFired:
 		s.feed(ctx, lifecycle.TimerFired{Timer: msg.timer})
 	case *healthResult:
@@ -201,7 +208,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
 		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
-		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src)
+		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, s.cfg.Service, &s.final)
 	case lifecycle.SignalProcess:
 		if s.proc == nil || s.procRun != e.Run {
 			return
@@ -294,7 +301,7 @@ func (s *serviceActor) publish(ctx actor.Context, ev api.Event) {
 
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
-func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource) {
+func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource, svc *compose.Service, final *atomic.Bool) {
 	outR, outW, err := logPipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})
@@ -308,6 +315,7 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		return
 	}
 	spec.Stdout, spec.Stderr = outW, errW
+	oomKilled := oomWatch(rt, svc, spec.Instance)
 	proc, err := rt.StartProcess(context.Background(), spec)
 	outW.Close() // the child has its own copies
 	errW.Close()
@@ -321,15 +329,27 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	// waits for these lines.
 	outRd, outDone := pipes.track(outR)
 	errRd, errDone := pipes.track(errR)
-	root.Send(self, &processStarted{run: run, proc: proc})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); defer outDone(); pumpLines(root, logger, src, Stdout, outRd, time.Now) }()
 	go func() { defer wg.Done(); defer errDone(); pumpLines(root, logger, src, Stderr, errRd, time.Now) }()
+	// Started means the command runs inside the instance, not only that
+	// the apptainer client does: one that exits first could not start it.
+	pid, err := proc.Running(startWait)
+	if err != nil {
+		code, _ := proc.Wait()
+		root.Send(self, &processStarted{run: run, err: fmt.Errorf("Apptainer could not start the command %q (exit %d); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), code, src.Name)})
+		go func() { wg.Wait(); outR.Close(); errR.Close() }()
+		return
+	}
+	root.Send(self, &processStarted{run: run, proc: proc, pid: pid})
 	code, _ := proc.Wait()
+	oom := oomKilled(code)
 	// As a container ends with its main process, so does everything the
 	// run left in the instance; that also frees the pipes orphans held.
-	_, _ = rt.EndRun(context.Background(), spec.Instance)
+	if !final.Load() {
+		_, _ = rt.EndRun(context.Background(), spec.Instance)
+	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {
@@ -339,8 +359,12 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		// report the exit now, its output keeps flowing until it ends.
 	}
 	go func() { <-drained; outR.Close(); errR.Close() }()
-	root.Send(self, &processExited{run: run, code: code})
+	root.Send(self, &processExited{run: run, code: code, oomKilled: oom})
 }
+
+// startWait bounds how long a start waits for the command to run inside
+// the instance before it counts as started anyway (a loaded machine).
+const startWait = 10 * time.Second
 
 // signalFromName maps a stop or kill signal name to a signal; compose/
 // has validated stop_signal and the API validates kill -s, so a failure

@@ -70,6 +70,9 @@ type Stack struct {
 	logger *actor.PID
 	done   chan StackDone
 	pipes  *pipeTracker
+	// console writes what the logger prints; Stop and Kill tell it that
+	// it may no longer hold the stack back.
+	console *console
 }
 
 // quietLogger routes protoactor's own logging away from the console that
@@ -99,7 +102,8 @@ func Start(cfg StackConfig) *Stack {
 			}
 		}
 	}
-	st.logger = system.Root.Spawn(NewLogger(format, cfg.Stdout, cfg.Stderr, cfg.Metrics))
+	st.console = newConsole(cfg.Stdout, cfg.Stderr, cfg.Plan.Project)
+	st.logger = system.Root.Spawn(newLogger(format, st.console, cfg.Metrics))
 	// stackActor is the supervision strategy of its children itself (it
 	// implements actor.SupervisorStrategy), so it can stop the instance of
 	// a service actor that crashed.
@@ -111,10 +115,16 @@ func Start(cfg StackConfig) *Stack {
 }
 
 // Stop asks for a graceful teardown (first Ctrl-C); reason is printed.
-func (s *Stack) Stop(reason string) { s.system.Root.Send(s.root, &StopStack{Reason: reason}) }
+func (s *Stack) Stop(reason string) {
+	s.console.stop(false)
+	s.system.Root.Send(s.root, &StopStack{Reason: reason})
+}
 
 // Kill asks for an immediate teardown (second Ctrl-C).
-func (s *Stack) Kill() { s.system.Root.Send(s.root, &KillStack{}) }
+func (s *Stack) Kill() {
+	s.console.stop(true)
+	s.system.Root.Send(s.root, &KillStack{})
+}
 
 // Done receives one StackDone when everything is gone.
 func (s *Stack) Done() <-chan StackDone { return s.done }
@@ -189,13 +199,16 @@ func (s *Stack) Flush() {
 const pipeIdle = time.Second
 
 // Close waits until every line the processes wrote has reached the
-// logger's output, however slowly that is read, flushes the logger and
-// stops the actor system; call after Done, when every instance is gone.
+// logger's output, however slowly that is read (after Stop only while
+// stdout makes progress, after Kill not at all: see console.close),
+// flushes the logger and stops the actor system; call after Done, when
+// every instance is gone. Stop and Kill may be called while it waits.
 func (s *Stack) Close() {
 	s.pipes.wait(pipeIdle)
 	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, 5e9).Result()
 	_ = s.system.Root.PoisonFuture(s.root).Wait()
 	_ = s.system.Root.PoisonFuture(s.logger).Wait()
+	s.console.close()
 	s.system.Shutdown()
 }
 
@@ -539,7 +552,7 @@ func (r *replicaState) apply(ev api.Event) {
 	}
 	switch ev.Kind {
 	case api.EventStarted:
-		r.started = true
+		r.started, row.Ran = true, true
 		row.Pid = ev.Pid
 		row.Reason = ""
 	case api.EventDied:

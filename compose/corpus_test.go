@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -136,11 +137,27 @@ func touch(t *testing.T, p string) {
 
 type problemID struct{ service, key string }
 
+// shellName is what Apptainer accepts as an environment variable name,
+// spelled here independently of the code under test.
+var shellName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// badEnvNames are the environment variables of s that Apptainer refuses
+// (elasticsearch's discovery.type, for one).
+func badEnvNames(s types.ServiceConfig) []string {
+	var out []string
+	for k := range s.Environment {
+		if !shellName.MatchString(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // TestCorpusErrors: with the registry images present, the only problems
 // are the ones sstack cannot work around, each reported precisely: a
-// long-syntax bind of a file the corpus did not copy. A build-only
-// service's missing image (a Dockerfile) is no error, but config's
-// warning says what to do.
+// long-syntax bind of a file the corpus did not copy, and environment
+// variables Apptainer cannot pass. A build-only service's missing image
+// (a Dockerfile) is no error, but config's warning says what to do.
 func TestCorpusErrors(t *testing.T) {
 	for _, c := range corpusProjects(t) {
 		t.Run(c.name, func(t *testing.T) {
@@ -159,6 +176,9 @@ func TestCorpusErrors(t *testing.T) {
 					if err := os.WriteFile(filepath.Join(dir, rel), []byte("FROM scratch\n"), 0o644); err != nil {
 						t.Fatal(err)
 					}
+				}
+				if len(badEnvNames(s)) > 0 {
+					want[problemID{name, "environment"}] = true
 				}
 				for _, v := range s.Volumes {
 					if v.Type == types.VolumeTypeBind && (v.Bind == nil || !v.Bind.CreateHostPath) {
@@ -186,6 +206,10 @@ func TestCorpusErrors(t *testing.T) {
 					case "volumes":
 						if !strings.Contains(pe.Message, "does not exist; create it") || !strings.Contains(pe.Message, "./") {
 							t.Errorf("%v: want the missing path and what to do", pe)
+						}
+					case "environment":
+						if !strings.Contains(pe.Message, "Apptainer allows only letters, digits and '_'") {
+							t.Errorf("%v: want the rule", pe)
 						}
 					}
 				}
@@ -256,7 +280,16 @@ func TestCorpusEveryKeyHandled(t *testing.T) {
 	for _, c := range corpusProjects(t) {
 		t.Run(c.name, func(t *testing.T) {
 			dir, o := corpusFixture(t, c)
+			var renames []string
 			for name, s := range c.model.Services {
+				for _, k := range badEnvNames(s) {
+					renames = append(renames, k, strings.Map(func(r rune) rune {
+						if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+							return r
+						}
+						return '_'
+					}, k))
+				}
 				if s.Image == "" {
 					touch(t, filepath.Join(o.ImageDir, pullName("docker://"+builtName(c.name, name))))
 				}
@@ -268,6 +301,19 @@ func TestCorpusEveryKeyHandled(t *testing.T) {
 							t.Fatal(err)
 						}
 						touch(t, p)
+					}
+				}
+			}
+			if len(renames) > 0 {
+				// Names Apptainer refuses (TestCorpusErrors): renamed, to
+				// check the rest of the file.
+				for _, f := range existing(dir, cli.DefaultFileNames) {
+					b, err := os.ReadFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(f, []byte(strings.NewReplacer(renames...).Replace(string(b))), 0o644); err != nil {
+						t.Fatal(err)
 					}
 				}
 			}

@@ -10,7 +10,7 @@ import (
 // Why sstack ignores a key; shared by keys with the same cause.
 const (
 	reasonHostNetwork = "instances share the host network: services reach each other by name through /etc/hosts (127.0.0.1)"
-	reasonResources   = "resource limits are not applied to instances"
+	reasonNoLimitFlag = "Apptainer has no flag for this limit"
 	reasonNamespaces  = "apptainer chooses the instance's namespaces"
 	reasonPrivileges  = "apptainer runs the service as the user who runs sstack, with no extra privileges"
 	reasonDNS         = "instances use the host's DNS configuration (/etc/resolv.conf)"
@@ -27,20 +27,16 @@ const (
 var unsupportedServiceKeys = map[string]string{
 	"annotations":         reasonMetadata,
 	"attach":              "the output of every service is shown",
-	"blkio_config":        reasonResources,
 	"cap_add":             reasonPrivileges,
 	"cap_drop":            reasonPrivileges,
 	"cgroup":              reasonNamespaces,
-	"cgroup_parent":       reasonResources,
-	"cpu_count":           reasonResources,
-	"cpu_percent":         reasonResources,
-	"cpu_period":          reasonResources,
-	"cpu_quota":           reasonResources,
-	"cpu_rt_period":       reasonResources,
-	"cpu_rt_runtime":      reasonResources,
-	"cpu_shares":          reasonResources,
-	"cpus":                reasonResources,
-	"cpuset":              reasonResources,
+	"cgroup_parent":       "apptainer puts each instance in a cgroup of its own (/apptainer/<pid>)",
+	"cpu_count":           "a Windows-only limit; cpus: limits the CPUs",
+	"cpu_percent":         "a Windows-only limit; cpus: limits the CPUs",
+	"cpu_period":          "Apptainer sets the CPU quota only as a number of CPUs: write cpus: QUOTA/PERIOD (e.g. cpus: 0.5)",
+	"cpu_quota":           "Apptainer sets the CPU quota only as a number of CPUs: write cpus: QUOTA/PERIOD (e.g. cpus: 0.5)",
+	"cpu_rt_period":       reasonNoLimitFlag,
+	"cpu_rt_runtime":      reasonNoLimitFlag,
 	"credential_spec":     "credential specs exist on Windows only",
 	"develop":             "sstack has no watch mode",
 	"device_cgroup_rules": reasonDevices,
@@ -52,7 +48,6 @@ var unsupportedServiceKeys = map[string]string{
 	"domainname":          "the instance keeps the host's domain name",
 	"expose":              "instances share the host network: every port the service listens on is reachable",
 	"external_links":      "there are no containers outside the project to link to",
-	"gpus":                reasonDevices,
 	"group_add":           reasonPrivileges,
 	"ipc":                 reasonNamespaces,
 	"isolation":           reasonNamespaces,
@@ -62,29 +57,23 @@ var unsupportedServiceKeys = map[string]string{
 	"log_opt":             reasonLogging,
 	"logging":             reasonLogging,
 	"mac_address":         reasonHostNetwork,
-	"mem_limit":           reasonResources,
-	"mem_reservation":     reasonResources,
-	"mem_swappiness":      reasonResources,
-	"memswap_limit":       reasonResources,
+	"mem_swappiness":      reasonNoLimitFlag,
 	"models":              "sstack provides no AI models",
 	"net":                 reasonHostNetwork,
-	"oom_kill_disable":    reasonResources,
-	"oom_score_adj":       reasonResources,
+	"oom_score_adj":       "Apptainer cannot set the OOM score of an instance",
 	"pid":                 reasonNamespaces,
-	"pids_limit":          reasonResources,
 	"platform":            "the SIF is used as it is; no platform is selected",
 	"post_start":          reasonHooks,
 	"pre_start":           reasonHooks,
 	"pre_stop":            reasonHooks,
 	"privileged":          reasonPrivileges,
-	"runtime":             "instances always run with apptainer",
 	"security_opt":        reasonPrivileges,
-	"shm_size":            reasonResources,
+	"shm_size":            "Apptainer cannot size /dev/shm of an instance",
 	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
 	"sysctls":             "kernel parameters cannot be set for an instance",
 	"tty":                 "services get no terminal",
-	"ulimits":             reasonResources,
+	"ulimits":             "the instance has sstack's own ulimits: set them (ulimit) before starting sstack",
 	"umask":               "the umask is inherited from sstack",
 	"use_api_socket":      "there is no Docker API socket",
 	"user":                reasonPrivileges,
@@ -95,7 +84,7 @@ var unsupportedServiceKeys = map[string]string{
 
 // translatedServiceKeys are the service keys Translate reads (some warn for
 // particular values, e.g. network_mode other than host).
-var translatedServiceKeys = []string{
+var translatedServiceKeys = append(append([]string{
 	"build", "command", "configs", "container_name", "depends_on", "deploy",
 	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
@@ -103,15 +92,14 @@ var translatedServiceKeys = []string{
 	"read_only", "restart", "scale",
 	"secrets", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
 	"volumes_from", "working_dir",
-}
+}, resourceKeys...), gpuKeys...)
 
-// Deploy keys: replicas and restart_policy are translated, mode is for
-// values other than "replicated".
+// Deploy keys: replicas, restart_policy and resources are translated,
+// mode is for values other than "replicated".
 var unsupportedDeployKeys = map[string]string{
 	"endpoint_mode":   reasonHostNetwork,
 	"labels":          reasonMetadata,
 	"placement":       "all instances run on this machine",
-	"resources":       reasonResources,
 	"rollback_config": "sstack does not roll updates out",
 	"update_config":   "sstack does not roll updates out",
 }

@@ -2,16 +2,19 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/cli"
-	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/sirupsen/logrus"
 )
 
 // Options says which compose project to load and where its files live.
@@ -50,6 +53,10 @@ type Options struct {
 	// Environ is the process environment (KEY=VALUE); nil means
 	// os.Environ(). Tests set it to stay hermetic.
 	Environ []string
+	// GPUs are the machine's GPUs, for services that ask for some; nil
+	// means DetectGPUs(Environ), run only when a service asks. Tests set
+	// it to stay hermetic.
+	GPUs *GPUInventory
 }
 
 // Environment variables sstack reads besides compose's own.
@@ -80,34 +87,100 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 	for i, f := range opts.EnvFiles {
 		envFiles[i] = absFrom(wd, f)
 	}
-	po, err := cli.NewProjectOptions(files,
-		cli.WithWorkingDirectory(projectDir),
-		cli.WithEnv(env),
-		cli.WithEnvFiles(envFiles...),
-		cli.WithDotEnv,
-		cli.WithDefaultProfiles(opts.Profiles...),
-		cli.WithName(opts.ProjectName),
-		// Translate checks consistency itself, to report every problem at
-		// once and to say what to do about each.
-		cli.WithConsistency(false),
-	)
-	if err != nil {
-		if opts.ProjectName != "" && strings.Contains(err.Error(), "invalid project name") {
-			return nil, fmt.Errorf("-p %s: %w", opts.ProjectName, err)
+	var p *types.Project
+	logged, err := composeGo(func() error {
+		po, err := cli.NewProjectOptions(files,
+			cli.WithWorkingDirectory(projectDir),
+			cli.WithEnv(env),
+			cli.WithEnvFiles(envFiles...),
+			cli.WithDotEnv,
+			cli.WithDefaultProfiles(opts.Profiles...),
+			cli.WithName(opts.ProjectName),
+			// Translate checks consistency itself, to report every problem at
+			// once and to say what to do about each.
+			cli.WithConsistency(false),
+		)
+		if err != nil {
+			if opts.ProjectName != "" && strings.Contains(err.Error(), "invalid project name") {
+				return fmt.Errorf("-p %s: %w", opts.ProjectName, err)
+			}
+			return err
 		}
-		return nil, err
+		p, err = po.LoadProject(ctx)
+		if err != nil {
+			return explainLoadError(ctx, err, files, projectDir)
+		}
+		return nil
+	})
+	warnings = append(warnings, logged...)
+	if err == nil {
+		var plan *Plan
+		if plan, err = Translate(p, opts); err == nil {
+			plan.Warnings = append(warnings, plan.Warnings...)
+			plan.ConfigFiles = files
+			return plan, nil
+		}
 	}
-	p, err := po.LoadProject(ctx)
-	if err != nil {
-		return nil, explainLoadError(ctx, err, files, projectDir)
+	// The error first: warnings (an obsolete `version`, an unset
+	// variable) come after it, and may explain it.
+	errs := leaves(err)
+	for _, w := range warnings {
+		errs = append(errs, &warningNote{w})
 	}
-	plan, err := Translate(p, opts)
-	if err != nil {
-		return nil, err
+	return nil, errors.Join(errs...)
+}
+
+// warningNote carries a warning after the errors of a failed Load; it is
+// not an *Error.
+type warningNote struct{ Warning }
+
+func (w *warningNote) Error() string { return "WARN " + w.String() }
+
+// composeGoLog serialises loads: compose-go warns through logrus's
+// standard logger, which composeGo redirects while f runs.
+var composeGoLog sync.Mutex
+
+// composeGo runs f, which calls compose-go, and returns what compose-go
+// logged as warnings instead of letting it reach stderr, where it would
+// come before (and hide) the errors. A panic in compose-go becomes an
+// error.
+func composeGo(f func() error) (warnings []Warning, err error) {
+	composeGoLog.Lock()
+	defer composeGoLog.Unlock()
+	l := logrus.StandardLogger()
+	hook := &warningHook{}
+	out, hooks := l.Out, l.ReplaceHooks(logrus.LevelHooks{})
+	l.AddHook(hook)
+	l.SetOutput(io.Discard)
+	defer func() {
+		l.SetOutput(out)
+		l.ReplaceHooks(hooks)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the compose file loader (compose-go) failed: %v; please report this with the compose file", r)
+		}
+		warnings = hook.warnings
+	}()
+	return nil, f()
+}
+
+type warningHook struct{ warnings []Warning }
+
+func (h *warningHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+var (
+	obsoleteVersionRE = regexp.MustCompile("^(.+): the attribute `version` is obsolete")
+	unsetVariableRE   = regexp.MustCompile(`^The "(.+)" variable is not set\. Defaulting to a blank string\.$`)
+)
+
+func (h *warningHook) Fire(e *logrus.Entry) error {
+	w := Warning{Reason: e.Message}
+	if m := obsoleteVersionRE.FindStringSubmatch(e.Message); m != nil {
+		w = Warning{Key: m[1] + ": version", Reason: "obsolete, and ignored; remove it"}
+	} else if m := unsetVariableRE.FindStringSubmatch(e.Message); m != nil {
+		w = Warning{Key: "${" + m[1] + "}", Reason: "the variable is not set: a blank string is used"}
 	}
-	plan.Warnings = append(warnings, plan.Warnings...)
-	plan.ConfigFiles = files
-	return plan, nil
+	h.warnings = append(h.warnings, w)
+	return nil
 }
 
 // StateDirFor is the state directory of a project, as Load would set
@@ -255,44 +328,4 @@ func existing(dir string, names []string) []string {
 		}
 	}
 	return found
-}
-
-var falseSchema = regexp.MustCompile(`^validating (.+): (\S+) false schema$`)
-
-// explainLoadError rewords the loader errors users hit most: a key the
-// specification does not know and a YAML syntax error, which compose-go
-// reports without the file's name.
-func explainLoadError(ctx context.Context, err error, files []string, projectDir string) error {
-	if m := falseSchema.FindStringSubmatch(err.Error()); m != nil {
-		path := m[2]
-		key := path[strings.LastIndex(path, ".")+1:]
-		return fmt.Errorf("%s: %s: unknown key %q: it is not part of the compose specification; check its spelling and indentation, or rename it x-%s to keep it as an extension",
-			m[1], path, key, key)
-	}
-	if msg := err.Error(); strings.HasPrefix(msg, "yaml: ") || strings.HasPrefix(msg, "failed to parse ") {
-		for _, f := range files {
-			if f == "-" {
-				continue
-			}
-			content, rerr := os.ReadFile(f)
-			if rerr != nil {
-				continue
-			}
-			_, lerr := loader.LoadModelWithContext(ctx, types.ConfigDetails{
-				WorkingDir:  projectDir,
-				ConfigFiles: []types.ConfigFile{{Filename: f, Content: content}},
-				Environment: types.Mapping{},
-			}, loader.WithSkipValidation, func(o *loader.Options) {
-				o.SkipInterpolation = true
-				o.SetProjectName("x", true)
-			})
-			if lerr != nil {
-				if _, d, ok := strings.Cut(lerr.Error(), f+": yaml: "); ok {
-					return fmt.Errorf("%s: invalid YAML: %s", f, d)
-				}
-			}
-		}
-		return fmt.Errorf("%s: invalid YAML: %s", strings.Join(files, ", "), strings.TrimPrefix(msg, "yaml: "))
-	}
-	return err
 }

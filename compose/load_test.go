@@ -214,7 +214,7 @@ func TestBrokenYAML(t *testing.T) {
 func TestUnknownKey(t *testing.T) {
 	f := newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: redis:7\n    comand: [x]\n"})
 	_, err := f.load(t, f.opts())
-	want := filepath.Join(f.dir, "compose.yaml") + `: services.a.comand: unknown key "comand"`
+	want := filepath.Join(f.dir, "compose.yaml") + `: service "a": unknown key "comand": it is not part of the compose specification`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}

@@ -353,26 +353,3 @@ func (t *translator) volumesFrom(order []string, services map[string]*Service) {
 		}
 	}
 }
-
-func (t *translator) checkMountTargets(s *Service) {
-	targets := make([]string, len(s.Mounts))
-	for i, m := range s.Mounts {
-		targets[i] = m.Target
-	}
-	for _, n := range slots(s.Replicas, targets...) {
-		seen := map[string]MountKind{}
-		dup := false
-		for _, m := range s.Mounts {
-			target := expandSlot(m.Target, n)
-			if k, ok := seen[target]; ok {
-				t.fail(s.Name, "volumes", "%s is mounted twice (%s and %s); remove one", target, k, m.Kind)
-				dup = true
-				continue
-			}
-			seen[target] = m.Kind
-		}
-		if dup {
-			return // once, not for every replica
-		}
-	}
-}

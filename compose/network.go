@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -56,16 +57,14 @@ func (t *translator) commonHosts(services map[string]*Service) []HostEntry {
 	return hosts
 }
 
-// serviceHosts adds the service's own link aliases and extra_hosts to the
-// common entries.
-func (t *translator) serviceHosts(sc types.ServiceConfig, common []HostEntry) []HostEntry {
-	hosts := slices.Clone(common)
+// serviceHosts are the service's own entries, after the common ones
+// (whose names are in common): link aliases that are not already there,
+// and extra_hosts.
+func (t *translator) serviceHosts(sc types.ServiceConfig, common map[string]bool) []HostEntry {
+	var hosts []HostEntry
 	seen := map[string]bool{}
-	for _, h := range hosts {
-		seen[h.Host] = true
-	}
 	for _, l := range sc.Links {
-		if _, alias, ok := strings.Cut(l, ":"); ok && !seen[alias] {
+		if _, alias, ok := strings.Cut(l, ":"); ok && !common[alias] && !seen[alias] {
 			seen[alias] = true
 			hosts = append(hosts, HostEntry{Host: alias, IP: "127.0.0.1"})
 		}
@@ -86,6 +85,38 @@ func (t *translator) serviceHosts(sc types.ServiceConfig, common []HostEntry) []
 		}
 	}
 	return hosts
+}
+
+// checkPorts refuses ports that are not well formed: sstack does not map
+// them (the instances share the host network), but a port the user
+// mistyped should be said at once, not ignored.
+func (t *translator) checkPorts(sc types.ServiceConfig) {
+	for _, p := range sc.Ports {
+		if p.Target < 1 || p.Target > 65535 {
+			t.fail(sc.Name, "ports", "target %d is not a port number; give 1 to 65535", p.Target)
+		}
+		if p.Published != "" && !validPortRange(p.Published) {
+			t.fail(sc.Name, "ports", "published %q is not a port or a range of ports; give a number from 0 to 65535, or a range such as 8000-8010", p.Published)
+		}
+		switch p.Protocol {
+		case "", "tcp", "udp", "sctp":
+		default:
+			t.fail(sc.Name, "ports", "protocol %q: use tcp, udp or sctp", p.Protocol)
+		}
+		if p.HostIP != "" && net.ParseIP(strings.Trim(p.HostIP, "[]")) == nil {
+			t.fail(sc.Name, "ports", "host_ip %q is not an IP address", p.HostIP)
+		}
+	}
+}
+
+func validPortRange(s string) bool {
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err1 := strconv.ParseUint(lo, 10, 16)
+	if !isRange {
+		return err1 == nil
+	}
+	b, err2 := strconv.ParseUint(hi, 10, 16)
+	return err1 == nil && err2 == nil && a <= b
 }
 
 // portConflicts warns when two instances would listen on the same port of

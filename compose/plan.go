@@ -4,6 +4,7 @@
 package compose
 
 import (
+	"slices"
 	"strconv"
 	"time"
 )
@@ -16,6 +17,12 @@ type Plan struct {
 	StateDir   string `json:"state_dir"`   // per-project state: named volumes, hosts file, logs
 	// ConfigFiles are the compose files the plan was loaded from.
 	ConfigFiles []string `json:"config_files,omitempty"`
+	// Hosts are the /etc/hosts lines every service has: localhost, then
+	// every service name of the project (and container_name, hostname and
+	// network aliases) on 127.0.0.1, as instances share the host network.
+	// Kept once for the project, so that a plan grows linearly with its
+	// services; a service's own lines are in its ExtraHosts.
+	Hosts []HostEntry `json:"hosts"`
 	// Services in dependency order: every service comes after all of its
 	// dependencies (ties broken by name, so the order is stable).
 	Services []Service `json:"services"`
@@ -32,6 +39,9 @@ type Warning struct {
 
 func (w Warning) String() string {
 	if w.Service == "" {
+		if w.Key == "" {
+			return w.Reason
+		}
 		return w.Key + ": " + w.Reason
 	}
 	return "service \"" + w.Service + "\": " + w.Key + ": " + w.Reason
@@ -65,10 +75,9 @@ type Service struct {
 	// ReadOnly (compose `read_only`): the root filesystem must stay
 	// read-only (no --writable-tmpfs).
 	ReadOnly bool `json:"read_only,omitempty"`
-	// Hosts are the /etc/hosts lines of this service: localhost, then every
-	// service name of the project (and container_name, hostname, network
-	// and link aliases) on 127.0.0.1, then extra_hosts.
-	Hosts []HostEntry `json:"hosts,omitempty"`
+	// ExtraHosts are the /etc/hosts lines of this service only, after the
+	// plan's Hosts: its link aliases (on 127.0.0.1) and extra_hosts.
+	ExtraHosts []HostEntry `json:"extra_hosts,omitempty"`
 
 	DependsOn []Dependency `json:"depends_on,omitempty"`
 
@@ -77,6 +86,18 @@ type Service struct {
 
 	Restart     RestartPolicy `json:"restart"`
 	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"` // nil: none
+
+	// Resources are the instance's cgroup limits (resources.go); nil: none.
+	Resources *Resources `json:"resources,omitempty"`
+	// GPU is what the service asked for and the GPUs it sees (gpus.go);
+	// nil: no GPU.
+	GPU *GPU `json:"gpu,omitempty"`
+}
+
+// HostsOf is the whole /etc/hosts of s: the project's lines, then the
+// service's own.
+func (p *Plan) HostsOf(s *Service) []HostEntry {
+	return append(slices.Clone(p.Hosts), s.ExtraHosts...)
 }
 
 // InstanceName is the Apptainer instance name of one replica (from 1).

@@ -23,6 +23,7 @@ func (p *Plan) Print(w io.Writer) error {
 			e.line(1, "- "+quote(w.String()))
 		}
 	}
+	e.hosts(0, "hosts", p.Hosts)
 	e.line(0, "services:")
 	for _, s := range p.Services {
 		e.service(s)
@@ -92,16 +93,7 @@ func (e *emitter) service(s Service) {
 			}
 		}
 	}
-	if len(s.Hosts) > 0 {
-		e.line(2, "hosts:")
-		for _, h := range s.Hosts {
-			l := "- " + quote(h.IP+" "+h.Host)
-			if h.Comment != "" {
-				l += " # " + h.Comment
-			}
-			e.line(3, l)
-		}
-	}
+	e.hosts(2, "extra_hosts", s.ExtraHosts)
 	if len(s.DependsOn) > 0 {
 		e.line(2, "depends_on:")
 		for _, d := range s.DependsOn {
@@ -121,6 +113,23 @@ func (e *emitter) service(s Service) {
 		e.line(3, "retries: "+strconv.Itoa(h.Retries))
 		e.line(3, "start_period: "+dur(h.StartPeriod))
 		e.line(3, "start_interval: "+dur(h.StartInterval))
+	}
+	e.resources(s.Resources)
+	e.gpu(s.GPU)
+}
+
+// hosts prints /etc/hosts lines as a list under key.
+func (e *emitter) hosts(indent int, key string, hosts []HostEntry) {
+	if len(hosts) == 0 {
+		return
+	}
+	e.line(indent, key+":")
+	for _, h := range hosts {
+		l := "- " + quote(h.IP+" "+h.Host)
+		if h.Comment != "" {
+			l += " # " + h.Comment
+		}
+		e.line(indent+1, l)
 	}
 }
 

@@ -81,7 +81,7 @@ func (s *Service) ForReplica(n int) *Service {
 			r.Mounts[i] = m
 		}
 	}
-	r.Hosts = slices.Clone(s.Hosts)
+	r.ExtraHosts = slices.Clone(s.ExtraHosts)
 	r.DependsOn = slices.Clone(s.DependsOn)
 	if s.Healthcheck != nil {
 		h := *s.Healthcheck

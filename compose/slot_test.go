@@ -41,7 +41,7 @@ func TestForReplica(t *testing.T) {
 				{Kind: MountVolume, Source: "/state/v", Target: "/v/{{ .Task.Slot }}", Volume: "v"},
 				{Kind: MountSecret, Source: "/state/secrets/s", Target: "/run/secrets/s", Content: &content},
 			},
-			Hosts:       []HostEntry{{Host: "w", IP: "127.0.0.1"}},
+			ExtraHosts:  []HostEntry{{Host: "w", IP: "127.0.0.1"}},
 			DependsOn:   []Dependency{{Service: "db", Condition: ConditionStarted}},
 			Healthcheck: &Healthcheck{Test: []string{"/bin/sh", "-c", "test -f /tmp/{{.Task.Slot}}"}, Retries: 3},
 		}
@@ -88,10 +88,10 @@ func TestForReplica(t *testing.T) {
 				t.Errorf("nil-ness changed: entrypoint %v -> %v, command %v -> %v", c.in.Entrypoint, got.Entrypoint, c.in.Command, got.Command)
 			}
 			// The copy shares no slice the supervisor may change.
-			if len(got.Hosts) > 0 {
-				got.Hosts[0].Host = "changed"
-				if c.in.Hosts[0].Host == "changed" {
-					t.Error("Hosts is shared with the plan")
+			if len(got.ExtraHosts) > 0 {
+				got.ExtraHosts[0].Host = "changed"
+				if c.in.ExtraHosts[0].Host == "changed" {
+					t.Error("ExtraHosts is shared with the plan")
 				}
 			}
 			if got.Healthcheck != nil && got.Healthcheck == c.in.Healthcheck {
@@ -121,8 +121,8 @@ func deepCopy(s *Service) *Service {
 	if s.Mounts != nil {
 		c.Mounts = append([]Mount{}, s.Mounts...)
 	}
-	if s.Hosts != nil {
-		c.Hosts = append([]HostEntry{}, s.Hosts...)
+	if s.ExtraHosts != nil {
+		c.ExtraHosts = append([]HostEntry{}, s.ExtraHosts...)
 	}
 	if s.DependsOn != nil {
 		c.DependsOn = append([]Dependency{}, s.DependsOn...)
@@ -212,7 +212,7 @@ volumes:
 		t.Errorf("mounts:\n got %+v\nwant %+v", s.Mounts, wantMounts)
 	}
 	var hosts []string
-	for _, h := range s.Hosts {
+	for _, h := range plan.Hosts {
 		hosts = append(hosts, h.Host)
 	}
 	if !strings.Contains(strings.Join(hosts, " "), "w w-1 w-2") {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"sstack/singularity"
 )
 
 // ErrInvalid is matched (errors.Is) by every *Error: the project cannot
@@ -20,6 +22,7 @@ var ErrInvalid = errors.New("invalid project")
 // Error is one reason a compose project cannot run under sstack. Load and
 // Translate report all of them at once, joined with errors.Join.
 type Error struct {
+	File    string // the compose file, when the problem is known to be in one
 	Service string // "" for a top-level key
 	Key     string // the compose key, e.g. `image` or `secret "db_pw"`
 	Message string // what is wrong and what the user can do
@@ -27,6 +30,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
 	if e.Service != "" {
 		fmt.Fprintf(&b, "service %q: ", e.Service)
 	}
@@ -49,6 +55,11 @@ const (
 	DefaultHealthRetries       = 3
 	DefaultHealthStartInterval = 5 * time.Second
 )
+
+// MaxReplicas bounds the replicas of a service: each is an instance of
+// its own, and a plan holds per-replica values (hosts, paths) for them
+// all, so a mistyped count must not make config or up run out of memory.
+const MaxReplicas = 10000
 
 // Translate turns a project loaded by compose-go (environment resolved,
 // paths absolute) into a Plan. It reads the file system to find images
@@ -79,16 +90,18 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		}
 	}
 	common := t.commonHosts(services)
+	commonNames := make(map[string]bool, len(common))
+	for _, h := range common {
+		commonNames[h.Host] = true
+	}
 	for _, name := range sortedKeys(services) {
-		services[name].Hosts = t.serviceHosts(p.Services[name], common)
+		services[name].ExtraHosts = t.serviceHosts(p.Services[name], commonNames)
 	}
 	t.dependencies(services)
 	order := t.order(services)
 	t.volumesFrom(order, services)
-	for _, name := range order {
-		t.checkMountTargets(services[name])
-	}
 	t.portConflicts(order, services)
+	t.assignGPUs(order, services, opts)
 	if len(services) == 0 && len(t.errs) == 0 {
 		msg := "the project has no service to run"
 		if profiles := p.DisabledServices.GetProfiles(); len(profiles) > 0 {
@@ -98,17 +111,20 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		t.fail("", "services", "%s", msg)
 	}
 
-	if len(t.errs) > 0 {
-		return nil, errors.Join(t.errs...)
-	}
 	plan := &Plan{
 		Project:    p.Name,
 		WorkingDir: p.WorkingDir,
 		StateDir:   t.stateDir,
+		Hosts:      common,
 		Warnings:   t.warns,
 	}
 	for _, name := range order {
 		plan.Services = append(plan.Services, *services[name])
+	}
+	// What up checks before it starts anything, config checks too.
+	t.errs = append(t.errs, plan.problems()...)
+	if len(t.errs) > 0 {
+		return nil, errors.Join(t.errs...)
 	}
 	return plan, nil
 }
@@ -229,7 +245,6 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 		return nil
 	}
 	s.Replicas = replicas
-	t.checkInstanceName(name, replicas)
 
 	t.image(sc, s)
 	t.command(sc, s)
@@ -256,19 +271,23 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 
 	s.StopSignal = DefaultStopSignal
 	if sc.StopSignal != "" {
-		sig, err := normalizeSignal(sc.StopSignal)
-		if err != nil {
-			t.fail(name, "stop_signal", "%v; use a signal name such as SIGTERM or SIGINT", err)
+		// Spelled as the runtime names it; one it does not know is kept
+		// as written, for Check to report.
+		s.StopSignal = sc.StopSignal
+		if sig, err := singularity.ParseSignal(sc.StopSignal); err == nil {
+			s.StopSignal = singularity.SignalName(sig)
 		}
-		s.StopSignal = sig
 	}
 	s.StopGracePeriod = DefaultStopGracePeriod
 	if sc.StopGracePeriod != nil {
 		s.StopGracePeriod = time.Duration(*sc.StopGracePeriod)
 	}
 
+	t.checkPorts(sc)
 	s.Restart = t.restart(sc)
 	s.Healthcheck = t.healthcheck(sc)
+	s.Resources = t.resources(sc)
+	s.GPU = t.gpuRequest(sc)
 	t.unsupported(sc)
 	return s
 }
@@ -279,29 +298,14 @@ func (t *translator) replicas(sc types.ServiceConfig) (int, bool) {
 		t.fail(sc.Name, "scale", "scale: %d and deploy.replicas: %d differ; keep one of them", *sc.Scale, *sc.Deploy.Replicas)
 		return 0, false
 	}
-	if n < 0 {
-		t.fail(sc.Name, "scale", "%d replicas; give 0 or more", n)
+	if n < 0 || n > MaxReplicas {
+		t.fail(sc.Name, "scale", "%d replicas; give 0 to %d", n, MaxReplicas)
 		return 0, false
 	}
 	if n > 1 && sc.ContainerName != "" {
 		t.fail(sc.Name, "container_name", "%q cannot name %d replicas; remove container_name or run one replica", sc.ContainerName, n)
 	}
 	return n, true
-}
-
-// checkInstanceName checks that Apptainer accepts the instance names of
-// every replica.
-func (t *translator) checkInstanceName(service string, replicas int) {
-	longest := InstanceName(t.p.Name, service, replicas)
-	for _, r := range longest {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			t.fail(service, "name", "instance name %q has %q; Apptainer accepts letters, digits, '.', '-' and '_': rename the service", longest, r)
-			return
-		}
-	}
-	if len(longest) > 250 {
-		t.fail(service, "name", "instance name %q is %d characters long, Apptainer accepts 250; shorten the project or service name", longest, len(longest))
-	}
 }
 
 func (t *translator) command(sc types.ServiceConfig, s *Service) {
@@ -317,39 +321,6 @@ func (t *translator) command(sc types.ServiceConfig, s *Service) {
 	case sc.Entrypoint == nil && sc.Command != nil && len(sc.Command) == 0:
 		t.warn(sc.Name, "command", "an empty command cannot clear the image's CMD: the runscript falls back to it when given no arguments")
 	}
-}
-
-// normalizeSignal turns "TERM", "sigterm", "SIGTERM" or "15" into
-// "SIGTERM".
-func normalizeSignal(s string) (string, error) {
-	u := strings.ToUpper(strings.TrimSpace(s))
-	if n, err := strconv.Atoi(u); err == nil {
-		for name, num := range signalNumbers {
-			if num == n {
-				return "SIG" + name, nil
-			}
-		}
-		return "", fmt.Errorf("unknown signal number %d", n)
-	}
-	u = strings.TrimPrefix(u, "SIG")
-	if _, ok := signalNumbers[u]; ok {
-		return "SIG" + u, nil
-	}
-	if rest, ok := strings.CutPrefix(u, "RTMIN+"); ok {
-		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && n <= 30 {
-			return "SIG" + u, nil
-		}
-	}
-	return "", fmt.Errorf("unknown signal %q", s)
-}
-
-// signalNumbers are the Linux signal names (x86-64 and arm64 numbering).
-var signalNumbers = map[string]int{
-	"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7,
-	"FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13,
-	"ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19,
-	"TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
-	"VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "PWR": 30, "SYS": 31,
 }
 
 func (t *translator) restart(sc types.ServiceConfig) RestartPolicy {

@@ -278,13 +278,17 @@ networks:
 					{Host: "dbhost", IP: "127.0.0.1"}, {Host: "store", IP: "127.0.0.1"},
 					{Host: "web", IP: "127.0.0.1"},
 				}
-				eq(t, p.Service("db").Hosts, base)
-				eq(t, p.Service("web").Hosts, append(slices.Clone(base),
-					HostEntry{Host: "database", IP: "127.0.0.1"},
-					HostEntry{Host: "api.example", IP: "10.0.0.1"},
-					HostEntry{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
-					HostEntry{Host: "v6", IP: "::2"},
-				))
+				eq(t, p.Hosts, base)
+				eq(t, p.Service("db").ExtraHosts, nil)
+				own := []HostEntry{
+					{Host: "database", IP: "127.0.0.1"},
+					{Host: "api.example", IP: "10.0.0.1"},
+					{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
+					{Host: "v6", IP: "::2"},
+				}
+				eq(t, p.Service("web").ExtraHosts, own)
+				eq(t, p.HostsOf(p.Service("web")), append(slices.Clone(base), own...))
+				eq(t, p.HostsOf(p.Service("db")), base)
 				mustWarn(t, p, "db", "hostname")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
@@ -545,8 +549,14 @@ volumes:
     init: true
 `,
 			check: func(t *testing.T, p *Plan, f *fixture) {
-				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "mem_limit", "cpus", "init", "deploy.resources", "deploy.placement"} {
+				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "init", "deploy.placement"} {
 					mustWarn(t, p, "a", k)
+				}
+				// Limits are applied now (resources_test.go), not warned about.
+				for _, k := range []string{"mem_limit", "cpus", "deploy.resources"} {
+					if hasWarning(p, "a", k) {
+						t.Errorf("%s warned about, but it is applied", k)
+					}
 				}
 				if !p.Service("a").ReadOnly {
 					t.Error("read_only not translated")
@@ -676,9 +686,9 @@ func TestTranslateErrors(t *testing.T) {
 			name:    "bad restart, signal and healthcheck",
 			compose: "services:\n  a:\n    image: redis:7\n    restart: sometimes\n    stop_signal: SIGNOPE\n    healthcheck:\n      test: [\"CMD\"]\n",
 			want: []string{
-				`service "a": stop_signal: unknown signal "SIGNOPE"`,
 				`service "a": restart: unknown policy "sometimes"`,
 				`service "a": healthcheck: test CMD has no command`,
+				`service "a": stop_signal: unknown signal "SIGNOPE"`,
 			},
 		},
 		{
@@ -787,17 +797,17 @@ func isInvalid(err error) bool {
 	return true
 }
 
-func TestNormalizeSignal(t *testing.T) {
-	for in, want := range map[string]string{"TERM": "SIGTERM", "SIGTERM": "SIGTERM", "sigint": "SIGINT", "hup": "SIGHUP", "9": "SIGKILL", "SIGRTMIN+3": "SIGRTMIN+3"} {
-		got, err := normalizeSignal(in)
-		if err != nil || got != want {
-			t.Errorf("normalizeSignal(%q) = %q, %v; want %q", in, got, err, want)
+func TestStopSignalSpellings(t *testing.T) {
+	for in, want := range map[string]string{"TERM": "SIGTERM", "SIGTERM": "SIGTERM", "sigint": "SIGINT", "hup": "SIGHUP", "\"9\"": "SIGKILL", "SIGRTMIN+3": "SIGRTMIN+3", "RTMAX-1": "SIGRTMAX-1", "SIGIOT": "SIGABRT"} {
+		p, _ := planOf(t, "services:\n  a:\n    image: redis:7\n    stop_signal: "+in+"\n", nil)
+		if got := p.Service("a").StopSignal; got != want {
+			t.Errorf("stop_signal %s: %q, want %q", in, got, want)
 		}
 	}
-	for _, in := range []string{"", "NOPE", "99", "SIG"} {
-		if _, err := normalizeSignal(in); err == nil {
-			t.Errorf("normalizeSignal(%q) accepted", in)
-		}
+	for _, in := range []string{"NOPE", "\"99\"", "SIG", "\"0\""} {
+		f := newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: redis:7\n    stop_signal: " + in + "\n"}, fixtureImages...)
+		_, err := f.load(t, f.opts())
+		wantErrors(t, err, `service "a": stop_signal: `)
 	}
 }
 

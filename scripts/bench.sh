@@ -10,4 +10,4 @@ if ! { command -v apptainer || command -v singularity; } >/dev/null 2>&1 || ! co
   bash scripts/install-apptainer.sh
 fi
 export PATH=$PATH:/usr/local/go/bin
-go test -run '^$' -bench . -benchtime "${BENCHTIME:-10x}" -timeout 60m "$@" .
+go test -run '^$' -bench . -benchtime "${BENCHTIME:-10x}" -timeout 120m "$@" .

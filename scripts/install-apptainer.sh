@@ -30,8 +30,27 @@ helpers_present() {
     command -v mksquashfs >/dev/null 2>&1
 }
 
+# Without systemd as init, Apptainer's default `systemd cgroups = yes`
+# makes every resource limit (--memory, --cpus, ...) fail with "systemd not
+# running as init"; its cgroupfs manager works (as root). Idempotent, and
+# run even when Apptainer was already installed.
+configure_cgroups() {
+  local conf
+  conf=$(apptainer buildcfg APPTAINER_CONF_FILE 2>/dev/null || echo /etc/apptainer/apptainer.conf)
+  [ -f "$conf" ] || return 0
+  [ -d /run/systemd/system ] && return 0 # systemd is init: keep its manager
+  grep -Eq '^[[:space:]]*systemd cgroups[[:space:]]*=[[:space:]]*yes' "$conf" || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-apptainer: systemd is not init here; as root, set 'systemd cgroups = no' in $conf for cgroup limits to work" >&2
+    return 0
+  fi
+  sed -i -E 's/^([[:space:]]*systemd cgroups[[:space:]]*=[[:space:]]*)yes/\1no/' "$conf"
+  echo "install-apptainer: systemd is not init here: set 'systemd cgroups = no' in $conf (cgroupfs manager, for resource limits)"
+}
+
 if runtime_works && helpers_present; then
   echo "install-apptainer: $(apptainer --version 2>/dev/null || singularity --version) already works"
+  configure_cgroups
   exit 0
 fi
 
@@ -43,6 +62,7 @@ apt-get install -y -qq patchelf squashfs-tools uidmap busybox-static debootstrap
 
 if runtime_works; then
   echo "install-apptainer: $(apptainer --version 2>/dev/null || singularity --version) already works"
+  configure_cgroups
   exit 0
 fi
 
@@ -79,4 +99,5 @@ if grep -q '^root default capabilities = full' "$conf"; then
   sed -i 's/^root default capabilities = full/root default capabilities = file/' "$conf"
 fi
 
+configure_cgroups
 apptainer --version

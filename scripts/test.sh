@@ -13,3 +13,9 @@ fi
 export PATH=$PATH:/usr/local/go/bin
 go vet ./...
 go test -race -count=1 -timeout 40m "$@" ./...
+# A bounded fuzz run of the compose loader: no panic, and every plan it
+# accepts passes up's pre-start checks (compose/fuzz_test.go). Go fuzzes one
+# target per invocation; SSTACK_FUZZTIME=0 skips it.
+if [ "${SSTACK_FUZZTIME:-60s}" != 0 ]; then
+  go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime "${SSTACK_FUZZTIME:-60s}" -fuzzminimizetime 10s ./compose/
+fi

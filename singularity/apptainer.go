@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,6 +27,11 @@ type Apptainer struct {
 	// Env is the client's base environment; nil means os.Environ(). It is
 	// filtered by clientEnv before every command.
 	Env []string
+
+	// inits caches the init pid of instances seen by ListInstances, so
+	// that EndRun after each exit costs no apptainer command.
+	initsMu sync.Mutex
+	inits   map[string]int
 }
 
 var _ Runtime = (*Apptainer)(nil)
@@ -129,29 +135,12 @@ func serviceEnv(base, env []string) ([]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("environment entry %q: want KEY=VALUE", kv)
 		}
-		if !validEnvKey(key) {
-			// Apptainer writes the variables into a shell script; a key
-			// that is no shell name makes every exec fail.
-			return nil, fmt.Errorf("environment variable %q: Apptainer only accepts names of letters, digits and '_' not starting with a digit; rename it", key)
-		}
-		if strings.IndexByte(value, 0) >= 0 {
-			return nil, fmt.Errorf("environment variable %q: value contains a NUL byte", key)
+		if err := ValidateEnv(key, value); err != nil {
+			return nil, fmt.Errorf("environment %w", err)
 		}
 		out = append(out, "APPTAINERENV_"+kv)
 	}
 	return out, nil
-}
-
-func validEnvKey(k string) bool {
-	if k == "" || k[0] >= '0' && k[0] <= '9' {
-		return false
-	}
-	for _, r := range k {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func (a *Apptainer) baseEnv() []string {
@@ -279,28 +268,26 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		args = append(args, "--mount", m)
 	}
 	for _, t := range spec.Tmpfs {
-		if !filepath.IsAbs(t) {
-			return nil, fmt.Errorf("instance %q: tmpfs %q: want an absolute container path", spec.Name, t)
-		}
-		if strings.ContainsAny(t, ",\n") {
-			// --scratch splits at commas and ignores quotes (measured).
-			return nil, fmt.Errorf("instance %q: tmpfs %q: Apptainer cannot mount a tmpfs on a path with a comma or newline; rename the path", spec.Name, t)
+		if err := ValidateTmpfs(t); err != nil {
+			return nil, fmt.Errorf("instance %q: tmpfs %w", spec.Name, err)
 		}
 		args = append(args, "--scratch", filepath.Clean(t))
 	}
+	if err := spec.Limits.validate(); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+	}
+	gpu, err := gpuArgs(spec.GPU)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+	}
+	args = append(append(args, spec.Limits.args()...), gpu...)
 	return append(args, image, spec.Name), nil
 }
 
 // mountSpec renders a bind for --mount, CSV-quoting fields that need it.
 func mountSpec(b Bind) (string, error) {
-	if !filepath.IsAbs(b.Source) {
-		return "", fmt.Errorf("bind source %q: want an absolute host path", b.Source)
-	}
-	if !filepath.IsAbs(b.Target) {
-		return "", fmt.Errorf("bind target %q: want an absolute container path", b.Target)
-	}
-	if strings.ContainsAny(b.Source+b.Target, "\n\r") {
-		return "", fmt.Errorf("bind %q:%q: paths with newlines cannot be mounted", b.Source, b.Target)
+	if err := ValidateBind(b); err != nil {
+		return "", fmt.Errorf("bind %w", err)
 	}
 	fields := []string{"type=bind", "source=" + filepath.Clean(b.Source), "destination=" + filepath.Clean(b.Target)}
 	if b.ReadOnly {
@@ -404,7 +391,18 @@ func (a *Apptainer) ListInstances(ctx context.Context, glob string) ([]InstanceI
 	if err != nil {
 		return nil, fmt.Errorf("listing instances %q: %s (%v)", glob, summarize(append(stderr, stdout...)), err)
 	}
-	return parseInstanceList(stdout)
+	infos, err := parseInstanceList(stdout)
+	if err == nil {
+		a.initsMu.Lock()
+		if a.inits == nil {
+			a.inits = map[string]int{}
+		}
+		for _, i := range infos {
+			a.inits[i.Name] = i.Pid
+		}
+		a.initsMu.Unlock()
+	}
+	return infos, err
 }
 
 func parseInstanceList(data []byte) ([]InstanceInfo, error) {
@@ -437,8 +435,11 @@ func processArgs(spec ProcessSpec) ([]string, error) {
 	if pwd == "" {
 		pwd = "/"
 	}
-	if !filepath.IsAbs(pwd) {
-		return nil, fmt.Errorf("instance %q: working directory %q: want an absolute path", spec.Instance, pwd)
+	if err := ValidateWorkingDir(pwd); err != nil {
+		return nil, fmt.Errorf("instance %q: working directory %w", spec.Instance, err)
+	}
+	if err := ValidateArgs(spec.Args); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
 	args := []string{"-s", verb, "--cleanenv", "--no-eval", "--pwd", pwd, "instance://" + spec.Instance}
 	return append(args, spec.Args...), nil

@@ -370,3 +370,70 @@ func TestResolveInRoot(t *testing.T) {
 		}
 	}
 }
+
+func TestSignalNameRoundTrip(t *testing.T) {
+	for n := 1; n <= sigRTMAX; n++ {
+		name := SignalName(syscall.Signal(n))
+		got, err := ParseSignal(name)
+		if err != nil || got != syscall.Signal(n) {
+			t.Errorf("ParseSignal(SignalName(%d) = %q) = %d, %v", n, name, got, err)
+		}
+	}
+	for n, want := range map[int]string{15: "SIGTERM", 34: "SIGRTMIN", 37: "SIGRTMIN+3", 49: "SIGRTMIN+15", 50: "SIGRTMAX-14", 64: "SIGRTMAX"} {
+		if got := SignalName(syscall.Signal(n)); got != want {
+			t.Errorf("SignalName(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestValidateEnv(t *testing.T) {
+	for _, name := range []string{"A", "_", "a_1", "PATH", "_9"} {
+		if err := ValidateEnv(name, "x,y=z"); err != nil {
+			t.Errorf("ValidateEnv(%q): %v", name, err)
+		}
+	}
+	for _, c := range []struct{ name, value, want string }{
+		{"MY-VAR", "", `"MY-VAR": Apptainer allows only letters, digits and '_'`},
+		{"1ABC", "", "not starting with a digit"},
+		{"", "", `variable name ""`},
+		{"a.b", "", "rename it"},
+		{"A", "a\x00b", "NUL"},
+	} {
+		if err := ValidateEnv(c.name, c.value); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ValidateEnv(%q, %q) = %v, want %q", c.name, c.value, err, c.want)
+		}
+	}
+}
+
+func TestValidateMounts(t *testing.T) {
+	for _, c := range []struct {
+		bind Bind
+		want string // "" valid
+	}{
+		{Bind{Source: "/a", Target: "/b"}, ""},
+		{Bind{Source: "/a,b:c", Target: "/x y\"z"}, ""},
+		{Bind{Source: "a", Target: "/b"}, "absolute host path"},
+		{Bind{Source: "/a", Target: "data"}, `target "data": want an absolute container path, such as /data`},
+		{Bind{Source: "/a", Target: "/"}, "container's root"},
+		{Bind{Source: "/a", Target: "/x/.."}, "container's root"},
+		{Bind{Source: "/a\nb", Target: "/b"}, "line break"},
+		{Bind{Source: "/a", Target: "/b\n"}, "line break"},
+	} {
+		err := ValidateBind(c.bind)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("ValidateBind(%+v) = %v, want %q", c.bind, err, c.want)
+		}
+	}
+	for target, want := range map[string]string{"/run": "", "run": "absolute", "/a,b": "comma", "/": "root"} {
+		err := ValidateTmpfs(target)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("ValidateTmpfs(%q) = %v, want %q", target, err, want)
+		}
+	}
+	if err := ValidateWorkingDir("app"); err == nil || !strings.Contains(err.Error(), "such as /app") {
+		t.Errorf("ValidateWorkingDir(app) = %v", err)
+	}
+	if err := ValidateArgs([]string{"a", "b\x00"}); err == nil {
+		t.Error("ValidateArgs accepted a NUL byte")
+	}
+}

@@ -1,12 +1,17 @@
 package singularity
 
-import (
-	"golang.org/x/sys/unix"
+// Pure checks of what Apptainer accepts, for this package's command lines
+// and for callers that check a plan before anything starts: each rule is
+// spelled here once.
 
+import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxNameLen is the longest instance name Apptainer accepts: it becomes a
@@ -110,10 +115,112 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q; use a name like SIGTERM, SIGINT, SIGQUIT or a number like 15", s)
 }
 
-// SignalName is the conventional name of sig, e.g. "SIGUSR1".
+// SignalName is the conventional name of sig, e.g. "SIGUSR1"; real-time
+// signals are named as Docker names them (moby/sys/signal): SIGRTMIN,
+// SIGRTMIN+1 ... SIGRTMIN+15, SIGRTMAX-14 ... SIGRTMAX. ParseSignal reads
+// every name it gives back.
 func SignalName(sig syscall.Signal) string {
 	if n := unix.SignalName(sig); n != "" {
 		return n
 	}
+	switch n := int(sig); {
+	case n == sigRTMIN:
+		return "SIGRTMIN"
+	case n > sigRTMIN && n <= sigRTMIN+15:
+		return "SIGRTMIN+" + strconv.Itoa(n-sigRTMIN)
+	case n > sigRTMIN+15 && n < sigRTMAX:
+		return "SIGRTMAX-" + strconv.Itoa(sigRTMAX-n)
+	case n == sigRTMAX:
+		return "SIGRTMAX"
+	}
 	return strconv.Itoa(int(sig))
+}
+
+// ValidateEnv checks one variable of a service process's environment.
+// Apptainer writes the variables into a shell script, so a name that is no
+// shell name ([A-Za-z_][A-Za-z0-9_]*) makes every exec in the instance fail
+// (measured: exit 255); a value cannot carry a NUL byte through exec.
+func ValidateEnv(name, value string) error {
+	if !validEnvName(name) {
+		return fmt.Errorf("variable name %q: Apptainer allows only letters, digits and '_', not starting with a digit; rename it", name)
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return fmt.Errorf("variable %q: the value contains a NUL byte, which no process environment can carry", name)
+	}
+	return nil
+}
+
+func validEnvName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateBind checks a bind as --mount carries it: absolute paths without
+// line breaks (the CSV syntax quotes anything else), and not onto the
+// container's root, which Apptainer silently ignores (measured).
+func ValidateBind(b Bind) error {
+	if !filepath.IsAbs(b.Source) {
+		return fmt.Errorf("source %q: want an absolute host path", b.Source)
+	}
+	if err := validateTarget(b.Target); err != nil {
+		return err
+	}
+	if strings.ContainsAny(b.Source, "\n\r\x00") {
+		return fmt.Errorf("source %q: Apptainer cannot mount a path with a line break or NUL; rename it", b.Source)
+	}
+	return nil
+}
+
+// ValidateTmpfs checks a tmpfs mount point: --scratch splits at commas and
+// ignores quotes (measured).
+func ValidateTmpfs(target string) error {
+	if err := validateTarget(target); err != nil {
+		return err
+	}
+	if strings.Contains(target, ",") {
+		return fmt.Errorf("target %q: Apptainer cannot mount a tmpfs on a path with a comma; rename the path", target)
+	}
+	return nil
+}
+
+func validateTarget(target string) error {
+	switch {
+	case !filepath.IsAbs(target):
+		suggest := filepath.Join("/", target)
+		return fmt.Errorf("target %q: want an absolute container path, such as %s", target, suggest)
+	case filepath.Clean(target) == "/":
+		return fmt.Errorf("target %q: nothing can be mounted over the container's root; choose a directory below it", target)
+	case strings.ContainsAny(target, "\n\r\x00"):
+		return fmt.Errorf("target %q: Apptainer cannot mount on a path with a line break or NUL; rename it", target)
+	}
+	return nil
+}
+
+// ValidateWorkingDir checks a process's working directory (--pwd).
+func ValidateWorkingDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%q: want an absolute container path, such as %s", dir, filepath.Join("/", dir))
+	}
+	if strings.IndexByte(dir, 0) >= 0 {
+		return fmt.Errorf("%q: a path cannot hold a NUL byte", dir)
+	}
+	return nil
+}
+
+// ValidateArgs checks the arguments of a process: exec cannot pass a NUL
+// byte.
+func ValidateArgs(args []string) error {
+	for _, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("argument %q contains a NUL byte, which no command line can carry", a)
+		}
+	}
+	return nil
 }

@@ -69,6 +69,17 @@ type child struct {
 
 func (p *process) Pid() int { return p.cmd.Process.Pid }
 
+func (p *process) Running(wait time.Duration) (int, error) {
+	c, err := p.realChild(wait)
+	switch {
+	case err == nil:
+		return c.pid, nil
+	case errors.Is(err, errNoChild):
+		return p.Pid(), nil
+	}
+	return 0, err
+}
+
 // childWait is how long Signal waits for the real process to appear; exec
 // takes about 45 ms, more on a loaded machine.
 const childWait = 2 * time.Second

@@ -19,6 +19,12 @@ import (
 // running. The instance's init (appinit) stays. It returns how many
 // processes it ended.
 func (a *Apptainer) EndRun(ctx context.Context, instance string) (int, error) {
+	a.initsMu.Lock()
+	init, ok := a.inits[instance]
+	a.initsMu.Unlock()
+	if ok && isInstanceInit(init, instance) {
+		return endNamespace(init)
+	}
 	infos, err := a.ListInstances(ctx, instance)
 	if err != nil {
 		return 0, err
@@ -30,6 +36,17 @@ func (a *Apptainer) EndRun(ctx context.Context, instance string) (int, error) {
 		return endNamespace(info.Pid)
 	}
 	return 0, nil
+}
+
+// isInstanceInit: pid is still the init of instance (its monitor, the
+// parent, is titled "Apptainer instance: USER [NAME]"), not a recycled pid.
+func isInstanceInit(pid int, instance string) bool {
+	_, ppid, err := procStat(pid)
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
+	return err == nil && strings.Contains(string(b), "["+instance+"]")
 }
 
 // endNamespace kills every process sharing init's PID namespace, but init,

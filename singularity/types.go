@@ -29,6 +29,10 @@ type InstanceSpec struct {
 	// ReadOnlyRoot keeps the image's root filesystem read-only (compose
 	// read_only); otherwise writes go to a throwaway tmpfs overlay.
 	ReadOnlyRoot bool
+	// Limits are the instance's cgroup limits (limits.go); zero: none.
+	Limits Limits
+	// GPU is GPUNvidia (--nv) or GPUAMD (--rocm); "" gives no GPU.
+	GPU string
 }
 
 // ProcessSpec describes the service process run inside an instance.
@@ -60,6 +64,12 @@ type Process interface {
 	Wait() (int, error)
 	// Pid of the apptainer client.
 	Pid() int
+	// Running waits up to wait for the command to have been exec'd inside
+	// the instance and returns its host pid. It returns os.ErrProcessDone
+	// when the client exited first: Apptainer could not start the command
+	// (no such program, a bad working directory); on a timeout it returns
+	// the client's pid and no error.
+	Running(wait time.Duration) (int, error)
 }
 
 // InstanceInfo is one entry of `instance list --json`.

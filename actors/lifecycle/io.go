@@ -26,9 +26,11 @@ type (
 		Err error
 	}
 	// ProcessExited: the process of run Run exited, its output drained.
+	// OOMKilled: the kernel killed it for exceeding its memory limit.
 	ProcessExited struct {
-		Run  int
-		Code int
+		Run       int
+		Code      int
+		OOMKilled bool
 	}
 	// TimerFired: a SetTimer's time has come.
 	TimerFired struct{ Timer Timer }

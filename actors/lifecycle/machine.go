@@ -312,6 +312,19 @@ func (m *Machine) onProcessStarted(out *effects, in ProcessStarted) {
 		return
 	}
 	if in.Err != nil {
+		if !m.rerun && m.then == afterNothing && !m.final {
+			// The first run could not even start its command: the
+			// service cannot start, as docker compose up fails when a
+			// container's command cannot be started.
+			m.reason = in.Err.Error()
+			m.set(Failed)
+			ev := m.event(api.EventFailed)
+			ev.Message = m.reason
+			m.emit(out, ev)
+			return
+		}
+		// A restart that cannot start counts as an exit with code 255,
+		// and the restart policy goes on.
 		ev := m.event(api.EventWarning)
 		ev.Message = in.Err.Error()
 		m.emit(out, ev)
@@ -354,7 +367,7 @@ func (m *Machine) onProcessExited(out *effects, in ProcessExited) {
 	m.exitCode = in.Code
 	m.killed = false
 	ev := m.event(api.EventDied)
-	ev.ExitCode = in.Code
+	ev.ExitCode, ev.OOMKilled = in.Code, in.OOMKilled
 	switch {
 	case m.then == afterRemove || m.final:
 		m.restarts.Exited(in.Code, true)

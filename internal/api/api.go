@@ -90,6 +90,8 @@ type Replica struct {
 	Since    time.Time `json:"Since"` // when State was entered
 	Restarts int       `json:"Restarts"`
 	Pid      int       `json:"Pid"` // the service process on the host, 0 if none
+	// Ran: the process has started at least once.
+	Ran bool `json:"Ran"`
 	// Supervised is false for an instance found without a supervisor.
 	Supervised bool   `json:"Supervised"`
 	Reason     string `json:"Reason,omitempty"` // why it failed

@@ -60,6 +60,9 @@ type Event struct {
 	Attempt     int           `json:"attempt,omitempty"`
 	MaxAttempts int           `json:"maxAttempts,omitempty"`
 	GaveUp      bool          `json:"gaveUp,omitempty"`
+	// OOMKilled: the kernel killed the process for exceeding the memory
+	// limit of its instance (Died).
+	OOMKilled bool `json:"oomKilled,omitempty"`
 	// Requested: sstack or its user caused this exit or stop, so no
 	// policy applies and nothing aborts.
 	Requested bool `json:"requested,omitempty"`
@@ -147,6 +150,9 @@ func (e Event) Line() string {
 //	db-1 exited with code 0
 func (e Event) diedLine() string {
 	head := fmt.Sprintf("%s exited with code %d", e.Name, e.ExitCode)
+	if e.OOMKilled {
+		head += " (OOM-killed: it exceeded its memory limit)"
+	}
 	switch {
 	case e.Restart:
 		attempt := fmt.Sprintf("attempt %d", e.Attempt)
@@ -195,6 +201,9 @@ func (e Event) Attributes() []string {
 	add("service", e.Service)
 	if e.Kind == EventDied {
 		add("exitCode", fmt.Sprint(e.ExitCode))
+		if e.OOMKilled {
+			add("oomKilled", "true")
+		}
 	}
 	add("health", string(e.Health))
 	add("signal", e.Signal)

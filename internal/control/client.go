@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -67,10 +68,17 @@ func dial(ctx context.Context, stateDir string) (net.Conn, error) {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return nil, fmt.Errorf("%w (nobody listens on %s)", api.ErrNotRunning, path)
 	case errors.Is(err, fs.ErrPermission):
-		// The directory of another user's stack is closed to us.
-		if fi, serr := os.Stat(stateDir); serr == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-				return nil, errors.New(refusal(projectName(stateDir), int(st.Uid)))
+		// The state of another user's stack is closed to us: the owner
+		// of the nearest directory we may look at says whose it is.
+		for dir := stateDir; ; dir = filepath.Dir(dir) {
+			if fi, serr := os.Stat(dir); serr == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+					return nil, errors.New(refusal(projectName(stateDir), int(st.Uid)))
+				}
+				break
+			}
+			if dir == filepath.Dir(dir) {
+				break
 			}
 		}
 	}

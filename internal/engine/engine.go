@@ -51,6 +51,9 @@ type Options struct {
 	StopTimeout *time.Duration
 	// Parallel bounds parallel instance starts and stops (0: the default).
 	Parallel int
+	// NoLimits starts instances without the services' cgroup limits
+	// (up --no-limits), with a warning each (limits.go).
+	NoLimits bool
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -65,6 +68,9 @@ type Supervisor struct {
 	started  time.Time
 	// downOnce: Down asks for the teardown once.
 	downOnce sync.Once
+	// ready is closed once stack is set: the control socket serves
+	// before the actors start, and its requests wait for them.
+	ready chan struct{}
 }
 
 var _ api.Stack = (*Supervisor)(nil)
@@ -91,11 +97,19 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := CheckImages(plan); err != nil {
 		return nil, err
 	}
+	// The checks config ran, again on the plan as it will run (--scale
+	// changes instance names).
+	if err := plan.Check(); err != nil {
+		return nil, err
+	}
+	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
+		return nil, err
+	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now()}
+	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -162,6 +176,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		StopTimeout:    opts.StopTimeout,
 		Parallel:       opts.Parallel,
 	})
+	close(s.ready)
 	ok = true
 	return s, nil
 }
@@ -172,6 +187,17 @@ func noService(plan *compose.Plan, name string) error {
 		known[i] = s.Name
 	}
 	return &api.NoServiceError{Name: name, Known: known}
+}
+
+// awaitStart waits until the actors run (a request may come in right after the
+// control socket is up, before they are started).
+func (s *Supervisor) awaitStart(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Flush waits until the status lines of what happened so far are written.
@@ -235,10 +261,12 @@ func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, err
 	for _, r := range rows {
 		switch r.State {
 		case api.StateFailed:
-			return false, fmt.Errorf("%s: %s", r.Name, r.Reason)
-		case api.StateExited:
-			if r.ExitCode != 0 {
-				return false, fmt.Errorf("%s exited with code %d", r.Name, r.ExitCode)
+			return false, fmt.Errorf("%s cannot start: %s", r.Name, r.Reason)
+		case api.StateExited, api.StateRestarting:
+			// Started and already over (a one-shot job, whatever its
+			// code): started, as docker compose up -d sees it.
+			if !r.Ran {
+				return false, fmt.Errorf("%s exited with code %d before its command started", r.Name, r.ExitCode)
 			}
 		case api.StateRunning:
 			if healthy && plan.Service(r.Service).Healthcheck != nil && r.Health != api.HealthHealthy {
@@ -263,6 +291,9 @@ func (s *Supervisor) info() api.ProjectInfo {
 
 // Info implements api.Stack.
 func (s *Supervisor) Info(ctx context.Context) (api.ProjectInfo, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return api.ProjectInfo{}, err
+	}
 	info := s.info()
 	rows, err := s.stack.Ps()
 	if err != nil {
@@ -305,6 +336,9 @@ func (s *Supervisor) checkServices(names []string) error {
 
 // Ps implements api.Stack.
 func (s *Supervisor) Ps(ctx context.Context, opts api.PsOptions) ([]api.Replica, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return nil, err
 	}
@@ -405,6 +439,9 @@ func running(r api.Replica) bool { return r.State == api.StateRunning }
 
 // Up implements api.Stack: start services of the running stack.
 func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	if len(opts.Scale) > 0 {
 		if err := s.Scale(ctx, api.ScaleOptions{Replicas: opts.Scale}); err != nil {
 			return err
@@ -415,22 +452,34 @@ func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
 
 // Stop implements api.Stack.
 func (s *Supervisor) Stop(ctx context.Context, opts api.StopOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStop, Services: opts.Services, Timeout: opts.Timeout},
 		isStopped, func(r api.Replica) bool { return r.State == api.StateStopped })
 }
 
 // Start implements api.Stack.
 func (s *Supervisor) Start(ctx context.Context, opts api.StartOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStart, Services: opts.Services}, leftStart, running)
 }
 
 // Restart implements api.Stack.
 func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	return s.command(ctx, &actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout}, leftStart, nil)
 }
 
 // Kill implements api.Stack.
 func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	sig := opts.Signal
 	if sig == "" {
 		sig = "SIGKILL"
@@ -442,6 +491,9 @@ func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
 // Scale implements api.Stack: new replicas are waited for until they have
 // started, removed ones until they are gone.
 func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	ch := s.stack.Subscribe()
 	defer s.stack.Unsubscribe(ch)
 	before, err := s.stack.Ps()
@@ -466,6 +518,9 @@ func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
 
 // Events implements api.Stack.
 func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func(api.Event) error) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return err
 	}
@@ -492,6 +547,9 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 // Wait implements api.Stack: the first exit of a process of the services
 // (an exit already over counts), as docker compose wait.
 func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return 0, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return 0, err
 	}
@@ -529,6 +587,9 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 
 // Top implements api.Stack.
 func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServices(opts.Services); err != nil {
 		return nil, err
 	}
@@ -541,6 +602,9 @@ func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopRep
 
 // ExecTarget implements api.Stack.
 func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.ExecTarget, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return api.ExecTarget{}, err
+	}
 	svc := s.plan.Service(opts.Service)
 	if svc == nil {
 		return api.ExecTarget{}, noService(s.plan, opts.Service)
@@ -569,6 +633,9 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 // Down implements api.Stack: the same teardown as Ctrl-C; the caller
 // waits for the supervisor to go.
 func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
+	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
 	s.downOnce.Do(func() { s.stack.Stop("Gracefully stopping... (sstack down)") })
 	return nil
 }

@@ -1,0 +1,335 @@
+package main
+
+// Operating the services of a running stack: stop holds a service against
+// its restart policy until start; restart runs it again and its
+// depends_on restart: true dependents follow; kill sends a signal to the
+// process itself; scale adds and removes replicas live, and up --scale
+// starts with as many; up SERVICE starts that service and its
+// dependencies, --no-deps that service alone. A service name that is not
+// in the project is refused with the list of those that are.
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stays checks that cond holds for the whole of d: what a restart policy
+// would undo within its first delay (100ms) has long been undone by then.
+func stays(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if !cond() {
+			t.Errorf("%s no longer holds", what)
+			return
+		}
+	}
+}
+
+// serviceInstances are the Apptainer instances of a project's service.
+func serviceInstances(t *testing.T, p *project, service string) []string {
+	var out []string
+	for _, name := range instances(t, p.name) {
+		if strings.HasPrefix(name, p.name+"."+service+".") {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stop runs web's stop signal handler and removes its instance; restart:
+// always does not bring it back, ps -a shows it stopped, and start does.
+func TestStopHoldsServiceUntilStart(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    restart: always
+    command: ["sh", "-c", "trap 'echo web got TERM; exit 0' TERM; echo web up; while true; do sleep 0.1; done"]
+  db:
+    image: busybox
+    command: ["sleep", "1000"]
+`)
+	p.upDetached()
+	p.waitLogs("web-1 | web up")
+	p.must("stop", "web")
+	// stop returns once web has stopped.
+	if got := statuses(p.ps("-a")); got["web-1"] != "stopped" || got["db-1"] != "running" {
+		t.Errorf("after stop web, ps -a shows %v, want web-1 stopped, db-1 running", got)
+	}
+	if got := statuses(p.ps()); got["web-1"] != "" {
+		t.Errorf("ps without -a shows the stopped web-1: %v", got)
+	}
+	if got := serviceInstances(t, p, "web"); len(got) != 0 {
+		t.Errorf("web's instance is left after stop: %v", got)
+	}
+	stays(t, 2*time.Second, "web-1 stopped", func() bool { return statuses(p.ps("-a"))["web-1"] == "stopped" })
+	if logs := p.must("logs", "web"); !strings.Contains(logs, "web-1 | web got TERM") {
+		t.Errorf("web's stop signal handler did not run:\n%s", logs)
+	}
+
+	p.must("start", "web")
+	if got := statuses(p.ps()); got["web-1"] != "running" {
+		t.Errorf("after start web, ps shows %v, want web-1 running", got)
+	}
+	if got := serviceInstances(t, p, "web"); len(got) != 1 {
+		t.Errorf("web's instances after start: %v, want one", got)
+	}
+	eventually(t, time.Minute, "web's second run in the logs", func() bool {
+		return countLines(p.must("logs", "web"), "web-1", "web up") == 2
+	})
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// restart runs db's process again; web, which depends on it with
+// restart: true, follows; api, which depends on it without, does not.
+func TestRestartRestartsDependentsThatFollow(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db run; exec sleep 1000"]
+  web:
+    image: busybox
+    depends_on:
+      db:
+        condition: service_started
+        restart: true
+    command: ["sh", "-c", "echo web run; exec sleep 1000"]
+  api:
+    image: busybox
+    depends_on:
+      db:
+        condition: service_started
+    command: ["sh", "-c", "echo api run; exec sleep 1000"]
+`)
+	p.upDetached()
+	p.waitLogs("db-1  | db run", "web-1 | web run", "api-1 | api run")
+	before := p.ps()
+	p.must("restart", "db")
+	runs := func(service string) int {
+		return countLines(p.must("logs", service), service+"-1", service+" run")
+	}
+	eventually(t, time.Minute, "db and web to run again", func() bool { return runs("db") == 2 && runs("web") == 2 })
+	after := p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "api-1": "running"})
+	for _, name := range []string{"db-1", "web-1"} {
+		if row(after, name).Pid == row(before, name).Pid {
+			t.Errorf("%s has the same process (pid %d) after the restart", name, row(after, name).Pid)
+		}
+	}
+	if n := runs("api"); n != 1 || row(after, "api-1").Pid != row(before, "api-1").Pid {
+		t.Errorf("api, which does not follow db's restarts, was restarted (%d runs)", n)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// kill -s SIGUSR1 reaches the service's process, which handles it and
+// goes on running; kill (SIGKILL) ends it.
+func TestKillSendsSignalToProcess(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "trap 'echo got USR1' USR1; echo web up; while true; do sleep 0.1; done"]
+`)
+	p.upDetached()
+	p.waitLogs("web-1 | web up")
+	before := row(p.ps(), "web-1")
+	p.must("kill", "-s", "SIGUSR1", "web")
+	eventually(t, time.Minute, "web's trap to print", func() bool {
+		return strings.Contains(p.must("logs", "web"), "web-1 | got USR1")
+	})
+	after := row(p.ps(), "web-1")
+	if after == nil || after.Status != "running" || after.Pid != before.Pid || after.Restarts != 0 {
+		t.Errorf("after SIGUSR1, web-1 is %+v, want the same process (pid %d) running", after, before.Pid)
+	}
+	p.must("kill", "web")
+	p.waitStatus(map[string]string{"web-1": "exited (137)"})
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// scale web=3 adds two replicas with their own instances; scale web=1
+// takes them away again, instances and ps rows; singularity-stack's
+// `scale SERVICE N` does the same.
+func TestScaleAddsAndRemovesReplicas(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sleep", "1000"]
+  db:
+    image: busybox
+    command: ["sleep", "1000"]
+`)
+	p.upDetached()
+	p.must("scale", "web=3")
+	want := []string{p.name + ".web.1", p.name + ".web.2", p.name + ".web.3"}
+	if got := serviceInstances(t, p, "web"); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("instances after scale web=3: %v, want %v", got, want)
+	}
+	if got := statuses(p.ps("web")); len(got) != 3 || got["web-1"] != "running" || got["web-2"] != "running" || got["web-3"] != "running" {
+		t.Errorf("ps web after scale web=3: %v, want web-1..3 running", got)
+	}
+	p.must("scale", "web=1")
+	if got := serviceInstances(t, p, "web"); len(got) != 1 || got[0] != p.name+".web.1" {
+		t.Errorf("instances after scale web=1: %v, want only %s.web.1", got, p.name)
+	}
+	if got := statuses(p.ps("-a", "web")); len(got) != 1 || got["web-1"] != "running" {
+		t.Errorf("ps -a web after scale web=1: %v, want one row, web-1 running", got)
+	}
+	p.must("scale", "web", "2")
+	if got := statuses(p.ps("web")); len(got) != 2 || got["web-2"] != "running" {
+		t.Errorf("ps web after scale web 2: %v, want web-1 and web-2 running", got)
+	}
+	if got := statuses(p.ps("db")); len(got) != 1 || got["db-1"] != "running" {
+		t.Errorf("db after scaling web: %v, want db-1 alone, running", got)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// up --scale web=2 starts web with two replicas.
+func TestUpScaleStartsReplicas(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, oneService("web", `["sleep", "1000"]`))
+	p.upDetached("--scale", "web=2")
+	if got := statuses(p.ps()); len(got) != 2 || got["web-1"] != "running" || got["web-2"] != "running" {
+		t.Errorf("ps after up --scale web=2: %v, want web-1 and web-2 running", got)
+	}
+	if got := serviceInstances(t, p, "web"); len(got) != 2 {
+		t.Errorf("instances after up --scale web=2: %v, want two", got)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// A stack where web depends on db, and cache on nothing.
+const webDbCache = `
+services:
+  db:
+    image: busybox
+    command: ["sleep", "1000"]
+  web:
+    image: busybox
+    depends_on: [db]
+    command: ["sleep", "1000"]
+  cache:
+    image: busybox
+    command: ["sleep", "1000"]
+`
+
+// names are the replicas ps -a lists, sorted.
+func names(rows []replicaRow) string {
+	var n []string
+	for _, r := range rows {
+		n = append(n, r.Name)
+	}
+	sort.Strings(n)
+	return strings.Join(n, " ")
+}
+
+// up SERVICE starts the service and its dependencies, nothing else;
+// --no-deps only the service.
+func TestUpServiceStartsItsDependenciesOnly(t *testing.T) {
+	t.Parallel()
+	t.Run("with dependencies", func(t *testing.T) {
+		t.Parallel()
+		p := newProject(t, webDbCache)
+		p.upDetached("web")
+		if got := names(p.ps("-a")); got != "db-1 web-1" {
+			t.Errorf("ps -a after up web: %s, want db-1 web-1", got)
+		}
+		if got := serviceInstances(t, p, "cache"); len(got) != 0 {
+			t.Errorf("cache was started: %v", got)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+	t.Run("no deps", func(t *testing.T) {
+		t.Parallel()
+		p := newProject(t, webDbCache)
+		p.upDetached("--no-deps", "web")
+		if got := names(p.ps("-a")); got != "web-1" {
+			t.Errorf("ps -a after up --no-deps web: %s, want web-1", got)
+		}
+		if got := statuses(p.ps()); got["web-1"] != "running" {
+			t.Errorf("web-1 is %q, want running: --no-deps does not wait for db", got["web-1"])
+		}
+		if got := serviceInstances(t, p, "db"); len(got) != 0 {
+			t.Errorf("db was started: %v", got)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+// up SERVICE against a running stack starts that service (and its
+// dependencies unless --no-deps) in it, as docker compose up does for a
+// project that runs.
+func TestUpServiceJoinsRunningStack(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, webDbCache)
+	p.upDetached("cache")
+	if got := names(p.ps("-a")); got != "cache-1" {
+		t.Fatalf("ps -a after up cache: %s, want cache-1", got)
+	}
+	cachePid := row(p.ps(), "cache-1").Pid
+	if code, _, errs := p.sstack("up", "-d", "--no-deps", "web"); code != 0 {
+		t.Errorf("up -d --no-deps web on the running stack: exit code %d\n%s", code, errs)
+	}
+	if got := names(p.ps("-a")); got != "cache-1 web-1" {
+		t.Errorf("ps -a after up --no-deps web: %s, want cache-1 web-1", got)
+	}
+	if code, _, errs := p.sstack("up", "-d", "web"); code != 0 {
+		t.Errorf("up -d web on the running stack: exit code %d\n%s", code, errs)
+	}
+	rows := p.ps()
+	if got := statuses(rows); len(got) != 3 || got["db-1"] != "running" || got["web-1"] != "running" || got["cache-1"] != "running" {
+		t.Errorf("ps after up web: %v, want db-1, web-1 and cache-1 running", got)
+	}
+	if r := row(rows, "cache-1"); r == nil || r.Pid != cachePid {
+		t.Errorf("cache-1 was restarted by up web: %+v, was pid %d", r, cachePid)
+	}
+	if ls := p.lsProject(); ls == nil || !ls.Detached {
+		t.Errorf("the project is not run by its one detached supervisor any more: %+v", ls)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// A service name that is not in the project is refused by every command
+// that takes one, with the names of those that are; nothing changes.
+func TestUnknownServiceListsKnownOnes(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, webDbCache)
+	p.upDetached()
+	for _, args := range [][]string{
+		{"ps", "nosuch"}, {"exec", "-T", "nosuch", "true"}, {"stop", "nosuch"}, {"start", "nosuch"},
+		{"restart", "nosuch"}, {"kill", "nosuch"}, {"scale", "nosuch=2"}, {"events", "nosuch"},
+		{"wait", "nosuch"}, {"top", "nosuch"}, {"up", "-d", "nosuch"},
+	} {
+		what := strings.Join(args, " ")
+		code, _, errs := p.sstack(args...)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1\n%s", what, code, errs)
+		}
+		if !regexp.MustCompile(`nosuch\b.*\bcache, db, web\b`).MatchString(errs) {
+			t.Errorf("%s: stderr does not name nosuch and list cache, db, web:\n%s", what, errs)
+		}
+	}
+	if got := statuses(p.ps()); len(got) != 3 {
+		t.Errorf("after the refused commands ps shows %v, want the three services running", got)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}

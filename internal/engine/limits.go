@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"sstack/compose"
+	"sstack/singularity"
+)
+
+// checkLimits runs before anything starts: a service with cgroup limits
+// the host cannot apply is refused, naming its keys and what to do, since
+// starting it without them would pretend the limits hold (and Apptainer
+// would refuse the instance anyway). With noLimits every service's limits
+// are dropped, each with a warning, and nothing is checked.
+func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, noLimits bool, warn io.Writer) error {
+	var limited []*compose.Service
+	for i := range plan.Services {
+		if plan.Services[i].Resources != nil {
+			limited = append(limited, &plan.Services[i])
+		}
+	}
+	if len(limited) == 0 {
+		return nil
+	}
+	if noLimits {
+		for _, s := range limited {
+			fmt.Fprintf(warn, "WARN service %q: %s: not applied (--no-limits): the service runs without cgroup limits\n", s.Name, strings.Join(s.Resources.Keys, ", "))
+			s.Resources = nil
+		}
+		return nil
+	}
+	err := rt.CheckLimits(ctx)
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range limited {
+		errs = append(errs, fmt.Errorf("service %q: %s: cgroup limits cannot be applied here: %v; or start without limits: sstack up --no-limits", s.Name, strings.Join(s.Resources.Keys, ", "), err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,124 @@
+package singularity
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestStartArgsLimitsAndGPUs(t *testing.T) {
+	isolation := strings.Join(isolationFlags, " | ") + " | --writable-tmpfs"
+	cases := []struct {
+		name string
+		spec InstanceSpec
+		want string // the flags between the isolation flags and the image
+		err  string
+	}{
+		{name: "every limit", spec: InstanceSpec{Limits: Limits{
+			CPUs: 1.5, CPUShares: 512, CPUSetCPUs: "0-1,3", Memory: 268435456, MemoryReservation: 134217728,
+			MemorySwap: 536870912, PidsLimit: 100, OOMKillDisable: true, BlkioWeight: 300,
+		}}, want: "--cpus | 1.5 | --cpu-shares | 512 | --cpuset-cpus | 0-1,3 | --memory | 268435456 | --memory-reservation | 134217728 | --memory-swap | 536870912 | --pids-limit | 100 | --oom-kill-disable | --blkio-weight | 300"},
+		{name: "unlimited swap", spec: InstanceSpec{Limits: Limits{Memory: 1 << 20, MemorySwap: -1}}, want: "--memory | 1048576 | --memory-swap | -1"},
+		{name: "whole cpus", spec: InstanceSpec{Limits: Limits{CPUs: 2}}, want: "--cpus | 2"},
+		{name: "nvidia", spec: InstanceSpec{GPU: GPUNvidia}, want: "--nv"},
+		{name: "amd", spec: InstanceSpec{GPU: GPUAMD}, want: "--rocm"},
+		{name: "gpu and limits", spec: InstanceSpec{GPU: GPUNvidia, Limits: Limits{Memory: 4096}}, want: "--memory | 4096 | --nv"},
+		{name: "unknown vendor", spec: InstanceSpec{GPU: "intel"}, err: `GPU vendor "intel"`},
+		{name: "negative cpus", spec: InstanceSpec{Limits: Limits{CPUs: -1}}, err: "positive"},
+		{name: "cpuset as a flag", spec: InstanceSpec{Limits: Limits{CPUSetCPUs: "--all"}}, err: "list of CPUs"},
+		{name: "bad swap", spec: InstanceSpec{Limits: Limits{MemorySwap: -2}}, err: "-1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.spec.Name, c.spec.Image = "p.s.1", "/i.sif"
+			args, err := startArgs(c.spec)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "-s | instance | start | " + isolation + " | " + c.want + " | /i.sif | p.s.1"
+			if got := strings.Join(args, " | "); got != want {
+				t.Errorf("args\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func TestLimitsCheck(t *testing.T) {
+	rootOK := cgroupHost{euid: 0, systemdCgroup: false, writable: true, confFile: "/etc/apptainer/apptainer.conf"}
+	userOK := cgroupHost{euid: 1000, unified: true, systemdInit: true, systemdCgroup: true, dbus: "unix:path=/run/user/1000/bus", xdg: "/run/user/1000", writable: true}
+	cases := []struct {
+		name string
+		host cgroupHost
+		want string // "" ok, else in the reason or fix
+	}{
+		{"root with cgroupfs", rootOK, ""},
+		{"root with systemd as init", cgroupHost{euid: 0, systemdCgroup: true, systemdInit: true, writable: true}, ""},
+		{"root, systemd manager without systemd", cgroupHost{euid: 0, systemdCgroup: true, writable: true, confFile: "/etc/apptainer/apptainer.conf"},
+			"`systemd cgroups = yes` in /etc/apptainer/apptainer.conf), but systemd is not running as init on this host; set `systemd cgroups = no` there"},
+		{"root, read-only cgroups", cgroupHost{euid: 0}, "read-only"},
+		{"user with delegation", userOK, ""},
+		{"user on cgroups v1", cgroupHost{euid: 1000, systemdCgroup: true}, "this host has cgroups v1; run as root, or leave the limits to the batch scheduler"},
+		{"user with cgroupfs manager", cgroupHost{euid: 1000, unified: true, confFile: "/x.conf"}, "/x.conf has `systemd cgroups = no`"},
+		{"user without a session", cgroupHost{euid: 1000, unified: true, systemdCgroup: true}, "DBUS_SESSION_BUS_ADDRESS or XDG_RUNTIME_DIR is not set"},
+	}
+	for _, c := range cases {
+		err := c.host.check()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v, want nil", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestConfValue(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "apptainer.conf")
+	os.WriteFile(p, []byte("# systemd cgroups = no\nsystemd  cgroups = yes\nroot default capabilities = file\nsystemd cgroups = no\n"), 0o644)
+	if v, ok := confValue(p, "systemd cgroups"); !ok || v != "no" {
+		t.Errorf("systemd cgroups = %q %v, want the last one, no", v, ok)
+	}
+	if _, ok := confValue(p, "allow setuid"); ok {
+		t.Error("found a key that is not there")
+	}
+}
+
+func TestCgroupMountsAndOOMKill(t *testing.T) {
+	mountinfo := `25 24 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+31 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+32 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+`
+	v1, v2 := cgroupMounts(mountinfo)
+	if v1 == nil || v1.dir("/apptainer/42") != "/sys/fs/cgroup/memory/apptainer/42" {
+		t.Errorf("memory v1 = %+v", v1)
+	}
+	if v2 == nil || v2.point != "/sys/fs/cgroup/unified" {
+		t.Errorf("unified = %+v", v2)
+	}
+	nested := &cgroupMount{root: "/docker/abc", point: "/sys/fs/cgroup/memory"}
+	if got := nested.dir("/docker/abc/apptainer/7"); got != "/sys/fs/cgroup/memory/apptainer/7" {
+		t.Errorf("below a mount root: %s", got)
+	}
+	if got := unescapeMount(`/mnt/a\040b`); got != "/mnt/a b" {
+		t.Errorf("unescape: %q", got)
+	}
+	for in, want := range map[string]int64{
+		"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n":               3,
+		"low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n": 1,
+	} {
+		if got, err := parseOOMKill(in); err != nil || got != want {
+			t.Errorf("parseOOMKill(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseOOMKill("oom_kill_disable 0\nunder_oom 0\n"); err == nil {
+		t.Error("no count: want an error")
+	}
+}
