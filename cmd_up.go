@@ -409,19 +409,46 @@ func down(o *options) error {
 }
 
 func newConfig(o *options) *cobra.Command {
-	return &cobra.Command{
+	var quiet, services, images bool
+	var format string
+	c := &cobra.Command{
 		Use:   "config",
 		Short: "Print the resolved plan (needs no runtime)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "yaml" && format != "json" {
+				return &usageError{fmt.Errorf("--format %q: use yaml or json", format)}
+			}
 			plan, err := o.load()
 			if err != nil {
 				return err
 			}
-			warnMissingImages(o, plan)
+			if !quiet {
+				warnMissingImages(o, plan)
+			}
+			switch {
+			case quiet:
+				return nil
+			case services || images:
+				names := plan.ServiceNames()
+				if images {
+					names = plan.ImageNames()
+				}
+				for _, n := range names {
+					fmt.Fprintln(o.stdout, n)
+				}
+				return nil
+			case format == "json":
+				return plan.WriteJSON(o.stdout)
+			}
 			return plan.Print(o.stdout)
 		},
 	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only validate the configuration, print nothing")
+	c.Flags().BoolVar(&services, "services", false, "Print the service names, one per line")
+	c.Flags().BoolVar(&images, "images", false, "Print the image names, one per line")
+	c.Flags().StringVar(&format, "format", "yaml", "Format of the plan: yaml or json")
+	return c
 }
 
 func newVersion(o *options) *cobra.Command {

@@ -52,6 +52,12 @@ func logs(o options, services []string) error {
 			return fmt.Errorf("--tail %q: use a number of lines or \"all\"", o.tail)
 		}
 	}
+	display := displayNames(dir)
+	// A replica is selected by its service, its SERVICE-N name or its
+	// display name (container_name).
+	selects := func(s, name string) bool {
+		return s == actors.SourceFromName(name).Service || s == name || s == display(name)
+	}
 	want := func(name string) bool {
 		if !filter.keepReplica(name) {
 			return false
@@ -59,9 +65,8 @@ func logs(o options, services []string) error {
 		if len(services) == 0 {
 			return true
 		}
-		src := actors.SourceFromName(name)
 		for _, s := range services {
-			if s == src.Service || s == name {
+			if selects(s, name) {
 				return true
 			}
 		}
@@ -76,14 +81,14 @@ func logs(o options, services []string) error {
 	}
 	width := 0
 	for _, n := range names {
-		if want(n) && len(n) > width {
-			width = len(n)
+		if want(n) && len(display(n)) > width {
+			width = len(display(n))
 		}
 	}
 	for _, s := range services {
 		found, replica := false, false
 		for _, n := range names {
-			if actors.SourceFromName(n).Service == s || n == s {
+			if selects(s, n) {
 				found = true
 				replica = replica || filter.keepReplica(n)
 			}
@@ -140,16 +145,32 @@ func logs(o options, services []string) error {
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	for _, l := range all {
-		printLine(printer, out, l)
+		printLine(printer, out, l, display)
 	}
 	if !o.follow {
 		return nil
 	}
-	return follow(dir, stateDir, offsets, want, filter, printer, out)
+	return follow(dir, stateDir, offsets, want, filter, printer, out, display)
 }
 
-func printLine(p *actors.Printer, out *bufio.Writer, l logstore.Line) {
-	p.WriteLines(out, actors.SourceFromName(l.Name), l.Stream, l.Time, [][]byte{l.Text})
+func printLine(p *actors.Printer, out *bufio.Writer, l logstore.Line, display func(string) string) {
+	src := actors.SourceFromName(l.Name)
+	src.Name = display(l.Name)
+	p.WriteLines(out, src, l.Stream, l.Time, [][]byte{l.Text})
+}
+
+// displayNames returns the display name of a replica's logs in dir
+// (container_name, else SERVICE-N), read once per replica.
+func displayNames(dir string) func(string) string {
+	names := map[string]string{}
+	return func(n string) string {
+		d, ok := names[n]
+		if !ok {
+			d = logstore.DisplayName(dir, n)
+			names[n] = d
+		}
+		return d
+	}
 }
 
 // follower reads a replica's current log file from where the last read
@@ -204,7 +225,7 @@ func (fl *follower) rotated() bool {
 
 // follow prints the lines appended to the replicas' logs until the stack
 // has stopped, --until has passed or Ctrl-C.
-func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *actors.Printer, out *bufio.Writer) error {
+func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *actors.Printer, out *bufio.Writer, display func(string) string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -230,7 +251,7 @@ func follow(dir, stateDir string, fls map[string]*follower, want func(string) bo
 		}
 		sort.SliceStable(batch, func(i, j int) bool { return batch[i].Time.Before(batch[j].Time) })
 		for _, l := range batch {
-			printLine(p, out, l)
+			printLine(p, out, l, display)
 		}
 		_ = out.Flush()
 		if !running {

@@ -179,7 +179,17 @@ func escapeInvalid(b []byte) string {
 // prints -t timestamps, so prefixes keep one width.
 const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
-// SourceFromName parses a display name "web-1" back into a LogSource.
+// Key names the replica's logs on disk: SERVICE-N whatever its display
+// name, so that `sstack logs SERVICE` and --index find them.
+func (s *LogSource) Key() string {
+	if s.Replica == 0 {
+		return s.Name
+	}
+	return s.Service + "-" + strconv.Itoa(s.Replica)
+}
+
+// SourceFromName parses a log store name "web-1" (LogSource.Key) back into
+// a LogSource.
 func SourceFromName(name string) *LogSource {
 	src := &LogSource{Service: name, Name: name}
 	if i := strings.LastIndexByte(name, '-'); i > 0 {
@@ -246,7 +256,9 @@ func (l *Logger) Receive(ctx actor.Context) {
 func (l *Logger) writeBatch(b *LogBatch) {
 	stream := b.Stream.String()
 	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, b.Count)
-	l.store.Write(b.Source.Name, stream, b.Time, b.Data, b.Count)
+	key := b.Source.Key()
+	l.store.SetDisplayName(key, b.Source.Name)
+	l.store.Write(key, stream, b.Time, b.Data, b.Count)
 	l.store.Flush()
 	if err := l.store.Err(); err != nil && !l.warned {
 		l.warned = true

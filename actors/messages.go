@@ -159,7 +159,7 @@ type LogBatch struct {
 type LogSource struct {
 	Service string
 	Replica int
-	Name    string // display name, e.g. "web-1"
+	Name    string // display name, e.g. "web-1", or its container_name
 }
 
 // StatusLine is one of sstack's own lines (creating, started, exited with

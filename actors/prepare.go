@@ -2,10 +2,14 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"sstack/compose"
 	"sstack/internal/statedir"
@@ -17,12 +21,16 @@ type Seeder interface {
 	SeedVolume(ctx context.Context, image, pathInImage, hostDir string) error
 }
 
-// Prepare creates the project's state directory before anything starts: one
+// Prepare checks that the services' ports are free (CheckPorts) and
+// creates the project's state directory before anything starts: one
 // hosts file per service (every service name on 127.0.0.1, since instances
 // share the host network, plus extra_hosts), the named volume directories
 // (seeded from the image the first time) and missing bind sources that
 // compose would create. It returns the hosts file of each service.
 func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string]string, error) {
+	if err := CheckPorts(plan); err != nil {
+		return nil, err
+	}
 	hostsDir := statedir.Hosts(plan.StateDir)
 	if err := statedir.Private(hostsDir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -51,6 +59,57 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string
 		}
 	}
 	return hosts, nil
+}
+
+// CheckPorts tries to listen on every port of the plan's services (on all
+// addresses, as most services do): instances share the host network, so a
+// port another program holds would make the service fail once started.
+// Every port taken is reported, before anything starts.
+func CheckPorts(plan *compose.Plan) error {
+	var errs []error
+	checked := map[compose.Port]bool{}
+	for _, svc := range plan.Services {
+		for _, p := range svc.Ports {
+			key := compose.Port{Target: p.Target, Protocol: p.Protocol}
+			if checked[key] {
+				continue
+			}
+			checked[key] = true
+			if msg := portProblem(p); msg != "" {
+				errs = append(errs, &compose.Error{Service: svc.Name, Key: "ports", Message: msg})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// portProblem is why the service could not listen on p, or "".
+func portProblem(p compose.Port) string {
+	addr := ":" + strconv.Itoa(p.Target)
+	var err error
+	switch p.Protocol {
+	case "tcp":
+		var l net.Listener
+		if l, err = net.Listen("tcp", addr); err == nil {
+			l.Close()
+		}
+	case "udp":
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp", addr); err == nil {
+			c.Close()
+		}
+	default:
+		return "" // sctp: nothing to try it with
+	}
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Sprintf("port %s is already in use on this host, and instances share the host network: the service could not listen on it; stop the program that holds it (ss -lntup shows which), or make the service listen on another port", p)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Sprintf("port %s: only root may listen on it on this host (ports below net.ipv4.ip_unprivileged_port_start), and instances share the host network: make the service listen on a port of 1024 or above", p)
+	}
+	return fmt.Sprintf("port %s cannot be listened on on this host: %v", p, err)
 }
 
 // PrepareMounts creates what the mounts of one service (or replica) need

@@ -337,10 +337,15 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 	// the apptainer client does: one that exits first could not start it.
 	pid, err := proc.Running(startWait)
 	if err != nil {
-		code, _ := proc.Wait()
-		root.Send(self, &processStarted{run: run, err: fmt.Errorf("Apptainer could not start the command %q (exit %d); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), code, src.Name)})
-		go func() { wg.Wait(); outR.Close(); errR.Close() }()
-		return
+		// The client is gone before its command was seen: a command that
+		// ran and ended at once, or Apptainer failing before it could
+		// start it, which it reports with code 255.
+		if code, _ := proc.Wait(); code == 255 {
+			root.Send(self, &processStarted{run: run, err: fmt.Errorf("Apptainer could not start the command %q (exit 255); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), src.Name)})
+			go func() { wg.Wait(); outR.Close(); errR.Close() }()
+			return
+		}
+		pid = proc.Pid()
 	}
 	root.Send(self, &processStarted{run: run, proc: proc, pid: pid})
 	code, _ := proc.Wait()

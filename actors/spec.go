@@ -9,7 +9,7 @@ import (
 // given here because exec ignores binds.
 func instanceSpec(name string, svc *compose.Service, hostsFile string) singularity.InstanceSpec {
 	spec := singularity.InstanceSpec{Name: name, Image: svc.Image, HostsFile: hostsFile, ReadOnlyRoot: svc.ReadOnly,
-		Limits: InstanceLimits(svc), GPU: instanceGPU(svc)}
+		WorkDir: svc.WorkingDir, Limits: InstanceLimits(svc), GPU: instanceGPU(svc)}
 	for _, m := range svc.Mounts {
 		switch m.Kind {
 		case compose.MountTmpfs:

@@ -97,7 +97,7 @@ func Start(cfg StackConfig) *Stack {
 	format.Project = cfg.Plan.Project
 	for _, svc := range cfg.Plan.Services {
 		for r := 1; r <= svc.Replicas; r++ {
-			if n := len(DisplayName(svc.Name, r)); n > format.Width {
+			if n := len(svc.DisplayName(r)); n > format.Width {
 				format.Width = n
 			}
 		}
@@ -505,7 +505,7 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		Service:       svc,
 		Replica:       r,
 		Instance:      inst,
-		Name:          DisplayName(svc.Name, r),
+		Name:          svc.DisplayName(r),
 		HostsFile:     a.cfg.HostsFiles[svc.Name],
 		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,

@@ -155,9 +155,10 @@ func badEnvNames(s types.ServiceConfig) []string {
 
 // TestCorpusErrors: with the registry images present, the only problems
 // are the ones sstack cannot work around, each reported precisely: a
-// long-syntax bind of a file the corpus did not copy, and environment
-// variables Apptainer cannot pass. A build-only service's missing image
-// (a Dockerfile) is no error, but config's warning says what to do.
+// bind with create_host_path: false of a file the corpus did not copy,
+// and environment variables Apptainer cannot pass. A build-only service's
+// missing image (a Dockerfile) is no error, but config's warning says
+// what to do.
 func TestCorpusErrors(t *testing.T) {
 	for _, c := range corpusProjects(t) {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,7 +182,7 @@ func TestCorpusErrors(t *testing.T) {
 					want[problemID{name, "environment"}] = true
 				}
 				for _, v := range s.Volumes {
-					if v.Type == types.VolumeTypeBind && (v.Bind == nil || !v.Bind.CreateHostPath) {
+					if v.Type == types.VolumeTypeBind && v.Bind != nil && !v.Bind.CreateHostPath {
 						rel, _ := filepath.Rel(c.dir, v.Source)
 						if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
 							want[problemID{name, "volumes"}] = true
@@ -204,7 +205,7 @@ func TestCorpusErrors(t *testing.T) {
 					got[problemID{pe.Service, pe.Key}] = true
 					switch pe.Key {
 					case "volumes":
-						if !strings.Contains(pe.Message, "does not exist; create it") || !strings.Contains(pe.Message, "./") {
+						if !strings.Contains(pe.Message, "does not exist and create_host_path is false; create it") || !strings.Contains(pe.Message, "./") {
 							t.Errorf("%v: want the missing path and what to do", pe)
 						}
 					case "environment":
@@ -294,7 +295,7 @@ func TestCorpusEveryKeyHandled(t *testing.T) {
 					touch(t, filepath.Join(o.ImageDir, pullName("docker://"+builtName(c.name, name))))
 				}
 				for _, v := range s.Volumes {
-					if v.Type == types.VolumeTypeBind && (v.Bind == nil || !v.Bind.CreateHostPath) {
+					if v.Type == types.VolumeTypeBind && v.Bind != nil && !v.Bind.CreateHostPath {
 						rel, _ := filepath.Rel(c.dir, v.Source)
 						p := filepath.Join(dir, rel)
 						if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

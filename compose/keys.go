@@ -67,7 +67,6 @@ var unsupportedServiceKeys = map[string]string{
 	"pre_start":           reasonHooks,
 	"pre_stop":            reasonHooks,
 	"privileged":          reasonPrivileges,
-	"security_opt":        reasonPrivileges,
 	"shm_size":            "Apptainer cannot size /dev/shm of an instance",
 	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
@@ -89,8 +88,8 @@ var translatedServiceKeys = append(append([]string{
 	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
-	"read_only", "restart", "scale",
-	"secrets", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
+	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
+	"stop_signal", "tmpfs", "volumes",
 	"volumes_from", "working_dir",
 }, resourceKeys...), gpuKeys...)
 

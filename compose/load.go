@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/sirupsen/logrus"
 )
@@ -75,7 +76,20 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, warnings, err := configFiles(opts.Files, wd, env)
+	envFiles := make([]string, len(opts.EnvFiles))
+	for i, f := range opts.EnvFiles {
+		envFiles[i] = absFrom(wd, f)
+		if fi, err := os.Stat(envFiles[i]); err != nil {
+			return nil, fmt.Errorf("env file %s (--env-file): %w; check the path", f, errors.Unwrap(err))
+		} else if fi.IsDir() {
+			return nil, fmt.Errorf("env file %s (--env-file) is a directory; give the file", f)
+		}
+	}
+	fileEnv, dotenvUsed, err := composeFileEnv(opts, wd, env, envFiles)
+	if err != nil {
+		return nil, err
+	}
+	files, warnings, err := configFiles(opts.Files, wd, fileEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -83,9 +97,11 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 	if files[0] != "-" {
 		projectDir = filepath.Dir(files[0])
 	}
-	envFiles := make([]string, len(opts.EnvFiles))
-	for i, f := range opts.EnvFiles {
-		envFiles[i] = absFrom(wd, f)
+	if dotenvUsed != "" && len(envFiles) == 0 {
+		// COMPOSE_FILE came from the current directory's .env: docker
+		// compose interpolates with that file too, wherever the compose
+		// files are.
+		envFiles = []string{dotenvUsed}
 	}
 	var p *types.Project
 	logged, err := composeGo(func() error {
@@ -260,6 +276,45 @@ func (o Options) imageDir(projectDir string) string {
 		return absFrom(wd, v)
 	}
 	return filepath.Join(projectDir, "images")
+}
+
+// composeFileEnv is the environment COMPOSE_FILE and COMPOSE_PATH_SEPARATOR
+// are looked up in when no -f is given: as in docker compose, the process
+// environment over the env files (--env-file, else the .env of the current
+// directory, since the project directory is not known yet). fromDotenv is
+// the default .env when COMPOSE_FILE was taken from it.
+func composeFileEnv(opts Options, wd string, env, envFiles []string) (out []string, fromDotenv string, err error) {
+	if len(opts.Files) > 0 {
+		return env, "", nil
+	}
+	files := envFiles
+	if len(files) == 0 {
+		p := filepath.Join(wd, ".env")
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+			return env, "", nil
+		}
+		files = []string{p}
+	}
+	current := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			current[k] = v
+		}
+	}
+	vars, err := dotenv.GetEnvFromFile(current, files)
+	if err != nil {
+		return nil, "", fmt.Errorf("env file: %w", err)
+	}
+	for _, k := range []string{"COMPOSE_FILE", "COMPOSE_PATH_SEPARATOR"} {
+		if v, ok := vars[k]; ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	if _, fromEnv := current["COMPOSE_FILE"]; len(envFiles) == 0 && !fromEnv && vars["COMPOSE_FILE"] != "" {
+		fromDotenv = files[0]
+	}
+	// Later entries win: the process environment over the files.
+	return append(out, env...), fromDotenv, nil
 }
 
 // configFiles picks the compose files like docker compose: -f, else

@@ -107,6 +107,66 @@ func TestMissingEnvFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nope.env") {
 		t.Fatalf("got %v", err)
 	}
+	// Where no compose file is found without it, the missing env file is
+	// still what is reported.
+	f = newFixture(t, map[string]string{"deploy/compose.yaml": "services:\n  a:\n    image: redis:7\n"}, fixtureImages...)
+	o = f.opts()
+	o.EnvFiles = []string{"prod.env"}
+	_, err = f.load(t, o)
+	if err == nil || err.Error() != "env file prod.env (--env-file): no such file or directory; check the path" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestComposeFileFromEnvFiles: COMPOSE_FILE and COMPOSE_PATH_SEPARATOR are
+// read from .env of the current directory and from --env-file, as docker
+// compose does; the process environment wins.
+func TestComposeFileFromEnvFiles(t *testing.T) {
+	files := map[string]string{
+		"deploy/one.yaml": "services:\n  a:\n    image: redis:${TAG:-latest}\n",
+		"deploy/two.yaml": "services:\n  b:\n    image: redis:7\n",
+		"other/c.yaml":    "services:\n  c:\n    image: redis:7\n",
+	}
+	names := func(p *Plan) string {
+		var out []string
+		for _, s := range p.Services {
+			out = append(out, s.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	t.Run(".env", func(t *testing.T) {
+		f := newFixture(t, with(files, ".env", "COMPOSE_FILE=deploy/one.yaml;deploy/two.yaml\nCOMPOSE_PATH_SEPARATOR=;\nTAG=7\n"), fixtureImages...)
+		p := f.mustLoad(t, f.opts())
+		eq(t, names(p), "a,b")
+		eq(t, p.WorkingDir, filepath.Join(f.dir, "deploy"))
+		// Interpolated with the .env the files were named in.
+		eq(t, p.Service("a").ImageRef, "redis:7")
+	})
+	t.Run("--env-file", func(t *testing.T) {
+		f := newFixture(t, with(files, "prod.env", "COMPOSE_FILE=deploy/two.yaml\n"), fixtureImages...)
+		o := f.opts()
+		o.EnvFiles = []string{"prod.env"}
+		eq(t, names(f.mustLoad(t, o)), "b")
+	})
+	t.Run("process environment wins", func(t *testing.T) {
+		f := newFixture(t, with(files, ".env", "COMPOSE_FILE=deploy/one.yaml\n"), fixtureImages...)
+		eq(t, names(f.mustLoad(t, f.opts("COMPOSE_FILE=other/c.yaml"))), "c")
+	})
+	t.Run("-f wins", func(t *testing.T) {
+		f := newFixture(t, with(files, ".env", "COMPOSE_FILE=deploy/one.yaml\n"), fixtureImages...)
+		o := f.opts()
+		o.Files = []string{"other/c.yaml"}
+		eq(t, names(f.mustLoad(t, o)), "c")
+	})
+}
+
+// with returns files plus one more.
+func with(files map[string]string, name, content string) map[string]string {
+	out := map[string]string{name: content}
+	for k, v := range files {
+		out[k] = v
+	}
+	return out
 }
 
 func TestProfiles(t *testing.T) {

@@ -29,7 +29,11 @@ func (t *translator) volumes(sc types.ServiceConfig, s *Service) {
 		switch v.Type {
 		case types.VolumeTypeBind:
 			src := absFrom(t.p.WorkingDir, v.Source)
-			create := v.Bind != nil && bool(v.Bind.CreateHostPath)
+			// As docker compose: a missing host path is created unless the
+			// long syntax says create_host_path: false (compose-go sets it
+			// true for a bind: block without it; no block at all means the
+			// engine's legacy bind API, which creates the path too).
+			create := v.Bind == nil || bool(v.Bind.CreateHostPath)
 			if !create && !t.bindSourcesExist(name, src, v.Target, s.Replicas) {
 				continue
 			}
@@ -93,7 +97,7 @@ func (t *translator) bindSourcesExist(service, src, target string, replicas int)
 			if hasSlot(src) {
 				what = fmt.Sprintf("%s of replica %d, for %s", t.display(src), n, target)
 			}
-			t.fail(service, "volumes", "bind source %s (%s) does not exist; create it, or set bind: {create_host_path: true} to have an empty directory created there",
+			t.fail(service, "volumes", "bind source %s (%s) does not exist and create_host_path is false; create it, or remove create_host_path: false to have an empty directory created there",
 				t.display(expandSlot(src, n)), what)
 			return false
 		}

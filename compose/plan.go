@@ -52,6 +52,9 @@ func (w Warning) String() string {
 type Service struct {
 	Name     string `json:"name"`
 	Replicas int    `json:"replicas"` // deploy.replicas / scale; at least 1
+	// ContainerName (compose container_name) is the display name of the
+	// service's one replica; see DisplayName.
+	ContainerName string `json:"container_name,omitempty"`
 
 	ImageRef string `json:"image_ref"` // as written in the compose file
 	// Image is the resolved path: a .sif/.simg file or a sandbox
@@ -80,6 +83,8 @@ type Service struct {
 	ExtraHosts []HostEntry `json:"extra_hosts,omitempty"`
 
 	DependsOn []Dependency `json:"depends_on,omitempty"`
+	// Ports the service listens on, on the host (compose ports:).
+	Ports []Port `json:"ports,omitempty"`
 
 	StopSignal      string        `json:"stop_signal"`       // e.g. "SIGTERM"
 	StopGracePeriod time.Duration `json:"stop_grace_period"` // default 10s
@@ -98,6 +103,17 @@ type Service struct {
 // service's own.
 func (p *Plan) HostsOf(s *Service) []HostEntry {
 	return append(slices.Clone(p.Hosts), s.ExtraHosts...)
+}
+
+// DisplayName is the name the console, logs, ps and events show for one
+// replica (from 1), as docker compose names containers: container_name if
+// set, else SERVICE-N. container_name names one replica only; any other
+// (one added by a live scale) keeps SERVICE-N.
+func (s *Service) DisplayName(replica int) string {
+	if s.ContainerName != "" && replica == 1 {
+		return expandSlot(s.ContainerName, replica)
+	}
+	return s.Name + "-" + strconv.Itoa(replica)
 }
 
 // InstanceName is the Apptainer instance name of one replica (from 1).
@@ -128,7 +144,8 @@ type Mount struct {
 	// Volume is the compose name of a named volume.
 	Volume string `json:"volume,omitempty"`
 	// CreateHostPath: for binds, create Source as a directory if nothing
-	// exists there (compose's short syntax does; the long one does not).
+	// exists there (as docker compose does unless the long syntax sets
+	// bind.create_host_path: false).
 	CreateHostPath bool `json:"create_host_path,omitempty"`
 	// Content, for secrets and configs given by value (`environment:` or
 	// `content:`), is what the runtime writes to Source (mode 0600, under

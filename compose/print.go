@@ -55,6 +55,9 @@ func (e *emitter) list(indent int, key string, values []string) {
 func (e *emitter) service(s Service) {
 	e.line(1, quote(s.Name)+":")
 	e.line(2, "replicas: "+strconv.Itoa(s.Replicas))
+	if s.ContainerName != "" {
+		e.scalar(2, "container_name", s.ContainerName)
+	}
 	e.scalar(2, "image", s.Image)
 	e.scalar(2, "image_ref", s.ImageRef)
 	e.imageSource(s.ImageSource)

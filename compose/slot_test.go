@@ -204,7 +204,7 @@ volumes:
 	wantMounts := []Mount{
 		{Kind: MountBind, Source: filepath.Join(f.dir, "data", "{{.Task.Slot}}"), Target: "/data", CreateHostPath: true},
 		{Kind: MountBind, Source: filepath.Join(f.dir, "shared"), Target: "/out/{{.Task.Slot}}", CreateHostPath: true},
-		{Kind: MountBind, Source: filepath.Join(f.dir, "made", "{{.Task.Slot}}"), Target: "/made"},
+		{Kind: MountBind, Source: filepath.Join(f.dir, "made", "{{.Task.Slot}}"), Target: "/made", CreateHostPath: true},
 		{Kind: MountVolume, Source: filepath.Join(f.state, "app", "volumes", "app_vol"), Target: "/vol/{{.Task.Slot}}", Volume: "vol", Seed: true},
 		{Kind: MountVolume, Source: anon, Target: "/anon/{{.Task.Slot}}", Seed: true},
 	}
@@ -257,7 +257,7 @@ func TestSlotTemplateChecks(t *testing.T) {
 	}{
 		{"long-syntax bind of a missing replica", `
     deploy: {replicas: 2}
-    volumes: [{type: bind, source: "./d/{{.Task.Slot}}", target: /d}]`,
+    volumes: [{type: bind, source: "./d/{{.Task.Slot}}", target: /d, bind: {create_host_path: false}}]`,
 			[]string{"d/1/.keep"}, `bind source ./d/2 (./d/{{.Task.Slot}} of replica 2, for /d) does not exist`},
 		{"long-syntax bind, every replica there", `
     deploy: {replicas: 2}

@@ -245,6 +245,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 		return nil
 	}
 	s.Replicas = replicas
+	s.ContainerName = sc.ContainerName
 
 	t.image(sc, s)
 	t.command(sc, s)
@@ -288,6 +289,8 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	s.Healthcheck = t.healthcheck(sc)
 	s.Resources = t.resources(sc)
 	s.GPU = t.gpuRequest(sc)
+	t.ports(sc, s)
+	t.securityOpt(sc)
 	t.unsupported(sc)
 	return s
 }

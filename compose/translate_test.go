@@ -133,13 +133,29 @@ func TestTranslateServiceKeys(t *testing.T) {
       - type: bind
         source: ./conf
         target: /long
+      - type: bind
+        source: ./absent
+        target: /absent
+      - type: bind
+        source: ./absent-too
+        target: /absent-too
+        bind: {propagation: rprivate}
+      - type: bind
+        source: ./conf
+        target: /strict
+        bind: {create_host_path: false}
 `,
 			files: map[string]string{"conf/x": ""},
 			check: func(t *testing.T, p *Plan, f *fixture) {
+				// docker compose creates a missing host path unless
+				// create_host_path: false, with or without a bind: block.
 				eq(t, p.Service("a").Mounts, []Mount{
 					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/etc/conf", ReadOnly: true, CreateHostPath: true},
 					{Kind: MountBind, Source: filepath.Join(f.dir, "missing"), Target: "/data", CreateHostPath: true},
-					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/long"},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/long", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "absent"), Target: "/absent", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "absent-too"), Target: "/absent-too", CreateHostPath: true},
+					{Kind: MountBind, Source: filepath.Join(f.dir, "conf"), Target: "/strict"},
 				})
 			},
 		},
@@ -292,6 +308,10 @@ networks:
 				mustWarn(t, p, "db", "hostname")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
+				// container_name is what docker compose shows for the replica.
+				eq(t, p.Service("db").DisplayName(1), "pg")
+				eq(t, p.Service("db").DisplayName(2), "db-2") // a replica a live scale adds
+				eq(t, p.Service("web").DisplayName(1), "web-1")
 			},
 		},
 		{
@@ -571,6 +591,60 @@ volumes:
 				mustWarn(t, p, "b", "ports") // 6379 also used by a
 			},
 		},
+		{
+			name: "security_opt: each entry with what holds under Apptainer",
+			compose: `services:
+  a:
+    image: redis:7
+    security_opt: ["no-new-privileges:true", "seccomp=unconfined", "seccomp:./profile.json", "apparmor:docker-default", "label:disable"]
+`,
+			check: func(t *testing.T, p *Plan, f *fixture) {
+				want := map[string]string{
+					"no-new-privileges:true":  "Apptainer sets no_new_privs itself for an unprivileged user",
+					"seccomp=unconfined":      "runs unconfined already",
+					"seccomp:./profile.json":  "the profile is not applied",
+					"apparmor:docker-default": "AppArmor profile is not applied",
+					"label:disable":           "SELinux labels are not applied",
+				}
+				ws := warningsOf(p, "a")
+				for opt, reason := range want {
+					if !slices.ContainsFunc(ws, func(w Warning) bool {
+						return w.Key == "security_opt" && strings.HasPrefix(w.Reason, opt+": ") && strings.Contains(w.Reason, reason)
+					}) {
+						t.Errorf("no security_opt warning %q with %q in %v", opt, reason, ws)
+					}
+				}
+			},
+		},
+		{
+			name: "ports: kept for the pre-start check, host_ip warned about",
+			compose: `services:
+  a:
+    image: redis:7
+    ports:
+      - "127.0.0.1:8080:80"
+      - "9000:9000/udp"
+      - "0.0.0.0:7000:7000"
+      - target: 80
+        published: "8081"
+`,
+			check: func(t *testing.T, p *Plan, f *fixture) {
+				eq(t, p.Service("a").Ports, []Port{
+					{Target: 80, Protocol: "tcp", Published: "8080", HostIP: "127.0.0.1"},
+					{Target: 9000, Protocol: "udp", Published: "9000"},
+					{Target: 7000, Protocol: "tcp", Published: "7000", HostIP: "0.0.0.0"},
+				})
+				var hostIP []string
+				for _, w := range warningsOf(p, "a") {
+					if strings.Contains(w.Reason, "host address") {
+						hostIP = append(hostIP, w.Reason)
+					}
+				}
+				if len(hostIP) != 1 || !strings.HasPrefix(hostIP[0], "127.0.0.1:8080:80: the host address is not honoured") {
+					t.Errorf("host_ip warnings: %q", hostIP)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -673,9 +747,9 @@ func TestTranslateErrors(t *testing.T) {
 			want:    []string{`service "web": depends_on "debug": service "debug" is not enabled: it has profiles dev; enable one with --profile dev, or set required: false`},
 		},
 		{
-			name:    "missing long-syntax bind source",
-			compose: "services:\n  a:\n    image: redis:7\n    volumes:\n      - type: bind\n        source: ./conf.d\n        target: /etc/conf.d\n",
-			want:    []string{`service "a": volumes: bind source ./conf.d (for /etc/conf.d) does not exist; create it`},
+			name:    "missing bind source with create_host_path: false",
+			compose: "services:\n  a:\n    image: redis:7\n    volumes:\n      - type: bind\n        source: ./conf.d\n        target: /etc/conf.d\n        bind: {create_host_path: false}\n",
+			want:    []string{`service "a": volumes: bind source ./conf.d (for /etc/conf.d) does not exist and create_host_path is false; create it`},
 		},
 		{
 			name:    "unsupported volume type",

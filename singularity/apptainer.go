@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ type Apptainer struct {
 	// that EndRun after each exit costs no apptainer command.
 	initsMu sync.Mutex
 	inits   map[string]int
+	// workDirs caches, per image version and path, whether the path is
+	// missing in the image (see missingInImage).
+	workDirs sync.Map
 }
 
 var _ Runtime = (*Apptainer)(nil)
@@ -216,6 +220,13 @@ func summarize(out []byte) string {
 // failing startscript leaves the instance running anyway (measured), so the
 // check would catch nothing the first exec does not.
 func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error {
+	if dir := spec.WorkDir; dir != "" && !providedByMount(spec, dir) && a.missingInImage(ctx, spec.Image, dir) {
+		// Docker creates a missing working directory; Apptainer's --pwd
+		// fails on one ("failed to set working directory"). An empty
+		// tmpfs there, only when the image lacks the path, is the one way
+		// that needs no tool in the image and works with a read-only root.
+		spec.Tmpfs = append(slices.Clip(spec.Tmpfs), dir)
+	}
 	args, err := startArgs(spec)
 	if err != nil {
 		return err
@@ -233,7 +244,11 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 // Tmpfs paths use --scratch: Apptainer mounts a fresh tmpfs there, creating
 // the directory if the image lacks it (measured). `--mount type=tmpfs` is
 // refused ("only 'bind' is supported"). The tmpfs is mode 0755 and owned by
-// the instance's user (Docker's is 1777).
+// the instance's user (Docker's is 1777). /tmp and /var/tmp get none:
+// --containall already gives them a private, empty tmpfs (mode 1777, also
+// with a read-only root), and a --scratch there makes every bind below it
+// fail with "destination ... doesn't exist in container" (measured;
+// binds below a --scratch elsewhere work).
 //
 // Of several mounts on one destination Apptainer keeps the first
 // (measured), so the hosts file comes after the user's binds: a user bind
@@ -271,7 +286,10 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		if err := ValidateTmpfs(t); err != nil {
 			return nil, fmt.Errorf("instance %q: tmpfs %w", spec.Name, err)
 		}
-		args = append(args, "--scratch", filepath.Clean(t))
+		if t = filepath.Clean(t); containTmpfs[t] {
+			continue
+		}
+		args = append(args, "--scratch", t)
 	}
 	if err := spec.Limits.validate(); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
@@ -282,6 +300,67 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 	}
 	args = append(append(args, spec.Limits.args()...), gpu...)
 	return append(args, image, spec.Name), nil
+}
+
+// containTmpfs are the paths --containall already mounts a private tmpfs on.
+var containTmpfs = map[string]bool{"/tmp": true, "/var/tmp": true}
+
+// providedByMount: dir is a mount target of spec or lies below one, so the
+// mount, not the image, decides whether it exists.
+func providedByMount(spec InstanceSpec, dir string) bool {
+	dir = filepath.Clean(dir)
+	below := func(target string) bool {
+		target = filepath.Clean(target)
+		return dir == target || strings.HasPrefix(dir, strings.TrimSuffix(target, "/")+"/")
+	}
+	for _, b := range spec.Binds {
+		if below(b.Target) {
+			return true
+		}
+	}
+	for _, t := range spec.Tmpfs {
+		if below(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// workDirProbe is a command no image has: the probe only needs to know
+// whether Apptainer could enter the working directory before looking for it.
+const workDirProbe = "/.sstack-no-such-command"
+
+// missingInImage reports whether dir does not exist in image, as the
+// instance would see it (--containall: its own /tmp and home). It asks
+// Apptainer to enter dir and run a command that does not exist: a missing
+// dir fails first, with "failed to set working directory: chdir DIR: no
+// such file or directory" (measured), and no tool of the image is needed.
+// The answer is cached per image version; a probe that fails otherwise
+// says "not missing", and the start then reports the real problem.
+func (a *Apptainer) missingInImage(ctx context.Context, image, dir string) bool {
+	dir = filepath.Clean(dir)
+	if dir == "/" || !filepath.IsAbs(dir) {
+		return false
+	}
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return false
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d\x00%s", abs, fi.Size(), fi.ModTime().UnixNano(), dir)
+	if v, ok := a.workDirs.Load(key); ok {
+		return v.(bool)
+	}
+	stdout, stderr, _ := a.output(ctx, "-s", "exec", "--containall", "--no-init", "--no-eval", "--pwd", dir, abs, workDirProbe)
+	out := string(append(stderr, stdout...))
+	missing := strings.Contains(out, "failed to set working directory") && strings.Contains(out, "no such file or directory")
+	if ctx.Err() == nil {
+		a.workDirs.Store(key, missing)
+	}
+	return missing
 }
 
 // mountSpec renders a bind for --mount, CSV-quoting fields that need it.

@@ -444,6 +444,73 @@ func TestTmpfs(t *testing.T) {
 	}
 }
 
+// TestTmpfsTmpWithBindsBelow: compose's `tmpfs: /tmp` (and /var/tmp) with
+// a file bind, a directory bind and a secret below it.
+func TestTmpfsTmpWithBindsBelow(t *testing.T) {
+	t.Parallel()
+	rt := testimg.RequireRuntime(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "s.sh")
+	sub := filepath.Join(dir, "d")
+	if err := os.WriteFile(script, []byte("echo hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "f"), []byte("in d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, readOnly := range []bool{false, true} {
+		inst := startBusybox(t, rt, singularity.InstanceSpec{
+			Tmpfs:        []string{"/tmp", "/var/tmp"},
+			ReadOnlyRoot: readOnly,
+			Binds: []singularity.Bind{
+				{Source: script, Target: "/tmp/s.sh", ReadOnly: true},
+				{Source: sub, Target: "/tmp/d"},
+				{Source: script, Target: "/var/tmp/run/secrets/pw", ReadOnly: true},
+			},
+		})
+		if out := mustExec(t, rt, inst, "sh", "/tmp/s.sh"); out != "hi\n" {
+			t.Errorf("read-only root %v: /tmp/s.sh ran: %q", readOnly, out)
+		}
+		if out := mustExec(t, rt, inst, "cat", "/tmp/d/f", "/var/tmp/run/secrets/pw"); out != "in decho hi\n" {
+			t.Errorf("read-only root %v: binds below /tmp and /var/tmp: %q", readOnly, out)
+		}
+		// Still a private, writable tmpfs, as Docker's (mode 1777).
+		mustExec(t, rt, inst, "sh", "-c", "echo x > /tmp/new && echo y > /var/tmp/new")
+		if out := mustExec(t, rt, inst, "stat", "-c", "%a", "/tmp", "/var/tmp"); out != "1777\n1777\n" {
+			t.Errorf("read-only root %v: modes of /tmp, /var/tmp: %q", readOnly, out)
+		}
+	}
+}
+
+// TestWorkDirCreated: a working directory the image lacks is created (an
+// empty tmpfs), as Docker creates a missing working_dir; one the image has
+// is left as it is.
+func TestWorkDirCreated(t *testing.T) {
+	t.Parallel()
+	rt := testimg.RequireRuntime(t)
+	for _, readOnly := range []bool{false, true} {
+		inst := startBusybox(t, rt, singularity.InstanceSpec{WorkDir: "/srv/app/work", ReadOnlyRoot: readOnly})
+		p := startProcess(t, rt, singularity.ProcessSpec{Instance: inst, Pwd: "/srv/app/work", Args: []string{"sh", "-c", "pwd; ls -A; touch f && echo writable"}})
+		if out := p.collect(t, ""); out != "/srv/app/work\nwritable\n" {
+			t.Errorf("read-only root %v: process in a missing working dir: %q", readOnly, out)
+		}
+		if code, _ := p.proc.Wait(); code != 0 {
+			t.Errorf("read-only root %v: exit code %d", readOnly, code)
+		}
+	}
+	// The image's own directory is not hidden by a tmpfs.
+	inst := startBusybox(t, rt, singularity.InstanceSpec{WorkDir: testimg.SeedDir})
+	if mounts := mustExec(t, rt, inst, "cat", "/proc/mounts"); strings.Contains(mounts, " "+testimg.SeedDir+" ") {
+		t.Errorf("a tmpfs hides the image's %s:\n%s", testimg.SeedDir, mounts)
+	}
+	if out := mustExec(t, rt, inst, "ls", "-A", testimg.SeedDir); out == "" {
+		t.Errorf("the image's %s looks empty", testimg.SeedDir)
+	}
+}
+
 func TestContainment(t *testing.T) {
 	t.Parallel()
 	rt := testimg.RequireRuntime(t)

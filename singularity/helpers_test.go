@@ -109,6 +109,19 @@ func TestStartArgs(t *testing.T) {
 				" | --scratch | /run | --scratch | /tmp/x | /img/db.sif | p.db.1",
 		},
 		{
+			// --containall gives /tmp and /var/tmp a tmpfs of its own; a
+			// --scratch there would break binds below them.
+			name: "tmpfs on /tmp and /var/tmp",
+			spec: InstanceSpec{
+				Name: "p.t.1", Image: "/img/t.sif",
+				Binds: []Bind{{Source: "/host/s.sh", Target: "/tmp/s.sh"}},
+				Tmpfs: []string{"/tmp", "/var/tmp/", "/tmp/cache"},
+			},
+			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +
+				" | --mount | type=bind,source=/host/s.sh,destination=/tmp/s.sh" +
+				" | --scratch | /tmp/cache | /img/t.sif | p.t.1",
+		},
+		{
 			name: "read-only root",
 			spec: InstanceSpec{Name: "p.ro.1", Image: "/img/ro.sif", ReadOnlyRoot: true},
 			want: "-s | instance | start | " + strings.Join(isolationFlags, " | ") + " | /img/ro.sif | p.ro.1",
@@ -435,5 +448,20 @@ func TestValidateMounts(t *testing.T) {
 	}
 	if err := ValidateArgs([]string{"a", "b\x00"}); err == nil {
 		t.Error("ValidateArgs accepted a NUL byte")
+	}
+}
+
+func TestProvidedByMount(t *testing.T) {
+	spec := InstanceSpec{
+		Binds: []Bind{{Source: "/h/src", Target: "/app"}},
+		Tmpfs: []string{"/scratch/"},
+	}
+	for dir, want := range map[string]bool{
+		"/app": true, "/app/sub": true, "/app/": true, "/scratch/x": true, "/scratch": true,
+		"/apple": false, "/srv": false, "/": false,
+	} {
+		if got := providedByMount(spec, dir); got != want {
+			t.Errorf("providedByMount(%q) = %v, want %v", dir, got, want)
+		}
 	}
 }

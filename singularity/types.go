@@ -33,6 +33,10 @@ type InstanceSpec struct {
 	Limits Limits
 	// GPU is GPUNvidia (--nv) or GPUAMD (--rocm); "" gives no GPU.
 	GPU string
+	// WorkDir, when set, is the service process's working directory: if
+	// the image lacks it (and no mount provides it), the instance gets an
+	// empty one, as Docker creates a missing working_dir.
+	WorkDir string
 }
 
 // ProcessSpec describes the service process run inside an instance.

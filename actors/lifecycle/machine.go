@@ -371,7 +371,7 @@ func (m *Machine) onProcessExited(out *effects, in ProcessExited) {
 	switch {
 	case m.then == afterRemove || m.final:
 		m.restarts.Exited(in.Code, true)
-		ev.Requested = true
+		ev.Requested, ev.Final = true, m.final
 		m.set(Removing)
 		m.emit(out, ev)
 		m.then = afterNothing

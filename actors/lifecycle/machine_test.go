@@ -1289,7 +1289,8 @@ func TestStopEvents(t *testing.T) {
 		t.Errorf("Line() = %q", got)
 	}
 	died := eventOf(t, d.exit(137), api.EventDied)
-	if !died.Requested || died.Restart || died.ExitCode != 137 || died.Line() != "web-1 exited with code 137" {
+	// A teardown's exit is no news on the console, as in docker compose.
+	if !died.Requested || !died.Final || died.Restart || died.ExitCode != 137 || died.Line() != "" {
 		t.Errorf("died %+v / %q", died, died.Line())
 	}
 	if d.m.Snapshot().Restarts != 0 {
@@ -1461,7 +1462,7 @@ func TestRestartRequestedRunning(t *testing.T) {
 		t.Errorf("a user restart's stop: %+v, want User and SIGTERM", ev)
 	}
 	died := d.last(api.EventDied)
-	if !died.Requested || died.Restart || died.Attempt != 0 || died.Line() != "web-1 exited with code 143" {
+	if !died.Requested || died.Final || died.Restart || died.Attempt != 0 || died.Line() != "web-1 exited with code 143" {
 		t.Errorf("died %+v / %q", died, died.Line())
 	}
 	if ev := d.last(api.EventRestarting); !ev.User || ev.Dependency != "" || ev.Recreate {

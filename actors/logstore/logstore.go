@@ -1,7 +1,9 @@
 // Package logstore keeps every service's output on disk, rotated by size,
 // so `sstack logs` can show it while the stack runs and after it stopped.
 //
-// One file per replica, <dir>/<service>-<replica>.log, rotated to .1, .2 …
+// One file per replica, <dir>/<service>-<replica>.log, rotated to .1, .2 …;
+// a replica shown under another name (compose container_name) has that
+// name in <dir>/<service>-<replica>.name.
 // A file is a series of batches: a header "<RFC3339Nano time> <o|e> <n>"
 // and the n lines that arrived together, each ending with a newline, as
 // the logger got them: one write per batch. The time and stream are kept
@@ -36,7 +38,8 @@ type Writer struct {
 	maxSize int64
 	keep    int
 	files   map[string]*file
-	err     error // the first write error, reported once
+	named   map[string]bool // display names recorded
+	err     error           // the first write error, reported once
 }
 
 type file struct {
@@ -51,11 +54,35 @@ func NewWriter(dir string, maxSize int64, keep int) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Writer{dir: dir, maxSize: maxSize, keep: keep, files: map[string]*file{}}, nil
+	return &Writer{dir: dir, maxSize: maxSize, keep: keep, files: map[string]*file{}, named: map[string]bool{}}, nil
 }
 
 // Path of the current file of a replica.
 func Path(dir, name string) string { return filepath.Join(dir, name+".log") }
+
+func namePath(dir, name string) string { return filepath.Join(dir, name+".name") }
+
+// SetDisplayName records that replica name is shown as display (its
+// container_name), once per writer.
+func (w *Writer) SetDisplayName(name, display string) {
+	if w == nil || display == name || w.named[name] {
+		return
+	}
+	w.named[name] = true
+	if err := os.WriteFile(namePath(w.dir, name), []byte(display+"\n"), 0o600); err != nil {
+		w.fail(err)
+	}
+}
+
+// DisplayName is the name replica name is shown as: the one recorded by
+// SetDisplayName, else name itself.
+func DisplayName(dir, name string) string {
+	b, err := os.ReadFile(namePath(dir, name))
+	if d := strings.TrimSpace(string(b)); err == nil && d != "" {
+		return d
+	}
+	return name
+}
 
 func (w *Writer) open(name string) (*file, error) {
 	if f := w.files[name]; f != nil {
@@ -190,7 +217,7 @@ func (w *Writer) Err() error {
 // Line is one stored line.
 type Line struct {
 	Time   time.Time
-	Name   string // replica display name, e.g. "web-1"
+	Name   string // the replica, e.g. "web-1" (see DisplayName)
 	Stream string // "stdout" or "stderr"
 	Text   []byte
 }

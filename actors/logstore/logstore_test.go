@@ -87,3 +87,27 @@ func TestReadFromLeavesIncompleteBatch(t *testing.T) {
 		t.Error("malformed header accepted")
 	}
 }
+
+func TestDisplayName(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewWriter(dir, DefaultMaxSize, DefaultKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetDisplayName("db-1", "pg")
+	w.SetDisplayName("web-1", "web-1")
+	w.Write("db-1", "stdout", time.Now(), []byte("x\n"), 1)
+	w.Close()
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := DisplayName(dir, "db-1"); got != "pg" {
+		t.Errorf("DisplayName(db-1) = %q, want pg", got)
+	}
+	if got := DisplayName(dir, "web-1"); got != "web-1" {
+		t.Errorf("DisplayName(web-1) = %q", got)
+	}
+	if names, _ := Names(dir); len(names) != 1 || names[0] != "db-1" {
+		t.Errorf("Names = %q, want [db-1]", names)
+	}
+}

@@ -66,6 +66,10 @@ type Event struct {
 	// Requested: sstack or its user caused this exit or stop, so no
 	// policy applies and nothing aborts.
 	Requested bool `json:"requested,omitempty"`
+	// Final (Died): the replica was being stopped for good, by the stack's
+	// teardown (Ctrl-C, an abort, down) or a scale down; a user's stop or
+	// restart is not final.
+	Final bool `json:"final,omitempty"`
 
 	// Restarting: the instance was gone and is recreated.
 	Recreate bool `json:"recreate,omitempty"`
@@ -93,6 +97,12 @@ func (e Event) Line() string {
 	case EventStarted:
 		return "Instance " + e.Instance + "  Started"
 	case EventDied:
+		if e.Final {
+			// docker compose prints no exit once its teardown has begun
+			// (no "exited with code 143" after Ctrl-C or an abort): the
+			// exit is what was asked for, and Stopping/Stopped tell it.
+			return ""
+		}
 		return e.diedLine()
 	case EventRestarting:
 		if e.Recreate {

@@ -33,6 +33,10 @@ func TestDiedLine(t *testing.T) {
 		{gaveUp(3, 1), "db-1 exited with code 3, giving up after 1 attempt"},
 		{died(0), "db-1 exited with code 0"},
 		{died(143), "db-1 exited with code 143"},
+		// A user's stop still shows its exit, as docker compose's does.
+		{Event{Kind: EventDied, Name: "db-1", ExitCode: 143, Requested: true}, "db-1 exited with code 143"},
+		// Once the teardown stops it, docker compose prints no exit.
+		{Event{Kind: EventDied, Name: "db-1", ExitCode: 143, Requested: true, Final: true}, ""},
 	}
 	for _, tc := range tests {
 		if got := tc.e.Line(); got != tc.want {

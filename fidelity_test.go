@@ -1,0 +1,319 @@
+package main
+
+// Compose fidelity: behaviours of real compose files that must match
+// docker compose's, each against the real Apptainer: missing bind sources
+// and working directories are created, binds below tmpfs: /tmp work,
+// COMPOSE_FILE comes from .env and --env-file, config has docker compose's
+// flags, container_name is the replica's name, a port in use stops up
+// before anything starts, and a teardown's exits are not reported as if
+// the services had exited by themselves.
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// bare runs sstack with args in the project directory (no -f, -n
+// added), and returns its exit code, stdout and stderr.
+func (p *project) bare(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(sstackBin, args...)
+	cmd.Dir = p.dir
+	cmd.Env = p.env
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// A long-syntax bind without a bind: block (or with one that does not say
+// create_host_path: false) creates its missing host directory, as docker
+// compose does; create_host_path: false refuses before anything starts.
+func TestFidelityLongBindCreatesHostPath(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  w:
+    image: busybox
+    command: ["sh", "-c", "echo made > /out/f && echo ok > /other/g && echo done"]
+    volumes:
+      - type: bind
+        source: ./made/out
+        target: /out
+      - type: bind
+        source: ./made/other
+        target: /other
+        bind: {propagation: rprivate}
+`)
+	code, out, errs := p.run()
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, errs)
+	}
+	contains(t, "stdout", out, "w-1 | done\n")
+	for f, want := range map[string]string{"made/out/f": "made\n", "made/other/g": "ok\n"} {
+		if b, err := os.ReadFile(filepath.Join(p.dir, f)); err != nil || string(b) != want {
+			t.Errorf("%s on the host: %q, %v", f, b, err)
+		}
+	}
+	assertNothingLeft(t, p.name)
+
+	strict := newProject(t, oneService("w", `["true"]`, "volumes: [{type: bind, source: ./absent, target: /a, bind: {create_host_path: false}}]"))
+	code, _, errs = strict.run()
+	if code != 1 || !strings.Contains(errs, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`) {
+		t.Errorf("create_host_path: false: exit code %d\n%s", code, errs)
+	}
+	if strings.Contains(errs, "Creating") {
+		t.Errorf("something started:\n%s", errs)
+	}
+	if _, err := os.Stat(filepath.Join(strict.dir, "absent")); err == nil {
+		t.Error("create_host_path: false created the path")
+	}
+}
+
+// A working_dir the image lacks is created, as Docker does, also with a
+// read-only root; one the image has keeps its content.
+func TestFidelityWorkingDirCreated(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  rw:
+    image: busybox
+    working_dir: /srv/app/work
+    command: ["sh", "-c", "echo pwd=$$(pwd) files=$$(ls -A | wc -l); touch here && echo writable"]
+  ro:
+    image: busybox
+    read_only: true
+    working_dir: /opt/new
+    command: ["sh", "-c", "echo pwd=$$(pwd)"]
+  seeded:
+    image: busybox
+    working_dir: /srv/seed
+    command: ["sh", "-c", "echo pwd=$$(pwd) has=$$(ls hello.txt)"]
+`)
+	code, out, errs := p.run()
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, errs)
+	}
+	contains(t, "stdout", out,
+		"rw-1     | pwd=/srv/app/work files=0\n", "rw-1     | writable\n",
+		"ro-1     | pwd=/opt/new\n",
+		"seeded-1 | pwd=/srv/seed has=hello.txt\n")
+	if strings.Contains(errs, "failed to set working directory") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+	assertNothingLeft(t, p.name)
+}
+
+// tmpfs: /tmp with a file bind, a directory bind and a secret below it.
+func TestFidelityTmpfsWithBindsBelow(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  t:
+    image: busybox
+    tmpfs: [/tmp, /run]
+    volumes:
+      - ./s.sh:/tmp/s.sh:ro
+      - ./d:/tmp/d
+    secrets:
+      - {source: pw, target: /tmp/pw}
+      - pw
+    command: ["sh", "-c", "sh /tmp/s.sh; cat /tmp/d/f; echo; cat /tmp/pw; echo; cat /run/secrets/pw; echo; touch /tmp/new && echo tmp=$$(stat -c %a /tmp)"]
+secrets:
+  pw:
+    file: ./pw.txt
+`)
+	p.write("s.sh", "echo script ran\n")
+	p.write("d/f", "in d")
+	p.writeSecret("pw.txt", "s3cret")
+	code, out, errs := p.run()
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, errs)
+	}
+	contains(t, "stdout", out, "t-1 | script ran\n", "t-1 | in d\n", "t-1 | s3cret\n", "t-1 | tmp=1777\n")
+	if n := countLines(out, "t-1", "s3cret"); n != 2 {
+		t.Errorf("secret read %d times, want 2 (/tmp/pw and /run/secrets/pw):\n%s", n, out)
+	}
+	assertNothingLeft(t, p.name)
+}
+
+// COMPOSE_FILE (and COMPOSE_PATH_SEPARATOR) is read from the .env of the
+// current directory and from --env-file; a missing --env-file is named.
+func TestFidelityComposeFileFromEnvFiles(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, oneService("unused", `["true"]`))
+	p.write("stack/base.yml", "services:\n  a:\n    image: ./a.sif\n")
+	p.write("stack/extra.yml", "services:\n  b:\n    image: ./a.sif\n")
+	p.write("stack/a.sif", "")
+	p.write(".env", "COMPOSE_FILE=stack/base.yml,stack/extra.yml\nCOMPOSE_PATH_SEPARATOR=,\n")
+	p.write("prod.env", "COMPOSE_FILE=stack/extra.yml\n")
+	if code, out, errs := p.bare(t, "config", "--services"); code != 0 || out != "a\nb\n" {
+		t.Errorf(".env: exit code %d, services %q\n%s", code, out, errs)
+	}
+	if code, out, errs := p.bare(t, "--env-file", "prod.env", "config", "--services"); code != 0 || out != "b\n" {
+		t.Errorf("--env-file: exit code %d, services %q\n%s", code, out, errs)
+	}
+	code, _, errs := p.bare(t, "--env-file", "nope.env", "config")
+	if code != 1 || !strings.Contains(errs, "env file nope.env (--env-file): no such file or directory") || strings.Contains(errs, "no compose file") {
+		t.Errorf("missing --env-file: exit code %d\n%s", code, errs)
+	}
+}
+
+// config's flags, as docker compose's: -q validates only, --services,
+// --images, --format json|yaml.
+func TestFidelityConfigFlags(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["true"]
+    security_opt: ["no-new-privileges:true"]
+  db:
+    image: redis:7
+    command: ["true"]
+`)
+	p.write("images/redis_7.sif", "")
+	f := filepath.Join(p.dir, "docker-compose.yml")
+	if code, out, errs := p.bare(t, "-f", f, "config", "-q"); code != 0 || out != "" {
+		t.Errorf("-q: exit code %d, stdout %q\n%s", code, out, errs)
+	} else if !strings.Contains(errs, `service "web": security_opt: no-new-privileges:true: not set by sstack; Apptainer sets no_new_privs itself`) {
+		t.Errorf("-q: no true security_opt warning:\n%s", errs)
+	}
+	if code, out, _ := p.bare(t, "-f", f, "config", "--services"); code != 0 || out != "db\nweb\n" {
+		t.Errorf("--services: %d %q", code, out)
+	}
+	if code, out, _ := p.bare(t, "-f", f, "config", "--images"); code != 0 || !strings.HasPrefix(out, "redis:7\n/") || strings.Count(out, "\n") != 2 {
+		t.Errorf("--images: %d %q", code, out)
+	}
+	code, out, _ := p.bare(t, "-f", f, "config", "--format", "json")
+	var plan struct {
+		Project  string `json:"project"`
+		Services []struct {
+			Name string `json:"name"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal([]byte(out), &plan); code != 0 || err != nil || len(plan.Services) != 2 {
+		t.Errorf("--format json: %d %v\n%s", code, err, out)
+	}
+	if code, out, _ := p.bare(t, "-f", f, "config", "--format", "yaml"); code != 0 || !strings.Contains(out, "services:\n") {
+		t.Errorf("--format yaml: %d\n%s", code, out)
+	}
+	if code, _, errs := p.bare(t, "-f", f, "config", "--format", "toml"); code != 2 {
+		t.Errorf("--format toml: exit code %d, want 2\n%s", code, errs)
+	}
+	p.write("docker-compose.yml", "services:\n  web:\n    image: ./nope.sif\n")
+	if code, out, _ := p.bare(t, "-f", f, "config", "-q"); code != 1 || out != "" {
+		t.Errorf("-q with a broken project: exit code %d, stdout %q", code, out)
+	}
+}
+
+// container_name is what the console and `sstack logs` call the replica,
+// as docker compose does; `logs SERVICE` still finds it.
+func TestFidelityContainerNameIsDisplayName(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    container_name: my-db-7
+    command: ["sh", "-c", "echo db says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+`)
+	r := p.up()
+	r.waitStdout(t, "my-db-7 | db says hi\n")
+	r.waitStdout(t, "web-1   | web says hi\n")
+	for _, sel := range []string{"my-db-7", "db"} {
+		if got := p.logs(t, sel); got != "my-db-7 | db says hi\n" {
+			t.Errorf("logs %s = %q", sel, got)
+		}
+	}
+	if got := p.logs(t, "--index", "1", "db"); got != "my-db-7 | db says hi\n" {
+		t.Errorf("logs --index 1 db = %q", got)
+	}
+	r.ctrlC(t)
+	assertNothingLeft(t, p.name)
+	// After the stack stopped too, under the same names.
+	if got := p.logs(t); !strings.Contains(got, "my-db-7 | db says hi\n") || !strings.Contains(got, "web-1   | web says hi\n") {
+		t.Errorf("logs after the stack stopped:\n%s", got)
+	}
+}
+
+// A port in use on the host stops up before anything starts, naming the
+// service, the key and the port; host_ip is warned about.
+func TestFidelityPortInUse(t *testing.T) {
+	t.Parallel()
+	held, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
+	p := newProject(t, oneService("web", `["sleep", "1000"]`, `ports: ["127.0.0.1:`+port+`:`+port+`"]`))
+	code, _, errs := p.run()
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	contains(t, "stderr", errs,
+		`service "web": ports: port `+port+`/tcp is already in use on this host`,
+		"stop the program that holds it",
+		`service "web": ports: 127.0.0.1:`+port+`:`+port+`: the host address is not honoured`)
+	if strings.Contains(errs, "Creating") {
+		t.Errorf("something started:\n%s", errs)
+	}
+	assertNothingLeft(t, p.name)
+}
+
+// Once Ctrl-C or an abort has begun the teardown, the exits it causes
+// print no "exited with code" line (docker compose prints none); the exit
+// that aborted does.
+func TestFidelityTeardownExitsNotReported(t *testing.T) {
+	t.Parallel()
+	const services = `
+services:
+  a:
+    image: busybox
+    command: ["sh", "-c", "echo a up; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+  b:
+    image: busybox
+    command: ["sleep", "1000"]
+`
+	p := newProject(t, services)
+	r := p.up()
+	r.waitStdout(t, "a-1 | a up")
+	r.waitStderr(t, "Instance "+p.name+".b.1  Started")
+	r.ctrlC(t)
+	errs := r.stderr.String()
+	if strings.Contains(errs, "exited with code") {
+		t.Errorf("Ctrl-C's teardown reported exits:\n%s", errs)
+	}
+	contains(t, "stderr", errs, "Instance "+p.name+".a.1  Stopping", "Instance "+p.name+".b.1  Stopped")
+	assertNothingLeft(t, p.name)
+
+	p = newProject(t, services+`
+  job:
+    image: busybox
+    depends_on: [a, b]
+    command: ["sh", "-c", "exit 3"]
+`)
+	code, _, errs := p.run("--abort-on-container-exit")
+	if code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	contains(t, "stderr", errs, "job-1 exited with code 3\n", "Aborting on container exit...")
+	if n := strings.Count(errs, "exited with code"); n != 1 {
+		t.Errorf("%d exit lines, want only the one that aborted:\n%s", n, errs)
+	}
+	assertNothingLeft(t, p.name)
+}
