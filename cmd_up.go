@@ -45,6 +45,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
 	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
+	imageUpFlags(c, o)
 }
 
 func newUp(o *options) *cobra.Command {
@@ -118,6 +119,9 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			return err
 		}
 		stdout, status = io.Discard, report
+	}
+	if err := upImages(ctx, o, plan, status, child); err != nil {
+		return err
 	}
 	color := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout)
 	sup, err := engine.Up(ctx, engine.Options{
@@ -416,9 +420,13 @@ func newConfig(o *options) *cobra.Command {
 				return &usageError{fmt.Errorf("--format %q: use yaml or json", format)}
 			}
 			plan, err := o.load()
-			switch {
-			case err != nil:
+			if err != nil {
 				return err
+			}
+			if !quiet {
+				warnMissingImages(o, plan)
+			}
+			switch {
 			case quiet:
 				return nil
 			case services || images:

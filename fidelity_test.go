@@ -211,7 +211,9 @@ services:
 	if code, _, errs := p.bare(t, "-f", f, "config", "--format", "toml"); code != 2 {
 		t.Errorf("--format toml: exit code %d, want 2\n%s", code, errs)
 	}
-	p.write("docker-compose.yml", "services:\n  web:\n    image: ./nope.sif\n")
+	// (A missing image is no error for config: it warns, as up pulls or
+	// builds it; an undeclared secret is.)
+	p.write("docker-compose.yml", "services:\n  web:\n    image: redis:7\n    secrets: [nope]\n")
 	if code, out, _ := p.bare(t, "-f", f, "config", "-q"); code != 1 || out != "" {
 		t.Errorf("-q with a broken project: exit code %d, stdout %q", code, out)
 	}

@@ -120,8 +120,9 @@ services:
 	assertNothingLeft(t, p.name)
 }
 
-// A missing image is an error before anything is created, naming the
-// service, the paths tried and the `apptainer pull` that fetches it.
+// A missing image that is not to be pulled is an error before anything
+// is created, naming the service, the paths tried and the command that
+// fetches it. (Without --pull never, up pulls it: see pull_test.go.)
 func TestMissingImageStartsNothing(t *testing.T) {
 	p := newProject(t, `
 services:
@@ -131,11 +132,11 @@ services:
   broken:
     image: redis:7
 `)
-	code, _, errs := p.run()
+	code, _, errs := p.run("up", "--pull", "never")
 	if code == 0 {
 		t.Fatalf("exit code 0 with a missing image")
 	}
-	contains(t, "error", errs, `service "broken"`, "redis_7.sif", "apptainer pull", "docker://redis:7")
+	contains(t, "error", errs, `service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken")
 	if strings.Contains(errs, "Creating") {
 		t.Errorf("something was created:\n%s", errs)
 	}

@@ -18,7 +18,6 @@ const (
 	reasonMetadata    = "instances carry no labels or annotations"
 	reasonLogging     = "service output goes to sstack's output"
 	reasonHooks       = "lifecycle hooks are not run"
-	reasonPull        = "sstack never pulls images: it uses the SIF found in the image directory"
 )
 
 // unsupportedServiceKeys lists every service key sstack ignores whenever it
@@ -45,7 +44,7 @@ var unsupportedServiceKeys = map[string]string{
 	"dns":                 reasonDNS,
 	"dns_opt":             reasonDNS,
 	"dns_search":          reasonDNS,
-	"dockerfile":          "sstack cannot build images",
+	"dockerfile":          "not used: name the build file in build.dockerfile",
 	"domainname":          "the instance keeps the host's domain name",
 	"expose":              "instances share the host network: every port the service listens on is reachable",
 	"external_links":      "there are no containers outside the project to link to",
@@ -68,8 +67,6 @@ var unsupportedServiceKeys = map[string]string{
 	"pre_start":           reasonHooks,
 	"pre_stop":            reasonHooks,
 	"privileged":          reasonPrivileges,
-	"pull_policy":         reasonPull,
-	"pull_refresh_after":  reasonPull,
 	"shm_size":            "Apptainer cannot size /dev/shm of an instance",
 	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
@@ -90,8 +87,9 @@ var translatedServiceKeys = append(append([]string{
 	"build", "command", "configs", "container_name", "depends_on", "deploy",
 	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
-	"networks", "ports", "profiles", "provider", "read_only", "restart", "scale",
-	"secrets", "security_opt", "stop_grace_period", "stop_signal", "tmpfs", "volumes",
+	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
+	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
+	"stop_signal", "tmpfs", "volumes",
 	"volumes_from", "working_dir",
 }, resourceKeys...), gpuKeys...)
 

@@ -317,8 +317,12 @@ func TestDefaultImageDirIsInTheProject(t *testing.T) {
 	f := newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: redis:7\n"})
 	o := f.opts()
 	o.ImageDir = ""
-	_, err := f.load(t, o)
-	wantErrors(t, err, `service "a": image: no SIF for "redis:7" (looked for ./images/redis_7.sif); fetch it with: apptainer pull ./images/redis_7.sif docker://redis:7`)
+	p := f.mustLoad(t, o)
+	eq(t, p.Service("a").Image, filepath.Join(f.dir, "images", "redis+7.sif"))
+	missing := p.MissingImages()
+	if len(missing) != 1 || !strings.Contains(missing[0].String(), `service "a": image: no SIF for "redis:7" (looked for ./images/redis+7.sif, ./images/redis_7.sif)`) {
+		t.Errorf("missing images: %v", missing)
+	}
 
 	writeFile(t, filepath.Join(f.dir, "images", "redis_7.sif"), "")
 	eq(t, f.mustLoad(t, o).Service("a").Image, filepath.Join(f.dir, "images", "redis_7.sif"))

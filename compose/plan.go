@@ -57,7 +57,12 @@ type Service struct {
 	ContainerName string `json:"container_name,omitempty"`
 
 	ImageRef string `json:"image_ref"` // as written in the compose file
-	Image    string `json:"image"`     // resolved path: a .sif/.simg file or a sandbox directory
+	// Image is the resolved path: a .sif/.simg file or a sandbox
+	// directory; for a missing image, where up pulls or builds it.
+	Image string `json:"image"`
+	// ImageSource says where the image comes from (pull, build) and
+	// whether it was found; nil in plans made by hand (tests).
+	ImageSource *ImageSource `json:"image_source,omitempty"`
 
 	// Entrypoint replaces the image's entrypoint; nil means keep the image's
 	// runscript (`apptainer run`), Command then replaces its CMD.

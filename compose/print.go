@@ -60,6 +60,7 @@ func (e *emitter) service(s Service) {
 	}
 	e.scalar(2, "image", s.Image)
 	e.scalar(2, "image_ref", s.ImageRef)
+	e.imageSource(s.ImageSource)
 	e.list(2, "entrypoint", s.Entrypoint)
 	e.list(2, "command", s.Command)
 	if len(s.Environment) > 0 {

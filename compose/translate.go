@@ -247,7 +247,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	s.Replicas = replicas
 	s.ContainerName = sc.ContainerName
 
-	s.ImageRef, s.Image = t.image(sc)
+	t.image(sc, s)
 	t.command(sc, s)
 
 	for _, k := range sortedKeys(sc.Environment) {
@@ -309,54 +309,6 @@ func (t *translator) replicas(sc types.ServiceConfig) (int, bool) {
 		t.fail(sc.Name, "container_name", "%q cannot name %d replicas; remove container_name or run one replica", sc.ContainerName, n)
 	}
 	return n, true
-}
-
-// image resolves `image:` (or, for a build-only service, the image docker
-// compose would have built) to a SIF; it reports a missing one.
-func (t *translator) image(sc types.ServiceConfig) (ref, path string) {
-	name := sc.Name
-	switch {
-	case sc.Provider != nil:
-		t.fail(name, "provider", "sstack cannot run provider services (type %q); run the provider outside sstack", sc.Provider.Type)
-		return "", ""
-	case sc.Image == "" && sc.Build == nil:
-		t.fail(name, "image", "the service has neither image nor build; set image: to a SIF file or to a registry reference")
-		return "", ""
-	}
-	ref = sc.Image
-	lookup := ref
-	if ref == "" {
-		// docker compose names a built image <project>-<service>: if the
-		// user converted it to a SIF, use that.
-		lookup = t.p.Name + "-" + name
-	}
-	l := lookupImage(lookup, t.p.WorkingDir, t.imageDir)
-	if l.Path != "" {
-		if sc.Build != nil {
-			t.warn(name, "build", "sstack cannot build images: using %s", t.display(l.Path))
-		}
-		return ref, l.Path
-	}
-	tried := make([]string, len(l.Tried))
-	for i, p := range l.Tried {
-		tried[i] = t.display(p)
-	}
-	switch {
-	case sc.Image == "":
-		t.fail(name, "build", "sstack cannot build images, and no SIF of the image docker compose would build was found (looked for %s); build it elsewhere and convert it (apptainer build %s docker-daemon://%s:latest), or set image: to a SIF file",
-			strings.Join(tried, ", "), shellQuote(tried[0]), lookup)
-	case l.Source == "":
-		t.fail(name, "image", "%s does not exist; give the path of a SIF file or sandbox directory (relative paths are relative to the project directory %s)",
-			strings.Join(tried, ", "), t.p.WorkingDir)
-	default:
-		msg := fmt.Sprintf("no SIF for %q (looked for %s); fetch it with: apptainer pull %s %s",
-			ref, strings.Join(tried, ", "), shellQuote(tried[0]), shellQuote(l.Source))
-		if sc.Build != nil {
-			msg += " (sstack cannot build images: build: is ignored)"
-		}
-		t.fail(name, "image", "%s", msg)
-	}
-	return ref, ""
 }
 
 func (t *translator) command(sc types.ServiceConfig, s *Service) {

@@ -60,8 +60,9 @@ func TestTranslateServiceKeys(t *testing.T) {
 			},
 		},
 		{
-			name:    "build with image uses the image and warns",
+			name:    "build of a Dockerfile with image uses the image and warns",
 			compose: "services:\n  a:\n    image: redis:7\n    build: .\n",
+			files:   map[string]string{"Dockerfile": "FROM redis:7\n"},
 			check: func(t *testing.T, p *Plan, f *fixture) {
 				eq(t, p.Service("a").Image, filepath.Join(f.imageDir, "redis_7.sif"))
 				mustWarn(t, p, "a", "build")
@@ -697,21 +698,6 @@ func TestTranslateErrors(t *testing.T) {
 		want    []string // substrings, one problem each, in order
 	}{
 		{
-			name:    "missing image: paths tried and the pull command",
-			compose: "services:\n  cache:\n    image: ghcr.io/acme/cache:1.2\n",
-			want:    []string{`service "cache": image: no SIF for "ghcr.io/acme/cache:1.2" (looked for IMAGES/cache_1.2.sif); fetch it with: apptainer pull IMAGES/cache_1.2.sif docker://ghcr.io/acme/cache:1.2`},
-		},
-		{
-			name:    "missing image file",
-			compose: "services:\n  a:\n    image: ./nope.sif\n",
-			want:    []string{`service "a": image: ./nope.sif does not exist; give the path of a SIF file or sandbox directory (relative paths are relative to the project directory PROJECT)`},
-		},
-		{
-			name:    "build only, no SIF of the built image",
-			compose: "services:\n  web:\n    build: .\n",
-			want:    []string{`service "web": build: sstack cannot build images, and no SIF of the image docker compose would build was found (looked for IMAGES/app-web_latest.sif); build it elsewhere and convert it (apptainer build IMAGES/app-web_latest.sif docker-daemon://app-web:latest)`},
-		},
-		{
 			name:    "secret readable by others",
 			compose: "services:\n  db:\n    image: redis:7\n    secrets: [db_pw]\nsecrets:\n  db_pw:\n    file: ./pw.txt\n",
 			files:   map[string]string{"pw.txt": "x"},
@@ -803,13 +789,15 @@ func TestTranslateErrors(t *testing.T) {
 			name: "every problem of every service at once",
 			compose: `services:
   a:
-    image: nope:1
+    image: Nope:1
   b:
     image: redis:7
     secrets: [s]
     depends_on: [ghost]
   c:
     build: ./c
+    pull_policy: build
+    x-sstack: {definition: ./c.def}
 secrets:
   s:
     file: ./s.txt
@@ -817,9 +805,9 @@ secrets:
 			files: map[string]string{"s.txt": "x"},
 			mode:  map[string]os.FileMode{"s.txt": 0o604},
 			want: []string{
-				`service "a": image: no SIF for "nope:1"`,
+				`service "a": image: "Nope:1" is not an image reference`,
 				`service "b": secret "s": file ./s.txt is readable by others (mode 0604); run chmod 600 ./s.txt`,
-				`service "c": build: sstack cannot build images`,
+				`service "c": x-sstack.definition: ./c.def does not exist`,
 				`service "b": depends_on "ghost": there is no service "ghost"`,
 			},
 		},
@@ -881,41 +869,6 @@ func isInvalid(err error) bool {
 		}
 	}
 	return true
-}
-
-func TestPullName(t *testing.T) {
-	for ref, want := range map[string]string{
-		"redis":                              "redis_latest.sif",
-		"redis:7":                            "redis_7.sif",
-		"docker.io/library/redis:7":          "redis_7.sif",
-		"bitnami/redis:7.2":                  "redis_7.2.sif",
-		"ghcr.io/a/b:1.0":                    "b_1.0.sif",
-		"localhost:5000/team/app":            "app_latest.sif",
-		"localhost:5000/app:v2":              "app_v2.sif",
-		"redis@sha256:0123abcd":              "redis@sha256_0123abcd.sif",
-		"mcr.microsoft.com/azure-sql-edge:1": "azure-sql-edge_1.sif",
-	} {
-		if got := pullName("docker://" + ref); got != want {
-			t.Errorf("pullName(docker://%s) = %s, want %s", ref, got, want)
-		}
-	}
-	if got := pullName("oras://reg.example/x/tool:3"); got != "tool_3.sif" {
-		t.Errorf("oras: %s", got)
-	}
-	if got := pullName("https://example.org/images/tool.sif"); got != "tool.sif" {
-		t.Errorf("https: %s", got)
-	}
-}
-
-func TestLookupImageTransport(t *testing.T) {
-	dir := t.TempDir()
-	l := lookupImage("library://alpine:3.19", dir, dir)
-	eq(t, l.Tried, []string{filepath.Join(dir, "alpine_3.19.sif")})
-	eq(t, l.Source, "library://alpine:3.19")
-	l = lookupImage("redis", "/p", "/my images")
-	eq(t, l.Tried, []string{"/my images/redis_latest.sif"})
-	eq(t, l.Source, "docker://redis")
-	eq(t, shellQuote(l.Tried[0]), "'/my images/redis_latest.sif'")
 }
 
 func TestStopSignalSpellings(t *testing.T) {

@@ -94,6 +94,9 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 		svc.Replicas = n
 	}
+	if err := CheckImages(plan); err != nil {
+		return nil, err
+	}
 	// The checks config ran, again on the plan as it will run (--scale
 	// changes instance names).
 	if err := plan.Check(); err != nil {
