@@ -162,10 +162,6 @@ type LogSource struct {
 	Name    string // display name, e.g. "web-1", or its container_name
 }
 
-// StatusLine is one of sstack's own lines (creating, started, exited with
-// code N, stopping). The logger writes it to stderr, in order with the logs.
-type StatusLine struct{ Text string }
-
 // FlushLogs asks the logger to flush; it responds with FlushLogs when done.
 type FlushLogs struct{}
 

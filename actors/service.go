@@ -341,7 +341,7 @@ func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *a
 		// ran and ended at once, or Apptainer failing before it could
 		// start it, which it reports with code 255.
 		if code, _ := proc.Wait(); code == 255 {
-			root.Send(self, &processStarted{run: run, err: fmt.Errorf("Apptainer could not start the command %q (exit 255); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), src.Name)})
+			root.Send(self, &processStarted{run: run, err: fmt.Errorf("the command %q could not be started by Apptainer (exit 255); its message is in the service's log: sstack logs %s", strings.Join(spec.Args, " "), src.Name)})
 			go func() { wg.Wait(); outR.Close(); errR.Close() }()
 			return
 		}
