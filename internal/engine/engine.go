@@ -336,17 +336,23 @@ func (s *Supervisor) checkServices(names []string) error {
 
 // Ps implements api.Stack.
 func (s *Supervisor) Ps(ctx context.Context, opts api.PsOptions) ([]api.Replica, error) {
-	if err := s.awaitStart(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.checkServices(opts.Services); err != nil {
-		return nil, err
-	}
-	rows, err := s.stack.Ps()
+	rows, err := s.rows(ctx, opts.Services)
 	if err != nil {
 		return nil, err
 	}
 	return FilterRows(rows, opts), nil
+}
+
+// rows are the replica rows, once the actors run and the services named
+// are known to exist.
+func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica, error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.checkServices(services); err != nil {
+		return nil, err
+	}
+	return s.stack.Ps()
 }
 
 // FilterRows keeps the rows ps shows for opts.
@@ -587,13 +593,7 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 
 // Top implements api.Stack.
 func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica, error) {
-	if err := s.awaitStart(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.checkServices(opts.Services); err != nil {
-		return nil, err
-	}
-	rows, err := s.stack.Ps()
+	rows, err := s.rows(ctx, opts.Services)
 	if err != nil {
 		return nil, err
 	}
