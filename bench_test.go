@@ -510,6 +510,12 @@ func (e *benchEnv) sstackUpStarted(composeFile string, n int) (started, up, down
 		b.Fatalf("services not ready after %s; stderr:\n%s", upDownTimeout(n), run.stderr)
 	}
 	up = time.Since(t0)
+	// A status line may reach stderr a moment after the service's own first
+	// line reached stdout (they are written by different goroutines): wait
+	// for it, untimed, before checking the count.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(run.stderr.String(), "  Started\n") < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if c := strings.Count(run.stderr.String(), "  Started\n"); c != n {
 		b.Fatalf("%d Started lines, want %d; stderr:\n%s", c, n, run.stderr)
 	}
