@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,7 +119,13 @@ func printJSONRows(w io.Writer, rows []api.Replica) error {
 
 func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID")
+	// A NODE column only for a stack spread over a Slurm allocation.
+	nodes := slices.ContainsFunc(rows, func(r api.Replica) bool { return r.Node != "" })
+	if nodes {
+		fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATUS\tSINCE\tRESTARTS\tPID")
+	} else {
+		fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID")
+	}
 	for _, r := range rows {
 		since, pid, restarts := "", "", strconv.Itoa(r.Restarts)
 		if !r.Since.IsZero() {
@@ -131,6 +138,10 @@ func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 		if !r.Supervised {
 			status = "running (no supervisor)"
 			restarts = "-"
+		}
+		if nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, r.Node, status, since, restarts, pid)
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, status, since, restarts, pid)
 	}

@@ -386,6 +386,7 @@ type replicaRow struct {
 	Restarts   int    `json:"Restarts"`
 	Pid        int    `json:"Pid"`
 	Supervised bool   `json:"Supervised"`
+	Node       string `json:"Node"`
 }
 
 // ps returns the rows of `sstack ps --format json args...`.

@@ -185,7 +185,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 		newServiceCommand(o, "stop"), newServiceCommand(o, "start"), newServiceCommand(o, "restart"), newKill(o),
 		newScale(o), newEvents(o), newWait(o), newTop(o), newVersion(o),
 		newDeploy(o), newRm(o), newList(o),
-		newPull(o), newBuild(o),
+		newPull(o), newBuild(o), newAgent(o),
 	)
 	for _, c := range root.Commands() {
 		if c.Name() != "logs" && c.Name() != "completion" && c.Name() != "help" {

@@ -27,7 +27,12 @@ type Seeder interface {
 // share the host network, plus extra_hosts), the named volume directories
 // (seeded from the image the first time) and missing bind sources that
 // compose would create. It returns the hosts file of each service.
-func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string]string, error) {
+// hostsOf gives a service's /etc/hosts lines (nil: plan.HostsOf, all on
+// this host).
+func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) []compose.HostEntry) (map[string]string, error) {
+	if hostsOf == nil {
+		hostsOf = plan.HostsOf
+	}
 	if err := CheckPorts(plan); err != nil {
 		return nil, err
 	}
@@ -40,7 +45,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder) (map[string
 	for i := range plan.Services {
 		svc := &plan.Services[i]
 		path := filepath.Join(hostsDir, svc.Name)
-		if err := os.WriteFile(path, []byte(HostsFile(plan.HostsOf(svc))), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(HostsFile(hostsOf(svc))), 0o600); err != nil {
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path

@@ -55,6 +55,16 @@ type StackConfig struct {
 	// Parallel bounds how many instances start or stop at once (docker
 	// compose's --parallel); 0 means DefaultParallel.
 	Parallel int
+	// Placer, inside a Slurm allocation, says which node each replica
+	// runs on; nil: all on this host.
+	Placer Placer
+}
+
+// Placer places replicas on nodes. Place is idempotent: a replica placed
+// before gets its node again.
+type Placer interface {
+	Place(service string, replica int) (node string, err error)
+	Forget(service string, replica int)
 }
 
 // DefaultParallel is the bound of parallel instance starts and stops: an
@@ -495,6 +505,16 @@ func (a *stackActor) depsOf(svc *compose.Service) []compose.Dependency {
 func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) string {
 	plan := a.cfg.Plan
 	inst := compose.InstanceName(plan.Project, svc.Name, r)
+	var node string
+	if p := a.cfg.Placer; p != nil {
+		// Placed by up (or checked by scale) before it gets here: an
+		// error is only a replica that can no longer be placed, which
+		// then fails to start with it.
+		var err error
+		if node, err = p.Place(svc.Name, r); err != nil {
+			a.notice(ctx, "%s: %v", svc.DisplayName(r), err)
+		}
+	}
 	templated := svc.HasSlotTemplate()
 	if templated {
 		svc = svc.ForReplica(r)
@@ -523,7 +543,7 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 	}
 	rs := &replicaState{pid: pid, row: api.Replica{
 		Project: plan.Project, Service: svc.Name, Replica: r, Name: cfg.Name, Instance: inst,
-		State: api.StateWaiting, Since: a.cfg.Clock.Now(), Supervised: true,
+		State: api.StateWaiting, Since: a.cfg.Clock.Now(), Supervised: true, Node: node,
 	}}
 	a.replicas[svc.Name] = append(a.replicas[svc.Name], rs)
 	// A replica added later learns where its dependencies are at once.
@@ -902,6 +922,15 @@ func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, erro
 			continue
 		}
 		reps := a.replicas[name]
+		if p := a.cfg.Placer; p != nil {
+			// Placed before anything changes: a replica that fits no node
+			// fails the whole request.
+			for r := len(reps) + 1; r <= n; r++ {
+				if _, err := p.Place(name, r); err != nil {
+					return names, err
+				}
+			}
+		}
 		a.counts[name] = n
 		for r := len(reps) + 1; r <= n; r++ {
 			names = append(names, a.spawnReplica(ctx, svc, r, a.depsOf(svc)))
@@ -928,6 +957,9 @@ func (a *stackActor) removeReplica(ctx actor.Context, service string, r *replica
 		last := reps[len(reps)-1]
 		reps = reps[:len(reps)-1]
 		a.cfg.Metrics.Remove(service, last.row.Replica)
+		if a.cfg.Placer != nil {
+			a.cfg.Placer.Forget(service, last.row.Replica)
+		}
 		ctx.Stop(last.pid)
 	}
 	a.replicas[service] = reps

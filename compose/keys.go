@@ -98,7 +98,6 @@ var translatedServiceKeys = append(append([]string{
 var unsupportedDeployKeys = map[string]string{
 	"endpoint_mode":   reasonHostNetwork,
 	"labels":          reasonMetadata,
-	"placement":       "all instances run on this machine",
 	"rollback_config": "sstack does not roll updates out",
 	"update_config":   "sstack does not roll updates out",
 }

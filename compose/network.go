@@ -27,17 +27,23 @@ func (t *translator) commonHosts(services map[string]*Service) []HostEntry {
 	hosts := slices.Clone(localhostEntries)
 	seen := map[string]bool{"localhost": true, "ip6-localhost": true, "ip6-loopback": true}
 	var replicas int
+	var service string
 	add := func(h string) {
 		// A name with a slot template names each replica (web-{{.Task.Slot}}:
 		// web-1, web-2); all are on 127.0.0.1 anyway.
 		for _, n := range slots(replicas, h) {
-			if h := expandSlot(h, n); h != "" && !seen[h] {
-				seen[h] = true
-				hosts = append(hosts, HostEntry{Host: h, IP: "127.0.0.1"})
+			if x := expandSlot(h, n); x != "" && !seen[x] {
+				seen[x] = true
+				e := HostEntry{Host: x, IP: "127.0.0.1", Service: service}
+				if x != h {
+					e.Replica = n
+				}
+				hosts = append(hosts, e)
 			}
 		}
 	}
 	for _, name := range sortedKeys(services) {
+		service = name
 		sc := t.p.Services[name]
 		replicas = services[name].Replicas
 		add(name)
@@ -64,9 +70,9 @@ func (t *translator) serviceHosts(sc types.ServiceConfig, common map[string]bool
 	var hosts []HostEntry
 	seen := map[string]bool{}
 	for _, l := range sc.Links {
-		if _, alias, ok := strings.Cut(l, ":"); ok && !common[alias] && !seen[alias] {
+		if target, alias, ok := strings.Cut(l, ":"); ok && !common[alias] && !seen[alias] {
 			seen[alias] = true
-			hosts = append(hosts, HostEntry{Host: alias, IP: "127.0.0.1"})
+			hosts = append(hosts, HostEntry{Host: alias, IP: "127.0.0.1", Service: target})
 		}
 	}
 	for _, h := range sortedKeys(sc.ExtraHosts) {

@@ -26,6 +26,9 @@ type Plan struct {
 	// Services in dependency order: every service comes after all of its
 	// dependencies (ties broken by name, so the order is stable).
 	Services []Service `json:"services"`
+	// NodeLabels are x-sstack.node_labels: labels of Slurm nodes by name,
+	// for node.labels.* placement constraints.
+	NodeLabels map[string]map[string]string `json:"node_labels,omitempty"`
 	// Warnings for keys sstack cannot honour; printed before anything starts.
 	Warnings []Warning `json:"warnings,omitempty"`
 }
@@ -52,6 +55,9 @@ func (w Warning) String() string {
 type Service struct {
 	Name     string `json:"name"`
 	Replicas int    `json:"replicas"` // deploy.replicas / scale; at least 1
+	// Placement is deploy.placement: on which nodes of a Slurm allocation
+	// the replicas may run (place.go); nil: anywhere.
+	Placement *Placement `json:"placement,omitempty"`
 	// ContainerName (compose container_name) is the display name of the
 	// service's one replica; see DisplayName.
 	ContainerName string `json:"container_name,omitempty"`
@@ -159,6 +165,11 @@ type HostEntry struct {
 	IP   string `json:"ip"`
 	// Comment, if any, explains a translated entry (e.g. "host-gateway").
 	Comment string `json:"comment,omitempty"`
+	// Service is the service the name reaches, Replica the one replica of
+	// it (a name with a slot template), 0 for all: where replicas run on
+	// several nodes, the name goes to theirs (PlacedHosts).
+	Service string `json:"-"`
+	Replica int    `json:"-"`
 }
 
 // Dependency conditions, as in the compose specification.

@@ -116,6 +116,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		WorkingDir: p.WorkingDir,
 		StateDir:   t.stateDir,
 		Hosts:      common,
+		NodeLabels: t.nodeLabels(),
 		Warnings:   t.warns,
 	}
 	for _, name := range order {
@@ -246,6 +247,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	}
 	s.Replicas = replicas
 	s.ContainerName = sc.ContainerName
+	s.Placement = t.placement(sc)
 
 	t.image(sc, s)
 	t.command(sc, s)

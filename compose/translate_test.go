@@ -290,14 +290,14 @@ networks:
 				base := []HostEntry{
 					{Host: "localhost", IP: "127.0.0.1"}, {Host: "localhost", IP: "::1"},
 					{Host: "ip6-localhost", IP: "::1"}, {Host: "ip6-loopback", IP: "::1"},
-					{Host: "db", IP: "127.0.0.1"}, {Host: "pg", IP: "127.0.0.1"},
-					{Host: "dbhost", IP: "127.0.0.1"}, {Host: "store", IP: "127.0.0.1"},
-					{Host: "web", IP: "127.0.0.1"},
+					{Host: "db", IP: "127.0.0.1", Service: "db"}, {Host: "pg", IP: "127.0.0.1", Service: "db"},
+					{Host: "dbhost", IP: "127.0.0.1", Service: "db"}, {Host: "store", IP: "127.0.0.1", Service: "db"},
+					{Host: "web", IP: "127.0.0.1", Service: "web"},
 				}
 				eq(t, p.Hosts, base)
 				eq(t, p.Service("db").ExtraHosts, nil)
 				own := []HostEntry{
-					{Host: "database", IP: "127.0.0.1"},
+					{Host: "database", IP: "127.0.0.1", Service: "db"},
 					{Host: "api.example", IP: "10.0.0.1"},
 					{Host: "gw", IP: "127.0.0.1", Comment: "host-gateway"},
 					{Host: "v6", IP: "::2"},
@@ -561,15 +561,13 @@ volumes:
     deploy:
       resources:
         limits: {memory: 1g}
-      placement:
-        constraints: [node.role==manager]
   b:
     image: redis:7
     ports: ["8080:6379"]
     init: true
 `,
 			check: func(t *testing.T, p *Plan, f *fixture) {
-				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "init", "deploy.placement"} {
+				for _, k := range []string{"ports", "expose", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "init"} {
 					mustWarn(t, p, "a", k)
 				}
 				// Limits are applied now (resources_test.go), not warned about.

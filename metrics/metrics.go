@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -28,6 +29,7 @@ var labels = []string{"project", "service", "replica"}
 // records nothing, so tests and `sstack config` need no registry.
 type Metrics struct {
 	project  string
+	nodeOf   func(service string, replica int) string // nil: no node label
 	registry *prometheus.Registry
 
 	restarts     *prometheus.CounterVec
@@ -40,9 +42,18 @@ type Metrics struct {
 
 // New registers the sstack metrics plus the Go and process collectors in a
 // registry of their own.
-func New(project string) *Metrics {
+func New(project string) *Metrics { return NewPlaced(project, nil) }
+
+// NewPlaced is New for a stack spread over nodes: every series also has a
+// node label, nodeOf's answer for the replica.
+func NewPlaced(project string, nodeOf func(service string, replica int) string) *Metrics {
+	labels := labels
+	if nodeOf != nil {
+		labels = append(slices.Clone(labels), "node")
+	}
 	m := &Metrics{
 		project:  project,
+		nodeOf:   nodeOf,
 		registry: prometheus.NewRegistry(),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sstack_service_restarts_total",
@@ -80,6 +91,9 @@ func New(project string) *Metrics {
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
 func (m *Metrics) lv(service string, replica int) []string {
+	if m.nodeOf != nil {
+		return []string{m.project, service, strconv.Itoa(replica), m.nodeOf(service, replica)}
+	}
 	return []string{m.project, service, strconv.Itoa(replica)}
 }
 
@@ -158,7 +172,7 @@ func (m *Metrics) LogLines(service string, replica int, stream string, n int) {
 	if m == nil {
 		return
 	}
-	m.logLines.WithLabelValues(m.project, service, strconv.Itoa(replica), stream).Add(float64(n))
+	m.logLines.WithLabelValues(append(m.lv(service, replica), stream)...).Add(float64(n))
 }
 
 // Listen binds addr before anything starts, so that a taken port is an

@@ -95,6 +95,8 @@ type Replica struct {
 	// Supervised is false for an instance found without a supervisor.
 	Supervised bool   `json:"Supervised"`
 	Reason     string `json:"Reason,omitempty"` // why it failed
+	// Node is the Slurm node the replica runs on; "" on this host.
+	Node string `json:"Node,omitempty"`
 }
 
 // Status is the state as docker compose ps shows it: "running",

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/slurm"
 	"sstack/internal/statedir"
 	"sstack/metrics"
 	"sstack/singularity"
@@ -61,6 +63,7 @@ type Supervisor struct {
 	opts     Options
 	plan     *compose.Plan
 	rt       *singularity.Apptainer
+	cluster  *cluster // inside a Slurm allocation; nil on one host
 	stack    *actors.Stack
 	server   *control.Server
 	listener net.Listener
@@ -105,14 +108,30 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
 		return nil, err
 	}
+	alloc, err := slurm.Detect(ctx, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	var cl *cluster
+	if alloc != nil {
+		if cl, err = newCluster(plan, rt, alloc, opts.Stderr); err != nil {
+			return nil, err
+		}
+	} else {
+		skipElsewhere(plan, opts.Stderr)
+		opts.Services = slices.DeleteFunc(opts.Services, func(name string) bool { return plan.Service(name) == nil })
+	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{opts: opts, plan: plan, rt: rt, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
+	s := &Supervisor{opts: opts, plan: plan, rt: rt, cluster: cl, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
+			if cl != nil {
+				cl.close()
+			}
 			s.release()
 			// Refused before anything started: leave nothing on disk
 			// that was not there (the directory goes only if empty).
@@ -137,9 +156,24 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := os.RemoveAll(statedir.Logs(plan.StateDir)); err != nil {
 		return nil, err
 	}
-	hosts, err := actors.Prepare(ctx, plan, rt)
+	var hostsOf func(*compose.Service) []compose.HostEntry
+	if cl != nil {
+		hostsOf = cl.hostsOf
+	}
+	hosts, err := actors.Prepare(ctx, plan, rt, hostsOf)
 	if err != nil {
 		return nil, err
+	}
+	var runtime singularity.Runtime = rt
+	var placer actors.Placer
+	if cl != nil {
+		cl.mu.Lock()
+		cl.hosts = hosts
+		cl.mu.Unlock()
+		if err := cl.start(ctx); err != nil {
+			return nil, err
+		}
+		runtime, placer = cl.placed, cl
 	}
 	s.server, err = control.Serve(plan.StateDir, s)
 	if err != nil {
@@ -153,6 +187,9 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	// only slower.
 	_ = singularity.BecomeSubreaper()
 	m := metrics.New(plan.Project)
+	if cl != nil {
+		m = metrics.NewPlaced(plan.Project, cl.nodeOf)
+	}
 	if s.listener != nil {
 		go func() { _ = m.Serve(s.listener) }()
 	}
@@ -160,7 +197,8 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	format.StoreDir = statedir.Logs(plan.StateDir)
 	s.stack = actors.Start(actors.StackConfig{
 		Plan:           plan,
-		Runtime:        rt,
+		Runtime:        runtime,
+		Placer:         placer,
 		Metrics:        m,
 		HasRunscript:   runscripts,
 		HostsFiles:     hosts,
@@ -217,6 +255,10 @@ func (s *Supervisor) KillAll() { s.stack.Kill() }
 // and unlocks the project.
 func (s *Supervisor) Close() {
 	s.stack.Close()
+	if s.cluster != nil {
+		// Every replica is stopped: the agents end, and their steps.
+		s.cluster.close()
+	}
 	s.release()
 }
 

@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"sstack/internal/testimg"
+	"sstack/singularity"
+)
+
+// The test binary is the agent when it finds this in its environment, as
+// `sstack agent` is in a job step.
+const beAgent = "SSTACK_TEST_BE_AGENT"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beAgent) != "" {
+		token := os.Getenv(TokenEnv)
+		rt, err := singularity.Detect("")
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			os.Exit(1)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		go func() {
+			ch := make(chan os.Signal, 1)
+			signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+			<-ch
+			stop()
+		}()
+		_ = NewServer(rt, token, os.Stderr).Serve(ctx, "127.0.0.1:0", os.Stdout)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newRemote(t *testing.T) (*Remote, *syncBuffer) {
+	log := &syncBuffer{}
+	r := &Remote{Node: "local", Log: log, Command: func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), beAgent+"=1")
+		return cmd
+	}}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r, log
+}
+
+// The runtime through an agent behaves as the local one: an instance, a
+// process whose output and exit code come back, signals reaching it, a
+// healthcheck-style exec, and ErrNoInstance across the wire.
+func TestRemoteRuntime(t *testing.T) {
+	testimg.RequireRuntime(t)
+	image := testimg.Busybox(t)
+	r, log := newRemote(t)
+	ctx := context.Background()
+	name := testimg.InstanceName(t, "agent")
+	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := r.ListInstances(ctx, name)
+	if err != nil || len(infos) != 1 || infos[0].Name != name {
+		t.Fatalf("list: %v %v", infos, err)
+	}
+	code, out, err := r.Exec(ctx, name, []string{"sh", "-c", "echo $FOO; exit 4"}, []string{"FOO=bar"})
+	if err != nil || code != 4 || strings.TrimSpace(string(out)) != "bar" {
+		t.Fatalf("exec: %d %q %v", code, out, err)
+	}
+
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	proc, err := r.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; echo oops >&2; while :; do sleep 0.1; done"}, Stdout: outW, Stderr: errW})
+	outW.Close() // as the service actor does: the runtime holds its own copies
+	errW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := proc.Running(10 * time.Second)
+	if err != nil || pid <= 0 {
+		t.Fatalf("running: %d %v", pid, err)
+	}
+	// The trap is set once ready is printed.
+	first := make([]byte, len("ready\n"))
+	if _, err := io.ReadFull(outR, first); err != nil || string(first) != "ready\n" {
+		t.Fatalf("first output %q %v", first, err)
+	}
+	var stdout, stderr bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = stdout.ReadFrom(outR) }()
+	go func() { defer wg.Done(); _, _ = stderr.ReadFrom(errR) }()
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err = proc.Wait()
+	wg.Wait()
+	if code != 7 || err != nil {
+		t.Errorf("exit %d %v, want 7", code, err)
+	}
+	if stdout.String() != "got-term\n" || stderr.String() != "oops\n" {
+		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
+	}
+	if err := r.StopInstance(ctx, name, "SIGTERM", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err = r.StopInstance(ctx, name, "SIGTERM", time.Second)
+	if !errors.Is(err, singularity.ErrNoInstance) {
+		t.Errorf("stopping a stopped instance: %v, want ErrNoInstance", err)
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
+
+// An agent whose supervisor is gone stops what it started: nothing stays
+// on the node. Killing the agent's step ends the process with 137 for the
+// restart policy.
+func TestAgentCleansUpWhenTheSupervisorIsGone(t *testing.T) {
+	rt := testimg.RequireRuntime(t)
+	image := testimg.Busybox(t)
+	r, _ := newRemote(t)
+	ctx := context.Background()
+	name := testimg.InstanceName(t, "agentgone")
+	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	proc, err := r.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sleep", "3600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proc.Running(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The session's end is what the agent sees when the supervisor dies.
+	c := r.live()
+	c.cancel()
+	code, _ := proc.Wait()
+	if code == 0 {
+		t.Errorf("process exit %d after the agent ended", code)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not end when its session was lost")
+	}
+	if infos, _ := rt.ListInstances(ctx, name); len(infos) != 0 {
+		t.Errorf("instance left behind: %v", infos)
+	}
+	// The next call launches a new agent.
+	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	if r.live() == c {
+		t.Error("no new agent")
+	}
+	if err := r.StopInstance(ctx, name, "SIGKILL", time.Second); err != nil {
+		t.Error(err)
+	}
+}
+

@@ -1,0 +1,316 @@
+package main
+
+// Across the nodes of a Slurm allocation, on the real three-node cluster of
+// scripts/slurm-cluster.sh (n1..n3 on 127.0.0.11..13, all on this host): a
+// replica's node is observable from the address it is reached at and from
+// the SLURMD_NODENAME of the agent step its process runs under.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var nodeAddr = map[string]string{"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
+
+// requireSlurm skips without the test cluster, except in CI, where .ci/run
+// has started it and its absence is a failure.
+func requireSlurm(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("sinfo", "-h", "-N", "-o", "%N %t").Output()
+	if err == nil && strings.Count(string(out), "n") >= 3 && !strings.Contains(string(out), "down") {
+		return
+	}
+	msg := "no Slurm test cluster (scripts/slurm-cluster.sh up): " + strings.TrimSpace(string(out))
+	if err != nil {
+		msg += " " + err.Error()
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+var grantedRE = regexp.MustCompile(`Granted job allocation (\d+)`)
+
+// inAllocation gives the project an allocation of the three nodes, as
+// salloc would: up sees SLURM_JOB_ID and SLURM_JOB_NODELIST. The job is
+// cancelled at the end of the test, after the project's own cleanup.
+func (p *project) inAllocation() string {
+	p.t.Helper()
+	requireSlurm(p.t)
+	out, err := exec.Command("salloc", "-N3", "--no-shell", "-J", "sstack-test-"+p.name).CombinedOutput()
+	m := grantedRE.FindSubmatch(out)
+	if err != nil || m == nil {
+		p.t.Fatalf("salloc: %v: %s", err, out)
+	}
+	job := string(m[1])
+	// Cleanups run last first: this one after the project's.
+	p.t.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	p.env = append(p.env, "SLURM_JOB_ID="+job, "SLURM_JOB_NODELIST=n[1-3]")
+	return job
+}
+
+// steps are the job's steps as `STEPID NAME NODELIST` lines.
+func steps(t *testing.T, job string) []string {
+	t.Helper()
+	out, err := exec.Command("squeue", "-h", "-s", "-j", job, "-o", "%i %j %N").Output()
+	if err != nil {
+		t.Fatalf("squeue -s -j %s: %v", job, err)
+	}
+	var s []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.Contains(l, ".extern") {
+			s = append(s, l)
+		}
+	}
+	return s
+}
+
+// nodeOfPid is the SLURMD_NODENAME of the agent step pid runs under (its
+// nearest ancestor that is `sstack agent`), "" if none.
+func nodeOfPid(pid int) string {
+	for pid > 1 {
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), " agent --runtime ") {
+			env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "SLURMD_NODENAME="); ok {
+					return v
+				}
+			}
+			return ""
+		}
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return ""
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		pid, _ = strconv.Atoi(f[1])
+	}
+	return ""
+}
+
+// agents are the `sstack agent` processes of this test's binary.
+func agents() []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, _ := os.ReadFile(f)
+		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.HasPrefix(cmd, sstackBin+" agent ") {
+			found = append(found, f)
+		}
+	}
+	return found
+}
+
+// assertNothingLeftInJob: no instance, no process of the project, no step
+// of the job and no agent are left on any node (all on this host here).
+func assertNothingLeftInJob(t *testing.T, project, job string) {
+	t.Helper()
+	assertNothingLeft(t, project)
+	eventually(t, 30*time.Second, "the job's steps to end", func() bool { return len(steps(t, job)) == 0 })
+	if a := agents(); len(a) > 0 {
+		t.Errorf("agents left: %v", a)
+	}
+}
+
+func TestSlurmPlacesByConstraintAndSpread(t *testing.T) {
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  web:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      replicas: 3
+      placement:
+        max_replicas_per_node: 1
+  gpu:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.labels.gpu == true"]
+x-sstack:
+  node_labels:
+    n3: {gpu: "true"}
+`)
+	job := p.inAllocation()
+	p.upDetached()
+	rows := p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "web-2": "running", "web-3": "running", "gpu-1": "running"})
+	where := map[string]string{}
+	for _, r := range rows {
+		if r.Status != "running" {
+			t.Errorf("%s: %s", r.Name, r.Status)
+		}
+		where[r.Name] = r.Node
+		// The process runs under the agent step of the node ps names.
+		if got := nodeOfPid(r.Pid); got != r.Node {
+			t.Errorf("%s: ps says node %s, its process (pid %d) runs in the step of %q", r.Name, r.Node, r.Pid, got)
+		}
+	}
+	if where["db-1"] != "n2" || where["gpu-1"] != "n3" {
+		t.Errorf("db-1 on %q (want n2), gpu-1 on %q (want n3)", where["db-1"], where["gpu-1"])
+	}
+	webs := map[string]bool{where["web-1"]: true, where["web-2"]: true, where["web-3"]: true}
+	if len(webs) != 3 {
+		t.Errorf("web replicas on %v: want one on each of n1, n2, n3", where)
+	}
+	contains(t, "ps", p.must("ps"), "NODE")
+	if s := steps(t, job); len(s) != 3 {
+		t.Errorf("want one agent step per node, got %v", s)
+	}
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A client on n3 reaches a server on n2 by service name, at n2's address:
+// the server listens on that address only.
+func TestSlurmNamesResolveToNodes(t *testing.T) {
+	p := newProject(t, `
+services:
+  server:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-n2 > /tmp/www/index.html && exec httpd -f -p 127.0.0.12:8080 -h /tmp/www"]
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  client:
+    image: busybox
+    command: ["sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done; wget -q -O- http://server-1:8080/; grep -w server /etc/hosts; exec sleep 3600"]
+    depends_on: [server]
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	job := p.inAllocation()
+	r := p.up()
+	r.waitStdout(t, "127.0.0.12")
+	out := r.stdout.String()
+	if n := countLines(out, "client-1", "hello-from-n2"); n != 2 {
+		t.Errorf("client-1 got the server's page %d times, want 2 (by service and by replica name):\n%s", n, out)
+	}
+	contains(t, "client's /etc/hosts", strings.Join(lines(out, "client-1"), "\n"), "127.0.0.12\tserver")
+	rows := p.ps()
+	if s, c := row(rows, "server-1"), row(rows, "client-1"); s == nil || c == nil || s.Node != "n2" || c.Node != "n3" {
+		t.Errorf("ps: %+v", rows)
+	}
+	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A crashing replica on another node is restarted by its policy there; a
+// replica whose node step dies is brought back too, in a new step.
+func TestSlurmRestartsRemoteReplicas(t *testing.T) {
+	p := newProject(t, `
+services:
+  crash:
+    image: busybox
+    command: ["sh", "-c", "echo run; exit 3"]
+    deploy:
+      restart_policy: {condition: on-failure, max_attempts: 2, delay: 100ms}
+      placement:
+        constraints: ["node.hostname == n3"]
+  steady:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 3600"]
+    restart: always
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+`)
+	job := p.inAllocation()
+	r := p.up()
+	r.waitStderr(t, "giving up after")
+	if n := countLines(r.stdout.String(), "crash-1", "run"); n != 3 {
+		t.Errorf("crash-1 ran %d times, want 3", n)
+	}
+	r.waitStdout(t, "steady-1")
+	// Kill the step of n2's agent, as a node failure or an OOM kill of
+	// the step would.
+	var n2 string
+	for _, s := range steps(t, job) {
+		if f := strings.Fields(s); len(f) == 3 && f[2] == "n2" {
+			n2 = f[0]
+		}
+	}
+	if n2 == "" {
+		t.Fatalf("no step on n2: %v", steps(t, job))
+	}
+	if out, err := exec.Command("scancel", "--signal=KILL", n2).CombinedOutput(); err != nil {
+		t.Fatalf("scancel %s: %v %s", n2, err, out)
+	}
+	r.waitUntil(t, 60*time.Second, "steady-1 to run again", func() bool {
+		return countLines(r.stdout.String(), "steady-1", "up") >= 2
+	})
+	rows := p.waitPs("steady-1 running again", func(rows []replicaRow) bool {
+		s := row(rows, "steady-1")
+		return s != nil && s.Status == "running" && s.Restarts >= 1
+	})
+	if s := row(rows, "steady-1"); nodeOfPid(s.Pid) != "n2" {
+		t.Errorf("steady-1 runs in the step of %q, want n2", nodeOfPid(s.Pid))
+	}
+	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A constraint no node of the allocation meets is refused before anything
+// starts.
+func TestSlurmUnmeetableConstraintStartsNothing(t *testing.T) {
+	p := newProject(t, `
+services:
+  ok:
+    image: busybox
+    command: sleep 3600
+  db:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == n9"]
+`)
+	job := p.inAllocation()
+	code, _, errs := p.run()
+	if code == 0 {
+		t.Fatalf("up with an unmeetable constraint exited 0:\n%s", errs)
+	}
+	contains(t, "stderr", errs, `service "db"`, "node.hostname == n9", "n1")
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// Outside an allocation, a service placed on another host is not started,
+// as singularity-stack does, and the rest runs.
+func TestOutsideAllocationSkipsOtherHosts(t *testing.T) {
+	p := newProject(t, `
+services:
+  here:
+    image: busybox
+    command: sleep 3600
+    depends_on: [elsewhere]
+  elsewhere:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == no-such-host"]
+`)
+	errs := p.upDetached()
+	contains(t, "up -d", errs, `service "elsewhere" is not started on this host`, "node.hostname == no-such-host", `depends_on "elsewhere"`)
+	rows := p.waitStatus(map[string]string{"here-1": "running"})
+	if len(rows) != 1 {
+		t.Errorf("ps: %+v", rows)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
