@@ -182,4 +182,3 @@ func TestAgentCleansUpWhenTheSupervisorIsGone(t *testing.T) {
 		t.Error(err)
 	}
 }
-
