@@ -35,10 +35,12 @@ func newAgent(o *options) *cobra.Command {
 				return err
 			}
 			_ = singularity.BecomeSubreaper()
-			// srun forwards SIGTERM (scancel, the supervisor's last
-			// resort); the terminal's SIGHUP is not for the agent.
+			// srun SIGKILLs its task when it gets SIGTERM itself, but
+			// forwards SIGUSR1: the supervisor's way to end an agent
+			// that does not answer. SIGTERM comes from scancel -s TERM
+			// or the job's end; the terminal's SIGHUP is not for the agent.
 			signal.Ignore(syscall.SIGHUP)
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 			defer stop()
 			srv := agent.NewServer(rt, token, cmd.ErrOrStderr())
 			srv.Node = os.Getenv("SLURMD_NODENAME")

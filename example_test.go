@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +70,55 @@ func TestExampleStack(t *testing.T) {
 	}
 	r.interrupt(t)
 	assertNothingLeft(t, p.name)
+}
+
+// TestSlurmExample submits example/slurm/stack.sbatch, as its README says,
+// to the test cluster: the server on the allocation's first node, the
+// clients on the second reach it by name, and scancel leaves nothing.
+func TestSlurmExample(t *testing.T) {
+	testimg.RequireRuntime(t)
+	requireSlurm(t)
+	images := t.TempDir()
+	if err := os.Symlink(testimg.Busybox(t), filepath.Join(images, "busybox_1.35.sif")); err != nil {
+		t.Fatal(err)
+	}
+	state, outDir := t.TempDir(), t.TempDir()
+	env := append(os.Environ(), "SSTACK_IMAGE_DIR="+images, "SSTACK_STATE_DIR="+state, "SSTACK="+sstackBin)
+	submit := exec.Command("sbatch", "--parsable", "-w", "n1,n2", "--output="+filepath.Join(outDir, "out-%j"), "example/slurm/stack.sbatch")
+	submit.Env = env
+	b, err := submit.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sbatch: %v: %s", err, b)
+	}
+	job := strings.TrimSpace(strings.Split(string(b), ";")[0])
+	t.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	out := filepath.Join(outDir, "out-"+job)
+	read := func() string { b, _ := os.ReadFile(out); return string(b) }
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the job's output:\n%s", read())
+		}
+	})
+	eventually(t, 90*time.Second, "both clients to get the server's page", func() bool {
+		s, want := read(), "client on n2 got: hello from server on n1"
+		return slices.Contains(lines(s, "client-1"), want) && slices.Contains(lines(s, "client-2"), want)
+	})
+	dir, _ := filepath.Abs("example/slurm")
+	p := &project{t: t, name: "slurm-example", dir: dir, stateDir: state, env: append(env, "SERVER_NODE=n1")}
+	rows := p.ps()
+	if s, c := row(rows, "server-1"), row(rows, "client-2"); s == nil || c == nil || s.Node != "n1" || c.Node != "n2" {
+		t.Errorf("ps: %+v", rows)
+	}
+	if err := exec.Command("scancel", job).Run(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the job to end", func() bool {
+		b, _ := exec.Command("squeue", "-h", "-j", job).Output()
+		return strings.TrimSpace(string(b)) == ""
+	})
+	contains(t, "the job's output", read(), "Gracefully stopping", "serving on n1")
+	assertNothingLeft(t, "slurm-example")
+	if a := agents(); len(a) > 0 {
+		t.Errorf("agents left: %v", a)
+	}
 }

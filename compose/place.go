@@ -6,8 +6,10 @@ package compose
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -42,9 +44,9 @@ func (c Constraint) String() string {
 // Node is where replicas can run: a node of the Slurm allocation, or this
 // host.
 type Node struct {
-	Name   string
-	Addr   string            // where services on other nodes reach it
-	Labels map[string]string // Slurm features ("true") and x-sstack.node_labels
+	Name   string            // Slurm node name (or this host's name)
+	Addr   string            // address services on other nodes use to reach it
+	Labels map[string]string // Slurm node features ("true") merged with x-sstack.node_labels (those win)
 }
 
 func (n Node) value(key string) (string, bool) {
@@ -70,7 +72,9 @@ type Unplaced struct {
 	Reason  string
 }
 
-var constraintRE = regexp.MustCompile(`^\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S+)\s*$`)
+// constraintRE is swarm's syntax: KEY == VALUE or KEY != VALUE, spaces
+// optional; a value may hold inner spaces, as in swarm, but no = or !.
+var constraintRE = regexp.MustCompile(`^\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*([^=!\s](?:[^=!]*[^=!\s])?)\s*$`)
 
 // placement reads deploy.placement.
 func (t *translator) placement(sc types.ServiceConfig) *Placement {
@@ -81,7 +85,8 @@ func (t *translator) placement(sc types.ServiceConfig) *Placement {
 	if len(dp.Constraints) == 0 && len(dp.Preferences) == 0 && dp.MaxReplicas == 0 {
 		return nil
 	}
-	pl := &Placement{MaxPerNode: int(dp.MaxReplicas)}
+	// Beyond MaxReplicas the bound binds nothing; clamped so int cannot wrap.
+	pl := &Placement{MaxPerNode: int(min(dp.MaxReplicas, MaxReplicas))}
 	for _, c := range dp.Constraints {
 		m := constraintRE.FindStringSubmatch(c)
 		if m == nil {
@@ -108,10 +113,11 @@ func placementKey(k string) bool {
 	return k == "node.hostname" || strings.HasPrefix(k, "node.labels.") && len(k) > len("node.labels.")
 }
 
-// nodeLabels reads the top-level x-sstack.node_labels.
+// nodeLabels reads the top-level x-sstack.node_labels, in name order so
+// that errors come out the same every time.
 func (t *translator) nodeLabels() map[string]map[string]string {
-	x, ok := t.p.Extensions["x-sstack"]
-	if !ok {
+	x := t.p.Extensions["x-sstack"]
+	if x == nil {
 		return nil
 	}
 	m, ok := x.(map[string]any)
@@ -119,8 +125,13 @@ func (t *translator) nodeLabels() map[string]map[string]string {
 		t.fail("", "x-sstack", "want a mapping (node_labels: {NODE: {LABEL: VALUE}})")
 		return nil
 	}
-	raw, ok := m["node_labels"]
-	if !ok {
+	for _, k := range sortedKeys(m) {
+		if k != "node_labels" {
+			t.warn("", "x-sstack."+k, "ignored: the top-level x-sstack has only node_labels")
+		}
+	}
+	raw := m["node_labels"]
+	if raw == nil {
 		return nil
 	}
 	nodes, ok := raw.(map[string]any)
@@ -129,36 +140,69 @@ func (t *translator) nodeLabels() map[string]map[string]string {
 		return nil
 	}
 	out := map[string]map[string]string{}
-	for node, v := range nodes {
-		labels, ok := v.(map[string]any)
-		if !ok {
+	for _, node := range sortedKeys(nodes) {
+		labels, ok := nodes[node].(map[string]any)
+		if !ok && nodes[node] != nil {
 			t.fail("", "x-sstack.node_labels."+node, "want a mapping of labels to values, e.g. {gpu: \"true\"}")
 			continue
 		}
 		out[node] = map[string]string{}
-		for k, lv := range labels {
-			switch lv := lv.(type) {
+		for _, k := range sortedKeys(labels) {
+			switch lv := labels[k].(type) {
 			case string:
 				out[node][k] = lv
 			case bool, int, int64, uint64, float64:
 				out[node][k] = fmt.Sprint(lv)
 			default:
-				t.fail("", "x-sstack.node_labels."+node+"."+k, "want a string value, not %T", lv)
+				t.fail("", "x-sstack.node_labels."+node+"."+k, "want a string, number or boolean value, not %T; quote it", lv)
 			}
 		}
 	}
 	return out
 }
 
+// placement prints a service's deploy.placement for config.
+func (e *emitter) placement(pl *Placement) {
+	if pl == nil {
+		return
+	}
+	e.line(2, "placement:")
+	if len(pl.Constraints) > 0 {
+		c := make([]string, len(pl.Constraints))
+		for i, x := range pl.Constraints {
+			c[i] = x.String()
+		}
+		e.list(3, "constraints", c)
+	}
+	if pl.MaxPerNode > 0 {
+		e.line(3, "max_replicas_per_node: "+strconv.Itoa(pl.MaxPerNode))
+	}
+	e.list(3, "spread", pl.Spread)
+}
+
+// nodeLabels prints x-sstack.node_labels for config, in name order.
+func (e *emitter) nodeLabels(nl map[string]map[string]string) {
+	if len(nl) == 0 {
+		return
+	}
+	e.line(0, "node_labels:")
+	for _, node := range sortedKeys(nl) {
+		var kv []string
+		for _, k := range sortedKeys(nl[node]) {
+			kv = append(kv, quote(k)+": "+quote(nl[node][k]))
+		}
+		e.line(1, quote(node)+": {"+strings.Join(kv, ", ")+"}")
+	}
+}
+
 // placer counts replicas per node while placing.
 type placer struct {
-	nodes   []Node
 	total   map[string]int            // node -> replicas of the stack
 	service map[string]map[string]int // service -> node -> replicas
 }
 
-func newPlacer(nodes []Node, a Assignment) *placer {
-	pl := &placer{nodes: nodes, total: map[string]int{}, service: map[string]map[string]int{}}
+func newPlacer(a Assignment) *placer {
+	pl := &placer{total: map[string]int{}, service: map[string]map[string]int{}}
 	for svc, ns := range a {
 		for _, n := range ns {
 			if n != "" {
@@ -179,6 +223,9 @@ func (pl *placer) add(svc, node string) {
 
 // eligible are the nodes s's constraints allow, and why none is when so.
 func eligible(s *Service, nodes []Node) ([]Node, string) {
+	if len(nodes) == 0 {
+		return nil, "there is no node to place it on"
+	}
 	out := slices.Clone(nodes)
 	if s.Placement == nil {
 		return out, ""
@@ -192,6 +239,13 @@ func eligible(s *Service, nodes []Node) ([]Node, string) {
 	return out, ""
 }
 
+func (s *Service) maxPerNode() int {
+	if s.Placement == nil {
+		return 0
+	}
+	return s.Placement.MaxPerNode
+}
+
 func names(nodes []Node) string {
 	s := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -200,14 +254,10 @@ func names(nodes []Node) string {
 	return strings.Join(s, ", ")
 }
 
-// next is the node for one more replica of s among ok, "" when every one
-// is full (max_replicas_per_node).
+// next is the node for one more replica of s among ok (the nodes its
+// constraints allow), "" when each is full (max_replicas_per_node).
 func (pl *placer) next(s *Service, ok []Node) string {
-	max := 0
-	var spread []string
-	if s.Placement != nil {
-		max, spread = s.Placement.MaxPerNode, s.Placement.Spread
-	}
+	max := s.maxPerNode()
 	counts := pl.service[s.Name]
 	var free []Node
 	for _, n := range ok {
@@ -218,8 +268,12 @@ func (pl *placer) next(s *Service, ok []Node) string {
 	if len(free) == 0 {
 		return ""
 	}
-	// Spread preferences first: the label value with the fewest replicas
-	// of the service, key by key.
+	// Spread preferences first, as swarm does: key by key, keep the nodes
+	// of the label value (missing: "") with the fewest replicas of s.
+	var spread []string
+	if s.Placement != nil {
+		spread = s.Placement.Spread
+	}
 	for _, key := range spread {
 		per := map[string]int{}
 		for _, n := range ok {
@@ -244,6 +298,27 @@ func (pl *placer) next(s *Service, ok []Node) string {
 	return best.Name
 }
 
+// labelled merges the plan's x-sstack.node_labels into copies of nodes
+// (those win, as for the callers that merge them already), so that a
+// caller may pass the Slurm features alone.
+func (p *Plan) labelled(nodes []Node) []Node {
+	if len(p.NodeLabels) == 0 {
+		return nodes
+	}
+	out := slices.Clone(nodes)
+	for i, n := range out {
+		if extra := p.NodeLabels[n.Name]; len(extra) > 0 {
+			labels := maps.Clone(n.Labels)
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			maps.Copy(labels, extra)
+			out[i].Labels = labels
+		}
+	}
+	return out
+}
+
 // Place puts every replica of every service on a node: within its
 // constraints and max_replicas_per_node, spread over the label values of
 // its spread preferences, then on the node with the fewest replicas of
@@ -252,32 +327,29 @@ func (pl *placer) next(s *Service, ok []Node) string {
 // whole is in Unplaced, and not in the Assignment: the caller decides
 // whether that is an error (inside an allocation) or a skip (outside).
 func (p *Plan) Place(nodes []Node) (Assignment, []Unplaced) {
+	nodes = p.labelled(nodes)
 	a := Assignment{}
 	var un []Unplaced
-	pl := newPlacer(nodes, nil)
+	pl := newPlacer(nil)
 	for i := range p.Services {
 		s := &p.Services[i]
+		if s.Replicas <= 0 {
+			continue
+		}
 		ok, why := eligible(s, nodes)
+		if max := s.maxPerNode(); why == "" && max > 0 && max*len(ok) < s.Replicas {
+			why = fmt.Sprintf("deploy.placement.max_replicas_per_node: %d replicas need %d nodes with at most %d each, and %d of %s match",
+				s.Replicas, (s.Replicas+max-1)/max, max, len(ok), names(nodes))
+		}
 		if why != "" {
 			un = append(un, Unplaced{Service: s.Name, Reason: why})
 			continue
 		}
-		var got []string
-		for r := 1; r <= s.Replicas; r++ {
-			n := pl.next(s, ok)
-			if n == "" {
-				break
-			}
-			got = append(got, n)
-			pl.add(s.Name, n)
-		}
-		if len(got) < s.Replicas {
-			un = append(un, Unplaced{Service: s.Name, Reason: fmt.Sprintf("deploy.placement.max_replicas_per_node: %d replicas at most %d per node need more nodes than the %d of %s that match", s.Replicas, s.Placement.MaxPerNode, len(ok), names(nodes))})
-			for _, n := range got {
-				pl.service[s.Name][n]--
-				pl.total[n]--
-			}
-			continue
+		got := make([]string, s.Replicas)
+		for r := range got {
+			// Never "": the bound was checked above.
+			got[r] = pl.next(s, ok)
+			pl.add(s.Name, got[r])
 		}
 		a[s.Name] = got
 	}
@@ -285,19 +357,21 @@ func (p *Plan) Place(nodes []Node) (Assignment, []Unplaced) {
 }
 
 // PlaceOne places one more replica of service (scale), given what is
-// placed already.
+// placed already; the error says why it fits no node.
 func (p *Plan) PlaceOne(service string, nodes []Node, current Assignment) (string, error) {
 	s := p.Service(service)
 	if s == nil {
-		return "", fmt.Errorf("no service %q", service)
+		return "", fmt.Errorf("service %q is not in the project", service)
 	}
+	nodes = p.labelled(nodes)
 	ok, why := eligible(s, nodes)
 	if why != "" {
 		return "", fmt.Errorf("service %q: %s", service, why)
 	}
-	n := newPlacer(nodes, current).next(s, ok)
+	n := newPlacer(current).next(s, ok)
 	if n == "" {
-		return "", fmt.Errorf("service %q: deploy.placement.max_replicas_per_node: every node of %s that matches has %d replicas already", service, names(nodes), s.Placement.MaxPerNode)
+		return "", fmt.Errorf("service %q: deploy.placement.max_replicas_per_node: each of the %d nodes of %s that match runs %d replicas of it already; raise the bound or add nodes to the allocation",
+			service, len(ok), names(nodes), s.maxPerNode())
 	}
 	return n, nil
 }

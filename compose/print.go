@@ -24,6 +24,7 @@ func (p *Plan) Print(w io.Writer) error {
 		}
 	}
 	e.hosts(0, "hosts", p.Hosts)
+	e.nodeLabels(p.NodeLabels)
 	e.line(0, "services:")
 	for _, s := range p.Services {
 		e.service(s)
@@ -55,6 +56,7 @@ func (e *emitter) list(indent int, key string, values []string) {
 func (e *emitter) service(s Service) {
 	e.line(1, quote(s.Name)+":")
 	e.line(2, "replicas: "+strconv.Itoa(s.Replicas))
+	e.placement(s.Placement)
 	if s.ContainerName != "" {
 		e.scalar(2, "container_name", s.ContainerName)
 	}

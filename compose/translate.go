@@ -437,7 +437,7 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 			t.warn(name, "deploy."+k, "%s", unsupportedDeployKeys[k])
 		}
 		if d.Mode != "" && d.Mode != "replicated" {
-			t.warn(name, "deploy.mode", "%q is not honoured: replicas run on this machine as for replicated", d.Mode)
+			t.warn(name, "deploy.mode", "%q is not honoured: replicas are placed as for replicated (deploy.placement)", d.Mode)
 		}
 	}
 	if len(sc.Ports) > 0 {

@@ -6,9 +6,15 @@ cd "$(dirname "$0")/.."
 if ! { command -v apptainer || command -v singularity; } >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1; then
   bash scripts/install-apptainer.sh
 fi
-# The pull tests' registry (skipped without it when not root).
+# The pull tests' registry, and the three-node Slurm cluster of the
+# multi-node tests (both skipped without them when not root, except in CI).
+# A cluster this script started is stopped at its end; one already up stays.
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-test-deps.sh
+  if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
+    bash scripts/slurm-cluster.sh up
+    trap 'bash scripts/slurm-cluster.sh down' EXIT
+  fi
 fi
 export PATH=$PATH:/usr/local/go/bin
 go vet ./...

@@ -187,13 +187,14 @@ func (r *Remote) launch(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
-// kill ends the step from this side: srun forwards SIGTERM to the agent,
-// which then stops what it started; SIGKILL after a while.
+// kill ends the step from this side: srun forwards SIGUSR1 to the agent,
+// which then stops what it started (SIGTERM to srun would SIGKILL the
+// agent at once, measured); SIGKILL after a while.
 func (c *conn) kill() {
 	if c.cancel != nil {
 		c.cancel()
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.cmd.Process.Signal(syscall.SIGUSR1)
 	select {
 	case <-c.exited:
 	case <-time.After(cleanupTimeout + 20*time.Second):

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -69,6 +71,7 @@ func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allo
 		return nil, fmt.Errorf("the agents run this sstack binary on every node: %w", err)
 	}
 	var remotes []*agent.Remote
+	log = &dropLines{w: log, drop: slurm.NoBindingWarning}
 	for _, n := range alloc.Nodes {
 		argv := slurm.AgentStep("srun", alloc.JobID, n, []string{exe, "agent", "--runtime", rt.Binary, "--listen", net.JoinHostPort(c.addr[n.Name], "0")})
 		remotes = append(remotes, &agent.Remote{Node: n.Name, Log: log, Command: func() *exec.Cmd {
@@ -234,4 +237,31 @@ func skipElsewhere(plan *compose.Plan, stderr io.Writer) {
 		kept = append(kept, s)
 	}
 	plan.Services = kept
+}
+
+// dropLines passes whole lines on to w, but not drop: srun's warning about
+// --cpu-bind=none where nothing binds, at every agent launch.
+type dropLines struct {
+	mu   sync.Mutex
+	w    io.Writer
+	drop string
+	buf  []byte
+}
+
+func (d *dropLines) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf = append(d.buf, p...)
+	for {
+		i := bytes.IndexByte(d.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := d.buf[:i+1]
+		if strings.TrimSpace(string(line)) != d.drop {
+			_, _ = d.w.Write(line)
+		}
+		d.buf = d.buf[i+1:]
+	}
+	return len(p), nil
 }
