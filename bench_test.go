@@ -79,6 +79,7 @@ type benchEnv struct {
 	dir      string // compose files, hosts files
 	stateDir string
 	sstack   string
+	env      []string // added to sstack's environment (a Slurm job's)
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -206,7 +207,7 @@ func (c *benchStatusClock) nth(n int) (time.Time, bool) {
 func (e *benchEnv) sstackCmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(e.sstack, args...)
 	cmd.Dir = e.dir
-	cmd.Env = append(os.Environ(), "SSTACK_STATE_DIR="+e.stateDir, "NO_COLOR=1")
+	cmd.Env = append(append(os.Environ(), "SSTACK_STATE_DIR="+e.stateDir, "NO_COLOR=1"), e.env...)
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/engine"
+	"sstack/internal/slurm"
 	"sstack/singularity"
 )
 
@@ -277,6 +279,17 @@ func execIn(o *options, t api.ExecTarget, args, extraEnv []string, workdir strin
 	cmd, err := rt.Interactive(context.Background(), singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd})
 	if err != nil {
 		return err
+	}
+	if t.Node != "" {
+		// The replica runs on another node of the allocation: the same
+		// client, run there in a step of its own (its environment goes
+		// with srun's --export=ALL).
+		argv := slurm.ExecStep("srun", t.Job, t.Node, tty, cmd.Args)
+		srun, err := exec.LookPath(argv[0])
+		if err != nil {
+			return fmt.Errorf("%s runs on node %s of Slurm job %s, and srun is not on PATH to reach it: %w", t.Instance, t.Node, t.Job, err)
+		}
+		cmd.Path, cmd.Args = srun, argv
 	}
 	if tty {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

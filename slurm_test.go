@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,6 +207,18 @@ services:
 	if s, c := row(rows, "server-1"), row(rows, "client-1"); s == nil || c == nil || s.Node != "n2" || c.Node != "n3" {
 		t.Errorf("ps: %+v", rows)
 	}
+	// exec reaches the replica on its node, in a step of its own.
+	if out := p.must("exec", "-T", "server", "sh", "-c", "echo $SSTACK_NODE; wget -q -O- http://127.0.0.12:8080/"); out != "n2\nhello-from-n2\n" {
+		t.Errorf("exec: %q", out)
+	}
+	sleeper := p.command("exec", "-T", "server", "sleep", "5")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "an exec step on n2", func() bool {
+		return slices.ContainsFunc(steps(t, job), func(s string) bool { return strings.HasSuffix(s, " sstack-exec n2") })
+	})
+	_ = sleeper.Wait()
 	r.ctrlC(t)
 	assertNothingLeftInJob(t, p.name, job)
 }

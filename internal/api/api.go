@@ -210,6 +210,10 @@ type ExecTarget struct {
 	Instance string   `json:"Instance"`
 	Env      []string `json:"Env"` // the service's environment, KEY=VALUE
 	Pwd      string   `json:"Pwd"`
+	// Node and Job, for a replica on a node of a Slurm allocation: the
+	// command runs there, in a job step of Job.
+	Node string `json:"Node,omitempty"`
+	Job  string `json:"Job,omitempty"`
 }
 
 // Errors a Stack returns; the CLI maps them to messages and exit codes.

@@ -26,6 +26,7 @@ import (
 // long as the stack, and every replica's instance lives in its node's
 // step (README, "Across the nodes of a Slurm allocation").
 type cluster struct {
+	job    string
 	plan   *compose.Plan
 	nodes  []compose.Node
 	addr   map[string]string // node name -> address
@@ -41,7 +42,7 @@ var _ actors.Placer = (*cluster)(nil)
 // newCluster places every replica on a node of alloc; a replica that
 // fits no node is an error, before anything starts.
 func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allocation, log io.Writer) (*cluster, error) {
-	c := &cluster{plan: plan, addr: map[string]string{}}
+	c := &cluster{job: alloc.JobID, plan: plan, addr: map[string]string{}}
 	for _, n := range alloc.Nodes {
 		addr, err := nodeIP(n.Addr)
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"sstack/actors"
 	"sstack/compose"
+	"sstack/internal/agent"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/slurm"
@@ -667,7 +668,12 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		return api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}, nil
+		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}
+		if s.cluster != nil && r.Node != "" {
+			t.Node, t.Job = r.Node, s.cluster.job
+			t.Env = append(slices.Clip(t.Env), agent.NodeEnv+"="+r.Node)
+		}
+		return t, nil
 	}
 	return api.ExecTarget{}, fmt.Errorf("service %q has no replica %d: %w", opts.Service, index, api.ErrReplicaNotRunning)
 }

@@ -378,3 +378,14 @@ func SignalStep(ctx context.Context, step, signal string) error {
 	}
 	return nil
 }
+
+// ExecStep is the srun command line of `sstack exec` into a replica on
+// node: one task in a step of its own (named sstack-exec), with a
+// pseudo-terminal when tty. srun passes its stdin to the task.
+func ExecStep(srun, job, node string, tty bool, cmd []string) []string {
+	args := []string{srun, "--jobid=" + job, "--overlap", "-N1", "-n1", "-w", node, "--job-name=sstack-exec", "--export=ALL", "-Q"}
+	if tty {
+		args = append(args, "--pty")
+	}
+	return append(args, cmd...)
+}

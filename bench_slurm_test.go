@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sstack/internal/slurm"
+)
+
+// BenchmarkSlurmUp3x10 times a stack of 3 services of 10 replicas each,
+// one service per node of a 3-node allocation of the test cluster
+// (scripts/slurm-cluster.sh): from launching `sstack up` until all 30
+// processes print "ready", and from SIGINT until sstack has exited with
+// nothing left. The floor, in the same run, is what one would launch by
+// hand: 30 parallel job steps (`srun --overlap -w NODE`, the same flags
+// as sstack's agent steps), each starting its instance and running the same
+// command in it until it prints "ready"; then 30 parallel `instance stop`
+// and the steps' end.
+func BenchmarkSlurmUp3x10(b *testing.B) {
+	if _, err := exec.LookPath("salloc"); err != nil {
+		b.Skip("no Slurm test cluster (scripts/slurm-cluster.sh up)")
+	}
+	e := newBenchEnv(b)
+	out, err := exec.Command("salloc", "-N3", "--no-shell", "-J", "sstack-bench").CombinedOutput()
+	m := regexp.MustCompile(`Granted job allocation (\d+)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		b.Fatalf("salloc: %v %s", err, out)
+	}
+	job := string(m[1])
+	b.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	e.env = []string{"SLURM_JOB_ID=" + job, "SLURM_JOB_NODELIST=n[1-3]"}
+	nodes := []string{"n1", "n2", "n3"}
+	var compose strings.Builder
+	compose.WriteString("services:\n")
+	for i, n := range nodes {
+		fmt.Fprintf(&compose, "  svc%d:\n    image: %s\n    command: [\"sh\", \"-c\", %q]\n    deploy:\n      replicas: 10\n      placement:\n        constraints: [\"node.hostname == %s\"]\n",
+			i, e.image, strings.ReplaceAll(benchCmd, "$", "$$"), n)
+	}
+	composeFile := e.writeFile("docker-compose.yml", compose.String())
+	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
+
+	var floorUp, floorDown, sstackUp, sstackDown []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		phases := []func(){
+			func() {
+				up, down := e.floorSlurm(job, hosts, nodes, 10)
+				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
+			},
+			func() {
+				up, down := e.sstackUp(composeFile, 30)
+				sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
+			},
+		}
+		if i%2 == 1 {
+			phases[0], phases[1] = phases[1], phases[0]
+		}
+		for _, p := range phases {
+			p()
+		}
+	}
+	b.StopTimer()
+	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
+	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(floorUp), "floor-up-ms")
+	b.ReportMetric(median(sstackUp), "sstack-up-ms")
+	b.ReportMetric(pairRatio(sstackUp, floorUp), "up-ratio")
+	b.ReportMetric(median(floorDown), "floor-down-ms")
+	b.ReportMetric(median(sstackDown), "sstack-down-ms")
+	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
+}
+
+// floorSlurm launches perNode replicas on each node by hand, each in its
+// own step that starts the instance and runs benchCmd in it.
+func (e *benchEnv) floorSlurm(job, hosts string, nodes []string, perNode int) (up, down time.Duration) {
+	b := e.b
+	project := benchName("benchslurmfloor")
+	b.Cleanup(func() { e.killInstances(project) })
+	n := len(nodes) * perNode
+	type step struct {
+		name string
+		node string
+		cmd  *exec.Cmd
+		done chan struct{} // the step ended
+	}
+	var steps []*step
+	for _, node := range nodes {
+		for r := 1; r <= perNode; r++ {
+			steps = append(steps, &step{name: fmt.Sprintf("%s.%s.%d", project, node, r), node: node, done: make(chan struct{})})
+		}
+	}
+	start := append([]string{e.apptBin, "-s", "instance", "start"}, isolation...)
+	errs := make(chan error, n)
+	timeout := time.After(upDownTimeout(n))
+	collect := func(what string) {
+		for range steps {
+			select {
+			case err := <-errs:
+				if err != nil {
+					b.Fatal(err)
+				}
+			case <-timeout:
+				b.Fatalf("floor: %d replicas not %s after %s", n, what, upDownTimeout(n))
+			}
+		}
+	}
+	t0 := time.Now()
+	for _, s := range steps {
+		go func() {
+			script := fmt.Sprintf(`%s --mount type=bind,source=%s,destination=/etc/hosts,readonly %s %s >/dev/null && exec %s %s`,
+				strings.Join(start, " "), hosts, e.image, s.name, e.apptBin, strings.Join(quoteAll(execArgs(s.name, "sh", "-c", benchCmd)), " "))
+			argv := slurm.AgentStep("srun", job, slurm.Node{Name: s.node}, []string{"/bin/sh", "-c", script})
+			s.cmd = exec.Command(argv[0], argv[1:]...)
+			r, w, err := os.Pipe()
+			if err != nil {
+				errs <- err
+				return
+			}
+			s.cmd.Stdout, s.cmd.Stderr = w, os.Stderr
+			err = s.cmd.Start()
+			w.Close()
+			if err != nil {
+				r.Close()
+				errs <- err
+				return
+			}
+			line, err := bufio.NewReader(r).ReadString('\n')
+			if err == nil && line != "ready\n" {
+				err = fmt.Errorf("%s: got %q, want ready", s.name, line)
+			}
+			go func() { _ = s.cmd.Wait(); r.Close(); close(s.done) }()
+			errs <- err
+		}()
+	}
+	collect("ready")
+	up = time.Since(t0)
+
+	timeout = time.After(upDownTimeout(n))
+	t1 := time.Now()
+	var wg sync.WaitGroup
+	for _, s := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := e.appt("-s", "instance", "stop", "-s", "SIGTERM", "-t", "2", s.name).CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("instance stop %s: %v: %s", s.name, err, out)
+				return
+			}
+			<-s.done // the step ends with its exec client
+			errs <- nil
+		}()
+	}
+	collect("stopped")
+	wg.Wait()
+	down = time.Since(t1)
+	if left := e.instancesLeft(project); len(left) > 0 {
+		b.Fatalf("floor: instances left: %v", left)
+	}
+	return up, down
+}
+
+func quoteAll(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return out
+}
