@@ -370,7 +370,7 @@ func (p *Plan) PlaceOne(service string, nodes []Node, current Assignment) (strin
 	}
 	n := newPlacer(current).next(s, ok)
 	if n == "" {
-		return "", fmt.Errorf("service %q: deploy.placement.max_replicas_per_node: each of the %d nodes of %s that match runs %d replicas of it already; raise the bound or add nodes to the allocation",
+		return "", fmt.Errorf("service %q: deploy.placement.max_replicas_per_node: each of the %d nodes of %s that match is at its bound of %d; raise it or add nodes to the allocation",
 			service, len(ok), names(nodes), s.maxPerNode())
 	}
 	return n, nil

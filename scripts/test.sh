@@ -9,10 +9,11 @@ fi
 # The pull tests' registry, and the three-node Slurm cluster of the
 # multi-node tests (both skipped without them when not root, except in CI).
 # A cluster this script started is stopped at its end; one already up stays.
+# proctrack/cgroup, what most sites run: a step's processes die with it.
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-test-deps.sh
   if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
-    bash scripts/slurm-cluster.sh up
+    SLURM_CLUSTER_PROCTRACK=cgroup bash scripts/slurm-cluster.sh up
     trap 'bash scripts/slurm-cluster.sh down' EXIT
   fi
 fi

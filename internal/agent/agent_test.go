@@ -94,7 +94,7 @@ func TestRemoteRuntime(t *testing.T) {
 
 	outR, outW, _ := os.Pipe()
 	errR, errW, _ := os.Pipe()
-	proc, err := r.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; echo oops >&2; while :; do sleep 0.1; done"}, Stdout: outW, Stderr: errW})
+	proc, err := r.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sh", "-c", "trap 'echo got-term; exit 7' TERM; echo oops >&2; echo ready; while :; do sleep 0.1; done"}, Stdout: outW, Stderr: errW})
 	outW.Close() // as the service actor does: the runtime holds its own copies
 	errW.Close()
 	if err != nil {

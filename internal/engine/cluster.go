@@ -120,6 +120,16 @@ func nodeNames(nodes []compose.Node) string {
 	return fmt.Sprint(names)
 }
 
+// parallelFor is the bound of parallel starts and stops: the default
+// bound is per node, as each node's Apptainer does its own work; one given
+// (--parallel, COMPOSE_PARALLEL_LIMIT) is the stack's.
+func parallelFor(given int, c *cluster) int {
+	if given != 0 || c == nil {
+		return given
+	}
+	return actors.DefaultParallel() * len(c.nodes)
+}
+
 // start launches the agents of the nodes that have replicas, at once.
 func (c *cluster) start(ctx context.Context) error {
 	return c.placed.StartAll(ctx, func(node string) bool {

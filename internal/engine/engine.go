@@ -213,7 +213,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		AbortOnFailure: opts.AbortOnFailure,
 		ExitCodeFrom:   opts.ExitCodeFrom,
 		StopTimeout:    opts.StopTimeout,
-		Parallel:       opts.Parallel,
+		Parallel:       parallelFor(opts.Parallel, cl),
 	})
 	close(s.ready)
 	ok = true
