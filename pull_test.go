@@ -465,13 +465,14 @@ func TestPullProgressOnTerminal(t *testing.T) {
 	var out bytes.Buffer
 	read := make(chan struct{})
 	go func() { defer close(read); _, _ = io.Copy(&out, master) }()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("pull: %v", err)
-	}
+	err := cmd.Wait()
 	select {
 	case <-read:
 	case <-time.After(10 * time.Second):
 		t.Fatal("terminal output did not end")
+	}
+	if err != nil {
+		t.Fatalf("pull: %v; terminal:\n%s", err, out.String())
 	}
 	screen := out.String()
 	contains(t, "terminal", screen, "\x1b[2A", "\x1b[2K", "✔ first  Pulled docker://"+a+" (", "✔ second Pulled docker://"+b+" (")

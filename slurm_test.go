@@ -327,3 +327,37 @@ services:
 	p.down()
 	assertNothingLeft(t, p.name)
 }
+
+// scale places new replicas by the same rules, refuses one that fits no
+// node, and running instances learn the new names.
+func TestSlurmScalePlacesNewReplicas(t *testing.T) {
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        max_replicas_per_node: 1
+`)
+	job := p.inAllocation()
+	p.upDetached()
+	p.must("scale", "web=3")
+	rows := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "web-3": "running"})
+	nodes := map[string]bool{}
+	for _, r := range rows {
+		nodes[r.Node] = true
+	}
+	if len(nodes) != 3 {
+		t.Errorf("web replicas on %v, want one on each node", nodes)
+	}
+	code, _, errs := p.sstack("scale", "web=4")
+	if code == 0 || !strings.Contains(errs, "max_replicas_per_node") {
+		t.Errorf("scale web=4 with one per node on 3 nodes: exit %d: %s", code, errs)
+	}
+	hosts := p.must("exec", "-T", "web", "cat", "/etc/hosts")
+	w3 := row(rows, "web-3")
+	contains(t, "web-1's /etc/hosts", hosts, nodeAddr[w3.Node]+"\tweb-3")
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}
