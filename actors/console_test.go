@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sstack/metrics"
 )
 
 // gateWriter blocks every write until open is closed, as a stdout whose
@@ -246,4 +248,29 @@ func TestConsoleStatusLines(t *testing.T) {
 		}
 		c.close()
 	})
+}
+
+// A bug while recording a batch (here a metrics label function that
+// panics) is reported, and the batch still reaches stdout and is released:
+// its pump, and up's end, must not wait for it forever.
+func TestLoggerSurvivesAPanicWhileRecording(t *testing.T) {
+	c, rec, _ := newTestConsole(false)
+	m := metrics.NewPlaced("proj", func(string, int) string { panic("label bug") })
+	l := &Logger{printer: testPrinter(), console: c, metrics: m}
+	done := make(chan struct{}, inFlight)
+	l.writeBatch(numberedBatch(1, 2, done))
+	l.writeBatch(numberedBatch(3, 3, done))
+	for i := 0; i < 2; i++ {
+		if !released(done, 5*time.Second) {
+			t.Fatal("a batch was not released after the panic")
+		}
+	}
+	c.close()
+	out, status, _ := rec.get()
+	if !strings.Contains(out, "1\n") || !strings.Contains(out, "3\n") {
+		t.Errorf("stdout: %q", out)
+	}
+	if strings.Count(status, "internal error while recording web-1's logs") != 1 || !strings.Contains(status, "label bug") {
+		t.Errorf("status: %q", status)
+	}
 }

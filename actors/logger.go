@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,6 +213,8 @@ type Logger struct {
 	metrics *metrics.Metrics
 	store   *logstore.Writer
 	warned  bool
+	// panicked: an internal error was reported (once).
+	panicked bool
 }
 
 // newLogger returns the props of a logger writing to console.
@@ -255,6 +258,21 @@ func (l *Logger) Receive(ctx actor.Context) {
 
 func (l *Logger) writeBatch(b *LogBatch) {
 	stream := b.Stream.String()
+	l.record(b, stream)
+	l.console.batch(l.printer, b, stream)
+}
+
+// record counts and stores a batch. A panic here (a bug) would stop the
+// logger with the batch never released and its pump, and so up's end,
+// blocked for good: it is reported once and the lines still reach the
+// console.
+func (l *Logger) record(b *LogBatch, stream string) {
+	defer func() {
+		if r := recover(); r != nil && !l.panicked {
+			l.panicked = true
+			l.console.statusLine(fmt.Sprintf("sstack: internal error while recording %s's logs (please report it; the console output goes on): %v\n%s", b.Source.Name, r, debug.Stack()))
+		}
+	}()
 	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, b.Count)
 	key := b.Source.Key()
 	l.store.SetDisplayName(key, b.Source.Name)
@@ -264,7 +282,6 @@ func (l *Logger) writeBatch(b *LogBatch) {
 		l.warned = true
 		l.console.statusLine(fmt.Sprintf("sstack: keeping logs on disk failed, the console output goes on: %v", err))
 	}
-	l.console.batch(l.printer, b, stream)
 }
 
 const (
