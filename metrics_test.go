@@ -214,10 +214,17 @@ secrets:
 			{"sstack_service_healthy", lbl("healthy", 1), 1, ""},
 			{"sstack_log_lines_total", lbl("lines", 1, "stream", "stdout"), 1234, ""},
 			{"sstack_log_lines_total", lbl("lines", 2, "stream", "stderr"), 567, ""},
+			// The logger counts lines as it takes them, which may trail
+			// the exit under load: wait for them too (an excess still fails).
+			{"sstack_log_lines_total", lbl("crash", 1, "stream", "stdout"), 6, ""},
+			{"sstack_log_lines_total", lbl("crash", 1, "stream", "stderr"), 3, ""},
 		} {
 			if v, _ := s.value(c.name, c.labels); v != c.want {
 				return fmt.Sprintf("%s%v = %v, waiting for %v", c.name, c.labels, v, c.want)
 			}
+		}
+		if m := s.get("sstack_service_start_seconds", lbl("crash", 1)); m == nil || m.GetHistogram().GetSampleCount() < 3 {
+			return "waiting for crash's third start to be observed"
 		}
 		errs := r.stderr.String()
 		if !strings.Contains(errs, "crash-1 exited with code 3, giving up after 2 attempts") ||
