@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -28,13 +27,7 @@ func BenchmarkSlurmUp3x10(b *testing.B) {
 		b.Skip("no Slurm test cluster (scripts/slurm-cluster.sh up)")
 	}
 	e := newBenchEnv(b)
-	out, err := exec.Command("salloc", "-N3", "--no-shell", "-J", "sstack-bench").CombinedOutput()
-	m := regexp.MustCompile(`Granted job allocation (\d+)`).FindSubmatch(out)
-	if err != nil || m == nil {
-		b.Fatalf("salloc: %v %s", err, out)
-	}
-	job := string(m[1])
-	b.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	job := allocate(b, "sstack-bench")
 	e.env = []string{"SLURM_JOB_ID=" + job, "SLURM_JOB_NODELIST=n[1-3]"}
 	nodes := []string{"n1", "n2", "n3"}
 	var compose strings.Builder

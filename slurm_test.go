@@ -6,6 +6,7 @@ package main
 // the SLURMD_NODENAME of the agent step its process runs under.
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sstack/internal/slurm"
 )
 
 var nodeAddr = map[string]string{"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
@@ -39,36 +42,37 @@ func requireSlurm(t *testing.T) {
 
 var grantedRE = regexp.MustCompile(`Granted job allocation (\d+)`)
 
-// inAllocation gives the project an allocation of the three nodes, as
-// salloc would: up sees SLURM_JOB_ID and SLURM_JOB_NODELIST. The job is
-// cancelled at the end of the test, after the project's own cleanup.
+// allocate makes an allocation of the three nodes, as salloc does, and
+// cancels it at the end of the test (after cleanups registered later).
+func allocate(tb testing.TB, name string) string {
+	tb.Helper()
+	out, err := exec.Command("salloc", "-N3", "--no-shell", "-J", name).CombinedOutput()
+	m := grantedRE.FindSubmatch(out)
+	if err != nil || m == nil {
+		tb.Fatalf("salloc: %v: %s", err, out)
+	}
+	job := string(m[1])
+	tb.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	return job
+}
+
+// inAllocation gives the project an allocation of the three nodes: up
+// sees SLURM_JOB_ID and SLURM_JOB_NODELIST. The job is cancelled at the
+// end of the test, after the project's own cleanup.
 func (p *project) inAllocation() string {
 	p.t.Helper()
 	requireSlurm(p.t)
-	out, err := exec.Command("salloc", "-N3", "--no-shell", "-J", "sstack-test-"+p.name).CombinedOutput()
-	m := grantedRE.FindSubmatch(out)
-	if err != nil || m == nil {
-		p.t.Fatalf("salloc: %v: %s", err, out)
-	}
-	job := string(m[1])
-	// Cleanups run last first: this one after the project's.
-	p.t.Cleanup(func() { _ = exec.Command("scancel", job).Run() })
+	job := allocate(p.t, "sstack-test-"+p.name)
 	p.env = append(p.env, "SLURM_JOB_ID="+job, "SLURM_JOB_NODELIST=n[1-3]")
 	return job
 }
 
-// steps are the job's steps as `STEPID NAME NODELIST` lines.
-func steps(t *testing.T, job string) []string {
+// steps are the job's steps.
+func steps(t *testing.T, job string) []slurm.Step {
 	t.Helper()
-	out, err := exec.Command("squeue", "-h", "-s", "-j", job, "-o", "%i %j %N").Output()
+	s, err := slurm.StepsOf(context.Background(), job)
 	if err != nil {
-		t.Fatalf("squeue -s -j %s: %v", job, err)
-	}
-	var s []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if l != "" && !strings.Contains(l, ".extern") {
-			s = append(s, l)
-		}
+		t.Fatal(err)
 	}
 	return s
 }
@@ -216,7 +220,7 @@ services:
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "an exec step on n2", func() bool {
-		return slices.ContainsFunc(steps(t, job), func(s string) bool { return strings.HasSuffix(s, " sstack-exec n2") })
+		return slices.ContainsFunc(steps(t, job), func(s slurm.Step) bool { return s.Name == "sstack-exec" && s.Nodes == "n2" })
 	})
 	_ = sleeper.Wait()
 	r.ctrlC(t)
@@ -254,15 +258,15 @@ services:
 	// the step would.
 	var n2 string
 	for _, s := range steps(t, job) {
-		if f := strings.Fields(s); len(f) == 3 && f[2] == "n2" {
-			n2 = f[0]
+		if s.Nodes == "n2" {
+			n2 = s.ID
 		}
 	}
 	if n2 == "" {
 		t.Fatalf("no step on n2: %v", steps(t, job))
 	}
-	if out, err := exec.Command("scancel", "--signal=KILL", n2).CombinedOutput(); err != nil {
-		t.Fatalf("scancel %s: %v %s", n2, err, out)
+	if err := slurm.SignalStep(context.Background(), n2, "KILL"); err != nil {
+		t.Fatal(err)
 	}
 	r.waitUntil(t, 60*time.Second, "steady-1 to run again", func() bool {
 		return countLines(r.stdout.String(), "steady-1", "up") >= 2

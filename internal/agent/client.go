@@ -50,6 +50,7 @@ var _ singularity.Runtime = (*Remote)(nil)
 // conn is one launched agent.
 type conn struct {
 	node   string
+	log    io.Writer
 	base   string
 	token  string
 	http   *http.Client
@@ -126,7 +127,7 @@ func (r *Remote) launch(ctx context.Context) (*conn, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("node %s: starting the agent's job step (%s): %w", r.Node, cmd.Path, err)
 	}
-	c := &conn{node: r.Node, token: token, cmd: cmd, gone: make(chan struct{}), exited: make(chan struct{})}
+	c := &conn{node: r.Node, log: r.Log, token: token, cmd: cmd, gone: make(chan struct{}), exited: make(chan struct{})}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -384,7 +385,7 @@ func (p *remoteProcess) read(dec *json.Decoder, body io.Closer, stdout, stderr i
 			// The stream broke: the agent, and the step with the process
 			// in it, is gone.
 			p.code, p.err = lostCode, nil
-			fmt.Fprintf(p.c.cmdLog(), "node %s: lost the process (pid %d) with the agent: %v\n", p.c.node, p.pid, err)
+			fmt.Fprintf(p.c.log, "node %s: lost the process (pid %d) with the agent: %v\n", p.c.node, p.pid, err)
 			break
 		}
 		switch {
@@ -413,13 +414,6 @@ func (p *remoteProcess) read(dec *json.Decoder, body io.Closer, stdout, stderr i
 		close(p.started)
 	}
 	close(p.exited)
-}
-
-func (c *conn) cmdLog() io.Writer {
-	if c.cmd.Stderr != nil {
-		return c.cmd.Stderr
-	}
-	return io.Discard
 }
 
 func (p *remoteProcess) Pid() int { return p.pid }

@@ -44,9 +44,10 @@ var _ actors.Placer = (*cluster)(nil)
 func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allocation, log io.Writer) (*cluster, error) {
 	c := &cluster{job: alloc.JobID, plan: plan, addr: map[string]string{}}
 	for _, n := range alloc.Nodes {
-		addr, err := nodeIP(n.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("Slurm job %s: node %s: %w", alloc.JobID, n.Name, err)
+		// Detect resolved NodeAddr (or the host name) where it could.
+		addr := n.Addr
+		if net.ParseIP(addr) == nil {
+			return nil, fmt.Errorf("Slurm job %s: node %s: its address %q does not resolve to an IP: services on other nodes could not reach it; set NodeAddr in slurm.conf or fix the name's resolution", alloc.JobID, n.Name, addr)
 		}
 		labels := map[string]string{}
 		for _, f := range n.Features {
@@ -93,23 +94,6 @@ func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allo
 		}
 	}
 	return c, nil
-}
-
-// nodeIP is the address in a hosts file for a node's NodeAddr.
-func nodeIP(addr string) (string, error) {
-	if net.ParseIP(addr) != nil {
-		return addr, nil
-	}
-	ips, err := net.LookupIP(addr)
-	if err != nil || len(ips) == 0 {
-		return "", fmt.Errorf("its address %q does not resolve (%v): services on other nodes could not reach it", addr, err)
-	}
-	for _, ip := range ips {
-		if ip.To4() != nil {
-			return ip.String(), nil
-		}
-	}
-	return ips[0].String(), nil
 }
 
 func nodeNames(nodes []compose.Node) string {
