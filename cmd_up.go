@@ -474,7 +474,7 @@ func newDeploy(o *options) *cobra.Command {
 			if file != "" {
 				o.files = append(o.files, file)
 			}
-			o.project, o.detach = args[0], true
+			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
 			return upCmd(cmd.Context(), o, nil)
 		},
 	}
@@ -490,7 +490,7 @@ func newRm(o *options) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeProjects(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.project = args[0]
+			o.project, o.projectFlag = args[0], "NAME"
 			return down(o)
 		},
 	}

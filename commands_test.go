@@ -9,6 +9,9 @@ package main
 // in the project is refused with the list of those that are.
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -332,4 +335,35 @@ func TestUnknownServiceListsKnownOnes(t *testing.T) {
 	}
 	p.down()
 	assertNothingLeft(t, p.name)
+}
+
+// An invalid project name is reported with the flag the user gave it with
+// (-n, -p, --project-name, --project; NAME for rm), both where the compose
+// file is loaded (config) and where only the name is needed (ps).
+func TestInvalidProjectNameNamesTheFlagGiven(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  a:\n    image: ./a.sif\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "My App", "config", "-q"}, `-n "My App": invalid project name`},
+		{[]string{"config", "-q", "--project-name=My App"}, `--project-name "My App": invalid project name`},
+		{[]string{"-p", "My App", "config", "-q"}, `-p "My App": invalid project name`},
+		{[]string{"-n", "a.b", "ps"}, `-n "a.b": not a project name`},
+		{[]string{"ps", "-p", "a.b"}, `-p "a.b": not a project name`},
+		{[]string{"--project", "a.b", "ps"}, `--project "a.b": not a project name`},
+		{[]string{"rm", "a.b"}, `NAME "a.b": not a project name`},
+	} {
+		cmd := exec.Command(sstackBin, c.args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "SSTACK_STATE_DIR="+t.TempDir())
+		code, _, errs := runCommand(t, cmd, time.Minute)
+		if code != 1 || !strings.Contains(errs, c.want) {
+			t.Errorf("sstack %s: exit code %d, want 1 and %q:\n%s", strings.Join(c.args, " "), code, c.want, errs)
+		}
+	}
 }

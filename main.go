@@ -33,14 +33,17 @@ var version = "0.1.0-dev"
 
 // options holds every flag; each command reads the ones it declares.
 type options struct {
-	files    []string
-	project  string
-	envFiles []string
-	profiles []string
-	runtime  string
-	imageDir string
-	parallel int
-	images   imageFlags // pull, build, up's --pull/--build
+	files   []string
+	project string
+	// projectFlag is how the project name was given (-n, -p,
+	// --project-name, --project, or NAME of deploy and rm), for messages.
+	projectFlag string
+	envFiles    []string
+	profiles    []string
+	runtime     string
+	imageDir    string
+	parallel    int
+	images      imageFlags // pull, build, up's --pull/--build
 
 	// up
 	metricsAddr  string
@@ -109,7 +112,7 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o := &options{stdout: stdout, stderr: stderr}
+	o := &options{stdout: stdout, stderr: stderr, projectFlag: projectFlagIn(args)}
 	root := newRoot(o)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -206,6 +209,7 @@ func (o *options) loadOptions() compose.Options {
 	return compose.Options{
 		Files:       o.files,
 		ProjectName: o.project,
+		ProjectFlag: o.projectFlag,
 		EnvFiles:    o.envFiles,
 		Profiles:    o.profiles,
 		ImageDir:    o.imageDir,
@@ -229,22 +233,46 @@ func (o *options) stateDir() (project, dir string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	if err := checkProjectName(project); err != nil {
+	if err := checkProjectName(project, o.projectFlag); err != nil {
 		return "", "", err
 	}
 	return project, compose.StateDirFor(project, o.loadOptions()), nil
 }
 
 // checkProjectName refuses names that cannot be projects (their instance
-// names would be refused by Apptainer, or escape the state directory).
-func checkProjectName(name string) error {
+// names would be refused by Apptainer, or escape the state directory);
+// the message names flag, the way the user gave the name.
+func checkProjectName(name, flag string) error {
+	if flag == "" {
+		flag = "project"
+	}
 	if name == "" || strings.ContainsAny(name, "/.") || name != strings.TrimSpace(name) {
-		return fmt.Errorf("-n %q: not a project name; a project name has lowercase letters, digits, '-' and '_'", name)
+		return fmt.Errorf("%s %q: not a project name; a project name has lowercase letters, digits, '-' and '_'", flag, name)
 	}
 	if err := singularity.ValidateName(name + ".x.1"); err != nil {
-		return fmt.Errorf("-n %q: not a project name: %v", name, err)
+		return fmt.Errorf("%s %q: not a project name: %v", flag, name, err)
 	}
 	return nil
+}
+
+// projectFlagIn is the flag that gives the project name in args as the
+// user wrote it (the last one wins, as for the value); "" when none does.
+// It stops at exec, whose command may have flags of its own.
+func projectFlagIn(args []string) string {
+	flag := ""
+	for _, a := range args {
+		if a == "--" || a == "exec" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		switch {
+		case name == "--project-name" || name == "--project":
+			flag = name
+		case strings.HasPrefix(a, "-n") || strings.HasPrefix(a, "-p"):
+			flag = a[:2]
+		}
+	}
+	return flag
 }
 
 // connect reaches the supervisor of the project, or says how to start one.

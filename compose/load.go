@@ -32,6 +32,9 @@ type Options struct {
 	// file), then the top-level `name:`, then the project directory's base
 	// name, normalised to [a-z0-9_-].
 	ProjectName string
+	// ProjectFlag is how the user gave ProjectName (-n, --project-name),
+	// for messages; "" means -p, docker compose's.
+	ProjectFlag string
 	// EnvFiles (--env-file) hold variables for interpolation; default: the
 	// .env file of the project directory, if any.
 	EnvFiles []string
@@ -118,7 +121,11 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 		)
 		if err != nil {
 			if opts.ProjectName != "" && strings.Contains(err.Error(), "invalid project name") {
-				return fmt.Errorf("-p %s: %w", opts.ProjectName, err)
+				flag := opts.ProjectFlag
+				if flag == "" {
+					flag = "-p"
+				}
+				return fmt.Errorf("%s %q: %w", flag, opts.ProjectName, err)
 			}
 			return err
 		}

@@ -59,8 +59,13 @@ func TestInvalidProjectNameFlag(t *testing.T) {
 	o := f.opts()
 	o.ProjectName = "My App"
 	_, err := f.load(t, o)
-	if err == nil || !strings.Contains(err.Error(), `-p My App: invalid project name "My App"`) {
+	if err == nil || !strings.Contains(err.Error(), `-p "My App": invalid project name "My App"`) {
 		t.Fatalf("got %v", err)
+	}
+	o.ProjectFlag = "-n"
+	_, err = f.load(t, o)
+	if err == nil || !strings.Contains(err.Error(), `-n "My App": invalid project name "My App"`) {
+		t.Fatalf("the flag the user gave: got %v", err)
 	}
 }
 
