@@ -98,12 +98,29 @@ type cgroupHost struct {
 	systemdCgroup bool   // `systemd cgroups = yes` in it (Apptainer's default)
 	dbus, xdg     string // DBUS_SESSION_BUS_ADDRESS, XDG_RUNTIME_DIR
 	writable      bool   // the cgroup file system can be written to
+	// noBlkioWeight says why --blkio-weight cannot be applied here ("":
+	// it can, as far as can be told).
+	noBlkioWeight string
 }
 
 var (
 	hostOnce sync.Once
 	hostInfo cgroupHost
 )
+
+// CheckBlkioWeight tells whether this host's cgroups offer block I/O
+// weights (--blkio-weight). On cgroups v1 a weight is written to
+// blkio.weight (CFQ, kernels before 5.0) or blkio.bfq.weight (BFQ); with
+// neither, Apptainer fails the instance at its start (measured: "openat2
+// .../blkio.bfq.weight: no such file or directory"). Docker discards the
+// weight with a warning on such a host.
+func (a *Apptainer) CheckBlkioWeight(ctx context.Context) error {
+	hostOnce.Do(func() { hostInfo = a.readCgroupHost(ctx) })
+	if hostInfo.noBlkioWeight != "" {
+		return errors.New(hostInfo.noBlkioWeight)
+	}
+	return nil
+}
 
 // CheckLimits tells whether Apptainer can apply cgroup limits here, before
 // any instance starts: `instance start` with limits would otherwise fail
@@ -178,6 +195,13 @@ func (a *Apptainer) readCgroupHost(ctx context.Context) cgroupHost {
 		case "XDG_RUNTIME_DIR":
 			if unix.Access(v, unix.W_OK) == nil {
 				h.xdg = v
+			}
+		}
+	}
+	if !h.unified {
+		if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+			if m := cgroupV1Mount(string(mounts), "blkio"); m != nil {
+				h.noBlkioWeight = blkioWeightMissing(m.point)
 			}
 		}
 	}
@@ -292,6 +316,69 @@ func memoryEventsFile(pid int) (string, error) {
 		return filepath.Join(v2.dir(unifiedPath), "memory.events"), nil
 	}
 	return "", errors.New("no memory cgroup found for the instance")
+}
+
+// blkioWeightFiles are the files of a cgroups v1 blkio cgroup that take
+// a weight; the kernel shows them in every cgroup but the root when a
+// scheduler policy with weights (CFQ, BFQ) is registered.
+var blkioWeightFiles = []string{"blkio.weight", "blkio.bfq.weight"}
+
+// blkioWeightMissing says why the blkio hierarchy mounted at dir takes no
+// weights, or "" when it does (or it cannot be told). It looks at the
+// cgroups below the root (Apptainer's own /apptainer/<pid> among them),
+// and when there are none, at a cgroup it creates and removes again.
+func blkioWeightMissing(dir string) string {
+	hasWeight := func(d string) bool {
+		for _, f := range blkioWeightFiles {
+			if _, err := os.Stat(filepath.Join(d, f)); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	var children []string
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				children = append(children, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	if len(children) == 0 {
+		probe, err := os.MkdirTemp(dir, "sstack-probe-")
+		if err != nil {
+			return ""
+		}
+		defer os.Remove(probe)
+		children = []string{probe}
+	}
+	for _, c := range children {
+		if hasWeight(c) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("this host's block I/O cgroup (%s) offers no weights (neither %s: the kernel has no BFQ or CFQ I/O scheduler)", dir, strings.Join(blkioWeightFiles, " nor "))
+}
+
+// cgroupV1Mount finds the cgroups v1 hierarchy of controller in a
+// mountinfo file, or nil.
+func cgroupV1Mount(mountinfo, controller string) *cgroupMount {
+	for _, line := range strings.Split(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+			continue
+		}
+		for _, o := range strings.Split(g[2], ",") {
+			if o == controller {
+				return &cgroupMount{root: f[3], point: unescapeMount(f[4])}
+			}
+		}
+	}
+	return nil
 }
 
 // cgroupMount is a mounted cgroup hierarchy: the cgroup at root is seen

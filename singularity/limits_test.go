@@ -122,3 +122,48 @@ func TestCgroupMountsAndOOMKill(t *testing.T) {
 		t.Error("no count: want an error")
 	}
 }
+
+// The blkio hierarchy takes weights when a cgroup below its root has
+// blkio.weight or blkio.bfq.weight; a kernel without BFQ and CFQ shows
+// neither, and --blkio-weight would fail the instance at its start.
+func TestBlkioWeightMissing(t *testing.T) {
+	mountinfo := `38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+`
+	if m := cgroupV1Mount(mountinfo, "blkio"); m == nil || m.point != "/sys/fs/cgroup/blkio" {
+		t.Errorf("blkio mount = %+v", m)
+	}
+	if m := cgroupV1Mount(mountinfo, "pids"); m != nil {
+		t.Errorf("pids mount = %+v, want none", m)
+	}
+	hierarchy := func(files ...string) string {
+		dir := t.TempDir()
+		child := filepath.Join(dir, "apptainer")
+		if err := os.Mkdir(child, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range append([]string{"blkio.throttle.read_bps_device"}, files...) {
+			if err := os.WriteFile(filepath.Join(child, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+		if why := blkioWeightMissing(hierarchy(f)); why != "" {
+			t.Errorf("with %s: %s", f, why)
+		}
+	}
+	dir := hierarchy()
+	if why := blkioWeightMissing(dir); !strings.Contains(why, "offers no weights (neither blkio.weight nor blkio.bfq.weight") || !strings.Contains(why, dir) {
+		t.Errorf("without weight files: %q", why)
+	}
+	// No cgroup below the root yet: one is created to look, then removed.
+	empty := t.TempDir()
+	if why := blkioWeightMissing(empty); why == "" {
+		t.Error("an empty hierarchy (a probe with no weight files) takes weights")
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("probe left behind: %v", entries)
+	}
+}

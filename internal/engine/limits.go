@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"sstack/compose"
@@ -35,6 +36,7 @@ func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptai
 	}
 	err := rt.CheckLimits(ctx)
 	if err == nil {
+		dropBlkioWeight(limited, rt.CheckBlkioWeight(ctx), warn)
 		return nil
 	}
 	var errs []error
@@ -42,4 +44,26 @@ func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptai
 		errs = append(errs, fmt.Errorf("service %q: %s: cgroup limits cannot be applied here: %v; or start without limits: sstack up --no-limits", s.Name, strings.Join(s.Resources.Keys, ", "), err))
 	}
 	return errors.Join(errs...)
+}
+
+// dropBlkioWeight removes blkio_config.weight from the services that set
+// it when the host cannot apply it (missing says why), with a warning
+// each, as Docker discards a weight its kernel does not support: the
+// instance would otherwise fail at its start.
+func dropBlkioWeight(limited []*compose.Service, missing error, warn io.Writer) {
+	if missing == nil {
+		return
+	}
+	for _, s := range limited {
+		r := s.Resources
+		if r.BlkioWeight == 0 {
+			continue
+		}
+		fmt.Fprintf(warn, "WARN service %q: blkio_config.weight: not applied: %v; the service runs without it, as Docker discards it on such a host\n", s.Name, missing)
+		r.BlkioWeight = 0
+		r.Keys = slices.DeleteFunc(r.Keys, func(k string) bool { return k == "blkio_config.weight" })
+		if len(r.Keys) == 0 {
+			s.Resources = nil
+		}
+	}
 }
