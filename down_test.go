@@ -7,8 +7,10 @@ package main
 // them. Nothing is left behind in any case.
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +89,64 @@ func TestNameClashRefusedAndDownRemovesIt(t *testing.T) {
 	down := p.command("down")
 	if out, err := down.CombinedOutput(); err != nil {
 		t.Fatalf("sstack down: %v: %s", err, out)
+	}
+	assertNothingLeft(t, p.name)
+}
+
+// instanceLogFiles are the files Apptainer keeps for the project's
+// instances in its per-user log directory (dir, from `instance list`).
+func instanceLogFiles(t *testing.T, dir, project string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, project+".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// Apptainer keeps NAME.out and NAME.err of every instance and never
+// removes them; sstack removes an instance's files once the instance is
+// gone: after stop (which removes the instance) and after down.
+func TestInstanceLogFilesRemoved(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 1000"]
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 1000"]
+`)
+	p.upDetached()
+	out, err := exec.Command("apptainer", "instance", "list", "--json", p.name+".web.1").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Instances []struct {
+			LogOutPath string `json:"logOutPath"`
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil || len(list.Instances) != 1 || list.Instances[0].LogOutPath == "" {
+		t.Fatalf("instance list: %v: %s", err, out)
+	}
+	dir := filepath.Dir(list.Instances[0].LogOutPath)
+	if got := instanceLogFiles(t, dir, p.name); len(got) != 4 {
+		t.Fatalf("log files while running: %v, want .out and .err of 2 instances", got)
+	}
+	p.must("stop", "web")
+	eventually(t, time.Minute, "web's log files removed after stop", func() bool {
+		for _, f := range instanceLogFiles(t, dir, p.name) {
+			if strings.Contains(f, ".web.") {
+				return false
+			}
+		}
+		return true
+	})
+	p.down()
+	if got := instanceLogFiles(t, dir, p.name); len(got) != 0 {
+		t.Errorf("log files left after down: %v", got)
 	}
 	assertNothingLeft(t, p.name)
 }

@@ -33,6 +33,8 @@ type Apptainer struct {
 	// that EndRun after each exit costs no apptainer command.
 	initsMu sync.Mutex
 	inits   map[string]int
+	// logDir is where Apptainer keeps instances' log files (instlogs.go).
+	logDir string
 	// workDirs caches, per image version and path, whether the path is
 	// missing in the image (see missingInImage).
 	workDirs sync.Map
@@ -401,11 +403,17 @@ func (a *Apptainer) StopInstance(ctx context.Context, name string, sig string, t
 	if err != nil {
 		out := append(stderr, stdout...)
 		if bytes.Contains(out, []byte("no instance found")) {
+			// A start that failed leaves log files too.
+			a.removeInstanceLogs(name)
 			return fmt.Errorf("stopping instance %q: %w", name, ErrNoInstance)
 		}
 		return fmt.Errorf("stopping instance %q: %s (%v)", name, summarize(out), err)
 	}
-	return a.waitGone(ctx, name)
+	if err := a.waitGone(ctx, name); err != nil {
+		return err
+	}
+	a.removeInstanceLogs(name)
+	return nil
 }
 
 // goneWithin bounds waitGone. Under load (a hundred instances stopping
@@ -472,6 +480,7 @@ func (a *Apptainer) ListInstances(ctx context.Context, glob string) ([]InstanceI
 	}
 	infos, err := parseInstanceList(stdout)
 	if err == nil {
+		a.noteLogDir(infos)
 		a.initsMu.Lock()
 		if a.inits == nil {
 			a.inits = map[string]int{}

@@ -269,7 +269,7 @@ func TestParseInstanceList(t *testing.T) {
 	]
 }`
 	got, err := parseInstanceList([]byte(out))
-	want := []InstanceInfo{{Name: "p.web.1", Pid: 4440, Img: "/tmp/web.sif"}}
+	want := []InstanceInfo{{Name: "p.web.1", Pid: 4440, Img: "/tmp/web.sif", LogOutPath: "/x.out"}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("parseInstanceList = %+v, %v", got, err)
 	}

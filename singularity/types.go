@@ -82,6 +82,8 @@ type InstanceInfo struct {
 	Pid  int    `json:"pid"`
 	// Img is not reliable for unprivileged users (a temporary sandbox).
 	Img string `json:"img"`
+	// LogOutPath is the file Apptainer keeps the instance's output in.
+	LogOutPath string `json:"logOutPath"`
 }
 
 // Runtime is what the actors need from Apptainer. *Apptainer implements it;
