@@ -367,3 +367,38 @@ func TestInvalidProjectNameNamesTheFlagGiven(t *testing.T) {
 		}
 	}
 }
+
+// restart returns once the service runs again, as docker compose's does:
+// ps right after it shows the new process running, not restarting, for
+// the service and for a dependent that follows it (restart: true), here
+// one that takes a second to stop.
+func TestRestartReturnsOnceRunningAgain(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo db run; while true; do sleep 0.1; done"]
+  web:
+    image: busybox
+    depends_on:
+      db:
+        condition: service_started
+        restart: true
+    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo web run; while true; do sleep 0.1; done"]
+`)
+	p.upDetached()
+	p.waitLogs("db-1  | db run", "web-1 | web run")
+	for i := 0; i < 3; i++ {
+		before := p.ps()
+		p.must("restart", "db")
+		after := p.ps()
+		for _, name := range []string{"db-1", "web-1"} {
+			if r := row(after, name); r == nil || r.Status != "running" || r.Pid == row(before, name).Pid {
+				t.Errorf("restart %d: right after restart returned, %s is %+v, want running with a new process (was pid %d)", i+1, name, r, row(before, name).Pid)
+			}
+		}
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}

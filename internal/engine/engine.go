@@ -521,7 +521,99 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 	if err := s.awaitStart(ctx); err != nil {
 		return err
 	}
-	return s.command(ctx, &actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout}, leftStart, nil)
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	before, err := s.stack.Ps()
+	if err != nil {
+		return err
+	}
+	names, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout})
+	if err != nil {
+		return err
+	}
+	// As docker compose restart: return once the services run again, and
+	// the running dependents that follow them (depends_on restart: true).
+	// A follower follows only a dependency that started again: when none
+	// of the named did, nothing follows.
+	pending, followers, started := map[string]bool{}, map[string]bool{}, false
+	for _, n := range names {
+		pending[n] = true
+	}
+	for _, n := range followersOf(s.plan, names, before) {
+		followers[n] = true
+	}
+	for len(pending)+len(followers) > 0 {
+		if len(pending) == 0 && !started {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-ch:
+			if !ok {
+				return nil // the stack is gone: nothing more will happen
+			}
+			if !restartDone(ev) {
+				continue
+			}
+			if pending[ev.Name] {
+				delete(pending, ev.Name)
+				started = started || ev.Kind == api.EventStarted
+			}
+			delete(followers, ev.Name)
+		}
+	}
+	return nil
+}
+
+// restartDone: a replica asked to restart (or following one) has come
+// to a result: its new run started, or it cannot run. The death of the
+// run the restart stopped (Requested) is not one.
+func restartDone(ev api.Event) bool {
+	switch ev.Kind {
+	case api.EventStarted, api.EventFailed:
+		return true
+	case api.EventDied:
+		return !ev.Restart && !ev.Requested
+	}
+	return ev.State == api.StateStopped
+}
+
+// followersOf are the replicas, running in rows, that a restart of the
+// replicas named will make run again: those of services that depend on
+// one of theirs with restart: true, and so on down the chain.
+func followersOf(plan *compose.Plan, names []string, rows []api.Replica) []string {
+	named := map[string]bool{}
+	for _, n := range names {
+		named[n] = true
+	}
+	restarted := map[string]bool{}
+	for _, r := range rows {
+		if named[r.Name] {
+			restarted[r.Service] = true
+		}
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, svc := range plan.Services {
+			if restarted[svc.Name] {
+				continue
+			}
+			for _, d := range svc.DependsOn {
+				if d.Restart && restarted[d.Service] {
+					restarted[svc.Name], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	var out []string
+	for _, r := range rows {
+		if !named[r.Name] && restarted[r.Service] && r.State == api.StateRunning {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // Kill implements api.Stack.
