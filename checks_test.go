@@ -7,6 +7,7 @@ package main
 // restart: always) and a relative mount target.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -73,4 +74,54 @@ func TestUpScaleChecked(t *testing.T) {
 		t.Errorf("something was started:\n%s", stderr)
 	}
 	assertNothingLeft(t, p.name)
+}
+
+// An environment too large for Apptainer to pass is refused by config and
+// up before anything starts (it failed at up with "argument list too
+// long", or "engine configuration too big"): one value over Linux's 128
+// KiB per entry, or values that together pass Apptainer's 1 MiB
+// configuration. A value of 100 KB reaches the process whole.
+func TestEnvironmentTooLargeRefusedBeforeStart(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  huge:
+    image: busybox
+    command: ["sleep", "100"]
+    env_file: huge.env
+  many:
+    image: busybox
+    command: ["sleep", "100"]
+    env_file: many.env
+`)
+	p.write("huge.env", "BIG="+strings.Repeat("a", 50<<20)+"\n")
+	var many strings.Builder
+	for i := range 9 {
+		fmt.Fprintf(&many, "V%d=%s\n", i, strings.Repeat("b", 120000))
+	}
+	p.write("many.env", many.String())
+	want := []string{
+		`service "huge": environment: variable "BIG": its value is 52428800 bytes, and Linux lets one environment entry of a process hold 131072 bytes with its name`,
+		`service "many": environment: the variables take 1080`,
+		`Apptainer carries a process's environment in a configuration it limits to 1 MiB`,
+	}
+	for _, args := range [][]string{{"config", "-q"}, {"up"}} {
+		code, _, stderr := p.run(args...)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1\nstderr:\n%.2000s", args, code, stderr)
+		}
+		contains(t, strings.Join(args, " ")+" stderr", stderr, want...)
+		if strings.Contains(stderr, "Creating") {
+			t.Errorf("%s: something was started:\n%.2000s", args, stderr)
+		}
+		assertNothingLeft(t, p.name)
+	}
+
+	ok := newProject(t, oneService("fits", `["sh", "-c", "echo length=$${#BIG}"]`, "env_file: big.env"))
+	ok.write("big.env", "BIG="+strings.Repeat("c", 100000)+"\n")
+	code, out, errs := ok.run()
+	if code != 0 || !strings.Contains(out, "fits-1 | length=100000") {
+		t.Errorf("a 100 KB value: exit code %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	assertNothingLeft(t, ok.name)
 }

@@ -83,6 +83,9 @@ func (p *Plan) checkService(s *Service) []error {
 			fail("environment", "%v", err)
 		}
 	}
+	if err := singularity.ValidateEnvSize(s.Environment); err != nil {
+		fail("environment", "%v", err)
+	}
 	errs = append(errs, p.checkReplicas(s)...)
 	return errs
 }

@@ -5,6 +5,7 @@ package singularity
 // spelled here once.
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -146,6 +147,37 @@ func ValidateEnv(name, value string) error {
 	}
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("variable %q: the value contains a NUL byte, which no process environment can carry", name)
+	}
+	return nil
+}
+
+// The environment of a service process travels twice where a size limit
+// holds (measured, Apptainer 1.4.5): as APPTAINERENV_KEY=VALUE in the
+// client's environment, where Linux limits one entry to MAX_ARG_STRLEN
+// (128 KiB: "argument list too long"), and JSON-encoded in the engine
+// configuration the client hands its starter, which Apptainer limits to
+// 1 MiB in all ("engine configuration too big > 1048448"; 8 values of
+// 130000 bytes pass). envBudget leaves the rest of that configuration
+// (binds, image, flags) room.
+const (
+	maxEnvEntry = 128 << 10
+	envBudget   = 960 << 10
+)
+
+// ValidateEnvSize checks that a service process's environment (KEY=VALUE
+// entries) fits through Apptainer: each entry, and all of them together.
+func ValidateEnvSize(env []string) error {
+	total := 0
+	for _, kv := range env {
+		key, value, _ := strings.Cut(kv, "=")
+		if n := len("APPTAINERENV_") + len(kv) + 1; n > maxEnvEntry {
+			return fmt.Errorf("variable %q: its value is %d bytes, and Linux lets one environment entry of a process hold %d bytes with its name (Apptainer passes the environment through its client's); put the value in a file and bind it (volumes, configs or secrets)", key, len(value), maxEnvEntry)
+		}
+		b, _ := json.Marshal(kv)
+		total += len(b) + 1
+	}
+	if total > envBudget {
+		return fmt.Errorf("the variables take %d bytes in all, JSON-encoded, and Apptainer carries a process's environment in a configuration it limits to 1 MiB (%d bytes are left for the environment); put large values in files and bind them (volumes, configs or secrets)", total, envBudget)
 	}
 	return nil
 }
