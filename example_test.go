@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -120,5 +121,43 @@ func TestSlurmExample(t *testing.T) {
 	assertNothingLeft(t, "slurm-example")
 	if a := agents(); len(a) > 0 {
 		t.Errorf("agents left: %v", a)
+	}
+}
+
+// The README's first screen lets a new user run the example: it says
+// before the two commands that Go must be installed (the scripts do not
+// install it), does not call the image build offline (it needs Debian's
+// mirror), and names the binary and project example.sh uses, with ps and
+// logs against them.
+func TestReadmeFirstScreen(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("scripts/example.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(readme), "\n## Usage")
+	commands := strings.Index(first, "./scripts/example.sh")
+	if commands < 0 {
+		t.Fatal("no ./scripts/example.sh on the first screen")
+	}
+	if goAt := strings.Index(first, "Go 1.26"); goAt < 0 || goAt > commands {
+		t.Errorf("Go 1.26 is not said before the two commands")
+	}
+	if strings.Contains(first, "offline") {
+		t.Errorf("the first screen calls the example's build offline; it needs Debian's mirror")
+	}
+	// exec ./bin/sstack -f example/docker-compose.yml -n example "$@"
+	m := regexp.MustCompile(`(?m)^exec (\S+) .*-n (\S+)`).FindStringSubmatch(string(script))
+	if m == nil {
+		t.Fatal("scripts/example.sh: no exec line with -n PROJECT")
+	}
+	bin, name := m[1], m[2]
+	for _, want := range []string{bin + " -n " + name + " ps", bin + " -n " + name + " logs"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("the first screen lacks %q (the binary and project of scripts/example.sh)", want)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the example stack in the foreground: installs Apptainer when missing
-# (needs root), builds the example's images offline, builds sstack, and
-# starts example/docker-compose.yml. Ctrl-C stops it.
+# (needs root), builds the example's images from Debian's mirror, builds
+# sstack into bin/sstack, and starts example/docker-compose.yml as project
+# "example" (the README's first screen names both). Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! { command -v apptainer || command -v singularity; } >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
