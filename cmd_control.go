@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,14 +47,21 @@ func newPs(o *options) *cobra.Command {
 		Short:             "List the replicas of a project",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var tmpl *template.Template
+			var table bool
 			if format != "table" && format != "json" {
-				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+				var err error
+				if tmpl, table, err = psTemplate(format); err != nil {
+					return err
+				}
 			}
 			rows, err := psRows(o, api.PsOptions{All: all, Services: args})
 			if err != nil {
 				return err
 			}
 			switch {
+			case tmpl != nil && !quiet && !services:
+				return printPsTemplate(o.stdout, tmpl, table, rows, time.Now())
 			case services:
 				seen := map[string]bool{}
 				for _, r := range rows {
@@ -77,7 +85,7 @@ func newPs(o *options) *cobra.Command {
 	c.Flags().BoolVarP(&all, "all", "a", false, "Show all replicas, also exited and stopped ones")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display instance names")
 	c.Flags().BoolVar(&services, "services", false, "Display services")
-	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
+	c.Flags().StringVar(&format, "format", "table", "Format the output: table, json, a Go template ('{{.Name}} {{.Status}}', '{{json .}}'), or 'table TEMPLATE'")
 	return c
 }
 
@@ -100,9 +108,8 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 	if lerr != nil {
 		return nil, lerr
 	}
-	if len(rows) == 0 {
-		return nil, err
-	}
+	// A project that does not run has no replicas to show, as docker
+	// compose ps shows none: not an error.
 	return engine.FilterRows(rows, opts), nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,11 +87,14 @@ func pidGone(pid int) bool {
 // to start it.
 func assertNotRunning(t *testing.T, p *project) {
 	t.Helper()
-	code, out, errs := p.sstack("ps")
-	if code != 1 {
-		t.Errorf("ps of a stack that is gone: exit code %d, want 1\n%s%s", code, out, errs)
+	if rows := p.ps(); len(rows) != 0 {
+		t.Errorf("ps of a stack that is gone: %v, want no replicas", statuses(rows))
 	}
-	contains(t, "ps's stderr", errs, `project "`+p.name+`" is not running`, "up -d")
+	code, out, errs := p.sstack("top")
+	if code != 1 {
+		t.Errorf("top of a stack that is gone: exit code %d, want 1\n%s%s", code, out, errs)
+	}
+	contains(t, "top's stderr", errs, `project "`+p.name+`" is not running`, "up -d")
 }
 
 // up -d returns once every service has started, with their status lines;
@@ -437,12 +441,34 @@ func copyFile(src, dst string, mode os.FileMode) error {
 }
 
 // Every command that needs a running stack, given a project that does not
-// run, says so and how to start it, and exits 1.
+// run, says so and how to start it, and exits 1. ps and ls, which only
+// look, show nothing (a table's header) and exit 0, as docker compose's.
 func TestCommandsAgainstProjectNotRunning(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, dbAndWeb)
+	for _, c := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"ps"}, "NAME   SERVICE   STATUS   SINCE   RESTARTS   PID\n"},
+		{[]string{"ps", "-a"}, "NAME   SERVICE   STATUS   SINCE   RESTARTS   PID\n"},
+		{[]string{"ps", "-a", "--format", "json"}, "[]\n"},
+		{[]string{"ps", "-q"}, ""},
+		{[]string{"ps", "--services"}, ""},
+		{[]string{"ps", "--format", "{{.Name}}"}, ""},
+		{[]string{"ls", "-q"}, ""},
+	} {
+		code, out, errs := p.sstack(c.args...)
+		if c.args[0] == "ls" {
+			// Other tests' projects may run: only this one must be absent.
+			out = strings.Join(slices.DeleteFunc(strings.Split(out, "\n"), func(l string) bool { return l != p.name }), "")
+		}
+		if code != 0 || out != c.out {
+			t.Errorf("%s: exit code %d, stdout %q, want 0 and %q\n%s", strings.Join(c.args, " "), code, out, c.out, errs)
+		}
+	}
 	for _, args := range [][]string{
-		{"ps"}, {"exec", "-T", "web", "true"}, {"stop"}, {"start"}, {"restart"}, {"kill"},
+		{"exec", "-T", "web", "true"}, {"stop"}, {"start"}, {"restart"}, {"kill"},
 		{"scale", "web=2"}, {"events"}, {"wait", "web"}, {"top"},
 	} {
 		code, out, errs := p.sstack(args...)

@@ -426,3 +426,52 @@ services:
 	p.down()
 	assertNothingLeft(t, p.name)
 }
+
+// ps --format takes a Go template, as docker compose's: one line per
+// replica, {{json .}} one object each, "table TEMPLATE" with a header;
+// a template that does not parse is a usage error (exit 2).
+func TestPsFormatTemplate(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 1000"]
+    scale: 2
+  job:
+    image: busybox
+    command: ["sh", "-c", "exit 3"]
+`)
+	p.upDetached()
+	p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "job-1": "exited (3)"})
+	if got := p.must("ps", "--format", "{{.Name}}"); got != "web-1\nweb-2\n" {
+		t.Errorf("{{.Name}}: %q", got)
+	}
+	if got := p.must("ps", "-a", "--format", "{{.Service}} {{.State}} {{.ExitCode}}"); !strings.Contains(got, "job exited 3\n") || !strings.Contains(got, "web running 0\n") {
+		t.Errorf("{{.Service}} {{.State}} {{.ExitCode}}: %q", got)
+	}
+	out := p.must("ps", "--format", "{{json .}}")
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r replicaRow
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("{{json .}}: %v: %q", err, line)
+		}
+		if r.Status != "running" || r.Instance != p.name+"."+r.Service+"."+strconv.Itoa(r.Replica) {
+			t.Errorf("{{json .}}: %+v", r)
+		}
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, " ") != "web-1 web-2" {
+		t.Errorf("{{json .}}: %q", out)
+	}
+	table := p.must("ps", "-a", "--format", `table {{.Name}}\t{{.ExitCode}}\t{{.ID}}`)
+	if !regexp.MustCompile(`^NAME +EXIT CODE +INSTANCE\njob-1 +3 +` + p.name + `\.job\.1\n`).MatchString(table) {
+		t.Errorf("table template:\n%s", table)
+	}
+	if code, _, errs := p.sstack("ps", "--format", "{{.Name"); code != 2 || !strings.Contains(errs, "--format") {
+		t.Errorf("a template that does not parse: exit code %d, want 2\n%s", code, errs)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
