@@ -150,3 +150,143 @@ services:
 	}
 	assertNothingLeft(t, p.name)
 }
+
+// down SERVICE takes down that service and those that depend on it, and
+// nothing else: their instances are gone and ps -a no longer lists them,
+// the rest runs on; up SERVICE starts them anew. Without a supervisor it
+// stops only their leftover instances.
+func TestDownServiceAndItsDependents(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db up; exec sleep 1000"]
+  web:
+    image: busybox
+    depends_on: [db]
+    command: ["sh", "-c", "echo web up; exec sleep 1000"]
+  other:
+    image: busybox
+    command: ["sh", "-c", "echo other up; exec sleep 1000"]
+`)
+	p.upDetached()
+	before := row(p.ps(), "other-1").Pid
+	p.must("down", "db")
+	if got := statuses(p.ps("-a")); len(got) != 1 || got["other-1"] != "running" {
+		t.Errorf("after down db, ps -a shows %v, want only other-1 running", got)
+	}
+	if got := instances(t, p.name); len(got) != 1 || got[0] != p.name+".other.1" {
+		t.Errorf("after down db, instances %v, want only other's", got)
+	}
+	if r := row(p.ps(), "other-1"); r == nil || r.Pid != before {
+		t.Errorf("other was disturbed: %+v (pid was %d)", r, before)
+	}
+	p.upDetached("web")
+	p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "other-1": "running"})
+	if code, _, errs := p.sstack("down", "nosuch"); code != 1 || !strings.Contains(errs, "nosuch") {
+		t.Errorf("down nosuch: exit code %d\n%s", code, errs)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// down -t N overrides the grace period: a service that ignores SIGTERM
+// with a stop_grace_period of a minute is killed after N seconds.
+func TestDownTimeout(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, oneService("stubborn", `["sh", "-c", "trap '' TERM; echo up; while true; do sleep 0.1; done"]`, "stop_grace_period: 1m"))
+	p.upDetached()
+	p.waitLogs("stubborn-1 | up")
+	start := time.Now()
+	p.must("down", "-t", "1")
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("down -t 1 took %s, want the grace period of 1s, not stop_grace_period", took)
+	}
+	assertNothingLeft(t, p.name)
+}
+
+// down --rmi local removes the SIF built for a service without image:,
+// --rmi all also those of registry images; an image: path is the user's
+// and stays.
+func TestDownRemovesImages(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  app:
+    build:
+      context: .
+      dockerfile: app.def
+    command: ["sleep", "1000"]
+  cache:
+    image: example.org/cache:1
+    command: ["sleep", "1000"]
+  web:
+    image: busybox
+    command: ["sleep", "1000"]
+`)
+	p.write("app.def", "Bootstrap: localimage\nFrom: /nonexistent.sif\n")
+	built := filepath.Join(p.dir, "images", p.name+"-app+latest.sif")
+	pulled := filepath.Join(p.dir, "images", "example.org%cache+1.sif")
+	for _, f := range []string{built, pulled} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(testimg.Busybox(t), f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.upDetached()
+	errs := func() string { _, _, e := p.sstack("down", "--rmi", "local"); return e }()
+	contains(t, "down --rmi local", errs, "Image ./images/"+p.name+"-app+latest.sif  Removed")
+	if _, err := os.Stat(built); err == nil {
+		t.Error("down --rmi local left the built image")
+	}
+	if _, err := os.Stat(pulled); err != nil {
+		t.Errorf("down --rmi local removed the registry image: %v", err)
+	}
+	assertNothingLeft(t, p.name)
+	p.must("down", "--rmi", "all")
+	if _, err := os.Stat(pulled); err == nil {
+		t.Error("down --rmi all left the registry image")
+	}
+	if _, err := os.Stat(testimg.Busybox(t)); err != nil {
+		t.Errorf("the image: path was removed: %v", err)
+	}
+	if code, _, _ := p.sstack("down", "--rmi", "some"); code != 2 {
+		t.Errorf("down --rmi some: exit code %d, want 2", code)
+	}
+}
+
+// down leaves the instances of services the compose file no longer has
+// (orphans) and says so, as docker compose does; --remove-orphans
+// removes them too.
+func TestDownLeavesOrphans(t *testing.T) {
+	t.Parallel()
+	both := `
+services:
+  kept:
+    image: busybox
+    command: ["sleep", "1000"]
+  dropped:
+    image: busybox
+    command: ["sleep", "1000"]
+`
+	p := newProject(t, both)
+	p.upDetached()
+	p.write("docker-compose.yml", strings.ReplaceAll(oneService("kept", `["sleep", "1000"]`), busyboxImage, "image: "+testimg.Busybox(t)+"\n"))
+	code, _, errs := p.sstack("down")
+	if code != 0 {
+		t.Fatalf("down: exit code %d\n%s", code, errs)
+	}
+	contains(t, "down's stderr", errs, "WARN Found orphan instances ("+p.name+".dropped.1) for this project", "--remove-orphans")
+	if got := instances(t, p.name); len(got) != 1 || got[0] != p.name+".dropped.1" {
+		t.Errorf("after down, instances %v, want the orphan only", got)
+	}
+	if got := statuses(p.ps()); len(got) != 1 || got["dropped-1"] != "running" {
+		t.Errorf("after down, ps shows %v, want dropped-1 running", got)
+	}
+	p.must("down", "--remove-orphans")
+	assertNothingLeft(t, p.name)
+	assertNotRunning(t, p)
+}

@@ -18,7 +18,12 @@ import (
 
 // StopStack asks the stack supervisor for a graceful teardown: services are
 // stopped in reverse dependency order (first Ctrl-C).
-type StopStack struct{ Reason string }
+type StopStack struct {
+	Reason string
+	// Timeout overrides every service's grace period (down -t); nil
+	// keeps up -t's, else stop_grace_period.
+	Timeout *time.Duration
+}
 
 // KillStack asks for an immediate teardown: every process is SIGKILLed and
 // every instance stopped at once (second Ctrl-C).
@@ -95,6 +100,10 @@ const (
 	OpRestart
 	OpKill
 	OpUp
+	// OpRemove stops the services' replicas and forgets them (down
+	// SERVICE...): a later up starts them anew, as docker compose's
+	// removed containers.
+	OpRemove
 )
 
 // Messages a service actor sends to itself from the goroutines doing its

@@ -125,9 +125,13 @@ func Start(cfg StackConfig) *Stack {
 }
 
 // Stop asks for a graceful teardown (first Ctrl-C); reason is printed.
-func (s *Stack) Stop(reason string) {
+func (s *Stack) Stop(reason string) { s.StopWithin(reason, nil) }
+
+// StopWithin is Stop with every service's grace period set to timeout
+// (down -t); nil keeps each service's own.
+func (s *Stack) StopWithin(reason string, timeout *time.Duration) {
 	s.console.stop(false)
-	s.system.Root.Send(s.root, &StopStack{Reason: reason})
+	s.system.Root.Send(s.root, &StopStack{Reason: reason, Timeout: timeout})
 }
 
 // Kill asks for an immediate teardown (second Ctrl-C).
@@ -262,6 +266,9 @@ type stackActor struct {
 	subs       map[chan api.Event]bool
 	// counts are replica counts set by scale (the plan's otherwise).
 	counts map[string]int
+	// removed are services being taken down alone (down SERVICE): once
+	// their last replica is gone they are forgotten.
+	removed map[string]bool
 
 	rules    policy.ExitRules
 	stopping bool
@@ -308,6 +315,9 @@ func (a *stackActor) Receive(ctx actor.Context) {
 		a.onEvent(ctx, msg.Event)
 	case *StopStack:
 		if !a.stopping {
+			if msg.Timeout != nil {
+				a.cfg.StopTimeout = msg.Timeout
+			}
 			a.publish(ctx, api.Event{Kind: api.EventStopStack, Message: msg.Reason})
 			a.rules.Interrupted()
 			a.teardown(ctx)
@@ -388,6 +398,7 @@ func (a *stackActor) start(ctx actor.Context) {
 	a.stopSent = map[string]bool{}
 	a.subs = map[chan api.Event]bool{}
 	a.counts = map[string]int{}
+	a.removed = map[string]bool{}
 	a.rules = policy.ExitRules{AbortOnExit: a.cfg.AbortOnExit, AbortOnFailure: a.cfg.AbortOnFailure, ExitCodeFrom: a.cfg.ExitCodeFrom}
 	selected, err := a.selection(a.cfg.Services, a.cfg.NoDeps)
 	if err != nil { // main validated the names; nothing to run otherwise
@@ -860,9 +871,34 @@ func (a *stackActor) command(ctx actor.Context, req *CommandRequest) ([]string, 
 			ctx.Send(r.pid, &RestartService{Timeout: req.Timeout})
 		case OpKill:
 			ctx.Send(r.pid, &SignalService{Signal: sig})
+		case OpRemove:
+			r.removing = true
+			a.removed[r.row.Service] = true
+			if r.done() {
+				a.removeReplica(ctx, r.row.Service, r)
+				continue
+			}
+			ctx.Send(r.pid, &StopService{Final: true, Timeout: req.Timeout})
+		}
+	}
+	if req.Op == OpRemove {
+		for _, s := range req.Services {
+			a.removed[s] = true
+			if len(a.replicas[s]) == 0 {
+				a.forget(s)
+			}
 		}
 	}
 	return names, nil
+}
+
+// forget drops a service taken down alone once its replicas are gone.
+func (a *stackActor) forget(service string) {
+	if a.removed[service] {
+		delete(a.replicas, service)
+		delete(a.counts, service)
+		delete(a.removed, service)
+	}
 }
 
 // up starts services of the running stack: replicas not spawned yet are
@@ -964,6 +1000,9 @@ func (a *stackActor) removeReplica(ctx actor.Context, service string, r *replica
 	}
 	a.replicas[service] = reps
 	a.notifyDependents(ctx, service, false)
+	if len(reps) == 0 {
+		a.forget(service)
+	}
 }
 
 // HandleFailure makes the stack supervisor the supervision strategy of its

@@ -185,6 +185,9 @@ type (
 	DownOptions struct {
 		Volumes bool
 		Timeout *time.Duration
+		// Services, when given, are taken down alone, with the services
+		// that depend on them; the rest of the stack goes on.
+		Services []string
 	}
 )
 

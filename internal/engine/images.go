@@ -479,3 +479,41 @@ func displayPath(plan *compose.Plan, p string) string {
 	}
 	return p
 }
+
+// ImagesToRemove are the SIFs `down --rmi` removes, as docker compose's:
+// "local" those built under the name compose gives a build without
+// image: (<project>-<service>), "all" every image sstack pulls or builds
+// for the project. A path given as image:, and a file of apptainer
+// pull's own name fetched by hand, are the user's: never removed.
+func ImagesToRemove(plan *compose.Plan, mode string) []string {
+	var out []string
+	for _, s := range plan.Services {
+		src := s.ImageSource
+		if src == nil || src.Pull == "" && src.Build == nil {
+			continue
+		}
+		if mode == "local" && (s.ImageRef != "" || src.Build == nil) {
+			continue
+		}
+		if !slices.Contains(out, src.Target) {
+			out = append(out, src.Target)
+		}
+	}
+	return out
+}
+
+// RemoveImages removes the SIFs (and their build hashes) and says so.
+func RemoveImages(plan *compose.Plan, paths []string, progress io.Writer) error {
+	var errs []error
+	for _, p := range paths {
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			fmt.Fprintf(progress, "Image %s  Removed\n", displayPath(plan, p))
+		case !os.IsNotExist(err):
+			errs = append(errs, fmt.Errorf("down --rmi: %w", err))
+		}
+		_ = os.Remove(hashFileOf(p))
+	}
+	return errors.Join(errs...)
+}

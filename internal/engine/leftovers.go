@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,37 +25,14 @@ import (
 // instances, and their state directories.
 
 // Remove stops every instance of project still there (left by an sstack
-// that was killed) and removes its state; named volumes stay unless
-// volumes. progress gets docker compose's "Stopping"/"Stopped" lines.
-func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir string, volumes bool, progress io.Writer) error {
+// that was killed), each within grace, and removes its state; named
+// volumes stay unless volumes. progress gets docker compose's
+// "Stopping"/"Stopped" lines.
+func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir string, volumes bool, grace time.Duration, progress io.Writer) error {
 	// An sstack killed during start-up may have left `instance start`
 	// clients running: their instances appear later. Wait for them first.
 	waitStarts(ctx, statedir.Recorded(stateDir), progress)
-	infos, err := rt.ListInstances(ctx, project+".*")
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(infos))
-	slots := make(chan struct{}, actors.DefaultParallel())
-	for i, info := range infos {
-		if !strings.HasPrefix(info.Name, project+".") {
-			continue
-		}
-		wg.Add(1)
-		go func(i int, name string) {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			fmt.Fprintf(progress, "Instance %s  Stopping\n", name)
-			errs[i] = rt.StopInstance(ctx, name, "SIGTERM", 10*time.Second)
-			if errs[i] == nil {
-				fmt.Fprintf(progress, "Instance %s  Stopped\n", name)
-			}
-		}(i, info.Name)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := stopLeftovers(ctx, rt, project, nil, grace, progress); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(stateDir)
@@ -71,6 +49,46 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 	}
 	_ = os.Remove(stateDir) // only when empty: named volumes stay
 	return nil
+}
+
+// RemoveServices stops the instances of project's services left without
+// a supervisor (down SERVICE...); the state stays.
+func RemoveServices(ctx context.Context, rt *singularity.Apptainer, project string, services []string, grace time.Duration, progress io.Writer) error {
+	return stopLeftovers(ctx, rt, project, services, grace, progress)
+}
+
+// stopLeftovers stops the instances of project (of services only, when
+// given) in parallel, each within grace.
+func stopLeftovers(ctx context.Context, rt *singularity.Apptainer, project string, services []string, grace time.Duration, progress io.Writer) error {
+	infos, err := rt.ListInstances(ctx, project+".*")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(infos))
+	slots := make(chan struct{}, actors.DefaultParallel())
+	for i, info := range infos {
+		parts := strings.Split(info.Name, ".")
+		if parts[0] != project || len(services) > 0 && (len(parts) != 3 || !slices.Contains(services, parts[1])) {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, name string) {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			fmt.Fprintf(progress, "Instance %s  Stopping\n", name)
+			err := rt.StopInstance(ctx, name, "SIGTERM", grace)
+			switch {
+			case err == nil:
+				fmt.Fprintf(progress, "Instance %s  Stopped\n", name)
+			case !errors.Is(err, singularity.ErrNoInstance): // gone meanwhile: fine
+				errs[i] = err
+			}
+		}(i, info.Name)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // waitStarts waits until no `instance start` of names runs any more.

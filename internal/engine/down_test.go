@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"slices"
+	"testing"
+
+	"sstack/compose"
+)
+
+func TestWithDependents(t *testing.T) {
+	plan := &compose.Plan{Services: []compose.Service{
+		{Name: "db"},
+		{Name: "web", DependsOn: []compose.Dependency{{Service: "db"}}},
+		{Name: "proxy", DependsOn: []compose.Dependency{{Service: "web", Required: false}}},
+		{Name: "other"},
+	}}
+	for _, c := range []struct{ names, want []string }{
+		{[]string{"db"}, []string{"db", "web", "proxy"}},
+		{[]string{"web"}, []string{"web", "proxy"}},
+		{[]string{"other", "proxy"}, []string{"proxy", "other"}},
+	} {
+		if got := WithDependents(plan, c.names); !slices.Equal(got, c.want) {
+			t.Errorf("WithDependents(%v) = %v, want %v", c.names, got, c.want)
+		}
+	}
+}
+
+// down --rmi: local removes what was built under compose's own name, all
+// also what was pulled; a path given as image: is never removed.
+func TestImagesToRemove(t *testing.T) {
+	plan := &compose.Plan{Services: []compose.Service{
+		{Name: "app", ImageSource: &compose.ImageSource{Target: "/i/p-app+latest.sif", Build: &compose.ImageBuild{}}},
+		{Name: "cache", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
+		{Name: "cache2", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
+		{Name: "named", ImageRef: "me/app:1", ImageSource: &compose.ImageSource{Target: "/i/me%app+1.sif", Pull: "docker://me/app:1", Build: &compose.ImageBuild{}}},
+		{Name: "local", ImageRef: "./x.sif", ImageSource: &compose.ImageSource{Target: "/p/x.sif"}},
+		{Name: "byhand"},
+	}}
+	if got, want := ImagesToRemove(plan, "local"), []string{"/i/p-app+latest.sif"}; !slices.Equal(got, want) {
+		t.Errorf("local: %v, want %v", got, want)
+	}
+	if got, want := ImagesToRemove(plan, "all"), []string{"/i/p-app+latest.sif", "/i/redis+7.sif", "/i/me%app+1.sif"}; !slices.Equal(got, want) {
+		t.Errorf("all: %v, want %v", got, want)
+	}
+}
