@@ -61,6 +61,7 @@ APPTAINER_DOCKER_PASSWORD, or 'apptainer registry login'.`,
 			default:
 				return &usageError{fmt.Errorf("--policy %q: use missing or always", f.policy)}
 			}
+			o.named = args
 			plan, err := o.load()
 			if err != nil {
 				return err
@@ -97,6 +98,7 @@ not built again. A Dockerfile cannot be built by Apptainer: the message
 says what works instead.`,
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.named = args
 			plan, err := o.load()
 			if err != nil {
 				return err

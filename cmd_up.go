@@ -71,6 +71,7 @@ const detachedChildEnv = "SSTACK_DETACHED_CHILD"
 const readyMarker = "\x00sstack-ready"
 
 func upCmd(ctx context.Context, o *options, services []string) error {
+	o.named = services
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return fmt.Errorf("--log-format %q: use text or json", o.logFormat)
 	}
@@ -417,6 +418,7 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 		orphansStay = services != nil
 	}
 	if rmi != "" || len(services) > 0 {
+		o.named = services
 		// The compose file names the images, and the dependents when
 		// no supervisor does.
 		if plan, err = o.load(); err != nil {
@@ -470,7 +472,10 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 // there are none (or no compose file to tell), else the services of the
 // file that run, which down takes down alone.
 func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
-	plan, err := compose.Load(context.Background(), o.loadOptions())
+	// Services of profiles not enabled are the file's too, not orphans.
+	opts := o.loadOptions()
+	opts.Profiles = []string{"*"}
+	plan, err := compose.Load(context.Background(), opts)
 	if err != nil || plan.Project != project {
 		return nil, nil // no compose file here: every service is the project's
 	}

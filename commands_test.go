@@ -402,3 +402,31 @@ services:
 	p.down()
 	assertNothingLeft(t, p.name)
 }
+
+// Naming a service on the command line enables the profiles it is in, as
+// docker compose does: up -d debug starts it (and only what it needs),
+// build debug and pull debug know it.
+func TestNamingServiceEnablesItsProfiles(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sleep", "1000"]
+  debug:
+    image: busybox
+    command: ["sleep", "1000"]
+    profiles: [dev]
+`)
+	p.upDetached("debug")
+	if got := statuses(p.ps()); len(got) != 1 || got["debug-1"] != "running" {
+		t.Errorf("up -d debug: ps shows %v, want debug-1 running alone", got)
+	}
+	p.down()
+	for _, args := range [][]string{{"pull", "debug"}, {"build", "debug"}, {"config", "-q"}} {
+		if code, _, errs := p.sstack(args...); code != 0 {
+			t.Errorf("%s: exit code %d\n%s", strings.Join(args, " "), code, errs)
+		}
+	}
+	assertNothingLeft(t, p.name)
+}

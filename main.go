@@ -40,10 +40,13 @@ type options struct {
 	projectFlag string
 	envFiles    []string
 	profiles    []string
-	runtime     string
-	imageDir    string
-	parallel    int
-	images      imageFlags // pull, build, up's --pull/--build
+	// named are the services the command line names: their profiles are
+	// enabled, as docker compose does.
+	named    []string
+	runtime  string
+	imageDir string
+	parallel int
+	images   imageFlags // pull, build, up's --pull/--build
 
 	// up
 	metricsAddr  string
@@ -212,6 +215,7 @@ func (o *options) loadOptions() compose.Options {
 		ProjectFlag: o.projectFlag,
 		EnvFiles:    o.envFiles,
 		Profiles:    o.profiles,
+		Services:    o.named,
 		ImageDir:    o.imageDir,
 	}
 }

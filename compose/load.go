@@ -40,6 +40,9 @@ type Options struct {
 	EnvFiles []string
 	// Profiles (--profile) to enable; empty means COMPOSE_PROFILES.
 	Profiles []string
+	// Services named on the command line (up SVC, build SVC): the
+	// profiles they are in are enabled too, as docker compose does.
+	Services []string
 	// WorkingDir is the directory relative paths given in Options are
 	// resolved against and default files are searched from; "" is the
 	// current directory.
@@ -133,7 +136,10 @@ func Load(ctx context.Context, opts Options) (*Plan, error) {
 		if err != nil {
 			return explainLoadError(ctx, err, files, projectDir)
 		}
-		return nil
+		if len(opts.Services) > 0 {
+			p, err = p.WithServicesEnabled(opts.Services...)
+		}
+		return err
 	})
 	warnings = append(warnings, logged...)
 	if err == nil {

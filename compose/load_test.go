@@ -189,10 +189,17 @@ func TestProfiles(t *testing.T) {
 	o.Profiles = []string{"dev"}
 	eq(t, names(f.mustLoad(t, o)), []string{"a", "debug"})
 	eq(t, names(f.mustLoad(t, f.opts("COMPOSE_PROFILES=dev"))), []string{"a", "debug"})
+	// Naming a service enables its profiles, as docker compose does.
+	o = f.opts()
+	o.Services = []string{"debug"}
+	eq(t, names(f.mustLoad(t, o)), []string{"a", "debug"})
 
 	f = newFixture(t, map[string]string{"compose.yaml": "services:\n  debug:\n    image: redis:7\n    profiles: [dev, test]\n"})
 	_, err := f.load(t, f.opts())
 	wantErrors(t, err, "services: the project has no service to run; its services are in profiles dev, test: enable one with --profile")
+	o = f.opts()
+	o.Services = []string{"debug"}
+	eq(t, names(f.mustLoad(t, o)), []string{"debug"})
 }
 
 func TestSeveralFilesMerge(t *testing.T) {
