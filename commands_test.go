@@ -430,3 +430,56 @@ services:
 	}
 	assertNothingLeft(t, p.name)
 }
+
+// up SERVICE checks and prepares only that service and its dependencies,
+// as docker compose creates only their containers: another service's
+// missing bind source does not stop it, and the bind sources of services
+// not started are not created until they start. Starting such a service
+// later reports its problem then.
+func TestUpServiceChecksAndPreparesOnlySelection(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  a:
+    image: busybox
+    command: ["sleep", "1000"]
+    volumes: ["./adata:/data"]
+  broken:
+    image: busybox
+    command: ["sleep", "1000"]
+    volumes:
+      - type: bind
+        source: ./missing
+        target: /m
+        bind:
+          create_host_path: false
+  later:
+    image: busybox
+    command: ["sh", "-c", "ls -d /data && exec sleep 1000"]
+    volumes: ["./laterdata:/data"]
+`)
+	p.upDetached("a")
+	if got := statuses(p.ps()); len(got) != 1 || got["a-1"] != "running" {
+		t.Errorf("up -d a: ps shows %v, want a-1 running alone", got)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "adata")); err != nil {
+		t.Errorf("a's bind source was not created: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "laterdata")); err == nil {
+		t.Error("the bind source of a service not started was created")
+	}
+	code, _, errs := p.sstack("up", "-d", "broken")
+	if code != 1 || !strings.Contains(errs, `service "broken": volumes: bind source ./missing`) {
+		t.Errorf("up -d broken: exit code %d, want 1 and the missing bind source\n%s", code, errs)
+	}
+	p.upDetached("later")
+	p.waitLogs("later-1 | /data")
+	if _, err := os.Stat(filepath.Join(p.dir, "laterdata")); err != nil {
+		t.Errorf("later's bind source was not created when it started: %v", err)
+	}
+	if code, _, errs := p.sstack("config", "-q"); code != 1 || !strings.Contains(errs, "./missing") {
+		t.Errorf("config of the whole file: exit code %d, want 1\n%s", code, errs)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,11 +30,17 @@ type Seeder interface {
 // compose would create. It returns the hosts file of each service.
 // hostsOf gives a service's /etc/hosts lines (nil: plan.HostsOf, all on
 // this host).
-func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) []compose.HostEntry) (map[string]string, error) {
+func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) []compose.HostEntry, selected []string) (map[string]string, error) {
 	if hostsOf == nil {
 		hostsOf = plan.HostsOf
 	}
-	if err := CheckPorts(plan); err != nil {
+	only := &compose.Plan{}
+	for _, svc := range plan.Services {
+		if slices.Contains(selected, svc.Name) {
+			only.Services = append(only.Services, svc)
+		}
+	}
+	if err := CheckPorts(only); err != nil {
 		return nil, err
 	}
 	hostsDir := statedir.Hosts(plan.StateDir)
@@ -49,6 +56,9 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf fun
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path
+		if !slices.Contains(selected, svc.Name) {
+			continue // its replicas prepare their mounts when they start
+		}
 		if !svc.HasSlotTemplate() {
 			if err := PrepareMounts(ctx, svc, seeder, seeded); err != nil {
 				return nil, err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -33,9 +34,12 @@ type StackConfig struct {
 	// HasRunscript and HostsFiles are keyed by service name.
 	HasRunscript map[string]bool
 	HostsFiles   map[string]string
-	Format       LogFormat
-	Stdout       io.Writer // service output
-	Stderr       io.Writer // sstack's status lines
+	// Unprepared are services whose mounts Prepare did not make (not
+	// selected by up SVC): their replicas make their own when they start.
+	Unprepared []string
+	Format     LogFormat
+	Stdout     io.Writer // service output
+	Stderr     io.Writer // sstack's status lines
 
 	// Services to start (with their dependencies unless NoDeps); none:
 	// every service of the plan.
@@ -531,7 +535,7 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		svc = svc.ForReplica(r)
 	}
 	cfg := ServiceConfig{
-		PrepareMounts: templated,
+		PrepareMounts: templated || slices.Contains(a.cfg.Unprepared, svc.Name),
 		Project:       plan.Project,
 		Service:       svc,
 		Replica:       r,

@@ -3,6 +3,7 @@ package compose
 // depends_on: checks, start order and cycles.
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -147,4 +148,64 @@ func cycleID(cycle []string) string {
 	ring := cycle[:len(cycle)-1]
 	i := slices.Index(ring, slices.Min(ring))
 	return strings.Join(append(slices.Clone(ring[i:]), ring[:i]...), " ")
+}
+
+// WithDependencies are the services named and those they depend on,
+// directly or not, in the plan's order; names not in the plan are left
+// out.
+func (p *Plan) WithDependencies(names []string) []string {
+	in := map[string]bool{}
+	var visit func(string)
+	visit = func(n string) {
+		s := p.Service(n)
+		if s == nil || in[n] {
+			return
+		}
+		in[n] = true
+		for _, d := range s.DependsOn {
+			visit(d.Service)
+		}
+	}
+	for _, n := range names {
+		visit(n)
+	}
+	var out []string
+	for _, s := range p.Services {
+		if in[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// setAside keeps the errors of the project and of the selected services
+// (nil: all); with file, the others go to their services' Problems.
+func (p *Plan) setAside(errs []error, selected []string, file bool) []error {
+	if selected == nil {
+		return errs
+	}
+	var kept []error
+	for _, err := range errs {
+		var e *Error
+		if errors.As(err, &e) && e.Service != "" && !slices.Contains(selected, e.Service) {
+			if s := p.Service(e.Service); s != nil {
+				if file {
+					s.Problems = append(s.Problems, err)
+				}
+				continue
+			}
+		}
+		kept = append(kept, err)
+	}
+	return kept
+}
+
+// CheckSelected is Check for the services selected and their
+// dependencies (none: every service): the others are not started now.
+func (p *Plan) CheckSelected(services []string) error {
+	var selected []string
+	if len(services) > 0 {
+		selected = p.WithDependencies(services)
+	}
+	return errors.Join(p.setAside(p.problems(), selected, false)...)
 }

@@ -339,3 +339,38 @@ func TestDefaultImageDirIsInTheProject(t *testing.T) {
 	writeFile(t, filepath.Join(f.dir, "images", "redis_7.sif"), "")
 	eq(t, f.mustLoad(t, o).Service("a").Image, filepath.Join(f.dir, "images", "redis_7.sif"))
 }
+
+// Services named on the command line: the problems of services outside
+// them and their dependencies are set aside with those services instead
+// of failing the plan; config (no names) still reports them.
+func TestSelectedServicesSetProblemsAside(t *testing.T) {
+	const compose = `services:
+  a:
+    image: redis:7
+    depends_on: [db]
+  db:
+    image: redis:7
+  broken:
+    image: redis:7
+    environment: {MY-VAR: x}
+`
+	f := newFixture(t, map[string]string{"compose.yaml": compose}, fixtureImages...)
+	_, err := f.load(t, f.opts())
+	wantErrors(t, err, `service "broken": environment: variable name "MY-VAR"`)
+	o := f.opts()
+	o.Services = []string{"a"}
+	p := f.mustLoad(t, o)
+	eq(t, p.WithDependencies([]string{"a"}), []string{"db", "a"})
+	if b := p.Service("broken"); b == nil || len(b.Problems) != 1 || !strings.Contains(b.Problems[0].Error(), "MY-VAR") {
+		t.Errorf("broken's problems: %+v", b)
+	}
+	if err := p.CheckSelected([]string{"a"}); err != nil {
+		t.Errorf("CheckSelected(a): %v", err)
+	}
+	if err := p.CheckSelected(nil); err == nil {
+		t.Error("CheckSelected(all) passes broken")
+	}
+	o.Services = []string{"broken"}
+	_, err = f.load(t, o)
+	wantErrors(t, err, `service "broken": environment: variable name "MY-VAR"`)
+}

@@ -62,6 +62,13 @@ type Service struct {
 	// service's one replica; see DisplayName.
 	ContainerName string `json:"container_name,omitempty"`
 
+	// Problems would refuse the service at up; they are set aside (not
+	// failing the plan) when services were selected and this one is not
+	// among them or their dependencies (up SVC, pull SVC), as docker
+	// compose creates only the selected containers. Starting it later
+	// reports them.
+	Problems []error `json:"-"`
+
 	ImageRef string `json:"image_ref"` // as written in the compose file
 	// Image is the resolved path: a .sif/.simg file or a sandbox
 	// directory; for a missing image, where up pulls or builds it.

@@ -124,6 +124,9 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 	}
 	// What up checks before it starts anything, config checks too.
 	t.errs = append(t.errs, plan.problems()...)
+	if len(opts.Services) > 0 {
+		t.errs = plan.setAside(t.errs, plan.WithDependencies(opts.Services), true)
+	}
 	if len(t.errs) > 0 {
 		return nil, errors.Join(t.errs...)
 	}

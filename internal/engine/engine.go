@@ -98,12 +98,21 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 		svc.Replicas = n
 	}
-	if err := CheckImages(plan); err != nil {
+	// Only the services selected (with their dependencies) are checked
+	// and prepared now, as docker compose creates only their containers;
+	// the others are when up starts them later.
+	selected := plan.WithDependencies(opts.Services)
+	if len(opts.Services) == 0 {
+		selected = plan.ServiceNames()
+	} else if opts.NoDeps {
+		selected = opts.Services
+	}
+	if err := CheckImages(plan, selected); err != nil {
 		return nil, err
 	}
 	// The checks config ran, again on the plan as it will run (--scale
 	// changes instance names).
-	if err := plan.Check(); err != nil {
+	if err := plan.CheckSelected(selected); err != nil {
 		return nil, err
 	}
 	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
@@ -161,7 +170,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if cl != nil {
 		hostsOf = cl.hostsOf
 	}
-	hosts, err := actors.Prepare(ctx, plan, rt, hostsOf)
+	hosts, err := actors.Prepare(ctx, plan, rt, hostsOf, selected)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +212,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		Metrics:        m,
 		HasRunscript:   runscripts,
 		HostsFiles:     hosts,
+		Unprepared:     slices.DeleteFunc(plan.ServiceNames(), func(n string) bool { return slices.Contains(selected, n) }),
 		Format:         format,
 		Stdout:         opts.Stdout,
 		Stderr:         opts.Stderr,
@@ -489,6 +499,21 @@ func running(r api.Replica) bool { return r.State == api.StateRunning }
 // Up implements api.Stack: start services of the running stack.
 func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
 	if err := s.awaitStart(ctx); err != nil {
+		return err
+	}
+	if err := s.checkServices(opts.Services); err != nil {
+		return err
+	}
+	// Services set aside when the stack started (up SVC) are checked now.
+	toStart := s.plan.WithDependencies(opts.Services)
+	if len(opts.Services) == 0 {
+		toStart = s.plan.ServiceNames()
+	}
+	var problems []error
+	for _, name := range toStart {
+		problems = append(problems, s.plan.Service(name).Problems...)
+	}
+	if err := errors.Join(append(problems, CheckImages(s.plan, toStart))...); err != nil {
 		return err
 	}
 	if len(opts.Scale) > 0 {
@@ -855,6 +880,9 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 	images := map[string]*result{}
 	var unique []string
 	for _, s := range plan.Services {
+		if _, err := os.Stat(s.Image); err != nil {
+			continue // of a service not started now (CheckImages passed)
+		}
 		if _, ok := images[s.Image]; !ok {
 			images[s.Image] = nil
 			unique = append(unique, s.Image)

@@ -412,10 +412,13 @@ func (t *imageTask) outcome(opts ImageOptions) error {
 
 // CheckImages refuses a plan whose images are missing (a caller that did
 // not run Images with ForUp, or --pull never): nothing would start.
-func CheckImages(plan *compose.Plan) error {
+func CheckImages(plan *compose.Plan, services []string) error {
 	var errs []error
 	for i := range plan.Services {
 		s := &plan.Services[i]
+		if !slices.Contains(services, s.Name) {
+			continue
+		}
 		if _, err := os.Stat(s.Image); err == nil {
 			continue
 		}

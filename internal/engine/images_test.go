@@ -223,7 +223,7 @@ func TestImagesFailures(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `service "db": image: no SIF for "redis:7" (looked for `) || !strings.Contains(err.Error(), "and --pull never; pull it with: sstack pull db") {
 			t.Errorf("error %v", err)
 		}
-		if CheckImages(plan) == nil {
+		if CheckImages(plan, plan.ServiceNames()) == nil {
 			t.Error("CheckImages accepts a missing image")
 		}
 	})
