@@ -70,6 +70,11 @@ const detachedChildEnv = "SSTACK_DETACHED_CHILD"
 // the pipe is nothing.
 const readyMarker = "\x00sstack-ready"
 
+// failedMarker ends it too, for a stack that did not all start (a
+// dependency failed, --wait-timeout passed): up -d exits 1, and what
+// started goes on running, as with docker compose up -d.
+const failedMarker = "\x00sstack-failed"
+
 func upCmd(ctx context.Context, o *options, services []string) error {
 	o.named = services
 	if o.logFormat != "text" && o.logFormat != "json" {
@@ -273,13 +278,13 @@ func detach(o *options) error {
 	if err != nil {
 		return fmt.Errorf("starting the detached supervisor: %w", err)
 	}
-	ready := false
+	ready, failed := false, false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if line == readyMarker {
-			ready = true
+		if line == readyMarker || line == failedMarker {
+			ready, failed = true, line == failedMarker
 			break
 		}
 		fmt.Fprintln(o.stderr, line)
@@ -288,6 +293,9 @@ func detach(o *options) error {
 	if ready {
 		// The child goes on alone; it is not ours to wait for.
 		_ = cmd.Process.Release()
+		if failed {
+			return &exitError{1}
+		}
 		return nil
 	}
 	_ = cmd.Wait()
@@ -329,8 +337,9 @@ func (d *detachedReport) Write(p []byte) (int, error) {
 }
 
 // await tells the parent once every service has started (or is healthy
-// with --wait); on failure the stack is taken down and the parent learns
-// why from the status lines and the exit code.
+// with --wait); when one cannot (it failed, or --wait-timeout passed) the
+// parent learns why from the status lines and exits 1, and what started
+// goes on running, as with docker compose up -d ('sstack down' ends it).
 func (d *detachedReport) await(sup *engine.Supervisor, o *options) {
 	ctx := context.Background()
 	if o.waitTimeout > 0 {
@@ -343,17 +352,26 @@ func (d *detachedReport) await(sup *engine.Supervisor, o *options) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("--wait-timeout %ds: the services were not all healthy in time", o.waitTimeout)
 		}
-		fmt.Fprintf(d, "sstack: %v; taking the stack down\n", err)
-		sup.Interrupt("")
+		if !errors.Is(err, engine.ErrStackStopped) {
+			fmt.Fprintf(d, "sstack: %v; what started goes on running: see 'sstack -n %s ps -a', end it with 'sstack -n %s down'\n", err, sup.Project(), sup.Project())
+			d.detach(sup, failedMarker)
+			return
+		}
+		fmt.Fprintf(d, "sstack: %v\n", err)
 		return
 	}
+	d.detach(sup, readyMarker)
+}
+
+// detach ends the report to the parent with marker.
+func (d *detachedReport) detach(sup *engine.Supervisor, marker string) {
 	sup.Flush() // the parent shows every "Started" line before it returns
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.parent == nil {
 		return
 	}
-	fmt.Fprintln(d.parent, readyMarker)
+	fmt.Fprintln(d.parent, marker)
 	// From now on fd 2 (a panic's trace, too) goes to the log file, and
 	// the parent's end sees EOF.
 	_ = syscall.Dup2(int(d.log.Fd()), 2)

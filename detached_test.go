@@ -169,8 +169,9 @@ services:
 }
 
 // --wait-timeout: a service that is not healthy in time makes up exit 1,
-// saying so, and the stack is taken down.
-func TestDetachedWaitTimeoutTakesStackDown(t *testing.T) {
+// saying so; the stack goes on running, as docker compose's does, until
+// down.
+func TestDetachedWaitTimeoutLeavesStackRunning(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, `
 services:
@@ -187,7 +188,11 @@ services:
 	if code != 1 {
 		t.Errorf("exit code %d, want 1\n%s", code, errs)
 	}
-	contains(t, "stderr", errs, "--wait-timeout")
+	contains(t, "stderr", errs, "--wait-timeout", "what started goes on running", "sstack -n "+p.name+" down")
+	if got := statuses(p.ps()); got["db-1"] != "running (starting)" {
+		t.Errorf("after the timeout, ps shows %v, want db-1 still running", got)
+	}
+	p.down()
 	assertNothingLeft(t, p.name)
 	assertNotRunning(t, p)
 }
@@ -246,13 +251,15 @@ func sessionOf(t *testing.T, pid int) int {
 	return sid
 }
 
-// up -d of a stack that cannot start exits 1, says why and leaves nothing
-// running.
-func TestDetachedBrokenStackExitsOneAndLeavesNothing(t *testing.T) {
+// up -d of a stack that cannot all start exits 1 and says why; what
+// started goes on running, as docker compose up -d leaves its containers,
+// and ps -a shows what did not; down ends it.
+func TestDetachedBrokenStackExitsOneAndLeavesWhatStarted(t *testing.T) {
 	tests := []struct {
 		name    string
 		compose string
-		want    []string // in up -d's stderr
+		want    []string          // in up -d's stderr
+		ps      map[string]string // ps -a afterwards
 	}{
 		{"command that does not exist", `
 services:
@@ -262,7 +269,7 @@ services:
   broken:
     image: busybox
     command: ["/no/such/program"]
-`, []string{"broken-1", "/no/such/program"}},
+`, []string{"broken-1", "/no/such/program"}, map[string]string{"ok-1": "running"}},
 		{"failed dependency", `
 services:
   migrate:
@@ -274,7 +281,10 @@ services:
       migrate:
         condition: service_completed_successfully
     command: ["sleep", "1000"]
-`, []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}},
+  other:
+    image: busybox
+    command: ["sleep", "1000"]
+`, []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}, map[string]string{"migrate-1": "exited (1)", "app-1": "failed", "other-1": "running"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,7 +294,9 @@ services:
 			if code != 1 {
 				t.Errorf("exit code %d, want 1\n%s", code, errs)
 			}
-			contains(t, "stderr", errs, tc.want...)
+			contains(t, "stderr", errs, append(tc.want, "what started goes on running")...)
+			p.waitStatus(tc.ps)
+			p.down()
 			assertNothingLeft(t, p.name)
 			assertNotRunning(t, p)
 		})

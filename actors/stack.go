@@ -644,9 +644,11 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 	if !a.settled {
 		a.settled = a.allLeftStart()
 	}
-	if ev.Kind == api.EventFailed && (!a.cfg.Detached || !a.settled) {
+	if ev.Kind == api.EventFailed && !a.cfg.Detached {
 		// A service that cannot start, or whose dependency failed: as
 		// docker compose's "dependency failed to start", exit code 1.
+		// A detached stack goes on with what started, as docker
+		// compose's containers do; up -d exits 1 (see WaitStarted).
 		a.rules.Failed()
 		a.teardown(ctx)
 		return

@@ -284,6 +284,12 @@ func (s *Supervisor) release() {
 	s.unlock()
 }
 
+// ErrStackStopped: the stack ended while it was waited for.
+var ErrStackStopped = errors.New("the stack stopped")
+
+// Project is the project's name.
+func (s *Supervisor) Project() string { return s.plan.Project }
+
 // WaitStarted returns once every replica has started (running, or exited
 // with 0 for a one-shot service), or, with healthy, once those with a
 // healthcheck are healthy; an error says which replica did not.
@@ -304,7 +310,7 @@ func (s *Supervisor) WaitStarted(ctx context.Context, healthy bool) error {
 			return ctx.Err()
 		case _, ok := <-ch:
 			if !ok {
-				return errors.New("the stack stopped")
+				return ErrStackStopped
 			}
 		}
 	}
