@@ -319,3 +319,26 @@ services:
 	}
 	assertNothingLeft(t, p.name)
 }
+
+// The warnings docker compose users grep for keep docker compose's words:
+// the obsolete `version` and an unset variable, at config and at up.
+func TestFidelityDockerComposeWarnings(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, "version: '3.8'\n"+oneService("web", `["echo", "x=${UNSET_FOR_TEST}"]`))
+	f := filepath.Join(p.dir, "docker-compose.yml")
+	want := []string{
+		"WARN " + f + ": the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion\n",
+		`WARN The "UNSET_FOR_TEST" variable is not set. Defaulting to a blank string.` + "\n",
+	}
+	code, _, errs := p.bare(t, "-f", f, "config", "-q")
+	if code != 0 {
+		t.Errorf("config -q: exit code %d\n%s", code, errs)
+	}
+	contains(t, "config's stderr", errs, want...)
+	code, _, errs = p.run()
+	if code != 0 {
+		t.Errorf("up: exit code %d\n%s", code, errs)
+	}
+	contains(t, "up's stderr", errs, want...)
+	assertNothingLeft(t, p.name)
+}

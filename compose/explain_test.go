@@ -74,8 +74,8 @@ func TestWarningsComeAfterErrors(t *testing.T) {
 	file := filepath.Join(f.dir, "compose.yaml")
 	want := []string{
 		file + `: service "web": deploy.restart_policy.max_attempts: must be a whole number of 0 or more, not -1`,
-		`WARN ${UNSET}: the variable is not set: a blank string is used`,
-		"WARN " + file + ": version: obsolete, and ignored; remove it",
+		`WARN The "UNSET" variable is not set. Defaulting to a blank string.`,
+		"WARN " + file + ": the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -84,7 +84,7 @@ func TestWarningsComeAfterErrors(t *testing.T) {
 	f = newFixture(t, map[string]string{"compose.yaml": "version: '3'\nservices:\n  web:\n    image: busybox\n"}, "busybox_latest.sif")
 	p := f.mustLoad(t, f.opts())
 	file = filepath.Join(f.dir, "compose.yaml")
-	if len(p.Warnings) != 1 || p.Warnings[0].String() != file+": version: obsolete, and ignored; remove it" {
+	if len(p.Warnings) != 1 || p.Warnings[0].String() != file+": the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion" {
 		t.Errorf("warnings %q", p.Warnings)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,19 +195,10 @@ type warningHook struct{ warnings []Warning }
 
 func (h *warningHook) Levels() []logrus.Level { return logrus.AllLevels }
 
-var (
-	obsoleteVersionRE = regexp.MustCompile("^(.+): the attribute `version` is obsolete")
-	unsetVariableRE   = regexp.MustCompile(`^The "(.+)" variable is not set\. Defaulting to a blank string\.$`)
-)
-
+// Fire keeps compose-go's words (the obsolete `version`, an unset
+// variable): they are docker compose's, which its users grep for.
 func (h *warningHook) Fire(e *logrus.Entry) error {
-	w := Warning{Reason: e.Message}
-	if m := obsoleteVersionRE.FindStringSubmatch(e.Message); m != nil {
-		w = Warning{Key: m[1] + ": version", Reason: "obsolete, and ignored; remove it"}
-	} else if m := unsetVariableRE.FindStringSubmatch(e.Message); m != nil {
-		w = Warning{Key: "${" + m[1] + "}", Reason: "the variable is not set: a blank string is used"}
-	}
-	h.warnings = append(h.warnings, w)
+	h.warnings = append(h.warnings, Warning{Reason: e.Message})
 	return nil
 }
 
