@@ -325,6 +325,8 @@ func exitStatus(ps *os.ProcessState) int {
 }
 
 func newServiceCommand(o *options, verb string) *cobra.Command {
+	var wait, noDeps bool
+	var waitTimeout int
 	short := map[string]string{
 		"stop":    "Stop services (stop_signal, then SIGKILL after the grace period); the restart policy does not restart them",
 		"start":   "Start stopped services",
@@ -341,12 +343,28 @@ func newServiceCommand(o *options, verb string) *cobra.Command {
 				case "stop":
 					return st.Stop(ctx, api.StopOptions{Services: args, Timeout: timeout})
 				case "start":
-					return st.Start(ctx, api.StartOptions{Services: args})
+					if waitTimeout > 0 {
+						var cancel context.CancelFunc
+						ctx, cancel = context.WithTimeout(ctx, time.Duration(waitTimeout)*time.Second)
+						defer cancel()
+					}
+					err := st.Start(ctx, api.StartOptions{Services: args, Wait: wait || waitTimeout > 0})
+					if errors.Is(err, context.DeadlineExceeded) {
+						err = fmt.Errorf("--wait-timeout %ds: the services were not all running and healthy in time", waitTimeout)
+					}
+					return err
 				default:
-					return st.Restart(ctx, api.RestartOptions{Services: args, Timeout: timeout})
+					return st.Restart(ctx, api.RestartOptions{Services: args, Timeout: timeout, NoDeps: noDeps})
 				}
 			})
 		},
+	}
+	switch verb {
+	case "start":
+		c.Flags().BoolVar(&wait, "wait", false, "Return once the services run, healthy where they have a healthcheck")
+		c.Flags().IntVar(&waitTimeout, "wait-timeout", 0, "Seconds to wait for --wait (0: no limit); implies --wait")
+	case "restart":
+		c.Flags().BoolVar(&noDeps, "no-deps", false, "Don't restart the services that follow these (depends_on restart: true)")
 	}
 	if verb != "start" {
 		c.Flags().IntVarP(&o.timeout, "timeout", "t", -1, "Seconds to wait for the stop signal to work before SIGKILL (default: stop_grace_period)")

@@ -32,7 +32,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f := c.Flags()
 	f.BoolVarP(&o.detach, "detach", "d", false, "Detached mode: run the stack in the background, return once every service has started")
 	f.BoolVar(&o.wait, "wait", false, "With -d: return only once services with a healthcheck are healthy (implies -d)")
-	f.IntVar(&o.waitTimeout, "wait-timeout", 0, "Seconds to wait for --wait (0: no limit); on timeout the stack is taken down")
+	f.IntVar(&o.waitTimeout, "wait-timeout", 0, "Seconds to wait for --wait (0: no limit); on timeout up exits 1 and what started goes on running")
 	f.BoolVar(&o.noDeps, "no-deps", false, "Don't start the dependencies of the services named")
 	f.StringArrayVar(&o.scale, "scale", nil, "Scale SERVICE to NUM replicas (SERVICE=NUM; repeatable)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", metricsDefault, "Serve Prometheus /metrics on HOST:PORT; empty turns it off")
@@ -44,6 +44,9 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stop the stack if any service's process exits")
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
+	f.StringArrayVar(&o.attach, "attach", nil, "Show the output of these services only (repeatable)")
+	f.StringArrayVar(&o.noAttach, "no-attach", nil, "Don't show the output of these services (repeatable)")
+	f.BoolVar(&o.attachDeps, "attach-dependencies", false, "Show the output of the dependencies of the services named too")
 	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
@@ -111,6 +114,11 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if o.exitCodeFrom != "" && plan.Service(o.exitCodeFrom) == nil {
 		return fmt.Errorf("--exit-code-from: no service %q in project %q", o.exitCodeFrom, plan.Project)
 	}
+	for _, n := range append(slices.Clip(o.attach), o.noAttach...) {
+		if plan.Service(n) == nil {
+			return fmt.Errorf("--attach/--no-attach: %w", &api.NoServiceError{Name: n, Known: plan.ServiceNames()})
+		}
+	}
 	rt, err := o.runtimeBinary()
 	if err != nil {
 		return err
@@ -143,6 +151,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			Color:      color && !child,
 			Timestamps: o.timestamps,
 			JSON:       o.logFormat == "json",
+			Attached:   engine.Attached(plan, services, o.attach, o.noAttach, o.attachDeps),
 		},
 		Stdout:         stdout,
 		Stderr:         status,

@@ -483,3 +483,54 @@ services:
 	p.down()
 	assertNothingLeft(t, p.name)
 }
+
+// restart --no-deps restarts the service alone: a dependent that follows
+// its restarts (restart: true) keeps its process.
+func TestRestartNoDeps(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db run; exec sleep 1000"]
+  web:
+    image: busybox
+    depends_on:
+      db:
+        condition: service_started
+        restart: true
+    command: ["sh", "-c", "echo web run; exec sleep 1000"]
+`)
+	p.upDetached()
+	p.waitLogs("db-1  | db run", "web-1 | web run")
+	before := p.ps()
+	p.must("restart", "--no-deps", "db")
+	stays(t, 2*time.Second, "web's process", func() bool {
+		r := row(p.ps(), "web-1")
+		return r != nil && r.Pid == row(before, "web-1").Pid && r.Status == "running"
+	})
+	if r := row(p.ps(), "db-1"); r == nil || r.Pid == row(before, "db-1").Pid || r.Status != "running" {
+		t.Errorf("db after restart --no-deps: %+v, want running with a new process", r)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}
+
+// start --wait returns once the service is healthy, as docker compose's.
+func TestStartWaitReturnsOnceHealthy(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, oneService("db", `["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 1000"]`,
+		"healthcheck:", "  test: [\"CMD\", \"test\", \"-f\", \"/tmp/ok\"]", "  interval: 200ms", "  start_period: 30s"))
+	p.upDetached("--wait")
+	p.must("stop", "db")
+	p.must("start", "--wait", "db")
+	if got := statuses(p.ps()); got["db-1"] != "running (healthy)" {
+		t.Errorf("right after start --wait, ps shows %v, want db-1 running (healthy)", got)
+	}
+	p.must("stop", "db")
+	if code, _, errs := p.sstack("start", "--wait-timeout", "1", "db"); code != 1 || !strings.Contains(errs, "--wait-timeout 1s") {
+		t.Errorf("start --wait-timeout 1 of a service healthy after 1s+: exit code %d\n%s", code, errs)
+	}
+	p.down()
+	assertNothingLeft(t, p.name)
+}

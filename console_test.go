@@ -220,3 +220,58 @@ func TestConsoleStoppedReaderCtrlCEndsWaitAtEnd(t *testing.T) {
 	accounted(t, stored, shown, hidden)
 	assertNothingLeft(t, p.name)
 }
+
+// Whose output up shows, as docker compose: up SERVICE shows that service
+// only (its dependencies with --attach-dependencies), --attach only the
+// services named, --no-attach all but those; every line is in the log
+// store all the same.
+func TestUpAttachSelectsOutput(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db line; exec sleep 1000"]
+  web:
+    image: busybox
+    depends_on: [db]
+    command: ["sh", "-c", "echo web line; exec sleep 1000"]
+  other:
+    image: busybox
+    command: ["sh", "-c", "echo other line; exec sleep 1000"]
+`)
+	for _, c := range []struct {
+		args       []string
+		wait       string // the last line to wait for
+		shown, not []string
+		attaching  string
+	}{
+		{[]string{"web"}, "| web line", []string{"web"}, []string{"db", "other"}, "Attaching to web-1\n"},
+		{[]string{"--attach-dependencies", "web"}, "| web line", []string{"db", "web"}, []string{"other"}, "Attaching to db-1, web-1\n"},
+		{[]string{"--no-attach", "other"}, "| web line", []string{"db", "web"}, []string{"other"}, "Attaching to db-1, web-1\n"},
+		{[]string{"--attach", "other"}, "| other line", []string{"other"}, []string{"db", "web"}, "Attaching to other-1\n"},
+	} {
+		r := p.up(append([]string{"up"}, c.args...)...)
+		r.waitStdout(t, c.wait)
+		if c.args[0] != "--attach" {
+			p.waitLogs("db-1 ", "web-1 ") // stored, shown or not
+		}
+		r.ctrlC(t)
+		out, what := r.stdout.String(), strings.Join(c.args, " ")
+		for _, s := range c.shown {
+			if !strings.Contains(out, s+"-1 ") {
+				t.Errorf("up %s: %s's output not shown:\n%s", what, s, out)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(out, s+"-1 ") {
+				t.Errorf("up %s: %s's output shown:\n%s", what, s, out)
+			}
+		}
+		contains(t, "up "+what+" stderr", r.stderr.String(), c.attaching)
+		assertNothingLeft(t, p.name)
+	}
+	if code, _, errs := p.sstack("up", "--attach", "nosuch"); code != 1 || !strings.Contains(errs, "no such service: nosuch") {
+		t.Errorf("--attach nosuch: exit code %d\n%s", code, errs)
+	}
+}

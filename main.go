@@ -62,6 +62,9 @@ type options struct {
 	waitTimeout  int
 	noDeps       bool
 	scale        []string
+	attach       []string
+	noAttach     []string
+	attachDeps   bool
 	noLimits     bool
 
 	// down

@@ -32,6 +32,9 @@ type LogFormat struct {
 	Width int
 	// StoreDir, when set, keeps every line on disk for `sstack logs`.
 	StoreDir string
+	// Attached are the services whose lines the console shows (up
+	// --attach, --no-attach, up SERVICE); nil: all. Every line is stored.
+	Attached map[string]bool
 }
 
 // Printer formats service lines the way `up` and `logs` show them.
@@ -259,6 +262,10 @@ func (l *Logger) Receive(ctx actor.Context) {
 func (l *Logger) writeBatch(b *LogBatch) {
 	stream := b.Stream.String()
 	l.record(b, stream)
+	if a := l.printer.format.Attached; a != nil && !a[b.Source.Service] {
+		release(b.Done)
+		return
+	}
 	l.console.batch(l.printer, b, stream)
 }
 

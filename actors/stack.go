@@ -247,6 +247,9 @@ type replicaState struct {
 	// crashed: the service actor panicked and was stopped; the supervisor
 	// stops its instance and ignores what the dead actor sent before.
 	crashed bool
+	// alone: a user's restart --no-deps; its dependents do not follow
+	// the next start.
+	alone bool
 }
 
 func (r *replicaState) done() bool { return r.row.State == api.StateStopped }
@@ -415,6 +418,15 @@ func (a *stackActor) start(ctx actor.Context) {
 	if len(names) == 0 {
 		a.finish()
 		return
+	}
+	if att := a.cfg.Format.Attached; att != nil {
+		shown := map[string]bool{}
+		for svc, reps := range a.replicas {
+			for _, r := range reps {
+				shown[r.row.Name] = att[svc]
+			}
+		}
+		names = slices.DeleteFunc(names, func(n string) bool { return !shown[n] })
 	}
 	a.publish(ctx, api.Event{Kind: api.EventAttaching, Names: names})
 }
@@ -638,7 +650,10 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 		}
 		return
 	}
-	restarted := ev.Kind == api.EventStarted && ev.Restart
+	restarted := ev.Kind == api.EventStarted && ev.Restart && !r.alone
+	if ev.Kind == api.EventStarted || ev.Kind == api.EventFailed {
+		r.alone = false
+	}
 	a.notifyDependents(ctx, ev.Service, restarted)
 
 	if !a.settled {
@@ -874,6 +889,7 @@ func (a *stackActor) command(ctx actor.Context, req *CommandRequest) ([]string, 
 		case OpStart:
 			ctx.Send(r.pid, &StartService{})
 		case OpRestart:
+			r.alone = req.NoDeps
 			ctx.Send(r.pid, &RestartService{Timeout: req.Timeout})
 		case OpKill:
 			ctx.Send(r.pid, &SignalService{Signal: sig})

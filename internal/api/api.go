@@ -157,7 +157,12 @@ type (
 		// Timeout overrides stop_grace_period when set (stop -t).
 		Timeout *time.Duration
 	}
-	StartOptions   struct{ Services []string }
+	StartOptions struct {
+		Services []string
+		// Wait: return once the services run, healthy where they have a
+		// healthcheck (start --wait).
+		Wait bool
+	}
 	RestartOptions struct {
 		Services []string
 		Timeout  *time.Duration

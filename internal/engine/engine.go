@@ -544,7 +544,39 @@ func (s *Supervisor) Start(ctx context.Context, opts api.StartOptions) error {
 	if err := s.awaitStart(ctx); err != nil {
 		return err
 	}
-	return s.command(ctx, &actors.CommandRequest{Op: actors.OpStart, Services: opts.Services}, leftStart, running)
+	if err := s.command(ctx, &actors.CommandRequest{Op: actors.OpStart, Services: opts.Services}, leftStart, running); err != nil || !opts.Wait {
+		return err
+	}
+	return s.waitServices(ctx, opts.Services)
+}
+
+// waitServices returns once the replicas of services (none: all) run,
+// healthy where they have a healthcheck (start --wait), or says which
+// cannot.
+func (s *Supervisor) waitServices(ctx context.Context, services []string) error {
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	for {
+		rows, err := s.stack.Ps()
+		if err != nil {
+			return err
+		}
+		if len(services) > 0 {
+			rows = FilterRows(rows, api.PsOptions{All: true, Services: services})
+		}
+		done, err := startedAll(s.plan, rows, true)
+		if done || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-ch:
+			if !ok {
+				return ErrStackStopped
+			}
+		}
+	}
 }
 
 // Restart implements api.Stack.
@@ -558,7 +590,7 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 	if err != nil {
 		return err
 	}
-	names, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout})
+	names, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout, NoDeps: opts.NoDeps})
 	if err != nil {
 		return err
 	}
@@ -570,8 +602,10 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 	for _, n := range names {
 		pending[n] = true
 	}
-	for _, n := range followersOf(s.plan, names, before) {
-		followers[n] = true
+	if !opts.NoDeps {
+		for _, n := range followersOf(s.plan, names, before) {
+			followers[n] = true
+		}
 	}
 	for len(pending)+len(followers) > 0 {
 		if len(pending) == 0 && !started {
@@ -979,4 +1013,29 @@ func ReadInfo(stateDir string) (api.ProjectInfo, bool) {
 		return api.ProjectInfo{}, false
 	}
 	return info, true
+}
+
+// Attached are the services whose output up shows, as docker compose
+// decides: those of --attach if given, else the services named (with
+// their dependencies only with attachDeps), else all; less --no-attach.
+// nil means all.
+func Attached(plan *compose.Plan, services, attach, noAttach []string, attachDeps bool) map[string]bool {
+	var from []string
+	switch {
+	case len(attach) > 0:
+		from = attach
+	case len(services) > 0 && attachDeps:
+		from = plan.WithDependencies(services)
+	case len(services) > 0:
+		from = services
+	case len(noAttach) == 0:
+		return nil
+	default:
+		from = plan.ServiceNames()
+	}
+	out := map[string]bool{}
+	for _, s := range from {
+		out[s] = !slices.Contains(noAttach, s)
+	}
+	return out
 }
