@@ -108,6 +108,11 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 	if lerr != nil {
 		return nil, lerr
 	}
+	if len(rows) == 0 {
+		// The stack has ended: its replicas as they ended, until down.
+		_, dir, _ := o.stateDir()
+		rows = engine.LastRows(dir)
+	}
 	// A project that does not run has no replicas to show, as docker
 	// compose ps shows none: not an error.
 	return engine.FilterRows(rows, opts), nil

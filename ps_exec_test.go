@@ -475,3 +475,36 @@ services:
 	p.down()
 	assertNothingLeft(t, p.name)
 }
+
+// After a stack has ended, ps -a still lists its replicas with their last
+// state and exit code, as docker lists exited containers, until down; ps
+// without -a lists none.
+func TestPsAfterStackEnded(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, `
+services:
+  job:
+    image: busybox
+    command: ["sh", "-c", "exit 3"]
+  done:
+    image: busybox
+    command: ["true"]
+`)
+	if code, _, errs := p.run(); code != 0 {
+		t.Fatalf("up: exit code %d\n%s", code, errs)
+	}
+	if got := statuses(p.ps("-a")); len(got) != 2 || got["job-1"] != "exited (3)" || got["done-1"] != "exited (0)" {
+		t.Errorf("ps -a after the stack ended: %v, want job-1 exited (3) and done-1 exited (0)", got)
+	}
+	if got := p.ps(); len(got) != 0 {
+		t.Errorf("ps after the stack ended: %v, want none", statuses(got))
+	}
+	if got := p.must("ps", "-a", "--format", "{{.Name}} {{.ExitCode}}"); !strings.Contains(got, "job-1 3\n") {
+		t.Errorf("ps -a --format: %q", got)
+	}
+	p.down()
+	if got := p.ps("-a"); len(got) != 0 {
+		t.Errorf("ps -a after down: %v, want none", statuses(got))
+	}
+	assertNothingLeft(t, p.name)
+}

@@ -166,6 +166,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := os.RemoveAll(statedir.Logs(plan.StateDir)); err != nil {
 		return nil, err
 	}
+	_ = os.Remove(statedir.LastPs(plan.StateDir))
 	var hostsOf func(*compose.Service) []compose.HostEntry
 	if cl != nil {
 		hostsOf = cl.hostsOf
@@ -265,6 +266,9 @@ func (s *Supervisor) KillAll() { s.stack.Kill() }
 // lines, stops the actors, the control socket and the metrics endpoint,
 // and unlocks the project.
 func (s *Supervisor) Close() {
+	if rows, err := s.stack.Ps(); err == nil {
+		recordLastRows(s.plan.StateDir, rows)
+	}
 	s.stack.Close()
 	if s.cluster != nil {
 		// Every replica is stopped: the agents end, and their steps.
@@ -1038,4 +1042,36 @@ func Attached(plan *compose.Plan, services, attach, noAttach []string, attachDep
 		out[s] = !slices.Contains(noAttach, s)
 	}
 	return out
+}
+
+// recordLastRows keeps the replicas as the stack ended, so that ps -a
+// still lists them with their last state and exit code until down, as
+// docker lists exited containers ("exited (143)" for one the teardown
+// stopped).
+func recordLastRows(stateDir string, rows []api.Replica) {
+	for i := range rows {
+		rows[i].Pid = 0
+		// Its instance is gone, as every one at the end: what docker
+		// shows of a container is how its process exited.
+		if rows[i].State == api.StateStopped && rows[i].Ran {
+			rows[i].State = api.StateExited
+		}
+	}
+	if b, err := json.Marshal(rows); err == nil {
+		_ = os.WriteFile(statedir.LastPs(stateDir), b, 0o600)
+	}
+}
+
+// LastRows are the replicas of a project as its stack ended (none when
+// it never ran, or was taken down).
+func LastRows(stateDir string) []api.Replica {
+	b, err := os.ReadFile(statedir.LastPs(stateDir))
+	if err != nil {
+		return nil
+	}
+	var rows []api.Replica
+	if json.Unmarshal(b, &rows) != nil {
+		return nil
+	}
+	return rows
 }

@@ -9,6 +9,7 @@
 //	    supervisor.json  what the supervisor says of itself (ls)
 //	    control.sock     the control API
 //	    sstack.log       status lines of a detached supervisor
+//	    ps.json          the replicas as the stack ended (ps -a until down)
 //	    journal/<inst>   instances about to be started (crash-safe down)
 //	    logs/            service output (sstack logs)
 //	    hosts/<service>  generated /etc/hosts files
@@ -26,6 +27,7 @@ const (
 	infoFile    = "supervisor.json"
 	socketFile  = "control.sock"
 	logFile     = "sstack.log"
+	lastPsFile  = "ps.json"
 	journalDir  = "journal"
 	logsDir     = "logs"
 	hostsDir    = "hosts"
@@ -38,6 +40,7 @@ func Info(dir string) string          { return filepath.Join(dir, infoFile) }
 func Socket(dir string) string        { return dir + "/" + socketFile }
 func SocketName() string              { return socketFile }
 func SupervisorLog(dir string) string { return filepath.Join(dir, logFile) }
+func LastPs(dir string) string        { return filepath.Join(dir, lastPsFile) }
 func Journal(dir string) string       { return filepath.Join(dir, journalDir) }
 func Logs(dir string) string          { return filepath.Join(dir, logsDir) }
 func Hosts(dir string) string         { return filepath.Join(dir, hostsDir) }
