@@ -507,7 +507,9 @@ func instances(t *testing.T, project string) []string {
 	return names
 }
 
-// leftovers lists processes that belong to a project's instances.
+// leftovers lists processes that belong to a project's instances or to
+// its network (the holder's title names the project; holder and forwarder
+// run in the project's state directory).
 func leftovers(project string) []string {
 	var found []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -517,7 +519,8 @@ func leftovers(project string) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "instance://"+project+".") || strings.Contains(cmd, "["+project+".") {
+		cwd, _ := os.Readlink(filepath.Join(filepath.Dir(f), "cwd"))
+		if strings.Contains(cmd, "instance://"+project+".") || strings.Contains(cmd, "["+project+".") || strings.TrimSuffix(filepath.Base(cwd), " (deleted)") == project {
 			found = append(found, strings.TrimSpace(cmd))
 		}
 	}
