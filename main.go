@@ -219,6 +219,9 @@ func (o *options) loadOptions() compose.Options {
 }
 
 func (o *options) load() (*compose.Plan, error) {
+	if o.network != "" && o.network != compose.NetworkHost {
+		return nil, &usageError{fmt.Errorf("--network %q: the one value is host (every service on the host's network); without it each stack has its own", o.network)}
+	}
 	plan, err := compose.Load(context.Background(), o.loadOptions())
 	if err != nil {
 		return nil, err

@@ -52,11 +52,11 @@ func (p Port) HostAddr() string {
 // Written is the entry as a compose file writes it ([HOST_IP:][PUBLISHED:]TARGET/PROTO).
 func (p Port) Written() string {
 	s := strconv.Itoa(p.Target) + "/" + p.Protocol
+	if p.HostIP != "" {
+		return p.HostIP + ":" + p.Published + ":" + s
+	}
 	if p.Published != "" {
 		s = p.Published + ":" + s
-	}
-	if p.HostIP != "" {
-		s = p.HostIP + ":" + s
 	}
 	return s
 }
