@@ -104,6 +104,8 @@ type project struct {
 	env      []string
 	// user, when set, is the unprivileged user sstack runs as (asUser).
 	user *syscall.Credential
+	// busybox is the busybox test image as this project's user reads it.
+	busybox string
 }
 
 // newProject writes compose, with every `image: busybox` naming the busybox
@@ -111,15 +113,14 @@ type project struct {
 func newProject(t *testing.T, compose string) *project {
 	t.Helper()
 	testimg.RequireRuntime(t)
-	if strings.Contains(compose, busyboxImage) {
-		compose = strings.ReplaceAll(compose, busyboxImage, "image: "+testimg.Busybox(t)+"\n")
-	}
 	p := &project{
 		t:        t,
 		name:     fmt.Sprintf("it%d", rand.Int63()%1_000_000_000),
 		dir:      t.TempDir(),
 		stateDir: t.TempDir(),
+		busybox:  testimg.Busybox(t),
 	}
+	compose = p.withImages(compose)
 	p.env = append(os.Environ(), "SSTACK_STATE_DIR="+p.stateDir, "SSTACK_IMAGE_DIR="+filepath.Join(p.dir, "images"))
 	p.write("docker-compose.yml", compose)
 	t.Cleanup(p.cleanup)
@@ -143,10 +144,19 @@ func (p *project) write(name, content string) string {
 func (p *project) writeSecret(name, content string) {
 	p.t.Helper()
 	path := filepath.Join(p.dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		p.t.Fatal(err)
 	}
 	p.own(path)
+}
+
+// withImages is compose with every `image: busybox` naming the busybox
+// test image.
+func (p *project) withImages(compose string) string {
+	return strings.ReplaceAll(compose, busyboxImage, "image: "+p.busybox+"\n")
 }
 
 // own gives path to the user sstack runs as.
@@ -221,9 +231,9 @@ func newUserProject(t *testing.T, compose string) *project {
 		p.own(d)
 	}
 	_ = os.Chmod(base, 0o755)
-	img := filepath.Join(base, "busybox.sif")
-	copyExecutable(t, testimg.Busybox(t), img, 0o644)
-	compose = strings.ReplaceAll(compose, busyboxImage, "image: "+img+"\n")
+	p.busybox = filepath.Join(base, "busybox.sif")
+	copyExecutable(t, testimg.Busybox(t), p.busybox, 0o644)
+	compose = p.withImages(compose)
 	p.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "SSTACK_STATE_DIR=" + p.stateDir, "SSTACK_IMAGE_DIR=" + filepath.Join(p.dir, "images")}
 	usersOf.Store(p.name, p)
 	p.write("docker-compose.yml", compose)

@@ -335,3 +335,49 @@ func TestNetworkMissingForwarder(t *testing.T) {
 		t.Errorf("--network host: exit code %d, output %q", code, out)
 	}
 }
+
+// A real compose file (awesome-compose's nginx-golang-postgres: a proxy in
+// front of a backend in front of a database) with busybox stand-ins for
+// its images, in an override file, as an unprivileged user: the proxy
+// listens on port 80 inside and is reached through its published port.
+func TestNetworkCorpusProxy(t *testing.T) {
+	t.Parallel()
+	corpus := filepath.Join("..", "shared", "corpus", "awesome-compose", "nginx-golang-postgres")
+	original, err := os.ReadFile(filepath.Join(corpus, "compose.yaml"))
+	if err != nil {
+		t.Skip(err)
+	}
+	p := newUserProject(t, string(original))
+	p.writeSecret("db/password.txt", "corpus-secret\n")
+	p.write("proxy/nginx.conf", "# the stand-in does not read it\n")
+	cgi := p.write("proxy/www/cgi-bin/index.cgi", "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"proxied: $(wget -qO- http://backend:8000/)\"\n")
+	if err := os.Chmod(cgi, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	override := p.write("override.yaml", p.withImages(`
+services:
+  backend:
+    build: !reset null
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/www && wget -qO /tmp/www/index.html http://db:5432/ && exec httpd -f -p 8000 -h /tmp/www"]
+  db:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/db && cat /run/secrets/db-password > /tmp/db/index.html && exec httpd -f -p 5432 -h /tmp/db"]
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:5432/"]
+      interval: 1s
+  proxy:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    volumes:
+      - ./proxy/www:/www:ro
+    ports: !override ["`+port+`:80"]
+`))
+	p.must("-f", override, "up", "-d")
+	if got := get(t, "http://127.0.0.1:"+port+"/cgi-bin/index.cgi"); !strings.Contains(got, "proxied: corpus-secret") {
+		t.Errorf("through the proxy's published port: %q", got)
+	}
+	p.must("-f", override, "down")
+	assertNothingLeft(t, p.name)
+}
