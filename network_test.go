@@ -381,3 +381,21 @@ services:
 	p.must("-f", override, "down")
 	assertNothingLeft(t, p.name)
 }
+
+// A foreground up publishes its ports as a detached one does, and Ctrl-C
+// leaves nothing of its network.
+func TestNetworkForegroundCtrlC(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		port := freePort(t)
+		p := newP(t, httpd("web", "foreground", `ports: ["127.0.0.1:`+port+`:80"]`))
+		r := p.up()
+		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "foreground") {
+			t.Errorf("published port: %q", got)
+		}
+		r.ctrlC(t)
+		assertNothingLeft(t, p.name)
+		if !unreachable("127.0.0.1:" + port) {
+			t.Error("the published port still answers after Ctrl-C")
+		}
+	})
+}
