@@ -124,4 +124,3 @@ func benchFreePort(b *testing.B) string {
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
-
