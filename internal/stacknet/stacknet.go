@@ -446,14 +446,18 @@ func (n *Net) save() error {
 	return os.Rename(tmp, filepath.Join(n.dir, recordFile))
 }
 
-func procOf(pid int) proc { return proc{Pid: pid, Start: startTime(pid)} }
+func procOf(pid int) proc {
+	start, _ := stat(pid)
+	return proc{Pid: pid, Start: start}
+}
 
-// startTime is field 22 of /proc/PID/stat (0 when the process is gone):
-// with the pid it names one process, never a recycled pid.
-func startTime(pid int) uint64 {
+// stat reads /proc/PID/stat: field 22, the start time (0 when the process
+// is gone), which with the pid names one process, never a recycled pid;
+// and whether it is a zombie.
+func stat(pid int) (start uint64, zombie bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	// The command name (field 2) may hold spaces: count after its ')'.
 	s := string(b)
@@ -462,16 +466,20 @@ func startTime(pid int) uint64 {
 	}
 	f := strings.Fields(s)
 	if len(f) < 20 {
-		return 0
+		return 0, false
 	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z"
 }
 
 // alive: p still runs (a zombie holds nothing: it only waits for its
 // parent).
 func (p proc) alive() bool {
-	return p.Pid > 0 && p.Start != 0 && startTime(p.Pid) == p.Start && !zombie(p.Pid)
+	if p.Pid <= 0 || p.Start == 0 {
+		return false
+	}
+	start, zombie := stat(p.Pid)
+	return start == p.Start && !zombie
 }
 
 // kill SIGKILLs p if it is still the process recorded, and waits a
@@ -484,16 +492,4 @@ func (p proc) kill() {
 	for i := 0; i < 100 && p.alive(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
 }
