@@ -79,6 +79,8 @@ type Published struct {
 	HostPort int    `json:"host_port"`
 	Target   int    `json:"target"`
 	Protocol string `json:"protocol"`
+	// GuestAddr is the address in the namespace ("": the stack's own).
+	GuestAddr string `json:"guest_addr,omitempty"`
 }
 
 const (
@@ -239,6 +241,9 @@ func startHolder(self, dir string, userNS bool, exit *os.File) (_ proc, keep fun
 // touched; root needs it too, since Apptainer drops root's capabilities
 // by default), say "ready", and wait to be killed.
 func Hold() {
+	if len(os.Args) > 3 && os.Args[3] == replicaArg {
+		holdReplica()
+	}
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stdout, format+"\n", args...) }
 	if err := loopbackUp(); err != nil {
 		say("bringing loopback up: %v", err)
@@ -254,6 +259,9 @@ func Hold() {
 	// Stay only if sstack recorded us (see startHolder).
 	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "keep\n" {
 		os.Exit(0)
+	}
+	if err := serveHolder(); err != nil {
+		os.Exit(1)
 	}
 	// Nothing more to say or hear: a closed pipe must not end the holder.
 	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
@@ -357,8 +365,11 @@ func summarize(out []byte) string {
 // Publish forwards host_ip:host_port on the host to the port in the
 // namespace, through slirp4netns's API.
 func (n *Net) Publish(p Published) error {
-	req := map[string]any{"execute": "add_hostfwd", "arguments": map[string]any{
-		"proto": p.Protocol, "host_addr": p.HostIP, "host_port": p.HostPort, "guest_port": p.Target}}
+	args := map[string]any{"proto": p.Protocol, "host_addr": p.HostIP, "host_port": p.HostPort, "guest_port": p.Target}
+	if p.GuestAddr != "" {
+		args["guest_addr"] = p.GuestAddr
+	}
+	req := map[string]any{"execute": "add_hostfwd", "arguments": args}
 	var resp struct {
 		Error *struct {
 			Desc string `json:"desc"`
@@ -402,7 +413,7 @@ func (n *Net) Close() {
 	for _, p := range []proc{n.rec.Forwarder, n.rec.Holder} {
 		p.kill()
 	}
-	for _, f := range []string{recordFile, apiSocket} {
+	for _, f := range []string{recordFile, apiSocket, holderSocket} {
 		_ = os.Remove(filepath.Join(n.dir, f))
 	}
 }
