@@ -48,6 +48,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.StringArrayVar(&o.noAttach, "no-attach", nil, "Don't show the output of these services (repeatable)")
 	f.BoolVar(&o.attachDeps, "attach-dependencies", false, "Show the output of the dependencies of the services named too")
 	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
+	networkFlag(c, o)
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
 }
@@ -575,6 +576,7 @@ func newConfig(o *options) *cobra.Command {
 	c.Flags().BoolVar(&services, "services", false, "Print the service names, one per line")
 	c.Flags().BoolVar(&images, "images", false, "Print the image names, one per line")
 	c.Flags().StringVar(&format, "format", "yaml", "Format of the plan: yaml or json")
+	networkFlag(c, o)
 	return c
 }
 

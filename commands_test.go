@@ -341,6 +341,7 @@ func TestUnknownServiceListsKnownOnes(t *testing.T) {
 // (-n, -p, --project-name, --project; NAME for rm), both where the compose
 // file is loaded (config) and where only the name is needed (ps).
 func TestInvalidProjectNameNamesTheFlagGiven(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  a:\n    image: ./a.sif\n"), 0o644); err != nil {

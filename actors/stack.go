@@ -37,6 +37,10 @@ type StackConfig struct {
 	// Unprepared are services whose mounts Prepare did not make (not
 	// selected by up SVC): their replicas make their own when they start.
 	Unprepared []string
+	// Nets is each service's network (none: the host's); ResolvConf is
+	// bound onto /etc/resolv.conf of those on a stack network.
+	Nets       map[string]singularity.Network
+	ResolvConf string
 	Format     LogFormat
 	Stdout     io.Writer // service output
 	Stderr     io.Writer // sstack's status lines
@@ -554,6 +558,8 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		Instance:      inst,
 		Name:          svc.DisplayName(r),
 		HostsFile:     a.cfg.HostsFiles[svc.Name],
+		Net:           a.cfg.Nets[svc.Name],
+		ResolvConf:    a.cfg.ResolvConf,
 		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,
 		Runtime:       a.cfg.Runtime,

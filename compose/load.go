@@ -42,6 +42,9 @@ type Options struct {
 	// Services named on the command line (up SVC, build SVC): the
 	// profiles they are in are enabled too, as docker compose does.
 	Services []string
+	// HostNetwork (up --network host) runs every service on the host's
+	// network instead of the stack's own, as x-sstack.network: host does.
+	HostNetwork bool
 	// WorkingDir is the directory relative paths given in Options are
 	// resolved against and default files are searched from; "" is the
 	// current directory.

@@ -47,7 +47,7 @@ func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allo
 		// Detect resolved NodeAddr (or the host name) where it could.
 		addr := n.Addr
 		if net.ParseIP(addr) == nil {
-			return nil, fmt.Errorf("Slurm job %s: node %s: its address %q does not resolve to an IP: services on other nodes could not reach it; set NodeAddr in slurm.conf or fix the name's resolution", alloc.JobID, n.Name, addr)
+			return nil, fmt.Errorf("node %[2]s of Slurm job %[1]s: its address %[3]q does not resolve to an IP: services on other nodes could not reach it; set NodeAddr in slurm.conf or fix the name's resolution", alloc.JobID, n.Name, addr)
 		}
 		labels := map[string]string{}
 		for _, f := range n.Features {
@@ -195,7 +195,7 @@ func (c *cluster) hostsOf(svc *compose.Service) []compose.HostEntry {
 func (c *cluster) rewriteHosts() {
 	for name, path := range c.hosts {
 		if svc := c.plan.Service(name); svc != nil {
-			_ = os.WriteFile(path, []byte(actors.HostsFile(c.plan.PlacedHosts(svc, c.addrs))), 0o600)
+			_ = os.WriteFile(path, []byte(actors.HostsFile(compose.GatewayAt(c.plan.PlacedHosts(svc, c.addrs), "127.0.0.1"))), 0o600)
 		}
 	}
 }

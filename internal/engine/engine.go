@@ -65,6 +65,7 @@ type Supervisor struct {
 	plan     *compose.Plan
 	rt       *singularity.Apptainer
 	cluster  *cluster // inside a Slurm allocation; nil on one host
+	nets     *networks
 	stack    *actors.Stack
 	server   *control.Server
 	listener net.Listener
@@ -142,6 +143,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			if cl != nil {
 				cl.close()
 			}
+			s.nets.close()
 			s.release()
 			// Refused before anything started: leave nothing on disk
 			// that was not there (the directory goes only if empty).
@@ -167,11 +169,20 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	_ = os.Remove(statedir.LastPs(plan.StateDir))
-	var hostsOf func(*compose.Service) []compose.HostEntry
+	if s.nets, err = startNetworks(ctx, plan, cl != nil, opts.Stderr); err != nil {
+		return nil, err
+	}
+	resolv, err := resolvConf(plan.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("writing resolv.conf in %s: %w", plan.StateDir, err)
+	}
+	hostsOf := plan.HostsOf
 	if cl != nil {
 		hostsOf = cl.hostsOf
 	}
-	hosts, err := actors.Prepare(ctx, plan, rt, hostsOf, selected)
+	hosts, err := actors.Prepare(ctx, plan, rt, func(svc *compose.Service) ([]compose.HostEntry, error) {
+		return s.nets.hosts(plan, svc, hostsOf(svc))
+	}, selected)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +225,8 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		HasRunscript:   runscripts,
 		HostsFiles:     hosts,
 		Unprepared:     slices.DeleteFunc(plan.ServiceNames(), func(n string) bool { return slices.Contains(selected, n) }),
+		Nets:           s.nets.of,
+		ResolvConf:     resolv,
 		Format:         format,
 		Stdout:         opts.Stdout,
 		Stderr:         opts.Stderr,
@@ -274,6 +287,8 @@ func (s *Supervisor) Close() {
 		// Every replica is stopped: the agents end, and their steps.
 		s.cluster.close()
 	}
+	// Every instance is gone: nothing uses the stack network any more.
+	s.nets.close()
 	s.release()
 }
 
@@ -415,7 +430,11 @@ func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica
 	if err := s.checkServices(services); err != nil {
 		return nil, err
 	}
-	return s.stack.Ps()
+	rows, err := s.stack.Ps()
+	for i := range rows {
+		rows[i].Publishers = s.nets.publishers(rows[i].Service)
+	}
+	return rows, err
 }
 
 // FilterRows keeps the rows ps shows for opts.
@@ -829,7 +848,8 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}
+		n := s.nets.of[svc.Name] // nets is set once Up has succeeded
+		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, NetHolder: n.Holder, NetUserNS: n.UserNS}
 		if s.cluster != nil && r.Node != "" {
 			t.Node, t.Job = r.Node, s.cluster.job
 			t.Env = append(slices.Clip(t.Env), agent.NodeEnv+"="+r.Node)

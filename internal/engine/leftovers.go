@@ -17,6 +17,7 @@ import (
 	"sstack/actors"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/stacknet"
 	"sstack/internal/statedir"
 	"sstack/singularity"
 )
@@ -34,6 +35,10 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 	waitStarts(ctx, statedir.Recorded(stateDir), progress)
 	if err := stopLeftovers(ctx, rt, project, nil, grace, progress); err != nil {
 		return err
+	}
+	// The instances are gone: end their network's holder and forwarder.
+	if stacknet.Cleanup(stateDir) {
+		fmt.Fprintf(progress, "Network %s  Removed\n", project)
 	}
 	entries, err := os.ReadDir(stateDir)
 	if err != nil && !os.IsNotExist(err) {
