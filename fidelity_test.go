@@ -352,3 +352,43 @@ func TestFidelityDockerComposeWarnings(t *testing.T) {
 	contains(t, "up's stderr", errs, want...)
 	assertNothingLeft(t, p.name)
 }
+
+// hostname gives the instance its own host name (a UTS namespace of its
+// own, as a container's), per replica with {{.Task.Slot}}; the host's is
+// untouched. As root and as an unprivileged user alike.
+func TestFidelityHostname(t *testing.T) {
+	const compose = `
+services:
+  web:
+    image: busybox
+    hostname: web.example
+    command: ["sh", "-c", "echo name=$$(hostname); exec sleep 1000"]
+  worker:
+    image: busybox
+    hostname: "w{{.Task.Slot}}"
+    scale: 2
+    command: ["sleep", "1000"]
+`
+	host, _ := os.Hostname()
+	for _, c := range []struct {
+		name string
+		new  func(*testing.T, string) *project
+	}{{"root", newProject}, {"unprivileged", newUserProject}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			p := c.new(t, compose)
+			p.upDetached()
+			p.waitLogs("name=web.example")
+			for _, w := range []struct{ index, want string }{{"1", "w1"}, {"2", "w2"}} {
+				if out := p.must("exec", "-T", "--index", w.index, "worker", "hostname"); out != w.want+"\n" {
+					t.Errorf("worker-%s: hostname %q, want %s", w.index, out, w.want)
+				}
+			}
+			if now, _ := os.Hostname(); now != host {
+				t.Errorf("the host's name changed: %q, was %q", now, host)
+			}
+			p.down()
+			assertNothingLeft(t, p.name)
+		})
+	}
+}

@@ -116,6 +116,11 @@ func (p *Plan) checkReplicas(s *Service) []error {
 				fail("working_dir", "working_dir", "%v", err)
 			}
 		}
+		if r.Hostname != "" {
+			if err := singularity.ValidateHostname(r.Hostname); err != nil {
+				fail("hostname", "hostname", "%v", err)
+			}
+		}
 		for _, c := range []struct {
 			key  string
 			args []string

@@ -45,7 +45,7 @@ var unsupportedServiceKeys = map[string]string{
 	"dns_opt":             reasonDNS,
 	"dns_search":          reasonDNS,
 	"dockerfile":          "not used: name the build file in build.dockerfile",
-	"domainname":          "the instance keeps the host's domain name",
+	"domainname":          "not set: Apptainer cannot set an instance's domain name (an unprivileged user cannot write it even in the instance's own UTS namespace; measured); give the full name as hostname: NAME.DOMAIN",
 	"external_links":      "there are no containers outside the project to link to",
 	"group_add":           reasonPrivileges,
 	"ipc":                 reasonNamespaces,

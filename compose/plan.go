@@ -69,6 +69,10 @@ type Service struct {
 	// reports them.
 	Problems []error `json:"-"`
 
+	// Hostname (compose hostname) is the instance's own host name, in a
+	// UTS namespace of its own; "" keeps the host's.
+	Hostname string `json:"hostname,omitempty"`
+
 	ImageRef string `json:"image_ref"` // as written in the compose file
 	// Image is the resolved path: a .sif/.simg file or a sandbox
 	// directory; for a missing image, where up pulls or builds it.

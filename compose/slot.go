@@ -44,7 +44,7 @@ func expandSlots(values []string, n int) []string {
 // HasSlotTemplate reports whether any value ForReplica replaces holds a
 // slot template, i.e. whether the replicas of s differ.
 func (s *Service) HasSlotTemplate() bool {
-	strs := slices.Concat(s.Entrypoint, s.Command, s.Environment, []string{s.WorkingDir})
+	strs := slices.Concat(s.Entrypoint, s.Command, s.Environment, []string{s.WorkingDir, s.Hostname})
 	if s.Healthcheck != nil {
 		strs = append(strs, s.Healthcheck.Test...)
 	}
@@ -74,6 +74,7 @@ func (s *Service) ForReplica(n int) *Service {
 		}
 	}
 	r.WorkingDir = expandSlot(s.WorkingDir, n)
+	r.Hostname = expandSlot(s.Hostname, n)
 	if s.Mounts != nil {
 		r.Mounts = make([]Mount, len(s.Mounts))
 		for i, m := range s.Mounts {

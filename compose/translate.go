@@ -242,7 +242,7 @@ func (t *translator) fileObjectWarnings(section, name string, f types.FileObject
 // service translates one service; nil when it is not to be started.
 func (t *translator) service(sc types.ServiceConfig) *Service {
 	name := sc.Name
-	s := &Service{Name: name, ReadOnly: sc.ReadOnly}
+	s := &Service{Name: name, ReadOnly: sc.ReadOnly, Hostname: sc.Hostname}
 
 	replicas, ok := t.replicas(sc)
 	if !ok {
@@ -457,13 +457,6 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 	}
 	if len(networks) > 0 {
 		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonOneNetwork)
-	}
-	if sc.Hostname != "" {
-		per := ""
-		if hasSlot(sc.Hostname) {
-			per = ", one name per replica"
-		}
-		t.warn(name, "hostname", "the instance keeps the host's hostname; %s is only added to /etc/hosts%s", sc.Hostname, per)
 	}
 	if sc.Init != nil && !*sc.Init {
 		t.warn(name, "init", "false is not honoured: Apptainer always runs its own init as PID 1 of the instance")

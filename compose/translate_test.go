@@ -305,7 +305,7 @@ networks:
 				eq(t, p.Service("web").ExtraHosts, own)
 				eq(t, p.HostsOf(p.Service("web")), append(slices.Clone(base), own...))
 				eq(t, p.HostsOf(p.Service("db")), base)
-				mustWarn(t, p, "db", "hostname")
+				eq(t, p.Service("db").Hostname, "dbhost")
 				mustWarn(t, p, "db", "networks")
 				mustWarn(t, p, "", "networks")
 				// container_name is what docker compose shows for the replica.

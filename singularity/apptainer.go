@@ -322,6 +322,12 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
 	}
 	args = append(append(append(args, spec.Limits.args()...), gpu...), spec.Net.netArgs()...)
+	if spec.Hostname != "" {
+		if err := ValidateHostname(spec.Hostname); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
+		}
+		args = append(args, "--hostname", spec.Hostname)
+	}
 	return append(args, image, spec.Name), nil
 }
 

@@ -111,6 +111,17 @@ func TestStartArgs(t *testing.T) {
 				" | --scratch | /run | --scratch | /tmp/x | /img/db.sif | p.db.1",
 		},
 		{
+			name: "hostname",
+			spec: InstanceSpec{Name: "p.h.1", Image: "/img/h.sif", Hostname: "web.example"},
+			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +
+				" | --hostname | web.example | /img/h.sif | p.h.1",
+		},
+		{
+			name: "bad hostname",
+			spec: InstanceSpec{Name: "p.h.1", Image: "/img/h.sif", Hostname: "-web"},
+			err:  `host name "-web"`,
+		},
+		{
 			name: "network none",
 			spec: InstanceSpec{Name: "p.n.1", Image: "/img/n.sif", Net: Network{None: true}},
 			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +

@@ -182,6 +182,21 @@ func ValidateEnvSize(env []string) error {
 	return nil
 }
 
+// ValidateHostname checks a host name as --hostname sets it (a UTS
+// namespace of the instance's own, root or not; measured): letters,
+// digits, '-' and '.', at most 64 bytes (HOST_NAME_MAX).
+func ValidateHostname(name string) error {
+	if name == "" || len(name) > 64 || name[0] == '-' || name[0] == '.' {
+		return fmt.Errorf("host name %q: give 1 to 64 letters, digits, '-' and '.', starting with a letter or digit", name)
+	}
+	for _, r := range name {
+		if !(r == '-' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("host name %q: %q is not allowed; use letters, digits, '-' and '.'", name, r)
+		}
+	}
+	return nil
+}
+
 func validEnvName(k string) bool {
 	if k == "" || k[0] >= '0' && k[0] <= '9' {
 		return false

@@ -41,6 +41,9 @@ type InstanceSpec struct {
 	WorkDir string
 	// Net is the network namespace the instance lives in; zero: the host's.
 	Net Network
+	// Hostname, when set, gives the instance a UTS namespace of its own
+	// with that host name (compose hostname).
+	Hostname string
 }
 
 // ProcessSpec describes the service process run inside an instance.
