@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -386,6 +387,51 @@ services:
 			}
 			if now, _ := os.Hostname(); now != host {
 				t.Errorf("the host's name changed: %q, was %q", now, host)
+			}
+			p.down()
+			assertNothingLeft(t, p.name)
+		})
+	}
+}
+
+// ulimits are set on the service process, in both forms; for an
+// unprivileged user a hard limit above the user's own is lowered to it,
+// with a warning (only root may raise a hard limit).
+func TestFidelityUlimits(t *testing.T) {
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil {
+		t.Fatal(err)
+	}
+	const compose = `
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo nofile=$$(ulimit -n):$$(ulimit -Hn) core=$$(ulimit -c); exec sleep 1000"]
+    ulimits:
+      nofile: {soft: 1000, hard: 2000}
+      core: 0
+  big:
+    image: busybox
+    command: ["sh", "-c", "echo hard=$$(ulimit -Hn); exec sleep 1000"]
+    ulimits:
+      nofile: HARD
+`
+	for _, c := range []struct {
+		name string
+		new  func(*testing.T, string) *project
+	}{{"root", newProject}, {"unprivileged", newUserProject}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			hard := cur.Max // as much as this process has: root may keep it
+			if c.name == "unprivileged" {
+				hard = cur.Max + 1000 // above the user's own
+			}
+			p := c.new(t, strings.Replace(compose, "HARD", strconv.FormatUint(hard, 10), 1))
+			errs := p.upDetached()
+			p.waitLogs("app-1 | nofile=1000:2000 core=0", "big-1 | hard="+strconv.FormatUint(cur.Max, 10))
+			warned := strings.Contains(errs, `WARN service "big": ulimits.nofile: hard limit `+strconv.FormatUint(hard, 10)+" is above this user's own")
+			if warned != (c.name == "unprivileged") {
+				t.Errorf("clamp warning %v, want it only unprivileged:\n%s", warned, errs)
 			}
 			p.down()
 			assertNothingLeft(t, p.name)

@@ -31,6 +31,9 @@ func instanceSpec(cfg *ServiceConfig) singularity.InstanceSpec {
 func processSpec(cfg *ServiceConfig) singularity.ProcessSpec {
 	svc := cfg.Service
 	spec := singularity.ProcessSpec{Instance: cfg.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, Net: cfg.Net}
+	for _, u := range svc.Ulimits {
+		spec.Rlimits = append(spec.Rlimits, singularity.Rlimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
 	if svc.Entrypoint == nil && cfg.HasRunscript {
 		spec.Run = true
 		spec.Args = svc.Command

@@ -71,7 +71,6 @@ var unsupportedServiceKeys = map[string]string{
 	"storage_opt":         "volumes are plain directories under the state directory",
 	"sysctls":             "kernel parameters cannot be set for an instance",
 	"tty":                 "services get no terminal",
-	"ulimits":             "the instance has sstack's own ulimits: set them (ulimit) before starting sstack",
 	"umask":               "the umask is inherited from sstack",
 	"use_api_socket":      "there is no Docker API socket",
 	"user":                reasonPrivileges,
@@ -88,7 +87,7 @@ var translatedServiceKeys = append(append([]string{
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
 	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
-	"stop_signal", "tmpfs", "volumes",
+	"stop_signal", "tmpfs", "ulimits", "volumes",
 	"volumes_from", "working_dir",
 }, resourceKeys...), gpuKeys...)
 

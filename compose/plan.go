@@ -69,6 +69,9 @@ type Service struct {
 	// reports them.
 	Problems []error `json:"-"`
 
+	// Ulimits (compose ulimits) are set on the service process before it
+	// starts, sorted by name.
+	Ulimits []Ulimit `json:"ulimits,omitempty"`
 	// Hostname (compose hostname) is the instance's own host name, in a
 	// UTS namespace of its own; "" keeps the host's.
 	Hostname string `json:"hostname,omitempty"`

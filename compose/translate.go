@@ -267,6 +267,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 		}
 	}
 	s.WorkingDir = sc.WorkingDir
+	s.Ulimits = t.ulimits(sc)
 
 	t.volumes(sc, s)
 	t.tmpfs(sc, s)

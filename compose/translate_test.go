@@ -903,3 +903,29 @@ func eq[T any](t *testing.T, got, want T) {
 		t.Errorf("\n got  %#v\n want %#v", got, want)
 	}
 }
+
+// ulimits in both forms; unknown resources and a soft limit above the
+// hard one are refused.
+func TestUlimits(t *testing.T) {
+	f := newFixture(t, map[string]string{"compose.yaml": `services:
+  a:
+    image: redis:7
+    ulimits:
+      nproc: 65535
+      nofile: {soft: 1024, hard: 4096}
+      core: -1
+`}, fixtureImages...)
+	p := f.mustLoad(t, f.opts())
+	eq(t, p.Service("a").Ulimits, []Ulimit{{"core", -1, -1}, {"nofile", 1024, 4096}, {"nproc", 65535, 65535}})
+	f = newFixture(t, map[string]string{"compose.yaml": `services:
+  a:
+    image: redis:7
+    ulimits:
+      nofiles: 10
+      nofile: {soft: 4096, hard: 1024}
+`}, fixtureImages...)
+	_, err := f.load(t, f.opts())
+	wantErrors(t, err,
+		`service "a": ulimits: nofile: soft limit 4096 is above the hard limit 1024`,
+		`service "a": ulimits: nofiles: not a resource limit`)
+}

@@ -35,6 +35,13 @@ func (a *Apptainer) StartProcess(ctx context.Context, spec ProcessSpec) (Process
 		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	if len(spec.Rlimits) > 0 {
+		argv, err := withRlimits(spec.Rlimits, cmd.Args)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+		}
+		cmd.Path, cmd.Args = argv[0], argv
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("instance %q: starting %s: %w", spec.Instance, a.Binary, err)
 	}

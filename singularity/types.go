@@ -59,6 +59,8 @@ type ProcessSpec struct {
 	// Net is the instance's network (its InstanceSpec.Net): the client
 	// must be started inside it to reach the instance.
 	Net Network
+	// Rlimits are set on the process before it starts (compose ulimits).
+	Rlimits []Rlimit
 	// Stdout and Stderr receive the process's output; nil discards it.
 	Stdout io.Writer
 	Stderr io.Writer

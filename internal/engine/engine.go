@@ -119,6 +119,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
 		return nil, err
 	}
+	clampUlimits(plan, selected, opts.Stderr)
 	alloc, err := slurm.Detect(ctx, os.Environ())
 	if err != nil {
 		return nil, err

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sstack/compose"
@@ -44,6 +46,40 @@ func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptai
 		errs = append(errs, fmt.Errorf("service %q: %s: cgroup limits cannot be applied here: %v; or start without limits: sstack up --no-limits", s.Name, strings.Join(s.Resources.Keys, ", "), err))
 	}
 	return errors.Join(errs...)
+}
+
+// clampUlimits lowers, for a user who may not raise hard limits (not
+// root), a ulimit above this process's own hard limit to it, with a
+// warning: setting it would fail the service's start.
+func clampUlimits(plan *compose.Plan, selected []string, warn io.Writer) {
+	if os.Geteuid() == 0 {
+		return
+	}
+	for i := range plan.Services {
+		s := &plan.Services[i]
+		if !slices.Contains(selected, s.Name) {
+			continue
+		}
+		for j := range s.Ulimits {
+			u := &s.Ulimits[j]
+			max, err := singularity.HardLimit(u.Name)
+			if err != nil || max < 0 || u.Hard >= 0 && u.Hard <= max {
+				continue
+			}
+			fmt.Fprintf(warn, "WARN service %q: ulimits.%s: hard limit %s is above this user's own (%d), which only root may raise: set to %d\n", s.Name, u.Name, limitText(u.Hard), max, max)
+			u.Hard = max
+			if u.Soft < 0 || u.Soft > max {
+				u.Soft = max
+			}
+		}
+	}
+}
+
+func limitText(v int64) string {
+	if v < 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(v, 10)
 }
 
 // dropBlkioWeight removes blkio_config.weight from the services that set
