@@ -438,3 +438,54 @@ services:
 		})
 	}
 }
+
+// ipc: services that share IPC (ipc: service:NAME, and NAME) see the same
+// IPC namespace, the host's (with a warning: Apptainer cannot join another
+// instance's); ipc: host is the host's; others have their own. As root and
+// as an unprivileged user.
+func TestFidelityIPC(t *testing.T) {
+	const compose = `
+services:
+  owner:
+    image: busybox
+    ipc: shareable
+    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
+  user:
+    image: busybox
+    ipc: service:owner
+    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
+  hosted:
+    image: busybox
+    ipc: host
+    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
+  own:
+    image: busybox
+    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
+`
+	host, err := os.Readlink("/proc/self/ns/ipc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		new  func(*testing.T, string) *project
+	}{{"root", newProject}, {"unprivileged", newUserProject}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			p := c.new(t, compose)
+			errs := p.upDetached()
+			contains(t, "up -d's stderr", errs, `WARN service "user": ipc: service:owner: Apptainer cannot put one instance in another's IPC namespace`)
+			out := p.waitLogs("owner-1  | ns=", "user-1   | ns=", "hosted-1 | ns=", "own-1    | ns=")
+			for _, name := range []string{"owner-1", "user-1", "hosted-1"} {
+				if got := lines(out, name); len(got) != 1 || got[0] != "ns="+host {
+					t.Errorf("%s: %v, want the host's IPC namespace %s", name, got, host)
+				}
+			}
+			if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
+				t.Errorf("own-1: %v, want an IPC namespace of its own", got)
+			}
+			p.down()
+			assertNothingLeft(t, p.name)
+		})
+	}
+}

@@ -10,7 +10,7 @@ import (
 func instanceSpec(cfg *ServiceConfig) singularity.InstanceSpec {
 	svc := cfg.Service
 	spec := singularity.InstanceSpec{Name: cfg.Instance, Image: svc.Image, HostsFile: cfg.HostsFile, ReadOnlyRoot: svc.ReadOnly,
-		WorkDir: svc.WorkingDir, Limits: InstanceLimits(svc), GPU: instanceGPU(svc), Net: cfg.Net, Hostname: svc.Hostname}
+		WorkDir: svc.WorkingDir, Limits: InstanceLimits(svc), GPU: instanceGPU(svc), Net: cfg.Net, Hostname: svc.Hostname, HostIPC: svc.HostIPC}
 	if cfg.Net.Holder > 0 {
 		spec.ResolvConf = cfg.ResolvConf
 	}

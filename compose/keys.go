@@ -48,7 +48,6 @@ var unsupportedServiceKeys = map[string]string{
 	"domainname":          "not set: Apptainer cannot set an instance's domain name (an unprivileged user cannot write it even in the instance's own UTS namespace; measured); give the full name as hostname: NAME.DOMAIN",
 	"external_links":      "there are no containers outside the project to link to",
 	"group_add":           reasonPrivileges,
-	"ipc":                 reasonNamespaces,
 	"isolation":           reasonNamespaces,
 	"label_file":          reasonMetadata,
 	"labels":              reasonMetadata,
@@ -84,7 +83,7 @@ var unsupportedServiceKeys = map[string]string{
 var translatedServiceKeys = append(append([]string{
 	"build", "command", "configs", "container_name", "depends_on", "deploy",
 	"entrypoint", "env_file", "environment", "expose", "extends", "extra_hosts",
-	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
+	"healthcheck", "hostname", "image", "init", "ipc", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
 	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
 	"stop_signal", "tmpfs", "ulimits", "volumes",

@@ -72,6 +72,9 @@ type Service struct {
 	// Ulimits (compose ulimits) are set on the service process before it
 	// starts, sorted by name.
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// HostIPC: the instance stays in the host's IPC namespace (compose
+	// ipc: host, and services that share theirs); otherwise it has its own.
+	HostIPC bool `json:"host_ipc,omitempty"`
 	// Hostname (compose hostname) is the instance's own host name, in a
 	// UTS namespace of its own; "" keeps the host's.
 	Hostname string `json:"hostname,omitempty"`

@@ -99,6 +99,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		services[name].ExtraHosts = t.serviceHosts(p.Services[name], commonNames)
 	}
 	t.dependencies(services)
+	t.ipc(services)
 	order := t.order(services)
 	t.volumesFrom(order, services)
 	t.sharedNetworks(order, services)

@@ -567,9 +567,10 @@ volumes:
     init: true
 `,
 			check: func(t *testing.T, p *Plan, f *fixture) {
-				for _, k := range []string{"ports", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "ulimits", "init"} {
+				for _, k := range []string{"ports", "user", "privileged", "cap_add", "labels", "logging", "network_mode", "init"} {
 					mustWarn(t, p, "a", k)
 				}
+				eq(t, p.Service("a").Ulimits, []Ulimit{{"nofile", 1024, 1024}})
 				if hasWarning(p, "a", "expose") {
 					t.Error("expose warned about: it documents ports within the stack's network")
 				}
@@ -928,4 +929,41 @@ func TestUlimits(t *testing.T) {
 	wantErrors(t, err,
 		`service "a": ulimits: nofile: soft limit 4096 is above the hard limit 1024`,
 		`service "a": ulimits: nofiles: not a resource limit`)
+}
+
+// ipc: host stays in the host's IPC namespace; services that share one
+// (service:NAME and NAME) both stay in the host's, with a warning each.
+func TestIPC(t *testing.T) {
+	f := newFixture(t, map[string]string{"compose.yaml": `services:
+  h:
+    image: redis:7
+    ipc: host
+  owner:
+    image: redis:7
+    ipc: shareable
+  user:
+    image: redis:7
+    ipc: service:owner
+  alone:
+    image: redis:7
+    ipc: shareable
+  own:
+    image: redis:7
+`}, fixtureImages...)
+	p := f.mustLoad(t, f.opts())
+	for name, want := range map[string]bool{"h": true, "owner": true, "user": true, "alone": false, "own": false} {
+		if got := p.Service(name).HostIPC; got != want {
+			t.Errorf("%s: HostIPC %v, want %v", name, got, want)
+		}
+	}
+	mustWarn(t, p, "user", "ipc")
+	mustWarn(t, p, "owner", "ipc")
+	for _, quiet := range []string{"h", "alone", "own"} {
+		if hasWarning(p, quiet, "ipc") {
+			t.Errorf("%s: ipc warned about", quiet)
+		}
+	}
+	f = newFixture(t, map[string]string{"compose.yaml": "services:\n  a:\n    image: redis:7\n    ipc: service:nope\n"}, fixtureImages...)
+	_, err := f.load(t, f.opts())
+	wantErrors(t, err, `service "a": depends_on "nope": there is no service "nope" in the project`)
 }

@@ -285,6 +285,11 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		return nil, fmt.Errorf("instance %q: image %s: %w", spec.Name, spec.Image, err)
 	}
 	args := append([]string{"-s", "instance", "start"}, isolationFlags...)
+	if spec.HostIPC {
+		// --containall is --contain --ipc --cleanenv (an instance always
+		// has its own PID namespace): all but --ipc.
+		args = slices.Concat(args[:3], []string{"--contain", "--cleanenv"}, args[4:])
+	}
 	if !spec.ReadOnlyRoot {
 		args = append(args, "--writable-tmpfs")
 	}

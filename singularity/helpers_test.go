@@ -117,6 +117,12 @@ func TestStartArgs(t *testing.T) {
 				" | --hostname | web.example | /img/h.sif | p.h.1",
 		},
 		{
+			name: "host IPC",
+			spec: InstanceSpec{Name: "p.i.1", Image: "/img/i.sif", HostIPC: true},
+			want: "-s | instance | start | --contain | --cleanenv | " + strings.Join(isolationFlags[1:], " | ") +
+				" | --writable-tmpfs | /img/i.sif | p.i.1",
+		},
+		{
 			name: "bad hostname",
 			spec: InstanceSpec{Name: "p.h.1", Image: "/img/h.sif", Hostname: "-web"},
 			err:  `host name "-web"`,

@@ -41,6 +41,9 @@ type InstanceSpec struct {
 	WorkDir string
 	// Net is the network namespace the instance lives in; zero: the host's.
 	Net Network
+	// HostIPC leaves the instance in the host's IPC namespace (compose
+	// ipc: host, or shared between services), instead of its own.
+	HostIPC bool
 	// Hostname, when set, gives the instance a UTS namespace of its own
 	// with that host name (compose hostname).
 	Hostname string
