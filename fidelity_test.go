@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // bare runs sstack with args in the project directory (no -f, -n
@@ -484,6 +485,45 @@ services:
 			if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
 				t.Errorf("own-1: %v, want an IPC namespace of its own", got)
 			}
+			p.down()
+			assertNothingLeft(t, p.name)
+		})
+	}
+}
+
+// tty: true gives the service process a terminal, as docker does: a shell
+// that would end at once on an empty stdin keeps running, and the process
+// sees a terminal on stdin and stdout; its output reaches the logs. As
+// root and as an unprivileged user.
+func TestFidelityTty(t *testing.T) {
+	const compose = `
+services:
+  shell:
+    image: busybox
+    tty: true
+    stdin_open: true
+    command: ["sh"]
+  checker:
+    image: busybox
+    tty: true
+    command: ["sh", "-c", "test -t 0 && test -t 1 && echo stdin and stdout are a terminal; exec sleep 1000"]
+  plain:
+    image: busybox
+    command: ["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]
+`
+	for _, c := range []struct {
+		name string
+		new  func(*testing.T, string) *project
+	}{{"root", newProject}, {"unprivileged", newUserProject}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			p := c.new(t, compose)
+			errs := p.upDetached()
+			if strings.Contains(errs, "WARN") {
+				t.Errorf("warnings:\n%s", errs)
+			}
+			p.waitLogs("checker-1 | stdin and stdout are a terminal", "plain-1   | no terminal")
+			stays(t, 3*time.Second, "shell-1 running", func() bool { return statuses(p.ps("-a"))["shell-1"] == "running" })
 			p.down()
 			assertNothingLeft(t, p.name)
 		})

@@ -30,7 +30,7 @@ func instanceSpec(cfg *ServiceConfig) singularity.InstanceSpec {
 // split); an image without a runscript runs command directly.
 func processSpec(cfg *ServiceConfig) singularity.ProcessSpec {
 	svc := cfg.Service
-	spec := singularity.ProcessSpec{Instance: cfg.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, Net: cfg.Net}
+	spec := singularity.ProcessSpec{Instance: cfg.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, Net: cfg.Net, Tty: svc.Tty}
 	for _, u := range svc.Ulimits {
 		spec.Rlimits = append(spec.Rlimits, singularity.Rlimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}

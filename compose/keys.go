@@ -66,10 +66,8 @@ var unsupportedServiceKeys = map[string]string{
 	"pre_stop":            reasonHooks,
 	"privileged":          reasonPrivileges,
 	"shm_size":            "Apptainer cannot size /dev/shm of an instance",
-	"stdin_open":          "services get no stdin",
 	"storage_opt":         "volumes are plain directories under the state directory",
 	"sysctls":             "kernel parameters cannot be set for an instance",
-	"tty":                 "services get no terminal",
 	"umask":               "the umask is inherited from sstack",
 	"use_api_socket":      "there is no Docker API socket",
 	"user":                reasonPrivileges,
@@ -86,7 +84,7 @@ var translatedServiceKeys = append(append([]string{
 	"healthcheck", "hostname", "image", "init", "ipc", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
 	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
-	"stop_signal", "tmpfs", "ulimits", "volumes",
+	"stdin_open", "stop_signal", "tmpfs", "tty", "ulimits", "volumes",
 	"volumes_from", "working_dir",
 }, resourceKeys...), gpuKeys...)
 

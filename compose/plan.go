@@ -72,6 +72,9 @@ type Service struct {
 	// Ulimits (compose ulimits) are set on the service process before it
 	// starts, sorted by name.
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// Tty (compose tty): the service process gets a pseudo-terminal as
+	// its stdin, stdout and stderr.
+	Tty bool `json:"tty,omitempty"`
 	// HostIPC: the instance stays in the host's IPC namespace (compose
 	// ipc: host, and services that share theirs); otherwise it has its own.
 	HostIPC bool `json:"host_ipc,omitempty"`

@@ -269,6 +269,10 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	}
 	s.WorkingDir = sc.WorkingDir
 	s.Ulimits = t.ulimits(sc)
+	s.Tty = sc.Tty
+	if sc.StdinOpen && !sc.Tty {
+		t.warn(name, "stdin_open", "without tty: the service's stdin is empty (/dev/null); with tty: true it is a terminal that stays open")
+	}
 
 	t.volumes(sc, s)
 	t.tmpfs(sc, s)

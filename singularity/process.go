@@ -35,6 +35,12 @@ func (a *Apptainer) StartProcess(ctx context.Context, spec ProcessSpec) (Process
 		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	started := func() {}
+	if spec.Tty {
+		if started, err = attachTerminal(cmd, spec.Stdout); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+		}
+	}
 	if len(spec.Rlimits) > 0 {
 		argv, err := withRlimits(spec.Rlimits, cmd.Args)
 		if err != nil {
@@ -42,7 +48,11 @@ func (a *Apptainer) StartProcess(ctx context.Context, spec ProcessSpec) (Process
 		}
 		cmd.Path, cmd.Args = argv[0], argv
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if spec.Tty {
+		started() // also on failure: closes the terminal
+	}
+	if err != nil {
 		return nil, fmt.Errorf("instance %q: starting %s: %w", spec.Instance, a.Binary, err)
 	}
 	// A pidfd of the client tells reliably whether it has exited (see

@@ -64,6 +64,9 @@ type ProcessSpec struct {
 	Net Network
 	// Rlimits are set on the process before it starts (compose ulimits).
 	Rlimits []Rlimit
+	// Tty gives the process a pseudo-terminal (compose tty) as its stdin,
+	// stdout and stderr; its output goes to Stdout.
+	Tty bool
 	// Stdout and Stderr receive the process's output; nil discards it.
 	Stdout io.Writer
 	Stderr io.Writer
