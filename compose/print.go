@@ -77,6 +77,21 @@ func (e *emitter) service(s Service) {
 	if s.ReadOnly {
 		e.line(2, "read_only: true")
 	}
+	if s.Hostname != "" {
+		e.scalar(2, "hostname", s.Hostname)
+	}
+	if s.Tty {
+		e.line(2, "tty: true")
+	}
+	if s.HostIPC {
+		e.line(2, "host_ipc: true")
+	}
+	if len(s.Ulimits) > 0 {
+		e.line(2, "ulimits:")
+		for _, u := range s.Ulimits {
+			e.line(3, fmt.Sprintf("%s: {soft: %d, hard: %d}", u.Name, u.Soft, u.Hard))
+		}
+	}
 	if len(s.Mounts) > 0 {
 		e.line(2, "mounts:")
 		for _, m := range s.Mounts {

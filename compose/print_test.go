@@ -64,3 +64,18 @@ func TestPrint(t *testing.T) {
 		}
 	}
 }
+
+// config shows what sstack sets up for hostname, tty, ipc and ulimits.
+func TestPrintInstanceKeys(t *testing.T) {
+	var b strings.Builder
+	p := &Plan{Project: "p", Services: []Service{{Name: "a", Replicas: 1, Hostname: "w{{.Task.Slot}}", Tty: true, HostIPC: true,
+		Ulimits: []Ulimit{{"nofile", 1024, 4096}}}}}
+	if err := p.Print(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`hostname: "w{{.Task.Slot}}"`, "tty: true", "host_ipc: true", "ulimits:\n      nofile: {soft: 1024, hard: 4096}"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("config lacks %q:\n%s", want, b.String())
+		}
+	}
+}
