@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,4 +40,19 @@ func TestCp(t *testing.T) {
 		p.down()
 		assertNothingLeft(t, p.name)
 	})
+}
+
+// sstack images: the SIF each service uses, with its source, size and ID.
+func TestImages(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, oneService("app", `["true"]`))
+	out := p.must("images")
+	contains(t, "images", out, "SERVICE", "IMAGE ID", "app", "file", p.busybox)
+	var rows []struct{ Service, Path, Source, ID string }
+	if err := json.Unmarshal([]byte(p.must("images", "--format", "json")), &rows); err != nil || len(rows) != 1 || !strings.HasPrefix(rows[0].ID, "sha256:") || rows[0].Path != p.busybox {
+		t.Errorf("images --format json: %+v, %v", rows, err)
+	}
+	if code, _, errs := p.sstack("images", "nosuch"); code != 1 || !strings.Contains(errs, "no such service: nosuch") {
+		t.Errorf("images nosuch: exit code %d, %q", code, errs)
+	}
 }
