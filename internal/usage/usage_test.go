@@ -1,0 +1,121 @@
+package usage
+
+import (
+	"os"
+	"testing"
+
+	"sstack/internal/api"
+)
+
+// The readers against recorded files (testdata/README.md says where each
+// comes from): which source each layout gives and every number.
+func TestRead(t *testing.T) {
+	page := uint64(os.Getpagesize())
+	for _, tc := range []struct {
+		name  string
+		root  string
+		inits map[string]int
+		want  map[string]api.Usage
+	}{{
+		name:  "cgroups v1 (hybrid), root, with and without limits",
+		root:  "testdata/v1",
+		inits: map[string]int{"p.limited.1": 11359, "p.free.1": 18803, "p.gone.1": 999},
+		want: map[string]api.Usage{
+			"p.limited.1": {
+				Source: api.SourceCgroupV1, CPUSeconds: 0.062997457,
+				MemoryBytes: 26398720, WorkingSetBytes: 26398720, MemoryLimitBytes: 64000000,
+				HostMemoryBytes: 24683772 * 1024,
+				Processes:       3, Threads: 10, ReadBytes: 1048576 + 4096, WriteBytes: 20971520 + 8192,
+			},
+			"p.free.1": {
+				Source: api.SourceCgroupV1, CPUSeconds: 0.014443619,
+				MemoryBytes: 4653056, WorkingSetBytes: 4653056, // unlimited: no limit
+				HostMemoryBytes: 24683772 * 1024,
+				Processes:       1, Threads: 6,
+			},
+		},
+	}, {
+		name:  "cgroups v1, unprivileged: summed over the PID namespace from /proc",
+		root:  "testdata/proc",
+		inits: map[string]int{"p.app.1": 16856},
+		want: map[string]api.Usage{
+			// appinit (0+1 ticks, 6 threads, 5316 pages) and sleep (3
+			// ticks, 1 thread, 348 pages); not the monitor nor the
+			// runtime parent, which live in the host's namespace.
+			"p.app.1": {
+				Source: api.SourceProc, CPUSeconds: 0.04,
+				MemoryBytes: (5316 + 348) * page, WorkingSetBytes: (5316 + 348) * page,
+				HostMemoryBytes: 24683772 * 1024,
+				Processes:       2, Threads: 7, ReadBytes: 8192, // appinit's
+			},
+		},
+	}, {
+		name:  "cgroups v2: a systemd scope of its own, and an instance in the user's session read from /proc",
+		root:  "testdata/v2",
+		inits: map[string]int{"p.db.1": 4250, "p.web.1": 5000},
+		want: map[string]api.Usage{
+			"p.db.1": {
+				Source: api.SourceCgroupV2, CPUSeconds: 2.534817,
+				MemoryBytes: 41943040, WorkingSetBytes: 41943040 - 25165824, MemoryLimitBytes: 67108864,
+				HostMemoryBytes: 8025436 * 1024,
+				Processes:       3, Threads: 7, ReadBytes: 1052672 + 4096, WriteBytes: 20979712, OOMKills: 2,
+			},
+			"p.web.1": {
+				Source: api.SourceProc, CPUSeconds: 3.1,
+				MemoryBytes: (5316 + 1000) * page, WorkingSetBytes: (5316 + 1000) * page,
+				HostMemoryBytes: 8025436 * 1024,
+				Processes:       2, Threads: 9, ReadBytes: 8192, WriteBytes: 4096,
+			},
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Reader{Root: tc.root}.Read(tc.inits)
+			if len(got) != len(tc.want) {
+				t.Errorf("got %d instances, want %d: %+v", len(got), len(tc.want), got)
+			}
+			for name, want := range tc.want {
+				g := got[name]
+				// CPU seconds are a float: compare to the nanosecond.
+				if d := g.CPUSeconds - want.CPUSeconds; d > 1e-9 || d < -1e-9 {
+					t.Errorf("%s: CPUSeconds %v, want %v", name, g.CPUSeconds, want.CPUSeconds)
+				}
+				g.CPUSeconds = want.CPUSeconds
+				if g != want {
+					t.Errorf("%s:\n got %+v\nwant %+v", name, g, want)
+				}
+			}
+		})
+	}
+}
+
+// The cgroup of whoever started the instance is never taken for the
+// instance's own.
+func TestOwnCgroup(t *testing.T) {
+	for path, own := range map[string]bool{
+		"/apptainer/11359":                   true,
+		"/system.slice/apptainer-4242.scope": true,
+		"/user.slice/user-1000.slice/user@1000.service/user.slice/apptainer-7.scope": true,
+		"/": false,
+		"/process_api/d4d9d9564364b7f7b57560e7e5eb27f6": false,
+		"/user.slice/user-1000.slice/session-3.scope":   false,
+		"/slurm/uid_0/job_5/step_0":                     false,
+		"/apptainer":                                    false,
+		"/apptainer/11359/child":                        false,
+	} {
+		if got := ownCgroup.MatchString(path); got != own {
+			t.Errorf("%s: own %v, want %v", path, got, own)
+		}
+	}
+}
+
+func TestMountinfoEscapes(t *testing.T) {
+	m := parseMountinfo(`35 31 0:32 / /sys/fs/cgroup/mem\040ory rw,relatime - cgroup cgroup rw,memory
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+`)
+	if m.v1["memory"] == nil || m.v1["memory"].point != "/sys/fs/cgroup/mem ory" {
+		t.Errorf("memory mount %+v", m.v1["memory"])
+	}
+	if m.v1["cpuacct"] == nil || m.v1["cpuacct"].point != "/sys/fs/cgroup/cpu,cpuacct" || m.v1["rw"] != nil {
+		t.Errorf("mounts %+v", m.v1)
+	}
+}
