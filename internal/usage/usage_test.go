@@ -118,4 +118,10 @@ func TestMountinfoEscapes(t *testing.T) {
 	if m.v1["cpuacct"] == nil || m.v1["cpuacct"].point != "/sys/fs/cgroup/cpu,cpuacct" || m.v1["rw"] != nil {
 		t.Errorf("mounts %+v", m.v1)
 	}
+	// A hierarchy mounted from below its root (sstack itself in a
+	// container): the instance's path is relative to the mount's root.
+	nested := &mount{root: "/docker/abc", point: "/sys/fs/cgroup/memory"}
+	if got := (Reader{}).mountDir(nested, "/docker/abc/apptainer/7"); got != "/sys/fs/cgroup/memory/apptainer/7" {
+		t.Errorf("below a mount root: %s", got)
+	}
 }
