@@ -7,6 +7,10 @@ import (
 	"sstack/internal/usage"
 )
 
+// hostUsage reads the usage of this host's instances; it keeps the host's
+// cgroup mounts, read once.
+var hostUsage usage.Reader
+
 // Usage implements Runtime: the instances' init pids come from the cache
 // ListInstances fills (checked against recycled pids), so a scrape runs
 // no apptainer command unless an instance is new to it.
@@ -43,5 +47,5 @@ func (a *Apptainer) Usage(ctx context.Context, instances []string) (map[string]a
 			}
 		}
 	}
-	return usage.Reader{}.Read(inits), nil
+	return hostUsage.Read(inits), nil
 }

@@ -15,7 +15,7 @@ type procScan struct {
 	self        string // the reader's own PID namespace
 }
 
-func (r Reader) scanProc() *procScan {
+func (r *Reader) scanProc() *procScan {
 	s := &procScan{byNamespace: map[string][]int{}}
 	s.self, _ = os.Readlink(r.path("proc", "self", "ns", "pid"))
 	entries, _ := os.ReadDir(r.path("proc"))
@@ -46,7 +46,7 @@ type stat struct {
 // shares the reader's namespace (an instance started without a PID
 // namespace of its own), the namespace would be the whole host: init and
 // its descendants are summed instead.
-func (r Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
+func (r *Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
 	ns, err := os.Readlink(r.path("proc", strconv.Itoa(init), "ns", "pid"))
 	if err != nil {
 		return api.Usage{}, false
@@ -85,7 +85,7 @@ func (r Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
 
 // descendants are init and the processes under it among pids, by parent
 // pid; their stats are kept in stats.
-func (r Reader) descendants(pids []int, init int, stats map[int]stat) []int {
+func (r *Reader) descendants(pids []int, init int, stats map[int]stat) []int {
 	children := map[int][]int{}
 	for _, pid := range pids {
 		st, ok := r.readStat(pid)
@@ -115,8 +115,8 @@ func (r Reader) descendants(pids []int, init int, stats map[int]stat) []int {
 // hold spaces and parentheses, so it ends at the last ')'. Fields after
 // it, numbered as in proc(5) less 3: ppid 1, utime 11, stime 12, cutime
 // 13, cstime 14, num_threads 17, rss 21.
-func (r Reader) readStat(pid int) (stat, bool) {
-	b, err := os.ReadFile(r.path("proc", strconv.Itoa(pid), "stat"))
+func (r *Reader) readStat(pid int) (stat, bool) {
+	b, err := readBytes(r.path("proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return stat{}, false
 	}

@@ -26,19 +26,29 @@ package usage
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 
 	"sstack/internal/api"
 )
 
 // Reader reads usage under a file system root: "" is the host's "/";
-// tests point it at recorded files (proc/..., sys/fs/cgroup/...).
+// tests point it at recorded files (proc/..., sys/fs/cgroup/...). The
+// cgroup mounts and the node's memory are read once, by the first Read:
+// they do not change while sstack runs. Its zero value is ready to use,
+// from any goroutine.
 type Reader struct {
 	Root string
+
+	once    sync.Once
+	mounts  mounts
+	hostMem uint64
 }
 
 // clockTicks is USER_HZ, the unit of CPU times in /proc/PID/stat: 100 on
@@ -50,20 +60,22 @@ var pageSize = uint64(os.Getpagesize())
 // Read samples the instances given by the pid of their init (as
 // `instance list` reports it), by instance name. An instance whose init
 // is gone is left out.
-func (r Reader) Read(inits map[string]int) map[string]api.Usage {
+func (r *Reader) Read(inits map[string]int) map[string]api.Usage {
 	out := make(map[string]api.Usage, len(inits))
 	if len(inits) == 0 {
 		return out
 	}
-	mounts := parseMountinfo(r.file("proc/self/mountinfo"))
-	hostMem := memTotal(r.file("proc/meminfo"))
+	r.once.Do(func() {
+		r.mounts = parseMountinfo(readFile(r.path("proc/self/mountinfo")))
+		r.hostMem = memTotal(readFile(r.path("proc/meminfo")))
+	})
 	var namespaces *procScan // built once, only when an instance needs /proc
 	for name, pid := range inits {
-		cg, err := os.ReadFile(r.path("proc", strconv.Itoa(pid), "cgroup"))
+		cg, err := readBytes(r.path("proc", strconv.Itoa(pid), "cgroup"))
 		if err != nil {
 			continue // gone
 		}
-		u, ok := r.fromCgroup(mounts, string(cg))
+		u, ok := r.fromCgroup(r.mounts, string(cg))
 		if !ok {
 			if namespaces == nil {
 				namespaces = r.scanProc()
@@ -72,24 +84,18 @@ func (r Reader) Read(inits map[string]int) map[string]api.Usage {
 				continue
 			}
 		}
-		u.HostMemoryBytes = hostMem
+		u.HostMemoryBytes = r.hostMem
 		out[name] = u
 	}
 	return out
 }
 
-func (r Reader) path(elem ...string) string {
+func (r *Reader) path(elem ...string) string {
 	root := r.Root
 	if root == "" {
 		root = "/"
 	}
 	return filepath.Join(append([]string{root}, elem...)...)
-}
-
-// file is the content of a file under the root, "" when unreadable.
-func (r Reader) file(rel string) string {
-	b, _ := os.ReadFile(r.path(rel))
-	return string(b)
 }
 
 // ownCgroup: the path is one Apptainer created for an instance (the
@@ -100,7 +106,7 @@ var ownCgroup = regexp.MustCompile(`(^|/)apptainer/[0-9]+$|(^|/)apptainer-[0-9]+
 // fromCgroup reads the instance's own cgroup, given its /proc/PID/cgroup.
 // On a hybrid host (v1 controllers and an empty v2 hierarchy) the v1
 // controllers are read: they hold the counters.
-func (r Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
+func (r *Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
 	v1 := map[string]string{} // controller -> cgroup path
 	unified := ""
 	hasUnified := false
@@ -129,12 +135,12 @@ func (r Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
 	return api.Usage{}, false
 }
 
-func (r Reader) mountDir(m *mount, cgroup string) string {
+func (r *Reader) mountDir(m *mount, cgroup string) string {
 	rel := strings.TrimPrefix(cgroup, m.root)
 	return r.path(m.point, rel)
 }
 
-func (r Reader) readV1(m mounts, paths map[string]string) api.Usage {
+func (r *Reader) readV1(m mounts, paths map[string]string) api.Usage {
 	u := api.Usage{Source: api.SourceCgroupV1}
 	dir := func(controller string) string {
 		mt, p := m.v1[controller], paths[controller]
@@ -163,7 +169,7 @@ func (r Reader) readV1(m mounts, paths map[string]string) api.Usage {
 	return u
 }
 
-func (r Reader) readV2(dir string) api.Usage {
+func (r *Reader) readV2(dir string) api.Usage {
 	u := api.Usage{Source: api.SourceCgroupV2}
 	u.CPUSeconds = float64(readKeyed(filepath.Join(dir, "cpu.stat"))["usage_usec"]) / 1e6
 	u.MemoryBytes = readUint(filepath.Join(dir, "memory.current"))
@@ -230,8 +236,40 @@ func ioStatV2(s string) (read, write uint64) {
 	return read, write
 }
 
+// readBytes reads a small file with one open, one read and one close:
+// os.ReadFile's stat and second read (to see the end) double the system
+// calls, which are most of a scrape's cost. A file that fills the buffer
+// is read on, in a larger one, until its end.
+func readBytes(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 8192)
+	n := 0
+	for {
+		m, err := syscall.Read(fd, buf[n:])
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		n += m
+		if n < len(buf) {
+			// Room left: the end. A regular file reads short only at its
+			// end, and the kernel's generated files (seq_file) give all
+			// that fits at once.
+			return buf[:n], nil
+		}
+		buf = append(buf, make([]byte, len(buf))...)
+	}
+}
+
+// readFile is readBytes as a string, "" when unreadable.
 func readFile(path string) string {
-	b, _ := os.ReadFile(path)
+	b, _ := readBytes(path)
 	return string(b)
 }
 
@@ -259,7 +297,7 @@ func readKeyed(path string) map[string]uint64 {
 }
 
 func countLines(path string) int {
-	b, err := os.ReadFile(path)
+	b, err := readBytes(path)
 	if err != nil {
 		return 0
 	}

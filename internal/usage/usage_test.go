@@ -69,7 +69,8 @@ func TestRead(t *testing.T) {
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Reader{Root: tc.root}.Read(tc.inits)
+			r := &Reader{Root: tc.root}
+			got := r.Read(tc.inits)
 			if len(got) != len(tc.want) {
 				t.Errorf("got %d instances, want %d: %+v", len(got), len(tc.want), got)
 			}
@@ -121,7 +122,30 @@ func TestMountinfoEscapes(t *testing.T) {
 	// A hierarchy mounted from below its root (sstack itself in a
 	// container): the instance's path is relative to the mount's root.
 	nested := &mount{root: "/docker/abc", point: "/sys/fs/cgroup/memory"}
-	if got := (Reader{}).mountDir(nested, "/docker/abc/apptainer/7"); got != "/sys/fs/cgroup/memory/apptainer/7" {
+	if got := (&Reader{}).mountDir(nested, "/docker/abc/apptainer/7"); got != "/sys/fs/cgroup/memory/apptainer/7" {
 		t.Errorf("below a mount root: %s", got)
+	}
+}
+
+// BenchmarkRead is the readers' own cost per instance on the recorded
+// files (tmpfs-like: the kernel's cgroup files cost more to generate).
+func BenchmarkRead(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		root  string
+		inits map[string]int
+	}{
+		{"cgroupv1", "testdata/v1", map[string]int{"a": 11359}},
+		{"cgroupv2", "testdata/v2", map[string]int{"a": 4250}},
+		{"proc", "testdata/proc", map[string]int{"a": 16856}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := &Reader{Root: c.root}
+			for i := 0; i < b.N; i++ {
+				if len(r.Read(c.inits)) != 1 {
+					b.Fatal("not read")
+				}
+			}
+		})
 	}
 }
