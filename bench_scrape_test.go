@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"sstack/internal/api"
+	"sstack/internal/control"
 	"sstack/internal/statedir"
 )
 
@@ -26,8 +28,9 @@ const (
 // running replicas (one service, deploy.replicas N), each scrape reading
 // every replica's usage from its instance's cgroup: the latency of one
 // scrape as Prometheus sees it, and the supervisor's CPU time per scrape
-// (its utime+stime over a burst of scrapes, less its CPU over an idle
-// window as long as the burst, per scrape).
+// (its threads' CPU time over a burst of scrapes, less their CPU over an
+// idle window as long as the burst, per scrape). The same for the usage
+// read alone, as `sstack stats` gets it over the control socket.
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{10, 200} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) { benchScrape(b, n) })
@@ -49,32 +52,57 @@ func benchScrape(b *testing.B, n int) {
 	if got := strings.Count(text, "\nsstack_container_cpu_usage_seconds_total{"); got != n {
 		b.Fatalf("%d replicas with a CPU series, want %d", got, n)
 	}
-	var latency, cpu []float64
+	// The usage read alone, as `sstack stats` asks for it over the
+	// control socket: the part of a scrape that reads the instances.
+	client, err := control.Dial(filepath.Join(e.stateDir, project))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	stats := func() {
+		rows, err := client.Stats(context.Background(), api.StatsOptions{})
+		if err != nil || len(rows) != n {
+			b.Fatalf("stats: %d rows, %v", len(rows), err)
+		}
+	}
+	scrapeOnce := func() {
+		if _, err := scrape(addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// measure times burst calls of fn, then an idle window as long: the
+	// latency of each call, and the supervisor's CPU per call.
+	measure := func(fn func(), latency, cpu *[]float64) {
+		cpu0, t0 := benchCPU(b, pid), time.Now()
+		for k := 0; k < scrapeBurst; k++ {
+			s := time.Now()
+			fn()
+			*latency = append(*latency, ms(time.Since(s)))
+		}
+		busy, wall := benchCPU(b, pid)-cpu0, time.Since(t0)
+		cpu1 := benchCPU(b, pid)
+		time.Sleep(wall)
+		idle := benchCPU(b, pid) - cpu1
+		*cpu = append(*cpu, ms(busy-idle)/scrapeBurst)
+	}
+	var latency, cpu, statsLatency, statsCPU []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < scrapeRounds; r++ {
-			cpu0, t0 := benchCPU(b, pid), time.Now()
-			for k := 0; k < scrapeBurst; k++ {
-				s := time.Now()
-				if _, err := scrape(addr); err != nil {
-					b.Fatal(err)
-				}
-				latency = append(latency, ms(time.Since(s)))
-			}
-			busy, wall := benchCPU(b, pid)-cpu0, time.Since(t0)
-			cpu1 := benchCPU(b, pid)
-			time.Sleep(wall)
-			idle := benchCPU(b, pid) - cpu1
-			cpu = append(cpu, ms(busy-idle)/scrapeBurst)
+			measure(scrapeOnce, &latency, &cpu)
+			measure(stats, &statsLatency, &statsCPU)
 		}
 	}
 	b.StopTimer()
 	e.downDetached(project, n)
-	b.Logf("%d replicas, %d bytes per scrape; latency %s ms; CPU per scrape %s ms", n, len(text), fmtSeries(latency[:min(len(latency), 20)]), fmtSeries(cpu))
+	b.Logf("%d replicas, %d bytes per scrape; latency %s ms; CPU per scrape %s ms; CPU per stats read %s ms", n, len(text),
+		fmtSeries(latency[:min(len(latency), 20)]), fmtSeries(cpu), fmtSeries(statsCPU))
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(median(latency), "scrape-ms")
 	b.ReportMetric(median(cpu), "cpu-ms/scrape")
 	b.ReportMetric(float64(len(text)), "bytes/scrape")
+	b.ReportMetric(median(statsLatency), "stats-ms")
+	b.ReportMetric(median(statsCPU), "cpu-ms/stats")
 }
 
 func benchFreeAddr(b *testing.B) string {
