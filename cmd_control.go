@@ -124,9 +124,9 @@ func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 	// A NODE column only for a stack spread over a Slurm allocation.
 	nodes := slices.ContainsFunc(rows, func(r api.Replica) bool { return r.Node != "" })
 	if nodes {
-		fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATUS\tSINCE\tRESTARTS\tPID")
+		fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATUS\tSINCE\tRESTARTS\tPID\tPORTS")
 	} else {
-		fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID")
+		fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID\tPORTS")
 	}
 	for _, r := range rows {
 		since, pid, restarts := "", "", strconv.Itoa(r.Restarts)
@@ -141,11 +141,12 @@ func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 			status = "running (no supervisor)"
 			restarts = "-"
 		}
+		ports := portsColumn(r.Publishers)
 		if nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, r.Node, status, since, restarts, pid)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, r.Node, status, since, restarts, pid, ports)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, status, since, restarts, pid)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, status, since, restarts, pid, ports)
 	}
 	_ = tw.Flush()
 }
@@ -276,7 +277,8 @@ func execIn(o *options, t api.ExecTarget, args, extraEnv []string, workdir strin
 	if workdir != "" {
 		pwd = workdir
 	}
-	cmd, err := rt.Interactive(context.Background(), singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd})
+	net := singularity.Network{Holder: t.NetHolder, UserNS: t.NetUserNS}
+	cmd, err := rt.Interactive(context.Background(), singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd, Net: net})
 	if err != nil {
 		return err
 	}

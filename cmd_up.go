@@ -44,6 +44,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.abortOnFail, "abort-on-container-failure", false, "Stop the stack if any service's process exits with a non-zero code")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service's process (implies --abort-on-container-exit)")
 	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
+	networkFlag(c, o)
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
 }
@@ -448,6 +449,7 @@ func newConfig(o *options) *cobra.Command {
 	c.Flags().BoolVar(&services, "services", false, "Print the service names, one per line")
 	c.Flags().BoolVar(&images, "images", false, "Print the image names, one per line")
 	c.Flags().StringVar(&format, "format", "yaml", "Format of the plan: yaml or json")
+	networkFlag(c, o)
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -42,6 +43,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Readable by the unprivileged test user (asUser) too.
+	_ = os.Chmod(dir, 0o755)
 	sstackBin = filepath.Join(dir, "sstack")
 	build := exec.Command("go", "build", "-race", "-o", sstackBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -99,6 +102,10 @@ type project struct {
 	dir      string
 	stateDir string
 	env      []string
+	// user, when set, is the unprivileged user sstack runs as (asUser).
+	user *syscall.Credential
+	// busybox is the busybox test image as this project's user reads it.
+	busybox string
 }
 
 // newProject writes compose, with every `image: busybox` naming the busybox
@@ -106,15 +113,14 @@ type project struct {
 func newProject(t *testing.T, compose string) *project {
 	t.Helper()
 	testimg.RequireRuntime(t)
-	if strings.Contains(compose, busyboxImage) {
-		compose = strings.ReplaceAll(compose, busyboxImage, "image: "+testimg.Busybox(t)+"\n")
-	}
 	p := &project{
 		t:        t,
 		name:     fmt.Sprintf("it%d", rand.Int63()%1_000_000_000),
 		dir:      t.TempDir(),
 		stateDir: t.TempDir(),
+		busybox:  testimg.Busybox(t),
 	}
+	compose = p.withImages(compose)
 	p.env = append(os.Environ(), "SSTACK_STATE_DIR="+p.stateDir, "SSTACK_IMAGE_DIR="+filepath.Join(p.dir, "images"))
 	p.write("docker-compose.yml", compose)
 	t.Cleanup(p.cleanup)
@@ -130,15 +136,125 @@ func (p *project) write(name, content string) string {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+	p.own(path)
 	return path
 }
 
 // writeSecret writes a file readable by its owner only, as secrets must be.
 func (p *project) writeSecret(name, content string) {
 	p.t.Helper()
-	if err := os.WriteFile(filepath.Join(p.dir, name), []byte(content), 0o600); err != nil {
+	path := filepath.Join(p.dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		p.t.Fatal(err)
 	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	p.own(path)
+}
+
+// withImages is compose with every `image: busybox` naming the busybox
+// test image.
+func (p *project) withImages(compose string) string {
+	return strings.ReplaceAll(compose, busyboxImage, "image: "+p.busybox+"\n")
+}
+
+// own gives path to the user sstack runs as.
+func (p *project) own(path string) {
+	if p.user != nil {
+		if err := os.Chown(path, int(p.user.Uid), int(p.user.Gid)); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+// An unprivileged user.
+
+// testUser is the unprivileged user the tests create (useradd) to run
+// sstack as, when they run as root.
+const testUser = "sstack-it"
+
+var (
+	userOnce sync.Once
+	userCred *syscall.Credential
+	userErr  error
+	// usersOf: the projects run as the test user, whose instances only
+	// that user can list.
+	usersOf sync.Map // project name -> *project
+)
+
+func testUserCred() (*syscall.Credential, error) {
+	userOnce.Do(func() {
+		if _, err := user.Lookup(testUser); err != nil {
+			if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", testUser).CombinedOutput(); err != nil {
+				userErr = fmt.Errorf("useradd %s: %v: %s", testUser, err, out)
+				return
+			}
+		}
+		u, err := user.Lookup(testUser)
+		if err != nil {
+			userErr = err
+			return
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		userCred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	})
+	return userCred, userErr
+}
+
+// newUserProject is newProject run as an unprivileged user: as root, the
+// user the tests create (its project and state directories its own, the
+// binary and the image readable by it); otherwise the current user, who
+// is unprivileged already.
+func newUserProject(t *testing.T, compose string) *project {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return newProject(t, compose)
+	}
+	cred, err := testUserCred()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp("", "sstack-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	p := &project{t: t, user: cred, name: fmt.Sprintf("it%d", rand.Int63()%1_000_000_000),
+		dir: filepath.Join(base, "project"), stateDir: filepath.Join(base, "state")}
+	home := filepath.Join(base, "home")
+	for _, d := range []string{p.dir, p.stateDir, home} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p.own(d)
+	}
+	_ = os.Chmod(base, 0o755)
+	p.busybox = filepath.Join(base, "busybox.sif")
+	copyExecutable(t, testimg.Busybox(t), p.busybox, 0o644)
+	compose = p.withImages(compose)
+	p.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "SSTACK_STATE_DIR=" + p.stateDir, "SSTACK_IMAGE_DIR=" + filepath.Join(p.dir, "images")}
+	usersOf.Store(p.name, p)
+	p.write("docker-compose.yml", compose)
+	t.Cleanup(p.cleanup)
+	return p
+}
+
+// asUserOf makes cmd run as the user of project's stack (with its
+// environment, unless cmd has one), if that is not root.
+func asUserOf(name string, cmd *exec.Cmd) *exec.Cmd {
+	if v, ok := usersOf.Load(name); ok {
+		p := v.(*project)
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = p.user
+		if cmd.Env == nil {
+			cmd.Env = p.env
+		}
+	}
+	return cmd
 }
 
 // cleanup removes whatever a failing test left behind, so one failure does
@@ -151,7 +267,7 @@ func (p *project) cleanup() {
 		}
 	}
 	for _, name := range instances(p.t, p.name) {
-		_ = exec.Command("apptainer", "-s", "instance", "stop", "-s", "KILL", name).Run()
+		_ = asUserOf(p.name, exec.Command("apptainer", "-s", "instance", "stop", "-s", "KILL", name)).Run()
 	}
 }
 
@@ -161,7 +277,7 @@ func (p *project) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(sstackBin, append([]string{"-f", filepath.Join(p.dir, "docker-compose.yml"), "-n", p.name, "--metrics-addr", ""}, args...)...)
 	cmd.Dir = p.dir
 	cmd.Env = p.env
-	return cmd
+	return asUserOf(p.name, cmd)
 }
 
 // A running sstack.
@@ -488,26 +604,28 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // instances lists the Apptainer instances of a project.
 func instances(t *testing.T, project string) []string {
-	out, err := exec.Command("apptainer", "instance", "list", "--json", project+".*").Output()
+	out, err := asUserOf(project, exec.Command("apptainer", "instance", "list", "--json", project+".*")).Output()
 	if err != nil {
 		t.Fatalf("instance list: %v", err)
 	}
-	var list struct {
+	var listed struct {
 		Instances []struct {
 			Instance string `json:"instance"`
 		} `json:"instances"`
 	}
-	if err := json.Unmarshal(out, &list); err != nil {
+	if err := json.Unmarshal(out, &listed); err != nil {
 		t.Fatalf("instance list: %v: %s", err, out)
 	}
 	var names []string
-	for _, i := range list.Instances {
+	for _, i := range listed.Instances {
 		names = append(names, i.Instance)
 	}
 	return names
 }
 
-// leftovers lists processes that belong to a project's instances.
+// leftovers lists processes that belong to a project's instances or to
+// its network (the holder's title names the project; holder and forwarder
+// run in the project's state directory).
 func leftovers(project string) []string {
 	var found []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -517,7 +635,8 @@ func leftovers(project string) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "instance://"+project+".") || strings.Contains(cmd, "["+project+".") {
+		cwd, _ := os.Readlink(filepath.Join(filepath.Dir(f), "cwd"))
+		if strings.Contains(cmd, "instance://"+project+".") || strings.Contains(cmd, "["+project+".") || strings.TrimSuffix(filepath.Base(cwd), " (deleted)") == project {
 			found = append(found, strings.TrimSpace(cmd))
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/stacknet"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -57,6 +58,7 @@ type options struct {
 	noDeps       bool
 	scale        []string
 	noLimits     bool
+	network      string // up --network: "" or host
 
 	// down
 	volumes bool
@@ -80,6 +82,9 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == stacknet.HolderArg {
+		stacknet.Hold() // a stack network's holder: never returns
+	}
 	// compose-go reports through logrus (unset variables, obsolete
 	// `version`); print those like sstack's own warnings, without logrus's
 	// time= key=value decoration.
@@ -181,7 +186,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 
 	root.AddCommand(
 		newUp(o), newDown(o), newConfig(o), newLogs(o),
-		newPs(o), newLs(o), newExec(o),
+		newPs(o), newLs(o), newExec(o), newPort(o),
 		newServiceCommand(o, "stop"), newServiceCommand(o, "start"), newServiceCommand(o, "restart"), newKill(o),
 		newScale(o), newEvents(o), newWait(o), newTop(o), newStats(o), newVersion(o),
 		newDeploy(o), newRm(o), newList(o),
@@ -209,10 +214,14 @@ func (o *options) loadOptions() compose.Options {
 		EnvFiles:    o.envFiles,
 		Profiles:    o.profiles,
 		ImageDir:    o.imageDir,
+		HostNetwork: o.network == compose.NetworkHost,
 	}
 }
 
 func (o *options) load() (*compose.Plan, error) {
+	if o.network != "" && o.network != compose.NetworkHost {
+		return nil, &usageError{fmt.Errorf("--network %q: the one value is host (every service on the host's network); without it each stack has its own", o.network)}
+	}
 	plan, err := compose.Load(context.Background(), o.loadOptions())
 	if err != nil {
 		return nil, err

@@ -73,7 +73,7 @@ func (f *fakeRuntime) ListInstances(ctx context.Context, glob string) ([]singula
 	return nil, nil
 }
 
-func (f *fakeRuntime) Exec(ctx context.Context, instance string, args, env []string) (int, []byte, error) {
+func (f *fakeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (int, []byte, error) {
 	return 0, nil, nil
 }
 

@@ -14,17 +14,17 @@ func TestInstanceSpecLimitsAndGPU(t *testing.T) {
 		Resources: &compose.Resources{CPUs: 0.5, CPUShares: 100, CPUSet: "1", Memory: 1 << 20, MemoryReservation: 1 << 19,
 			MemorySwap: -1, PidsLimit: 9, OOMKillDisable: true, BlkioWeight: 20, Keys: []string{"x"}},
 		GPU: &compose.GPU{Vendor: compose.GPUAMD}}
-	spec := instanceSpec("p.w.1", svc, "")
+	spec := instanceSpec(&ServiceConfig{Instance: "p.w.1", Service: svc})
 	want := singularity.Limits{CPUs: 0.5, CPUShares: 100, CPUSetCPUs: "1", Memory: 1 << 20, MemoryReservation: 1 << 19,
 		MemorySwap: -1, PidsLimit: 9, OOMKillDisable: true, BlkioWeight: 20}
 	if spec.Limits != want || spec.GPU != singularity.GPUAMD {
 		t.Errorf("limits %+v gpu %q, want %+v amd", spec.Limits, spec.GPU, want)
 	}
 	svc.GPU.Vendor = compose.GPUNvidia
-	if spec := instanceSpec("p.w.1", svc, ""); spec.GPU != singularity.GPUNvidia {
+	if spec := instanceSpec(&ServiceConfig{Instance: "p.w.1", Service: svc}); spec.GPU != singularity.GPUNvidia {
 		t.Errorf("gpu %q, want nvidia", spec.GPU)
 	}
-	if spec := instanceSpec("p.w.1", &compose.Service{Image: "/i.sif"}, ""); !spec.Limits.IsZero() || spec.GPU != "" {
+	if spec := instanceSpec(&ServiceConfig{Instance: "p.w.1", Service: &compose.Service{Image: "/i.sif"}}); !spec.Limits.IsZero() || spec.GPU != "" {
 		t.Errorf("a service without limits or GPUs: %+v", spec)
 	}
 }

@@ -29,10 +29,7 @@ type Seeder interface {
 // compose would create. It returns the hosts file of each service.
 // hostsOf gives a service's /etc/hosts lines (nil: plan.HostsOf, all on
 // this host).
-func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) []compose.HostEntry) (map[string]string, error) {
-	if hostsOf == nil {
-		hostsOf = plan.HostsOf
-	}
+func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) ([]compose.HostEntry, error)) (map[string]string, error) {
 	if err := CheckPorts(plan); err != nil {
 		return nil, err
 	}
@@ -45,7 +42,11 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf fun
 	for i := range plan.Services {
 		svc := &plan.Services[i]
 		path := filepath.Join(hostsDir, svc.Name)
-		if err := os.WriteFile(path, []byte(HostsFile(hostsOf(svc))), 0o600); err != nil {
+		entries, err := hostsOf(svc)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte(HostsFile(entries)), 0o600); err != nil {
 			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
 		}
 		hosts[svc.Name] = path
@@ -66,14 +67,18 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf fun
 	return hosts, nil
 }
 
-// CheckPorts tries to listen on every port of the plan's services (on all
-// addresses, as most services do): instances share the host network, so a
-// port another program holds would make the service fail once started.
-// Every port taken is reported, before anything starts.
+// CheckPorts tries to listen on every port of the services on the host's
+// network (on all addresses, as most services do): a port another program
+// holds would make the service fail once started. Every port taken is
+// reported, before anything starts. (Ports published from the stack
+// network are checked as they are published.)
 func CheckPorts(plan *compose.Plan) error {
 	var errs []error
 	checked := map[compose.Port]bool{}
 	for _, svc := range plan.Services {
+		if svc.Network != compose.NetworkHost {
+			continue
+		}
 		for _, p := range svc.Ports {
 			key := compose.Port{Target: p.Target, Protocol: p.Protocol}
 			if checked[key] {
@@ -110,9 +115,9 @@ func portProblem(p compose.Port) string {
 	case err == nil:
 		return ""
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Sprintf("port %s is already in use on this host, and instances share the host network: the service could not listen on it; stop the program that holds it (ss -lntup shows which), or make the service listen on another port", p)
+		return fmt.Sprintf("port %s is already in use on this host, and the service is on the host's network (network_mode: host): it could not listen on it; stop the program that holds it (ss -lntup shows which), or make the service listen on another port", p)
 	case errors.Is(err, syscall.EACCES):
-		return fmt.Sprintf("port %s: only root may listen on it on this host (ports below net.ipv4.ip_unprivileged_port_start), and instances share the host network: make the service listen on a port of 1024 or above", p)
+		return fmt.Sprintf("port %s: only root may listen on it on this host (ports below net.ipv4.ip_unprivileged_port_start), and the service is on the host's network (network_mode: host): make the service listen on a port of 1024 or above, or run it on the project network", p)
 	}
 	return fmt.Sprintf("port %s cannot be listened on on this host: %v", p, err)
 }

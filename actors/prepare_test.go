@@ -24,9 +24,11 @@ func TestCheckPorts(t *testing.T) {
 	free.Close()
 
 	plan := &compose.Plan{Services: []compose.Service{
-		{Name: "web", Ports: []compose.Port{{Target: freePort, Protocol: "tcp"}, {Target: taken, Protocol: "tcp"}}},
+		{Name: "web", Network: compose.NetworkHost, Ports: []compose.Port{{Target: freePort, Protocol: "tcp"}, {Target: taken, Protocol: "tcp"}}},
 		// The same port for a second service is reported once.
-		{Name: "api", Ports: []compose.Port{{Target: taken, Protocol: "tcp"}, {Target: freePort, Protocol: "udp"}}},
+		{Name: "api", Network: compose.NetworkHost, Ports: []compose.Port{{Target: taken, Protocol: "tcp"}, {Target: freePort, Protocol: "udp"}}},
+		// Published from the stack network: checked as it is published.
+		{Name: "proxy", Network: compose.NetworkProject, Ports: []compose.Port{{Target: taken, Protocol: "tcp"}}},
 	}}
 	err = CheckPorts(plan)
 	if err == nil {

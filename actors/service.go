@@ -31,6 +31,10 @@ type ServiceConfig struct {
 	Instance  string // Apptainer instance name, <project>.<service>.<replica>
 	Name      string // display name, <service>-<replica>
 	HostsFile string
+	// Net is the replica's network; ResolvConf, for a stack network, the
+	// file bound onto /etc/resolv.conf.
+	Net        singularity.Network
+	ResolvConf string
 	// HasRunscript: the image has a runscript, so a service without an
 	// entrypoint is started with `run` (command replaces CMD).
 	HasRunscript bool
@@ -192,7 +196,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		ctx.Send(s.cfg.Logger, &ev)
 		ctx.Send(s.parent, &ReplicaEvent{Event: ev})
 	case lifecycle.StartInstance:
-		spec := instanceSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HostsFile)
+		spec := instanceSpec(&s.cfg)
 		svc, prepare, stateDir, slots := s.cfg.Service, s.cfg.PrepareMounts, s.cfg.StateDir, s.cfg.slots
 		go func() {
 			root.Send(self, &instanceStarted{err: startInstance(rt, spec, svc, prepare, stateDir, slots)})
@@ -205,7 +209,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 			root.Send(self, &instanceChecked{exists: err != nil || len(infos) > 0})
 		}()
 	case lifecycle.StartProcess:
-		pspec := processSpec(s.cfg.Instance, s.cfg.Service, s.cfg.HasRunscript)
+		pspec := processSpec(&s.cfg)
 		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
 		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, s.cfg.Service, &s.final)
@@ -240,11 +244,11 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		timer := e.Timer
 		time.AfterFunc(e.After, func() { root.Send(self, &timerFired{timer: timer}) })
 	case lifecycle.Probe:
-		test, env, inst := s.cfg.Service.Healthcheck.Test, s.cfg.Service.Environment, s.cfg.Instance
+		probe := singularity.ProcessSpec{Instance: s.cfg.Instance, Args: s.cfg.Service.Healthcheck.Test, Env: s.cfg.Service.Environment, Net: s.cfg.Net}
 		go func() {
 			cctx, cancel := context.WithTimeout(context.Background(), e.Timeout)
 			defer cancel()
-			code, out, err := rt.Exec(cctx, inst, test, env)
+			code, out, err := rt.Exec(cctx, probe)
 			timedOut := cctx.Err() != nil
 			if err != nil && !timedOut && code == 0 {
 				code = 255

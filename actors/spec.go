@@ -7,9 +7,13 @@ import (
 
 // instanceSpec is the Apptainer instance of one replica: every mount is
 // given here because exec ignores binds.
-func instanceSpec(name string, svc *compose.Service, hostsFile string) singularity.InstanceSpec {
-	spec := singularity.InstanceSpec{Name: name, Image: svc.Image, HostsFile: hostsFile, ReadOnlyRoot: svc.ReadOnly,
-		WorkDir: svc.WorkingDir, Limits: InstanceLimits(svc), GPU: instanceGPU(svc)}
+func instanceSpec(cfg *ServiceConfig) singularity.InstanceSpec {
+	svc := cfg.Service
+	spec := singularity.InstanceSpec{Name: cfg.Instance, Image: svc.Image, HostsFile: cfg.HostsFile, ReadOnlyRoot: svc.ReadOnly,
+		WorkDir: svc.WorkingDir, Limits: InstanceLimits(svc), GPU: instanceGPU(svc), Net: cfg.Net}
+	if cfg.Net.Holder > 0 {
+		spec.ResolvConf = cfg.ResolvConf
+	}
 	for _, m := range svc.Mounts {
 		switch m.Kind {
 		case compose.MountTmpfs:
@@ -24,9 +28,10 @@ func instanceSpec(name string, svc *compose.Service, hostsFile string) singulari
 // processSpec is the service process. Without an entrypoint the image's
 // runscript runs with command as its arguments (Docker's ENTRYPOINT/CMD
 // split); an image without a runscript runs command directly.
-func processSpec(instance string, svc *compose.Service, hasRunscript bool) singularity.ProcessSpec {
-	spec := singularity.ProcessSpec{Instance: instance, Env: svc.Environment, Pwd: svc.WorkingDir}
-	if svc.Entrypoint == nil && hasRunscript {
+func processSpec(cfg *ServiceConfig) singularity.ProcessSpec {
+	svc := cfg.Service
+	spec := singularity.ProcessSpec{Instance: cfg.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, Net: cfg.Net}
+	if svc.Entrypoint == nil && cfg.HasRunscript {
 		spec.Run = true
 		spec.Args = svc.Command
 		return spec

@@ -33,9 +33,13 @@ type StackConfig struct {
 	// HasRunscript and HostsFiles are keyed by service name.
 	HasRunscript map[string]bool
 	HostsFiles   map[string]string
-	Format       LogFormat
-	Stdout       io.Writer // service output
-	Stderr       io.Writer // sstack's status lines
+	// Nets is each service's network (none: the host's); ResolvConf is
+	// bound onto /etc/resolv.conf of those on a stack network.
+	Nets       map[string]singularity.Network
+	ResolvConf string
+	Format     LogFormat
+	Stdout     io.Writer // service output
+	Stderr     io.Writer // sstack's status lines
 
 	// Services to start (with their dependencies unless NoDeps); none:
 	// every service of the plan.
@@ -527,6 +531,8 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		Instance:      inst,
 		Name:          svc.DisplayName(r),
 		HostsFile:     a.cfg.HostsFiles[svc.Name],
+		Net:           a.cfg.Nets[svc.Name],
+		ResolvConf:    a.cfg.ResolvConf,
 		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,
 		Runtime:       a.cfg.Runtime,

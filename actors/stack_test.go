@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sstack/compose"
+	"sstack/singularity"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test.
@@ -245,7 +246,8 @@ type probeRuntime struct {
 	probe  func(instance string, n int) int
 }
 
-func (r *probeRuntime) Exec(ctx context.Context, instance string, args, env []string) (int, []byte, error) {
+func (r *probeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (int, []byte, error) {
+	instance := spec.Instance
 	r.mu.Lock()
 	r.probes[instance]++
 	n := r.probes[instance]

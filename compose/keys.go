@@ -9,7 +9,7 @@ import (
 
 // Why sstack ignores a key; shared by keys with the same cause.
 const (
-	reasonHostNetwork = "instances share the host network: services reach each other by name through /etc/hosts (127.0.0.1)"
+	reasonOneNetwork  = "the services of a stack share one network (its own namespace, or the host's): they reach each other by name through /etc/hosts (127.0.0.1)"
 	reasonNoLimitFlag = "Apptainer has no flag for this limit"
 	reasonNamespaces  = "apptainer chooses the instance's namespaces"
 	reasonPrivileges  = "apptainer runs the service as the user who runs sstack, with no extra privileges"
@@ -46,7 +46,6 @@ var unsupportedServiceKeys = map[string]string{
 	"dns_search":          reasonDNS,
 	"dockerfile":          "not used: name the build file in build.dockerfile",
 	"domainname":          "the instance keeps the host's domain name",
-	"expose":              "instances share the host network: every port the service listens on is reachable",
 	"external_links":      "there are no containers outside the project to link to",
 	"group_add":           reasonPrivileges,
 	"ipc":                 reasonNamespaces,
@@ -56,10 +55,10 @@ var unsupportedServiceKeys = map[string]string{
 	"log_driver":          reasonLogging,
 	"log_opt":             reasonLogging,
 	"logging":             reasonLogging,
-	"mac_address":         reasonHostNetwork,
+	"mac_address":         reasonOneNetwork,
 	"mem_swappiness":      reasonNoLimitFlag,
 	"models":              "sstack provides no AI models",
-	"net":                 reasonHostNetwork,
+	"net":                 reasonOneNetwork,
 	"oom_score_adj":       "Apptainer cannot set the OOM score of an instance",
 	"pid":                 reasonNamespaces,
 	"platform":            "the SIF is used as it is; no platform is selected",
@@ -85,7 +84,7 @@ var unsupportedServiceKeys = map[string]string{
 // particular values, e.g. network_mode other than host).
 var translatedServiceKeys = append(append([]string{
 	"build", "command", "configs", "container_name", "depends_on", "deploy",
-	"entrypoint", "env_file", "environment", "extends", "extra_hosts",
+	"entrypoint", "env_file", "environment", "expose", "extends", "extra_hosts",
 	"healthcheck", "hostname", "image", "init", "links", "name", "network_mode",
 	"networks", "ports", "profiles", "provider", "pull_policy", "pull_refresh_after",
 	"read_only", "restart", "scale", "secrets", "security_opt", "stop_grace_period",
@@ -96,7 +95,7 @@ var translatedServiceKeys = append(append([]string{
 // Deploy keys: replicas, restart_policy and resources are translated,
 // mode is for values other than "replicated".
 var unsupportedDeployKeys = map[string]string{
-	"endpoint_mode":   reasonHostNetwork,
+	"endpoint_mode":   reasonOneNetwork,
 	"labels":          reasonMetadata,
 	"rollback_config": "sstack does not roll updates out",
 	"update_config":   "sstack does not roll updates out",

@@ -37,6 +37,9 @@ type Options struct {
 	EnvFiles []string
 	// Profiles (--profile) to enable; empty means COMPOSE_PROFILES.
 	Profiles []string
+	// HostNetwork (up --network host) runs every service on the host's
+	// network instead of the stack's own, as x-sstack.network: host does.
+	HostNetwork bool
 	// WorkingDir is the directory relative paths given in Options are
 	// resolved against and default files are searched from; "" is the
 	// current directory.

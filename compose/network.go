@@ -1,6 +1,8 @@
 package compose
 
-// /etc/hosts entries and ports: instances share the host network, so
+// Network modes, /etc/hosts entries and ports. The services of a stack
+// share one network: by default a namespace of the stack's own
+// (internal/stacknet), with network_mode: host the host's; either way
 // every service is reachable on 127.0.0.1 under its names.
 
 import (
@@ -12,6 +14,84 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
+
+// Network modes of a service (Service.Network).
+const (
+	NetworkProject = "project" // the stack's own network namespace (the default)
+	NetworkHost    = "host"    // the host's network (network_mode: host, up --network host)
+	NetworkNone    = "none"    // loopback only (network_mode: none)
+)
+
+// HostGateway is the address extra_hosts' host-gateway stands for, as the
+// plan writes it: on the project network the engine puts the host's
+// address there (the host's 127.0.0.1 is not reachable from inside);
+// on the host's network it is 127.0.0.1.
+const HostGateway = "host-gateway"
+
+// networkMode reads network_mode; service:NAME is resolved later, once
+// every service is known (sharedNetworks).
+func (t *translator) networkMode(sc types.ServiceConfig) string {
+	nm := sc.NetworkMode
+	switch {
+	case nm == "host":
+		return NetworkHost
+	case nm == "none":
+		return NetworkNone
+	case strings.HasPrefix(nm, "service:"):
+		return nm
+	case strings.HasPrefix(nm, "container:"):
+		t.fail(sc.Name, "network_mode", "%q: there are no containers outside the project to share a network with; use service:NAME for a service of the project", nm)
+	case nm == "" || nm == "default":
+	case nm == "bridge":
+		t.warn(sc.Name, "network_mode", "bridge: the service runs on the project's network, with the other services")
+	default:
+		t.warn(sc.Name, "network_mode", "%q is not a network sstack knows: the service runs on the project's network (host, none and service:NAME are the others)", nm)
+	}
+	if t.hostNetwork {
+		return NetworkHost
+	}
+	return NetworkProject
+}
+
+// sharedNetworks resolves network_mode: service:NAME to NAME's network
+// (a stack's services share one namespace already), then warns about
+// ports each mode cannot honour and refuses host ports published twice.
+func (t *translator) sharedNetworks(order []string, services map[string]*Service) {
+	var resolve func(name string, seen map[string]bool) string
+	resolve = func(name string, seen map[string]bool) string {
+		s := services[name]
+		target, ok := strings.CutPrefix(s.Network, "service:")
+		if !ok {
+			return s.Network
+		}
+		switch {
+		case seen[name]:
+			t.fail(name, "network_mode", "service:%s: the services' network_mode form a cycle", target)
+			return NetworkProject
+		case services[target] == nil:
+			t.fail(name, "network_mode", "service:%s: no such service is started; name a service of the project", target)
+			return NetworkProject
+		}
+		seen[name] = true
+		mode := resolve(target, seen)
+		if mode == NetworkNone {
+			t.warn(name, "network_mode", "service:%s: %s has network_mode none, so this service gets a loopback of its own, not %s's", target, target, target)
+		}
+		return mode
+	}
+	for _, name := range order {
+		s := services[name]
+		s.Network = resolve(name, map[string]bool{})
+		switch {
+		case len(s.Ports) == 0:
+		case s.Network == NetworkHost:
+			t.portsOnHost(s)
+		case s.Network == NetworkNone:
+			t.warn(name, "ports", "not published: with network_mode none the service has no network to publish from")
+		}
+	}
+	t.publishedTwice(order, services)
+}
 
 var localhostEntries = []HostEntry{
 	{Host: "localhost", IP: "127.0.0.1"},
@@ -78,9 +158,8 @@ func (t *translator) serviceHosts(sc types.ServiceConfig, common map[string]bool
 	for _, h := range sortedKeys(sc.ExtraHosts) {
 		for _, ip := range sc.ExtraHosts[h] {
 			e := HostEntry{Host: h, IP: ip}
-			if ip == "host-gateway" {
-				// The host's own address, as seen from the host network.
-				e.IP, e.Comment = "127.0.0.1", "host-gateway"
+			if ip == HostGateway {
+				e.IP, e.Comment = HostGateway, HostGateway
 			} else if net.ParseIP(strings.Trim(ip, "[]")) == nil {
 				t.fail(sc.Name, "extra_hosts", "%s: %q is not an IP address", h, ip)
 				continue
@@ -93,9 +172,7 @@ func (t *translator) serviceHosts(sc types.ServiceConfig, common map[string]bool
 	return hosts
 }
 
-// checkPorts refuses ports that are not well formed: sstack does not map
-// them (the instances share the host network), but a port the user
-// mistyped should be said at once, not ignored.
+// checkPorts refuses ports that are not well formed.
 func (t *translator) checkPorts(sc types.ServiceConfig) {
 	for _, p := range sc.Ports {
 		if p.Target < 1 || p.Target > 65535 {
@@ -109,7 +186,7 @@ func (t *translator) checkPorts(sc types.ServiceConfig) {
 		default:
 			t.fail(sc.Name, "ports", "protocol %q: use tcp, udp or sctp", p.Protocol)
 		}
-		if p.HostIP != "" && net.ParseIP(strings.Trim(p.HostIP, "[]")) == nil {
+		if p.HostIP != "" && !validHostIP(p.HostIP) {
 			t.fail(sc.Name, "ports", "host_ip %q is not an IP address", p.HostIP)
 		}
 	}
@@ -125,19 +202,24 @@ func validPortRange(s string) bool {
 	return err1 == nil && err2 == nil && a <= b
 }
 
-// portConflicts warns when two instances would listen on the same port of
-// the shared host network.
+// portConflicts warns when two instances would listen on the same port
+// of one network: the host's, or the project's (one namespace for the
+// whole stack). A service with network_mode none is alone in its own.
 func (t *translator) portConflicts(order []string, services map[string]*Service) {
-	users := map[string][]string{}
+	users := map[string][]string{} // "network port/proto" -> services
 	var ports []string
 	for _, name := range order {
+		svc := services[name]
+		if svc == nil || svc.Network == NetworkNone {
+			continue
+		}
 		seen := map[string]bool{}
 		for _, p := range t.p.Services[name].Ports {
 			proto := p.Protocol
 			if proto == "" {
 				proto = "tcp"
 			}
-			port := fmt.Sprintf("%d/%s", p.Target, proto)
+			port := svc.Network + " " + fmt.Sprintf("%d/%s", p.Target, proto)
 			if seen[port] {
 				continue
 			}
@@ -148,15 +230,45 @@ func (t *translator) portConflicts(order []string, services map[string]*Service)
 			users[port] = append(users[port], name)
 		}
 	}
-	for _, port := range ports {
-		names := users[port]
+	where := map[string]string{NetworkHost: "the host's network", NetworkProject: "the project's network (one namespace for the stack)"}
+	for _, key := range ports {
+		network, port, _ := strings.Cut(key, " ")
+		names := users[key]
 		for _, name := range names {
 			switch {
 			case len(names) > 1:
-				t.warn(name, "ports", "port %s is also used by %s: on the shared host network only one can listen", port, strings.Join(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == name }), ", "))
+				t.warn(name, "ports", "port %s is also used by %s: on %s only one can listen", port, strings.Join(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == name }), ", "), where[network])
 			case services[name].Replicas > 1:
-				t.warn(name, "ports", "port %s: only one of the %d replicas can listen on it on the shared host network", port, services[name].Replicas)
+				t.warn(name, "ports", "port %s: only one of the %d replicas can listen on it on %s", port, services[name].Replicas, where[network])
 			}
 		}
 	}
+}
+
+// networkSetting reads the top-level x-sstack.network: "project" (the
+// default) or "host" (every service on the host's network, for hosts
+// where a stack network cannot be made).
+func (t *translator) networkSetting() string {
+	x, ok := t.p.Extensions["x-sstack"].(map[string]any)
+	if !ok || x["network"] == nil {
+		return NetworkProject
+	}
+	switch v := x["network"]; v {
+	case NetworkProject, NetworkHost:
+		return v.(string)
+	default:
+		t.fail("", "x-sstack.network", "%v: give project (the stack's own network, the default) or host (the host's network)", v)
+		return NetworkProject
+	}
+}
+
+// GatewayAt is entries with host-gateway written as addr.
+func GatewayAt(entries []HostEntry, addr string) []HostEntry {
+	out := slices.Clone(entries)
+	for i := range out {
+		if out[i].IP == HostGateway {
+			out[i].IP = addr
+		}
+	}
+	return out
 }

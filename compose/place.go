@@ -126,8 +126,8 @@ func (t *translator) nodeLabels() map[string]map[string]string {
 		return nil
 	}
 	for _, k := range sortedKeys(m) {
-		if k != "node_labels" {
-			t.warn("", "x-sstack."+k, "ignored: the top-level x-sstack has only node_labels")
+		if k != "node_labels" && k != "network" {
+			t.warn("", "x-sstack."+k, "ignored: the top-level x-sstack has only node_labels and network")
 		}
 	}
 	raw := m["node_labels"]

@@ -19,7 +19,7 @@ type Plan struct {
 	ConfigFiles []string `json:"config_files,omitempty"`
 	// Hosts are the /etc/hosts lines every service has: localhost, then
 	// every service name of the project (and container_name, hostname and
-	// network aliases) on 127.0.0.1, as instances share the host network.
+	// network aliases) on 127.0.0.1, as the services share one network.
 	// Kept once for the project, so that a plan grows linearly with its
 	// services; a service's own lines are in its ExtraHosts.
 	Hosts []HostEntry `json:"hosts"`
@@ -89,7 +89,11 @@ type Service struct {
 	ExtraHosts []HostEntry `json:"extra_hosts,omitempty"`
 
 	DependsOn []Dependency `json:"depends_on,omitempty"`
-	// Ports the service listens on, on the host (compose ports:).
+	// Network is the service's network mode: NetworkProject (the stack's
+	// own namespace), NetworkHost or NetworkNone (network.go).
+	Network string `json:"network_mode"`
+	// Ports are compose ports: published from the host into the project
+	// network; on the host's network the service listens on Target itself.
 	Ports []Port `json:"ports,omitempty"`
 
 	StopSignal      string        `json:"stop_signal"`       // e.g. "SIGTERM"

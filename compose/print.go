@@ -105,6 +105,14 @@ func (e *emitter) service(s Service) {
 			e.line(3, fmt.Sprintf("%s: {condition: %s, required: %t, restart: %t}", quote(d.Service), quote(d.Condition), d.Required, d.Restart))
 		}
 	}
+	e.line(2, "network_mode: "+s.Network)
+	if len(s.Ports) > 0 {
+		ports := make([]string, len(s.Ports))
+		for i, p := range s.Ports {
+			ports[i] = quote(p.Written())
+		}
+		e.line(2, "ports: ["+strings.Join(ports, ", ")+"]")
+	}
 	e.scalar(2, "stop_signal", s.StopSignal)
 	e.line(2, "stop_grace_period: "+dur(s.StopGracePeriod))
 	r := s.Restart

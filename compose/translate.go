@@ -78,6 +78,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		scaledDown: map[string]bool{},
 	}
 	t.stateDir = filepath.Join(t.stateBase, p.Name)
+	t.hostNetwork = opts.HostNetwork || t.networkSetting() == NetworkHost
 	t.cwd, _ = opts.workingDir()
 
 	t.topLevel()
@@ -100,6 +101,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 	t.dependencies(services)
 	order := t.order(services)
 	t.volumesFrom(order, services)
+	t.sharedNetworks(order, services)
 	t.portConflicts(order, services)
 	t.assignGPUs(order, services, opts)
 	if len(services) == 0 && len(t.errs) == 0 {
@@ -153,6 +155,9 @@ type translator struct {
 	volumeDirs map[string]string // top-level volume key -> host directory
 	reported   map[string]bool   // secret/config files checked -> found faulty
 	scaledDown map[string]bool   // services with scale 0, not started
+	// hostNetwork: every service on the host's network (up --network
+	// host, x-sstack.network: host).
+	hostNetwork bool
 }
 
 func (t *translator) fail(service, key, format string, args ...any) {
@@ -191,7 +196,7 @@ func (t *translator) topLevel() {
 		}
 	}
 	if len(networks) > 0 {
-		t.warn("", "networks", "%s: %s", strings.Join(networks, ", "), reasonHostNetwork)
+		t.warn("", "networks", "%s: %s", strings.Join(networks, ", "), reasonOneNetwork)
 	}
 	for _, name := range sortedKeys(p.Volumes) {
 		v := p.Volumes[name]
@@ -248,6 +253,7 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 	s.Replicas = replicas
 	s.ContainerName = sc.ContainerName
 	s.Placement = t.placement(sc)
+	s.Network = t.networkMode(sc)
 
 	t.image(sc, s)
 	t.command(sc, s)
@@ -440,24 +446,6 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 			t.warn(name, "deploy.mode", "%q is not honoured: replicas are placed as for replicated (deploy.placement)", d.Mode)
 		}
 	}
-	if len(sc.Ports) > 0 {
-		var remapped []string
-		for _, p := range sc.Ports {
-			if p.Published != "" && p.Published != strconv.Itoa(int(p.Target)) {
-				remapped = append(remapped, fmt.Sprintf("%s->%d", p.Published, p.Target))
-			}
-		}
-		if len(remapped) > 0 {
-			t.warn(name, "ports", "%s not remapped: instances share the host network, so the service listens on its own ports of the host", strings.Join(remapped, ", "))
-		} else {
-			t.warn(name, "ports", "instances share the host network: the service listens on the host's ports directly")
-		}
-	}
-	switch nm := sc.NetworkMode; {
-	case nm == "" || nm == "host":
-	default:
-		t.warn(name, "network_mode", "%q is not honoured: %s", nm, reasonHostNetwork)
-	}
 	var networks []string
 	for _, n := range sortedKeys(sc.Networks) {
 		if n != "default" || sc.Networks[n] != nil {
@@ -465,7 +453,7 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 		}
 	}
 	if len(networks) > 0 {
-		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonHostNetwork)
+		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonOneNetwork)
 	}
 	if sc.Hostname != "" {
 		per := ""

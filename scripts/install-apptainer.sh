@@ -2,7 +2,8 @@
 # Installs Apptainer on Debian 12 (bookworm), which has no package for it, by
 # taking sid's apptainer and the newer glibc it needs into a private library
 # directory (recipe and reasons: ../shared/apptainer-facts.md). Also installs
-# what the tests and the example need (busybox-static, debootstrap).
+# what the tests and the example need (busybox-static, debootstrap), and
+# slirp4netns, which gives every stack a network of its own.
 # Does nothing beyond the helper packages when apptainer or singularity works.
 set -euo pipefail
 
@@ -27,7 +28,8 @@ runtime_works() {
 
 helpers_present() {
   command -v busybox >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 &&
-    command -v mksquashfs >/dev/null 2>&1
+    command -v mksquashfs >/dev/null 2>&1 && command -v slirp4netns >/dev/null 2>&1 &&
+    command -v nsenter >/dev/null 2>&1
 }
 
 # Without systemd as init, Apptainer's default `systemd cgroups = yes`
@@ -57,8 +59,8 @@ fi
 need_root
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq patchelf squashfs-tools uidmap busybox-static debootstrap fuse2fs >/dev/null 2>&1 ||
-  apt-get install -y -qq patchelf squashfs-tools uidmap busybox-static debootstrap >/dev/null
+apt-get install -y -qq patchelf squashfs-tools uidmap busybox-static debootstrap slirp4netns util-linux fuse2fs >/dev/null 2>&1 ||
+  apt-get install -y -qq patchelf squashfs-tools uidmap busybox-static debootstrap slirp4netns util-linux >/dev/null
 
 if runtime_works; then
   echo "install-apptainer: $(apptainer --version 2>/dev/null || singularity --version) already works"

@@ -12,6 +12,13 @@ fi
 # proctrack/cgroup, what most sites run: a step's processes die with it.
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-test-deps.sh
+  # The tests also run sstack as an unprivileged user they create, whose
+  # stack networks need /dev/net/tun: 0666 on normal distributions, 0600
+  # on some VMs without udev (this one).
+  if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    echo "test.sh: chmod 0666 /dev/net/tun (as normal distributions ship it) for the unprivileged-user tests"
+    chmod 0666 /dev/net/tun
+  fi
   if ! bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
     SLURM_CLUSTER_PROCTRACK=cgroup bash scripts/slurm-cluster.sh up
     trap 'bash scripts/slurm-cluster.sh down' EXIT

@@ -159,7 +159,17 @@ func (a *Apptainer) baseEnv() []string {
 // at the terminal reaches only sstack, which decides how services stop, and
 // in "/" so that no host working directory leaks into containers.
 func (a *Apptainer) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, a.Binary, args...)
+	cmd, _ := a.commandIn(ctx, Network{}, env, args...)
+	return cmd
+}
+
+// commandIn is command run in net (see Network.enter).
+func (a *Apptainer) commandIn(ctx context.Context, net Network, env []string, args ...string) (*exec.Cmd, error) {
+	argv, err := net.enter(append([]string{a.Binary}, args...))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	if env == nil {
 		env = clientEnv(a.baseEnv())
 	}
@@ -169,13 +179,21 @@ func (a *Apptainer) command(ctx context.Context, env []string, args ...string) *
 	// Orphans inside an instance may inherit our pipes: do not wait for
 	// them after the client has exited.
 	cmd.WaitDelay = time.Second
-	return cmd
+	return cmd, nil
 }
 
 // output runs a command and returns stdout and stderr separately.
 func (a *Apptainer) output(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
+	return a.outputIn(ctx, Network{}, args...)
+}
+
+// outputIn is output with the client run in net.
+func (a *Apptainer) outputIn(ctx context.Context, net Network, args ...string) (stdout, stderr []byte, err error) {
 	var o, e bytes.Buffer
-	cmd := a.command(ctx, nil, args...)
+	cmd, err := a.commandIn(ctx, net, nil, args...)
+	if err != nil {
+		return nil, nil, err
+	}
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	// `instance start` leaves a daemon that may hold our pipes: once the
@@ -231,7 +249,7 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 	if err != nil {
 		return err
 	}
-	stdout, stderr, err := a.output(ctx, args...)
+	stdout, stderr, err := a.outputIn(ctx, spec.Net, args...)
 	if err != nil {
 		return fmt.Errorf("starting instance %q from %s: %s (%v)", spec.Name, spec.Image, summarize(append(stderr, stdout...)), err)
 	}
@@ -275,10 +293,13 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 		}
 		args = append(args, "--mount", m)
 	}
-	if spec.HostsFile != "" {
-		m, err := mountSpec(Bind{Source: spec.HostsFile, Target: "/etc/hosts", ReadOnly: true})
+	for _, f := range []struct{ source, target string }{{spec.HostsFile, "/etc/hosts"}, {spec.ResolvConf, "/etc/resolv.conf"}} {
+		if f.source == "" {
+			continue
+		}
+		m, err := mountSpec(Bind{Source: f.source, Target: f.target, ReadOnly: true})
 		if err != nil {
-			return nil, fmt.Errorf("instance %q: hosts file: %w", spec.Name, err)
+			return nil, fmt.Errorf("instance %q: %s: %w", spec.Name, f.target, err)
 		}
 		args = append(args, "--mount", m)
 	}
@@ -298,7 +319,7 @@ func startArgs(spec InstanceSpec) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance %q: %w", spec.Name, err)
 	}
-	args = append(append(args, spec.Limits.args()...), gpu...)
+	args = append(append(append(args, spec.Limits.args()...), gpu...), spec.Net.netArgs()...)
 	return append(args, image, spec.Name), nil
 }
 
@@ -529,17 +550,17 @@ func processArgs(spec ProcessSpec) ([]string, error) {
 // first 4 KiB of its combined output, as Docker keeps for healthchecks.
 // When ctx ends first the client is killed (the kernel then kills the
 // command) and the code is -1 with ctx's error.
-func (a *Apptainer) Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error) {
-	cargs, err := processArgs(ProcessSpec{Instance: instance, Args: args})
+func (a *Apptainer) Exec(ctx context.Context, spec ProcessSpec) (int, []byte, error) {
+	instance := spec.Instance
+	cargs, env, err := a.processCommand(ProcessSpec{Instance: instance, Args: spec.Args, Env: spec.Env})
 	if err != nil {
 		return -1, nil, err
 	}
-	cenv, err := serviceEnv(a.baseEnv(), env)
-	if err != nil {
-		return -1, nil, fmt.Errorf("instance %q: %w", instance, err)
-	}
 	out := &capWriter{max: 4096}
-	cmd := a.command(ctx, cenv, cargs...)
+	cmd, err := a.commandIn(ctx, spec.Net, env, cargs...)
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in instance %q: %w", instance, err)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()
 	if ctx.Err() != nil {

@@ -39,7 +39,7 @@ func startBusybox(t *testing.T, rt *singularity.Apptainer, spec singularity.Inst
 // exec runs args in the instance and fails the test on runtime errors.
 func exec(t *testing.T, rt *singularity.Apptainer, inst string, env []string, args ...string) (int, string) {
 	t.Helper()
-	code, out, err := rt.Exec(ctxT(t), inst, args, env)
+	code, out, err := rt.Exec(ctxT(t), singularity.ProcessSpec{Instance: inst, Args: args, Env: env})
 	if err != nil {
 		t.Fatalf("exec %q: %v (output %q)", args, err, out)
 	}
@@ -728,7 +728,7 @@ func TestExecHealthcheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	code, _, err := rt.Exec(ctx, inst, []string{"sleep", "30"}, nil)
+	code, _, err := rt.Exec(ctx, singularity.ProcessSpec{Instance: inst, Args: []string{"sleep", "30"}})
 	if !errors.Is(err, context.DeadlineExceeded) || code != -1 {
 		t.Errorf("timeout: code %d, err %v", code, err)
 	}

@@ -30,7 +30,10 @@ func (a *Apptainer) StartProcess(ctx context.Context, spec ProcessSpec) (Process
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
 	}
-	cmd := a.command(context.Background(), env, args...)
+	cmd, err := a.commandIn(context.Background(), spec.Net, env, args...)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+	}
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("instance %q: starting %s: %w", spec.Instance, a.Binary, err)
@@ -391,7 +394,11 @@ func (a *Apptainer) Interactive(ctx context.Context, spec ProcessSpec) (*exec.Cm
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, a.Binary, args...)
+	argv, err := spec.Net.enter(append([]string{a.Binary}, args...))
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", spec.Instance, err)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = "/"
 	return cmd, nil

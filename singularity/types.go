@@ -26,8 +26,10 @@ type InstanceSpec struct {
 	// Tmpfs are container paths that get an empty, private, writable
 	// directory (compose `tmpfs` / tmpfs mounts).
 	Tmpfs []string
-	// HostsFile, when set, is bound read-only onto /etc/hosts.
-	HostsFile string
+	// HostsFile, when set, is bound read-only onto /etc/hosts; ResolvConf
+	// likewise onto /etc/resolv.conf.
+	HostsFile  string
+	ResolvConf string
 	// ReadOnlyRoot keeps the image's root filesystem read-only (compose
 	// read_only); otherwise writes go to a throwaway tmpfs overlay.
 	ReadOnlyRoot bool
@@ -39,6 +41,8 @@ type InstanceSpec struct {
 	// the image lacks it (and no mount provides it), the instance gets an
 	// empty one, as Docker creates a missing working_dir.
 	WorkDir string
+	// Net is the network namespace the instance lives in; zero: the host's.
+	Net Network
 }
 
 // ProcessSpec describes the service process run inside an instance.
@@ -51,6 +55,9 @@ type ProcessSpec struct {
 	Args []string
 	Env  []string // KEY=VALUE; the process gets only these (plus the image's own)
 	Pwd  string   // working directory; "" means the runtime's default
+	// Net is the instance's network (its InstanceSpec.Net): the client
+	// must be started inside it to reach the instance.
+	Net Network
 	// Stdout and Stderr receive the process's output; nil discards it.
 	Stdout io.Writer
 	Stderr io.Writer
@@ -94,9 +101,9 @@ type Runtime interface {
 	StopInstance(ctx context.Context, name string, sig string, timeout time.Duration) error
 	ListInstances(ctx context.Context, glob string) ([]InstanceInfo, error)
 	StartProcess(ctx context.Context, spec ProcessSpec) (Process, error)
-	// Exec runs a short command in an instance (healthchecks) and returns
-	// its exit code and combined output.
-	Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error)
+	// Exec runs a short command (spec.Args, with spec.Env) in an instance
+	// (healthchecks) and returns its exit code and combined output.
+	Exec(ctx context.Context, spec ProcessSpec) (int, []byte, error)
 	// EndRun ends every process left in the instance but its init, after
 	// the service process exited.
 	EndRun(ctx context.Context, instance string) (int, error)

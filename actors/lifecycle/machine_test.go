@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -903,7 +904,7 @@ func TestStaleInputsDropped(t *testing.T) {
 			d := secondRun(t)
 			before := d.m.Snapshot()
 			wantEffects(t, "stale input", d.do(tt.in), tt.want...)
-			if after := d.m.Snapshot(); after != before {
+			if after := d.m.Snapshot(); !reflect.DeepEqual(after, before) {
 				t.Errorf("snapshot changed:\n before %+v\n after  %+v", before, after)
 			}
 		})

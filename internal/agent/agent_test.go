@@ -87,7 +87,7 @@ func TestRemoteRuntime(t *testing.T) {
 	if err != nil || len(infos) != 1 || infos[0].Name != name {
 		t.Fatalf("list: %v %v", infos, err)
 	}
-	code, out, err := r.Exec(ctx, name, []string{"sh", "-c", "echo $FOO; exit 4"}, []string{"FOO=bar"})
+	code, out, err := r.Exec(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sh", "-c", "echo $FOO; exit 4"}, Env: []string{"FOO=bar"}})
 	if err != nil || code != 4 || strings.TrimSpace(string(out)) != "bar" {
 		t.Fatalf("exec: %d %q %v", code, out, err)
 	}

@@ -292,13 +292,13 @@ func (r *Remote) ListInstances(ctx context.Context, glob string) ([]singularity.
 	return infos, err
 }
 
-func (r *Remote) Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error) {
+func (r *Remote) Exec(ctx context.Context, spec singularity.ProcessSpec) (int, []byte, error) {
 	c, err := r.conn(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
 	var resp execResp
-	err = c.call(ctx, pathExec, execReq{Instance: instance, Args: args, Env: env}, &resp)
+	err = c.call(ctx, pathExec, execReq{Instance: spec.Instance, Args: spec.Args, Env: spec.Env, Net: spec.Net}, &resp)
 	return resp.Code, resp.Output, err
 }
 

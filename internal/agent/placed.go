@@ -141,12 +141,12 @@ func (p *Placed) StartProcess(ctx context.Context, spec singularity.ProcessSpec)
 	return r.StartProcess(ctx, spec)
 }
 
-func (p *Placed) Exec(ctx context.Context, instance string, args []string, env []string) (int, []byte, error) {
-	r, err := p.remote(instance)
+func (p *Placed) Exec(ctx context.Context, spec singularity.ProcessSpec) (int, []byte, error) {
+	r, err := p.remote(spec.Instance)
 	if err != nil {
 		return 0, nil, err
 	}
-	return r.Exec(ctx, instance, args, env)
+	return r.Exec(ctx, spec)
 }
 
 func (p *Placed) EndRun(ctx context.Context, instance string) (int, error) {

@@ -51,6 +51,7 @@ type execReq struct {
 	Instance string
 	Args     []string
 	Env      []string
+	Net      singularity.Network
 }
 
 type execResp struct {

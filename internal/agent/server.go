@@ -159,7 +159,7 @@ func (s *Server) routes() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
-		code, out, err := s.rt.Exec(r.Context(), req.Instance, req.Args, s.env(req.Env))
+		code, out, err := s.rt.Exec(r.Context(), singularity.ProcessSpec{Instance: req.Instance, Args: req.Args, Env: s.env(req.Env), Net: req.Net})
 		reply(w, execResp{Code: code, Output: out}, err)
 	})
 	mux.HandleFunc("POST "+pathEndRun, func(w http.ResponseWriter, r *http.Request) {

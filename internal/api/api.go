@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -101,6 +103,22 @@ type Replica struct {
 	Reason     string `json:"Reason,omitempty"` // why it failed
 	// Node is the Slurm node the replica runs on; "" on this host.
 	Node string `json:"Node,omitempty"`
+	// Publishers are the service's published ports, as docker compose's
+	// ps --format json names them.
+	Publishers []Publisher `json:"Publishers,omitempty"`
+}
+
+// Publisher is one published port: URL is the host address.
+type Publisher struct {
+	URL           string `json:"URL"`
+	TargetPort    int    `json:"TargetPort"`
+	PublishedPort int    `json:"PublishedPort"`
+	Protocol      string `json:"Protocol"`
+}
+
+// String is docker's notation: 0.0.0.0:8080->80/tcp.
+func (p Publisher) String() string {
+	return net.JoinHostPort(p.URL, strconv.Itoa(p.PublishedPort)) + "->" + strconv.Itoa(p.TargetPort) + "/" + p.Protocol
 }
 
 // Status is the state as docker compose ps shows it: "running",
@@ -272,6 +290,10 @@ type ExecTarget struct {
 	// command runs there, in a job step of Job.
 	Node string `json:"Node,omitempty"`
 	Job  string `json:"Job,omitempty"`
+	// NetHolder and NetUserNS: the replica is on the stack network, whose
+	// namespaces the client must enter (singularity.Network).
+	NetHolder int  `json:"NetHolder,omitempty"`
+	NetUserNS bool `json:"NetUserNS,omitempty"`
 }
 
 // Errors a Stack returns; the CLI maps them to messages and exit codes.

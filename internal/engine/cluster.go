@@ -195,7 +195,7 @@ func (c *cluster) hostsOf(svc *compose.Service) []compose.HostEntry {
 func (c *cluster) rewriteHosts() {
 	for name, path := range c.hosts {
 		if svc := c.plan.Service(name); svc != nil {
-			_ = os.WriteFile(path, []byte(actors.HostsFile(c.plan.PlacedHosts(svc, c.addrs))), 0o600)
+			_ = os.WriteFile(path, []byte(actors.HostsFile(compose.GatewayAt(c.plan.PlacedHosts(svc, c.addrs), "127.0.0.1"))), 0o600)
 		}
 	}
 }

@@ -67,6 +67,7 @@ type Supervisor struct {
 	// runtime runs the instances: rt, or the agents of a Slurm allocation.
 	runtime  singularity.Runtime
 	cluster  *cluster // inside a Slurm allocation; nil on one host
+	nets     *networks
 	stack    *actors.Stack
 	server   *control.Server
 	listener net.Listener
@@ -135,6 +136,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			if cl != nil {
 				cl.close()
 			}
+			s.nets.close()
 			s.release()
 			// Refused before anything started: leave nothing on disk
 			// that was not there (the directory goes only if empty).
@@ -159,11 +161,20 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := os.RemoveAll(statedir.Logs(plan.StateDir)); err != nil {
 		return nil, err
 	}
-	var hostsOf func(*compose.Service) []compose.HostEntry
+	if s.nets, err = startNetworks(ctx, plan, cl != nil, opts.Stderr); err != nil {
+		return nil, err
+	}
+	resolv, err := resolvConf(plan.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("writing resolv.conf in %s: %w", plan.StateDir, err)
+	}
+	hostsOf := plan.HostsOf
 	if cl != nil {
 		hostsOf = cl.hostsOf
 	}
-	hosts, err := actors.Prepare(ctx, plan, rt, hostsOf)
+	hosts, err := actors.Prepare(ctx, plan, rt, func(svc *compose.Service) ([]compose.HostEntry, error) {
+		return s.nets.hosts(plan, svc, hostsOf(svc))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +218,8 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		Metrics:        m,
 		HasRunscript:   runscripts,
 		HostsFiles:     hosts,
+		Nets:           s.nets.of,
+		ResolvConf:     resolv,
 		Format:         format,
 		Stdout:         opts.Stdout,
 		Stderr:         opts.Stderr,
@@ -264,6 +277,8 @@ func (s *Supervisor) Close() {
 		// Every replica is stopped: the agents end, and their steps.
 		s.cluster.close()
 	}
+	// Every instance is gone: nothing uses the stack network any more.
+	s.nets.close()
 	s.release()
 }
 
@@ -399,7 +414,11 @@ func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica
 	if err := s.checkServices(services); err != nil {
 		return nil, err
 	}
-	return s.stack.Ps()
+	rows, err := s.stack.Ps()
+	for i := range rows {
+		rows[i].Publishers = s.nets.publishers(rows[i].Service)
+	}
+	return rows, err
 }
 
 // FilterRows keeps the rows ps shows for opts.
@@ -723,7 +742,8 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir}
+		n := s.nets.of[svc.Name]
+		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, NetHolder: n.Holder, NetUserNS: n.UserNS}
 		if s.cluster != nil && r.Node != "" {
 			t.Node, t.Job = r.Node, s.cluster.job
 			t.Env = append(slices.Clip(t.Env), agent.NodeEnv+"="+r.Node)

@@ -16,6 +16,7 @@ import (
 	"sstack/actors"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/stacknet"
 	"sstack/internal/statedir"
 	"sstack/singularity"
 )
@@ -56,6 +57,10 @@ func Remove(ctx context.Context, rt *singularity.Apptainer, project, stateDir st
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	// The instances are gone: end their network's holder and forwarder.
+	if stacknet.Cleanup(stateDir) {
+		fmt.Fprintf(progress, "Network %s  Removed\n", project)
 	}
 	entries, err := os.ReadDir(stateDir)
 	if err != nil && !os.IsNotExist(err) {

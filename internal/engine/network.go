@@ -1,0 +1,237 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/stacknet"
+	"sstack/singularity"
+)
+
+// networks is the stack's network as up sets it: the stack network (nil
+// when no service runs on it) and each service's Network.
+type networks struct {
+	stack *stacknet.Net
+	of    map[string]singularity.Network
+	// gateway is what host-gateway stands for from the services on the
+	// stack network: an address of the host other than loopback.
+	gateway string
+}
+
+// hostNetworkHint is how to run without a stack network.
+const hostNetworkHint = "or run every service on the host's network: sstack up --network host (or x-sstack: {network: host} at the top of the compose file)"
+
+// startNetworks makes the stack network when a service runs on it (never
+// across a Slurm allocation, where services use their node's network:
+// README) and publishes the services' ports; nothing else is started
+// when it fails. clustered: inside an allocation.
+func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn io.Writer) (*networks, error) {
+	nw := &networks{of: map[string]singularity.Network{}}
+	project := false
+	for _, s := range plan.Services {
+		switch s.Network {
+		case compose.NetworkNone:
+			nw.of[s.Name] = singularity.Network{None: true}
+		case compose.NetworkProject:
+			if clustered {
+				if len(s.Ports) > 0 {
+					fmt.Fprintf(warn, "WARN service %q: ports: not published: across a Slurm allocation the services use their nodes' network and listen on its ports themselves\n", s.Name)
+				}
+				continue
+			}
+			project = true
+		}
+	}
+	if !project {
+		return nw, nil
+	}
+	// A network left by a killed sstack whose instances are gone (the
+	// clash check passed): its processes serve nobody now.
+	stacknet.Cleanup(plan.StateDir)
+	n, err := stacknet.Start(ctx, plan.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("the stack's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
+	}
+	nw.stack = n
+	for _, s := range plan.Services {
+		if s.Network == compose.NetworkProject {
+			nw.of[s.Name] = n.Network()
+		}
+	}
+	if err := nw.publish(plan); err != nil {
+		n.Close()
+		return nil, err
+	}
+	nw.gateway = hostAddress()
+	return nw, nil
+}
+
+// publish forwards every published port of the services on the stack
+// network, each checked free first so that a taken one is said with the
+// service and the key.
+func (nw *networks) publish(plan *compose.Plan) error {
+	var errs []error
+	for _, s := range plan.Services {
+		if s.Network != compose.NetworkProject {
+			continue
+		}
+		for _, p := range s.Ports {
+			pub, err := choosePort(p)
+			if err == nil {
+				pub.Service = s.Name
+				err = nw.stack.Publish(pub)
+			}
+			if err != nil {
+				errs = append(errs, &compose.Error{Service: s.Name, Key: "ports", Message: err.Error()})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// choosePort picks the host port of p: the one written, the first free
+// one of a range, or one the kernel chooses when none is written.
+func choosePort(p compose.Port) (stacknet.Published, error) {
+	pub := stacknet.Published{HostIP: p.HostAddr(), Target: p.Target, Protocol: p.Protocol}
+	if p.Protocol != "tcp" && p.Protocol != "udp" {
+		return pub, fmt.Errorf("%s: only tcp and udp ports can be published", p.Written())
+	}
+	lo, hi := p.HostPorts()
+	var last error
+	for port := lo; port <= hi; port++ {
+		got, err := tryListen(p.Protocol, pub.HostIP, port)
+		if err == nil {
+			pub.HostPort = got
+			return pub, nil
+		}
+		last = err
+	}
+	switch {
+	case errors.Is(last, syscall.EADDRINUSE):
+		return pub, fmt.Errorf("%s: host port %s is already in use; stop the program that holds it (ss -lntup shows which), or publish another port", p.Written(), p.Published)
+	case errors.Is(last, syscall.EACCES):
+		return pub, fmt.Errorf("%s: only root may bind host port %s on this host (ports below net.ipv4.ip_unprivileged_port_start); publish a port of 1024 or above (the service may listen on any port inside)", p.Written(), p.Published)
+	case errors.Is(last, syscall.EADDRNOTAVAIL):
+		return pub, fmt.Errorf("%s: %s is not an address of this host", p.Written(), pub.HostIP)
+	}
+	return pub, fmt.Errorf("%s: %v", p.Written(), last)
+}
+
+// tryListen binds addr:port (0: any) for a moment and says which port.
+func tryListen(proto, addr string, port int) (int, error) {
+	hostPort := net.JoinHostPort(addr, strconv.Itoa(port))
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", hostPort)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", hostPort)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// hostAddress is the host's first IPv4 address other than loopback:
+// the stack network reaches it (not the host's 127.0.0.1), as podman's
+// host.containers.internal does.
+func hostAddress() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return ipn.IP.String()
+		}
+	}
+	return ""
+}
+
+// hosts adapts a service's /etc/hosts lines to its network: host-gateway
+// is the host's address from the stack network and 127.0.0.1 from the
+// host's; from the stack network a service on the host's network is
+// reached at the host's address too.
+func (nw *networks) hosts(plan *compose.Plan, svc *compose.Service, entries []compose.HostEntry) ([]compose.HostEntry, error) {
+	if nw.of[svc.Name].Holder == 0 {
+		return compose.GatewayAt(entries, "127.0.0.1"), nil
+	}
+	out := make([]compose.HostEntry, 0, len(entries))
+	for _, e := range entries {
+		switch {
+		case e.IP == compose.HostGateway:
+			if nw.gateway == "" {
+				return nil, &compose.Error{Service: svc.Name, Key: "extra_hosts", Message: e.Host + ":host-gateway: this host has no address other than loopback for the stack network to reach it at; " + hostNetworkHint}
+			}
+			e.IP = nw.gateway
+		case e.Service != "" && nw.gateway != "":
+			if other := plan.Service(e.Service); other != nil && other.Network == compose.NetworkHost {
+				e.IP = nw.gateway
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// resolvConf is the /etc/resolv.conf of the services on the stack
+// network, or "" to keep the host's (Apptainer binds it): a host resolver
+// on 127.x cannot be reached from the namespace, so its queries go to
+// slirp4netns's forwarder instead, which asks the host's resolvers.
+func resolvConf(dir string) (string, error) {
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return "", nil
+	}
+	var keep []string
+	loopback := false
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
+				loopback = true
+			}
+			continue
+		}
+		if len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {
+			keep = append(keep, line)
+		}
+	}
+	if !loopback {
+		return "", nil
+	}
+	path := filepath.Join(dir, "resolv.conf")
+	content := "# generated by sstack: the host's resolver is on loopback\nnameserver " + stacknet.DNSAddr + "\n" + strings.Join(keep, "\n") + "\n"
+	return path, os.WriteFile(path, []byte(content), 0o644)
+}
+
+// publishers are ps's PORTS of a service.
+func (nw *networks) publishers(service string) []api.Publisher {
+	if nw == nil || nw.stack == nil {
+		return nil
+	}
+	var out []api.Publisher
+	for _, p := range nw.stack.Ports() {
+		if p.Service == service {
+			out = append(out, api.Publisher{URL: p.HostIP, TargetPort: p.Target, PublishedPort: p.HostPort, Protocol: p.Protocol})
+		}
+	}
+	return out
+}
+
+func (nw *networks) close() {
+	if nw != nil && nw.stack != nil {
+		nw.stack.Close()
+	}
+}

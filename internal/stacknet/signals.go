@@ -1,0 +1,14 @@
+package stacknet
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// ignoreInterrupts: the holder ends on SIGTERM or SIGKILL only; a
+// terminal's Ctrl-C or a logout's SIGHUP is for sstack to handle.
+func ignoreInterrupts(term chan os.Signal) {
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
+	signal.Notify(term, syscall.SIGTERM)
+}

@@ -1,0 +1,383 @@
+package main
+
+// The stack network (issue 15): every stack in a network namespace of its
+// own, ports published as docker compose reads them, for root and for an
+// unprivileged user alike.
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sstack/internal/statedir"
+)
+
+// users runs f as root and as an unprivileged user: the behaviours that
+// can differ between them.
+func users(t *testing.T, f func(t *testing.T, newP func(*testing.T, string) *project)) {
+	t.Run("root", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("not root")
+		}
+		t.Parallel()
+		f(t, newProject)
+	})
+	t.Run("unprivileged", func(t *testing.T) {
+		t.Parallel()
+		f(t, newUserProject)
+	})
+}
+
+// freePort is a TCP port nobody listens on now.
+func freePort(t *testing.T) string {
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	return port
+}
+
+// get fetches url, retrying for a while (a service may still be starting).
+func get(t *testing.T, url string) string {
+	t.Helper()
+	var last error
+	client := &http.Client{Timeout: 3 * time.Second}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		last = err
+	}
+	t.Fatalf("GET %s: %v", url, last)
+	return ""
+}
+
+// unreachable: nothing answers at addr (a connection is refused or
+// times out).
+func unreachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return true
+}
+
+// hostAddr is an address of this host other than loopback, or "".
+func hostAddr() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return ipn.IP.String()
+		}
+	}
+	return ""
+}
+
+// httpd is a service that serves text on port 80 inside (below 1024, for
+// any user), with the keys given.
+func httpd(name, text string, keys ...string) string {
+	cmd := `["sh", "-c", "mkdir -p /tmp/www && echo ` + text + ` > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]`
+	return oneService(name, cmd, keys...)
+}
+
+// Two stacks at once, each with a service on container port 80, published
+// on two host ports: both answer, each with its own page; down leaves no
+// holder or forwarder.
+func TestNetworkTwoStacksOnOnePort(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		portA, portB := freePort(t), freePort(t)
+		a := newP(t, httpd("web", "stack-a", `ports: ["`+portA+`:80"]`))
+		b := newP(t, httpd("web", "stack-b", `ports: ["`+portB+`:80"]`))
+		a.upDetached()
+		b.upDetached()
+		if got := get(t, "http://127.0.0.1:"+portA+"/"); !strings.Contains(got, "stack-a") {
+			t.Errorf("stack a's port: %q", got)
+		}
+		if got := get(t, "http://127.0.0.1:"+portB+"/"); !strings.Contains(got, "stack-b") {
+			t.Errorf("stack b's port: %q", got)
+		}
+		// Nothing of a stack listens on the host but what it publishes.
+		if !unreachable("127.0.0.1:80") && os.Geteuid() != 0 {
+			t.Error("port 80 answers on the host")
+		}
+		ps := a.must("ps")
+		contains(t, "ps", ps, "PORTS", "0.0.0.0:"+portA+"->80/tcp")
+		a.down()
+		b.down()
+		assertNothingLeft(t, a.name)
+		assertNothingLeft(t, b.name)
+	})
+}
+
+// host_ip binds a published port on that address only; a port without a
+// host port gets one chosen, which `port` and ps report; exec and a
+// healthcheck run inside the namespace (both reach 127.0.0.1:80 there).
+func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		port := freePort(t)
+		p := newP(t, httpd("web", "inside", `ports: ["127.0.0.1:`+port+`:80"]`,
+			`healthcheck: {test: ["CMD", "wget", "-qO-", "http://127.0.0.1:80/"], interval: 1s, retries: 30}`)+`
+  other:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo chosen > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
+    ports: ["8080"]
+`)
+		p.upDetached("--wait")
+		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inside") {
+			t.Errorf("127.0.0.1:%s: %q", port, got)
+		}
+		if addr := hostAddr(); addr != "" && !unreachable(addr+":"+port) {
+			t.Errorf("published on 127.0.0.1 only, but %s:%s answers", addr, port)
+		}
+		if got := strings.TrimSpace(p.must("port", "web", "80")); got != "127.0.0.1:"+port {
+			t.Errorf("port web 80 = %q, want 127.0.0.1:%s", got, port)
+		}
+		chosen := strings.TrimSpace(p.must("port", "other", "8080"))
+		_, eph, _ := net.SplitHostPort(chosen)
+		if !strings.HasPrefix(chosen, "0.0.0.0:") || eph == "8080" || eph == "" {
+			t.Fatalf("port other 8080 = %q, want 0.0.0.0:<a port chosen>", chosen)
+		}
+		if got := get(t, "http://127.0.0.1:"+eph+"/"); !strings.Contains(got, "chosen") {
+			t.Errorf("chosen port %s: %q", eph, got)
+		}
+		contains(t, "ps", p.must("ps"), "running (healthy)", "127.0.0.1:"+port+"->80/tcp", chosen+"->8080/tcp")
+		out := p.must("exec", "-T", "web", "sh", "-c", "wget -qO- http://127.0.0.1:80/ && ip -4 addr show tap0")
+		contains(t, "exec", out, "inside", "10.0.2.100")
+		if code, _, _ := p.sstack("port", "web", "81"); code != 1 {
+			t.Errorf("port of an unpublished port: exit code %d, want 1", code)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+// network_mode: none has loopback only; host is the host's network (the
+// service listens on a host port itself); service:NAME shares NAME's.
+func TestNetworkModes(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		hostPort := freePort(t)
+		p := newP(t, `
+services:
+  alone:
+    image: busybox
+    network_mode: none
+    command: ["sh", "-c", "ip -o link | cut -d: -f2; sleep 1000"]
+  onhost:
+    image: busybox
+    network_mode: host
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo on-host > /tmp/w/index.html && exec httpd -f -p 127.0.0.1:`+hostPort+` -h /tmp/w"]
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo web > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
+  sidecar:
+    image: busybox
+    network_mode: service:web
+    command: ["sleep", "1000"]
+`)
+		p.upDetached()
+		if got := get(t, "http://127.0.0.1:"+hostPort+"/"); !strings.Contains(got, "on-host") {
+			t.Errorf("network_mode host: %q", got)
+		}
+		logs := p.waitLogs("alone-1 | ")
+		if l := lines(logs, "alone-1"); len(l) != 1 || strings.TrimSpace(l[0]) != "lo" {
+			t.Errorf("network_mode none: interfaces %q, want lo only", l)
+		}
+		if out := p.must("exec", "-T", "sidecar", "wget", "-qO-", "http://127.0.0.1:80/"); !strings.Contains(out, "web") {
+			t.Errorf("service:web does not share web's network: %q", out)
+		}
+		contains(t, "config", p.must("config"), "network_mode: none", "network_mode: host", "network_mode: project")
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+// A service of one stack cannot reach another stack's ports except what
+// that stack publishes; outbound connections reach the host's own
+// addresses (host-gateway), never its loopback.
+func TestNetworkIsolationAndOutbound(t *testing.T) {
+	addr := hostAddr()
+	if addr == "" {
+		t.Skip("this host has no address but loopback")
+	}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		// A server of the host, on its own address and on loopback.
+		l, err := net.Listen("tcp", addr+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
+		}()
+		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
+		loop, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer loop.Close()
+		go func() {
+			_ = http.Serve(loop, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "loopback") }))
+		}()
+		_, loopPort, _ := net.SplitHostPort(loop.Addr().String())
+
+		published := freePort(t)
+		b := newP(t, `
+services:
+  secret:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo unpublished > /tmp/w/index.html && exec httpd -f -p 9999 -h /tmp/w"]
+  open:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/w && echo published > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
+    ports: ["`+published+`:80"]
+`)
+		b.upDetached()
+		get(t, "http://127.0.0.1:"+published+"/")
+		a := newP(t, oneService("client", `["sleep", "1000"]`, `extra_hosts: ["host.docker.internal:host-gateway"]`))
+		a.upDetached()
+		// nc, not busybox's wget: Debian's static busybox wget crashed
+		// (SIGSEGV) here connecting to the address /etc/hosts gives
+		// host.docker.internal, even by number (its reverse lookup?).
+		try := func(host, port string) string {
+			_, out, _ := a.sstack("exec", "-T", "client", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 `+host+" "+port)
+			return out
+		}
+		if out := try("host.docker.internal", hostPort); !strings.Contains(out, "host-server") {
+			t.Errorf("host-gateway does not reach the host's server: %q", out)
+		}
+		if out := try("host.docker.internal", published); !strings.Contains(out, "published") {
+			t.Errorf("another stack's published port: %q", out)
+		}
+		for _, hp := range [][2]string{{"127.0.0.1", "9999"}, {addr, "9999"}, {"10.0.2.2", loopPort}, {"127.0.0.1", loopPort}} {
+			if out := try(hp[0], hp[1]); strings.Contains(out, "unpublished") || strings.Contains(out, "loopback") {
+				t.Errorf("%s:%s reached from another stack: %q", hp[0], hp[1], out)
+			}
+		}
+		a.down()
+		b.down()
+		assertNothingLeft(t, a.name)
+		assertNothingLeft(t, b.name)
+	})
+}
+
+// SIGKILL of the supervisor leaves the instances and their network
+// running (as Docker's containers outlive a killed client); down then
+// ends all of it.
+func TestNetworkKilledSupervisorThenDown(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		port := freePort(t)
+		p := newP(t, httpd("web", "still-here", `ports: ["`+port+`:80"]`))
+		p.upDetached()
+		get(t, "http://127.0.0.1:"+port+"/")
+		pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+		if n <= 0 {
+			t.Fatalf("supervisor pid %q", pid)
+		}
+		if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
+		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "still-here") {
+			t.Errorf("after SIGKILL: %q", got)
+		}
+		p.must("down")
+		assertNothingLeft(t, p.name)
+		if !unreachable("127.0.0.1:" + port) {
+			t.Error("the published port still answers after down")
+		}
+	})
+}
+
+// A host that lacks what the stack network needs is told before anything
+// starts, with the remedy and the way to run on the host's network; with
+// --network host the same stack runs.
+func TestNetworkMissingForwarder(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	for _, tool := range []string{"apptainer", "nsenter"} {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skip(err)
+		}
+		if err := os.Symlink(path, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProject(t, oneService("web", `["echo", "ran"]`))
+	for i, kv := range p.env {
+		if strings.HasPrefix(kv, "PATH=") {
+			p.env[i] = "PATH=" + bin
+		}
+	}
+	code, out, errs := p.run()
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	contains(t, "stderr", errs, "slirp4netns is not on PATH", "install the slirp4netns package", "sstack up --network host")
+	if strings.Contains(out+errs, "Creating") {
+		t.Errorf("something started:\n%s", errs)
+	}
+	assertNothingLeft(t, p.name)
+	code, out, _ = p.run("--network", "host")
+	if code != 0 || !strings.Contains(out, "ran") {
+		t.Errorf("--network host: exit code %d, output %q", code, out)
+	}
+}
+
+// A real compose file (awesome-compose's nginx-golang-postgres: a proxy in
+// front of a backend in front of a database) with busybox stand-ins for
+// its images, in an override file, as an unprivileged user: the proxy
+// listens on port 80 inside and is reached through its published port.
+func TestNetworkCorpusProxy(t *testing.T) {
+	t.Parallel()
+	corpus := filepath.Join("..", "shared", "corpus", "awesome-compose", "nginx-golang-postgres")
+	original, err := os.ReadFile(filepath.Join(corpus, "compose.yaml"))
+	if err != nil {
+		t.Skip(err)
+	}
+	p := newUserProject(t, string(original))
+	p.writeSecret("db/password.txt", "corpus-secret\n")
+	p.write("proxy/nginx.conf", "# the stand-in does not read it\n")
+	cgi := p.write("proxy/www/cgi-bin/index.cgi", "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"proxied: $(wget -qO- http://backend:8000/)\"\n")
+	if err := os.Chmod(cgi, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	override := p.write("override.yaml", p.withImages(`
+services:
+  backend:
+    build: !reset null
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/www && wget -qO /tmp/www/index.html http://db:5432/ && exec httpd -f -p 8000 -h /tmp/www"]
+  db:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/db && cat /run/secrets/db-password > /tmp/db/index.html && exec httpd -f -p 5432 -h /tmp/db"]
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:5432/"]
+      interval: 1s
+  proxy:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    volumes:
+      - ./proxy/www:/www:ro
+    ports: !override ["`+port+`:80"]
+`))
+	p.must("-f", override, "up", "-d")
+	if got := get(t, "http://127.0.0.1:"+port+"/cgi-bin/index.cgi"); !strings.Contains(got, "proxied: corpus-secret") {
+		t.Errorf("through the proxy's published port: %q", got)
+	}
+	p.must("-f", override, "down")
+	assertNothingLeft(t, p.name)
+}
