@@ -132,7 +132,7 @@ func statsRows(prev, cur []api.ReplicaStats) []statsRow {
 			CPUPerc:  fmt.Sprintf("%.2f%%", cpu),
 			MemUsage: units.BytesSize(float64(u.WorkingSetBytes)) + " / " + units.BytesSize(float64(limit)),
 			MemPerc:  fmt.Sprintf("%.2f%%", memPerc),
-			// Instances share the node's network: there is no per-replica count.
+			// A stack's replicas share its network namespace: no per-replica count.
 			NetIO:   "--",
 			BlockIO: units.HumanSizeWithPrecision(float64(u.ReadBytes), 3) + " / " + units.HumanSizeWithPrecision(float64(u.WriteBytes), 3),
 			PIDs:    strconv.Itoa(u.Threads),

@@ -317,6 +317,8 @@ secrets:
 		"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
 		"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
 		"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
+		"sstack_network_receive_bytes_total":        dto.MetricType_COUNTER,
+		"sstack_network_transmit_bytes_total":       dto.MetricType_COUNTER,
 	}
 	for name, typ := range types {
 		f := fams[name]
@@ -341,6 +343,8 @@ secrets:
 				wantNames = "project,replica,service,stream"
 			case "sstack_usage_read_errors_total":
 				wantNames = "project"
+			case "sstack_network_receive_bytes_total", "sstack_network_transmit_bytes_total":
+				wantNames = "interface,project"
 			}
 			if got := strings.Join(names, ","); got != wantNames {
 				t.Errorf("%s series has labels %s, want %s", name, got, wantNames)

@@ -338,6 +338,20 @@ services:
 			return ""
 		}),
 	}
+	interfaces := func(res []promSample) string { // the stack network's, each with a rate
+		found := map[string]bool{}
+		for _, x := range res {
+			if pr, ok := x.Metric["project"]; ok && pr != p.name || x.Value < 0 || math.IsNaN(x.Value) {
+				return fmt.Sprintf("%v", x)
+			}
+			found[x.Metric["interface"]] = true
+		}
+		if !found["lo"] || !found["tap0"] {
+			return fmt.Sprintf("interfaces %v, want lo and tap0", found)
+		}
+		return ""
+	}
+	readme[`sum by (project, interface) (rate(sstack_network_transmit_bytes_total[5m]))`] = interfaces
 	queries := readmeQueries(t)
 	if len(queries) != len(readme) {
 		t.Errorf("the README has %d queries, this test checks %d: keep them in step", len(queries), len(readme))
@@ -365,6 +379,8 @@ services:
 			return ""
 		}
 		switch {
+		case strings.Contains(q, "sstack_network_"):
+			c = interfaces
 		case strings.Contains(q, "spec_memory_limit_bytes") && strings.Contains(q, "sum by (service)"):
 			c = all(c, where("hog", "32 MiB", func(v float64) bool { return v == limit }), hasNot("ok"))
 		case strings.Contains(q, "oom_kills_total") && strings.Contains(q, "sum by (service)"):

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sstack/internal/api"
+	"sstack/internal/usage"
 )
 
 // UsageFunc reads what the active replicas use, at scrape time.
@@ -92,5 +93,50 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		if u.Cgroup() {
 			counter(c.oom, float64(u.OOMKills))
 		}
+	}
+}
+
+// NetworkFunc reads the interfaces of the stack's network namespace.
+type NetworkFunc func() ([]usage.Interface, error)
+
+// networkCollector exports the stack network's counters, per interface:
+// the replicas of a stack share one namespace, so there is no per-replica
+// count (cAdvisor's container_network_* per container has no equivalent).
+type networkCollector struct {
+	m              *Metrics
+	read           NetworkFunc
+	receive, trans *prometheus.Desc
+}
+
+// CollectNetwork adds the stack network's byte counters, read by read at
+// each scrape. A nil read adds nothing (no stack network: host network,
+// or across a Slurm allocation).
+func (m *Metrics) CollectNetwork(read NetworkFunc) {
+	if m == nil || read == nil {
+		return
+	}
+	l := []string{"project", "interface"}
+	m.registry.MustRegister(&networkCollector{m: m, read: read,
+		receive: prometheus.NewDesc("sstack_network_receive_bytes_total",
+			"Bytes received on an interface of the stack's network namespace (lo: between its services; tap0: from outside, through slirp4netns).", l, nil),
+		trans: prometheus.NewDesc("sstack_network_transmit_bytes_total",
+			"Bytes sent on an interface of the stack's network namespace (lo: between its services; tap0: to outside, through slirp4netns).", l, nil),
+	})
+}
+
+func (c *networkCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.receive
+	ch <- c.trans
+}
+
+func (c *networkCollector) Collect(ch chan<- prometheus.Metric) {
+	ifaces, err := c.read()
+	if err != nil {
+		c.m.usageErrors.Add(1)
+		return
+	}
+	for _, i := range ifaces {
+		ch <- prometheus.MustNewConstMetric(c.receive, prometheus.CounterValue, float64(i.ReceiveBytes), c.m.project, i.Name)
+		ch <- prometheus.MustNewConstMetric(c.trans, prometheus.CounterValue, float64(i.TransmitBytes), c.m.project, i.Name)
 	}
 }

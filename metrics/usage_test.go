@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"sstack/internal/api"
+	"sstack/internal/usage"
 )
 
 // The usage series carry the replica's labels (and its node when placed),
@@ -98,5 +99,21 @@ func TestOOMKillsAndGaveUpFromEvents(t *testing.T) {
 	fams = families(t, m)
 	if v := series(t, fams, "sstack_service_restarts_exhausted", lbl("hog", "1")).GetGauge().GetValue(); v != 0 {
 		t.Errorf("restarts exhausted after a new start = %v, want 0", v)
+	}
+}
+
+// The stack network's counters are per project and interface: its
+// replicas share the namespace.
+func TestNetworkSeries(t *testing.T) {
+	m := New("proj")
+	m.CollectNetwork(func() ([]usage.Interface, error) {
+		return []usage.Interface{{Name: "lo", ReceiveBytes: 100, TransmitBytes: 100}, {Name: "tap0", ReceiveBytes: 166, TransmitBytes: 702}}, nil
+	})
+	fams := families(t, m)
+	for name, want := range map[string]float64{"sstack_network_receive_bytes_total": 166, "sstack_network_transmit_bytes_total": 702} {
+		s := series(t, fams, name, map[string]string{"project": "proj", "interface": "tap0"})
+		if s == nil || s.GetCounter().GetValue() != want {
+			t.Errorf("%s{tap0} = %v, want %v", name, s, want)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"sstack/internal/control"
 	"sstack/internal/slurm"
 	"sstack/internal/statedir"
+	"sstack/internal/usage"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -206,6 +207,10 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		m = metrics.NewPlaced(plan.Project, cl.nodeOf)
 	}
 	m.CollectUsage(s.scrapeUsage)
+	if s.nets.stack != nil {
+		holder := s.nets.stack.Network().Holder
+		m.CollectNetwork(func() ([]usage.Interface, error) { return new(usage.Reader).Network(holder) })
+	}
 	if s.listener != nil {
 		go func() { _ = m.Serve(s.listener) }()
 	}

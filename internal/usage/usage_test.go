@@ -149,3 +149,19 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// A stack's network namespace, recorded from its holder after a few
+// connections: loopback between services, tap0 to slirp4netns.
+func TestNetwork(t *testing.T) {
+	got, err := (&Reader{Root: "testdata/netdev"}).Network(17815)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Interface{{"lo", 100, 100}, {"tap0", 166, 702}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if _, err := (&Reader{Root: "testdata/netdev"}).Network(1); err == nil {
+		t.Error("a missing process: no error")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"sstack/internal/api"
+	"sstack/internal/usage"
 	"sstack/metrics"
 )
 
@@ -74,6 +75,7 @@ func sstackMetrics(t *testing.T) map[string]bool {
 	m.CollectUsage(func(context.Context) ([]api.ReplicaStats, error) {
 		return []api.ReplicaStats{{Service: "s", Replica: 1, Usage: api.Usage{Source: api.SourceCgroupV1, MemoryLimitBytes: 1}}}, nil
 	})
+	m.CollectNetwork(func() ([]usage.Interface, error) { return []usage.Interface{{Name: "lo"}}, nil })
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
