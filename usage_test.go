@@ -2,7 +2,8 @@ package main
 
 // Resource usage where the instance has no cgroup of its own: an
 // unprivileged user on cgroups v1. The numbers come from /proc, summed
-// over the processes of the instance's PID namespace.
+// over the processes of the instance's PID namespace; the stack network's
+// from its holder, in the user's own user namespace.
 
 import (
 	"encoding/json"
@@ -48,6 +49,8 @@ services:
 			why = "cpu, memory, processes: " + strings.Join([]string{ftoa(cpu), ftoa(mem), ftoa(procs)}, ", ")
 		case limit || oom:
 			why = "a memory limit or an OOM count without a cgroup"
+		case s.get("sstack_network_transmit_bytes_total", map[string]string{"project": p.name, "interface": "tap0"}) == nil:
+			why = "no bytes of the stack network (read as the user, its holder in a user namespace)"
 		default:
 			return true
 		}
