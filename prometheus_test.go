@@ -3,10 +3,11 @@ package main
 // sstack's metrics as a real Prometheus sees them: every query of the
 // README's Metrics section and every panel query of the Grafana dashboard
 // (metrics/prometheus/dashboard.json) is run through Prometheus's HTTP API
-// against a stack with a crash-looping service, an OOM-killed one, an
-// unhealthy one, one whose restart policy gives up and a healthy busy one,
-// and the alert rules (metrics/prometheus/alerts.yml) fire for the crash
-// loop and the OOM kill. Also `sstack stats` on the same stack.
+// against a stack with a crash-looping service, an OOM-killed one (root
+// only), an unhealthy one, one whose restart policy gives up and a healthy
+// busy one, as root and as an unprivileged user, and the alert rules
+// (metrics/prometheus/alerts.yml) fire for the crash loop, the OOM kill
+// and the restarts given up. Also `sstack stats` on the same stack.
 
 import (
 	"encoding/json"
@@ -227,10 +228,17 @@ func dashboardQueries(t *testing.T, project, service string) []string {
 	return out
 }
 
+// As root the stack also has hog, a service under mem_limit that is
+// OOM-killed (limits need root on cgroups v1); as an unprivileged user the
+// same stack without it, read from /proc.
 func TestPrometheusQueriesAndAlerts(t *testing.T) {
-	requireLimits(t) // the OOM kill needs mem_limit, which needs root here
-	t.Parallel()
-	p := newProject(t, `
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		testPrometheusQueriesAndAlerts(t, newP)
+	})
+}
+
+func testPrometheusQueriesAndAlerts(t *testing.T, newP func(*testing.T, string) *project) {
+	compose := `
 services:
   ok:
     image: busybox
@@ -241,11 +249,6 @@ services:
   crash:
     image: busybox
     command: ["sh", "-c", "echo crashing; exit 3"]
-    restart: always
-  hog:
-    image: busybox
-    command: ["sh", "-c", "echo allocating; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]
-    mem_limit: 32m
     restart: always
   sick:
     image: busybox
@@ -258,7 +261,20 @@ services:
     image: busybox
     command: ["sh", "-c", "exit 1"]
     restart: on-failure:1
-`)
+`
+	const hog = `
+  hog:
+    image: busybox
+    command: ["sh", "-c", "echo allocating; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]
+    mem_limit: 32m
+    restart: always
+`
+	p := newP(t, compose)
+	limits := p.user == nil
+	if limits {
+		requireLimits(t)
+		p.write("docker-compose.yml", p.withImages(compose+hog))
+	}
 	addr := freeAddr(t)
 	r := p.up("--metrics-addr", addr)
 	prom := startPrometheus(t, addr, "metrics/prometheus/alerts.yml")
@@ -319,6 +335,25 @@ services:
 		}
 	}
 	const limit = 32 << 20
+	empty := func(res []promSample) string {
+		if len(res) > 0 {
+			return fmt.Sprintf("series where none can be: %v", res)
+		}
+		return ""
+	}
+	// ifLimits is c where hog runs, else none: no limit, no OOM kill.
+	ifLimits := func(c check) check {
+		if limits {
+			return c
+		}
+		return empty
+	}
+	withHog := func(services ...string) []string {
+		if limits {
+			return append(services, "hog")
+		}
+		return services
+	}
 	readme := map[string]check{
 		`increase(sstack_service_restarts_total[10m]) > 3`: all(has("crash"), hasNot("ok", "sick")),
 		`sstack_service_up == 0`:                           all(has("quitter"), hasNot("ok", "sick")),
@@ -326,10 +361,10 @@ services:
 		`histogram_quantile(0.95, sum by (service, le) (rate(sstack_service_start_seconds_bucket[1h])))`: where("crash", "in (0, 30s]", func(v float64) bool { return v > 0 && v <= 30 }),
 		`sum by (service, stream) (rate(sstack_log_lines_total[5m]))`:                                    where("crash", "> 0", positive),
 		`sum by (service) (rate(sstack_container_cpu_usage_seconds_total[5m]))`:                          where("ok", "> 0", positive),
-		`sstack_container_memory_working_set_bytes / sstack_container_spec_memory_limit_bytes`:           all(where("hog", "in (0, 1.1]", func(v float64) bool { return v > 0 && v <= 1.1 }), hasNot("ok", "crash", "sick")),
-		`increase(sstack_service_oom_kills_total[10m]) > 0`:                                              all(has("hog"), hasNot("ok", "crash")),
+		`sstack_container_memory_working_set_bytes / sstack_container_spec_memory_limit_bytes`:           ifLimits(all(where("hog", "in (0, 1.1]", func(v float64) bool { return v > 0 && v <= 1.1 }), hasNot("ok", "crash", "sick"))),
+		`increase(sstack_service_oom_kills_total[10m]) > 0`:                                              ifLimits(all(has("hog"), hasNot("ok", "crash"))),
 		`sstack_service_restarts_exhausted == 1`:                                                         all(has("quitter"), hasNot("crash", "hog", "ok")),
-		`topk(5, sstack_container_memory_working_set_bytes)`: all(has("ok", "sick", "hog"), func(res []promSample) string {
+		`topk(5, sstack_container_memory_working_set_bytes)`: all(has(withHog("ok", "sick")...), func(res []promSample) string {
 			for _, x := range res {
 				if x.Value <= 0 {
 					return fmt.Sprintf("%v: no memory", x)
@@ -381,9 +416,11 @@ services:
 		switch {
 		case strings.Contains(q, "sstack_network_"):
 			c = interfaces
+		case strings.Contains(q, "spec_memory_limit_bytes") && strings.Contains(q, "sum by (service)") && !limits:
+			c = empty // no limit anywhere
 		case strings.Contains(q, "spec_memory_limit_bytes") && strings.Contains(q, "sum by (service)"):
 			c = all(c, where("hog", "32 MiB", func(v float64) bool { return v == limit }), hasNot("ok"))
-		case strings.Contains(q, "oom_kills_total") && strings.Contains(q, "sum by (service)"):
+		case strings.Contains(q, "oom_kills_total") && strings.Contains(q, "sum by (service)") && limits:
 			c = all(c, where("hog", "> 0", positive))
 		case strings.Contains(q, "sstack_container_cpu_usage_seconds_total") && strings.Contains(q, `service="ok"`):
 			c = all(c, where("ok", "> 0", positive))
@@ -428,7 +465,11 @@ services:
 	}
 
 	var alerts []string
-	eventually(t, time.Minute, "alerts firing for the crash loop and the OOM kill", func() bool {
+	want := []string{"SstackCrashLoop crash", "SstackRestartsExhausted quitter"}
+	if limits {
+		want = append(want, "SstackOOMKilled hog")
+	}
+	eventually(t, time.Minute, "alerts firing: "+strings.Join(want, ", "), func() bool {
 		var err error
 		alerts, err = prom.firing()
 		if err != nil {
@@ -436,8 +477,12 @@ services:
 			return false
 		}
 		a := strings.Join(alerts, ",")
-		return strings.Contains(a, "SstackCrashLoop crash") && strings.Contains(a, "SstackOOMKilled hog") &&
-			strings.Contains(a, "SstackRestartsExhausted quitter")
+		for _, w := range want {
+			if !strings.Contains(a, w) {
+				return false
+			}
+		}
+		return true
 	})
 	for _, a := range alerts {
 		if strings.HasSuffix(a, " ok") {
@@ -457,10 +502,14 @@ services:
 		}
 		rows[row.Service] = row
 	}
-	if hog := rows["hog"]; hog.Usage.MemoryLimitBytes != limit || hog.Usage.Source != "cgroup v1" || !strings.HasSuffix(hog.MemUsage, " / 32MiB") {
-		t.Errorf("hog: %+v", hog)
+	source := "proc" // an unprivileged user on cgroups v1
+	if limits {
+		source = "cgroup v1"
+		if hog := rows["hog"]; hog.Usage.MemoryLimitBytes != limit || hog.Usage.Source != source || !strings.HasSuffix(hog.MemUsage, " / 32MiB") {
+			t.Errorf("hog: %+v", hog)
+		}
 	}
-	if ok := rows["ok"]; ok.Usage.CPUSeconds <= 0 || ok.Usage.Processes < 2 || ok.CPUPerc == "0.00%" || ok.Usage.MemoryLimitBytes != 0 {
+	if ok := rows["ok"]; ok.Usage.CPUSeconds <= 0 || ok.Usage.Processes < 2 || ok.CPUPerc == "0.00%" || ok.Usage.MemoryLimitBytes != 0 || ok.Usage.Source != source {
 		t.Errorf("ok: %+v", ok)
 	}
 	if _, found := rows["quitter"]; found {
