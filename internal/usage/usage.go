@@ -130,7 +130,12 @@ func (r *Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
 		return r.readV1(m, v1), true
 	}
 	if hasUnified && m.v2 != nil && ownCgroup.MatchString(unified) {
-		return r.readV2(r.mountDir(m.v2, unified)), true
+		dir := r.mountDir(m.v2, unified)
+		// A hierarchy without the memory controller (a hybrid host whose
+		// v1 hierarchies lack it) counts nothing: /proc does.
+		if _, err := os.Stat(filepath.Join(dir, "memory.current")); err == nil {
+			return r.readV2(dir), true
+		}
 	}
 	return api.Usage{}, false
 }

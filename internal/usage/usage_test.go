@@ -50,9 +50,9 @@ func TestRead(t *testing.T) {
 			},
 		},
 	}, {
-		name:  "cgroups v2: a systemd scope of its own, and an instance in the user's session read from /proc",
+		name:  "cgroups v2: a systemd scope of its own; an instance in the user's session, and one in a cgroup without the memory controller, read from /proc",
 		root:  "testdata/v2",
-		inits: map[string]int{"p.db.1": 4250, "p.web.1": 5000},
+		inits: map[string]int{"p.db.1": 4250, "p.web.1": 5000, "p.bare.1": 4260},
 		want: map[string]api.Usage{
 			"p.db.1": {
 				Source: api.SourceCgroupV2, CPUSeconds: 2.534817,
@@ -65,6 +65,13 @@ func TestRead(t *testing.T) {
 				MemoryBytes: (5316 + 1000) * page, WorkingSetBytes: (5316 + 1000) * page,
 				HostMemoryBytes: 8025436 * 1024,
 				Processes:       2, Threads: 9, ReadBytes: 8192, WriteBytes: 4096,
+			},
+			// Its own cgroup, but no memory controller there to count in.
+			"p.bare.1": {
+				Source: api.SourceProc, CPUSeconds: 0.5,
+				MemoryBytes: 2000 * page, WorkingSetBytes: 2000 * page,
+				HostMemoryBytes: 8025436 * 1024,
+				Processes:       1, Threads: 6,
 			},
 		},
 	}} {
