@@ -1,8 +1,10 @@
 // Package usage reads what Apptainer instances use (CPU time, memory,
-// block I/O, processes, OOM kills) from the host that runs them, for the
-// metrics and `sstack stats`. It only reads files: the runtime
-// (singularity.Runtime's Usage, on each node) gives it the init pids of
-// the instances, and it knows nothing of compose or of sstack's replicas.
+// block I/O, processes, OOM kills) and a stack network's bytes, from the
+// host that runs them, for the metrics, `sstack stats` and the OOM check
+// of a run. It only reads files. Its users: package singularity
+// (Runtime.Usage, on each node: it gives the init pids of the instances)
+// and the engine (the stack network's holder); it knows nothing of
+// compose or of sstack's replicas.
 //
 // Where the numbers come from (checked against Apptainer 1.4.5 on cgroups
 // v1, as root and as a user; see testdata/README.md):
