@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -42,8 +43,9 @@ func newStats(o *options) *cobra.Command {
 }
 
 // streamStats samples every interval and prints a frame from each pair of
-// samples, until ctx ends (Ctrl-C: not an error) or, with noStream, after
-// the first frame. On a terminal each table replaces the last.
+// samples, until ctx ends (Ctrl-C: not an error), the stack stops (not an
+// error either) or, with noStream, after the first frame. On a terminal
+// each table replaces the last.
 func streamStats(ctx context.Context, st api.Stack, services []string, noStream bool, format string, w io.Writer, terminal bool, interval time.Duration) error {
 	prev, err := st.Stats(ctx, api.StatsOptions{Services: services})
 	if err != nil {
@@ -57,8 +59,8 @@ func streamStats(ctx context.Context, st api.Stack, services []string, noStream 
 		}
 		cur, err := st.Stats(ctx, api.StatsOptions{Services: services})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() != nil || errors.Is(err, api.ErrNotRunning) {
+				return nil // Ctrl-C, or the stack stopped: the stream ends, as logs -f's
 			}
 			return err
 		}

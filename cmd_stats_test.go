@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +19,30 @@ type statsStack struct {
 	samples [][]api.ReplicaStats
 	calls   int
 	opts    []api.StatsOptions
+	// gone: the stack stops after this many calls (0: never).
+	gone int
 }
 
 func (s *statsStack) Stats(ctx context.Context, opts api.StatsOptions) ([]api.ReplicaStats, error) {
 	s.opts = append(s.opts, opts)
+	if s.gone > 0 && s.calls >= s.gone {
+		return nil, fmt.Errorf("%w (no control socket)", api.ErrNotRunning)
+	}
 	i := min(s.calls, len(s.samples)-1)
 	s.calls++
 	return s.samples[i], nil
+}
+
+// The stream ends without an error when the stack stops.
+func TestStatsStreamEndsWithTheStack(t *testing.T) {
+	st := &statsStack{samples: statsSamples(), gone: 3}
+	var out bytes.Buffer
+	if err := streamStats(context.Background(), st, nil, false, "table", &out, false, time.Millisecond); err != nil {
+		t.Fatalf("%v, want the end of the stream", err)
+	}
+	if n := strings.Count(out.String(), "NAME "); n != 2 {
+		t.Errorf("%d tables before the stack stopped, want 2:\n%s", n, out.String())
+	}
 }
 
 func statsSamples() [][]api.ReplicaStats {
