@@ -472,18 +472,18 @@ func (e *benchEnv) floorUp(hosts string, n int) (up, down time.Duration) {
 // sstackUp times `sstack up` of a stack of n services running benchCmd
 // from launch until every process has printed "ready" (up), and from
 // SIGINT until sstack has exited with no instance left (down).
-func (e *benchEnv) sstackUp(composeFile string, n int) (up, down time.Duration) {
-	_, up, down = e.sstackUpStarted(composeFile, n)
+func (e *benchEnv) sstackUp(composeFile string, n int, args ...string) (up, down time.Duration) {
+	_, up, down = e.sstackUpStarted(composeFile, n, args...)
 	return up, down
 }
 
 // sstackUpStarted is sstackUp that also returns when the last "Started"
 // status line arrived (started), which is what `up -d` waits for.
-func (e *benchEnv) sstackUpStarted(composeFile string, n int) (started, up, down time.Duration) {
+func (e *benchEnv) sstackUpStarted(composeFile string, n int, args ...string) (started, up, down time.Duration) {
 	b := e.b
 	project := benchName("benchss")
 	t0 := time.Now()
-	run := e.startSstack(composeFile, project)
+	run := e.startSstack(composeFile, project, args...)
 	ready := make(chan struct{})
 	go func() {
 		seen := map[string]bool{}

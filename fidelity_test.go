@@ -253,7 +253,8 @@ services:
 }
 
 // A port in use on the host stops up before anything starts, naming the
-// service, the key and the port; host_ip is warned about.
+// service, the key and the port: the port a service on the host's network
+// listens on (its host_ip warned about), and a host port to publish.
 func TestFidelityPortInUse(t *testing.T) {
 	t.Parallel()
 	held, err := net.Listen("tcp", ":0")
@@ -262,19 +263,28 @@ func TestFidelityPortInUse(t *testing.T) {
 	}
 	defer held.Close()
 	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
-	p := newProject(t, oneService("web", `["sleep", "1000"]`, `ports: ["127.0.0.1:`+port+`:`+port+`"]`))
-	code, _, errs := p.run()
-	if code != 1 {
-		t.Errorf("exit code %d, want 1", code)
+	for _, tt := range []struct{ mode, want string }{
+		{"host", `service "web": ports: port ` + port + `/tcp is already in use on this host`},
+		{"project", `service "web": ports: 127.0.0.1:` + port + `:80/tcp: host port ` + port + ` is already in use`},
+	} {
+		target, keys := "80", []string{}
+		if tt.mode == "host" {
+			target, keys = port, []string{"network_mode: host"}
+		}
+		p := newProject(t, oneService("web", `["sleep", "1000"]`, append(keys, `ports: ["127.0.0.1:`+port+`:`+target+`"]`)...))
+		code, _, errs := p.run()
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1", tt.mode, code)
+		}
+		contains(t, "stderr", errs, tt.want, "stop the program that holds it")
+		if tt.mode == "host" {
+			contains(t, "stderr", errs, `service "web": ports: 127.0.0.1:`+port+`:`+port+`/tcp: the host address is not honoured`)
+		}
+		if strings.Contains(errs, "Creating") {
+			t.Errorf("%s: something started:\n%s", tt.mode, errs)
+		}
+		assertNothingLeft(t, p.name)
 	}
-	contains(t, "stderr", errs,
-		`service "web": ports: port `+port+`/tcp is already in use on this host`,
-		"stop the program that holds it",
-		`service "web": ports: 127.0.0.1:`+port+`:`+port+`: the host address is not honoured`)
-	if strings.Contains(errs, "Creating") {
-		t.Errorf("something started:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // Once Ctrl-C or an abort has begun the teardown, the exits it causes

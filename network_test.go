@@ -381,3 +381,65 @@ services:
 	p.must("-f", override, "down")
 	assertNothingLeft(t, p.name)
 }
+
+// A foreground up publishes its ports as a detached one does, and Ctrl-C
+// leaves nothing of its network.
+func TestNetworkForegroundCtrlC(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		port := freePort(t)
+		p := newP(t, httpd("web", "foreground", `ports: ["127.0.0.1:`+port+`:80"]`))
+		r := p.up()
+		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "foreground") {
+			t.Errorf("published port: %q", got)
+		}
+		r.ctrlC(t)
+		assertNothingLeft(t, p.name)
+		if !unreachable("127.0.0.1:" + port) {
+			t.Error("the published port still answers after Ctrl-C")
+		}
+	})
+}
+
+// A published UDP port, from a host range whose first port is taken: the
+// next one is published, and a datagram sent to it reaches the service.
+func TestNetworkUDPRange(t *testing.T) {
+	t.Parallel()
+	held, err := net.ListenPacket("udp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	first := held.LocalAddr().(*net.UDPAddr).Port
+	rng := strconv.Itoa(first) + "-" + strconv.Itoa(first+1)
+	p := newProject(t, oneService("dns", `["/udpecho", "53"]`, `ports: ["`+rng+`:53/udp"]`, `volumes: ["./udpecho:/udpecho:ro"]`))
+	// busybox has no UDP server: a static one of ours, bound in.
+	build := exec.Command("go", "build", "-o", filepath.Join(p.dir, "udpecho"), "./internal/testimg/udpecho")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building udpecho: %v\n%s", err, out)
+	}
+	r := p.up()
+	chosen := ""
+	eventually(t, 20*time.Second, "the udp port published", func() bool {
+		_, out, _ := p.sstack("port", "--protocol", "udp", "dns", "53")
+		chosen = strings.TrimSpace(out)
+		return chosen != ""
+	})
+	if chosen != "0.0.0.0:"+strconv.Itoa(first+1) {
+		t.Fatalf("port --protocol udp dns 53 = %q, want the range's second port %d", chosen, first+1)
+	}
+	c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(first+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(r.stdout.String(), "datagram-in"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no datagram reached the service; stdout:\n%s", r.stdout)
+		}
+		_, _ = c.Write([]byte("datagram-in\n"))
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.ctrlC(t)
+	assertNothingLeft(t, p.name)
+}

@@ -170,7 +170,7 @@ secrets:
 // not support, with neither Apptainer nor anything else on the PATH.
 func TestConfigNeedsNoRuntime(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    ports: [\"80:80\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "img.sif"), nil, 0o644); err != nil {

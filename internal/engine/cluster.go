@@ -47,7 +47,7 @@ func newCluster(plan *compose.Plan, rt *singularity.Apptainer, alloc *slurm.Allo
 		// Detect resolved NodeAddr (or the host name) where it could.
 		addr := n.Addr
 		if net.ParseIP(addr) == nil {
-			return nil, fmt.Errorf("Slurm job %s: node %s: its address %q does not resolve to an IP: services on other nodes could not reach it; set NodeAddr in slurm.conf or fix the name's resolution", alloc.JobID, n.Name, addr)
+			return nil, fmt.Errorf("node %[2]s of Slurm job %[1]s: its address %[3]q does not resolve to an IP: services on other nodes could not reach it; set NodeAddr in slurm.conf or fix the name's resolution", alloc.JobID, n.Name, addr)
 		}
 		labels := map[string]string{}
 		for _, f := range n.Features {

@@ -144,14 +144,29 @@ func Start(ctx context.Context, dir string) (n *Net, err error) {
 			n.Close()
 		}
 	}()
-	if n.rec.Holder, err = startHolder(self, dir, n.rec.UserNS); err != nil {
+	// A pipe whose write end only the holder keeps: slirp4netns's
+	// --exit-fd, so the forwarder ends with the holder, however that ends.
+	exitR, exitW, err := os.Pipe()
+	if err != nil {
 		return nil, err
 	}
-	// Recorded at once, so a kill from here on still leaves down a trail.
+	defer exitR.Close()
+	holder, keep, err := startHolder(self, dir, n.rec.UserNS, exitW)
+	exitW.Close()
+	if err != nil {
+		return nil, err
+	}
+	n.rec.Holder = holder
+	// Recorded before the holder is told to stay: an sstack killed
+	// before that leaves a holder that ends by itself, one killed after
+	// leaves down a record.
 	if err := n.save(); err != nil {
 		return nil, err
 	}
-	if n.rec.Forwarder, err = startForwarder(ctx, dir, n.rec.Holder.Pid); err != nil {
+	if err := keep(); err != nil {
+		return nil, fmt.Errorf("the stack network's holder: %w", err)
+	}
+	if n.rec.Forwarder, err = startForwarder(ctx, dir, n.rec.Holder.Pid, exitR); err != nil {
 		return nil, err
 	}
 	return n, n.save()
@@ -162,9 +177,14 @@ func Start(ctx context.Context, dir string) (n *Net, err error) {
 // project for ps, as Apptainer's process titles do ("[PROJECT.network]");
 // it runs in the state directory, as the forwarder does, which tells
 // whose both are.
-func startHolder(self, dir string, userNS bool) (proc, error) {
+//
+// It stays only once keep is called (it reads "keep" on its stdin; an
+// end of input before that ends it), and holds exit, the write end of the
+// forwarder's exit pipe, as its descriptor 3.
+func startHolder(self, dir string, userNS bool, exit *os.File) (_ proc, keep func() error, _ error) {
 	cmd := exec.Command(self, HolderArg, "["+filepath.Base(dir)+".network]")
 	cmd.Dir = dir
+	cmd.ExtraFiles = []*os.File{exit}
 	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Setpgid: true}
 	if userNS {
 		uid, gid := os.Getuid(), os.Getgid()
@@ -179,12 +199,16 @@ func startHolder(self, dir string, userNS bool) (proc, error) {
 	cmd.SysProcAttr = attr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return proc{}, err
+		return proc{}, nil, err
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return proc{}, nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return proc{}, fmt.Errorf("creating the stack's network namespace: %w", err)
+		return proc{}, nil, fmt.Errorf("creating the stack's network namespace: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
 	word := make(chan string, 1)
@@ -197,13 +221,17 @@ func startHolder(self, dir string, userNS bool) (proc, error) {
 		if w != "ready" {
 			_ = cmd.Process.Kill()
 			msg := strings.TrimSpace(w + " " + stderr.String())
-			return proc{}, fmt.Errorf("creating the stack's network namespace: %s", msg)
+			return proc{}, nil, fmt.Errorf("creating the stack's network namespace: %s", msg)
 		}
 	case <-time.After(startWithin):
 		_ = cmd.Process.Kill()
-		return proc{}, fmt.Errorf("creating the stack's network namespace: no answer within %s", startWithin)
+		return proc{}, nil, fmt.Errorf("creating the stack's network namespace: no answer within %s", startWithin)
 	}
-	return procOf(cmd.Process.Pid), nil
+	keep = func() error {
+		_, err := io.WriteString(in, "keep\n")
+		return errors.Join(err, in.Close())
+	}
+	return procOf(cmd.Process.Pid), keep, nil
 }
 
 // Hold is the holder's whole life: bring loopback up, let every user bind
@@ -223,10 +251,15 @@ func Hold() {
 	signal := make(chan os.Signal, 1)
 	ignoreInterrupts(signal)
 	say("ready")
-	// Nothing more to say: a closed pipe must not kill the holder.
-	if devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
-		_ = unix.Dup2(int(devnull.Fd()), 1)
-		_ = unix.Dup2(int(devnull.Fd()), 2)
+	// Stay only if sstack recorded us (see startHolder).
+	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "keep\n" {
+		os.Exit(0)
+	}
+	// Nothing more to say or hear: a closed pipe must not end the holder.
+	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Dup2(int(devnull.Fd()), fd)
+		}
 	}
 	<-signal
 	os.Exit(0)
@@ -255,7 +288,7 @@ func loopbackUp() error {
 // the host's other addresses stay reachable (host-gateway). The API
 // socket's path is relative to dir (its working directory), since a state
 // directory's full path may exceed a socket address's 108 bytes.
-func startForwarder(ctx context.Context, dir string, holder int) (proc, error) {
+func startForwarder(ctx context.Context, dir string, holder int, exit *os.File) (proc, error) {
 	_ = os.Remove(filepath.Join(dir, apiSocket))
 	log, err := os.OpenFile(filepath.Join(dir, logFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -267,14 +300,14 @@ func startForwarder(ctx context.Context, dir string, holder int) (proc, error) {
 		return proc{}, err
 	}
 	defer ready.Close()
-	args := []string{"--configure", "--mtu=" + mtu, "--disable-host-loopback", "--ready-fd=3", "--api-socket", apiSocket}
+	args := []string{"--configure", "--mtu=" + mtu, "--disable-host-loopback", "--ready-fd=3", "--exit-fd=4", "--api-socket", apiSocket}
 	if os.Getuid() != 0 {
 		args = append(args, "--userns-path=/proc/"+strconv.Itoa(holder)+"/ns/user")
 	}
 	cmd := exec.Command("slirp4netns", append(args, "--netns-type=path", "/proc/"+strconv.Itoa(holder)+"/ns/net", "tap0")...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.ExtraFiles = []*os.File{readyW, exit}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
 	readyW.Close()

@@ -95,3 +95,29 @@ func TestNamespaceForwardAndClose(t *testing.T) {
 		t.Errorf("record left: %v", err)
 	}
 }
+
+// The forwarder ends with the holder, however the holder ends (its
+// --exit-fd is a pipe only the holder writes to).
+func TestForwarderEndsWithHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts slirp4netns")
+	}
+	if lack := Missing(); lack != "" {
+		testimg.Unavailable(t, "stack network: %s", lack)
+	}
+	n, err := Start(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if !n.rec.Forwarder.alive() {
+		t.Fatal("forwarder not running")
+	}
+	n.rec.Holder.kill()
+	for deadline := time.Now().Add(10 * time.Second); n.rec.Forwarder.alive() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n.rec.Forwarder.alive() {
+		t.Error("forwarder still running after its holder ended")
+	}
+}
