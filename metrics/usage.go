@@ -53,7 +53,7 @@ func (m *Metrics) CollectUsage(read UsageFunc) {
 		oom: d("sstack_container_oom_events_total",
 			"Processes of the replica's instance killed by the kernel for exceeding its memory limit (the cgroup's oom_kill count); absent without a cgroup."),
 		errors: prometheus.NewDesc("sstack_usage_read_errors_total",
-			"Scrapes whose usage read failed, wholly or for some nodes.", []string{"project"}, nil),
+			"Failed reads of the usage (wholly or for some nodes) or of the stack network, one per scrape each.", []string{"project"}, nil),
 	})
 }
 
