@@ -3,7 +3,8 @@ package main
 // Resource usage where the instance has no cgroup of its own: an
 // unprivileged user on cgroups v1. The numbers come from /proc, summed
 // over the processes of the instance's PID namespace; the stack network's
-// from its holder, in the user's own user namespace.
+// from its holder, in the user's own user namespace. And `sstack stats`
+// on a terminal. (With a cgroup, as root: prometheus_test.go.)
 
 import (
 	"encoding/json"
@@ -70,3 +71,31 @@ services:
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// On a terminal stats redraws its table in place each second, and ends
+// (with 0) when the stack stops.
+func TestStatsOnATerminal(t *testing.T) {
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sleep", "600"]
+`)
+	t.Parallel()
+	p.upDetached()
+	down := p.command("down") // before runOnTerminal changes p.env
+	go func() {
+		time.Sleep(3500 * time.Millisecond)
+		_ = down.Run()
+	}()
+	code, out, errs := runOnTerminal(t, p, nil, "stats")
+	if code != 0 {
+		t.Errorf("exit code %d after the stack stopped, want 0: %s", code, errs)
+	}
+	if n := strings.Count(out, "\033[2J\033[H"); n < 2 || n != strings.Count(out, "NAME ") {
+		t.Errorf("%d redraws for %d tables, want one each and at least 2:\n%q", n, strings.Count(out, "NAME "), out)
+	}
+	if !strings.Contains(out, "\nweb-1 ") {
+		t.Errorf("no row for web-1:\n%q", out)
+	}
+}
