@@ -435,6 +435,14 @@ services:
 		dashboard[q] = c
 	}
 
+	// Series no query above shows with its value: the cgroup's own OOM
+	// count (cAdvisor's container_oom_events_total), block I/O counters.
+	also := map[string]check{
+		`sstack_container_oom_events_total > 0`:       ifLimits(all(has("hog"), hasNot("ok", "crash", "sick"))),
+		`sstack_container_fs_writes_bytes_total >= 0`: has("ok", "sick"),
+		`sstack_container_threads >= 1`:               has("ok", "sick"),
+	}
+
 	// The crash loop needs 4 restarts in Prometheus's view, the OOM kill
 	// a scrape before it: a few seconds.
 	deadline := time.Now().Add(2 * time.Minute)
@@ -455,6 +463,7 @@ services:
 		}
 		run("README", readme)
 		run("dashboard", dashboard)
+		run("also", also)
 		if why == "" {
 			break
 		}
