@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand"
@@ -39,6 +40,12 @@ import (
 var sstackBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Unit tests only: integration tests skip (integration), so no
+		// binary is built.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "sstack-bin")
 	if err != nil {
 		panic(err)
@@ -72,6 +79,15 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// integration skips t under -short: it runs the sstack binary (and
+// usually Apptainer), which `go test -short` does not build.
+func integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: not with -short")
+	}
 }
 
 // Compose fixtures.
@@ -112,6 +128,7 @@ type project struct {
 // test image, into a new project directory.
 func newProject(t *testing.T, compose string) *project {
 	t.Helper()
+	integration(t)
 	testimg.RequireRuntime(t)
 	p := &project{
 		t:        t,
@@ -212,6 +229,7 @@ func newUserProject(t *testing.T, compose string) *project {
 	if os.Geteuid() != 0 {
 		return newProject(t, compose)
 	}
+	integration(t)
 	cred, err := testUserCred()
 	if err != nil {
 		t.Fatal(err)

@@ -256,6 +256,13 @@ services:
 		if out := try("host.docker.internal", published); !strings.Contains(out, "published") {
 			t.Errorf("another stack's published port: %q", out)
 		}
+		// Names outside resolve inside as on the host (where the host can).
+		if addrs, err := net.LookupHost("deb.debian.org"); err == nil && len(addrs) > 0 {
+			_, out, _ := a.sstack("exec", "-T", "client", "nslookup", "deb.debian.org")
+			if !strings.Contains(out, addrs[0]) {
+				t.Errorf("deb.debian.org resolves to %v on the host, inside:\n%s", addrs, out)
+			}
+		}
 		for _, hp := range [][2]string{{"127.0.0.1", "9999"}, {addr, "9999"}, {"10.0.2.2", loopPort}, {"127.0.0.1", loopPort}} {
 			if out := try(hp[0], hp[1]); strings.Contains(out, "unpublished") || strings.Contains(out, "loopback") {
 				t.Errorf("%s:%s reached from another stack: %q", hp[0], hp[1], out)

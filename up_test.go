@@ -169,6 +169,7 @@ secrets:
 // `sstack config` prints the resolved plan, and warns about what it does
 // not support, with neither Apptainer nor anything else on the PATH.
 func TestConfigNeedsNoRuntime(t *testing.T) {
+	integration(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -362,8 +362,11 @@ func TestBindsAndHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(dir, "pw.txt")
-	hosts := filepath.Join(dir, "hosts")
+	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostsContent := "127.0.0.1\tlocalhost\n127.0.0.1\tdb\n10.1.2.3\textra\n"
+	if err := os.WriteFile(resolv, []byte("nameserver 10.0.2.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +379,8 @@ func TestBindsAndHosts(t *testing.T) {
 			{Source: ro, Target: "/config, odd", ReadOnly: true},
 			{Source: secret, Target: "/run/secrets/db_pw", ReadOnly: true},
 		},
-		HostsFile: hosts,
+		HostsFile:  hosts,
+		ResolvConf: resolv,
 	})
 
 	mustExec(t, rt, inst, "sh", "-c", "echo from-container > /data/new")
@@ -394,6 +398,9 @@ func TestBindsAndHosts(t *testing.T) {
 	}
 	if code, _ := exec(t, rt, inst, nil, "sh", "-c", "echo x > /run/secrets/db_pw"); code == 0 {
 		t.Error("write to ro file bind succeeded")
+	}
+	if out := mustExec(t, rt, inst, "cat", "/etc/resolv.conf"); out != "nameserver 10.0.2.3\n" {
+		t.Errorf("/etc/resolv.conf = %q", out)
 	}
 	if out := mustExec(t, rt, inst, "cat", "/etc/hosts"); out != hostsContent {
 		t.Errorf("/etc/hosts = %q, want %q", out, hostsContent)

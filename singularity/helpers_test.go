@@ -99,14 +99,22 @@ func TestStartArgs(t *testing.T) {
 					{Source: "/host/data", Target: "/var/lib/db"},
 					{Source: "/host/a,b:c", Target: "/etc/conf\"x", ReadOnly: true},
 				},
-				Tmpfs:     []string{"/run", "/tmp/x/"},
-				HostsFile: "/state/hosts/db",
+				Tmpfs:      []string{"/run", "/tmp/x/"},
+				HostsFile:  "/state/hosts/db",
+				ResolvConf: "/state/resolv.conf",
 			},
 			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +
 				" | --mount | type=bind,source=/host/data,destination=/var/lib/db" +
 				` | --mount | type=bind,"source=/host/a,b:c","destination=/etc/conf""x",readonly` +
 				" | --mount | type=bind,source=/state/hosts/db,destination=/etc/hosts,readonly" +
+				" | --mount | type=bind,source=/state/resolv.conf,destination=/etc/resolv.conf,readonly" +
 				" | --scratch | /run | --scratch | /tmp/x | /img/db.sif | p.db.1",
+		},
+		{
+			name: "network none",
+			spec: InstanceSpec{Name: "p.n.1", Image: "/img/n.sif", Net: Network{None: true}},
+			want: "-s | instance | start | " + strings.ReplaceAll(isolation, " ", " | ") +
+				" | --net | --network | none | /img/n.sif | p.n.1",
 		},
 		{
 			// --containall gives /tmp and /var/tmp a tmpfs of its own; a

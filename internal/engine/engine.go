@@ -747,7 +747,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		n := s.nets.of[svc.Name]
+		n := s.nets.of[svc.Name] // nets is set once Up has succeeded
 		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, NetHolder: n.Holder, NetUserNS: n.UserNS}
 		if s.cluster != nil && r.Node != "" {
 			t.Node, t.Job = r.Node, s.cluster.job

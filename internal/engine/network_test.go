@@ -63,3 +63,14 @@ func TestHostsPerNetwork(t *testing.T) {
 		t.Errorf("no host address: %v", err)
 	}
 }
+
+func TestStackResolvConf(t *testing.T) {
+	if _, ok := stackResolvConf("nameserver 10.1.2.3\nsearch example.org\n"); ok {
+		t.Error("a resolver the namespace reaches is replaced")
+	}
+	got, ok := stackResolvConf("# systemd-resolved\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n")
+	if !ok || !strings.Contains(got, "nameserver 10.0.2.3\n") || strings.Contains(got, "127.0.0.53") ||
+		!strings.Contains(got, "options edns0 trust-ad") || !strings.Contains(got, "search example.org") {
+		t.Errorf("resolver on loopback: %v\n%s", ok, got)
+	}
+}

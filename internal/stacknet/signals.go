@@ -12,3 +12,8 @@ func ignoreInterrupts(term chan os.Signal) {
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
 	signal.Notify(term, syscall.SIGTERM)
 }
+
+// signalIgnoreAll: a replica's holder ends only with its input.
+func signalIgnoreAll() {
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE, syscall.SIGTERM)
+}

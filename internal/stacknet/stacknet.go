@@ -79,6 +79,8 @@ type Published struct {
 	HostPort int    `json:"host_port"`
 	Target   int    `json:"target"`
 	Protocol string `json:"protocol"`
+	// GuestAddr is the address in the namespace ("": the stack's own).
+	GuestAddr string `json:"guest_addr,omitempty"`
 }
 
 const (
@@ -239,6 +241,9 @@ func startHolder(self, dir string, userNS bool, exit *os.File) (_ proc, keep fun
 // touched; root needs it too, since Apptainer drops root's capabilities
 // by default), say "ready", and wait to be killed.
 func Hold() {
+	if len(os.Args) > 3 && os.Args[3] == replicaArg {
+		holdReplica()
+	}
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stdout, format+"\n", args...) }
 	if err := loopbackUp(); err != nil {
 		say("bringing loopback up: %v", err)
@@ -254,6 +259,9 @@ func Hold() {
 	// Stay only if sstack recorded us (see startHolder).
 	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "keep\n" {
 		os.Exit(0)
+	}
+	if err := serveHolder(); err != nil {
+		os.Exit(1)
 	}
 	// Nothing more to say or hear: a closed pipe must not end the holder.
 	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
@@ -357,8 +365,11 @@ func summarize(out []byte) string {
 // Publish forwards host_ip:host_port on the host to the port in the
 // namespace, through slirp4netns's API.
 func (n *Net) Publish(p Published) error {
-	req := map[string]any{"execute": "add_hostfwd", "arguments": map[string]any{
-		"proto": p.Protocol, "host_addr": p.HostIP, "host_port": p.HostPort, "guest_port": p.Target}}
+	args := map[string]any{"proto": p.Protocol, "host_addr": p.HostIP, "host_port": p.HostPort, "guest_port": p.Target}
+	if p.GuestAddr != "" {
+		args["guest_addr"] = p.GuestAddr
+	}
+	req := map[string]any{"execute": "add_hostfwd", "arguments": args}
 	var resp struct {
 		Error *struct {
 			Desc string `json:"desc"`
@@ -402,7 +413,7 @@ func (n *Net) Close() {
 	for _, p := range []proc{n.rec.Forwarder, n.rec.Holder} {
 		p.kill()
 	}
-	for _, f := range []string{recordFile, apiSocket} {
+	for _, f := range []string{recordFile, apiSocket, holderSocket} {
 		_ = os.Remove(filepath.Join(n.dir, f))
 	}
 }
@@ -446,14 +457,18 @@ func (n *Net) save() error {
 	return os.Rename(tmp, filepath.Join(n.dir, recordFile))
 }
 
-func procOf(pid int) proc { return proc{Pid: pid, Start: startTime(pid)} }
+func procOf(pid int) proc {
+	start, _ := stat(pid)
+	return proc{Pid: pid, Start: start}
+}
 
-// startTime is field 22 of /proc/PID/stat (0 when the process is gone):
-// with the pid it names one process, never a recycled pid.
-func startTime(pid int) uint64 {
+// stat reads /proc/PID/stat: field 22, the start time (0 when the process
+// is gone), which with the pid names one process, never a recycled pid;
+// and whether it is a zombie.
+func stat(pid int) (start uint64, zombie bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	// The command name (field 2) may hold spaces: count after its ')'.
 	s := string(b)
@@ -462,16 +477,20 @@ func startTime(pid int) uint64 {
 	}
 	f := strings.Fields(s)
 	if len(f) < 20 {
-		return 0
+		return 0, false
 	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z"
 }
 
 // alive: p still runs (a zombie holds nothing: it only waits for its
 // parent).
 func (p proc) alive() bool {
-	return p.Pid > 0 && p.Start != 0 && startTime(p.Pid) == p.Start && !zombie(p.Pid)
+	if p.Pid <= 0 || p.Start == 0 {
+		return false
+	}
+	start, zombie := stat(p.Pid)
+	return start == p.Start && !zombie
 }
 
 // kill SIGKILLs p if it is still the process recorded, and waits a
@@ -484,16 +503,4 @@ func (p proc) kill() {
 	for i := 0; i < 100 && p.alive(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
 }

@@ -59,6 +59,9 @@ var (
 // apptainer or singularity), or skips the test (fails it when CI=true).
 func RequireRuntime(t testing.TB) *singularity.Apptainer {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Apptainer: not with -short")
+	}
 	detectOnce.Do(func() { detected, detectErr = singularity.Detect(os.Getenv("SSTACK_RUNTIME")) })
 	if detectErr != nil {
 		Unavailable(t, "integration test needs Apptainer: %v", detectErr)
