@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,5 +365,59 @@ services:
 	w3 := row(rows, "web-3")
 	contains(t, "web-1's /etc/hosts", hosts, nodeAddr[w3.Node]+"\tweb-3")
 	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// Across an allocation each node's agent reads its own replicas: the
+// usage series carry the node they run on, the limit where one is set,
+// and `stats` shows the node.
+func TestSlurmUsageFromEachNode(t *testing.T) {
+	p := newProject(t, `
+services:
+  capped:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 3600"]
+    mem_limit: 48m
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  busy:
+    image: busybox
+    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	requireLimits(t)
+	job := p.inAllocation()
+	addr := freeAddr(t)
+	r := p.up("--metrics-addr", addr)
+	capped := replicaLabels(p.name, "capped", 1, "node", "n2")
+	busy := replicaLabels(p.name, "busy", 1, "node", "n3")
+	waitScrape(t, r, addr, 90*time.Second, func(s scraped) string {
+		if v, ok := s.value("sstack_container_spec_memory_limit_bytes", capped); !ok || v != 48<<20 {
+			return fmt.Sprintf("capped's limit on n2: %v %v", v, ok)
+		}
+		if v, ok := s.value("sstack_container_cpu_usage_seconds_total", busy); !ok || v <= 0 {
+			return fmt.Sprintf("busy's CPU on n3: %v %v", v, ok)
+		}
+		if v, ok := s.value("sstack_container_processes", capped); !ok || v < 2 {
+			return fmt.Sprintf("capped's processes on n2: %v %v", v, ok)
+		}
+		return ""
+	})
+	out := p.must("stats", "--no-stream", "--format", "json")
+	nodes := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row statsRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		nodes[row.Name] = row.Node
+	}
+	if nodes["capped-1"] != "n2" || nodes["busy-1"] != "n3" {
+		t.Errorf("stats nodes %v, want capped-1 on n2, busy-1 on n3", nodes)
+	}
+	r.ctrlC(t)
 	assertNothingLeftInJob(t, p.name, job)
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -77,6 +78,10 @@ func (f *fakeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (i
 }
 
 func (f *fakeRuntime) EndRun(ctx context.Context, instance string) (int, error) { return 0, nil }
+
+func (f *fakeRuntime) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+	return nil, nil
+}
 
 func (f *fakeRuntime) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {
 	f.mu.Lock()

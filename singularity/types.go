@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"sstack/internal/api"
 )
 
 // Bind is one --bind at instance start (exec ignores binds).
@@ -105,4 +107,8 @@ type Runtime interface {
 	// EndRun ends every process left in the instance but its init, after
 	// the service process exited.
 	EndRun(ctx context.Context, instance string) (int, error)
+	// Usage reads what the named instances use now (CPU, memory, block
+	// I/O, processes), on the host that runs them. Instances that do not
+	// exist are left out.
+	Usage(ctx context.Context, instances []string) (map[string]api.Usage, error)
 }

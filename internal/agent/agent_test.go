@@ -182,3 +182,52 @@ func TestAgentCleansUpWhenTheSupervisorIsGone(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Usage of a node's instances comes back through its agent, for the
+// instances placed on it; one that does not exist is left out.
+func TestUsageThroughTheAgent(t *testing.T) {
+	rt := testimg.RequireRuntime(t)
+	image := testimg.Busybox(t)
+	r, log := newRemote(t)
+	placed := NewPlaced([]*Remote{r})
+	ctx := context.Background()
+	name := testimg.InstanceName(t, "agentusage")
+	spec := singularity.InstanceSpec{Name: name, Image: image}
+	limited := os.Geteuid() == 0 && rt.CheckLimits(ctx) == nil
+	if limited {
+		spec.Limits.Memory = 64 << 20
+	}
+	if err := placed.Place(name, r.Node); err != nil {
+		t.Fatal(err)
+	}
+	if err := placed.StartInstance(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = placed.StopInstance(ctx, name, "SIGKILL", time.Second) }()
+	proc, err := placed.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sleep", "3600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proc.Running(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	use, err := placed.Usage(ctx, []string{name, "nowhere.x.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := use[name]
+	if !ok || len(use) != 1 {
+		t.Fatalf("usage %v, want %s alone", use, name)
+	}
+	if u.Processes < 2 || u.MemoryBytes == 0 || u.HostMemoryBytes == 0 {
+		t.Errorf("usage %+v: want appinit and sleep, some memory, the node's memory", u)
+	}
+	if limited && (u.Source != "cgroup v1" && u.Source != "cgroup v2" || u.MemoryLimitBytes != 64<<20) {
+		t.Errorf("usage %+v: want the instance's cgroup with its 64 MiB limit", u)
+	}
+	_ = proc.Kill()
+	_, _ = proc.Wait()
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -309,6 +310,18 @@ func (r *Remote) EndRun(ctx context.Context, instance string) (int, error) {
 	var resp endRunResp
 	err := c.call(ctx, pathEndRun, endRunReq{Instance: instance}, &resp)
 	return resp.Ended, err
+}
+
+// Usage reads the instances on the agent's node; a node whose agent is
+// gone has none left.
+func (r *Remote) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+	c := r.live()
+	if c == nil {
+		return nil, nil
+	}
+	var u map[string]api.Usage
+	err := c.call(ctx, pathUsage, usageReq{Instances: instances}, &u)
+	return u, err
 }
 
 func (r *Remote) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {
