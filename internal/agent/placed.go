@@ -155,3 +155,12 @@ func (p *Placed) EndRun(ctx context.Context, instance string) (int, error) {
 	}
 	return r.EndRun(ctx, instance)
 }
+
+// SeedVolume seeds on the node of the instance the volume is made for.
+func (p *Placed) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	r, err := p.remote(spec.Instance)
+	if err != nil {
+		return fmt.Errorf("seeding %s: %w", spec.HostDir, err)
+	}
+	return r.SeedVolume(ctx, spec)
+}

@@ -32,6 +32,7 @@ const (
 	pathList     = "/v1/instance/list"
 	pathExec     = "/v1/exec"
 	pathEndRun   = "/v1/endrun"
+	pathSeed     = "/v1/volume/seed"
 	pathProcess  = "/v1/process" // a stream of frames, one JSON object per line
 	pathSignal   = "/v1/process/signal"
 	pathSession  = "/v1/session" // held open by the supervisor
