@@ -79,6 +79,16 @@ func (f *fakeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (i
 
 func (f *fakeRuntime) EndRun(ctx context.Context, instance string) (int, error) { return 0, nil }
 
+// OOMKills: none, in an instance that exists.
+func (f *fakeRuntime) OOMKills(ctx context.Context, instance string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.instances[instance] {
+		return 0, fmt.Errorf("instance %q: %w", instance, singularity.ErrNoInstance)
+	}
+	return 0, nil
+}
+
 // SeedVolume records the seed and writes the image's path into the volume.
 func (f *fakeRuntime) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
 	f.record("seed %s %s", spec.Instance, spec.Path)

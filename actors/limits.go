@@ -33,25 +33,17 @@ func instanceGPU(svc *compose.Service) string {
 	}
 }
 
-// oomCounter is implemented by runtimes that can tell how many processes
-// of an instance the kernel killed for exceeding its memory limit
-// (*singularity.Apptainer).
-type oomCounter interface {
-	OOMKills(ctx context.Context, instance string) (int64, error)
-}
-
 // oomWatch reads the OOM kill count of the instance before a run of a
 // service with a memory limit, and returns the test of the run's exit:
 // killed by SIGKILL (137) while the count went up means the kernel's OOM
-// killer ended it. Without a limit, or a runtime that cannot tell, the
-// test always says no, without a look at the instance.
+// killer ended it. Without a limit the test always says no, without a
+// look at the instance; so does it when the count cannot be read.
 func oomWatch(rt singularity.Runtime, svc *compose.Service, instance string) func(code int) bool {
 	no := func(int) bool { return false }
-	c, ok := rt.(oomCounter)
-	if r := svc.Resources; !ok || r == nil || r.Memory == 0 && r.MemorySwap <= 0 {
+	if r := svc.Resources; r == nil || r.Memory == 0 && r.MemorySwap <= 0 {
 		return no
 	}
-	before, err := c.OOMKills(context.Background(), instance)
+	before, err := rt.OOMKills(context.Background(), instance)
 	if err != nil {
 		return no
 	}
@@ -59,7 +51,7 @@ func oomWatch(rt singularity.Runtime, svc *compose.Service, instance string) fun
 		if code != 137 {
 			return false
 		}
-		after, err := c.OOMKills(context.Background(), instance)
+		after, err := rt.OOMKills(context.Background(), instance)
 		return err == nil && after > before
 	}
 }

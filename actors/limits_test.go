@@ -59,6 +59,6 @@ func TestOOMWatch(t *testing.T) {
 		t.Errorf("a service without a memory limit: the cgroup was read %d times", rt.asked)
 	}
 	if oomWatch(newFakeRuntime(nil), limited, "p.w.1")(137) {
-		t.Error("a runtime that cannot count reported an OOM kill")
+		t.Error("an instance whose count cannot be read reported an OOM kill")
 	}
 }

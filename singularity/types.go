@@ -117,6 +117,9 @@ type Runtime interface {
 	// EndRun ends every process left in the instance but its init, after
 	// the service process exited.
 	EndRun(ctx context.Context, instance string) (int, error)
+	// OOMKills is how many processes of the instance the kernel has killed
+	// for exceeding its memory limit, read on the host that runs it.
+	OOMKills(ctx context.Context, instance string) (int64, error)
 	// SeedVolume copies the image's content at spec.Path into
 	// spec.HostDir, on the host that runs spec.Instance.
 	SeedVolume(ctx context.Context, spec SeedSpec) error

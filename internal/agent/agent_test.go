@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,11 +92,19 @@ func launchAs(t *testing.T, node string, env ...string) (*Remote, *syncBuffer) {
 	return r, log
 }
 
-// fakeNode is the runtime of a node: a seed writes a file named after the
-// node into the volume.
+// fakeNode is the runtime of a node named nN: its instances have had N
+// OOM kills, except p.gone.N, which do not exist; a seed writes a file
+// named after the node into the volume.
 type fakeNode struct {
 	singularity.Runtime // the rest: not served (nil)
 	node                string
+}
+
+func (f fakeNode) OOMKills(ctx context.Context, instance string) (int64, error) {
+	if strings.HasPrefix(instance, "p.gone.") {
+		return 0, fmt.Errorf("instance %q on %s: %w", instance, f.node, singularity.ErrNoInstance)
+	}
+	return strconv.ParseInt(strings.TrimPrefix(f.node, "n"), 10, 64)
 }
 
 func (f fakeNode) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
@@ -105,10 +114,11 @@ func (f fakeNode) SeedVolume(ctx context.Context, spec singularity.SeedSpec) err
 	return os.WriteFile(filepath.Join(spec.HostDir, f.node), []byte(spec.Instance+" "+spec.Image+":"+spec.Path), 0o644)
 }
 
-// A stack across nodes seeds volumes on the node of the replica
-// concerned, through its agent; errors come back across the wire. A seed
-// launches the node's agent when none runs (the instance starts right
-// after).
+// A stack across nodes counts OOM kills and seeds volumes on the node of
+// the replica concerned, through its agent; errors, ErrNoInstance among
+// them, come back across the wire. A seed launches the node's agent when
+// none runs (the instance starts right after); a count does not (no agent,
+// no instance).
 func TestPlacedDispatchesToTheReplicasNode(t *testing.T) {
 	n1, n2, n3 := newFakeRemote(t, "n1"), newFakeRemote(t, "n2"), newFakeRemote(t, "n3")
 	p := NewPlaced([]*Remote{n1, n2, n3})
@@ -116,13 +126,23 @@ func TestPlacedDispatchesToTheReplicasNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for inst, node := range map[string]string{"p.a.1": "n1", "p.b.1": "n2", "p.c.1": "n3"} {
+	for inst, node := range map[string]string{"p.a.1": "n1", "p.b.1": "n2", "p.gone.1": "n2", "p.c.1": "n3"} {
 		if err := p.Place(inst, node); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for inst, want := range map[string]int64{"p.a.1": 1, "p.b.1": 2} {
+		if n, err := p.OOMKills(ctx, inst); n != want || err != nil {
+			t.Errorf("OOMKills(%s) = %d, %v; want %d from its node", inst, n, err, want)
+		}
+	}
+	for _, inst := range []string{"p.gone.1", "p.nowhere.1", "p.c.1"} {
+		if _, err := p.OOMKills(ctx, inst); !errors.Is(err, singularity.ErrNoInstance) {
+			t.Errorf("OOMKills(%s): %v, want ErrNoInstance", inst, err)
+		}
+	}
 	if n3.live() != nil {
-		t.Fatal("n3's agent runs before its first call")
+		t.Error("a count launched an agent")
 	}
 
 	for inst, node := range map[string]string{"p.b.1": "n2", "p.c.1": "n3"} {

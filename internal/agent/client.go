@@ -311,6 +311,18 @@ func (r *Remote) EndRun(ctx context.Context, instance string) (int, error) {
 	return resp.Ended, err
 }
 
+// OOMKills reads the instance's count on its node; with no agent there,
+// the instance is gone (its step took it).
+func (r *Remote) OOMKills(ctx context.Context, instance string) (int64, error) {
+	c := r.live()
+	if c == nil {
+		return 0, fmt.Errorf("instance %q on node %s: %w", instance, r.Node, singularity.ErrNoInstance)
+	}
+	var resp oomKillsResp
+	err := c.call(ctx, pathOOMKills, oomKillsReq{Instance: instance}, &resp)
+	return resp.Kills, err
+}
+
 // SeedVolume fills the volume on the node (the directory is on a
 // filesystem every node sees), launching the agent if it does not run:
 // the instance is started right after.

@@ -156,6 +156,14 @@ func (p *Placed) EndRun(ctx context.Context, instance string) (int, error) {
 	return r.EndRun(ctx, instance)
 }
 
+func (p *Placed) OOMKills(ctx context.Context, instance string) (int64, error) {
+	r, err := p.remote(instance)
+	if err != nil {
+		return 0, fmt.Errorf("%v: %w", err, singularity.ErrNoInstance)
+	}
+	return r.OOMKills(ctx, instance)
+}
+
 // SeedVolume seeds on the node of the instance the volume is made for.
 func (p *Placed) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
 	r, err := p.remote(spec.Instance)

@@ -32,6 +32,7 @@ const (
 	pathList     = "/v1/instance/list"
 	pathExec     = "/v1/exec"
 	pathEndRun   = "/v1/endrun"
+	pathOOMKills = "/v1/instance/oomkills"
 	pathSeed     = "/v1/volume/seed"
 	pathProcess  = "/v1/process" // a stream of frames, one JSON object per line
 	pathSignal   = "/v1/process/signal"
@@ -62,6 +63,10 @@ type execResp struct {
 type endRunReq struct{ Instance string }
 
 type endRunResp struct{ Ended int }
+
+type oomKillsReq struct{ Instance string }
+
+type oomKillsResp struct{ Kills int64 }
 
 // processReq is singularity.ProcessSpec without its writers: the output
 // comes back as frames.

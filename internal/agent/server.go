@@ -170,6 +170,14 @@ func (s *Server) routes() http.Handler {
 		n, err := s.rt.EndRun(r.Context(), req.Instance)
 		reply(w, endRunResp{Ended: n}, err)
 	})
+	mux.HandleFunc("POST "+pathOOMKills, func(w http.ResponseWriter, r *http.Request) {
+		var req oomKillsReq
+		if !decode(w, r, &req) {
+			return
+		}
+		n, err := s.rt.OOMKills(r.Context(), req.Instance)
+		reply(w, oomKillsResp{Kills: n}, err)
+	})
 	mux.HandleFunc("POST "+pathSeed, func(w http.ResponseWriter, r *http.Request) {
 		var spec singularity.SeedSpec
 		if !decode(w, r, &spec) {
