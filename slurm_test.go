@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"sstack/internal/slurm"
+	"sstack/internal/testimg"
 )
 
 var nodeAddr = map[string]string{"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
@@ -419,5 +420,108 @@ services:
 		t.Errorf("stats nodes %v, want capped-1 on n2, busy-1 on n3", nodes)
 	}
 	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A service on another node that allocates past its mem_limit is reported
+// as OOM-killed, as on one host (limits_test.go): its status line says so
+// and its die event carries oomKilled. The count is read from the cgroup on
+// the replica's node, through its agent.
+func TestSlurmOOMKillIsReported(t *testing.T) {
+	requireLimits(t)
+	p := newProject(t, `
+services:
+  hog:
+    image: busybox
+    command: ["sh", "-c", "trap '' USR1; echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; echo allocating; x=$$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]
+    mem_limit: 50m
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  steady:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	job := p.inAllocation()
+	r := p.up()
+	r.waitUntil(t, time.Minute, "hog-1 to be ready", func() bool { return countLines(r.stdout.String(), "hog-1", "ready") == 1 })
+	evs := p.events("--json", "hog")
+	// The stream is subscribed once it shows an event: a signal the hog
+	// ignores, sent until one is seen.
+	eventually(t, time.Minute, "the event stream to show a kill event", func() bool {
+		p.must("kill", "-s", "SIGUSR1", "hog")
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if strings.Contains(evs.out.String(), `"action":"kill"`) {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	})
+	p.must("exec", "-T", "hog", "touch", "/tmp/go")
+	r.waitStderr(t, "hog-1 exited with code 137")
+	if rows := p.ps("-a"); row(rows, "hog-1") == nil || row(rows, "hog-1").Node != "n2" {
+		t.Errorf("hog-1 not on n2: %+v", rows)
+	}
+	eventually(t, 30*time.Second, "hog's die event", func() bool {
+		return strings.Contains(evs.out.String(), `"action":"die"`)
+	})
+	evs.interrupt(t)
+	if strings.Contains(r.stdout.String(), "survived") {
+		t.Errorf("the allocation was not stopped by the limit:\n%s", r.stdout)
+	}
+	contains(t, "stderr", r.stderr.String(), "hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit)")
+	var die string
+	for _, line := range strings.Split(evs.out.String(), "\n") {
+		if strings.Contains(line, `"action":"die"`) {
+			die = line
+		}
+	}
+	if !strings.Contains(die, `"oomKilled":true`) {
+		t.Errorf("die event without oomKilled: %s", die)
+	}
+	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A replica added by scale on another node gets its own named volume
+// ({{.Task.Slot}} in its path), filled from the image as the first
+// replica's was at up.
+func TestSlurmScaleSeedsSlotVolume(t *testing.T) {
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo seed=$$(cat `+testimg.SeedDir+`/`+testimg.SeedFile+`); exec sleep 3600"]
+    volumes:
+      - type: volume
+        source: data
+        target: `+testimg.SeedDir+`
+        volume:
+          subpath: "{{.Task.Slot}}"
+    deploy:
+      placement:
+        max_replicas_per_node: 1
+volumes:
+  data: {}
+`)
+	job := p.inAllocation()
+	p.upDetached()
+	seed := strings.TrimSpace(testimg.SeedContent)
+	p.waitLogs("web-1 | seed=" + seed)
+	p.must("scale", "web=3")
+	out := p.waitLogs("web-2 | seed=", "web-3 | seed=")
+	for _, r := range []string{"web-2", "web-3"} {
+		contains(t, "logs", out, r+" | seed="+seed+"\n")
+		n := strings.TrimPrefix(r, "web-")
+		if b, err := os.ReadFile(filepath.Join(p.stateDir, p.name, "volumes", p.name+"_data", n, testimg.SeedFile)); err != nil || string(b) != testimg.SeedContent {
+			t.Errorf("%s's volume: %q %v, want the image's %s", r, b, err, testimg.SeedFile)
+		}
+	}
+	p.down()
 	assertNothingLeftInJob(t, p.name, job)
 }

@@ -324,6 +324,17 @@ func (r *Remote) Usage(ctx context.Context, instances []string) (map[string]api.
 	return u, err
 }
 
+// SeedVolume fills the volume on the node (the directory is on a
+// filesystem every node sees), launching the agent if it does not run:
+// the instance is started right after.
+func (r *Remote) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	c, err := r.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, pathSeed, spec, nil)
+}
+
 func (r *Remote) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {
 	c, err := r.conn(ctx)
 	if err != nil {

@@ -192,3 +192,12 @@ func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]api.
 	}
 	return all, first
 }
+
+// SeedVolume seeds on the node of the instance the volume is made for.
+func (p *Placed) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	r, err := p.remote(spec.Instance)
+	if err != nil {
+		return fmt.Errorf("seeding %s: %w", spec.HostDir, err)
+	}
+	return r.SeedVolume(ctx, spec)
+}

@@ -33,6 +33,7 @@ const (
 	pathExec     = "/v1/exec"
 	pathEndRun   = "/v1/endrun"
 	pathUsage    = "/v1/usage"
+	pathSeed     = "/v1/volume/seed"
 	pathProcess  = "/v1/process" // a stream of frames, one JSON object per line
 	pathSignal   = "/v1/process/signal"
 	pathSession  = "/v1/session" // held open by the supervisor

@@ -178,6 +178,13 @@ func (s *Server) routes() http.Handler {
 		u, err := s.rt.Usage(r.Context(), req.Instances)
 		reply(w, u, err)
 	})
+	mux.HandleFunc("POST "+pathSeed, func(w http.ResponseWriter, r *http.Request) {
+		var spec singularity.SeedSpec
+		if !decode(w, r, &spec) {
+			return
+		}
+		reply(w, struct{}{}, s.rt.SeedVolume(r.Context(), spec))
+	})
 	mux.HandleFunc("POST "+pathProcess, s.process)
 	mux.HandleFunc("POST "+pathSignal, func(w http.ResponseWriter, r *http.Request) {
 		var req signalReq
