@@ -127,7 +127,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 		}
 		// No stack runs: the run gets a network of its own, as docker
 		// compose run creates the project's network.
-		if nw.stack, err = stacknet.Start(ctx, dir); err != nil {
+		if nw.stack, err = stacknet.Start(ctx, dir, plan.Project+"."+name); err != nil {
 			return nil, fmt.Errorf("the run's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
 		}
 		r.close = append(r.close, nw.stack.Close)
@@ -189,4 +189,3 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 // SplitEntrypoint splits run's --entrypoint as docker compose does (on
 // white space).
 func SplitEntrypoint(s string) []string { return strings.Fields(s) }
-
