@@ -575,7 +575,8 @@ func (e *benchEnv) runTimed(cmd *exec.Cmd, timeout time.Duration) (time.Duration
 // upDetached runs `sstack up -d` and returns how long it took to return.
 // Every one of the replicas must have reported Started by then. The stack is
 // taken down at the end of the benchmark if it still runs.
-func (e *benchEnv) upDetached(composeFile, project string, replicas int, timeout time.Duration) time.Duration {
+// args are added to up's (the last --metrics-addr wins).
+func (e *benchEnv) upDetached(composeFile, project string, replicas int, timeout time.Duration, args ...string) time.Duration {
 	b := e.b
 	b.Helper()
 	b.Cleanup(func() {
@@ -591,7 +592,7 @@ func (e *benchEnv) upDetached(composeFile, project string, replicas int, timeout
 		}
 		e.killInstances(project)
 	})
-	d, out := e.runTimed(e.sstackCmd("up", "-d", "-f", composeFile, "-n", project, "--metrics-addr", ""), timeout)
+	d, out := e.runTimed(e.sstackCmd(append([]string{"up", "-d", "-f", composeFile, "-n", project, "--metrics-addr", ""}, args...)...), timeout)
 	if n := strings.Count(out, "  Started\n"); n != replicas {
 		b.Fatalf("up -d returned after %d Started lines, want %d; output:\n%s", n, replicas, out)
 	}

@@ -279,18 +279,29 @@ func execIn(o *options, t api.ExecTarget, args, extraEnv []string, workdir strin
 			return &usageError{fmt.Errorf("-e %q: want KEY=VALUE", kv)}
 		}
 	}
-	tty := !noTTY && isTerminal(os.Stdin) && isTerminal(o.stdout)
-	if tty {
-		if v := os.Getenv("TERM"); v != "" {
-			env = append(env, "TERM="+v)
-		}
-	}
 	pwd := t.Pwd
 	if workdir != "" {
 		pwd = workdir
 	}
 	net := singularity.Network{Holder: t.NetHolder, UserNS: t.NetUserNS}
-	cmd, err := rt.Interactive(context.Background(), singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd, Net: net})
+	spec := singularity.ProcessSpec{Instance: t.Instance, Args: args, Env: env, Pwd: pwd, Net: net}
+	// The terminal's signals reach the command (same process group);
+	// sstack waits for its exit code.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	return attach(o, rt, spec, t, noTTY)
+}
+
+// attach runs spec's process from this shell, with a terminal when stdin
+// and stdout are one (and not noTTY), on the node of t when it names one,
+// and returns its exit code as sstack's.
+func attach(o *options, rt *singularity.Apptainer, spec singularity.ProcessSpec, t api.ExecTarget, noTTY bool) error {
+	tty := !noTTY && isTerminal(os.Stdin) && isTerminal(o.stdout)
+	if tty {
+		if v := os.Getenv("TERM"); v != "" {
+			spec.Env = append(slices.Clip(spec.Env), "TERM="+v)
+		}
+	}
+	cmd, err := rt.Interactive(context.Background(), spec)
 	if err != nil {
 		return err
 	}
@@ -311,9 +322,6 @@ func execIn(o *options, t api.ExecTarget, args, extraEnv []string, workdir strin
 		// Pipes, not our descriptors: the command must see no terminal.
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = io.MultiReader(os.Stdin), o.stdout, o.stderr
 	}
-	// The terminal's signals reach the command (same process group); sstack
-	// waits for its exit code.
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
 	err = cmd.Run()
 	if cmd.ProcessState != nil {
 		if code := exitStatus(cmd.ProcessState); code != 0 {

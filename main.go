@@ -195,9 +195,9 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 
 	root.AddCommand(
 		newUp(o), newDown(o), newConfig(o), newLogs(o),
-		newPs(o), newLs(o), newExec(o), newPort(o), newCp(o),
+		newPs(o), newLs(o), newExec(o), newPort(o), newCp(o), newImages(o), newRun(o),
 		newServiceCommand(o, "stop"), newServiceCommand(o, "start"), newServiceCommand(o, "restart"), newKill(o),
-		newScale(o), newEvents(o), newWait(o), newTop(o), newVersion(o),
+		newScale(o), newEvents(o), newWait(o), newTop(o), newStats(o), newVersion(o),
 		newDeploy(o), newRm(o), newList(o),
 		newPull(o), newBuild(o), newAgent(o),
 	)

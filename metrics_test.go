@@ -260,6 +260,10 @@ secrets:
 		{"sstack_service_up", lbl("keeper", 1), 1},
 		{"sstack_log_lines_total", lbl("keeper", 1, "stream", "stdout"), 1},
 		{"sstack_log_lines_total", lbl("keeper", 1, "stream", "stderr"), 0},
+		{"sstack_service_restarts_exhausted", lbl("crash", 1), 1},
+		{"sstack_service_restarts_exhausted", lbl("keeper", 1), 0},
+		{"sstack_service_oom_kills_total", lbl("crash", 1), 0},
+		{"sstack_service_oom_kills_total", lbl("keeper", 1), 0},
 	}
 	for rep := 1; rep <= 2; rep++ {
 		wants = append(wants,
@@ -278,6 +282,15 @@ secrets:
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, v, w.value)
 		}
 	}
+	// Resource usage exists for running replicas only (ps without -a).
+	for _, name := range []string{"sstack_container_cpu_usage_seconds_total", "sstack_container_memory_working_set_bytes", "sstack_container_processes"} {
+		if v, ok := fams.value(name, lbl("keeper", 1)); !ok || v <= 0 {
+			t.Errorf("%s of keeper = %v (present %v), want > 0", name, v, ok)
+		}
+		if _, ok := fams.value(name, lbl("crash", 1)); ok {
+			t.Errorf("%s of the exited crash exists", name)
+		}
+	}
 	// healthy exists only for services with a healthcheck.
 	for _, svc := range []string{"crash", "lines", "keeper"} {
 		if m := fams.get("sstack_service_healthy", lbl(svc, 1)); m != nil {
@@ -292,6 +305,20 @@ secrets:
 		"sstack_service_last_exit_code": dto.MetricType_GAUGE,
 		"sstack_service_start_seconds":  dto.MetricType_HISTOGRAM,
 		"sstack_log_lines_total":        dto.MetricType_COUNTER,
+
+		"sstack_service_oom_kills_total":            dto.MetricType_COUNTER,
+		"sstack_service_restarts_exhausted":         dto.MetricType_GAUGE,
+		"sstack_container_cpu_usage_seconds_total":  dto.MetricType_COUNTER,
+		"sstack_container_memory_usage_bytes":       dto.MetricType_GAUGE,
+		"sstack_container_memory_working_set_bytes": dto.MetricType_GAUGE,
+		"sstack_container_processes":                dto.MetricType_GAUGE,
+		"sstack_container_threads":                  dto.MetricType_GAUGE,
+		"sstack_container_fs_reads_bytes_total":     dto.MetricType_COUNTER,
+		"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
+		"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
+		"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
+		"sstack_network_receive_bytes_total":        dto.MetricType_COUNTER,
+		"sstack_network_transmit_bytes_total":       dto.MetricType_COUNTER,
 	}
 	for name, typ := range types {
 		f := fams[name]
@@ -311,8 +338,13 @@ secrets:
 				}
 			}
 			wantNames := "project,replica,service"
-			if name == "sstack_log_lines_total" {
+			switch name {
+			case "sstack_log_lines_total":
 				wantNames = "project,replica,service,stream"
+			case "sstack_usage_read_errors_total":
+				wantNames = "project"
+			case "sstack_network_receive_bytes_total", "sstack_network_transmit_bytes_total":
+				wantNames = "interface,project"
 			}
 			if got := strings.Join(names, ","); got != wantNames {
 				t.Errorf("%s series has labels %s, want %s", name, got, wantNames)

@@ -168,6 +168,7 @@ var crashBin struct {
 // service "boom" panic once its process has started.
 func crashBinary(t *testing.T) string {
 	t.Helper()
+	integration(t)
 	crashBin.once.Do(func() {
 		crashBin.path = filepath.Join(filepath.Dir(sstackBin), "sstack-crash")
 		out, err := exec.Command("go", "build", "-race", "-ldflags", "-X sstack/actors.crashService=boom", "-o", crashBin.path, ".").CombinedOutput()

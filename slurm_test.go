@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"sstack/internal/slurm"
+	"sstack/internal/testimg"
 )
 
 var nodeAddr = map[string]string{"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
@@ -362,6 +365,163 @@ services:
 	hosts := p.must("exec", "-T", "web", "cat", "/etc/hosts")
 	w3 := row(rows, "web-3")
 	contains(t, "web-1's /etc/hosts", hosts, nodeAddr[w3.Node]+"\tweb-3")
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// Across an allocation each node's agent reads its own replicas: the
+// usage series carry the node they run on, the limit where one is set,
+// and `stats` shows the node.
+func TestSlurmUsageFromEachNode(t *testing.T) {
+	p := newProject(t, `
+services:
+  capped:
+    image: busybox
+    command: ["sh", "-c", "echo up; exec sleep 3600"]
+    mem_limit: 48m
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  busy:
+    image: busybox
+    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	requireLimits(t)
+	job := p.inAllocation()
+	addr := freeAddr(t)
+	r := p.up("--metrics-addr", addr)
+	capped := replicaLabels(p.name, "capped", 1, "node", "n2")
+	busy := replicaLabels(p.name, "busy", 1, "node", "n3")
+	waitScrape(t, r, addr, 90*time.Second, func(s scraped) string {
+		if v, ok := s.value("sstack_container_spec_memory_limit_bytes", capped); !ok || v != 48<<20 {
+			return fmt.Sprintf("capped's limit on n2: %v %v", v, ok)
+		}
+		if v, ok := s.value("sstack_container_cpu_usage_seconds_total", busy); !ok || v <= 0 {
+			return fmt.Sprintf("busy's CPU on n3: %v %v", v, ok)
+		}
+		if v, ok := s.value("sstack_container_processes", capped); !ok || v < 2 {
+			return fmt.Sprintf("capped's processes on n2: %v %v", v, ok)
+		}
+		return ""
+	})
+	out := p.must("stats", "--no-stream", "--format", "json")
+	nodes := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row statsRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		nodes[row.Name] = row.Node
+	}
+	if nodes["capped-1"] != "n2" || nodes["busy-1"] != "n3" {
+		t.Errorf("stats nodes %v, want capped-1 on n2, busy-1 on n3", nodes)
+	}
+	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A service on another node that allocates past its mem_limit is reported
+// as OOM-killed, as on one host (limits_test.go): its status line says so
+// and its die event carries oomKilled. The count is read from the cgroup on
+// the replica's node, through its agent.
+func TestSlurmOOMKillIsReported(t *testing.T) {
+	requireLimits(t)
+	p := newProject(t, `
+services:
+  hog:
+    image: busybox
+    command: ["sh", "-c", "trap '' USR1; echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; echo allocating; x=$$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]
+    mem_limit: 50m
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  steady:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	job := p.inAllocation()
+	r := p.up()
+	r.waitUntil(t, time.Minute, "hog-1 to be ready", func() bool { return countLines(r.stdout.String(), "hog-1", "ready") == 1 })
+	evs := p.events("--json", "hog")
+	// The stream is subscribed once it shows an event: a signal the hog
+	// ignores, sent until one is seen.
+	eventually(t, time.Minute, "the event stream to show a kill event", func() bool {
+		p.must("kill", "-s", "SIGUSR1", "hog")
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if strings.Contains(evs.out.String(), `"action":"kill"`) {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	})
+	p.must("exec", "-T", "hog", "touch", "/tmp/go")
+	r.waitStderr(t, "hog-1 exited with code 137")
+	if rows := p.ps("-a"); row(rows, "hog-1") == nil || row(rows, "hog-1").Node != "n2" {
+		t.Errorf("hog-1 not on n2: %+v", rows)
+	}
+	eventually(t, 30*time.Second, "hog's die event", func() bool {
+		return strings.Contains(evs.out.String(), `"action":"die"`)
+	})
+	evs.interrupt(t)
+	if strings.Contains(r.stdout.String(), "survived") {
+		t.Errorf("the allocation was not stopped by the limit:\n%s", r.stdout)
+	}
+	contains(t, "stderr", r.stderr.String(), "hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit)")
+	var die string
+	for _, line := range strings.Split(evs.out.String(), "\n") {
+		if strings.Contains(line, `"action":"die"`) {
+			die = line
+		}
+	}
+	if !strings.Contains(die, `"oomKilled":true`) {
+		t.Errorf("die event without oomKilled: %s", die)
+	}
+	r.ctrlC(t)
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// A replica added by scale on another node gets its own named volume
+// ({{.Task.Slot}} in its path), filled from the image as the first
+// replica's was at up.
+func TestSlurmScaleSeedsSlotVolume(t *testing.T) {
+	p := newProject(t, `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo seed=$$(cat `+testimg.SeedDir+`/`+testimg.SeedFile+`); exec sleep 3600"]
+    volumes:
+      - type: volume
+        source: data
+        target: `+testimg.SeedDir+`
+        volume:
+          subpath: "{{.Task.Slot}}"
+    deploy:
+      placement:
+        max_replicas_per_node: 1
+volumes:
+  data: {}
+`)
+	job := p.inAllocation()
+	p.upDetached()
+	seed := strings.TrimSpace(testimg.SeedContent)
+	p.waitLogs("web-1 | seed=" + seed)
+	p.must("scale", "web=3")
+	out := p.waitLogs("web-2 | seed=", "web-3 | seed=")
+	for _, r := range []string{"web-2", "web-3"} {
+		contains(t, "logs", out, r+" | seed="+seed+"\n")
+		n := strings.TrimPrefix(r, "web-")
+		if b, err := os.ReadFile(filepath.Join(p.stateDir, p.name, "volumes", p.name+"_data", n, testimg.SeedFile)); err != nil || string(b) != testimg.SeedContent {
+			t.Errorf("%s's volume: %q %v, want the image's %s", r, b, err, testimg.SeedFile)
+		}
+	}
 	p.down()
 	assertNothingLeftInJob(t, p.name, job)
 }

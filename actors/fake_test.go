@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -77,6 +79,16 @@ func (f *fakeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (i
 }
 
 func (f *fakeRuntime) EndRun(ctx context.Context, instance string) (int, error) { return 0, nil }
+
+func (f *fakeRuntime) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+	return nil, nil
+}
+
+// SeedVolume records the seed and writes the image's path into the volume.
+func (f *fakeRuntime) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	f.record("seed %s %s", spec.Instance, spec.Path)
+	return os.WriteFile(filepath.Join(spec.HostDir, "seeded-from"), []byte(spec.Image+":"+spec.Path), 0o644)
+}
 
 func (f *fakeRuntime) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {
 	f.mu.Lock()

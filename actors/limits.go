@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"time"
 
 	"sstack/compose"
 	"sstack/singularity"
@@ -33,33 +34,35 @@ func instanceGPU(svc *compose.Service) string {
 	}
 }
 
-// oomCounter is implemented by runtimes that can tell how many processes
-// of an instance the kernel killed for exceeding its memory limit
-// (*singularity.Apptainer).
-type oomCounter interface {
-	OOMKills(ctx context.Context, instance string) (int64, error)
-}
-
-// oomWatch reads the OOM kill count of the instance before a run of a
-// service with a memory limit, and returns the test of the run's exit:
-// killed by SIGKILL (137) while the count went up means the kernel's OOM
-// killer ended it. Without a limit, or a runtime that cannot tell, the
-// test always says no, without a look at the instance.
+// oomWatch reads the OOM kill count of the instance's memory cgroup
+// (Runtime.Usage) before a run of a service with a memory limit, and
+// returns the test of the run's exit: killed by SIGKILL (137) while the
+// count went up means the kernel's OOM killer ended it. Without a limit,
+// or without a cgroup to count in, the test always says no, without a
+// look at the instance.
 func oomWatch(rt singularity.Runtime, svc *compose.Service, instance string) func(code int) bool {
 	no := func(int) bool { return false }
-	c, ok := rt.(oomCounter)
-	if r := svc.Resources; !ok || r == nil || r.Memory == 0 && r.MemorySwap <= 0 {
+	if r := svc.Resources; r == nil || r.Memory == 0 && r.MemorySwap <= 0 {
 		return no
 	}
-	before, err := c.OOMKills(context.Background(), instance)
-	if err != nil {
+	before, ok := oomKills(rt, instance)
+	if !ok {
 		return no
 	}
 	return func(code int) bool {
 		if code != 137 {
 			return false
 		}
-		after, err := c.OOMKills(context.Background(), instance)
-		return err == nil && after > before
+		after, ok := oomKills(rt, instance)
+		return ok && after > before
 	}
+}
+
+// oomKills is the instance's OOM kill count, if it has a cgroup.
+func oomKills(rt singularity.Runtime, instance string) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	use, err := rt.Usage(ctx, []string{instance})
+	u, ok := use[instance]
+	return u.OOMKills, err == nil && ok && u.Cgroup()
 }

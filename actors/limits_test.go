@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"sstack/compose"
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -28,16 +29,16 @@ func TestInstanceSpecLimitsAndGPU(t *testing.T) {
 	}
 }
 
-// oomRuntime counts OOM kills as the kernel would.
+// oomRuntime counts OOM kills as the kernel would, in a cgroup.
 type oomRuntime struct {
 	*fakeRuntime
-	kills int64
+	kills uint64
 	asked int
 }
 
-func (o *oomRuntime) OOMKills(context.Context, string) (int64, error) {
+func (o *oomRuntime) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
 	o.asked++
-	return o.kills, nil
+	return map[string]api.Usage{instances[0]: {Source: api.SourceCgroupV1, OOMKills: o.kills}}, nil
 }
 
 func TestOOMWatch(t *testing.T) {
@@ -59,6 +60,6 @@ func TestOOMWatch(t *testing.T) {
 		t.Errorf("a service without a memory limit: the cgroup was read %d times", rt.asked)
 	}
 	if oomWatch(newFakeRuntime(nil), limited, "p.w.1")(137) {
-		t.Error("a runtime that cannot count reported an OOM kill")
+		t.Error("an instance without a cgroup reported an OOM kill")
 	}
 }

@@ -14,13 +14,8 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/statedir"
+	"sstack/singularity"
 )
-
-// Seeder fills a new named volume from the image's content at a path, as
-// Docker does. *singularity.Apptainer implements it.
-type Seeder interface {
-	SeedVolume(ctx context.Context, image, pathInImage, hostDir string) error
-}
 
 // Prepare checks that the services' ports are free (CheckPorts) and
 // creates the project's state directory before anything starts: one
@@ -29,8 +24,10 @@ type Seeder interface {
 // (seeded from the image the first time) and missing bind sources that
 // compose would create. It returns the hosts file of each service.
 // hostsOf gives a service's /etc/hosts lines (nil: plan.HostsOf, all on
-// this host).
-func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf func(*compose.Service) ([]compose.HostEntry, error), selected []string) (map[string]string, error) {
+// this host). rt seeds the volumes. Only the services selected get their
+// mounts prepared and ports checked; the others' replicas prepare theirs
+// when they start.
+func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, hostsOf func(*compose.Service) ([]compose.HostEntry, error), selected []string) (map[string]string, error) {
 	only := &compose.Plan{}
 	for _, svc := range plan.Services {
 		if slices.Contains(selected, svc.Name) {
@@ -61,7 +58,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf fun
 			continue // its replicas prepare their mounts when they start
 		}
 		if !svc.HasSlotTemplate() {
-			if err := PrepareMounts(ctx, svc, seeder, seeded); err != nil {
+			if err := PrepareMounts(ctx, svc, rt, "", seeded); err != nil {
 				return nil, err
 			}
 			continue
@@ -69,7 +66,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, seeder Seeder, hostsOf fun
 		// {{.Task.Slot}} in a path: each replica has its own (a replica
 		// added by scale prepares its own when it starts).
 		for r := 1; r <= svc.Replicas; r++ {
-			if err := PrepareMounts(ctx, svc.ForReplica(r), seeder, seeded); err != nil {
+			if err := PrepareMounts(ctx, svc.ForReplica(r), rt, compose.InstanceName(plan.Project, svc.Name, r), seeded); err != nil {
 				return nil, err
 			}
 		}
@@ -135,9 +132,11 @@ func portProblem(p compose.Port) string {
 // PrepareMounts creates what the mounts of one service (or replica) need
 // before its instance starts: named volume directories (seeded from the
 // image the first time), files of secrets and configs given by value, and
-// missing bind sources that compose would create. seeded records the
-// volumes done, so that one shared by several services is seeded once.
-func PrepareMounts(ctx context.Context, svc *compose.Service, seeder Seeder, seeded map[string]bool) error {
+// missing bind sources that compose would create. rt seeds the volumes,
+// for instance (where it runs; "" where the volume is not one instance's).
+// seeded records the volumes done, so that one shared by several services
+// is seeded once.
+func PrepareMounts(ctx context.Context, svc *compose.Service, rt singularity.Runtime, instance string, seeded map[string]bool) error {
 	for _, m := range svc.Mounts {
 		switch {
 		case m.Kind == compose.MountVolume:
@@ -145,7 +144,7 @@ func PrepareMounts(ctx context.Context, svc *compose.Service, seeder Seeder, see
 				continue
 			}
 			seeded[m.Source] = true
-			if err := prepareVolume(ctx, svc, m, seeder); err != nil {
+			if err := prepareVolume(ctx, svc, m, rt, instance); err != nil {
 				return err
 			}
 		case m.Content != nil:
@@ -167,7 +166,7 @@ func PrepareMounts(ctx context.Context, svc *compose.Service, seeder Seeder, see
 	return nil
 }
 
-func prepareVolume(ctx context.Context, svc *compose.Service, m compose.Mount, seeder Seeder) error {
+func prepareVolume(ctx context.Context, svc *compose.Service, m compose.Mount, rt singularity.Runtime, instance string) error {
 	if _, err := os.Stat(m.Source); err == nil {
 		return nil // an existing volume keeps its content
 	}
@@ -178,8 +177,8 @@ func prepareVolume(ctx context.Context, svc *compose.Service, m compose.Mount, s
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return fmt.Errorf("service %q: volume %q: %w", svc.Name, m.Volume, err)
 	}
-	if m.Seed && seeder != nil {
-		if err := seeder.SeedVolume(ctx, svc.Image, m.Target, tmp); err != nil {
+	if m.Seed {
+		if err := rt.SeedVolume(ctx, singularity.SeedSpec{Instance: instance, Image: svc.Image, Path: m.Target, HostDir: tmp}); err != nil {
 			_ = os.RemoveAll(tmp)
 			return fmt.Errorf("service %q: volume %q: filling it from the image at %s: %w", svc.Name, m.Volume, m.Target, err)
 		}

@@ -264,8 +264,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 func startInstance(rt singularity.Runtime, spec singularity.InstanceSpec, svc *compose.Service, prepare bool, stateDir string, slots chan struct{}) error {
 	ctx := context.Background()
 	if prepare {
-		seeder, _ := rt.(Seeder)
-		if err := PrepareMounts(ctx, svc, seeder, map[string]bool{}); err != nil {
+		if err := PrepareMounts(ctx, svc, rt, spec.Name, map[string]bool{}); err != nil {
 			return err
 		}
 	}

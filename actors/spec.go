@@ -42,3 +42,9 @@ func processSpec(cfg *ServiceConfig) singularity.ProcessSpec {
 	spec.Args = append(append([]string{}, svc.Entrypoint...), svc.Command...)
 	return spec
 }
+
+// Specs are the instance and process of cfg's replica, for a one-off run
+// (sstack run) that no service actor supervises.
+func Specs(cfg *ServiceConfig) (singularity.InstanceSpec, singularity.ProcessSpec) {
+	return instanceSpec(cfg), processSpec(cfg)
+}

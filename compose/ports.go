@@ -133,3 +133,21 @@ func (t *translator) publishedTwice(order []string, services map[string]*Service
 }
 
 func validHostIP(ip string) bool { return net.ParseIP(strings.Trim(ip, "[]")) != nil }
+
+// ParsePort reads one short-syntax port ([HOST_IP:][PUBLISHED:]TARGET[/PROTO]),
+// as run -p takes it; a range of targets gives one Port each.
+func ParsePort(s string) ([]Port, error) {
+	cfgs, err := types.ParsePortConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Port, 0, len(cfgs))
+	for _, c := range cfgs {
+		proto := strings.ToLower(c.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		out = append(out, Port{Target: int(c.Target), Protocol: proto, Published: c.Published, HostIP: c.HostIP})
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,10 @@ type Metrics struct {
 	lastExit     *prometheus.GaugeVec
 	startSeconds *prometheus.HistogramVec
 	logLines     *prometheus.CounterVec
+	oomKills     *prometheus.CounterVec
+	gaveUp       *prometheus.GaugeVec
+	labelNames   []string
+	usageErrors  atomic.Int64
 }
 
 // New registers the sstack metrics plus the Go and process collectors in a
@@ -80,8 +85,17 @@ func NewPlaced(project string, nodeOf func(service string, replica int) string) 
 			Name: "sstack_log_lines_total",
 			Help: "Log lines received from the service, by stream.",
 		}, append(append([]string{}, labels...), "stream")),
+		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sstack_service_oom_kills_total",
+			Help: "Runs of the service process the kernel killed for exceeding the memory limit.",
+		}, labels),
+		gaveUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sstack_service_restarts_exhausted",
+			Help: "1 once the restart policy gave up on the replica (max attempts reached), 0 when it runs again.",
+		}, labels),
+		labelNames: labels,
 	}
-	m.registry.MustRegister(m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines,
+	m.registry.MustRegister(m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines, m.oomKills, m.gaveUp,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -107,6 +121,8 @@ func (m *Metrics) Register(service string, replica int, hasHealthcheck bool) {
 	m.restarts.WithLabelValues(l...)
 	m.up.WithLabelValues(l...).Set(0)
 	m.lastExit.WithLabelValues(l...)
+	m.oomKills.WithLabelValues(l...)
+	m.gaveUp.WithLabelValues(l...).Set(0)
 	if hasHealthcheck {
 		m.healthy.WithLabelValues(l...).Set(0)
 	}
@@ -165,6 +181,22 @@ func (m *Metrics) Started(service string, replica int, took time.Duration) {
 	l := m.lv(service, replica)
 	m.startSeconds.WithLabelValues(l...).Observe(took.Seconds())
 	m.up.WithLabelValues(l...).Set(1)
+	m.gaveUp.WithLabelValues(l...).Set(0)
+}
+
+// Died records what an exit was and what the restart policy made of it.
+func (m *Metrics) Died(service string, replica int, code int, oomKilled, gaveUp bool) {
+	if m == nil {
+		return
+	}
+	m.Exited(service, replica, code)
+	l := m.lv(service, replica)
+	if oomKilled {
+		m.oomKills.WithLabelValues(l...).Inc()
+	}
+	if gaveUp {
+		m.gaveUp.WithLabelValues(l...).Set(1)
+	}
 }
 
 // LogLines counts n lines of a stream ("stdout" or "stderr").
@@ -210,7 +242,7 @@ func (m *Metrics) Observe(ev api.Event) {
 	case api.EventStarted:
 		m.Started(ev.Service, ev.Replica, ev.Delay)
 	case api.EventDied:
-		m.Exited(ev.Service, ev.Replica, ev.ExitCode)
+		m.Died(ev.Service, ev.Replica, ev.ExitCode, ev.OOMKilled, ev.GaveUp)
 	case api.EventRestarting:
 		if ev.Dependency == "" && !ev.User { // the restart policy's, not a user's
 			m.Restarted(ev.Service, ev.Replica)
@@ -233,7 +265,7 @@ func (m *Metrics) Remove(service string, replica int) {
 	l := prometheus.Labels{"project": m.project, "service": service, "replica": strconv.Itoa(replica)}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines} {
+	}{m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines, m.oomKills, m.gaveUp} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"sstack/internal/api"
 )
 
 // families gathers the registry into name → family.
@@ -73,14 +76,29 @@ func TestNamesTypesAndLabels(t *testing.T) {
 	m := New("proj")
 	m.Register("web", 1, true)
 	m.Started("web", 1, 100*time.Millisecond)
+	m.CollectUsage(func(context.Context) ([]api.ReplicaStats, error) {
+		return []api.ReplicaStats{{Service: "web", Replica: 1, Usage: api.Usage{Source: api.SourceCgroupV1, MemoryLimitBytes: 1}}}, nil
+	})
 	fams := families(t, m)
 	want := map[string]dto.MetricType{
-		"sstack_service_restarts_total": dto.MetricType_COUNTER,
-		"sstack_service_up":             dto.MetricType_GAUGE,
-		"sstack_service_healthy":        dto.MetricType_GAUGE,
-		"sstack_service_last_exit_code": dto.MetricType_GAUGE,
-		"sstack_service_start_seconds":  dto.MetricType_HISTOGRAM,
-		"sstack_log_lines_total":        dto.MetricType_COUNTER,
+		"sstack_service_oom_kills_total":            dto.MetricType_COUNTER,
+		"sstack_service_restarts_exhausted":         dto.MetricType_GAUGE,
+		"sstack_container_cpu_usage_seconds_total":  dto.MetricType_COUNTER,
+		"sstack_container_memory_usage_bytes":       dto.MetricType_GAUGE,
+		"sstack_container_memory_working_set_bytes": dto.MetricType_GAUGE,
+		"sstack_container_spec_memory_limit_bytes":  dto.MetricType_GAUGE,
+		"sstack_container_processes":                dto.MetricType_GAUGE,
+		"sstack_container_threads":                  dto.MetricType_GAUGE,
+		"sstack_container_fs_reads_bytes_total":     dto.MetricType_COUNTER,
+		"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
+		"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
+		"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
+		"sstack_service_restarts_total":             dto.MetricType_COUNTER,
+		"sstack_service_up":                         dto.MetricType_GAUGE,
+		"sstack_service_healthy":                    dto.MetricType_GAUGE,
+		"sstack_service_last_exit_code":             dto.MetricType_GAUGE,
+		"sstack_service_start_seconds":              dto.MetricType_HISTOGRAM,
+		"sstack_log_lines_total":                    dto.MetricType_COUNTER,
 	}
 	for name, typ := range want {
 		f := fams[name]
@@ -92,8 +110,11 @@ func TestNamesTypesAndLabels(t *testing.T) {
 			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
 		}
 		wantLabels := "project,replica,service"
-		if name == "sstack_log_lines_total" {
+		switch name {
+		case "sstack_log_lines_total":
 			wantLabels = "project,replica,service,stream"
+		case "sstack_usage_read_errors_total":
+			wantLabels = "project"
 		}
 		for _, s := range f.GetMetric() {
 			var names []string

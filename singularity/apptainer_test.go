@@ -777,7 +777,7 @@ func TestSeedVolume(t *testing.T) {
 		for _, p := range []string{testimg.SeedDir, testimg.SeedAbsLink, testimg.SeedRelLink, "/srv/../srv/./seed/"} {
 			t.Run(kind+p, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "vol")
-				if err := rt.SeedVolume(ctxT(t), img, p, dir); err != nil {
+				if err := rt.SeedVolume(ctxT(t), singularity.SeedSpec{Image: img, Path: p, HostDir: dir}); err != nil {
 					t.Fatal(err)
 				}
 				checkSeeded(t, dir)
@@ -785,7 +785,7 @@ func TestSeedVolume(t *testing.T) {
 		}
 		t.Run(kind+"/nested-through-link", func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "vol")
-			if err := rt.SeedVolume(ctxT(t), img, testimg.SeedRelLink+"/sub", dir); err != nil {
+			if err := rt.SeedVolume(ctxT(t), singularity.SeedSpec{Image: img, Path: testimg.SeedRelLink + "/sub", HostDir: dir}); err != nil {
 				t.Fatal(err)
 			}
 			if b, err := os.ReadFile(filepath.Join(dir, "nested.txt")); err != nil || string(b) != "nested\n" {
@@ -794,7 +794,7 @@ func TestSeedVolume(t *testing.T) {
 		})
 		t.Run(kind+"/missing-path", func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "vol")
-			if err := rt.SeedVolume(ctxT(t), img, "/no/such/dir", dir); err != nil {
+			if err := rt.SeedVolume(ctxT(t), singularity.SeedSpec{Image: img, Path: "/no/such/dir", HostDir: dir}); err != nil {
 				t.Fatal(err)
 			}
 			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
@@ -802,7 +802,7 @@ func TestSeedVolume(t *testing.T) {
 			}
 		})
 		t.Run(kind+"/file", func(t *testing.T) {
-			err := rt.SeedVolume(ctxT(t), img, testimg.SeedDir+"/"+testimg.SeedFile, filepath.Join(t.TempDir(), "vol"))
+			err := rt.SeedVolume(ctxT(t), singularity.SeedSpec{Image: img, Path: testimg.SeedDir + "/" + testimg.SeedFile, HostDir: filepath.Join(t.TempDir(), "vol")})
 			if err == nil || !strings.Contains(err.Error(), "not a directory") && !strings.Contains(err.Error(), "is a file") {
 				t.Errorf("seeding from a file: err = %v", err)
 			}
@@ -810,7 +810,7 @@ func TestSeedVolume(t *testing.T) {
 	}
 	// Nothing is left next to the volume.
 	parent := t.TempDir()
-	if err := rt.SeedVolume(ctxT(t), images["sif"], testimg.SeedDir, filepath.Join(parent, "vol")); err != nil {
+	if err := rt.SeedVolume(ctxT(t), singularity.SeedSpec{Image: images["sif"], Path: testimg.SeedDir, HostDir: filepath.Join(parent, "vol")}); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(parent); len(entries) != 1 {

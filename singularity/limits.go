@@ -253,71 +253,6 @@ func confValue(path, key string) (string, bool) {
 	return value, found
 }
 
-// OOMKills is how many processes of the instance the kernel has killed for
-// exceeding its memory limit: the oom_kill count of the instance's memory
-// cgroup (memory.oom_control on cgroups v1, memory.events on v2). Every
-// process of an instance, `exec instance://` ones too, runs in that cgroup
-// (measured: /apptainer/<pid> of every controller).
-func (a *Apptainer) OOMKills(ctx context.Context, instance string) (int64, error) {
-	infos, err := a.ListInstances(ctx, instance)
-	if err != nil {
-		return 0, err
-	}
-	for _, info := range infos {
-		if info.Name == instance {
-			return oomKillsOf(info.Pid)
-		}
-	}
-	return 0, fmt.Errorf("instance %q: %w", instance, ErrNoInstance)
-}
-
-func oomKillsOf(pid int) (int64, error) {
-	file, err := memoryEventsFile(pid)
-	if err != nil {
-		return 0, err
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	return parseOOMKill(string(data))
-}
-
-// memoryEventsFile finds the file that counts OOM kills for the memory
-// cgroup of pid: its cgroup path from /proc/PID/cgroup, under the mount
-// of that hierarchy from /proc/self/mountinfo.
-func memoryEventsFile(pid int) (string, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return "", err
-	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	v1, v2 := cgroupMounts(string(mounts))
-	var unifiedPath string
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[0] == "0" && parts[1] == "" {
-			unifiedPath = parts[2]
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			if c == "memory" && v1 != nil {
-				return filepath.Join(v1.dir(parts[2]), "memory.oom_control"), nil
-			}
-		}
-	}
-	if unifiedPath != "" && v2 != nil {
-		return filepath.Join(v2.dir(unifiedPath), "memory.events"), nil
-	}
-	return "", errors.New("no memory cgroup found for the instance")
-}
-
 // blkioWeightFiles are the files of a cgroups v1 blkio cgroup that take
 // a weight; the kernel shows them in every cgroup but the root when a
 // scheduler policy with weights (CFQ, BFQ) is registered.
@@ -385,40 +320,6 @@ func cgroupV1Mount(mountinfo, controller string) *cgroupMount {
 // at point.
 type cgroupMount struct{ root, point string }
 
-func (m *cgroupMount) dir(cgroup string) string {
-	rel := strings.TrimPrefix(cgroup, m.root)
-	return filepath.Join(m.point, rel)
-}
-
-// cgroupMounts finds the v1 memory hierarchy and the v2 one in a
-// mountinfo file. Fields: ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS.
-func cgroupMounts(mountinfo string) (memoryV1, unified *cgroupMount) {
-	for _, line := range strings.Split(mountinfo, "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		m := &cgroupMount{root: f[3], point: unescapeMount(f[4])}
-		switch g[0] {
-		case "cgroup2":
-			if unified == nil {
-				unified = m
-			}
-		case "cgroup":
-			for _, o := range strings.Split(g[2], ",") {
-				if o == "memory" && memoryV1 == nil {
-					memoryV1 = m
-				}
-			}
-		}
-	}
-	return memoryV1, unified
-}
-
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
 func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
@@ -440,11 +341,3 @@ func unescapeMount(s string) string {
 
 // parseOOMKill reads the "oom_kill N" line of memory.oom_control (v1) or
 // memory.events (v2).
-func parseOOMKill(s string) (int64, error) {
-	for _, line := range strings.Split(s, "\n") {
-		if rest, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			return strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
-		}
-	}
-	return 0, errors.New("no oom_kill count (kernel older than 4.13?)")
-}

@@ -90,39 +90,6 @@ func TestConfValue(t *testing.T) {
 	}
 }
 
-func TestCgroupMountsAndOOMKill(t *testing.T) {
-	mountinfo := `25 24 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
-31 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-32 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-`
-	v1, v2 := cgroupMounts(mountinfo)
-	if v1 == nil || v1.dir("/apptainer/42") != "/sys/fs/cgroup/memory/apptainer/42" {
-		t.Errorf("memory v1 = %+v", v1)
-	}
-	if v2 == nil || v2.point != "/sys/fs/cgroup/unified" {
-		t.Errorf("unified = %+v", v2)
-	}
-	nested := &cgroupMount{root: "/docker/abc", point: "/sys/fs/cgroup/memory"}
-	if got := nested.dir("/docker/abc/apptainer/7"); got != "/sys/fs/cgroup/memory/apptainer/7" {
-		t.Errorf("below a mount root: %s", got)
-	}
-	if got := unescapeMount(`/mnt/a\040b`); got != "/mnt/a b" {
-		t.Errorf("unescape: %q", got)
-	}
-	for in, want := range map[string]int64{
-		"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n":               3,
-		"low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n": 1,
-	} {
-		if got, err := parseOOMKill(in); err != nil || got != want {
-			t.Errorf("parseOOMKill(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	if _, err := parseOOMKill("oom_kill_disable 0\nunder_oom 0\n"); err == nil {
-		t.Error("no count: want an error")
-	}
-}
-
 // The blkio hierarchy takes weights when a cgroup below its root has
 // blkio.weight or blkio.bfq.weight; a kernel without BFQ and CFQ shows
 // neither, and --blkio-weight would fail the instance at its start.
@@ -132,6 +99,9 @@ func TestBlkioWeightMissing(t *testing.T) {
 `
 	if m := cgroupV1Mount(mountinfo, "blkio"); m == nil || m.point != "/sys/fs/cgroup/blkio" {
 		t.Errorf("blkio mount = %+v", m)
+	}
+	if got := unescapeMount(`/mnt/a\040b`); got != "/mnt/a b" {
+		t.Errorf("unescape: %q", got)
 	}
 	if m := cgroupV1Mount(mountinfo, "pids"); m != nil {
 		t.Errorf("pids mount = %+v, want none", m)

@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-// SeedVolume copies the image's content at pathInImage into hostDir
+// SeedVolume copies the image's content at spec.Path into spec.HostDir
 // (created if missing), as Docker fills a new named volume from the image.
 // A path the image lacks is not an error: there is nothing to seed.
 // Ownership, modes, symlinks and times are kept (ownership only as root).
@@ -24,7 +24,8 @@ import (
 // unsquashfs (squashfs-tools). Symlinks on the way, such as /var/run ->
 // /run, are resolved inside the image, never on the host. The content is
 // then copied with the host's `cp -a`.
-func (a *Apptainer) SeedVolume(ctx context.Context, image, pathInImage, hostDir string) error {
+func (a *Apptainer) SeedVolume(ctx context.Context, spec SeedSpec) error {
+	image, pathInImage, hostDir := spec.Image, spec.Path, spec.HostDir
 	if !path.IsAbs(pathInImage) {
 		return fmt.Errorf("seeding from %s: path %q in the image is not absolute", image, pathInImage)
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"sstack/internal/api"
 )
 
 // Bind is one --bind at instance start (exec ignores binds).
@@ -94,6 +96,17 @@ type Process interface {
 	Running(wait time.Duration) (int, error)
 }
 
+// SeedSpec is a new volume to fill from an image, as Docker fills a new
+// named volume with the image's content at its mount point.
+type SeedSpec struct {
+	// Instance is the instance the volume is made for (it need not exist
+	// yet): a runtime that spreads instances over nodes seeds on its node.
+	Instance string
+	Image    string // .sif/.simg file or sandbox directory
+	Path     string // absolute path in the image
+	HostDir  string // the volume's directory, created if missing
+}
+
 // InstanceInfo is one entry of `instance list --json`.
 type InstanceInfo struct {
 	Name string `json:"instance"`
@@ -104,8 +117,9 @@ type InstanceInfo struct {
 	LogOutPath string `json:"logOutPath"`
 }
 
-// Runtime is what the actors need from Apptainer. *Apptainer implements it;
-// unit tests use fakes.
+// Runtime is what the actors need from Apptainer. *Apptainer implements it,
+// internal/agent serves it on other nodes; unit tests use fakes. Every
+// capability is a method here, so that no runtime lacks one unnoticed.
 type Runtime interface {
 	StartInstance(ctx context.Context, spec InstanceSpec) error
 	// StopInstance stops the instance with sig, SIGKILLing after timeout.
@@ -118,4 +132,11 @@ type Runtime interface {
 	// EndRun ends every process left in the instance but its init, after
 	// the service process exited.
 	EndRun(ctx context.Context, instance string) (int, error)
+	// Usage reads what the named instances use now (CPU, memory, block
+	// I/O, processes), on the host that runs them. Instances that do not
+	// exist are left out.
+	Usage(ctx context.Context, instances []string) (map[string]api.Usage, error)
+	// SeedVolume copies the image's content at spec.Path into
+	// spec.HostDir, on the host that runs spec.Instance.
+	SeedVolume(ctx context.Context, spec SeedSpec) error
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -309,6 +310,29 @@ func (r *Remote) EndRun(ctx context.Context, instance string) (int, error) {
 	var resp endRunResp
 	err := c.call(ctx, pathEndRun, endRunReq{Instance: instance}, &resp)
 	return resp.Ended, err
+}
+
+// Usage reads the instances on the agent's node; a node whose agent is
+// gone has none left.
+func (r *Remote) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+	c := r.live()
+	if c == nil {
+		return nil, nil
+	}
+	var u map[string]api.Usage
+	err := c.call(ctx, pathUsage, usageReq{Instances: instances}, &u)
+	return u, err
+}
+
+// SeedVolume fills the volume on the node (the directory is on a
+// filesystem every node sees), launching the agent if it does not run:
+// the instance is started right after.
+func (r *Remote) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	c, err := r.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, pathSeed, spec, nil)
 }
 
 func (r *Remote) StartProcess(ctx context.Context, spec singularity.ProcessSpec) (singularity.Process, error) {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -154,4 +155,49 @@ func (p *Placed) EndRun(ctx context.Context, instance string) (int, error) {
 		return 0, err
 	}
 	return r.EndRun(ctx, instance)
+}
+
+// Usage asks the agent of each node that runs some of the instances, all
+// at once; instances placed nowhere are left out.
+func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+	byNode := map[*Remote][]string{}
+	p.mu.Lock()
+	for _, name := range instances {
+		if r := p.nodes[p.where[name]]; r != nil {
+			byNode[r] = append(byNode[r], name)
+		}
+	}
+	p.mu.Unlock()
+	type result struct {
+		u   map[string]api.Usage
+		err error
+	}
+	results := make(chan result, len(byNode))
+	for r, names := range byNode {
+		go func() {
+			u, err := r.Usage(ctx, names)
+			results <- result{u, err}
+		}()
+	}
+	all := map[string]api.Usage{}
+	var first error
+	for range byNode {
+		res := <-results
+		for k, v := range res.u {
+			all[k] = v
+		}
+		if res.err != nil && first == nil {
+			first = res.err
+		}
+	}
+	return all, first
+}
+
+// SeedVolume seeds on the node of the instance the volume is made for.
+func (p *Placed) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	r, err := p.remote(spec.Instance)
+	if err != nil {
+		return fmt.Errorf("seeding %s: %w", spec.HostDir, err)
+	}
+	return r.SeedVolume(ctx, spec)
 }

@@ -32,6 +32,8 @@ const (
 	pathList     = "/v1/instance/list"
 	pathExec     = "/v1/exec"
 	pathEndRun   = "/v1/endrun"
+	pathUsage    = "/v1/usage"
+	pathSeed     = "/v1/volume/seed"
 	pathProcess  = "/v1/process" // a stream of frames, one JSON object per line
 	pathSignal   = "/v1/process/signal"
 	pathSession  = "/v1/session" // held open by the supervisor
@@ -61,6 +63,8 @@ type execResp struct {
 type endRunReq struct{ Instance string }
 
 type endRunResp struct{ Ended int }
+
+type usageReq struct{ Instances []string }
 
 // processReq is singularity.ProcessSpec without its writers: the output
 // comes back as frames.

@@ -170,6 +170,21 @@ func (s *Server) routes() http.Handler {
 		n, err := s.rt.EndRun(r.Context(), req.Instance)
 		reply(w, endRunResp{Ended: n}, err)
 	})
+	mux.HandleFunc("POST "+pathUsage, func(w http.ResponseWriter, r *http.Request) {
+		var req usageReq
+		if !decode(w, r, &req) {
+			return
+		}
+		u, err := s.rt.Usage(r.Context(), req.Instances)
+		reply(w, u, err)
+	})
+	mux.HandleFunc("POST "+pathSeed, func(w http.ResponseWriter, r *http.Request) {
+		var spec singularity.SeedSpec
+		if !decode(w, r, &spec) {
+			return
+		}
+		reply(w, struct{}{}, s.rt.SeedVolume(r.Context(), spec))
+	})
 	mux.HandleFunc("POST "+pathProcess, s.process)
 	mux.HandleFunc("POST "+pathSignal, func(w http.ResponseWriter, r *http.Request) {
 		var req signalReq

@@ -44,6 +44,10 @@ type Stack interface {
 	Wait(ctx context.Context, opts WaitOptions) (int, error)
 	// Top lists the processes running in each replica's instance.
 	Top(ctx context.Context, opts TopOptions) ([]TopReplica, error)
+	// Stats reads what each running replica uses now (CPU time, memory,
+	// block I/O, processes), on the node that runs it (docker compose
+	// stats; rates such as CPU % come from two calls).
+	Stats(ctx context.Context, opts StatsOptions) ([]ReplicaStats, error)
 	// ExecTarget says where and how `exec` runs a command: the replica's
 	// instance and the service's environment, as its process gets it.
 	ExecTarget(ctx context.Context, opts ExecOptions) (ExecTarget, error)
@@ -200,8 +204,9 @@ type (
 		// DownProject: take the stack down once the first one exits.
 		DownProject bool
 	}
-	TopOptions  struct{ Services []string }
-	ExecOptions struct {
+	TopOptions   struct{ Services []string }
+	StatsOptions struct{ Services []string }
+	ExecOptions  struct {
 		Service string
 		Index   int // replica number, from 1; 0 means 1
 	}
@@ -228,6 +233,59 @@ type Process struct {
 	UID     int    `json:"UID"`
 	Command string `json:"Command"`
 }
+
+// ReplicaStats is what one running replica uses, read at Time.
+type ReplicaStats struct {
+	Name     string    `json:"Name"` // web-1
+	Service  string    `json:"Service"`
+	Replica  int       `json:"Replica"`
+	Instance string    `json:"Instance"`
+	Node     string    `json:"Node,omitempty"`
+	Time     time.Time `json:"Time"`
+	Usage    Usage     `json:"Usage"`
+}
+
+// Usage sources: where the numbers of a Usage were read.
+const (
+	SourceCgroupV1 = "cgroup v1" // the instance's own cgroup, cgroups v1
+	SourceCgroupV2 = "cgroup v2" // the instance's own cgroup, cgroups v2
+	SourceProc     = "proc"      // summed over the processes of the instance's PID namespace
+)
+
+// Usage is what an instance uses, with cAdvisor's meanings (its
+// container_* metrics). Counters (CPU, I/O, OOM kills) count from the
+// creation of the cgroup, or with SourceProc over the processes alive now
+// (an exited process takes its share with it).
+type Usage struct {
+	Source string `json:"Source"` // SourceCgroupV1, SourceCgroupV2 or SourceProc
+	// CPUSeconds is user plus system CPU time.
+	CPUSeconds float64 `json:"CPUSeconds"`
+	// MemoryBytes is the memory charged to the cgroup, page cache
+	// included; with SourceProc the sum of the processes' resident sets.
+	MemoryBytes uint64 `json:"MemoryBytes"`
+	// WorkingSetBytes is MemoryBytes less the inactive file cache, what
+	// the kernel cannot easily reclaim (cAdvisor's working set, docker
+	// stats' MEM USAGE); with SourceProc the same as MemoryBytes.
+	WorkingSetBytes uint64 `json:"WorkingSetBytes"`
+	// MemoryLimitBytes is the cgroup's memory limit, 0 without one.
+	MemoryLimitBytes uint64 `json:"MemoryLimitBytes"`
+	// HostMemoryBytes is the node's total memory (MemTotal).
+	HostMemoryBytes uint64 `json:"HostMemoryBytes"`
+	// Processes and Threads in the cgroup (with SourceProc, in the PID
+	// namespace).
+	Processes int `json:"Processes"`
+	Threads   int `json:"Threads"`
+	// ReadBytes and WriteBytes are block device I/O (not page cache hits
+	// or tmpfs writes).
+	ReadBytes  uint64 `json:"ReadBytes"`
+	WriteBytes uint64 `json:"WriteBytes"`
+	// OOMKills counts the processes the kernel killed for exceeding the
+	// cgroup's memory limit; always 0 with SourceProc (no limit).
+	OOMKills uint64 `json:"OOMKills"`
+}
+
+// Cgroup reports whether the numbers come from the instance's own cgroup.
+func (u Usage) Cgroup() bool { return u.Source == SourceCgroupV1 || u.Source == SourceCgroupV2 }
 
 // ExecTarget is what `exec` needs to run a command in a replica: the CLI
 // runs `apptainer exec instance://Instance` itself, so a terminal works

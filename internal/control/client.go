@@ -147,6 +147,12 @@ func (c *Client) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica
 	return top, err
 }
 
+func (c *Client) Stats(ctx context.Context, opts api.StatsOptions) ([]api.ReplicaStats, error) {
+	var stats []api.ReplicaStats
+	err := c.call(ctx, callTimeout, "GET", "/v1/stats", services(opts.Services), nil, &stats)
+	return stats, err
+}
+
 func (c *Client) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.ExecTarget, error) {
 	var target api.ExecTarget
 	err := c.call(ctx, callTimeout, "POST", "/v1/exec-target", nil, opts, &target)

@@ -15,6 +15,7 @@
 //	GET  /v1/events?service=S...        newline-delimited api.Event, until the stack is gone
 //	POST /v1/wait                       {"ExitCode": N}
 //	GET  /v1/top?service=S...           []api.TopReplica
+//	GET  /v1/stats?service=S...         []api.ReplicaStats
 //	POST /v1/exec-target                api.ExecTarget
 //
 // Errors are {"message", "kind", "name", "known"} (see errorBody).

@@ -31,6 +31,7 @@ type fakeStack struct {
 	info   api.ProjectInfo
 	ps     []api.Replica
 	top    []api.TopReplica
+	stats  []api.ReplicaStats
 	target api.ExecTarget
 	exit   int
 	events func(context.Context, api.EventsOptions, func(api.Event) error) error
@@ -86,6 +87,9 @@ func (f *fakeStack) Down(ctx context.Context, o api.DownOptions) error {
 func (f *fakeStack) Top(ctx context.Context, o api.TopOptions) ([]api.TopReplica, error) {
 	return f.top, f.record("Top", o)
 }
+func (f *fakeStack) Stats(ctx context.Context, o api.StatsOptions) ([]api.ReplicaStats, error) {
+	return f.stats, f.record("Stats", o)
+}
 func (f *fakeStack) ExecTarget(ctx context.Context, o api.ExecOptions) (api.ExecTarget, error) {
 	return f.target, f.record("ExecTarget", o)
 }
@@ -135,6 +139,9 @@ func TestRoundTrip(t *testing.T) {
 			State: api.StateRunning, Health: api.HealthHealthy, Since: since, Restarts: 2, Pid: 7, Supervised: true}},
 		top: []api.TopReplica{{Name: "web-1", Instance: "proj.web.1",
 			Processes: []api.Process{{Pid: 7, PPid: 1, UID: 1000, Command: "nginx -g daemon off;"}}}},
+		stats: []api.ReplicaStats{{Name: "web-2", Service: "web", Replica: 2, Instance: "proj.web.2", Node: "n3", Time: since,
+			Usage: api.Usage{Source: api.SourceCgroupV1, CPUSeconds: 1.25, MemoryBytes: 3 << 20, WorkingSetBytes: 2 << 20,
+				MemoryLimitBytes: 64 << 20, HostMemoryBytes: 8 << 30, Processes: 3, Threads: 5, ReadBytes: 4096, WriteBytes: 8192, OOMKills: 1}}},
 		target: api.ExecTarget{Instance: "proj.web.1", Env: []string{"A=1", "B=x y"}, Pwd: "/app"},
 		exit:   3,
 	}
@@ -213,6 +220,14 @@ func TestRoundTrip(t *testing.T) {
 	}
 	check("Top", topOpts)
 	same("Top", top, f.top)
+
+	statsOpts := api.StatsOptions{Services: []string{"web"}}
+	stats, err := c.Stats(ctx, statsOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Stats", statsOpts)
+	same("Stats", stats, f.stats)
 
 	execOpts := api.ExecOptions{Service: "web", Index: 2}
 	target, err := c.ExecTarget(ctx, execOpts)

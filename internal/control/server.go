@@ -230,6 +230,10 @@ func (s *Server) routes() http.Handler {
 		top, err := st.Top(r.Context(), api.TopOptions{Services: r.URL.Query()["service"]})
 		s.reply(w, r, top, err)
 	})
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		stats, err := st.Stats(r.Context(), api.StatsOptions{Services: r.URL.Query()["service"]})
+		s.reply(w, r, stats, err)
+	})
 	mux.HandleFunc("POST /v1/exec-target", func(w http.ResponseWriter, r *http.Request) {
 		var opts api.ExecOptions
 		if decodeBody(w, r, &opts) {

@@ -29,6 +29,7 @@ import (
 	"sstack/internal/control"
 	"sstack/internal/slurm"
 	"sstack/internal/statedir"
+	"sstack/internal/usage"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -61,9 +62,11 @@ type Options struct {
 
 // Supervisor is a stack running in this process. It implements api.Stack.
 type Supervisor struct {
-	opts     Options
-	plan     *compose.Plan
-	rt       *singularity.Apptainer
+	opts Options
+	plan *compose.Plan
+	rt   *singularity.Apptainer
+	// runtime runs the instances: rt, or the agents of a Slurm allocation.
+	runtime  singularity.Runtime
 	cluster  *cluster // inside a Slurm allocation; nil on one host
 	nets     *networks
 	stack    *actors.Stack
@@ -198,6 +201,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 		runtime, placer = cl.placed, cl
 	}
+	s.runtime = runtime
 	s.server, err = control.Serve(plan.StateDir, s)
 	if err != nil {
 		return nil, err
@@ -212,6 +216,11 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	m := metrics.New(plan.Project)
 	if cl != nil {
 		m = metrics.NewPlaced(plan.Project, cl.nodeOf)
+	}
+	m.CollectUsage(s.scrapeUsage)
+	if s.nets.stack != nil {
+		holder := s.nets.stack.Network().Holder
+		m.CollectNetwork(func() ([]usage.Interface, error) { return new(usage.Reader).Network(holder) })
 	}
 	if s.listener != nil {
 		go func() { _ = m.Serve(s.listener) }()
@@ -822,6 +831,57 @@ func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopRep
 		return nil, err
 	}
 	return Top(ctx, s.rt, s.plan.Project, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+}
+
+// Stats implements api.Stack: what each active replica (ps without -a)
+// uses, read on its node.
+func (s *Supervisor) Stats(ctx context.Context, opts api.StatsOptions) ([]api.ReplicaStats, error) {
+	rows, err := s.rows(ctx, opts.Services)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := s.stats(ctx, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+	if len(stats) > 0 {
+		return stats, nil // a node that did not answer leaves its replicas out
+	}
+	return stats, err
+}
+
+// scrapeUsage is Stats for the metrics, at scrape time; nothing before
+// the actors run.
+func (s *Supervisor) scrapeUsage(ctx context.Context) ([]api.ReplicaStats, error) {
+	select {
+	case <-s.ready:
+	default:
+		return nil, nil
+	}
+	rows, err := s.stack.Ps()
+	if err != nil {
+		return nil, err
+	}
+	return s.stats(ctx, FilterRows(rows, api.PsOptions{}))
+}
+
+func (s *Supervisor) stats(ctx context.Context, rows []api.Replica) ([]api.ReplicaStats, error) {
+	names := make([]string, 0, len(rows))
+	for _, r := range rows {
+		if r.Supervised && r.Instance != "" {
+			names = append(names, r.Instance)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	use, err := s.runtime.Usage(ctx, names)
+	now := time.Now()
+	var out []api.ReplicaStats
+	for _, r := range rows {
+		if u, ok := use[r.Instance]; ok {
+			out = append(out, api.ReplicaStats{Name: r.Name, Service: r.Service, Replica: r.Replica,
+				Instance: r.Instance, Node: r.Node, Time: now, Usage: u})
+		}
+	}
+	return out, err
 }
 
 // ExecTarget implements api.Stack.

@@ -58,7 +58,7 @@ func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn
 	// A network left by a killed sstack whose instances are gone (the
 	// clash check passed): its processes serve nobody now.
 	stacknet.Cleanup(plan.StateDir)
-	n, err := stacknet.Start(ctx, plan.StateDir)
+	n, err := stacknet.Start(ctx, plan.StateDir, plan.Project)
 	if err != nil {
 		return nil, fmt.Errorf("the stack's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
 	}

@@ -206,6 +206,9 @@ func TestParseSteps(t *testing.T) {
 // except in CI, where its absence is a failure.
 func requireCluster(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the Slurm test cluster: not with -short")
+	}
 	fail := t.Skipf
 	if os.Getenv("CI") == "true" {
 		fail = t.Fatalf

@@ -80,7 +80,7 @@ func TestReplicaNamespaces(t *testing.T) {
 	}
 	asTestUser(t)
 	dir := t.TempDir()
-	n, err := Start(context.Background(), dir)
+	n, err := Start(context.Background(), dir, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

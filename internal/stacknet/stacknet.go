@@ -132,7 +132,10 @@ func Missing() string {
 // directory is dir, and records both there. Both run in process groups
 // of their own, so a Ctrl-C reaches neither, and outlive a killed sstack
 // as its instances do; Close or Cleanup ends them.
-func Start(ctx context.Context, dir string) (n *Net, err error) {
+//
+// name names the network in the holder's process title ("[NAME.network]",
+// as Apptainer's titles name instances): the project, or PROJECT.RUN.
+func Start(ctx context.Context, dir, name string) (n *Net, err error) {
 	if lack := Missing(); lack != "" {
 		return nil, errors.New(lack)
 	}
@@ -153,7 +156,7 @@ func Start(ctx context.Context, dir string) (n *Net, err error) {
 		return nil, err
 	}
 	defer exitR.Close()
-	holder, keep, err := startHolder(self, dir, n.rec.UserNS, exitW)
+	holder, keep, err := startHolder(self, dir, name, n.rec.UserNS, exitW)
 	exitW.Close()
 	if err != nil {
 		return nil, err
@@ -176,15 +179,15 @@ func Start(ctx context.Context, dir string) (n *Net, err error) {
 
 // startHolder re-executes sstack as the holder in new namespaces and
 // waits for its word that loopback is up. Its second argument names the
-// project for ps, as Apptainer's process titles do ("[PROJECT.network]");
+// network for ps, as Apptainer's process titles do ("[NAME.network]");
 // it runs in the state directory, as the forwarder does, which tells
 // whose both are.
 //
 // It stays only once keep is called (it reads "keep" on its stdin; an
 // end of input before that ends it), and holds exit, the write end of the
 // forwarder's exit pipe, as its descriptor 3.
-func startHolder(self, dir string, userNS bool, exit *os.File) (_ proc, keep func() error, _ error) {
-	cmd := exec.Command(self, HolderArg, "["+filepath.Base(dir)+".network]")
+func startHolder(self, dir, name string, userNS bool, exit *os.File) (_ proc, keep func() error, _ error) {
+	cmd := exec.Command(self, HolderArg, "["+name+".network]")
 	cmd.Dir = dir
 	cmd.ExtraFiles = []*os.File{exit}
 	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Setpgid: true}

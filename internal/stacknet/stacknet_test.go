@@ -40,7 +40,7 @@ func TestNamespaceForwardAndClose(t *testing.T) {
 		testimg.Unavailable(t, "stack network: %s", lack)
 	}
 	dir := t.TempDir()
-	n, err := Start(context.Background(), dir)
+	n, err := Start(context.Background(), dir, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestForwarderEndsWithHolder(t *testing.T) {
 	if lack := Missing(); lack != "" {
 		testimg.Unavailable(t, "stack network: %s", lack)
 	}
-	n, err := Start(context.Background(), t.TempDir())
+	n, err := Start(context.Background(), t.TempDir(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

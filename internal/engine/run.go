@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"sstack/actors"
+	"sstack/compose"
+	"sstack/internal/stacknet"
+	"sstack/internal/statedir"
+	"sstack/singularity"
+)
+
+// RunOptions is a one-off run of a service (sstack run).
+type RunOptions struct {
+	Plan    *compose.Plan
+	Runtime *singularity.Apptainer
+	Service string
+	// Command replaces the service's command; Entrypoint, when not nil,
+	// its entrypoint.
+	Command    []string
+	Entrypoint []string
+	Env        []string // KEY=VALUE, after the service's
+	WorkDir    string
+	Binds      []compose.Mount
+	// Ports are published from the run's own network (--service-ports,
+	// -p); refused when it joins a running stack's network.
+	Ports []compose.Port
+	Name  string // instance name suffix; "" picks run-<random>
+}
+
+// OneOff is a started one-off instance: Process says how to run its
+// command attached, Close removes the instance and anything made for it.
+type OneOff struct {
+	Instance string
+	Process  singularity.ProcessSpec
+	close    []func()
+	stop     func() // stops the instance (its processes end)
+	once     sync.Once
+}
+
+// Stop stops the one-off's instance, ending its command: stop_signal,
+// then SIGKILL after the grace period.
+func (r *OneOff) Stop() {
+	if r.stop != nil {
+		r.stop()
+	}
+}
+
+// Close removes the one-off's instance, its network and files; once.
+func (r *OneOff) Close() {
+	r.once.Do(func() {
+		for i := len(r.close) - 1; i >= 0; i-- {
+			r.close[i]()
+		}
+	})
+}
+
+// StartOneOff starts the instance of a one-off run: the service's
+// configuration with the run's changes, on the running stack's network
+// when the project runs one, else on a network of its own. It never
+// restarts by policy: nothing supervises it but the caller.
+func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
+	plan := opts.Plan
+	base := plan.Service(opts.Service)
+	if base == nil {
+		return nil, noService(plan, opts.Service)
+	}
+	svc := base.ForReplica(1)
+	if opts.Command != nil {
+		svc.Command = opts.Command
+	}
+	if opts.Entrypoint != nil {
+		svc.Entrypoint, svc.Command = opts.Entrypoint, opts.Command
+	}
+	svc.Environment = append(append([]string(nil), svc.Environment...), opts.Env...)
+	if opts.WorkDir != "" {
+		svc.WorkingDir = opts.WorkDir
+	}
+	svc.Mounts = append(append([]compose.Mount(nil), svc.Mounts...), opts.Binds...)
+	name := opts.Name
+	if name == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		name = "run-" + hex.EncodeToString(b)
+	}
+	instance := plan.Project + "." + svc.Name + "." + name
+	if err := singularity.ValidateName(instance); err != nil {
+		return nil, fmt.Errorf("--name %q: %w", opts.Name, err)
+	}
+	if err := CheckImages(plan, []string{svc.Name}); err != nil {
+		return nil, err
+	}
+	if err := statedir.Private(plan.StateDir); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", plan.StateDir, err)
+	}
+	dir := filepath.Join(plan.StateDir, name)
+	if err := statedir.Private(dir); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	r := &OneOff{Instance: instance}
+	r.close = append(r.close, func() { _ = os.RemoveAll(dir) })
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+
+	nw := &networks{of: map[string]singularity.Network{}}
+	switch svc.Network {
+	case compose.NetworkNone:
+		nw.of[svc.Name] = singularity.Network{None: true}
+	case compose.NetworkProject:
+		if running, lerr := stacknet.Load(plan.StateDir); lerr == nil && running.Alive() {
+			if len(opts.Ports) > 0 {
+				return nil, fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
+			}
+			nw.of[svc.Name] = running.Network()
+			break
+		}
+		// No stack runs: the run gets a network of its own, as docker
+		// compose run creates the project's network.
+		if nw.stack, err = stacknet.Start(ctx, dir, plan.Project+"."+name); err != nil {
+			return nil, fmt.Errorf("the run's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
+		}
+		r.close = append(r.close, nw.stack.Close)
+		nw.of[svc.Name] = nw.stack.Network()
+		one := compose.Plan{Project: plan.Project, Services: []compose.Service{{Name: svc.Name, Network: compose.NetworkProject, Ports: opts.Ports}}}
+		if err := nw.publish(&one); err != nil {
+			return nil, err
+		}
+	}
+	nw.gateway = hostAddress()
+	entries, err := nw.hosts(plan, svc, plan.HostsOf(svc))
+	if err != nil {
+		return nil, err
+	}
+	hosts := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hosts, []byte(actors.HostsFile(entries)), 0o600); err != nil {
+		return nil, err
+	}
+	resolv, err := resolvConf(dir)
+	if err != nil {
+		return nil, err
+	}
+	rt := opts.Runtime
+	if err := actors.PrepareMounts(ctx, svc, rt, instance, map[string]bool{}); err != nil {
+		return nil, err
+	}
+	runscript := false
+	if svc.Entrypoint == nil {
+		if runscript, err = rt.HasRunscript(ctx, svc.Image); err != nil {
+			return nil, err
+		}
+	}
+	ispec, pspec := actors.Specs(&actors.ServiceConfig{
+		Project: plan.Project, Service: svc, Instance: instance, HostsFile: hosts,
+		Net: nw.of[svc.Name], ResolvConf: resolv, HasRunscript: runscript,
+	})
+	if err := statedir.Record(plan.StateDir, instance); err != nil {
+		return nil, err
+	}
+	if err := rt.StartInstance(ctx, ispec); err != nil {
+		statedir.Forget(plan.StateDir, instance)
+		return nil, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
+	r.stop = func() {
+		stop, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = rt.StopInstance(stop, instance, svc.StopSignal, svc.StopGracePeriod)
+	}
+	r.close = append(r.close, func() {
+		stop, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = rt.StopInstance(stop, instance, "SIGKILL", 0)
+		statedir.Forget(plan.StateDir, instance)
+	})
+	r.Process = pspec
+	return r, nil
+}
+
+// SplitEntrypoint splits run's --entrypoint as docker compose does (on
+// white space).
+func SplitEntrypoint(s string) []string { return strings.Fields(s) }
