@@ -156,10 +156,25 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 	}()
 	// The two checks each run apptainer: in parallel, they cost one.
+	// The clash check, then the stack network, beside the images'
+	// inspection: each waits on other processes, so in parallel they cost
+	// about the longest. The network comes after the clash check, which
+	// says whether a network left by a killed sstack is in use.
 	clash := make(chan error, 1)
-	go func() { clash <- checkClash(ctx, rt, plan.Project, plan.StateDir) }()
+	nets := make(chan *networks, 1)
+	go func() {
+		err := checkClash(ctx, rt, plan.Project, plan.StateDir)
+		var nw *networks
+		if err == nil {
+			nw, err = startNetworks(ctx, plan, cl != nil, opts.Stderr)
+		}
+		clash <- err
+		nets <- nw
+	}()
 	runscripts, inspectErr := inspectImages(ctx, rt, plan)
-	if err := errors.Join(<-clash, inspectErr); err != nil {
+	clashErr := <-clash
+	s.nets = <-nets // closed by the deferred clean-up if up goes no further
+	if err := errors.Join(clashErr, inspectErr); err != nil {
 		return nil, err
 	}
 	// Notes of an earlier run whose starts all ended are stale now.
@@ -173,9 +188,6 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	_ = os.Remove(statedir.LastPs(plan.StateDir))
-	if s.nets, err = startNetworks(ctx, plan, cl != nil, opts.Stderr); err != nil {
-		return nil, err
-	}
 	resolv, err := resolvConf(plan.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("writing resolv.conf in %s: %w", plan.StateDir, err)
