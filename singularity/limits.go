@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"sstack/internal/usage"
 )
 
 // Limits are the cgroup limits of an instance, given to `instance start`
@@ -200,8 +202,8 @@ func (a *Apptainer) readCgroupHost(ctx context.Context) cgroupHost {
 	}
 	if !h.unified {
 		if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-			if m := cgroupV1Mount(string(mounts), "blkio"); m != nil {
-				h.noBlkioWeight = blkioWeightMissing(m.point)
+			if point, ok := usage.V1Mount(string(mounts), "blkio"); ok {
+				h.noBlkioWeight = blkioWeightMissing(point)
 			}
 		}
 	}
@@ -293,50 +295,6 @@ func blkioWeightMissing(dir string) string {
 		}
 	}
 	return fmt.Sprintf("this host's block I/O cgroup (%s) offers no weights (neither %s: the kernel has no BFQ or CFQ I/O scheduler)", dir, strings.Join(blkioWeightFiles, " nor "))
-}
-
-// cgroupV1Mount finds the cgroups v1 hierarchy of controller in a
-// mountinfo file, or nil.
-func cgroupV1Mount(mountinfo, controller string) *cgroupMount {
-	for _, line := range strings.Split(mountinfo, "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
-			continue
-		}
-		for _, o := range strings.Split(g[2], ",") {
-			if o == controller {
-				return &cgroupMount{root: f[3], point: unescapeMount(f[4])}
-			}
-		}
-	}
-	return nil
-}
-
-// cgroupMount is a mounted cgroup hierarchy: the cgroup at root is seen
-// at point.
-type cgroupMount struct{ root, point string }
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // parseOOMKill reads the "oom_kill N" line of memory.oom_control (v1) or

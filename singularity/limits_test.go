@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sstack/internal/usage"
 )
 
 func TestStartArgsLimitsAndGPUs(t *testing.T) {
@@ -97,14 +99,14 @@ func TestBlkioWeightMissing(t *testing.T) {
 	mountinfo := `38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 `
-	if m := cgroupV1Mount(mountinfo, "blkio"); m == nil || m.point != "/sys/fs/cgroup/blkio" {
-		t.Errorf("blkio mount = %+v", m)
+	if point, ok := usage.V1Mount(mountinfo, "blkio"); !ok || point != "/sys/fs/cgroup/blkio" {
+		t.Errorf("blkio mount = %q %v", point, ok)
 	}
-	if got := unescapeMount(`/mnt/a\040b`); got != "/mnt/a b" {
-		t.Errorf("unescape: %q", got)
+	if point, ok := usage.V1Mount(`38 31 0:35 / /mnt/a\040b rw - cgroup cgroup rw,blkio`, "blkio"); !ok || point != "/mnt/a b" {
+		t.Errorf("escaped mount point: %q %v", point, ok)
 	}
-	if m := cgroupV1Mount(mountinfo, "pids"); m != nil {
-		t.Errorf("pids mount = %+v, want none", m)
+	if point, ok := usage.V1Mount(mountinfo, "pids"); ok {
+		t.Errorf("pids mount = %q, want none", point)
 	}
 	hierarchy := func(files ...string) string {
 		dir := t.TempDir()

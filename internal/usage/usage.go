@@ -334,6 +334,15 @@ type mounts struct {
 // mount is a mounted cgroup hierarchy: the cgroup root is seen at point.
 type mount struct{ root, point string }
 
+// V1Mount is where the cgroups v1 hierarchy of controller is mounted,
+// read from a mountinfo file (the limits check asks it of the host).
+func V1Mount(mountinfo, controller string) (point string, ok bool) {
+	if m := parseMountinfo(mountinfo).v1[controller]; m != nil {
+		return m.point, true
+	}
+	return "", false
+}
+
 // parseMountinfo finds the cgroup mounts. Fields: ID PARENT MAJ:MIN ROOT
 // POINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS.
 func parseMountinfo(s string) mounts {
