@@ -335,12 +335,21 @@ func (s *Supervisor) Project() string { return s.plan.Project }
 // with 0 for a one-shot service), or, with healthy, once those with a
 // healthcheck are healthy; an error says which replica did not.
 func (s *Supervisor) WaitStarted(ctx context.Context, healthy bool) error {
+	return s.waitStarted(ctx, nil, healthy)
+}
+
+// waitStarted is WaitStarted for the replicas of services (none: all),
+// looked at again at every event.
+func (s *Supervisor) waitStarted(ctx context.Context, services []string, healthy bool) error {
 	ch := s.stack.Subscribe()
 	defer s.stack.Unsubscribe(ch)
 	for {
 		rows, err := s.stack.Ps()
 		if err != nil {
 			return err
+		}
+		if len(services) > 0 {
+			rows = FilterRows(rows, api.PsOptions{All: true, Services: services})
 		}
 		done, err := startedAll(s.plan, rows, healthy)
 		if done || err != nil {
@@ -599,29 +608,7 @@ func (s *Supervisor) Start(ctx context.Context, opts api.StartOptions) error {
 // healthy where they have a healthcheck (start --wait), or says which
 // cannot.
 func (s *Supervisor) waitServices(ctx context.Context, services []string) error {
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
-	for {
-		rows, err := s.stack.Ps()
-		if err != nil {
-			return err
-		}
-		if len(services) > 0 {
-			rows = FilterRows(rows, api.PsOptions{All: true, Services: services})
-		}
-		done, err := startedAll(s.plan, rows, true)
-		if done || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case _, ok := <-ch:
-			if !ok {
-				return ErrStackStopped
-			}
-		}
-	}
+	return s.waitStarted(ctx, services, true)
 }
 
 // Restart implements api.Stack.
