@@ -260,24 +260,10 @@ func holdReplica() {
 	os.Exit(0)
 }
 
-// call sends one request to the holder's socket.
+// holderCall sends one request to the holder's socket.
 func (n *Net) holderCall(req holderRequest) (int, error) {
-	dirfd, err := unix.Open(n.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(dirfd)
-	conn, err := net.DialTimeout("unix", "/proc/self/fd/"+strconv.Itoa(dirfd)+"/"+holderSocket, 5*time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return 0, err
-	}
 	var reply holderReply
-	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
+	if err := n.request(holderSocket, 30*time.Second, req, &reply); err != nil {
 		return 0, err
 	}
 	if reply.Error != "" {

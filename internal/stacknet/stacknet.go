@@ -390,17 +390,24 @@ func (n *Net) Publish(p Published) error {
 
 // call sends one request to the API socket and decodes the answer.
 func (n *Net) call(req, resp any) error {
+	return n.request(apiSocket, 10*time.Second, req, resp)
+}
+
+// request sends req as JSON to socket, a socket in the state directory
+// (reached through /proc/self/fd: the directory's path may be too long for
+// a socket address), and decodes one JSON answer into resp.
+func (n *Net) request(socket string, within time.Duration, req, resp any) error {
 	dirfd, err := unix.Open(n.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dirfd)
-	conn, err := net.DialTimeout("unix", "/proc/self/fd/"+strconv.Itoa(dirfd)+"/"+apiSocket, 5*time.Second)
+	conn, err := net.DialTimeout("unix", "/proc/self/fd/"+strconv.Itoa(dirfd)+"/"+socket, 5*time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(within))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return err
 	}
