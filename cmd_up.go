@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,10 @@ func upFlags(c *cobra.Command, o *options) {
 	f.StringArrayVar(&o.noAttach, "no-attach", nil, "Don't show the output of these services (repeatable)")
 	f.BoolVar(&o.attachDeps, "attach-dependencies", false, "Show the output of the dependencies of the services named too")
 	f.BoolVar(&o.noLimits, "no-limits", false, "Start the services without their cgroup limits (cpus, mem_limit, pids_limit...), with a warning each; for hosts that cannot apply them")
+	f.BoolVar(&o.converge.force, "force-recreate", false, "Recreate the services of a running stack even if their configuration has not changed")
+	f.BoolVar(&o.converge.never, "no-recreate", false, "Don't recreate the services of a running stack whose configuration changed (new services are still created)")
+	f.BoolVar(&o.converge.deps, "always-recreate-deps", false, "Recreate the dependencies of the services named too (incompatible with --no-recreate)")
+	f.BoolVar(&o.converge.removeOrphans, "remove-orphans", false, "Remove the services of a running stack that the compose file no longer has")
 	networkFlag(c, o)
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
@@ -89,6 +94,9 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	}
 	if o.wait {
 		o.detach = true
+	}
+	if err := o.converge.check(); err != nil {
+		return err
 	}
 	child := os.Getenv(detachedChildEnv) != ""
 	if o.detach && (o.abortOnExit || o.abortOnFail || o.exitCodeFrom != "") {
@@ -221,8 +229,11 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	}
 }
 
-// upInRunningStack asks the project's running supervisor, if there is
-// one, to start services (and their dependencies unless --no-deps).
+// upInRunningStack brings the project's running stack, if there is one,
+// to the compose file as docker compose up does: services whose
+// configuration changed are recreated, new ones created, and the services
+// named (all when none) started. The file is checked and its images
+// fetched here first; the supervisor loads it the same way.
 func upInRunningStack(o *options, services []string) (bool, error) {
 	_, dir, err := o.stateDir()
 	if err != nil {
@@ -238,12 +249,91 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 		return true, err
 	}
 	ctx := context.Background()
-	info, _ := c.Info(ctx)
-	if err := c.Up(ctx, api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale}); err != nil {
+	plan, err := o.load()
+	if err != nil {
 		return true, err
 	}
-	fmt.Fprintf(o.stderr, "Started in the running stack of project %q (supervisor pid %d); follow its logs with 'sstack -n %s logs -f'\n", info.Name, info.Pid, info.Name)
+	if err := upImages(ctx, o, plan, o.stderr, false); err != nil {
+		return true, err
+	}
+	lo := o.loadOptions()
+	if lo.WorkingDir, err = os.Getwd(); err != nil {
+		return true, err
+	}
+	lo.Environ = os.Environ()
+	project, err := json.Marshal(lo)
+	if err != nil {
+		return true, err
+	}
+	info, _ := c.Info(ctx)
+	opts := api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale, Project: project, RemoveOrphans: o.converge.removeOrphans}
+	opts.Recreate, opts.RecreateDeps = o.converge.policies()
+	if err := showing(ctx, c, o.stderr, func() error { return c.Up(ctx, opts) }); err != nil {
+		return true, err
+	}
+	fmt.Fprintf(o.stderr, "Project %q is up to date with %s (supervisor pid %d); follow its logs with 'sstack -n %s logs -f'\n", info.Name, strings.Join(plan.ConfigFiles, ", "), info.Pid, info.Name)
 	return true, nil
+}
+
+// convergeFlags are up's flags for a running stack.
+type convergeFlags struct {
+	force, never, deps, removeOrphans bool
+}
+
+func (f convergeFlags) check() error {
+	switch {
+	case f.force && f.never:
+		return &usageError{errors.New("--force-recreate and --no-recreate cannot be combined")}
+	case f.deps && f.never:
+		return &usageError{errors.New("--always-recreate-deps and --no-recreate cannot be combined")}
+	}
+	return nil
+}
+
+// policies are the recreate policies of the services named and of their
+// dependencies, as docker compose derives them from the flags.
+func (f convergeFlags) policies() (named, deps string) {
+	named, deps = api.RecreateDiverged, api.RecreateDiverged
+	switch {
+	case f.force:
+		named = api.RecreateForce
+	case f.never:
+		named, deps = api.RecreateNever, api.RecreateNever
+	}
+	if f.deps {
+		deps = api.RecreateForce
+	}
+	return named, deps
+}
+
+// showing runs call (a change of the running stack) while it prints the
+// status lines of the events it causes, up to the stack's "converged".
+func showing(ctx context.Context, c *control.Client, w io.Writer, call func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subscribed, over := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(over)
+		_ = c.Events(ctx, api.EventsOptions{Subscribed: func() { close(subscribed) }}, func(ev api.Event) error {
+			if ev.Kind == api.EventConverged {
+				return io.EOF
+			}
+			if line := ev.Line(); line != "" {
+				fmt.Fprintln(w, line)
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-subscribed:
+	case <-over: // no events to show; the change goes on without them
+	}
+	err := call()
+	select {
+	case <-over:
+	case <-time.After(5 * time.Second): // its last lines are lost, not the change
+	}
+	return err
 }
 
 func parseScale(specs []string) (map[string]int, error) {
@@ -605,6 +695,32 @@ func newDeploy(o *options) *cobra.Command {
 			}
 			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
 			return upCmd(cmd.Context(), o, nil)
+		},
+	}
+	c.Flags().StringVarP(&file, "compose-file-c", "c", "", "Compose file (singularity-stack's -c)")
+	upFlags(c, o)
+	return c
+}
+
+func newUpdate(o *options) *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use:   "update [-c FILE] NAME",
+		Short: "singularity-stack's update: bring the running stack NAME to its compose file (up -d on a running stack)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				o.files = append(o.files, file)
+			}
+			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
+			if err := o.converge.check(); err != nil {
+				return err
+			}
+			done, err := upInRunningStack(o, nil)
+			if !done && err == nil {
+				err = fmt.Errorf("stack %q is not running: %w; start it with 'sstack deploy %s'", o.project, api.ErrNotRunning, o.project)
+			}
+			return err
 		},
 	}
 	c.Flags().StringVarP(&file, "compose-file-c", "c", "", "Compose file (singularity-stack's -c)")

@@ -59,6 +59,7 @@ type options struct {
 	abortOnFail  bool
 	exitCodeFrom string
 	detach       bool
+	converge     convergeFlags
 	wait         bool
 	waitTimeout  int
 	noDeps       bool
@@ -198,7 +199,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 		newPs(o), newLs(o), newExec(o), newPort(o), newCp(o), newImages(o), newRun(o),
 		newServiceCommand(o, "stop"), newServiceCommand(o, "start"), newServiceCommand(o, "restart"), newKill(o),
 		newScale(o), newEvents(o), newWait(o), newTop(o), newStats(o), newVersion(o),
-		newDeploy(o), newRm(o), newList(o),
+		newDeploy(o), newUpdate(o), newRm(o), newList(o),
 		newPull(o), newBuild(o), newAgent(o),
 	)
 	for _, c := range root.Commands() {

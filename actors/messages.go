@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"sstack/actors/lifecycle"
+	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/singularity"
 )
@@ -11,7 +12,7 @@ import (
 // This file declares every message of the actor protocol, so the protocol
 // can be read in one place. Messages are small immutable values.
 //
-// engine ──StopStack/KillStack/PsRequest/CommandRequest/ScaleRequest/Subscribe──▶ stack
+// engine ──StopStack/KillStack/PsRequest/CommandRequest/ScaleRequest/ConvergeRequest/Subscribe──▶ stack
 // stack ──StopService/StartService/RestartService/SignalService──▶ service
 // stack ◀──ReplicaEvent────── service ──LogBatch/api.Event──▶ logger
 // stack ──DependencyUpdate──▶ service (a service is told, it never polls)
@@ -85,6 +86,32 @@ type (
 		Names []string
 		Err   error
 	}
+	// ConvergeRequest → CommandResult: the stack takes Plan, an edited
+	// compose file's (up on a running stack), as one step. Replicas of
+	// the services in Recreate are replaced (deploy.update_config), the
+	// services of Start not running yet are started (with their
+	// dependencies unless NoDeps), replica counts follow the plan, and
+	// the services of Remove (orphans the user removes) go. Plan keeps
+	// the orphans that stay, marked in Orphans. The other fields replace
+	// StackConfig's. Names are the replicas to wait for; Rolling the
+	// services whose update ends with an update event.
+	ConvergeRequest struct {
+		Plan         *compose.Plan
+		Orphans      []string
+		Recreate     []string
+		Start        []string
+		NoDeps       bool
+		Remove       []string
+		HasRunscript map[string]bool
+		HostsFiles   map[string]string
+		Nets         map[string]singularity.Network
+		Unprepared   []string
+	}
+	// Announce publishes a stack event of the engine's (no answer).
+	Announce struct{ Event api.Event }
+	// PlanRequest → *compose.Plan: the plan the stack runs now (a
+	// rollback puts a service's previous configuration back).
+	PlanRequest struct{}
 	// Subscribe adds a listener of every event from now on; the stack
 	// closes Ch when it ends, or when the listener falls too far behind.
 	Subscribe   struct{ Ch chan api.Event }
@@ -110,6 +137,8 @@ const (
 // blocking work. Each carries the run (process incarnation) it belongs to,
 // so results of an earlier run are recognised and dropped.
 type (
+	// rolloutTimer: a rollout's delay or monitor period has passed.
+	rolloutTimer    struct{ service string }
 	instanceStarted struct{ err error }
 	instanceStopped struct{ err error }
 	instanceChecked struct{ exists bool }

@@ -37,23 +37,13 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 	if err := CheckPorts(only); err != nil {
 		return nil, err
 	}
-	hostsDir := statedir.Hosts(plan.StateDir)
-	if err := statedir.Private(hostsDir); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	hosts, err := WriteHostsFiles(plan, hostsOf)
+	if err != nil {
+		return nil, err
 	}
-	hosts := map[string]string{}
 	seeded := map[string]bool{}
 	for i := range plan.Services {
 		svc := &plan.Services[i]
-		path := filepath.Join(hostsDir, svc.Name)
-		entries, err := hostsOf(svc)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, []byte(HostsFile(entries)), 0o600); err != nil {
-			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
-		}
-		hosts[svc.Name] = path
 		if !slices.Contains(selected, svc.Name) {
 			continue // its replicas prepare their mounts when they start
 		}
@@ -70,6 +60,30 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 				return nil, err
 			}
 		}
+	}
+	return hosts, nil
+}
+
+// WriteHostsFiles writes the /etc/hosts file of every service and returns
+// their paths. A file is rewritten in place, so that the instances that
+// bind it see a name added later (up adding a service to a running stack).
+func WriteHostsFiles(plan *compose.Plan, hostsOf func(*compose.Service) ([]compose.HostEntry, error)) (map[string]string, error) {
+	hostsDir := statedir.Hosts(plan.StateDir)
+	if err := statedir.Private(hostsDir); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	hosts := map[string]string{}
+	for i := range plan.Services {
+		svc := &plan.Services[i]
+		path := filepath.Join(hostsDir, svc.Name)
+		entries, err := hostsOf(svc)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte(HostsFile(entries)), 0o600); err != nil {
+			return nil, fmt.Errorf("service %q: hosts file: %w", svc.Name, err)
+		}
+		hosts[svc.Name] = path
 	}
 	return hosts, nil
 }

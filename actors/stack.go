@@ -243,9 +243,12 @@ func DisplayName(service string, replica int) string {
 // replicaState is the supervisor's view of one replica, derived from its
 // events.
 type replicaState struct {
-	pid     *actor.PID
-	row     api.Replica
-	started bool // the process started at least once
+	pid *actor.PID
+	row api.Replica
+	// svc is the plan entry the replica was made from; replacing, the
+	// one it is replaced with once it has stopped (an update).
+	svc, replacing *compose.Service
+	started        bool // the process started at least once
 	// removing: scaled down; the replica goes once it has stopped.
 	removing bool
 	// crashed: the service actor panicked and was stopped; the supervisor
@@ -280,6 +283,13 @@ type stackActor struct {
 	// removed are services being taken down alone (down SERVICE): once
 	// their last replica is gone they are forgotten.
 	removed map[string]bool
+	// updates are the services whose replicas are being replaced
+	// (converge.go); orphans, services kept running that the compose
+	// file no longer has.
+	updates map[string]*update
+	orphans map[string]bool
+	// spawned counts the actors made for each instance name.
+	spawned map[string]int
 
 	rules    policy.ExitRules
 	stopping bool
@@ -344,6 +354,15 @@ func (a *stackActor) Receive(ctx actor.Context) {
 	case *ScaleRequest:
 		names, err := a.scale(ctx, msg)
 		ctx.Respond(&CommandResult{Names: names, Err: err})
+	case *ConvergeRequest:
+		names, err := a.converge(ctx, msg)
+		ctx.Respond(&CommandResult{Names: names, Err: err})
+	case *PlanRequest:
+		ctx.Respond(a.cfg.Plan)
+	case *Announce:
+		a.publish(ctx, msg.Event)
+	case *rolloutTimer:
+		a.advanceUpdate(ctx, msg.service)
 	case *Subscribe:
 		if a.finished {
 			close(msg.Ch)
@@ -410,6 +429,9 @@ func (a *stackActor) start(ctx actor.Context) {
 	a.subs = map[chan api.Event]bool{}
 	a.counts = map[string]int{}
 	a.removed = map[string]bool{}
+	a.updates = map[string]*update{}
+	a.spawned = map[string]int{}
+	a.orphans = map[string]bool{}
 	a.rules = policy.ExitRules{AbortOnExit: a.cfg.AbortOnExit, AbortOnFailure: a.cfg.AbortOnFailure, ExitCodeFrom: a.cfg.ExitCodeFrom}
 	selected, err := a.selection(a.cfg.Services, a.cfg.NoDeps)
 	if err != nil { // main validated the names; nothing to run otherwise
@@ -440,9 +462,11 @@ func (a *stackActor) start(ctx actor.Context) {
 func (a *stackActor) selection(names []string, noDeps bool) ([]*compose.Service, error) {
 	plan := a.cfg.Plan
 	if len(names) == 0 {
-		out := make([]*compose.Service, len(plan.Services))
+		var out []*compose.Service
 		for i := range plan.Services {
-			out[i] = &plan.Services[i]
+			if !a.orphans[plan.Services[i].Name] {
+				out = append(out, &plan.Services[i])
+			}
 		}
 		return out, nil
 	}
@@ -534,7 +558,14 @@ func (a *stackActor) depsOf(svc *compose.Service) []compose.Dependency {
 }
 
 func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) string {
-	plan := a.cfg.Plan
+	rs := a.newReplica(ctx, svc, r, deps)
+	a.replicas[svc.Name] = append(a.replicas[svc.Name], rs)
+	return rs.row.Name
+}
+
+// newReplica spawns the service actor of replica r of svc.
+func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) *replicaState {
+	plan, entry := a.cfg.Plan, svc
 	inst := compose.InstanceName(plan.Project, svc.Name, r)
 	var node string
 	if p := a.cfg.Placer; p != nil {
@@ -570,15 +601,22 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 		slots:         a.slots,
 		pipes:         a.pipes,
 	}
-	pid, err := ctx.SpawnNamed(NewService(cfg), inst)
+	// A replica made anew (an update) gets a name of its own: its
+	// predecessor may still be registered, or be gone already, and its
+	// Terminated must not be taken for the new actor's.
+	name := inst
+	if a.spawned[inst] > 0 {
+		name += "~" + strconv.Itoa(a.spawned[inst])
+	}
+	a.spawned[inst]++
+	pid, err := ctx.SpawnNamed(NewService(cfg), name)
 	if err != nil {
 		pid = ctx.Spawn(NewService(cfg))
 	}
-	rs := &replicaState{pid: pid, row: api.Replica{
+	rs := &replicaState{pid: pid, svc: entry, row: api.Replica{
 		Project: plan.Project, Service: svc.Name, Replica: r, Name: cfg.Name, Instance: inst,
 		State: api.StateWaiting, Since: a.cfg.Clock.Now(), Supervised: true, Node: node,
 	}}
-	a.replicas[svc.Name] = append(a.replicas[svc.Name], rs)
 	// A replica added later learns where its dependencies are at once.
 	for _, d := range deps {
 		if st, ok := a.lastSent[d.Service]; ok {
@@ -586,7 +624,7 @@ func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int
 			ctx.Send(pid, &DependencyUpdate{Status: st})
 		}
 	}
-	return cfg.Name
+	return rs
 }
 
 func (a *stackActor) replica(service string, replica int) *replicaState {
@@ -632,7 +670,7 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 		return
 	}
 	r.apply(ev)
-	if ev.Kind == api.EventStarted && a.cfg.Plan.Service(ev.Service).Healthcheck != nil {
+	if ev.Kind == api.EventStarted && r.svc.Healthcheck != nil {
 		r.row.Health = api.HealthStarting
 	}
 	a.cfg.Metrics.Observe(ev)
@@ -640,6 +678,11 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 	if r.removing && r.done() {
 		a.removeReplica(ctx, ev.Service, r)
 	}
+	if r.replacing != nil && r.done() && !a.stopping {
+		a.respawn(ctx, r)
+		return
+	}
+	a.observeUpdate(ctx, r, ev)
 	if ev.Kind == api.EventDied && !r.removing {
 		// Every exit counts for --exit-code-from, even one the teardown
 		// caused; only one sstack did not cause can abort.
@@ -926,6 +969,13 @@ func (a *stackActor) forget(service string) {
 		delete(a.replicas, service)
 		delete(a.counts, service)
 		delete(a.removed, service)
+		if a.orphans[service] {
+			// Gone from the file and now from the stack.
+			delete(a.orphans, service)
+			plan := *a.cfg.Plan
+			plan.Services = slices.DeleteFunc(slices.Clone(plan.Services), func(s compose.Service) bool { return s.Name == service })
+			a.cfg.Plan = &plan
+		}
 	}
 }
 
@@ -939,6 +989,9 @@ func (a *stackActor) up(ctx actor.Context, req *CommandRequest) ([]string, error
 	names := a.spawnServices(ctx, services, req.NoDeps)
 	for _, svc := range services {
 		for _, r := range a.replicas[svc.Name] {
+			if r.replacing != nil {
+				continue // an update starts it anew
+			}
 			switch r.row.State {
 			case api.StateExited, api.StateStopped, api.StateFailed:
 				ctx.Send(r.pid, &StartService{})

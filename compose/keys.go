@@ -91,10 +91,8 @@ var translatedServiceKeys = append(append([]string{
 // Deploy keys: replicas, restart_policy and resources are translated,
 // mode is for values other than "replicated".
 var unsupportedDeployKeys = map[string]string{
-	"endpoint_mode":   reasonOneNetwork,
-	"labels":          reasonMetadata,
-	"rollback_config": "sstack does not roll updates out",
-	"update_config":   "sstack does not roll updates out",
+	"endpoint_mode": reasonOneNetwork,
+	"labels":        reasonMetadata,
 }
 
 // setKeys returns the keys of table that are set in v (a struct), in the

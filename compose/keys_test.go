@@ -45,7 +45,7 @@ func TestKeyTablesCoverEveryServiceKey(t *testing.T) {
 		}
 	}
 
-	handledDeploy := []string{"mode", "replicas", "restart_policy", "resources", "placement"}
+	handledDeploy := []string{"mode", "replicas", "restart_policy", "resources", "placement", "update_config", "rollback_config"}
 	walkYAMLFields(reflect.ValueOf(types.DeployConfig{}), func(k string, _ reflect.Value) {
 		if _, ok := unsupportedDeployKeys[k]; !ok && !slices.Contains(handledDeploy, k) {
 			t.Errorf("deploy key %q is neither translated nor warned about", k)

@@ -119,7 +119,11 @@ type Service struct {
 	StopSignal      string        `json:"stop_signal"`       // e.g. "SIGTERM"
 	StopGracePeriod time.Duration `json:"stop_grace_period"` // default 10s
 
-	Restart     RestartPolicy `json:"restart"`
+	Restart RestartPolicy `json:"restart"`
+	// Update and Rollback are deploy.update_config and rollback_config
+	// (update.go); nil: replaced all at once, as docker compose does.
+	Update      *UpdateConfig `json:"update_config,omitempty"`
+	Rollback    *UpdateConfig `json:"rollback_config,omitempty"`
 	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"` // nil: none
 
 	// Resources are the instance's cgroup limits (resources.go); nil: none.

@@ -146,6 +146,19 @@ func (p *Plan) Service(name string) *Service {
 	return nil
 }
 
+// WithService is a copy of p whose entry for svc.Name is svc; p is left
+// as it is (the stack supervisor's plan is read by others).
+func (p *Plan) WithService(svc Service) *Plan {
+	out := *p
+	out.Services = slices.Clone(p.Services)
+	for i := range out.Services {
+		if out.Services[i].Name == svc.Name {
+			out.Services[i] = svc
+		}
+	}
+	return &out
+}
+
 type translator struct {
 	p         *types.Project
 	stateBase string
@@ -303,6 +316,10 @@ func (t *translator) service(sc types.ServiceConfig) *Service {
 
 	t.checkPorts(sc)
 	s.Restart = t.restart(sc)
+	if d := sc.Deploy; d != nil {
+		s.Update = t.updateConfig(sc.Name, "update_config", d.UpdateConfig)
+		s.Rollback = t.updateConfig(sc.Name, "rollback_config", d.RollbackConfig)
+	}
 	s.Healthcheck = t.healthcheck(sc)
 	s.Resources = t.resources(sc)
 	s.GPU = t.gpuRequest(sc)

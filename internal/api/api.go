@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -163,6 +164,13 @@ type ProjectInfo struct {
 	Started     time.Time
 }
 
+// Recreate policies of UpOptions, as docker compose's.
+const (
+	RecreateDiverged = ""
+	RecreateForce    = "force"
+	RecreateNever    = "never"
+)
+
 type (
 	PsOptions struct {
 		All      bool     // include exited and stopped replicas
@@ -173,6 +181,19 @@ type (
 		NoDeps   bool
 		// Scale sets the replica count of services first (up --scale).
 		Scale map[string]int
+		// Project, when set, is how the client loaded the compose file
+		// (compose.Options as JSON: this package cannot name compose's
+		// types): the running stack converges to that file, recreating
+		// the services whose configuration changed.
+		Project json.RawMessage `json:",omitempty"`
+		// Recreate is for the services named (all when none), and
+		// RecreateDeps for the dependencies they bring: RecreateDiverged
+		// (""), RecreateForce or RecreateNever.
+		Recreate     string `json:",omitempty"`
+		RecreateDeps string `json:",omitempty"`
+		// RemoveOrphans removes the services the file no longer has;
+		// otherwise they run on, with a warning.
+		RemoveOrphans bool `json:",omitempty"`
 	}
 	StopOptions struct {
 		Services []string
@@ -198,8 +219,14 @@ type (
 		Replicas map[string]int
 		NoDeps   bool
 	}
-	EventsOptions struct{ Services []string }
-	WaitOptions   struct {
+	EventsOptions struct {
+		Services []string
+		// Subscribed, when set, is called once events are being
+		// followed: what happens after it is seen (up waits for it
+		// before it asks for a change, to show what the change does).
+		Subscribed func() `json:"-"`
+	}
+	WaitOptions struct {
 		Services []string
 		// DownProject: take the stack down once the first one exits.
 		DownProject bool

@@ -27,6 +27,16 @@ const (
 	EventWarning    EventKind = "warning"       // something the user should know (Message)
 	EventState      EventKind = "state"         // a change of State nothing else tells (not printed)
 
+	// Converging a running stack to an edited compose file (up).
+	EventRecreate        EventKind = "recreate"         // replaced: its configuration changed
+	EventRunning         EventKind = "running"          // up to date: left running
+	EventUpdated         EventKind = "update"           // a rolling update replaced a replica (Updated of Total)
+	EventUpdateCompleted EventKind = "update_completed" // a rolling update replaced every replica
+	EventUpdatePaused    EventKind = "update_paused"    // a rolling update stopped (Message: why)
+	EventRollback        EventKind = "rollback"         // a rolling update is undone (Message: why)
+	EventRolledBack      EventKind = "rolled_back"      // the previous configuration runs again
+	EventConverged       EventKind = "converged"        // up has applied the file (not printed)
+
 	// Stack-wide (Service empty).
 	EventAttaching   EventKind = "attach"       // Names are the replicas started
 	EventAborting    EventKind = "abort"        // --abort-on-container-exit and friends
@@ -81,6 +91,9 @@ type Event struct {
 	User bool `json:"user,omitempty"`
 	// FollowDep: the dependency that restarted.
 	Dependency string `json:"dependency,omitempty"`
+	// Updated: replicas of the service replaced so far, of Total.
+	Updated int `json:"updated,omitempty"`
+	Total   int `json:"total,omitempty"`
 	// Attaching: the replicas.
 	Names   []string `json:"names,omitempty"`
 	Message string   `json:"message,omitempty"`
@@ -141,6 +154,20 @@ func (e Event) Line() string {
 		return fmt.Sprintf("%s restarting because its dependency %s restarted", e.Name, e.Dependency)
 	case EventScaled, EventWarning:
 		return e.Name + ": " + e.Message
+	case EventRecreate:
+		return "Instance " + e.Instance + "  Recreate"
+	case EventRunning:
+		return "Instance " + e.Instance + "  Running"
+	case EventUpdated:
+		return fmt.Sprintf("%s updated %d/%d", e.Name, e.Updated, e.Total)
+	case EventUpdateCompleted:
+		return fmt.Sprintf("update of %s completed", e.Service)
+	case EventUpdatePaused:
+		return fmt.Sprintf("update of %s paused: %s", e.Service, e.Message)
+	case EventRollback:
+		return fmt.Sprintf("rolling %s back: %s", e.Service, e.Message)
+	case EventRolledBack:
+		return e.Service + " rolled back"
 	case EventAttaching:
 		return "Attaching to " + strings.Join(e.Names, ", ")
 	case EventAborting:

@@ -167,6 +167,9 @@ func (c *Client) Events(ctx context.Context, opts api.EventsOptions, fn func(api
 		return err
 	}
 	defer resp.Body.Close()
+	if opts.Subscribed != nil {
+		opts.Subscribed()
+	}
 	r := bufio.NewReader(resp.Body)
 	for {
 		line, err := r.ReadBytes('\n')

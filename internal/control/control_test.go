@@ -103,8 +103,19 @@ func (f *fakeStack) Wait(ctx context.Context, o api.WaitOptions) (int, error) {
 	return f.exit, nil
 }
 func (f *fakeStack) Events(ctx context.Context, o api.EventsOptions, fn func(api.Event) error) error {
-	if err := f.record("Events", o); err != nil {
+	wire := o
+	wire.Subscribed = nil // the server's own, not the client's
+	if err := f.record("Events", wire); err != nil {
 		return err
+	}
+	if sub := o.Subscribed; sub != nil {
+		// As a stack subscribes before its first event (and fails
+		// before it subscribes).
+		once, inner := sync.Once{}, fn
+		fn = func(ev api.Event) error {
+			once.Do(sub)
+			return inner(ev)
+		}
 	}
 	if f.events != nil {
 		return f.events(ctx, o, fn)
@@ -324,7 +335,11 @@ func TestEventsStream(t *testing.T) {
 	}}
 	_, c, _ := serve(t, f)
 	var got []api.Event
-	err := c.Events(context.Background(), api.EventsOptions{Services: []string{"web", "db"}}, func(ev api.Event) error {
+	subscribed := false
+	err := c.Events(context.Background(), api.EventsOptions{Services: []string{"web", "db"}, Subscribed: func() { subscribed = true }}, func(ev api.Event) error {
+		if !subscribed {
+			t.Error("an event came before Subscribed was called")
+		}
 		got = append(got, ev)
 		return nil
 	})

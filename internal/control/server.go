@@ -266,7 +266,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	streaming := false
-	err := s.stack.Events(r.Context(), api.EventsOptions{Services: r.URL.Query()["service"]}, func(ev api.Event) error {
+	subscribed := func() {
+		// The client learns that it follows the events from here on.
+		streaming = true
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+	}
+	err := s.stack.Events(r.Context(), api.EventsOptions{Services: r.URL.Query()["service"], Subscribed: subscribed}, func(ev api.Event) error {
 		streaming = true
 		if err := enc.Encode(ev); err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,8 +64,10 @@ type Options struct {
 // Supervisor is a stack running in this process. It implements api.Stack.
 type Supervisor struct {
 	opts Options
-	plan *compose.Plan
-	rt   *singularity.Apptainer
+	// current is the plan the stack runs: up on a running stack replaces
+	// it (converge.go); read it with plan().
+	current atomic.Pointer[compose.Plan]
+	rt      *singularity.Apptainer
 	// runtime runs the instances: rt, or the agents of a Slurm allocation.
 	runtime  singularity.Runtime
 	cluster  *cluster // inside a Slurm allocation; nil on one host
@@ -74,6 +77,9 @@ type Supervisor struct {
 	listener net.Listener
 	unlock   func()
 	started  time.Time
+	// converging serializes ups on the running stack; state is theirs.
+	converging sync.Mutex
+	state      converged
 	// downOnce: Down asks for the teardown once.
 	downOnce sync.Once
 	// ready is closed once stack is set: the control socket serves
@@ -92,25 +98,10 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			return nil, noService(plan, name)
 		}
 	}
-	for name, n := range opts.Scale {
-		svc := plan.Service(name)
-		if svc == nil {
-			return nil, fmt.Errorf("--scale: %w", noService(plan, name))
-		}
-		if n < 0 {
-			return nil, fmt.Errorf("--scale %s=%d: the number of replicas cannot be negative", name, n)
-		}
-		svc.Replicas = n
+	if err := applyScale(plan, opts.Scale); err != nil {
+		return nil, err
 	}
-	// Only the services selected (with their dependencies) are checked
-	// and prepared now, as docker compose creates only their containers;
-	// the others are when up starts them later.
-	selected := plan.WithDependencies(opts.Services)
-	if len(opts.Services) == 0 {
-		selected = plan.ServiceNames()
-	} else if opts.NoDeps {
-		selected = opts.Services
-	}
+	selected := selectServices(plan, opts.Services, opts.NoDeps)
 	if err := CheckImages(plan, selected); err != nil {
 		return nil, err
 	}
@@ -140,7 +131,8 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{opts: opts, plan: plan, rt: rt, cluster: cl, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
+	s := &Supervisor{opts: opts, rt: rt, cluster: cl, unlock: unlock, started: time.Now(), ready: make(chan struct{})}
+	s.current.Store(plan)
 	ok := false
 	defer func() {
 		if !ok {
@@ -239,6 +231,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	format := opts.Format
 	format.StoreDir = statedir.Logs(plan.StateDir)
+	s.state = converged{hashes: hashesOf(plan), runscripts: runscripts}
 	s.stack = actors.Start(actors.StackConfig{
 		Plan:           plan,
 		Runtime:        runtime,
@@ -264,6 +257,34 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	close(s.ready)
 	ok = true
 	return s, nil
+}
+
+// applyScale sets the replica counts of up --scale.
+func applyScale(plan *compose.Plan, scale map[string]int) error {
+	for name, n := range scale {
+		svc := plan.Service(name)
+		if svc == nil {
+			return fmt.Errorf("--scale: %w", noService(plan, name))
+		}
+		if n < 0 {
+			return fmt.Errorf("--scale %s=%d: the number of replicas cannot be negative", name, n)
+		}
+		svc.Replicas = n
+	}
+	return nil
+}
+
+// selectServices: only the services named (with their dependencies unless
+// noDeps; all when none) are checked and prepared by up, as docker compose
+// creates only their containers; the others are when up starts them later.
+func selectServices(plan *compose.Plan, services []string, noDeps bool) []string {
+	switch {
+	case len(services) == 0:
+		return plan.ServiceNames()
+	case noDeps:
+		return services
+	}
+	return plan.WithDependencies(services)
 }
 
 func noService(plan *compose.Plan, name string) error {
@@ -302,7 +323,7 @@ func (s *Supervisor) KillAll() { s.stack.Kill() }
 // and unlocks the project.
 func (s *Supervisor) Close() {
 	if rows, err := s.stack.Ps(); err == nil {
-		recordLastRows(s.plan.StateDir, rows)
+		recordLastRows(s.plan().StateDir, rows)
 	}
 	s.stack.Close()
 	if s.cluster != nil {
@@ -321,7 +342,7 @@ func (s *Supervisor) release() {
 	if s.listener != nil {
 		_ = s.listener.Close()
 	}
-	_ = os.Remove(statedir.Info(s.plan.StateDir))
+	_ = os.Remove(statedir.Info(s.plan().StateDir))
 	s.unlock()
 }
 
@@ -329,7 +350,7 @@ func (s *Supervisor) release() {
 var ErrStackStopped = errors.New("the stack stopped")
 
 // Project is the project's name.
-func (s *Supervisor) Project() string { return s.plan.Project }
+func (s *Supervisor) Project() string { return s.plan().Project }
 
 // WaitStarted returns once every replica has started (running, or exited
 // with 0 for a one-shot service), or, with healthy, once those with a
@@ -351,7 +372,7 @@ func (s *Supervisor) waitStarted(ctx context.Context, services []string, healthy
 		if len(services) > 0 {
 			rows = FilterRows(rows, api.PsOptions{All: true, Services: services})
 		}
-		done, err := startedAll(s.plan, rows, healthy)
+		done, err := startedAll(s.plan(), rows, healthy)
 		if done || err != nil {
 			return err
 		}
@@ -393,7 +414,7 @@ func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, err
 
 func (s *Supervisor) info() api.ProjectInfo {
 	return api.ProjectInfo{
-		Name: s.plan.Project, ConfigFiles: s.opts.ConfigFiles, StateDir: s.plan.StateDir,
+		Name: s.plan().Project, ConfigFiles: s.opts.ConfigFiles, StateDir: s.plan().StateDir,
 		Pid: os.Getpid(), Supervised: true, Detached: s.opts.Detached, Started: s.started,
 	}
 }
@@ -436,8 +457,8 @@ func ProjectStatus(rows []api.Replica) string {
 
 func (s *Supervisor) checkServices(names []string) error {
 	for _, n := range names {
-		if s.plan.Service(n) == nil {
-			return noService(s.plan, n)
+		if s.plan().Service(n) == nil {
+			return noService(s.plan(), n)
 		}
 	}
 	return nil
@@ -556,8 +577,15 @@ func leftStart(ev api.Event) bool {
 
 func running(r api.Replica) bool { return r.State == api.StateRunning }
 
-// Up implements api.Stack: start services of the running stack.
+// plan is the plan the stack runs now.
+func (s *Supervisor) plan() *compose.Plan { return s.current.Load() }
+
+// Up implements api.Stack: start services of the running stack, or with
+// opts.Project converge it to an edited compose file (converge.go).
 func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
+	if opts.Project != nil {
+		return s.converge(ctx, opts)
+	}
 	if err := s.awaitStart(ctx); err != nil {
 		return err
 	}
@@ -565,15 +593,15 @@ func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
 		return err
 	}
 	// Services set aside when the stack started (up SVC) are checked now.
-	toStart := s.plan.WithDependencies(opts.Services)
+	toStart := s.plan().WithDependencies(opts.Services)
 	if len(opts.Services) == 0 {
-		toStart = s.plan.ServiceNames()
+		toStart = s.plan().ServiceNames()
 	}
 	var problems []error
 	for _, name := range toStart {
-		problems = append(problems, s.plan.Service(name).Problems...)
+		problems = append(problems, s.plan().Service(name).Problems...)
 	}
-	if err := errors.Join(append(problems, CheckImages(s.plan, toStart))...); err != nil {
+	if err := errors.Join(append(problems, CheckImages(s.plan(), toStart))...); err != nil {
 		return err
 	}
 	if len(opts.Scale) > 0 {
@@ -635,7 +663,7 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 		pending[n] = true
 	}
 	if !opts.NoDeps {
-		for _, n := range followersOf(s.plan, names, before) {
+		for _, n := range followersOf(s.plan(), names, before) {
 			followers[n] = true
 		}
 	}
@@ -764,6 +792,9 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 	}
 	ch := s.stack.Subscribe()
 	defer s.stack.Unsubscribe(ch)
+	if opts.Subscribed != nil {
+		opts.Subscribed()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -829,7 +860,7 @@ func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopRep
 	if err != nil {
 		return nil, err
 	}
-	return Top(ctx, s.rt, s.plan.Project, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+	return Top(ctx, s.rt, s.plan().Project, FilterRows(rows, api.PsOptions{Services: opts.Services}))
 }
 
 // Stats implements api.Stack: what each active replica (ps without -a)
@@ -888,9 +919,9 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 	if err := s.awaitStart(ctx); err != nil {
 		return api.ExecTarget{}, err
 	}
-	svc := s.plan.Service(opts.Service)
+	svc := s.plan().Service(opts.Service)
 	if svc == nil {
-		return api.ExecTarget{}, noService(s.plan, opts.Service)
+		return api.ExecTarget{}, noService(s.plan(), opts.Service)
 	}
 	index := opts.Index
 	if index == 0 {
@@ -908,7 +939,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		n := s.nets.of[svc.Name] // nets is set once Up has succeeded
+		n := s.nets.network(svc.Name) // nets is set once Up has succeeded
 		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, NetHolder: n.Holder, NetUserNS: n.UserNS}
 		if s.cluster != nil && r.Node != "" {
 			t.Node, t.Job = r.Node, s.cluster.job
@@ -929,7 +960,7 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 		if err := s.checkServices(opts.Services); err != nil {
 			return err
 		}
-		if sel := WithDependents(s.plan, opts.Services); len(sel) < len(s.plan.Services) {
+		if sel := WithDependents(s.plan(), opts.Services); len(sel) < len(s.plan().Services) {
 			// Part of the stack: stop and forget those services, in
 			// one go; return once they are gone.
 			return s.command(ctx, &actors.CommandRequest{Op: actors.OpRemove, Services: sel, Timeout: opts.Timeout},
@@ -1029,6 +1060,9 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 	var errs []error
 	for _, s := range plan.Services {
 		r := images[s.Image]
+		if r == nil {
+			continue // not there yet: a service not started now
+		}
 		if r.err != nil {
 			errs = append(errs, fmt.Errorf("service %q: image %s: %w", s.Name, s.Image, r.err))
 			continue

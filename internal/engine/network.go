@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"sstack/compose"
@@ -22,7 +23,10 @@ import (
 // when no service runs on it) and each service's Network.
 type networks struct {
 	stack *stacknet.Net
-	of    map[string]singularity.Network
+	// of is replaced as a whole by up on a running stack (converge.go),
+	// under mu.
+	mu sync.RWMutex
+	of map[string]singularity.Network
 	// gateway is what host-gateway stands for from the services on the
 	// stack network: an address of the host other than loopback.
 	gateway string

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +54,8 @@ const startWithin = 20 * time.Second
 
 // Net is a stack's running network.
 type Net struct {
+	// mu guards rec.Published: ps reads it while up publishes.
+	mu  sync.Mutex
 	rec record
 	dir string
 }
@@ -79,6 +82,8 @@ type Published struct {
 	HostPort int    `json:"host_port"`
 	Target   int    `json:"target"`
 	Protocol string `json:"protocol"`
+	// ID is slirp4netns's number for the forward (remove_hostfwd).
+	ID int `json:"id,omitempty"`
 	// GuestAddr is the address in the namespace ("": the stack's own).
 	GuestAddr string `json:"guest_addr,omitempty"`
 }
@@ -95,7 +100,11 @@ func (n *Net) Network() singularity.Network {
 }
 
 // Ports are the forwards published so far.
-func (n *Net) Ports() []Published { return append([]Published(nil), n.rec.Published...) }
+func (n *Net) Ports() []Published {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Published(nil), n.rec.Published...)
+}
 
 // Missing says what this host lacks for a stack network, or "" when it
 // has all of it; it starts nothing. The message names the remedy and the
@@ -372,20 +381,53 @@ func (n *Net) Publish(p Published) error {
 	if p.GuestAddr != "" {
 		args["guest_addr"] = p.GuestAddr
 	}
-	req := map[string]any{"execute": "add_hostfwd", "arguments": args}
-	var resp struct {
-		Error *struct {
-			Desc string `json:"desc"`
-		} `json:"error"`
-	}
-	if err := n.call(req, &resp); err != nil {
+	var resp apiResponse
+	if err := n.call(map[string]any{"execute": "add_hostfwd", "arguments": args}, &resp); err != nil {
 		return fmt.Errorf("publishing host port %d: %w", p.HostPort, err)
 	}
 	if resp.Error != nil {
 		return fmt.Errorf("publishing host port %d: slirp4netns: %s", p.HostPort, resp.Error.Desc)
 	}
+	p.ID = resp.Return.ID
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.rec.Published = append(n.rec.Published, p)
 	return n.save()
+}
+
+// apiResponse is slirp4netns's answer to an API request.
+type apiResponse struct {
+	Return struct {
+		ID int `json:"id"`
+	} `json:"return"`
+	Error *struct {
+		Desc string `json:"desc"`
+	} `json:"error"`
+}
+
+// Unpublish stops forwarding the ports published for service (up
+// replacing it with other ports, or removing it).
+func (n *Net) Unpublish(service string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var keep []Published
+	var errs []error
+	for _, p := range n.rec.Published {
+		if p.Service != service {
+			keep = append(keep, p)
+			continue
+		}
+		var resp apiResponse
+		err := n.call(map[string]any{"execute": "remove_hostfwd", "arguments": map[string]any{"id": p.ID}}, &resp)
+		if err == nil && resp.Error != nil {
+			err = errors.New(resp.Error.Desc)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("host port %d: slirp4netns: %w", p.HostPort, err))
+		}
+	}
+	n.rec.Published = keep
+	return errors.Join(append(errs, n.save())...)
 }
 
 // call sends one request to the API socket and decodes the answer.

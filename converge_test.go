@@ -1,0 +1,247 @@
+package main
+
+// up on a running stack brings it to the edited compose file, as docker
+// compose up does: changed services are recreated, new ones created,
+// unchanged ones left running, orphans warned about (removed with
+// --remove-orphans), and a broken file changes nothing.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// convergeFile: a runs `sleep` with a marker in its command line, b runs
+// unchanged, c (when given) is new.
+func convergeFile(marker string, withC bool, extra ...string) string {
+	s := "\nservices:\n" +
+		"  a:\n    " + busyboxImage + "    command: [\"sh\", \"-c\", \"echo a-" + marker + "; exec sleep 600\"]\n" +
+		"  b:\n    " + busyboxImage + "    command: [\"sleep\", \"600\"]\n"
+	if withC {
+		s += "  c:\n    " + busyboxImage + "    command: [\"sleep\", \"600\"]\n"
+	}
+	for _, e := range extra {
+		s += e
+	}
+	return s
+}
+
+// pids maps each running replica to its process id.
+func pids(rows []replicaRow) map[string]int {
+	m := map[string]int{}
+	for _, r := range rows {
+		if r.State == "running" {
+			m[r.Name] = r.Pid
+		}
+	}
+	return m
+}
+
+func (p *project) rewrite(compose string) {
+	p.t.Helper()
+	p.write("docker-compose.yml", p.withImages(compose))
+}
+
+func TestUpConvergesRunningStack(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		p := newP(t, convergeFile("one", false))
+		p.upDetached()
+		before := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+
+		p.rewrite(convergeFile("two", true))
+		errs := p.upDetached()
+		contains(t, "up -d on the edited file", errs, "Recreate", "Running")
+		after := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"}))
+		if after["b-1"] != before["b-1"] {
+			t.Errorf("b did not change, yet its process changed: pid %d, then %d\n%s", before["b-1"], after["b-1"], errs)
+		}
+		if after["a-1"] == before["a-1"] {
+			t.Errorf("a's command changed, yet its process is the same (pid %d)\n%s", after["a-1"], errs)
+		}
+		p.waitLogs("a-two")
+
+		// The same file again: nothing to do.
+		errs = p.upDetached()
+		again := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"}))
+		for name, pid := range after {
+			if again[name] != pid {
+				t.Errorf("an unchanged file recreated %s (pid %d, then %d)\n%s", name, pid, again[name], errs)
+			}
+		}
+		if strings.Contains(errs, "Recreate") {
+			t.Errorf("an unchanged file: up said it recreates something:\n%s", errs)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+func TestUpRecreateFlags(t *testing.T) {
+	p := newProject(t, convergeFile("one", false))
+	p.upDetached()
+	first := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+
+	// --no-recreate: a changed, but stays as it runs.
+	p.rewrite(convergeFile("two", false))
+	p.upDetached("--no-recreate")
+	if got := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"})); got["a-1"] != first["a-1"] {
+		t.Errorf("--no-recreate recreated a (pid %d, then %d)", first["a-1"], got["a-1"])
+	}
+
+	// --force-recreate: both are recreated, unchanged or not.
+	p.upDetached("--force-recreate")
+	forced := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	for _, name := range []string{"a-1", "b-1"} {
+		if forced[name] == first[name] {
+			t.Errorf("--force-recreate left %s as it ran (pid %d)", name, forced[name])
+		}
+	}
+	p.waitLogs("a-two")
+
+	if code, _, errs := p.sstack("up", "-d", "--force-recreate", "--no-recreate"); code == 0 || !strings.Contains(errs, "cannot be combined") {
+		t.Errorf("--force-recreate with --no-recreate: exit code %d, want a usage error\n%s", code, errs)
+	}
+	p.down()
+}
+
+func TestUpOrphans(t *testing.T) {
+	p := newProject(t, convergeFile("one", true))
+	p.upDetached()
+	p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"})
+
+	p.rewrite(convergeFile("one", false))
+	errs := p.upDetached()
+	contains(t, "up -d without c", errs, "Found orphan instances", p.name+".c.1", "--remove-orphans")
+	if r := row(p.ps(), "c-1"); r == nil || r.State != "running" {
+		t.Fatalf("the orphan c should run on until --remove-orphans: %+v", r)
+	}
+
+	p.upDetached("--remove-orphans")
+	p.waitPs("c removed", func(rows []replicaRow) bool { return row(rows, "c-1") == nil })
+	for _, i := range instances(t, p.name) {
+		if strings.Contains(i, ".c.") {
+			t.Errorf("instance %s of the removed orphan is left", i)
+		}
+	}
+	// The orphan is gone from the stack: up does not bring it back.
+	p.upDetached()
+	if r := row(p.ps("-a"), "c-1"); r != nil {
+		t.Errorf("up brought the removed orphan back: %+v", r)
+	}
+	p.down()
+}
+
+// What a service is made from beyond the compose file: an env file, a
+// secret, the image file itself.
+func TestUpRecreatesOnChangedFiles(t *testing.T) {
+	p := newProject(t, "\nservices:\n  a:\n    "+busyboxImage+
+		"    command: [\"sh\", \"-c\", \"echo v=$$V; cat /run/secrets/s; exec sleep 600\"]\n"+
+		"    env_file: [a.env]\n    secrets: [s]\n"+
+		"  b:\n    "+busyboxImage+"    command: [\"sleep\", \"600\"]\n"+
+		"secrets:\n  s:\n    file: ./s.txt\n")
+	p.write("a.env", "V=first\n")
+	p.writeSecret("s.txt", "secret-one\n")
+	p.upDetached()
+	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	p.waitLogs("v=first", "secret-one")
+
+	p.write("a.env", "V=second\n")
+	p.upDetached()
+	afterEnv := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	if afterEnv["a-1"] == start["a-1"] || afterEnv["b-1"] != start["b-1"] {
+		t.Errorf("a changed env file: a's pid %d -> %d (want a new one), b's %d -> %d (want the same)", start["a-1"], afterEnv["a-1"], start["b-1"], afterEnv["b-1"])
+	}
+	p.waitLogs("v=second")
+
+	p.writeSecret("s.txt", "secret-two\n")
+	p.upDetached()
+	afterSecret := pids(p.waitStatus(map[string]string{"a-1": "running"}))
+	if afterSecret["a-1"] == afterEnv["a-1"] {
+		t.Errorf("a changed secret file did not recreate a (pid %d)", afterSecret["a-1"])
+	}
+	p.waitLogs("secret-two")
+	p.down()
+}
+
+// A new SIF file under the same name is a new image: its service is
+// recreated, as docker compose recreates a container whose image changed.
+func TestUpRecreatesOnNewImageFile(t *testing.T) {
+	p := newProject(t, "")
+	img := filepath.Join(p.dir, "app.sif")
+	if err := copyFile(p.busybox, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.write("docker-compose.yml", "services:\n  a:\n    image: ./app.sif\n    command: [\"sleep\", \"600\"]\n  b:\n    image: "+p.busybox+"\n    command: [\"sleep\", \"600\"]\n")
+	p.upDetached()
+	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	// A rebuilt image: a new file put in place of the old one.
+	if err := copyFile(p.busybox, img+".new", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(img+".new", later, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(img+".new", img); err != nil {
+		t.Fatal(err)
+	}
+	p.upDetached()
+	now := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	if now["a-1"] == start["a-1"] {
+		t.Errorf("a new image file did not recreate a (pid %d)", now["a-1"])
+	}
+	if now["b-1"] != start["b-1"] {
+		t.Errorf("b's image did not change, yet it was recreated (pid %d -> %d)", start["b-1"], now["b-1"])
+	}
+	p.down()
+}
+
+// A file that fails its checks changes nothing and says why.
+func TestUpBrokenEditChangesNothing(t *testing.T) {
+	p := newProject(t, convergeFile("one", false))
+	p.upDetached()
+	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+
+	p.rewrite(convergeFile("two", true, "    depends_on: [nosuch]\n"))
+	code, _, errs := p.sstack("up", "-d")
+	if code == 0 {
+		t.Fatalf("up -d with a broken file succeeded:\n%s", errs)
+	}
+	contains(t, "up -d with a broken file", errs, "nosuch")
+	rows := p.ps("-a")
+	if got := pids(rows); got["a-1"] != start["a-1"] || got["b-1"] != start["b-1"] {
+		t.Errorf("a broken file changed the stack: pids %v, then %v", start, got)
+	}
+	if row(rows, "c-1") != nil {
+		t.Errorf("a broken file created c: %+v", rows)
+	}
+	p.down()
+}
+
+// update NAME (singularity-stack's) converges a running stack.
+func TestUpdateCommand(t *testing.T) {
+	p := newProject(t, convergeFile("one", false))
+	p.upDetached()
+	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	p.rewrite(convergeFile("two", false))
+	update := func() *exec.Cmd {
+		// From another directory, as singularity-stack is used.
+		cmd := exec.Command(sstackBin, "update", "--metrics-addr", "", "-c", filepath.Join(p.dir, "docker-compose.yml"), p.name)
+		cmd.Dir, cmd.Env = t.TempDir(), p.env
+		return cmd
+	}
+	code, _, errs := runCommand(t, update(), 2*time.Minute)
+	if code != 0 {
+		t.Fatalf("update: exit code %d\n%s", code, errs)
+	}
+	if now := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"})); now["a-1"] == start["a-1"] || now["b-1"] != start["b-1"] {
+		t.Errorf("update: a %d -> %d (want new), b %d -> %d (want same)", start["a-1"], now["a-1"], start["b-1"], now["b-1"])
+	}
+	p.down()
+	if code, _, errs := runCommand(t, update(), time.Minute); code == 0 || !strings.Contains(errs, "not running") {
+		t.Errorf("update of a stack that does not run: exit code %d, want an error saying so\n%s", code, errs)
+	}
+}
