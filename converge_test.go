@@ -245,3 +245,113 @@ func TestUpdateCommand(t *testing.T) {
 		t.Errorf("update of a stack that does not run: exit code %d, want an error saying so\n%s", code, errs)
 	}
 }
+
+// rollingFile: web has three replicas that roll one at a time; mode
+// decides what they print and whether their healthcheck passes.
+func rollingFile(mode, action string) string {
+	return "\nservices:\n  web:\n    " + busyboxImage +
+		"    command: [\"sh\", \"-c\", \"echo web-mode-$$MODE; exec sleep 600\"]\n" +
+		"    environment: {MODE: " + mode + "}\n" +
+		"    healthcheck:\n      test: [\"CMD-SHELL\", \"test $$MODE != bad\"]\n      interval: 500ms\n      timeout: 2s\n      retries: 1\n      start_period: 0s\n" +
+		"    deploy:\n      replicas: 3\n      update_config: {parallelism: 1, delay: 1s, monitor: 2s, failure_action: " + action + "}\n"
+}
+
+// A rolling update: one replica at a time, each after the previous one
+// is healthy and the delay has passed.
+func TestRollingUpdateInOrder(t *testing.T) {
+	p := newProject(t, rollingFile("one", "pause"))
+	p.upDetached("--wait")
+	p.rewrite(rollingFile("two", "pause"))
+	errs := p.upDetached()
+	contains(t, "rolling update", errs, "web-1 updated 1/3", "web-2 updated 2/3", "web-3 updated 3/3", "update of web completed")
+	before(t, errs, "web-1 updated 1/3", "Instance "+p.name+".web.2  Recreate")
+	before(t, errs, "web-2 updated 2/3", "Instance "+p.name+".web.3  Recreate")
+	for _, r := range p.waitStatus(map[string]string{"web-1": "running (healthy)", "web-2": "running (healthy)", "web-3": "running (healthy)"}) {
+		if r.Restarts != 0 {
+			t.Errorf("%s: %d restarts after the update, want 0", r.Name, r.Restarts)
+		}
+	}
+	logs := p.waitLogs("web-mode-two")
+	if n := strings.Count(logs, "web-mode-two"); n != 3 {
+		t.Errorf("%d replicas print the new mode, want 3:\n%s", n, logs)
+	}
+	p.down()
+}
+
+// failure_action: rollback: the new version turns unhealthy, and every
+// replica updated so far gets the previous configuration back; up exits 1.
+func TestRollingUpdateRollsBack(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		p := newP(t, rollingFile("good", "rollback"))
+		p.upDetached("--wait")
+		p.rewrite(rollingFile("bad", "rollback"))
+		code, _, errs := p.sstack("up", "-d")
+		if code == 0 {
+			t.Fatalf("an update rolled back: up -d exit code 0, want 1\n%s", errs)
+		}
+		contains(t, "rolled back update", errs, "rolling web back: replica 1 is unhealthy", "web rolled back")
+		if strings.Contains(errs, "web-2 updated") {
+			t.Errorf("the update went on past the failed replica:\n%s", errs)
+		}
+		p.waitStatus(map[string]string{"web-1": "running (healthy)", "web-2": "running (healthy)", "web-3": "running (healthy)"})
+		// The previous configuration is the stack's again: a second up of
+		// the bad file tries again, the good one changes nothing.
+		p.rewrite(rollingFile("good", "rollback"))
+		if errs := p.upDetached(); strings.Contains(errs, "Recreate") {
+			t.Errorf("after the rollback, the good file should be what runs; up recreated:\n%s", errs)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+// A recreated service publishes the ports of its new configuration: the
+// old one stops answering, the new one reaches the new replica.
+func TestUpRepublishesChangedPorts(t *testing.T) {
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		oldPort, newPort := freePort(t), freePort(t)
+		p := newP(t, httpd("web", "first", `ports: ["127.0.0.1:`+oldPort+`:80"]`))
+		p.upDetached()
+		if got := get(t, "http://127.0.0.1:"+oldPort+"/"); !strings.Contains(got, "first") {
+			t.Fatalf("before the change: %q", got)
+		}
+		p.rewrite(httpd("web", "second", `ports: ["127.0.0.1:`+newPort+`:80"]`))
+		p.upDetached()
+		if got := get(t, "http://127.0.0.1:"+newPort+"/"); !strings.Contains(got, "second") {
+			t.Errorf("the new port: %q, want the new replica's page", got)
+		}
+		if !unreachable("127.0.0.1:" + oldPort) {
+			t.Errorf("the old port %s still answers after the service dropped it", oldPort)
+		}
+		if out := p.must("port", "web", "80"); !strings.Contains(out, newPort) {
+			t.Errorf("port web 80 = %q, want the new port %s", out, newPort)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
+}
+
+// depends_on.restart: true: a dependent restarts once its dependency was
+// recreated; one without it runs on.
+func TestUpRestartsDependentsOfRecreated(t *testing.T) {
+	file := func(marker string) string {
+		return "\nservices:\n" +
+			"  db:\n    " + busyboxImage + "    command: [\"sh\", \"-c\", \"echo db-" + marker + "; exec sleep 600\"]\n" +
+			"  follows:\n    " + busyboxImage + "    command: [\"sleep\", \"600\"]\n    depends_on:\n      db: {condition: service_started, restart: true}\n" +
+			"  stays:\n    " + busyboxImage + "    command: [\"sleep\", \"600\"]\n    depends_on: [db]\n"
+	}
+	p := newProject(t, file("one"))
+	p.upDetached()
+	start := pids(p.waitStatus(map[string]string{"db-1": "running", "follows-1": "running", "stays-1": "running"}))
+	p.rewrite(file("two"))
+	p.upDetached()
+	var now map[string]int
+	p.waitPs("follows restarted", func(rows []replicaRow) bool {
+		now = pids(rows)
+		return now["follows-1"] != 0 && now["follows-1"] != start["follows-1"] && now["db-1"] != start["db-1"]
+	})
+	if now["stays-1"] != start["stays-1"] {
+		t.Errorf("stays (depends_on without restart) was restarted: pid %d -> %d", start["stays-1"], now["stays-1"])
+	}
+	p.down()
+}
