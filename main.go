@@ -92,6 +92,9 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == cpOnNodeArg {
+		os.Exit(cpHere(os.Args[2:])) // cp of a replica on another node
+	}
 	if len(os.Args) >= 2 && os.Args[1] == stacknet.HolderArg {
 		stacknet.Hold() // a stack network's holder: never returns
 	}

@@ -525,3 +525,89 @@ volumes:
 	p.down()
 	assertNothingLeftInJob(t, p.name, job)
 }
+
+// update NAME (up on a running stack) across an allocation: the changed
+// service is recreated on the nodes its replicas had, the unchanged one
+// keeps its process, a new one is placed and started.
+func TestSlurmUpdateConverges(t *testing.T) {
+	file := func(marker string, withC bool) string {
+		s := `
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web-` + marker + `; exec sleep 3600"]
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  db:
+    image: busybox
+    command: sleep 3600
+`
+		if withC {
+			s += "  c:\n    image: busybox\n    command: sleep 3600\n"
+		}
+		return s
+	}
+	p := newProject(t, file("one", false))
+	job := p.inAllocation()
+	p.upDetached()
+	before := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running"})
+	p.rewrite(file("two", true))
+	cmd := exec.Command(sstackBin, "update", "--metrics-addr", "", "-c", filepath.Join(p.dir, "docker-compose.yml"), p.name)
+	cmd.Dir, cmd.Env = t.TempDir(), p.env
+	if code, _, errs := runCommand(t, cmd, 2*time.Minute); code != 0 {
+		t.Fatalf("update: exit code %d\n%s", code, errs)
+	}
+	after := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running", "c-1": "running"})
+	for _, name := range []string{"web-1", "web-2"} {
+		b, a := row(before, name), row(after, name)
+		if a.Pid == b.Pid && a.Node == b.Node {
+			t.Errorf("%s was not recreated: pid %d on %s before and after", name, a.Pid, a.Node)
+		}
+		if a.Node != b.Node {
+			t.Errorf("%s moved from %s to %s: a recreated replica keeps its node", name, b.Node, a.Node)
+		}
+	}
+	if b, a := row(before, "db-1"), row(after, "db-1"); a.Pid != b.Pid {
+		t.Errorf("db did not change, yet its process did: pid %d -> %d", b.Pid, a.Pid)
+	}
+	if c := row(after, "c-1"); c.Node == "" {
+		t.Errorf("the new service c has no node: %+v", c)
+	}
+	p.waitLogs("web-two")
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}
+
+// cp reaches a replica on another node of the allocation: the copy runs
+// there, in a step of the job (the instance's root is that node's).
+func TestSlurmCpRemoteReplica(t *testing.T) {
+	p := newProject(t, `
+services:
+  app:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      placement:
+        constraints: ["node.hostname == n3"]
+`)
+	job := p.inAllocation()
+	p.upDetached()
+	p.waitStatus(map[string]string{"app-1": "running"})
+	in := p.write("in.txt", "to n3\n")
+	p.must("cp", in, "app:/tmp/in.txt")
+	if out := p.must("exec", "-T", "app", "cat", "/tmp/in.txt"); out != "to n3\n" {
+		t.Errorf("copied into the replica on n3: %q", out)
+	}
+	out := filepath.Join(p.dir, "back.txt")
+	p.must("cp", "app:/tmp/in.txt", out)
+	if b, err := os.ReadFile(out); err != nil || string(b) != "to n3\n" {
+		t.Errorf("copied out of the replica on n3: %q, %v", b, err)
+	}
+	if code, _, errs := p.sstack("cp", "app:/no/such", out); code == 0 || !strings.Contains(errs, "/no/such") {
+		t.Errorf("a missing source on n3: exit code %d, %q", code, errs)
+	}
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}

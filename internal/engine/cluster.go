@@ -260,3 +260,39 @@ func (d *dropLines) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// converge takes an edited plan (up on a running stack): the replicas of
+// fresh services are placed now, so that one that fits no node refuses
+// the change before anything changes.
+func (c *cluster) converge(plan *compose.Plan, fresh []string) error {
+	c.mu.Lock()
+	old := c.plan
+	c.plan = plan
+	c.mu.Unlock()
+	var errs []error
+	for _, name := range fresh {
+		for r := 1; r <= plan.Service(name).Replicas; r++ {
+			if _, err := c.Place(name, r); err != nil {
+				errs = append(errs, fmt.Errorf("service %q: %w", name, err))
+				break
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.mu.Lock()
+		c.plan = old
+		for _, name := range fresh {
+			delete(c.assign, name)
+		}
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// setHosts records the services' hosts files, which placements rewrite.
+func (c *cluster) setHosts(hosts map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hosts = hosts
+}

@@ -44,9 +44,6 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	defer s.converging.Unlock()
 	// The client shows the events up to this one.
 	defer s.stack.Announce(api.Event{Kind: api.EventConverged})
-	if s.cluster != nil {
-		return errors.New("up cannot change a stack that runs across a Slurm allocation yet: take it down (sstack down) and start it again with the edited file")
-	}
 	var lo compose.Options
 	if err := json.Unmarshal(opts.Project, &lo); err != nil {
 		return fmt.Errorf("the compose file's load options: %w", err)
@@ -79,7 +76,10 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 		return err
 	}
 	clampUlimits(plan, selected, s.opts.Stderr)
-	skipElsewhere(plan, s.opts.Stderr)
+	cl := s.cluster
+	if cl == nil {
+		skipElsewhere(plan, s.opts.Stderr)
+	}
 
 	rows, err := s.stack.Ps()
 	if err != nil {
@@ -127,15 +127,27 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	if err != nil {
 		return err
 	}
-	nets, err := s.nets.converge(&merged, changed, remove)
+	nets, err := s.nets.converge(&merged, changed, remove, cl != nil)
 	if err != nil {
 		return err
 	}
+	hostsOf := merged.HostsOf
+	if cl != nil {
+		// New services are placed now: one that fits no node changes
+		// nothing; the others' replicas keep their nodes.
+		if err := cl.converge(&merged, fresh); err != nil {
+			return err
+		}
+		hostsOf = cl.hostsOf
+	}
 	hosts, err := actors.WriteHostsFiles(&merged, func(svc *compose.Service) ([]compose.HostEntry, error) {
-		return s.nets.hosts(&merged, svc, merged.HostsOf(svc))
+		return s.nets.hosts(&merged, svc, hostsOf(svc))
 	})
 	if err != nil {
 		return err
+	}
+	if cl != nil {
+		cl.setHosts(hosts)
 	}
 	runscripts = mergeMaps(s.state.runscripts, runscripts)
 
@@ -247,8 +259,9 @@ func mergeMaps[V any](base, over map[string]V) map[string]V {
 // in the edited plan: their published ports are published again (a
 // recreated service may publish others now) and those of removed go. It
 // returns each service's network, a new map: the running replicas read
-// the old one.
-func (nw *networks) converge(plan *compose.Plan, changed, removed []string) (map[string]singularity.Network, error) {
+// the old one. Across a Slurm allocation (clustered) services use their
+// node's network.
+func (nw *networks) converge(plan *compose.Plan, changed, removed []string, clustered bool) (map[string]singularity.Network, error) {
 	of := maps.Clone(nw.of)
 	var errs []error
 	for _, name := range append(slices.Clip(changed), removed...) {
@@ -265,6 +278,9 @@ func (nw *networks) converge(plan *compose.Plan, changed, removed []string) (map
 		case compose.NetworkNone:
 			of[name] = singularity.Network{None: true}
 		case compose.NetworkProject:
+			if clustered {
+				continue
+			}
 			if nw.stack == nil {
 				errs = append(errs, &compose.Error{Service: name, Key: "network_mode", Message: "the stack runs on the host's network (it was started with --network host, or x-sstack.network: host); take it down and up again to give it a network of its own"})
 				continue
