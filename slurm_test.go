@@ -611,3 +611,31 @@ services:
 	p.down()
 	assertNothingLeftInJob(t, p.name, job)
 }
+
+// run inside an allocation: the dependency is started on its node, and
+// the one-off reaches it by name at that node's address.
+func TestSlurmRunReachesDependency(t *testing.T) {
+	p := newProject(t, `
+services:
+  server:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-n2 > /tmp/www/index.html && exec httpd -f -p 127.0.0.12:8080 -h /tmp/www"]
+    deploy:
+      placement:
+        constraints: ["node.hostname == n2"]
+  client:
+    image: busybox
+    command: ["true"]
+    depends_on: [server]
+`)
+	job := p.inAllocation()
+	code, out, errs := p.sstack("run", "--rm", "-T", "client", "sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done")
+	if code != 0 || !strings.Contains(out, "hello-from-n2") {
+		t.Errorf("run client: exit code %d, want the page of server on n2\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if s := row(p.ps(), "server-1"); s == nil || s.Node != "n2" {
+		t.Errorf("the dependency: %+v, want server-1 on n2", s)
+	}
+	p.down()
+	assertNothingLeftInJob(t, p.name, job)
+}

@@ -114,36 +114,32 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	}()
 
 	nw := &networks{of: map[string]singularity.Network{}}
-	switch svc.Network {
-	case compose.NetworkNone:
-		nw.of[svc.Name] = singularity.Network{None: true}
-	case compose.NetworkProject:
-		if running, lerr := stacknet.Load(plan.StateDir); lerr == nil && running.Alive() {
-			if len(opts.Ports) > 0 {
-				return nil, fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
-			}
-			nw.of[svc.Name] = running.Network()
-			break
-		}
-		// No stack runs: the run gets a network of its own, as docker
-		// compose run creates the project's network.
-		if nw.stack, err = stacknet.Start(ctx, dir, plan.Project+"."+name); err != nil {
-			return nil, fmt.Errorf("the run's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
-		}
-		r.close = append(r.close, nw.stack.Close)
-		nw.of[svc.Name] = nw.stack.Network()
-		one := compose.Plan{Project: plan.Project, Services: []compose.Service{{Name: svc.Name, Network: compose.NetworkProject, Ports: opts.Ports}}}
-		if err := nw.publish(&one); err != nil {
-			return nil, err
-		}
-	}
-	nw.gateway = hostAddress()
-	entries, err := nw.hosts(plan, svc, plan.HostsOf(svc))
+	// Across a Slurm allocation the stack's services are on their
+	// nodes' networks, and the hosts file the supervisor keeps for the
+	// service names their nodes: the one-off takes both.
+	hostsFile, err := placedHosts(plan, svc)
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case hostsFile != nil:
+	case svc.Network == compose.NetworkNone:
+		nw.of[svc.Name] = singularity.Network{None: true}
+	case svc.Network == compose.NetworkProject:
+		if err := r.network(ctx, nw, plan, svc, dir, name, opts.Ports); err != nil {
+			return nil, err
+		}
+	}
+	if hostsFile == nil {
+		nw.gateway = hostAddress()
+		entries, err := nw.hosts(plan, svc, plan.HostsOf(svc))
+		if err != nil {
+			return nil, err
+		}
+		hostsFile = []byte(actors.HostsFile(entries))
+	}
 	hosts := filepath.Join(dir, "hosts")
-	if err := os.WriteFile(hosts, []byte(actors.HostsFile(entries)), 0o600); err != nil {
+	if err := os.WriteFile(hosts, hostsFile, 0o600); err != nil {
 		return nil, err
 	}
 	resolv, err := resolvConf(dir)
@@ -189,3 +185,41 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 // SplitEntrypoint splits run's --entrypoint as docker compose does (on
 // white space).
 func SplitEntrypoint(s string) []string { return strings.Fields(s) }
+
+// network gives the one-off's service the running stack's network, or
+// one of its own (with ports) when no stack runs, as docker compose run
+// creates the project's network.
+func (r *OneOff) network(ctx context.Context, nw *networks, plan *compose.Plan, svc *compose.Service, dir, name string, ports []compose.Port) error {
+	if running, err := stacknet.Load(plan.StateDir); err == nil && running.Alive() {
+		if len(ports) > 0 {
+			return fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
+		}
+		nw.of[svc.Name] = running.Network()
+		return nil
+	}
+	var err error
+	if nw.stack, err = stacknet.Start(ctx, dir, plan.Project+"."+name); err != nil {
+		return fmt.Errorf("the run's own network cannot be made on this host: %v; %s", err, hostNetworkHint)
+	}
+	r.close = append(r.close, nw.stack.Close)
+	nw.of[svc.Name] = nw.stack.Network()
+	one := compose.Plan{Project: plan.Project, Services: []compose.Service{{Name: svc.Name, Network: compose.NetworkProject, Ports: ports}}}
+	return nw.publish(&one)
+}
+
+// placedHosts is, inside a Slurm allocation where the project's stack
+// runs, the hosts file its supervisor keeps for svc (every name on its
+// replicas' nodes); nil otherwise.
+func placedHosts(plan *compose.Plan, svc *compose.Service) ([]byte, error) {
+	if _, ok := os.LookupEnv("SLURM_JOB_ID"); !ok || svc.Network != compose.NetworkProject || !Locked(plan.StateDir) {
+		return nil, nil
+	}
+	if _, err := stacknet.Load(plan.StateDir); err == nil {
+		return nil, nil // the stack runs on one host, with its own network
+	}
+	b, err := os.ReadFile(filepath.Join(statedir.Hosts(plan.StateDir), svc.Name))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	return b, err
+}
