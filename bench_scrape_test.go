@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/control"
-	"sstack/internal/statedir"
 )
 
 // scrapeRounds is how many rounds of scrapeBurst back-to-back scrapes each
@@ -116,17 +114,18 @@ func benchFreeAddr(b *testing.B) string {
 	return addr
 }
 
-// benchSupervisor is the pid of the project's supervisor, from the
-// information it writes in its state directory.
+// benchSupervisor is the pid of the project's supervisor, as it says
+// over its control socket.
 func benchSupervisor(b *testing.B, stateDir string) int {
 	b.Helper()
-	data, err := os.ReadFile(statedir.Info(stateDir))
+	c, err := control.Dial(stateDir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var info api.ProjectInfo
-	if err := json.Unmarshal(data, &info); err != nil || info.Pid == 0 {
-		b.Fatalf("%s: %v %s", statedir.Info(stateDir), err, data)
+	defer c.Close()
+	info, err := c.Info(context.Background())
+	if err != nil || info.Pid == 0 {
+		b.Fatalf("the supervisor's info: %+v, %v", info, err)
 	}
 	return info.Pid
 }

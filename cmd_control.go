@@ -97,7 +97,7 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 		defer closeFn()
 		return st.Ps(context.Background(), opts)
 	}
-	if project == "" || !strings.Contains(err.Error(), "is not running") {
+	if project == "" || !errors.Is(err, api.ErrNotRunning) {
 		return nil, err
 	}
 	rt, rerr := o.runtimeBinary()

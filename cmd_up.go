@@ -421,7 +421,7 @@ func newDetachedReport(stateDir string) (*detachedReport, error) {
 	}
 	f, err := os.OpenFile(statedir.SupervisorLog(stateDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+		return nil, statedir.Problem(err)
 	}
 	return &detachedReport{parent: os.Stderr, log: f}, nil
 }
@@ -718,7 +718,7 @@ func newUpdate(o *options) *cobra.Command {
 			}
 			done, err := upInRunningStack(o, nil)
 			if !done && err == nil {
-				err = fmt.Errorf("stack %q is not running: %w; start it with 'sstack deploy %s'", o.project, api.ErrNotRunning, o.project)
+				err = &notRunningError{o.project, fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
 			}
 			return err
 		},
@@ -749,4 +749,3 @@ func newList(o *options) *cobra.Command {
 	return c
 }
 
-var _ = compose.Options{}

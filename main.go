@@ -142,22 +142,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sstack: %v\n", err)
 	var ue *usageError
-	if errors.As(err, &ue) || !errors.Is(err, compose.ErrInvalid) && isFlagError(err) {
+	if errors.As(err, &ue) {
 		fmt.Fprintln(stderr, "Run 'sstack --help' for usage.")
 		return 2
 	}
 	return 1
 }
 
-// isFlagError: cobra's own errors for a bad command line.
-func isFlagError(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "bad flag syntax"} {
-		if strings.Contains(s, p) {
-			return true
+// usageErrors makes cobra's own errors for a bad command line (flags,
+// the number of arguments) usage errors, in c and every command below.
+// Flag errors go through the root's FlagErrorFunc, which cobra asks of
+// every command.
+func usageErrors(c *cobra.Command) {
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return &usageError{err}
+			}
+			return nil
 		}
 	}
-	return false
+	for _, sub := range c.Commands() {
+		usageErrors(sub)
+	}
 }
 
 func newRoot(o *options) *cobra.Command {
@@ -210,6 +217,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 			fileShorthand(c, o)
 		}
 	}
+	usageErrors(root)
 	return root
 }
 
@@ -295,6 +303,15 @@ func projectFlagIn(args []string) string {
 	return flag
 }
 
+// notRunningError: no sstack supervises the project (api.ErrNotRunning),
+// and how to start one.
+type notRunningError struct{ project, remedy string }
+
+func (e *notRunningError) Error() string {
+	return fmt.Sprintf("project %q is not running: no sstack supervises it; %s", e.project, e.remedy)
+}
+func (e *notRunningError) Unwrap() error { return api.ErrNotRunning }
+
 // connect reaches the supervisor of the project, or says how to start one.
 func (o *options) connect() (api.Stack, string, func(), error) {
 	project, dir, err := o.stateDir()
@@ -312,7 +329,7 @@ func (o *options) connect() (api.Stack, string, func(), error) {
 }
 
 func notRunning(project string) error {
-	return fmt.Errorf("project %q is not running: no sstack supervises it; start it with 'sstack up -d -n %s' (or 'sstack up' in the foreground) where its compose file is", project, project)
+	return &notRunningError{project, fmt.Sprintf("start it with 'sstack up -d -n %s' (or 'sstack up' in the foreground) where its compose file is", project)}
 }
 
 // parallelLimit is --parallel, else COMPOSE_PARALLEL_LIMIT; 0 means the

@@ -70,7 +70,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 func WriteHostsFiles(plan *compose.Plan, hostsOf func(*compose.Service) ([]compose.HostEntry, error)) (map[string]string, error) {
 	hostsDir := statedir.Hosts(plan.StateDir)
 	if err := statedir.Private(hostsDir); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+		return nil, err
 	}
 	hosts := map[string]string{}
 	for i := range plan.Services {

@@ -271,7 +271,7 @@ func startInstance(rt singularity.Runtime, spec singularity.InstanceSpec, svc *c
 	defer acquire(slots)()
 	if stateDir != "" {
 		if err := statedir.Record(stateDir, spec.Name); err != nil {
-			return fmt.Errorf("state directory: %w", err)
+			return err
 		}
 	}
 	err := rt.StartInstance(ctx, spec)

@@ -234,11 +234,6 @@ func (s *Stack) Close() {
 	s.system.Shutdown()
 }
 
-// DisplayName is the log prefix and status name of a replica, as docker
-// compose shows it.
-func DisplayName(service string, replica int) string {
-	return service + "-" + strconv.Itoa(replica)
-}
 
 // replicaState is the supervisor's view of one replica, derived from its
 // events.

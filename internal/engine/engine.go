@@ -210,9 +210,6 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeInfo(plan.StateDir, s.info()); err != nil {
-		return nil, err
-	}
 	// Instance monitors become sstack's children, reaped at stop without
 	// waiting for a slow init (see BecomeSubreaper); without it stops are
 	// only slower.
@@ -342,7 +339,6 @@ func (s *Supervisor) release() {
 	if s.listener != nil {
 		_ = s.listener.Close()
 	}
-	_ = os.Remove(statedir.Info(s.plan().StateDir))
 	s.unlock()
 }
 
@@ -496,21 +492,12 @@ func FilterRows(rows []api.Replica, opts api.PsOptions) []api.Replica {
 		if !opts.All && !r.Active() {
 			continue
 		}
-		if len(opts.Services) > 0 && !contains(opts.Services, r.Service) {
+		if len(opts.Services) > 0 && !slices.Contains(opts.Services, r.Service) {
 			continue
 		}
 		out = append(out, r)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // command sends a user command and waits until every replica it acts on
@@ -803,7 +790,7 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 			if !ok {
 				return nil
 			}
-			if len(opts.Services) > 0 && !contains(opts.Services, ev.Service) {
+			if len(opts.Services) > 0 && !slices.Contains(opts.Services, ev.Service) {
 				continue
 			}
 			if err := fn(ev); err != nil {
@@ -830,7 +817,7 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 	}
 	code, found := -1, false
 	for _, r := range rows {
-		if (len(opts.Services) == 0 || contains(opts.Services, r.Service)) && r.State == api.StateExited {
+		if (len(opts.Services) == 0 || slices.Contains(opts.Services, r.Service)) && r.State == api.StateExited {
 			code, found = r.ExitCode, true
 			break
 		}
@@ -843,7 +830,7 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 			if !ok {
 				return 0, fmt.Errorf("the stack stopped before the services exited: %w", api.ErrNotRunning)
 			}
-			if ev.Kind == api.EventDied && (len(opts.Services) == 0 || contains(opts.Services, ev.Service)) {
+			if ev.Kind == api.EventDied && (len(opts.Services) == 0 || slices.Contains(opts.Services, ev.Service)) {
 				code, found = ev.ExitCode, true
 			}
 		}
@@ -1079,15 +1066,15 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 // two sstacks cannot start the same project at once.
 func lockProject(stateDir string) (func(), error) {
 	if err := statedir.Private(filepath.Dir(stateDir)); err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", filepath.Dir(stateDir), err)
+		return nil, err
 	}
 	if err := statedir.Private(stateDir); err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
+		return nil, err
 	}
 	path := statedir.Lock(stateDir)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+		return nil, statedir.Problem(err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
@@ -1110,27 +1097,6 @@ func Locked(stateDir string) bool {
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
-}
-
-func writeInfo(stateDir string, info api.ProjectInfo) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(statedir.Info(stateDir), b, 0o600)
-}
-
-// ReadInfo reads what the supervisor of a project wrote about itself.
-func ReadInfo(stateDir string) (api.ProjectInfo, bool) {
-	b, err := os.ReadFile(statedir.Info(stateDir))
-	if err != nil {
-		return api.ProjectInfo{}, false
-	}
-	var info api.ProjectInfo
-	if json.Unmarshal(b, &info) != nil {
-		return api.ProjectInfo{}, false
-	}
-	return info, true
 }
 
 // Attached are the services whose output up shows, as docker compose

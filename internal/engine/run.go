@@ -98,12 +98,9 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	if err := CheckImages(plan, []string{svc.Name}); err != nil {
 		return nil, err
 	}
-	if err := statedir.Private(plan.StateDir); err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", plan.StateDir, err)
-	}
 	dir := filepath.Join(plan.StateDir, name)
 	if err := statedir.Private(dir); err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+		return nil, err
 	}
 	r := &OneOff{Instance: instance}
 	r.close = append(r.close, func() { _ = os.RemoveAll(dir) })

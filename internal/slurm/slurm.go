@@ -98,10 +98,10 @@ func detect(ctx context.Context, environ []string, scontrol runFunc, lookup look
 		return nil, detectErr(job, err)
 	}
 	byName := map[string]Node{}
-	for _, n := range ParseNodes(out) {
+	for _, n := range parseNodes(out) {
 		byName[n.Name] = n
 	}
-	cpus := ParseCPUsPerNode(env["SLURM_JOB_CPUS_PER_NODE"], len(names))
+	cpus := parseCPUsPerNode(env["SLURM_JOB_CPUS_PER_NODE"], len(names))
 	a := &Allocation{JobID: job}
 	for i, name := range names {
 		n, ok := byName[name]
@@ -189,9 +189,9 @@ func pickIP(ips []string) string {
 	return first
 }
 
-// ParseCPUsPerNode expands SLURM_JOB_CPUS_PER_NODE ("2(x3),1" is 2, 2, 2, 1)
+// parseCPUsPerNode expands SLURM_JOB_CPUS_PER_NODE ("2(x3),1" is 2, 2, 2, 1)
 // to n counts; nil when v is empty, malformed or not n long.
-func ParseCPUsPerNode(v string, n int) []int {
+func parseCPUsPerNode(v string, n int) []int {
 	if v == "" {
 		return nil
 	}
@@ -216,10 +216,10 @@ func ParseCPUsPerNode(v string, n int) []int {
 	return out
 }
 
-// ParseNodes reads `scontrol show node -o`: a node a line, Key=Value fields
+// parseNodes reads `scontrol show node -o`: a node a line, Key=Value fields
 // apart by spaces. Addr is NodeAddr as printed (Detect resolves it); a node
 // whose NodeAddr is missing gets its NodeHostName, else its name.
-func ParseNodes(out string) []Node {
+func parseNodes(out string) []Node {
 	var nodes []Node
 	for _, line := range strings.Split(out, "\n") {
 		f := nodeFields(line)
@@ -341,12 +341,12 @@ func StepsOf(ctx context.Context, job string) ([]Step, error) {
 	if err != nil {
 		return nil, fmt.Errorf("steps of Slurm job %s: %w; check that slurmctld answers (sinfo)", job, err)
 	}
-	return ParseSteps(out), nil
+	return parseSteps(out), nil
 }
 
-// ParseSteps reads `squeue -h -s -o '%i %j %N'`. A name may hold spaces;
+// parseSteps reads `squeue -h -s -o '%i %j %N'`. A name may hold spaces;
 // the id and the node list cannot.
-func ParseSteps(out string) []Step {
+func parseSteps(out string) []Step {
 	var steps []Step
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)

@@ -50,7 +50,7 @@ func TestParseNodes(t *testing.T) {
 		{"empty", "\n", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got := ParseNodes(c.out)
+			got := parseNodes(c.out)
 			if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", c.want) {
 				t.Errorf("got  %+v\nwant %+v", got, c.want)
 			}
@@ -93,8 +93,8 @@ func TestParseCPUsPerNode(t *testing.T) {
 		{"x", 1, nil},
 		{"2(x0)", 1, nil},
 	} {
-		if got := ParseCPUsPerNode(c.v, c.n); !slices.Equal(got, c.want) {
-			t.Errorf("ParseCPUsPerNode(%q, %d) = %v, want %v", c.v, c.n, got, c.want)
+		if got := parseCPUsPerNode(c.v, c.n); !slices.Equal(got, c.want) {
+			t.Errorf("parseCPUsPerNode(%q, %d) = %v, want %v", c.v, c.n, got, c.want)
 		}
 	}
 }
@@ -197,7 +197,7 @@ func TestAgentStep(t *testing.T) {
 func TestParseSteps(t *testing.T) {
 	out := "8.51 sstack-agent n1\n8.extern extern n[1-3]\n8.batch batch n1\n8.interactive interactive n1\n8.52 my job n2\n\n"
 	want := []Step{{"8.51", "sstack-agent", "n1"}, {"8.52", "my job", "n2"}}
-	if got := ParseSteps(out); !slices.Equal(got, want) {
+	if got := parseSteps(out); !slices.Equal(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }

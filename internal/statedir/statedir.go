@@ -6,25 +6,27 @@
 //
 //	<base>/<project>/
 //	    lock             held by the running supervisor; holds its pid
-//	    supervisor.json  what the supervisor says of itself (ls)
 //	    control.sock     the control API
 //	    sstack.log       status lines of a detached supervisor
 //	    ps.json          the replicas as the stack ended (ps -a until down)
 //	    journal/<inst>   instances about to be started (crash-safe down)
 //	    logs/            service output (sstack logs)
 //	    hosts/<service>  generated /etc/hosts files
+//	    network.json, slirp.sock, holder.sock, resolv.conf
+//	                     the stack's network (internal/stacknet)
+//	    <run-name>/      a one-off run's files (sstack run)
 //	    volumes/<name>   named volumes
 //	<base>/_volumes/<name>  external volumes
 package statedir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
 
 const (
 	lockFile    = "lock"
-	infoFile    = "supervisor.json"
 	socketFile  = "control.sock"
 	logFile     = "sstack.log"
 	lastPsFile  = "ps.json"
@@ -36,7 +38,6 @@ const (
 )
 
 func Lock(dir string) string          { return filepath.Join(dir, lockFile) }
-func Info(dir string) string          { return filepath.Join(dir, infoFile) }
 func Socket(dir string) string        { return dir + "/" + socketFile }
 func SocketName() string              { return socketFile }
 func SupervisorLog(dir string) string { return filepath.Join(dir, logFile) }
@@ -59,9 +60,18 @@ func IsProject(name string) bool { return name != externalDir && name != "" && n
 // tightens it when an earlier version made it 0755.
 func Private(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return Problem(err)
 	}
-	return os.Chmod(dir, 0o700)
+	return Problem(os.Chmod(dir, 0o700))
+}
+
+// Problem says that err (which names the path) is the state directory's,
+// and what to do; nil stays nil.
+func Problem(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("state directory: %w; sstack keeps each project's state there: make it writable by you and give it space, or set SSTACK_STATE_DIR to another directory", err)
 }
 
 // Record notes, before its start, that instance is being started: an
@@ -70,9 +80,9 @@ func Private(dir string) error {
 func Record(dir, instance string) error {
 	j := Journal(dir)
 	if err := os.MkdirAll(j, 0o700); err != nil {
-		return err
+		return Problem(err)
 	}
-	return os.WriteFile(filepath.Join(j, instance), nil, 0o600)
+	return Problem(os.WriteFile(filepath.Join(j, instance), nil, 0o600))
 }
 
 // Forget removes instance's note once it is gone (or never started).
