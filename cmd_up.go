@@ -684,43 +684,38 @@ func newVersion(o *options) *cobra.Command {
 // The commands of the original singularity-stack, as aliases.
 
 func newDeploy(o *options) *cobra.Command {
-	var file string
-	c := &cobra.Command{
-		Use:   "deploy [-c FILE] NAME",
-		Short: "singularity-stack's deploy: up -d -f FILE -n NAME",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if file != "" {
-				o.files = append(o.files, file)
-			}
-			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
-			return upCmd(cmd.Context(), o, nil)
-		},
-	}
-	c.Flags().StringVarP(&file, "compose-file-c", "c", "", "Compose file (singularity-stack's -c)")
-	upFlags(c, o)
-	return c
+	return stackAlias(o, "deploy", "singularity-stack's deploy: up -d -f FILE -n NAME", func(ctx context.Context) error {
+		return upCmd(ctx, o, nil)
+	})
 }
 
 func newUpdate(o *options) *cobra.Command {
+	return stackAlias(o, "update", "singularity-stack's update: bring the running stack NAME to its compose file (up -d on a running stack)", func(context.Context) error {
+		if err := o.converge.check(); err != nil {
+			return err
+		}
+		done, err := upInRunningStack(o, nil)
+		if !done && err == nil {
+			err = &notRunningError{o.project, fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
+		}
+		return err
+	})
+}
+
+// stackAlias is a singularity-stack command on a stack NAME with -c FILE,
+// detached, with up's flags.
+func stackAlias(o *options, name, short string, run func(context.Context) error) *cobra.Command {
 	var file string
 	c := &cobra.Command{
-		Use:   "update [-c FILE] NAME",
-		Short: "singularity-stack's update: bring the running stack NAME to its compose file (up -d on a running stack)",
+		Use:   name + " [-c FILE] NAME",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file != "" {
 				o.files = append(o.files, file)
 			}
 			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
-			if err := o.converge.check(); err != nil {
-				return err
-			}
-			done, err := upInRunningStack(o, nil)
-			if !done && err == nil {
-				err = &notRunningError{o.project, fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
-			}
-			return err
+			return run(cmd.Context())
 		},
 	}
 	c.Flags().StringVarP(&file, "compose-file-c", "c", "", "Compose file (singularity-stack's -c)")
