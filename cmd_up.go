@@ -53,6 +53,7 @@ func upFlags(c *cobra.Command, o *options) {
 	f.BoolVar(&o.converge.never, "no-recreate", false, "Don't recreate the services of a running stack whose configuration changed (new services are still created)")
 	f.BoolVar(&o.converge.deps, "always-recreate-deps", false, "Recreate the dependencies of the services named too (incompatible with --no-recreate)")
 	f.BoolVar(&o.converge.removeOrphans, "remove-orphans", false, "Remove the services of a running stack that the compose file no longer has")
+	f.BoolVar(&o.converge.noStart, "no-start", false, "Don't start the services after creating them: they wait for 'sstack start' (a new stack is detached)")
 	networkFlag(c, o)
 	_ = c.RegisterFlagCompletionFunc("exit-code-from", completeServices(o))
 	imageUpFlags(c, o)
@@ -92,11 +93,14 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if o.abortOnExit && o.abortOnFail {
 		return &usageError{errors.New("--abort-on-container-failure cannot be combined with --abort-on-container-exit")}
 	}
-	if o.wait {
-		o.detach = true
-	}
 	if err := o.converge.check(); err != nil {
 		return err
+	}
+	if o.converge.noStart && (o.wait || o.abortOnExit || o.abortOnFail || o.exitCodeFrom != "") {
+		return &usageError{errors.New("--no-start cannot be combined with --wait, --abort-on-container-exit, --abort-on-container-failure or --exit-code-from")}
+	}
+	if o.wait || o.converge.noStart {
+		o.detach = true
 	}
 	child := os.Getenv(detachedChildEnv) != ""
 	if o.detach && (o.abortOnExit || o.abortOnFail || o.exitCodeFrom != "") {
@@ -172,6 +176,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		StopTimeout:    o.stopTimeout(),
 		Parallel:       parallel,
 		NoLimits:       o.noLimits,
+		NoStart:        o.converge.noStart,
 	})
 	if err != nil {
 		return err
@@ -266,7 +271,7 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 		return true, err
 	}
 	info, _ := c.Info(ctx)
-	opts := api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale, Project: project, RemoveOrphans: o.converge.removeOrphans}
+	opts := api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale, Project: project, RemoveOrphans: o.converge.removeOrphans, NoStart: o.converge.noStart}
 	opts.Recreate, opts.RecreateDeps = o.converge.policies()
 	if err := showing(ctx, c, o.stderr, func() error { return c.Up(ctx, opts) }); err != nil {
 		return true, err
@@ -277,7 +282,7 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 
 // convergeFlags are up's flags for a running stack.
 type convergeFlags struct {
-	force, never, deps, removeOrphans bool
+	force, never, deps, removeOrphans, noStart bool
 }
 
 func (f convergeFlags) check() error {
@@ -743,4 +748,3 @@ func newList(o *options) *cobra.Command {
 	c.Use, c.Short = "list", "singularity-stack's list: ls"
 	return c
 }
-

@@ -355,3 +355,39 @@ func TestUpRestartsDependentsOfRecreated(t *testing.T) {
 	}
 	p.down()
 }
+
+// up --no-start creates the replicas only: ps shows them created, start
+// runs them; on a running stack a new service is created and waits.
+func TestUpNoStart(t *testing.T) {
+	p := newProject(t, convergeFile("one", false))
+	p.upDetached("--no-start")
+	rows := p.ps("-a")
+	for _, name := range []string{"a-1", "b-1"} {
+		if r := row(rows, name); r == nil || r.State != "created" {
+			t.Errorf("after up --no-start, %s: %+v, want created", name, r)
+		}
+	}
+	if n := len(instances(t, p.name)); n != 0 {
+		t.Errorf("up --no-start made %d instances, want none", n)
+	}
+	p.must("start")
+	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+
+	p.rewrite(convergeFile("two", true))
+	p.upDetached("--no-start")
+	rows = p.ps("-a")
+	if r := row(rows, "c-1"); r == nil || r.State != "created" {
+		t.Errorf("a new service with --no-start: %+v, want created", r)
+	}
+	if r := row(rows, "a-1"); r == nil || r.State != "created" {
+		t.Errorf("a changed service with --no-start: %+v, want recreated and created only", r)
+	}
+	if got := pids(rows)["b-1"]; got != start["b-1"] {
+		t.Errorf("the unchanged b: pid %d -> %d", start["b-1"], got)
+	}
+	p.upDetached()
+	p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"})
+	p.waitLogs("a-two")
+	p.down()
+	assertNothingLeft(t, p.name)
+}

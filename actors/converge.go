@@ -127,6 +127,14 @@ func (a *stackActor) converge(ctx actor.Context, req *ConvergeRequest) ([]string
 		if len(nums) == 0 {
 			continue
 		}
+		if req.NoStart {
+			// Created only: nothing runs to roll over.
+			for _, n := range nums {
+				names = append(names, reps[n-1].row.Name)
+				a.replace(ctx, name, n, svc, true)
+			}
+			continue
+		}
 		cfg, told := compose.AllAtOnce, svc.Update != nil
 		if told {
 			cfg = *svc.Update
@@ -149,6 +157,13 @@ func (a *stackActor) converge(ctx actor.Context, req *ConvergeRequest) ([]string
 				}
 			}
 		}
+	}
+	if req.NoStart {
+		sel, err := a.selection(req.Start, req.NoDeps)
+		if err != nil {
+			return nil, err
+		}
+		return append(names, a.spawnServices(ctx, sel, req.NoDeps, true)...), nil
 	}
 	started, err := a.up(ctx, &CommandRequest{Op: OpUp, Services: req.Start, NoDeps: req.NoDeps})
 	if err != nil {
@@ -177,7 +192,7 @@ func (a *stackActor) advanceUpdate(ctx actor.Context, service string) {
 	now := a.cfg.Clock.Now()
 	step := u.m.Next(now)
 	for _, i := range step.Replace {
-		a.replace(ctx, service, u.replicas[i-1], u.to)
+		a.replace(ctx, service, u.replicas[i-1], u.to, false)
 	}
 	done, total := u.m.Progress()
 	switch st, why := u.m.State(); st {
@@ -224,8 +239,8 @@ func (a *stackActor) advanceUpdate(ctx actor.Context, service string) {
 }
 
 // replace stops replica r of service for good and, once it has stopped,
-// starts it anew with to (respawn).
-func (a *stackActor) replace(ctx actor.Context, service string, r int, to *compose.Service) {
+// starts it anew with to (respawn); held: creates it only.
+func (a *stackActor) replace(ctx actor.Context, service string, r int, to *compose.Service, held bool) {
 	rs := a.replica(service, r)
 	if rs == nil || rs.removing {
 		if u := a.updates[service]; u != nil {
@@ -233,7 +248,7 @@ func (a *stackActor) replace(ctx actor.Context, service string, r int, to *compo
 		}
 		return
 	}
-	rs.replacing = to
+	rs.replacing, rs.replaceHeld = to, held
 	a.publish(ctx, api.Event{Kind: api.EventRecreate, Service: service, Replica: r, Name: rs.row.Name, Instance: rs.row.Instance, State: rs.row.State})
 	if rs.done() {
 		a.respawn(ctx, rs)
@@ -247,7 +262,7 @@ func (a *stackActor) replace(ctx actor.Context, service string, r int, to *compo
 func (a *stackActor) respawn(ctx actor.Context, rs *replicaState) {
 	ctx.Stop(rs.pid)
 	svc := rs.replacing
-	fresh := a.newReplica(ctx, svc, rs.row.Replica, a.depsOf(svc))
+	fresh := a.newReplica(ctx, svc, rs.row.Replica, a.depsOf(svc), rs.replaceHeld)
 	a.replicas[svc.Name][rs.row.Replica-1] = fresh
 }
 

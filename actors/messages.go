@@ -96,11 +96,13 @@ type (
 	// StackConfig's. Names are the replicas to wait for; Rolling the
 	// services whose update ends with an update event.
 	ConvergeRequest struct {
-		Plan         *compose.Plan
-		Orphans      []string
-		Recreate     []string
-		Start        []string
-		NoDeps       bool
+		Plan     *compose.Plan
+		Orphans  []string
+		Recreate []string
+		Start    []string
+		NoDeps   bool
+		// NoStart: new and recreated replicas are created only.
+		NoStart      bool
 		Remove       []string
 		HasRunscript map[string]bool
 		HostsFiles   map[string]string

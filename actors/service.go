@@ -40,7 +40,10 @@ type ServiceConfig struct {
 	HasRunscript bool
 	// Deps are the dependencies this replica waits for (optional ones that
 	// are not part of the project already removed).
-	Deps    []compose.Dependency
+	Deps []compose.Dependency
+	// Held: the replica is created only (up --no-start) and waits for a
+	// user's start.
+	Held    bool
 	Runtime singularity.Runtime
 	Logger  *actor.PID
 	Metrics *metrics.Metrics
@@ -129,7 +132,7 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 		s.parent = ctx.Parent()
 		s.m = lifecycle.New(lifecycle.Config{
 			Project: s.cfg.Project, Service: s.cfg.Service, Replica: s.cfg.Replica,
-			Instance: s.cfg.Instance, Name: s.cfg.Name, Deps: s.cfg.Deps,
+			Instance: s.cfg.Instance, Name: s.cfg.Name, Deps: s.cfg.Deps, Held: s.cfg.Held,
 		}, s.cfg.Clock)
 		s.cfg.Metrics.Register(s.cfg.Service.Name, s.cfg.Replica, s.cfg.Service.Healthcheck != nil)
 		s.feed(ctx, lifecycle.Begin{})

@@ -53,6 +53,9 @@ type StackConfig struct {
 	// it is taken down (up -d); a foreground up ends then, as docker
 	// compose's does.
 	Detached bool
+	// NoStart: the replicas are created only, and wait for a start (up
+	// --no-start).
+	NoStart bool
 
 	// docker compose's exit behaviour flags (see policy.ExitRules).
 	AbortOnExit    bool
@@ -234,15 +237,16 @@ func (s *Stack) Close() {
 	s.system.Shutdown()
 }
 
-
 // replicaState is the supervisor's view of one replica, derived from its
 // events.
 type replicaState struct {
 	pid *actor.PID
 	row api.Replica
 	// svc is the plan entry the replica was made from; replacing, the
-	// one it is replaced with once it has stopped (an update).
+	// one it is replaced with once it has stopped (an update), held when
+	// the new one is to be created only (up --no-start).
 	svc, replacing *compose.Service
+	replaceHeld    bool
 	started        bool // the process started at least once
 	// removing: scaled down; the replica goes once it has stopped.
 	removing bool
@@ -435,7 +439,7 @@ func (a *stackActor) start(ctx actor.Context) {
 		a.finish()
 		return
 	}
-	names := a.spawnServices(ctx, selected, a.cfg.NoDeps)
+	names := a.spawnServices(ctx, selected, a.cfg.NoDeps, a.cfg.NoStart)
 	if len(names) == 0 {
 		a.finish()
 		return
@@ -512,7 +516,7 @@ func (a *stackActor) serviceNames() []string {
 
 // spawnServices spawns the replicas of services not spawned yet, in plan
 // (dependency) order, and returns their display names.
-func (a *stackActor) spawnServices(ctx actor.Context, services []*compose.Service, noDeps bool) []string {
+func (a *stackActor) spawnServices(ctx actor.Context, services []*compose.Service, noDeps, held bool) []string {
 	var names []string
 	for _, svc := range services {
 		if _, ok := a.replicas[svc.Name]; ok {
@@ -536,7 +540,7 @@ func (a *stackActor) spawnServices(ctx actor.Context, services []*compose.Servic
 			n = c
 		}
 		for r := 1; r <= n; r++ {
-			names = append(names, a.spawnReplica(ctx, svc, r, deps))
+			names = append(names, a.spawnReplica(ctx, svc, r, deps, held))
 		}
 	}
 	return names
@@ -552,14 +556,15 @@ func (a *stackActor) depsOf(svc *compose.Service) []compose.Dependency {
 	return deps
 }
 
-func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) string {
-	rs := a.newReplica(ctx, svc, r, deps)
+func (a *stackActor) spawnReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency, held bool) string {
+	rs := a.newReplica(ctx, svc, r, deps, held)
 	a.replicas[svc.Name] = append(a.replicas[svc.Name], rs)
 	return rs.row.Name
 }
 
-// newReplica spawns the service actor of replica r of svc.
-func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency) *replicaState {
+// newReplica spawns the service actor of replica r of svc; held: created
+// only, it waits for a start (up --no-start).
+func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, deps []compose.Dependency, held bool) *replicaState {
 	plan, entry := a.cfg.Plan, svc
 	inst := compose.InstanceName(plan.Project, svc.Name, r)
 	var node string
@@ -588,6 +593,7 @@ func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, 
 		ResolvConf:    a.cfg.ResolvConf,
 		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,
+		Held:          held,
 		Runtime:       a.cfg.Runtime,
 		Logger:        a.logger,
 		Metrics:       a.cfg.Metrics,
@@ -981,14 +987,14 @@ func (a *stackActor) up(ctx actor.Context, req *CommandRequest) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	names := a.spawnServices(ctx, services, req.NoDeps)
+	names := a.spawnServices(ctx, services, req.NoDeps, false)
 	for _, svc := range services {
 		for _, r := range a.replicas[svc.Name] {
 			if r.replacing != nil {
 				continue // an update starts it anew
 			}
 			switch r.row.State {
-			case api.StateExited, api.StateStopped, api.StateFailed:
+			case api.StateExited, api.StateStopped, api.StateFailed, api.StateCreated:
 				ctx.Send(r.pid, &StartService{})
 				names = append(names, r.row.Name)
 			}
@@ -1030,7 +1036,7 @@ func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, erro
 			// Not started yet: start it with n replicas (and its deps).
 			a.counts[name] = n
 			sel, _ := a.selection([]string{name}, false)
-			names = append(names, a.spawnServices(ctx, sel, false)...)
+			names = append(names, a.spawnServices(ctx, sel, false, false)...)
 			continue
 		}
 		reps := a.replicas[name]
@@ -1045,7 +1051,7 @@ func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, erro
 		}
 		a.counts[name] = n
 		for r := len(reps) + 1; r <= n; r++ {
-			names = append(names, a.spawnReplica(ctx, svc, r, a.depsOf(svc)))
+			names = append(names, a.spawnReplica(ctx, svc, r, a.depsOf(svc), false))
 		}
 		for i := len(reps) - 1; i >= n; i-- {
 			r := reps[i]

@@ -33,9 +33,10 @@ const (
 	Failed                  // could not start (a policy that gave up leaves it Exited)
 	Removing                // instance stop in flight
 	Stopped                 // no process, no instance
+	Created                 // made held (up --no-start): a start begins it; no instance
 )
 
-var stateNames = [...]string{"waiting", "creating", "starting", "running", "stopping", "restarting", "checking", "exited", "failed", "removing", "stopped"}
+var stateNames = [...]string{"waiting", "creating", "starting", "running", "stopping", "restarting", "checking", "exited", "failed", "removing", "stopped", "created"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -63,6 +64,8 @@ func (s State) Public() api.State {
 		return api.StateExited
 	case Failed:
 		return api.StateFailed
+	case Created:
+		return api.StateCreated
 	}
 	return api.StateStopped
 }
@@ -77,6 +80,9 @@ type Config struct {
 	// Deps are the dependencies to wait for (optional ones that are not
 	// part of the project already left out).
 	Deps []compose.Dependency
+	// Held: the replica begins Created and waits for a start (up
+	// --no-start), as a docker container that was created only.
+	Held bool
 }
 
 // after says what follows the end of the process being stopped.
@@ -133,12 +139,18 @@ type Machine struct {
 	nRestarts int
 }
 
-// New returns a machine in state Waiting; feed it Begin.
+// New returns a machine in state Waiting (Created when cfg.Held); feed it
+// Begin.
 func New(cfg Config, clock policy.Clock) *Machine {
+	state := Waiting
+	if cfg.Held {
+		state = Created
+	}
 	return &Machine{
 		cfg:      cfg,
 		clock:    clock,
-		state:    Waiting,
+		state:    state,
+		held:     cfg.Held,
 		since:    clock.Now(),
 		deps:     map[string]DepStatus{},
 		warned:   map[string]bool{},
@@ -167,6 +179,9 @@ func (m *Machine) Handle(in Input) []Effect {
 	var out effects
 	switch in := in.(type) {
 	case Begin:
+		if m.state == Created {
+			m.emitState(&out)
+		}
 		m.tryCreate(&out)
 	case DependencyChanged:
 		m.deps[in.Status.Service] = in.Status
@@ -539,6 +554,15 @@ func (m *Machine) onStop(out *effects, in StopRequested) {
 		grace = 0
 	}
 	switch m.state {
+	case Created:
+		// docker stop of a container that was only created: nothing to
+		// do; removing it is the end.
+		if in.Final {
+			m.set(Stopped)
+			ev := m.event(api.EventDestroyed)
+			ev.NoInstance = true
+			m.emit(out, ev)
+		}
 	case Waiting:
 		m.set(Stopped)
 		ev := m.event(api.EventDestroyed)
@@ -644,6 +668,10 @@ func (m *Machine) onStart(out *effects) {
 	}
 	m.held = false
 	switch m.state {
+	case Created:
+		m.set(Waiting)
+		m.emitState(out)
+		m.tryCreate(out)
 	case Creating, Starting, Checking:
 		m.then = afterNothing // a user's stop still pending is undone
 		if m.state == Checking {

@@ -366,6 +366,7 @@ func TestStateNames(t *testing.T) {
 		{Failed, "failed", api.StateFailed},
 		{Removing, "removing", api.StateStopping},
 		{Stopped, "stopped", api.StateStopped},
+		{Created, "created", api.StateCreated},
 		{State(42), "state(42)", api.StateStopped},
 	}
 	for _, tt := range tests {
@@ -420,6 +421,29 @@ func TestNormalStart(t *testing.T) {
 	for _, in := range []Input{Begin{}, InstanceStarted{}, InstanceChecked{Exists: true}, InstanceStopped{}, DependencyChanged{Status: DepStatus{Service: "x", Started: true}}} {
 		wantEffects(t, fmt.Sprintf("%T while running", in), d.feed(in))
 		d.wantState(api.StateRunning)
+	}
+}
+
+// A held replica (up --no-start) is created only: it begins Created, a
+// user's stop leaves it so, a start runs it as a first start, and the
+// teardown removes it with nothing to stop.
+func TestHeldUntilStarted(t *testing.T) {
+	d := newDriver(t, service("web", always))
+	d.cfg.Held = true
+	d.m = New(d.cfg, d.clock)
+	d.script([]step{
+		{Begin{}, []string{"state[created]"}, api.StateCreated},
+		{StopRequested{}, nil, api.StateCreated},
+	})
+	wantEffects(t, "start", d.do(StartRequested{}), "state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(1)", "start[running]")
+
+	d = newDriver(t, service("web", always))
+	d.cfg.Held = true
+	d.m = New(d.cfg, d.clock)
+	d.do(Begin{})
+	wantEffects(t, "final stop", d.do(StopRequested{Final: true}), "destroy[stopped]")
+	if !d.m.Done() {
+		t.Error("a created replica removed: not Done")
 	}
 }
 

@@ -72,6 +72,7 @@ const (
 	StateExited     State = "exited"     // exited, no restart coming
 	StateFailed     State = "failed"     // could not start
 	StateStopped    State = "stopped"    // torn down: no process, no instance
+	StateCreated    State = "created"    // up --no-start: waits for a start
 )
 
 // Health is the healthcheck status of a running replica ("" without one).
@@ -194,6 +195,9 @@ type (
 		// RemoveOrphans removes the services the file no longer has;
 		// otherwise they run on, with a warning.
 		RemoveOrphans bool `json:",omitempty"`
+		// NoStart: new and recreated replicas are created only; they
+		// wait for a start.
+		NoStart bool `json:",omitempty"`
 	}
 	StopOptions struct {
 		Services []string

@@ -159,7 +159,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	}
 	names, err := s.stack.Converge(&actors.ConvergeRequest{
 		Plan: &merged, Orphans: orphans,
-		Recreate: recreate, Start: start, NoDeps: opts.NoDeps, Remove: remove,
+		Recreate: recreate, Start: start, NoDeps: opts.NoDeps, Remove: remove, NoStart: opts.NoStart,
 		HasRunscript: runscripts, HostsFiles: hosts, Nets: nets,
 		// Mounts are made by each replica as it starts: volumes and bind
 		// sources of an edited file may be new.
@@ -213,8 +213,9 @@ func awaitConverge(ctx context.Context, ch chan api.Event, names, rolling []stri
 			if !ok {
 				return errors.Join(append(errs, ErrStackStopped)...)
 			}
-			// Started or failed: the replica it replaces also dies.
-			if pending[ev.Name] && (ev.Kind == api.EventStarted || ev.Kind == api.EventFailed) {
+			// Started, failed or created only (--no-start): the replica
+			// it replaces also dies.
+			if pending[ev.Name] && (ev.Kind == api.EventStarted || ev.Kind == api.EventFailed || ev.State == api.StateCreated) {
 				delete(pending, ev.Name)
 			}
 			if !updating[ev.Service] {

@@ -59,6 +59,9 @@ type Options struct {
 	// NoLimits starts instances without the services' cgroup limits
 	// (up --no-limits), with a warning each (limits.go).
 	NoLimits bool
+	// NoStart creates the replicas only; they wait for a start (up
+	// --no-start).
+	NoStart bool
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -245,6 +248,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		Services:       opts.Services,
 		NoDeps:         opts.NoDeps,
 		Detached:       opts.Detached,
+		NoStart:        opts.NoStart,
 		AbortOnExit:    opts.AbortOnExit || opts.ExitCodeFrom != "",
 		AbortOnFailure: opts.AbortOnFailure,
 		ExitCodeFrom:   opts.ExitCodeFrom,
@@ -394,6 +398,8 @@ func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, err
 			if !r.Ran {
 				return false, fmt.Errorf("%s exited with code %d before its command started", r.Name, r.ExitCode)
 			}
+		case api.StateCreated:
+			// created only (up --no-start): what up was asked for
 		case api.StateRunning:
 			if healthy && plan.Service(r.Service).Healthcheck != nil && r.Health != api.HealthHealthy {
 				if r.Health == api.HealthUnhealthy {
