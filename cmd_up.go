@@ -1,30 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"sstack/actors"
-	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
-	"sstack/internal/statedir"
 )
 
 // upFlags declares up's flags on c (up itself, and the root, whose
@@ -71,19 +66,6 @@ func newUp(o *options) *cobra.Command {
 	upFlags(c, o)
 	return c
 }
-
-// detachedChildEnv marks the background process that `up -d` starts; its
-// value is the descriptor of the pipe to the waiting parent.
-const detachedChildEnv = "SSTACK_DETACHED_CHILD"
-
-// readyMarker ends a detached child's start-up report: what follows it on
-// the pipe is nothing.
-const readyMarker = "\x00sstack-ready"
-
-// failedMarker ends it too, for a stack that did not all start (a
-// dependency failed, --wait-timeout passed): up -d exits 1, and what
-// started goes on running, as with docker compose up -d.
-const failedMarker = "\x00sstack-failed"
 
 func upCmd(ctx context.Context, o *options, services []string) error {
 	o.named = services
@@ -357,280 +339,6 @@ func parseScale(specs []string) (map[string]int, error) {
 	return out, nil
 }
 
-// detach starts this same command again as a background process (new
-// session, stdin from /dev/null, no terminal) and relays its start-up
-// report until it says every service has started, or why not.
-func detach(o *options) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), detachedChildEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	devnull.Close()
-	if err != nil {
-		return fmt.Errorf("starting the detached supervisor: %w", err)
-	}
-	ready, failed := false, false
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == readyMarker || line == failedMarker {
-			ready, failed = true, line == failedMarker
-			break
-		}
-		fmt.Fprintln(o.stderr, line)
-	}
-	r.Close()
-	if ready {
-		// The child goes on alone; it is not ours to wait for.
-		_ = cmd.Process.Release()
-		if failed {
-			return &exitError{1}
-		}
-		return nil
-	}
-	_ = cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if code <= 0 {
-		code = 1
-	}
-	return &exitError{code}
-}
-
-// detachedReport is where a detached supervisor's status lines go: to the
-// waiting parent (its stderr pipe) until every service has started, then to
-// sstack.log in the state directory.
-type detachedReport struct {
-	mu     sync.Mutex
-	parent *os.File // nil once detached
-	log    *os.File
-}
-
-func newDetachedReport(stateDir string) (*detachedReport, error) {
-	if err := statedir.Private(stateDir); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(statedir.SupervisorLog(stateDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, statedir.Problem(err)
-	}
-	return &detachedReport{parent: os.Stderr, log: f}, nil
-}
-
-func (d *detachedReport) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, _ = d.log.Write(p)
-	if d.parent != nil {
-		_, _ = d.parent.Write(p)
-	}
-	return len(p), nil
-}
-
-// await tells the parent once every service has started (or is healthy
-// with --wait); when one cannot (it failed, or --wait-timeout passed) the
-// parent learns why from the status lines and exits 1, and what started
-// goes on running, as with docker compose up -d ('sstack down' ends it).
-func (d *detachedReport) await(sup *engine.Supervisor, o *options) {
-	ctx := context.Background()
-	if o.waitTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(o.waitTimeout)*time.Second)
-		defer cancel()
-	}
-	err := sup.WaitStarted(ctx, o.wait)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("--wait-timeout %ds: the services were not all healthy in time", o.waitTimeout)
-		}
-		if !errors.Is(err, engine.ErrStackStopped) {
-			fmt.Fprintf(d, "sstack: %v; what started goes on running: see 'sstack -n %s ps -a', end it with 'sstack -n %s down'\n", err, sup.Project(), sup.Project())
-			d.detach(sup, failedMarker)
-			return
-		}
-		fmt.Fprintf(d, "sstack: %v\n", err)
-		return
-	}
-	d.detach(sup, readyMarker)
-}
-
-// detach ends the report to the parent with marker.
-func (d *detachedReport) detach(sup *engine.Supervisor, marker string) {
-	sup.Flush() // the parent shows every "Started" line before it returns
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.parent == nil {
-		return
-	}
-	fmt.Fprintln(d.parent, marker)
-	// From now on fd 2 (a panic's trace, too) goes to the log file, and
-	// the parent's end sees EOF.
-	_ = syscall.Dup2(int(d.log.Fd()), 2)
-	d.parent = nil
-}
-
-// finish: the stack is over; the parent, if still waiting, gets the code.
-func (d *detachedReport) finish(code int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.parent != nil && code == 0 {
-		fmt.Fprintln(d.parent, "sstack: the stack stopped before every service had started")
-	}
-	d.log.Close()
-}
-
-func newDown(o *options) *cobra.Command {
-	var rmi string
-	var removeOrphans bool
-	c := &cobra.Command{
-		Use:               "down [OPTIONS] [SERVICE...]",
-		Short:             "Stop and remove the instances and the state of a project (named volumes stay unless -v); with SERVICE, only those services and their dependents",
-		ValidArgsFunction: completeServices(o),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if rmi != "" && rmi != "local" && rmi != "all" {
-				return &usageError{fmt.Errorf("--rmi %q: use local or all", rmi)}
-			}
-			return downServices(o, args, rmi, removeOrphans)
-		},
-	}
-	c.Flags().BoolVar(&removeOrphans, "remove-orphans", false, "Also remove the instances of services that are not in the compose file")
-	c.Flags().BoolVarP(&o.volumes, "volumes", "v", false, "Also remove named volumes")
-	c.Flags().IntVarP(&o.timeout, "timeout", "t", -1, "Seconds to wait for the stop signal to work before SIGKILL (default: stop_grace_period)")
-	c.Flags().StringVar(&rmi, "rmi", "", `Remove the images sstack pulled or built for the services: "local" those built without an image: name, "all" all of them`)
-	return c
-}
-
-// down asks the project's supervisor, if one runs, for the same graceful
-// teardown as Ctrl-C and waits until it is gone; then it stops whatever
-// instances are left (a supervisor that was killed) and removes the state.
-func down(o *options) error { return downServices(o, nil, "", true) }
-
-// downServices is down; with services, only those and their dependents
-// are taken down (the stack goes on, its state stays), and with rmi the
-// images sstack fetched for the services are removed after. Unless
-// removeOrphans, the instances of services the compose file no longer has
-// (orphans) stay, with a warning, as docker compose does.
-func downServices(o *options, services []string, rmi string, removeOrphans bool) error {
-	project, stateDir, err := o.stateDir()
-	if err != nil {
-		return fmt.Errorf("down: %w", err)
-	}
-	var plan *compose.Plan
-	orphansStay := false
-	if len(services) == 0 && !removeOrphans {
-		if services, err = o.withoutOrphans(project, stateDir); err != nil {
-			return fmt.Errorf("down: %w", err)
-		}
-		if services != nil && len(services) == 0 {
-			return nil // only orphans run
-		}
-		orphansStay = services != nil
-	}
-	if rmi != "" || len(services) > 0 {
-		o.named = services
-		// The compose file names the images, and the dependents when
-		// no supervisor does.
-		if plan, err = o.load(); err != nil {
-			return fmt.Errorf("down: %w", err)
-		}
-		for _, s := range services {
-			if plan.Service(s) == nil {
-				return fmt.Errorf("down: %w", &api.NoServiceError{Name: s, Known: plan.ServiceNames()})
-			}
-		}
-	}
-	opts := api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}
-	partial := orphansStay || len(services) > 0 && len(engine.WithDependents(plan, services)) < len(plan.Services)
-	if c, err := control.Dial(stateDir); err == nil {
-		info, _ := c.Info(context.Background())
-		if err := c.Down(context.Background(), opts); err != nil {
-			c.Close()
-			return err
-		}
-		c.Close()
-		if !partial {
-			fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
-			for engine.Locked(stateDir) {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	} else if !errors.Is(err, api.ErrNotRunning) {
-		return err
-	}
-	rt, err := o.runtimeBinary()
-	if err != nil {
-		return err
-	}
-	grace := 10 * time.Second
-	if t := o.stopTimeout(); t != nil {
-		grace = *t
-	}
-	if partial {
-		err = engine.RemoveServices(context.Background(), rt, project, engine.WithDependents(plan, services), grace, o.stderr)
-	} else {
-		err = engine.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
-	}
-	if err != nil || rmi == "" {
-		return err
-	}
-	return engine.RemoveImages(plan, engine.ImagesToRemove(plan, rmi), o.stderr)
-}
-
-// withoutOrphans finds the services of the project that run but are not
-// in its compose file (orphans) and warns about them; it returns nil when
-// there are none (or no compose file to tell), else the services of the
-// file that run, which down takes down alone.
-func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
-	// Services of profiles not enabled are the file's too, not orphans.
-	opts := o.loadOptions()
-	opts.Profiles = []string{"*"}
-	plan, err := compose.Load(context.Background(), opts)
-	if err != nil || plan.Project != project {
-		return nil, nil // no compose file here: every service is the project's
-	}
-	var rows []api.Replica
-	if c, err := control.Dial(stateDir); err == nil {
-		rows, err = c.Ps(context.Background(), api.PsOptions{All: true})
-		c.Close()
-		if err != nil {
-			return nil, err
-		}
-	} else if rt, err := o.runtimeBinary(); err == nil {
-		rows, _ = engine.Unsupervised(context.Background(), rt, project)
-	}
-	var orphans, keep []string
-	for _, r := range rows {
-		switch {
-		case plan.Service(r.Service) == nil:
-			orphans = append(orphans, r.Instance)
-		case !slices.Contains(keep, r.Service):
-			keep = append(keep, r.Service)
-		}
-	}
-	if len(orphans) == 0 {
-		return nil, nil
-	}
-	fmt.Fprintf(o.stderr, "WARN Found orphan instances (%s) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.\n", strings.Join(orphans, ", "))
-	if keep == nil {
-		keep = []string{}
-	}
-	return keep, nil
-}
-
 func newConfig(o *options) *cobra.Command {
 	var quiet, services, images bool
 	var format string
@@ -684,67 +392,4 @@ func newVersion(o *options) *cobra.Command {
 			fmt.Fprintf(o.stdout, "sstack version %s\n", version)
 		},
 	}
-}
-
-// The commands of the original singularity-stack, as aliases.
-
-func newDeploy(o *options) *cobra.Command {
-	return stackAlias(o, "deploy", "singularity-stack's deploy: up -d -f FILE -n NAME", func(ctx context.Context) error {
-		return upCmd(ctx, o, nil)
-	})
-}
-
-func newUpdate(o *options) *cobra.Command {
-	return stackAlias(o, "update", "singularity-stack's update: bring the running stack NAME to its compose file (up -d on a running stack)", func(context.Context) error {
-		if err := o.converge.check(); err != nil {
-			return err
-		}
-		done, err := upInRunningStack(o, nil)
-		if !done && err == nil {
-			err = &notRunningError{o.project, fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
-		}
-		return err
-	})
-}
-
-// stackAlias is a singularity-stack command on a stack NAME with -c FILE,
-// detached, with up's flags.
-func stackAlias(o *options, name, short string, run func(context.Context) error) *cobra.Command {
-	var file string
-	c := &cobra.Command{
-		Use:   name + " [-c FILE] NAME",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if file != "" {
-				o.files = append(o.files, file)
-			}
-			o.project, o.detach, o.projectFlag = args[0], true, "NAME"
-			return run(cmd.Context())
-		},
-	}
-	c.Flags().StringVarP(&file, "compose-file-c", "c", "", "Compose file (singularity-stack's -c)")
-	upFlags(c, o)
-	return c
-}
-
-func newRm(o *options) *cobra.Command {
-	c := &cobra.Command{
-		Use:               "rm NAME",
-		Short:             "singularity-stack's rm: down -n NAME",
-		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeProjects(o),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.project, o.projectFlag = args[0], "NAME"
-			return down(o)
-		},
-	}
-	c.Flags().BoolVarP(&o.volumes, "volumes", "v", false, "Also remove named volumes")
-	return c
-}
-
-func newList(o *options) *cobra.Command {
-	c := newLs(o)
-	c.Use, c.Short = "list", "singularity-stack's list: ls"
-	return c
 }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/control"
+	"sstack/internal/engine"
+
+	"github.com/spf13/cobra"
+)
+
+func newDown(o *options) *cobra.Command {
+	var rmi string
+	var removeOrphans bool
+	c := &cobra.Command{
+		Use:               "down [OPTIONS] [SERVICE...]",
+		Short:             "Stop and remove the instances and the state of a project (named volumes stay unless -v); with SERVICE, only those services and their dependents",
+		ValidArgsFunction: completeServices(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rmi != "" && rmi != "local" && rmi != "all" {
+				return &usageError{fmt.Errorf("--rmi %q: use local or all", rmi)}
+			}
+			return downServices(o, args, rmi, removeOrphans)
+		},
+	}
+	c.Flags().BoolVar(&removeOrphans, "remove-orphans", false, "Also remove the instances of services that are not in the compose file")
+	c.Flags().BoolVarP(&o.volumes, "volumes", "v", false, "Also remove named volumes")
+	c.Flags().IntVarP(&o.timeout, "timeout", "t", -1, "Seconds to wait for the stop signal to work before SIGKILL (default: stop_grace_period)")
+	c.Flags().StringVar(&rmi, "rmi", "", `Remove the images sstack pulled or built for the services: "local" those built without an image: name, "all" all of them`)
+	return c
+}
+
+// down asks the project's supervisor, if one runs, for the same graceful
+// teardown as Ctrl-C and waits until it is gone; then it stops whatever
+// instances are left (a supervisor that was killed) and removes the state.
+func down(o *options) error { return downServices(o, nil, "", true) }
+
+// downServices is down; with services, only those and their dependents
+// are taken down (the stack goes on, its state stays), and with rmi the
+// images sstack fetched for the services are removed after. Unless
+// removeOrphans, the instances of services the compose file no longer has
+// (orphans) stay, with a warning, as docker compose does.
+func downServices(o *options, services []string, rmi string, removeOrphans bool) error {
+	project, stateDir, err := o.stateDir()
+	if err != nil {
+		return fmt.Errorf("down: %w", err)
+	}
+	var plan *compose.Plan
+	orphansStay := false
+	if len(services) == 0 && !removeOrphans {
+		if services, err = o.withoutOrphans(project, stateDir); err != nil {
+			return fmt.Errorf("down: %w", err)
+		}
+		if services != nil && len(services) == 0 {
+			return nil // only orphans run
+		}
+		orphansStay = services != nil
+	}
+	if rmi != "" || len(services) > 0 {
+		o.named = services
+		// The compose file names the images, and the dependents when
+		// no supervisor does.
+		if plan, err = o.load(); err != nil {
+			return fmt.Errorf("down: %w", err)
+		}
+		for _, s := range services {
+			if plan.Service(s) == nil {
+				return fmt.Errorf("down: %w", &api.NoServiceError{Name: s, Known: plan.ServiceNames()})
+			}
+		}
+	}
+	opts := api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}
+	partial := orphansStay || len(services) > 0 && len(engine.WithDependents(plan, services)) < len(plan.Services)
+	if c, err := control.Dial(stateDir); err == nil {
+		info, _ := c.Info(context.Background())
+		if err := c.Down(context.Background(), opts); err != nil {
+			c.Close()
+			return err
+		}
+		c.Close()
+		if !partial {
+			fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
+			for engine.Locked(stateDir) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	} else if !errors.Is(err, api.ErrNotRunning) {
+		return err
+	}
+	rt, err := o.runtimeBinary()
+	if err != nil {
+		return err
+	}
+	grace := 10 * time.Second
+	if t := o.stopTimeout(); t != nil {
+		grace = *t
+	}
+	if partial {
+		err = engine.RemoveServices(context.Background(), rt, project, engine.WithDependents(plan, services), grace, o.stderr)
+	} else {
+		err = engine.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
+	}
+	if err != nil || rmi == "" {
+		return err
+	}
+	return engine.RemoveImages(plan, engine.ImagesToRemove(plan, rmi), o.stderr)
+}
+
+// withoutOrphans finds the services of the project that run but are not
+// in its compose file (orphans) and warns about them; it returns nil when
+// there are none (or no compose file to tell), else the services of the
+// file that run, which down takes down alone.
+func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
+	// Services of profiles not enabled are the file's too, not orphans.
+	opts := o.loadOptions()
+	opts.Profiles = []string{"*"}
+	plan, err := compose.Load(context.Background(), opts)
+	if err != nil || plan.Project != project {
+		return nil, nil // no compose file here: every service is the project's
+	}
+	var rows []api.Replica
+	if c, err := control.Dial(stateDir); err == nil {
+		rows, err = c.Ps(context.Background(), api.PsOptions{All: true})
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+	} else if rt, err := o.runtimeBinary(); err == nil {
+		rows, _ = engine.Unsupervised(context.Background(), rt, project)
+	}
+	var orphans, keep []string
+	for _, r := range rows {
+		switch {
+		case plan.Service(r.Service) == nil:
+			orphans = append(orphans, r.Instance)
+		case !slices.Contains(keep, r.Service):
+			keep = append(keep, r.Service)
+		}
+	}
+	if len(orphans) == 0 {
+		return nil, nil
+	}
+	fmt.Fprintf(o.stderr, "WARN Found orphan instances (%s) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.\n", strings.Join(orphans, ", "))
+	if keep == nil {
+		keep = []string{}
+	}
+	return keep, nil
+}
