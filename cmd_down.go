@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
-
-	"github.com/spf13/cobra"
 )
 
 func newDown(o *options) *cobra.Command {
