@@ -110,7 +110,10 @@ const (
 // blocking work. Each carries the run (process incarnation) it belongs to,
 // so results of an earlier run are recognised and dropped.
 type (
-	instanceStarted struct{ err error }
+	instanceStarted struct {
+		err error
+		net singularity.Network // the instance's, when it started
+	}
 	instanceStopped struct{ err error }
 	instanceChecked struct{ exists bool }
 	processStarted  struct {

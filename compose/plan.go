@@ -112,6 +112,11 @@ type Service struct {
 	// Network is the service's network mode: NetworkProject (the stack's
 	// own namespace), NetworkHost or NetworkNone (network.go).
 	Network string `json:"network_mode"`
+	// NetworkShare, on the project network, is the service whose
+	// replica 1's namespace this one's replicas join (network_mode:
+	// service:NAME, followed to the end); "" for a namespace of each
+	// replica's own.
+	NetworkShare string `json:"network_share,omitempty"`
 	// Ports are compose ports: published from the host into the project
 	// network; on the host's network the service listens on Target itself.
 	Ports []Port `json:"ports,omitempty"`

@@ -122,7 +122,9 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 			if len(opts.Ports) > 0 {
 				return nil, fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
 			}
-			nw.of[svc.Name] = running.Network()
+			// In the stack's namespace, on its bridge: the replicas'
+			// addresses and the stack's DNS server are reachable.
+			nw.of[svc.Name], nw.named = running.Network(), true
 			break
 		}
 		// No stack runs: the run gets a network of its own, as docker
@@ -146,7 +148,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	if err := os.WriteFile(hosts, []byte(actors.HostsFile(entries)), 0o600); err != nil {
 		return nil, err
 	}
-	resolv, err := resolvConf(dir)
+	resolv, err := nw.resolvConf(dir)
 	if err != nil {
 		return nil, err
 	}

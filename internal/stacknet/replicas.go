@@ -1,7 +1,7 @@
 package stacknet
 
-// Namespaces per replica inside the stack's (groundwork for per-service
-// networks, issue 16; not yet used by up). The holder does this work
+// Namespaces per replica inside the stack's (issue 16: up gives every
+// replica on the stack network one, through internal/engine). The holder does this work
 // itself, in process, because only it holds capabilities in the stack's
 // user namespace: the `ip` and `unshare` binaries lose them on exec after
 // nsenter (../shared/apptainer-facts.md, "Networks"). Layout, measured:
@@ -43,9 +43,10 @@ const (
 
 // holderRequest is one request to the holder's socket.
 type holderRequest struct {
-	Op   string `json:"op"`             // "bridge", "add", "remove"
-	Name string `json:"name,omitempty"` // a replica's name (add, remove)
-	Addr string `json:"addr,omitempty"` // its address, CIDR (add)
+	Op    string `json:"op"`              // "bridge", "add", "remove", "names"
+	Name  string `json:"name,omitempty"`  // a replica's name (add, remove)
+	Addr  string `json:"addr,omitempty"`  // its address, CIDR (add)
+	Names Names  `json:"names,omitempty"` // the DNS server's table (names)
 }
 
 type holderReply struct {
@@ -59,6 +60,7 @@ type holderState struct {
 	self     string
 	next     int // for veth names
 	replicas map[string]*replicaHolder
+	dns      *nameServer // once the bridge is made
 }
 
 type replicaHolder struct {
@@ -111,7 +113,24 @@ func (st *holderState) handle(req holderRequest) (int, error) {
 	defer st.mu.Unlock()
 	switch req.Op {
 	case "bridge":
-		return 0, makeBridge()
+		if st.dns != nil {
+			return 0, nil
+		}
+		if err := makeBridge(); err != nil {
+			return 0, err
+		}
+		dns, err := serveNames()
+		if err != nil {
+			return 0, fmt.Errorf("the stack's DNS server: %w", err)
+		}
+		st.dns = dns
+		return 0, nil
+	case "names":
+		if st.dns == nil {
+			return 0, errors.New("no DNS server: the bridge is not made")
+		}
+		st.dns.set(req.Names)
+		return 0, nil
 	case "add":
 		return st.add(req.Name, req.Addr)
 	case "remove":
@@ -129,15 +148,21 @@ func (st *holderState) handle(req holderRequest) (int, error) {
 }
 
 // makeBridge puts tap0 on a new bridge br0 and moves the stack's address
-// and default route to br0.
+// and default route to br0. The bridge gets tap0's MAC address, set, not
+// inherited: a bridge left to choose takes its ports' lowest, which
+// changes as replicas' veths come and go, and the replicas' ARP caches
+// would then send the DNS server's packets nowhere.
 func makeBridge() error {
+	tap, err := netlink.LinkByName(tapName)
+	if err != nil {
+		return err
+	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, MTU: 65520}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
-	tap, err := netlink.LinkByName(tapName)
-	if err != nil {
-		return err
+	if err := netlink.LinkSetHardwareAddr(br, tap.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("bridge's address: %w", err)
 	}
 	addr, err := netlink.ParseAddr(stackCIDR)
 	if err != nil {
@@ -272,7 +297,8 @@ func (n *Net) holderCall(req holderRequest) (int, error) {
 	return reply.Pid, nil
 }
 
-// Bridge moves the stack's address onto a bridge, for replicas to join.
+// Bridge moves the stack's address onto a bridge, for replicas to join,
+// and starts the stack's DNS server there.
 func (n *Net) Bridge() error {
 	_, err := n.holderCall(holderRequest{Op: "bridge"})
 	return err
@@ -287,6 +313,12 @@ func (n *Net) AddReplica(name, addr string) (Replica, error) {
 		return Replica{}, err
 	}
 	return Replica{Pid: pid, UserNS: n.rec.UserNS}, nil
+}
+
+// SetNames replaces the table the stack's DNS server answers from.
+func (n *Net) SetNames(names Names) error {
+	_, err := n.holderCall(holderRequest{Op: "names", Names: names})
+	return err
 }
 
 // RemoveReplica ends a replica's namespace (its veth goes with it).
