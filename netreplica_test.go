@@ -7,6 +7,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,4 +199,65 @@ func (p *project) waitPsAddr(what string, cond func([]replicaRowAddr) bool) []re
 		return cond(rows)
 	})
 	return rows
+}
+
+// compose networks: the proxy (front) reaches the api (front and back),
+// the api reaches the db (back), the proxy cannot reach the db; back is
+// internal, so the db has no way out while the api has.
+func TestReplicaNetNetworksSplit(t *testing.T) {
+	addr := hostAddr()
+	if addr == "" {
+		t.Skip("this host has no address but loopback")
+	}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		l, err := net.Listen("tcp", addr+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
+		}()
+		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
+		p := newP(t, httpd("proxy", "from-proxy", "networks: [front]")+
+			strings.TrimPrefix(httpd("api", "from-api", "networks: [front, back]"), "\nservices:\n")+
+			strings.TrimPrefix(httpd("db", "from-db", "networks: {back: {aliases: [database]}}"), "\nservices:\n")+`
+networks:
+  front: {}
+  back:
+    internal: true
+`)
+		p.upDetached()
+		try := func(from, url string) string {
+			// Not wget -T: this static busybox's wget crashes with it.
+			_, out, _ := p.sstack("exec", "-T", from, "timeout", "5", "wget", "-qO-", url)
+			return out
+		}
+		eventuallyGet := func(from, url, want string) {
+			t.Helper()
+			var out string
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+				if out = try(from, url); strings.Contains(out, want) {
+					return
+				}
+			}
+			t.Errorf("%s -> %s: %q, want %q", from, url, out, want)
+		}
+		eventuallyGet("proxy", "http://api/", "from-api")
+		eventuallyGet("api", "http://database/", "from-db")
+		if out := try("proxy", "http://db/"); strings.Contains(out, "from-db") {
+			t.Errorf("proxy reached db, on no network of proxy's: %q", out)
+		}
+		if out := try("db", "http://proxy/"); strings.Contains(out, "from-proxy") {
+			t.Errorf("db reached proxy: %q", out)
+		}
+		if out := try("api", "http://"+addr+":"+hostPort+"/"); !strings.Contains(out, "host-server") {
+			t.Errorf("api (front is not internal) cannot reach the host: %q", out)
+		}
+		if out := try("db", "http://"+addr+":"+hostPort+"/"); strings.Contains(out, "host-server") {
+			t.Errorf("db, on an internal network only, reached the host: %q", out)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
 }

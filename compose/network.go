@@ -94,6 +94,9 @@ func (t *translator) sharedNetworks(order []string, services map[string]*Service
 		s.Network = resolve(name, map[string]bool{})
 		if s.Network == NetworkProject {
 			s.NetworkShare = shares[name]
+			if s.NetworkShare == "" {
+				s.Networks = t.serviceNetworks(name)
+			}
 		}
 		switch {
 		case len(s.Ports) == 0:

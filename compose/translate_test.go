@@ -306,8 +306,14 @@ networks:
 				eq(t, p.HostsOf(p.Service("web")), append(slices.Clone(base), own...))
 				eq(t, p.HostsOf(p.Service("db")), base)
 				eq(t, p.Service("db").Hostname, "dbhost")
-				mustWarn(t, p, "db", "networks")
-				mustWarn(t, p, "", "networks")
+				// networks: are honoured (networks.go): db on back, web on
+				// the default network.
+				eq(t, p.Service("db").Networks, []ServiceNetwork{{Name: "back", Aliases: []string{"store"}}})
+				eq(t, p.Service("web").Networks, []ServiceNetwork{{Name: "default"}})
+				eq(t, p.Networks, []Network{{Name: "back"}, {Name: "default"}})
+				if hasWarning(p, "db", "networks") || hasWarning(p, "", "networks") {
+					t.Errorf("networks warned about: %v", p.Warnings)
+				}
 				// container_name is what docker compose shows for the replica.
 				eq(t, p.Service("db").DisplayName(1), "pg")
 				eq(t, p.Service("db").DisplayName(2), "db-2") // a replica a live scale adds

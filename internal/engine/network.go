@@ -75,11 +75,15 @@ func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn
 			nw.of[s.Name] = n.Network()
 		}
 	}
-	if err := n.Bridge(); err != nil {
+	if err := n.Prepare(); err != nil {
 		n.Close()
-		return nil, fmt.Errorf("the stack's network bridge: %v; %s", err, hostNetworkHint)
+		return nil, fmt.Errorf("the stack network's routing: %v; %s", err, hostNetworkHint)
 	}
-	nw.replicas, nw.named = newReplicaNets(n, plan), true
+	if nw.replicas, err = newReplicaNets(n, plan); err != nil {
+		n.Close()
+		return nil, err
+	}
+	nw.named = true
 	if err := nw.publish(plan); err != nil {
 		n.Close()
 		return nil, err

@@ -8,6 +8,7 @@ package engine
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,8 +40,45 @@ type heldNet struct {
 
 var _ actors.ReplicaNetworks = (*replicaNets)(nil)
 
-func newReplicaNets(stack *stacknet.Net, plan *compose.Plan) *replicaNets {
-	return &replicaNets{stack: stack, plan: plan, addrs: stacknet.NewAddresses(), held: map[string]*heldNet{}, attached: map[string]string{}}
+// newReplicaNets gives the services with ipv4_address theirs first.
+func newReplicaNets(stack *stacknet.Net, plan *compose.Plan) (*replicaNets, error) {
+	rn := &replicaNets{stack: stack, plan: plan, addrs: stacknet.NewAddresses(), held: map[string]*heldNet{}, attached: map[string]string{}}
+	var errs []error
+	for _, s := range plan.Services {
+		if addr := s.IPv4Address(); addr != "" && s.Network == compose.NetworkProject && s.NetworkShare == "" {
+			if err := rn.addrs.Want(replicaKey(s.Name, 1), addr); err != nil {
+				errs = append(errs, &compose.Error{Service: s.Name, Key: "networks", Message: "ipv4_address " + err.Error()})
+			}
+		}
+	}
+	return rn, errors.Join(errs...)
+}
+
+// on is where svc's replicas are: the networks of the service whose
+// namespace they live in, and whether one of them leads out.
+func (rn *replicaNets) on(svc *compose.Service) stacknet.On {
+	if svc.NetworkShare != "" {
+		if owner := rn.plan.Service(svc.NetworkShare); owner != nil {
+			svc = owner
+		}
+	}
+	return onNetworks(rn.plan, svc)
+}
+
+// onNetworks: a service with no networks (a plan made by hand) is on the
+// default one; internal networks lead nowhere.
+func onNetworks(plan *compose.Plan, svc *compose.Service) stacknet.On {
+	names := svc.NetworkNames()
+	if len(names) == 0 {
+		names = []string{compose.DefaultNetwork}
+	}
+	on := stacknet.On{Networks: names}
+	for _, n := range names {
+		if nw := plan.Network(n); nw == nil || !nw.Internal {
+			on.Outbound = true
+		}
+	}
+	return on
 }
 
 func replicaKey(service string, replica int) string {
@@ -78,7 +116,7 @@ func (rn *replicaNets) Attach(svc *compose.Service, replica int) (singularity.Ne
 	}
 	h := rn.held[own]
 	if h == nil {
-		r, err := rn.stack.AddReplica(nsName(own), addr)
+		r, err := rn.stack.AddReplica(nsName(own), addr, rn.on(svc))
 		if err != nil {
 			return singularity.Network{}, err
 		}
