@@ -202,8 +202,8 @@ func (p *project) waitPsAddr(what string, cond func([]replicaRowAddr) bool) []re
 }
 
 // compose networks: the proxy (front) reaches the api (front and back),
-// the api reaches the db (back), the proxy cannot reach the db; back is
-// internal, so the db has no way out while the api has.
+// the api reaches the db (back), the proxy can neither resolve nor reach
+// the db; back is internal, so the db has no way out while the api has.
 func TestReplicaNetNetworksSplit(t *testing.T) {
 	addr := hostAddr()
 	if addr == "" {
@@ -245,7 +245,17 @@ networks:
 		}
 		eventuallyGet("proxy", "http://api/", "from-api")
 		eventuallyGet("api", "http://database/", "from-db")
-		if out := try("proxy", "http://db/"); strings.Contains(out, "from-db") {
+		// Names are answered per network, as Docker's: proxy gets no
+		// address for db, api gets db's.
+		rows := p.psAddr()
+		_, out, _ := p.sstack("exec", "-T", "proxy", "nslookup", "-type=a", "db")
+		if strings.Contains(out, addressOf(t, rows, "db-1")) {
+			t.Errorf("proxy resolves db:\n%s", out)
+		}
+		if out := p.must("exec", "-T", "api", "nslookup", "-type=a", "db"); !strings.Contains(out, addressOf(t, rows, "db-1")) {
+			t.Errorf("api does not resolve db:\n%s", out)
+		}
+		if out := try("proxy", "http://"+addressOf(t, rows, "db-1")+"/"); strings.Contains(out, "from-db") {
 			t.Errorf("proxy reached db, on no network of proxy's: %q", out)
 		}
 		if out := try("db", "http://proxy/"); strings.Contains(out, "from-proxy") {

@@ -185,16 +185,21 @@ func (rn *replicaNets) addressOf(service string, replica int) string {
 	return addr
 }
 
-// names is the DNS table for the replicas attached now.
-func (rn *replicaNets) names() stacknet.Names {
+// names is the DNS table for the replicas attached now, and the networks
+// of their addresses.
+func (rn *replicaNets) names() (stacknet.Names, stacknet.Networks) {
 	var up []upReplica
+	nets := stacknet.Networks{}
 	for me, own := range rn.attached {
 		service, n, _ := strings.Cut(me, "/")
 		replica, _ := strconv.Atoi(n)
 		addr, _ := rn.addrs.Of(own)
 		up = append(up, upReplica{service: service, replica: replica, addr: addr})
+		if svc := rn.plan.Service(service); svc != nil {
+			nets[addr] = rn.on(svc).Networks
+		}
 	}
-	return dnsNames(rn.plan, up)
+	return dnsNames(rn.plan, up), nets
 }
 
 // upReplica is a replica with an address.

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,10 +23,17 @@ import (
 // no trailing dot) with the addresses of the replicas it stands for.
 type Names map[string][]string
 
+// Networks are the networks of each replica's address: a name answers
+// only the addresses that share a network with the address asking (as
+// Docker's DNS answers per network); an address not in it (the stack's
+// own, a one-off run in the stack's namespace) is answered every one.
+type Networks map[string][]string
+
 // nameServer answers from the latest table.
 type nameServer struct {
 	mu        sync.RWMutex
 	names     Names
+	networks  Networks
 	upstreams []string // host:port, tried in order
 	shuffle   func([]string)
 }
@@ -35,18 +43,26 @@ type nameServer struct {
 // aardvark-dns with 60; nothing here is slower to ask).
 const ttl = 0
 
-func (s *nameServer) set(n Names) {
+func (s *nameServer) set(n Names, nets Networks) {
 	s.mu.Lock()
-	s.names = n
+	s.names, s.networks = n, nets
 	s.mu.Unlock()
 }
 
-// answer is the stack's reply to q, or nil when the name is not the
-// stack's (to be forwarded). A stack name gets its A records, in a new
-// order each time (round robin, as docker's); any other type of question
-// about it gets an empty answer, so that a client asking AAAA first does
-// not wait on the host's resolvers.
-func answer(names Names, q *dns.Msg, shuffle func([]string)) *dns.Msg {
+// reaches: from may be answered to's address.
+func (nets Networks) reaches(from, to string) bool {
+	mine, ok := nets[from]
+	theirs, known := nets[to]
+	return !ok || !known || shares(On{Networks: mine}, On{Networks: theirs})
+}
+
+// answer is the stack's reply to q from the address asker, or nil when
+// the name is not the stack's (to be forwarded). A stack name gets the A
+// records of the addresses asker shares a network with, in a new order
+// each time (round robin, as docker's); any other type of question about
+// it gets an empty answer, so that a client asking AAAA first does not
+// wait on the host's resolvers.
+func answer(names Names, nets Networks, asker string, q *dns.Msg, shuffle func([]string)) *dns.Msg {
 	if len(q.Question) != 1 {
 		return nil
 	}
@@ -63,7 +79,7 @@ func answer(names Names, q *dns.Msg, shuffle func([]string)) *dns.Msg {
 	if question.Qtype != dns.TypeA && question.Qtype != dns.TypeANY {
 		return r
 	}
-	addrs = append([]string(nil), addrs...)
+	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a string) bool { return !nets.reaches(asker, a) })
 	shuffle(addrs)
 	for _, a := range addrs {
 		ip := net.ParseIP(a).To4()
@@ -76,8 +92,9 @@ func answer(names Names, q *dns.Msg, shuffle func([]string)) *dns.Msg {
 }
 
 func (s *nameServer) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+	asker, _, _ := net.SplitHostPort(w.RemoteAddr().String())
 	s.mu.RLock()
-	r := answer(s.names, q, s.shuffle)
+	r := answer(s.names, s.networks, asker, q, s.shuffle)
 	s.mu.RUnlock()
 	if r == nil {
 		r = s.forward(q, w.LocalAddr().Network())

@@ -57,7 +57,7 @@ func query(name string, qtype uint16) *dns.Msg {
 func TestAnswers(t *testing.T) {
 	names := Names{"web": {"10.0.2.101", "10.0.2.102", "10.0.2.103"}, "web-2": {"10.0.2.102"}}
 	reverse := func(a []string) { slices.Reverse(a) }
-	r := answer(names, query("Web", dns.TypeA), reverse)
+	r := answer(names, nil, "10.0.2.9", query("Web", dns.TypeA), reverse)
 	if r == nil || r.Rcode != dns.RcodeSuccess || !r.Authoritative {
 		t.Fatalf("web: %v", r)
 	}
@@ -71,18 +71,44 @@ func TestAnswers(t *testing.T) {
 	if names["web"][0] != "10.0.2.101" {
 		t.Error("the table itself was shuffled")
 	}
-	if r := answer(names, query("web-2.", dns.TypeA), reverse); r == nil || len(r.Answer) != 1 {
+	if r := answer(names, nil, "10.0.2.9", query("web-2.", dns.TypeA), reverse); r == nil || len(r.Answer) != 1 {
 		t.Errorf("web-2: %v", r)
 	}
-	if r := answer(names, query("web", dns.TypeAAAA), reverse); r == nil || len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess {
+	if r := answer(names, nil, "10.0.2.9", query("web", dns.TypeAAAA), reverse); r == nil || len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess {
 		t.Errorf("web AAAA: %v, want an empty answer", r)
 	}
-	if r := answer(names, query("example.org", dns.TypeA), reverse); r != nil {
+	if r := answer(names, nil, "10.0.2.9", query("example.org", dns.TypeA), reverse); r != nil {
 		t.Errorf("a name outside the stack answered: %v", r)
 	}
 	// A service scaled to 0 is still the stack's: no address, no forward.
-	if r := answer(Names{"web": nil}, query("web", dns.TypeA), reverse); r == nil || len(r.Answer) != 0 {
+	if r := answer(Names{"web": nil}, nil, "10.0.2.9", query("web", dns.TypeA), reverse); r == nil || len(r.Answer) != 0 {
 		t.Errorf("web with no replica: %v", r)
+	}
+}
+
+// A name answers only the replicas that share a network with the asker.
+func TestAnswersPerNetwork(t *testing.T) {
+	names := Names{"web": {"10.0.2.101", "10.0.2.102"}, "db": {"10.0.2.103"}}
+	nets := Networks{"10.0.2.101": {"front"}, "10.0.2.102": {"front", "back"}, "10.0.2.103": {"back"}}
+	got := func(asker, name string) []string {
+		r := answer(names, nets, asker, query(name, dns.TypeA), func([]string) {})
+		if r == nil {
+			t.Fatalf("%s asking %s: forwarded", asker, name)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			out = append(out, rr.(*dns.A).A.String())
+		}
+		return out
+	}
+	if a := got("10.0.2.101", "db"); len(a) != 0 {
+		t.Errorf("front-only 10.0.2.101 resolves db: %v", a)
+	}
+	if a := got("10.0.2.103", "web"); !slices.Equal(a, []string{"10.0.2.102"}) {
+		t.Errorf("back-only db resolves web to %v, want the replica on back only", a)
+	}
+	if a := got("10.0.2.100", "web"); len(a) != 2 {
+		t.Errorf("the stack's own address resolves web to %v, want both", a)
 	}
 }
 

@@ -52,11 +52,12 @@ const (
 
 // holderRequest is one request to the holder's socket.
 type holderRequest struct {
-	Op    string `json:"op"`              // "bridge", "add", "remove", "names"
-	Name  string `json:"name,omitempty"`  // a replica's name (add, remove)
-	Addr  string `json:"addr,omitempty"`  // its address, CIDR (add)
-	Names Names  `json:"names,omitempty"` // the DNS server's table (names)
-	On    *On    `json:"on,omitempty"`    // the replica's networks (add)
+	Op    string   `json:"op"`              // "bridge", "add", "remove", "names"
+	Name  string   `json:"name,omitempty"`  // a replica's name (add, remove)
+	Addr  string   `json:"addr,omitempty"`  // its address, CIDR (add)
+	Names Names    `json:"names,omitempty"` // the DNS server's table (names)
+	Nets  Networks `json:"nets,omitempty"`  // and whom it answers (names)
+	On    *On      `json:"on,omitempty"`    // the replica's networks (add)
 }
 
 // On says which networks a replica is on: it reaches the replicas that
@@ -165,7 +166,7 @@ func (st *holderState) handle(req holderRequest) (int, error) {
 		if st.dns == nil {
 			return 0, errors.New("no DNS server: the network is not prepared")
 		}
-		st.dns.set(req.Names)
+		st.dns.set(req.Names, req.Nets)
 		return 0, nil
 	case "add":
 		on := On{Networks: []string{"default"}, Outbound: true}
@@ -415,9 +416,10 @@ func (n *Net) AddReplica(name, addr string, on On) (Replica, error) {
 	return Replica{Pid: pid, UserNS: n.rec.UserNS}, nil
 }
 
-// SetNames replaces the table the stack's DNS server answers from.
-func (n *Net) SetNames(names Names) error {
-	_, err := n.holderCall(holderRequest{Op: "names", Names: names})
+// SetNames replaces the table the stack's DNS server answers from, and
+// the networks of each address, which say whom it answers.
+func (n *Net) SetNames(names Names, nets Networks) error {
+	_, err := n.holderCall(holderRequest{Op: "names", Names: names, Nets: nets})
 	return err
 }
 

@@ -130,7 +130,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		t.Errorf("a -> 10.0.2.102:80: %q", got)
 	}
 	// The DNS server on the stack's address answers what it is told.
-	if err := n.SetNames(Names{"web": {"10.0.2.102"}}); err != nil {
+	if err := n.SetNames(Names{"web": {"10.0.2.102"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := enter(replicas["a"], busybox, "nslookup", "-type=a", "web", GuestAddr).CombinedOutput(); !strings.Contains(string(out), "10.0.2.102") {
