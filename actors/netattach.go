@@ -30,7 +30,7 @@ func attachNet(nets ReplicaNetworks, svc *compose.Service, replica int, net sing
 	}
 	own, err := nets.Attach(svc, replica)
 	if err != nil {
-		return net, fmt.Errorf("network: %w", err)
+		return net, fmt.Errorf("its network namespace on the stack network: %w", err)
 	}
 	return own, nil
 }

@@ -106,14 +106,16 @@ const (
 	rulePriority = 100
 )
 
-// serveHolder answers requests on holder.sock in the holder's working
-// directory (the state directory) until the holder ends.
-func serveHolder() error {
+// listenHolder makes holder.sock in the holder's working directory (the
+// state directory) before the holder says it is ready, so that it is
+// there when Start returns.
+func listenHolder() (net.Listener, error) {
 	_ = os.Remove(holderSocket)
-	l, err := net.Listen("unix", holderSocket)
-	if err != nil {
-		return err
-	}
+	return net.Listen("unix", holderSocket)
+}
+
+// serveHolder answers requests on l until the holder ends.
+func serveHolder(l net.Listener) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err

@@ -256,14 +256,20 @@ func Hold() {
 		say("net.ipv4.ip_unprivileged_port_start: %v", err)
 		os.Exit(1)
 	}
+	l, err := listenHolder()
+	if err != nil {
+		say("%s: %v", holderSocket, err)
+		os.Exit(1)
+	}
 	signal := make(chan os.Signal, 1)
 	ignoreInterrupts(signal)
 	say("ready")
 	// Stay only if sstack recorded us (see startHolder).
 	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "keep\n" {
+		_ = os.Remove(holderSocket)
 		os.Exit(0)
 	}
-	if err := serveHolder(); err != nil {
+	if err := serveHolder(l); err != nil {
 		os.Exit(1)
 	}
 	// Nothing more to say or hear: a closed pipe must not end the holder.
