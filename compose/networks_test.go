@@ -47,6 +47,15 @@ networks:
 		t.Errorf("side: networks %v, shares %q; want api's namespace", p.Service("side").Networks, p.Service("side").NetworkShare)
 	}
 	eq(t, p.Service("api").IPv4Address(), "10.0.2.50")
+	var out strings.Builder
+	if err := p.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"back": {aliases: ["backend"], ipv4_address: "10.0.2.50"}`, `network_share: "api"`, "networks:\n  \"back\": {internal: true}\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config lacks %q:\n%s", want, out.String())
+		}
+	}
 	for _, w := range []struct{ service, key, text string }{
 		{"", "networks.front.driver", `"overlay" is not used`},
 		{"", "networks.front.driver_opts", "not used"},
