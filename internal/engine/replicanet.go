@@ -2,7 +2,7 @@ package engine
 
 // A network namespace and an address for every replica on the stack
 // network (issue 16), and the names the stack's DNS server answers. The
-// namespaces hang off the stack holder's bridge (internal/stacknet,
+// namespaces are routed by the stack holder's namespace (internal/stacknet,
 // replicas.go); the service actors attach a replica before its instance
 // starts and detach it once the instance is gone (actors/netattach.go).
 

@@ -122,7 +122,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 			if len(opts.Ports) > 0 {
 				return nil, fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
 			}
-			// In the stack's namespace, on its bridge: the replicas'
+			// In the stack's namespace, which routes to every replica: the replicas'
 			// addresses and the stack's DNS server are reachable.
 			nw.of[svc.Name], nw.named = running.Network(), true
 			break

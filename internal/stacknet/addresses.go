@@ -7,7 +7,7 @@ import (
 
 // Addresses hands out the replicas' addresses on the stack network,
 // slirp4netns's 10.0.2.0/24: every address but the network's own, the
-// gateway (.2), the DNS forwarder (.3), the stack's (.100, the bridge,
+// gateway (.2), the DNS forwarder (.3), the stack's (.100, tap0's,
 // where the stack's DNS server listens) and broadcast; .101 upwards
 // first, so the first replicas' addresses read as the stack's. A key (a
 // replica, "SERVICE/N") keeps its address for the stack's life: a

@@ -2,7 +2,7 @@ package stacknet
 
 // The stack's DNS server, as docker's embedded one (127.0.0.11) and
 // podman's aardvark-dns: it runs in the stack's holder, listens on the
-// bridge's address (GuestAddr, port 53, UDP and TCP), answers the
+// stack's address (GuestAddr, port 53, UDP and TCP), answers the
 // stack's names from a table sstack sends over holder.sock whenever a
 // replica comes or goes (Names), and forwards every other question to the
 // host's resolvers. Replicas' resolv.conf names it (ResolvConf).
@@ -137,7 +137,7 @@ func upstreams(resolvConf string) []string {
 	return append(out, net.JoinHostPort(DNSAddr, "53"))
 }
 
-// serveNames starts the DNS server on the bridge's address.
+// serveNames starts the DNS server on the stack's address.
 func serveNames() (*nameServer, error) {
 	conf, _ := os.ReadFile("/etc/resolv.conf")
 	s := &nameServer{names: Names{}, upstreams: upstreams(string(conf)),

@@ -52,7 +52,7 @@ const (
 
 // holderRequest is one request to the holder's socket.
 type holderRequest struct {
-	Op    string   `json:"op"`              // "bridge", "add", "remove", "names"
+	Op    string   `json:"op"`              // "prepare", "add", "remove", "names"
 	Name  string   `json:"name,omitempty"`  // a replica's name (add, remove)
 	Addr  string   `json:"addr,omitempty"`  // its address, CIDR (add)
 	Names Names    `json:"names,omitempty"` // the DNS server's table (names)
@@ -88,7 +88,7 @@ type holderState struct {
 	self     string
 	next     int // for veth names
 	replicas map[string]*replicaHolder
-	dns      *nameServer // once the bridge is made
+	dns      *nameServer // once prepared
 }
 
 type replicaHolder struct {

@@ -63,7 +63,7 @@ func asTestUser(t *testing.T) {
 	}
 }
 
-// Replicas with namespaces of their own on the stack's bridge: each
+// Replicas with namespaces of their own, routed by the stack's: each
 // serves port 80, they reach each other by address, a published port
 // reaches one of them, outbound traffic leaves through slirp4netns, and a
 // removed replica's holder is gone. As root and as an unprivileged user.

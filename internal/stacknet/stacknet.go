@@ -5,8 +5,11 @@
 // ends them after a killed supervisor. It needs no root and no help from
 // the site: an unprivileged user gets a user namespace of their own (uid
 // mapped to itself) around the network namespace; root gets the network
-// namespace alone. The engine starts one per stack; package singularity
-// enters it (nsenter) for every Apptainer client of an instance on it.
+// namespace alone. The engine starts one per stack; inside it the holder
+// gives every replica a namespace and address of its own, routed as the
+// compose networks say, and answers the stack's names (replicas.go,
+// dns.go). Package singularity enters a replica's namespace (nsenter) for
+// every Apptainer client of its instance.
 //
 // Measured design notes: ../shared/apptainer-facts.md, "Networks".
 package stacknet
