@@ -120,6 +120,18 @@ func (t *translator) projectNetworks(order []string, services map[string]*Servic
 		}
 		out = append(out, Network{Name: name, Internal: c.Internal})
 	}
+	// Ports of a service with no way out answer nothing (Docker
+	// publishes none on internal networks).
+	internal := map[string]bool{}
+	for _, n := range out {
+		internal[n.Name] = n.Internal
+	}
+	for _, name := range order {
+		s := services[name]
+		if len(s.Ports) > 0 && len(s.Networks) > 0 && !slices.ContainsFunc(s.Networks, func(n ServiceNetwork) bool { return !internal[n.Name] }) {
+			t.warn(name, "ports", "not reachable: the service is on internal networks only, from which no traffic leaves the stack")
+		}
+	}
 	// Two services asking for one address.
 	owner := map[string]string{}
 	for _, name := range order {

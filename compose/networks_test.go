@@ -21,6 +21,7 @@ func TestNetworks(t *testing.T) {
         mac_address: 02:42:ac:11:00:02
   db:
     image: redis:7
+    ports: ["5432:5432"]
     networks:
       back:
         ipv4_address: 172.20.0.2
@@ -62,6 +63,7 @@ networks:
 		{"", "networks.back.ipam", "subnet 172.20.0.0/24 is not honoured"},
 		{"db", "networks.back.ipv4_address", "172.20.0.2 is not honoured: outside 10.0.2.0/24"},
 		{"api", "networks.back.mac_address", "not honoured"},
+		{"db", "ports", "not reachable: the service is on internal networks only"},
 	} {
 		if !slices.ContainsFunc(warningsOf(p, w.service), func(x Warning) bool { return x.Key == w.key && strings.Contains(x.Reason, w.text) }) {
 			t.Errorf("no %s warning %q for %q: %v", w.key, w.text, w.service, warningsOf(p, w.service))
