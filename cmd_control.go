@@ -133,13 +133,18 @@ func printJSONRows(w io.Writer, rows []api.Replica) error {
 
 func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	// A NODE column only for a stack spread over a Slurm allocation.
+	// A NODE column only for a stack spread over a Slurm allocation; an
+	// ADDRESS column (last) for replicas with addresses of their own.
 	nodes := slices.ContainsFunc(rows, func(r api.Replica) bool { return r.Node != "" })
+	addrs := slices.ContainsFunc(rows, func(r api.Replica) bool { return r.Address != "" })
+	header := []string{"NAME", "SERVICE", "STATUS", "SINCE", "RESTARTS", "PID", "PORTS"}
 	if nodes {
-		fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATUS\tSINCE\tRESTARTS\tPID\tPORTS")
-	} else {
-		fmt.Fprintln(tw, "NAME\tSERVICE\tSTATUS\tSINCE\tRESTARTS\tPID\tPORTS")
+		header = slices.Insert(header, 2, "NODE")
 	}
+	if addrs {
+		header = append(header, "ADDRESS")
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
 		since, pid, restarts := "", "", strconv.Itoa(r.Restarts)
 		if !r.Since.IsZero() {
@@ -153,12 +158,14 @@ func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
 			status = "running (no supervisor)"
 			restarts = "-"
 		}
-		ports := portsColumn(r.Publishers)
+		cols := []string{r.Name, r.Service, status, since, restarts, pid, portsColumn(r.Publishers)}
 		if nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, r.Node, status, since, restarts, pid, ports)
-			continue
+			cols = slices.Insert(cols, 2, r.Node)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Service, status, since, restarts, pid, ports)
+		if addrs {
+			cols = append(cols, r.Address)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	_ = tw.Flush()
 }

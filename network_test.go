@@ -149,8 +149,9 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 			t.Errorf("chosen port %s: %q", eph, got)
 		}
 		contains(t, "ps", p.must("ps"), "running (healthy)", "127.0.0.1:"+port+"->80/tcp", chosen+"->8080/tcp")
-		out := p.must("exec", "-T", "web", "sh", "-c", "wget -qO- http://127.0.0.1:80/ && ip -4 addr show tap0")
-		contains(t, "exec", out, "inside", "10.0.2.100")
+		// In the replica's own namespace (issue 16), at its address.
+		out := p.must("exec", "-T", "web", "sh", "-c", "wget -qO- http://127.0.0.1:80/ && ip -4 addr show eth0")
+		contains(t, "exec", out, "inside", "inet 10.0.2.10")
 		if code, _, _ := p.sstack("port", "web", "81"); code != 1 {
 			t.Errorf("port of an unpublished port: exit code %d, want 1", code)
 		}

@@ -100,17 +100,13 @@ func TestRestartAlwaysBacksOff(t *testing.T) {
 		gaps = append(gaps, at[i].Sub(at[i-1]))
 	}
 	t.Logf("gaps between runs: %v", gaps)
+	// Each gap is at least its backoff, which doubles (a loaded machine
+	// only makes gaps longer, so no upper bound is asserted); the
+	// decisions themselves are in the status lines below.
 	for i, g := range gaps {
 		if min := 100 * time.Millisecond << i; g < min {
 			t.Errorf("gap %d is %v, shorter than the backoff %v", i+1, g, min)
 		}
-		// Each delay doubles: 100ms more at the least; allow some jitter.
-		if i > 0 && g < gaps[i-1]+50*time.Millisecond {
-			t.Errorf("gap %d (%v) does not grow from gap %d (%v)", i+1, g, i, gaps[i-1])
-		}
-	}
-	if gaps[len(gaps)-1] < gaps[0]+time.Second {
-		t.Errorf("delays do not grow: %v", gaps)
 	}
 	if !strings.Contains(r.stderr.String(), "always-1 exited with code 0, restarting in 100ms (attempt 1)") ||
 		!strings.Contains(r.stderr.String(), "always-1 exited with code 0, restarting in 200ms (attempt 2)") {

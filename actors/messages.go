@@ -141,7 +141,10 @@ const (
 type (
 	// rolloutTimer: a rollout's delay or monitor period has passed.
 	rolloutTimer    struct{ service string }
-	instanceStarted struct{ err error }
+	instanceStarted struct {
+		err error
+		net singularity.Network // the instance's, when it started
+	}
 	instanceStopped struct{ err error }
 	instanceChecked struct{ exists bool }
 	processStarted  struct {

@@ -35,6 +35,9 @@ type ServiceConfig struct {
 	// file bound onto /etc/resolv.conf.
 	Net        singularity.Network
 	ResolvConf string
+	// ReplicaNets, when set, gives the replica a namespace of its own on
+	// the stack network before each instance start (netattach.go).
+	ReplicaNets ReplicaNetworks
 	// HasRunscript: the image has a runscript, so a service without an
 	// entrypoint is started with `run` (command replaces CMD).
 	HasRunscript bool
@@ -150,6 +153,9 @@ func (s *serviceActor) Receive(ctx actor.Context) {
 	case *SignalService:
 		s.feed(ctx, lifecycle.SignalRequested{Signal: msg.Signal})
 	case *instanceStarted:
+		if msg.err == nil {
+			s.cfg.Net = msg.net // the replica's own, for its processes
+		}
 		s.feed(ctx, lifecycle.InstanceStarted{Err: msg.err})
 	case *instanceChecked:
 		s.feed(ctx, lifecycle.InstanceChecked{Exists: msg.exists})
@@ -201,8 +207,16 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 	case lifecycle.StartInstance:
 		spec := instanceSpec(&s.cfg)
 		svc, prepare, stateDir, slots := s.cfg.Service, s.cfg.PrepareMounts, s.cfg.StateDir, s.cfg.slots
+		nets, replica := s.cfg.ReplicaNets, s.cfg.Replica
 		go func() {
-			root.Send(self, &instanceStarted{err: startInstance(rt, spec, svc, prepare, stateDir, slots)})
+			net, err := attachNet(nets, svc, replica, spec.Net)
+			if err == nil {
+				spec.Net = net
+				if err = startInstance(rt, spec, svc, prepare, stateDir, slots); err != nil {
+					detachNet(nets, svc, replica, net)
+				}
+			}
+			root.Send(self, &instanceStarted{err: err, net: net})
 		}()
 	case lifecycle.CheckInstance:
 		name := s.cfg.Instance
@@ -235,11 +249,13 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		// The service process is already gone: only the instance's init is
 		// left, so a short timeout is enough.
 		stateDir, slots := s.cfg.StateDir, s.cfg.slots
+		nets, svc, replica, net := s.cfg.ReplicaNets, s.cfg.Service, s.cfg.Replica, s.cfg.Net
 		go func() {
 			defer acquire(slots)()
 			err := rt.StopInstance(context.Background(), name, "SIGTERM", 2*time.Second)
 			if err == nil || errors.Is(err, singularity.ErrNoInstance) {
 				statedir.Forget(stateDir, name)
+				detachNet(nets, svc, replica, net)
 			}
 			root.Send(self, &instanceStopped{err: err})
 		}()

@@ -45,6 +45,9 @@ type StackConfig struct {
 	Stdout     io.Writer // service output
 	Stderr     io.Writer // sstack's status lines
 
+	// ReplicaNets gives replicas on the stack network their own (nil: none).
+	ReplicaNets ReplicaNetworks
+
 	// Services to start (with their dependencies unless NoDeps); none:
 	// every service of the plan.
 	Services []string
@@ -591,6 +594,7 @@ func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, 
 		HostsFile:     a.cfg.HostsFiles[svc.Name],
 		Net:           a.cfg.Nets[svc.Name],
 		ResolvConf:    a.cfg.ResolvConf,
+		ReplicaNets:   a.cfg.ReplicaNets,
 		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,
 		Held:          held,

@@ -367,10 +367,10 @@ func TestCorpusEveryKeyHandled(t *testing.T) {
 // from both key tables is reported, and then fails for want of a warning.
 func unhandledKeys(t *testing.T, dir string) []tree.Path {
 	t.Helper()
-	warnedTopLevel := []string{"networks", "jobs", "models"}
+	warnedTopLevel := []string{"jobs", "models"}
 	// ports are published on the project network (the corpus runs on
 	// it) and warned about on the host's.
-	conditional := []string{"networks", "build", "deploy", "network_mode", "init"}
+	conditional := []string{"build", "deploy", "network_mode", "init"}
 	translated := slices.DeleteFunc(slices.Clone(translatedServiceKeys), func(k string) bool { return slices.Contains(conditional, k) })
 	var supported []tree.Path
 	for _, p := range schema.AttributePaths() {

@@ -9,11 +9,11 @@ import (
 
 // Why sstack ignores a key; shared by keys with the same cause.
 const (
-	reasonOneNetwork  = "the services of a stack share one network (its own namespace, or the host's): they reach each other by name through /etc/hosts (127.0.0.1)"
+	reasonOneNetwork  = "a replica on the stack network has one interface, eth0, with one address of 10.0.2.0/24 (on the host's network, the host's)"
 	reasonNoLimitFlag = "Apptainer has no flag for this limit"
 	reasonNamespaces  = "apptainer chooses the instance's namespaces"
 	reasonPrivileges  = "apptainer runs the service as the user who runs sstack, with no extra privileges"
-	reasonDNS         = "instances use the host's DNS configuration (/etc/resolv.conf)"
+	reasonDNS         = "the stack's DNS server answers every replica (forwarding other names to the host's resolvers); on the host's network, the host's DNS configuration"
 	reasonDevices     = "devices are not mapped: the instance sees the host's /dev"
 	reasonMetadata    = "instances carry no labels or annotations"
 	reasonLogging     = "service output goes to sstack's output"

@@ -6,6 +6,7 @@ package compose
 // every service is reachable on 127.0.0.1 under its names.
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"slices"
@@ -79,9 +80,24 @@ func (t *translator) sharedNetworks(order []string, services map[string]*Service
 		}
 		return mode
 	}
+	// The service whose namespace each joins: the end of its chain.
+	shares := map[string]string{}
+	for _, name := range order {
+		seen := map[string]bool{name: true}
+		for target, ok := strings.CutPrefix(services[name].Network, "service:"); ok && services[target] != nil && !seen[target]; target, ok = strings.CutPrefix(services[target].Network, "service:") {
+			seen[target] = true
+			shares[name] = target
+		}
+	}
 	for _, name := range order {
 		s := services[name]
 		s.Network = resolve(name, map[string]bool{})
+		if s.Network == NetworkProject {
+			s.NetworkShare = shares[name]
+			if s.NetworkShare == "" {
+				s.Networks = t.serviceNetworks(name)
+			}
+		}
 		switch {
 		case len(s.Ports) == 0:
 		case s.Network == NetworkHost:
@@ -203,8 +219,9 @@ func validPortRange(s string) bool {
 }
 
 // portConflicts warns when two instances would listen on the same port
-// of one network: the host's, or the project's (one namespace for the
-// whole stack). A service with network_mode none is alone in its own.
+// of one network namespace: the host's, or a replica's on the project
+// network, which services joining it (network_mode: service:NAME) share.
+// A service with network_mode none is alone in its own.
 func (t *translator) portConflicts(order []string, services map[string]*Service) {
 	users := map[string][]string{} // "network port/proto" -> services
 	var ports []string
@@ -219,7 +236,13 @@ func (t *translator) portConflicts(order []string, services map[string]*Service)
 			if proto == "" {
 				proto = "tcp"
 			}
-			port := svc.Network + " " + fmt.Sprintf("%d/%s", p.Target, proto)
+			// On the project network every replica has a namespace of
+			// its own, shared only by services that join it.
+			network := svc.Network
+			if network == NetworkProject {
+				network += ":" + cmp.Or(svc.NetworkShare, name)
+			}
+			port := network + " " + fmt.Sprintf("%d/%s", p.Target, proto)
 			if seen[port] {
 				continue
 			}
@@ -230,16 +253,19 @@ func (t *translator) portConflicts(order []string, services map[string]*Service)
 			users[port] = append(users[port], name)
 		}
 	}
-	where := map[string]string{NetworkHost: "the host's network", NetworkProject: "the project's network (one namespace for the stack)"}
 	for _, key := range ports {
 		network, port, _ := strings.Cut(key, " ")
+		where := "the host's network"
+		if network != NetworkHost {
+			where = "the network namespace they share"
+		}
 		names := users[key]
 		for _, name := range names {
 			switch {
 			case len(names) > 1:
-				t.warn(name, "ports", "port %s is also used by %s: on %s only one can listen", port, strings.Join(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == name }), ", "), where[network])
-			case services[name].Replicas > 1:
-				t.warn(name, "ports", "port %s: only one of the %d replicas can listen on it on %s", port, services[name].Replicas, where[network])
+				t.warn(name, "ports", "port %s is also used by %s: on %s only one can listen", port, strings.Join(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == name }), ", "), where)
+			case services[name].Replicas > 1 && network == NetworkHost:
+				t.warn(name, "ports", "port %s: only one of the %d replicas can listen on it on %s", port, services[name].Replicas, where)
 			}
 		}
 	}

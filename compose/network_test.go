@@ -35,6 +35,12 @@ func TestNetworkModes(t *testing.T) {
 			t.Errorf("%s: network %q, want %q", name, got, mode)
 		}
 	}
+	if got := p.Service("side").NetworkShare; got != "web" {
+		t.Errorf("side shares %q's namespace, want web's", got)
+	}
+	if got := p.Service("web").NetworkShare + p.Service("sidenone").NetworkShare; got != "" {
+		t.Errorf("web or sidenone share %q's namespace, want none", got)
+	}
 	if hasWarning(p, "web", "ports") {
 		t.Errorf("ports on the project network warned about: %v", warningsOf(p, "web"))
 	}

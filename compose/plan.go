@@ -19,13 +19,18 @@ type Plan struct {
 	ConfigFiles []string `json:"config_files,omitempty"`
 	// Hosts are the /etc/hosts lines every service has: localhost, then
 	// every service name of the project (and container_name, hostname and
-	// network aliases) on 127.0.0.1, as the services share one network.
+	// network aliases) on 127.0.0.1, as services on the host's network
+	// share it; on the stack network the stack's DNS server answers these
+	// names with the replicas' own addresses instead (internal/engine).
 	// Kept once for the project, so that a plan grows linearly with its
 	// services; a service's own lines are in its ExtraHosts.
 	Hosts []HostEntry `json:"hosts"`
 	// Services in dependency order: every service comes after all of its
 	// dependencies (ties broken by name, so the order is stable).
 	Services []Service `json:"services"`
+	// Networks are the compose networks the services on the project
+	// network are on (networks.go).
+	Networks []Network `json:"networks,omitempty"`
 	// NodeLabels are x-sstack.node_labels: labels of Slurm nodes by name,
 	// for node.labels.* placement constraints.
 	NodeLabels map[string]map[string]string `json:"node_labels,omitempty"`
@@ -112,6 +117,14 @@ type Service struct {
 	// Network is the service's network mode: NetworkProject (the stack's
 	// own namespace), NetworkHost or NetworkNone (network.go).
 	Network string `json:"network_mode"`
+	// NetworkShare, on the project network, is the service whose
+	// replica 1's namespace this one's replicas join (network_mode:
+	// service:NAME, followed to the end); "" for a namespace of each
+	// replica's own.
+	NetworkShare string `json:"network_share,omitempty"`
+	// Networks are the compose networks of a service on the project
+	// network with a namespace of its own (networks.go), sorted by name.
+	Networks []ServiceNetwork `json:"networks,omitempty"`
 	// Ports are compose ports: published from the host into the project
 	// network; on the host's network the service listens on Target itself.
 	Ports []Port `json:"ports,omitempty"`

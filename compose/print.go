@@ -29,6 +29,12 @@ func (p *Plan) Print(w io.Writer) error {
 	for _, s := range p.Services {
 		e.service(s)
 	}
+	if len(p.Networks) > 0 {
+		e.line(0, "networks:")
+		for _, n := range p.Networks {
+			e.line(1, fmt.Sprintf("%s: {internal: %t}", quote(n.Name), n.Internal))
+		}
+	}
 	return b.Flush()
 }
 
@@ -121,6 +127,26 @@ func (e *emitter) service(s Service) {
 		}
 	}
 	e.line(2, "network_mode: "+s.Network)
+	if s.NetworkShare != "" {
+		e.scalar(2, "network_share", s.NetworkShare)
+	}
+	if len(s.Networks) > 0 {
+		e.line(2, "networks:")
+		for _, n := range s.Networks {
+			var attrs []string
+			if len(n.Aliases) > 0 {
+				q := make([]string, len(n.Aliases))
+				for i, a := range n.Aliases {
+					q[i] = quote(a)
+				}
+				attrs = append(attrs, "aliases: ["+strings.Join(q, ", ")+"]")
+			}
+			if n.IPv4Address != "" {
+				attrs = append(attrs, "ipv4_address: "+quote(n.IPv4Address))
+			}
+			e.line(3, quote(n.Name)+": {"+strings.Join(attrs, ", ")+"}")
+		}
+	}
 	if len(s.Ports) > 0 {
 		ports := make([]string, len(s.Ports))
 		for i, p := range s.Ports {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,6 +118,7 @@ func Translate(p *types.Project, opts Options) (*Plan, error) {
 		WorkingDir: p.WorkingDir,
 		StateDir:   t.stateDir,
 		Hosts:      common,
+		Networks:   t.projectNetworks(order, services),
 		NodeLabels: t.nodeLabels(),
 		Warnings:   t.warns,
 	}
@@ -204,17 +204,6 @@ func (t *translator) display(p string) string {
 // topLevel warns about top-level sections sstack does not use.
 func (t *translator) topLevel() {
 	p := t.p
-	var networks []string
-	for _, name := range sortedKeys(p.Networks) {
-		n := p.Networks[name]
-		n.Name = ""
-		if name != "default" || !reflect.ValueOf(n).IsZero() {
-			networks = append(networks, name)
-		}
-	}
-	if len(networks) > 0 {
-		t.warn("", "networks", "%s: %s", strings.Join(networks, ", "), reasonOneNetwork)
-	}
 	for _, name := range sortedKeys(p.Volumes) {
 		v := p.Volumes[name]
 		if v.Driver != "" && v.Driver != "local" {
@@ -471,15 +460,6 @@ func (t *translator) unsupported(sc types.ServiceConfig) {
 		if d.Mode != "" && d.Mode != "replicated" {
 			t.warn(name, "deploy.mode", "%q is not honoured: replicas are placed as for replicated (deploy.placement)", d.Mode)
 		}
-	}
-	var networks []string
-	for _, n := range sortedKeys(sc.Networks) {
-		if n != "default" || sc.Networks[n] != nil {
-			networks = append(networks, n)
-		}
-	}
-	if len(networks) > 0 {
-		t.warn(name, "networks", "%s: %s", strings.Join(networks, ", "), reasonOneNetwork)
 	}
 	if sc.Init != nil && !*sc.Init {
 		t.warn(name, "init", "false is not honoured: Apptainer always runs its own init as PID 1 of the instance")

@@ -108,6 +108,9 @@ type Replica struct {
 	// Publishers are the service's published ports, as docker compose's
 	// ps --format json names them.
 	Publishers []Publisher `json:"Publishers,omitempty"`
+	// Address is the replica's own address on the stack network ("":
+	// none, as on the host's network).
+	Address string `json:"Address,omitempty"`
 }
 
 // Publisher is one published port: URL is the host address.

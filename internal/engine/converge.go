@@ -298,6 +298,9 @@ func (nw *networks) converge(plan *compose.Plan, changed, removed []string, clus
 	nw.mu.Lock()
 	nw.of = of
 	nw.mu.Unlock()
+	if nw.replicas != nil {
+		nw.replicas.setPlan(plan)
+	}
 	return of, nil
 }
 

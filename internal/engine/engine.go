@@ -183,7 +183,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	_ = os.Remove(statedir.LastPs(plan.StateDir))
-	resolv, err := resolvConf(plan.StateDir)
+	resolv, err := s.nets.resolvConf(plan.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("writing resolv.conf in %s: %w", plan.StateDir, err)
 	}
@@ -242,6 +242,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		Unprepared:     slices.DeleteFunc(plan.ServiceNames(), func(n string) bool { return slices.Contains(selected, n) }),
 		Nets:           s.nets.of,
 		ResolvConf:     resolv,
+		ReplicaNets:    s.nets.replicaNetworks(),
 		Format:         format,
 		Stdout:         opts.Stdout,
 		Stderr:         opts.Stderr,
@@ -486,7 +487,7 @@ func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica
 	}
 	rows, err := s.stack.Ps()
 	for i := range rows {
-		rows[i].Publishers = s.nets.publishers(rows[i].Service)
+		s.nets.annotate(&rows[i])
 	}
 	return rows, err
 }
@@ -932,7 +933,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 			return api.ExecTarget{}, fmt.Errorf("%s is %s, not running; start it with 'sstack start %s': %w", r.Name, r.Status(), r.Service, api.ErrReplicaNotRunning)
 		}
 		svc = svc.ForReplica(index)
-		n := s.nets.network(svc.Name) // nets is set once Up has succeeded
+		n := s.nets.execNet(svc.Name, index) // nets is set once Up has succeeded
 		t := api.ExecTarget{Instance: r.Instance, Env: svc.Environment, Pwd: svc.WorkingDir, NetHolder: n.Holder, NetUserNS: n.UserNS}
 		if s.cluster != nil && r.Node != "" {
 			t.Node, t.Job = r.Node, s.cluster.job

@@ -19,20 +19,20 @@ func TestChoosePort(t *testing.T) {
 	defer held.Close()
 	taken := held.Addr().(*net.TCPAddr).Port
 	p := compose.Port{Target: 80, Protocol: "tcp", Published: strconv.Itoa(taken), HostIP: "127.0.0.1"}
-	if _, err := choosePort(p); err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "publish another port") {
+	if _, err := choosePort(p, 0); err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "publish another port") {
 		t.Errorf("taken port: %v", err)
 	}
 	// A range skips the taken port.
 	p.Published = strconv.Itoa(taken) + "-" + strconv.Itoa(taken+1)
-	if pub, err := choosePort(p); err != nil || pub.HostPort != taken+1 {
+	if pub, err := choosePort(p, 0); err != nil || pub.HostPort != taken+1 {
 		t.Errorf("range: %+v, %v", pub, err)
 	}
 	// None written: one the kernel chooses, on all addresses.
-	pub, err := choosePort(compose.Port{Target: 80, Protocol: "udp"})
+	pub, err := choosePort(compose.Port{Target: 80, Protocol: "udp"}, 0)
 	if err != nil || pub.HostPort == 0 || pub.HostIP != "0.0.0.0" || pub.Protocol != "udp" {
 		t.Errorf("ephemeral: %+v, %v", pub, err)
 	}
-	if _, err := choosePort(compose.Port{Target: 80, Protocol: "sctp"}); err == nil {
+	if _, err := choosePort(compose.Port{Target: 80, Protocol: "sctp"}, 0); err == nil {
 		t.Error("sctp published")
 	}
 }

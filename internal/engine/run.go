@@ -139,7 +139,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	if err := os.WriteFile(hosts, hostsFile, 0o600); err != nil {
 		return nil, err
 	}
-	resolv, err := resolvConf(dir)
+	resolv, err := nw.resolvConf(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,9 @@ func (r *OneOff) network(ctx context.Context, nw *networks, plan *compose.Plan, 
 		if len(ports) > 0 {
 			return fmt.Errorf("service %q: run with published ports while the stack runs is not supported: its ports belong to the stack's network; run without --service-ports/-p", svc.Name)
 		}
-		nw.of[svc.Name] = running.Network()
+		// In the stack's namespace, which routes to every replica: the
+		// replicas' addresses and the stack's DNS server are reachable.
+		nw.of[svc.Name], nw.named = running.Network(), true
 		return nil
 	}
 	var err error

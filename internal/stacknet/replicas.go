@@ -1,15 +1,24 @@
 package stacknet
 
-// Namespaces per replica inside the stack's (groundwork for per-service
-// networks, issue 16; not yet used by up). The holder does this work
-// itself, in process, because only it holds capabilities in the stack's
-// user namespace: the `ip` and `unshare` binaries lose them on exec after
-// nsenter (../shared/apptainer-facts.md, "Networks"). Layout, measured:
-// slirp4netns's tap0 and one veth per replica on a bridge br0, which
-// carries the stack's address 10.0.2.100; each replica gets an address of
-// slirp4netns's 10.0.2.0/24 and its gateway 10.0.2.2, so slirp4netns
-// routes its outbound traffic and forwards published ports to it
-// (add_hostfwd's guest_addr) with no NAT rule anywhere.
+// Namespaces per replica inside the stack's (issue 16: up gives every
+// replica on the stack network one, through internal/engine). The holder
+// does this work itself, in process, because only it holds capabilities
+// in the stack's user namespace: the `ip` and `unshare` binaries lose them
+// on exec after nsenter (../shared/apptainer-facts.md, "Networks").
+//
+// Layout: routed, not bridged. Each replica's namespace has an eth0 with
+// an address of slirp4netns's 10.0.2.0/24 and 10.0.2.2 as its gateway;
+// its veth peer (vrN) stays in the stack's namespace, which routes between
+// them (ip_forward) and answers their ARP for every address it routes
+// (proxy_arp on each vrN and on tap0), so a replica talks to the others,
+// to slirp4netns (outbound traffic, published ports: add_hostfwd's
+// guest_addr) and to the stack's DNS server on 10.0.2.100 as if all were
+// on one link, with no NAT rule anywhere. What a replica may reach is
+// policy routing, no firewall: packets in from its vrN are routed by a
+// table of its own (a rule "iif vrN"), which holds a route to each replica
+// sharing one of its networks (compose networks:), a route out through
+// slirp4netns unless all its networks are internal, and "prohibit" for
+// everything else.
 
 import (
 	"bufio"
@@ -21,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +44,6 @@ import (
 
 const (
 	holderSocket = "holder.sock"
-	bridgeName   = "br0"
 	tapName      = "tap0"
 	replicaArg   = "replica" // HolderArg TITLE replica: a replica's holder
 	gatewayAddr  = "10.0.2.2"
@@ -43,9 +52,29 @@ const (
 
 // holderRequest is one request to the holder's socket.
 type holderRequest struct {
-	Op   string `json:"op"`             // "bridge", "add", "remove"
-	Name string `json:"name,omitempty"` // a replica's name (add, remove)
-	Addr string `json:"addr,omitempty"` // its address, CIDR (add)
+	Op    string   `json:"op"`              // "prepare", "add", "remove", "names"
+	Name  string   `json:"name,omitempty"`  // a replica's name (add, remove)
+	Addr  string   `json:"addr,omitempty"`  // its address, CIDR (add)
+	Names Names    `json:"names,omitempty"` // the DNS server's table (names)
+	Nets  Networks `json:"nets,omitempty"`  // and whom it answers (names)
+	On    *On      `json:"on,omitempty"`    // the replica's networks (add)
+}
+
+// On says which networks a replica is on: it reaches the replicas that
+// share one of them, and the outside (slirp4netns) when Outbound.
+type On struct {
+	Networks []string `json:"networks"`
+	Outbound bool     `json:"outbound"`
+}
+
+// shares: the replicas a and b share a network.
+func shares(a, b On) bool {
+	for _, n := range a.Networks {
+		if slices.Contains(b.Networks, n) {
+			return true
+		}
+	}
+	return false
 }
 
 type holderReply struct {
@@ -59,22 +88,34 @@ type holderState struct {
 	self     string
 	next     int // for veth names
 	replicas map[string]*replicaHolder
+	dns      *nameServer // once prepared
 }
 
 type replicaHolder struct {
-	cmd  *exec.Cmd
-	keep io.Closer // its stdin: closing it ends the replica's holder
-	veth string
+	cmd   *exec.Cmd
+	keep  io.Closer // its stdin: closing it ends the replica's holder
+	veth  string
+	link  int // the veth's index
+	addr  net.IP
+	on    On
+	table int // its routing table
 }
 
-// serveHolder answers requests on holder.sock in the holder's working
-// directory (the state directory) until the holder ends.
-func serveHolder() error {
+const (
+	tableBase    = 1000 // replica N's table: tableBase + N
+	rulePriority = 100
+)
+
+// listenHolder makes holder.sock in the holder's working directory (the
+// state directory) before the holder says it is ready, so that it is
+// there when Start returns.
+func listenHolder() (net.Listener, error) {
 	_ = os.Remove(holderSocket)
-	l, err := net.Listen("unix", holderSocket)
-	if err != nil {
-		return err
-	}
+	return net.Listen("unix", holderSocket)
+}
+
+// serveHolder answers requests on l until the holder ends.
+func serveHolder(l net.Listener) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -110,58 +151,61 @@ func (st *holderState) handle(req holderRequest) (int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch req.Op {
-	case "bridge":
-		return 0, makeBridge()
+	case "prepare":
+		if st.dns != nil {
+			return 0, nil
+		}
+		if err := prepareRouting(); err != nil {
+			return 0, err
+		}
+		dns, err := serveNames()
+		if err != nil {
+			return 0, fmt.Errorf("the stack's DNS server: %w", err)
+		}
+		st.dns = dns
+		return 0, nil
+	case "names":
+		if st.dns == nil {
+			return 0, errors.New("no DNS server: the network is not prepared")
+		}
+		st.dns.set(req.Names, req.Nets)
+		return 0, nil
 	case "add":
-		return st.add(req.Name, req.Addr)
+		on := On{Networks: []string{"default"}, Outbound: true}
+		if req.On != nil {
+			on = *req.On
+		}
+		return st.add(req.Name, req.Addr, on)
 	case "remove":
 		r := st.replicas[req.Name]
 		if r == nil {
 			return 0, fmt.Errorf("no replica %q", req.Name)
 		}
 		delete(st.replicas, req.Name)
-		_ = r.keep.Close()
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
+		st.drop(r)
 		return 0, nil
 	}
 	return 0, fmt.Errorf("unknown request %q", req.Op)
 }
 
-// makeBridge puts tap0 on a new bridge br0 and moves the stack's address
-// and default route to br0.
-func makeBridge() error {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, MTU: 65520}}
-	if err := netlink.LinkAdd(br); err != nil {
-		return fmt.Errorf("bridge: %w", err)
+// prepareRouting makes the stack's namespace the replicas' router:
+// forwarding on, and tap0 answering slirp4netns's ARP for the replicas'
+// addresses (measured: a forward from the host reaches a replica's
+// address only then).
+func prepareRouting() error {
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/" + tapName + "/proxy_arp"} {
+		if err := os.WriteFile(f, []byte("1"), 0); err != nil {
+			return err
+		}
 	}
-	tap, err := netlink.LinkByName(tapName)
-	if err != nil {
-		return err
-	}
-	addr, err := netlink.ParseAddr(stackCIDR)
-	if err != nil {
-		return err
-	}
-	if err := netlink.AddrDel(tap, addr); err != nil {
-		return fmt.Errorf("%s: %w", tapName, err)
-	}
-	if err := netlink.LinkSetMaster(tap, br); err != nil {
-		return fmt.Errorf("%s on %s: %w", tapName, bridgeName, err)
-	}
-	if err := netlink.AddrAdd(br, addr); err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(br); err != nil {
-		return err
-	}
-	return netlink.RouteReplace(&netlink.Route{LinkIndex: br.Attrs().Index, Gw: net.ParseIP(gatewayAddr)})
+	return nil
 }
 
 // add starts a replica's holder in a network namespace of its own (in the
-// stack's user namespace), joins it to br0 with a veth pair, and gives
-// its eth0 addr and the gateway.
-func (st *holderState) add(name, cidr string) (int, error) {
+// stack's user namespace), joins it to the stack's with a veth pair,
+// gives its eth0 the address and the gateway, and routes it as its
+// networks say (see the top of this file).
+func (st *holderState) add(name, cidr string, on On) (int, error) {
 	if st.replicas[name] != nil {
 		return 0, fmt.Errorf("replica %q exists", name)
 	}
@@ -169,9 +213,9 @@ func (st *holderState) add(name, cidr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	br, err := netlink.LinkByName(bridgeName)
+	tap, err := netlink.LinkByName(tapName)
 	if err != nil {
-		return 0, fmt.Errorf("no bridge: %w", err)
+		return 0, err
 	}
 	project := strings.TrimSuffix(filepath.Base(mustGetwd()), " (deleted)")
 	cmd := exec.Command(st.self, HolderArg, "["+project+"."+name+".network]", replicaArg)
@@ -190,51 +234,135 @@ func (st *holderState) add(name, cidr string) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
+	st.next++
+	r := &replicaHolder{cmd: cmd, keep: in, veth: "vr" + strconv.Itoa(st.next), addr: addr.IP, on: on, table: tableBase + st.next}
 	fail := func(err error) (int, error) {
-		in.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		st.drop(r)
 		return 0, fmt.Errorf("replica %s: %w", name, err)
 	}
 	if line, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		return fail(fmt.Errorf("its namespace: %s", strings.TrimSpace(line)))
 	}
 	pid := cmd.Process.Pid
-	st.next++
-	veth := "vr" + strconv.Itoa(st.next)
-	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: veth, MTU: 65520, MasterIndex: br.Attrs().Index},
+	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: r.veth, MTU: 65520},
 		PeerName: "eth0", PeerMTU: 65520, PeerNamespace: netlink.NsPid(pid)}
 	if err := netlink.LinkAdd(link); err != nil {
 		return fail(fmt.Errorf("veth: %w", err))
 	}
+	r.link = link.Attrs().Index
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+r.veth+"/proxy_arp", []byte("1"), 0); err != nil {
+		return fail(err)
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fail(err)
 	}
+	if err := configureEth0(pid, addr); err != nil {
+		return fail(err)
+	}
+	// From the stack's namespace (the DNS server, slirp4netns's traffic
+	// in through tap0), every replica is reached.
+	if err := netlink.RouteAdd(hostRoute(r, 0)); err != nil {
+		return fail(fmt.Errorf("route: %w", err))
+	}
+	// Its own table: the replicas it shares a network with (each of
+	// them gets a route back to it in theirs), the outside or not, and
+	// nothing else of the stack network.
+	routes := []*netlink.Route{
+		{Table: r.table, Type: unix.RTN_PROHIBIT, Dst: mustCIDR(stackCIDR)},
+	}
+	if on.Outbound {
+		for _, a := range []string{gatewayAddr, DNSAddr} {
+			routes = append(routes, &netlink.Route{Table: r.table, LinkIndex: tap.Attrs().Index, Dst: mustCIDR(a + "/32"), Scope: netlink.SCOPE_LINK})
+		}
+		routes = append(routes, &netlink.Route{Table: r.table, LinkIndex: tap.Attrs().Index, Dst: mustCIDR("0.0.0.0/0"), Gw: net.ParseIP(gatewayAddr)})
+	} else {
+		routes = append(routes, &netlink.Route{Table: r.table, Type: unix.RTN_PROHIBIT, Dst: mustCIDR("0.0.0.0/0")})
+	}
+	for _, other := range st.replicas {
+		if shares(on, other.on) {
+			routes = append(routes, hostRoute(other, r.table), hostRoute(r, other.table))
+		}
+	}
+	for _, route := range routes {
+		if err := netlink.RouteAdd(route); err != nil {
+			return fail(fmt.Errorf("route %s: %w", route.Dst, err))
+		}
+	}
+	if err := netlink.RuleAdd(replicaRule(r)); err != nil {
+		return fail(fmt.Errorf("rule: %w", err))
+	}
+	st.replicas[name] = r
+	return pid, nil
+}
+
+// hostRoute is the route to r's address through its veth, in table (0:
+// the main table).
+func hostRoute(r *replicaHolder, table int) *netlink.Route {
+	return &netlink.Route{Table: table, LinkIndex: r.link, Dst: &net.IPNet{IP: r.addr.To4(), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
+}
+
+// replicaRule routes what comes in from r's veth by r's table.
+func replicaRule(r *replicaHolder) *netlink.Rule {
+	rule := netlink.NewRule()
+	rule.IifName = r.veth
+	rule.Table = r.table
+	rule.Priority = rulePriority
+	return rule
+}
+
+// drop ends r's holder and removes what add made of it in the stack's
+// namespace: its veth (with it every route through it, in every table),
+// its rule and its table.
+func (st *holderState) drop(r *replicaHolder) {
+	_ = r.keep.Close()
+	if r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+	if l, err := netlink.LinkByName(r.veth); err == nil {
+		_ = netlink.LinkDel(l)
+	}
+	_ = netlink.RuleDel(replicaRule(r))
+	routes, _ := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: r.table}, netlink.RT_FILTER_TABLE)
+	for i := range routes {
+		_ = netlink.RouteDel(&routes[i])
+	}
+}
+
+// configureEth0 gives the replica's eth0 its address and the gateway.
+func configureEth0(pid int, addr *netlink.Addr) error {
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return fail(fmt.Errorf("entering its namespace: %w", err))
+		return fmt.Errorf("entering its namespace: %w", err)
 	}
 	defer h.Close()
 	eth, err := h.LinkByName("eth0")
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	if err := h.AddrAdd(eth, addr); err != nil {
-		return fail(err)
+		return err
 	}
 	if err := h.LinkSetUp(eth); err != nil {
-		return fail(err)
+		return err
 	}
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.ParseIP(gatewayAddr)}); err != nil {
-		return fail(fmt.Errorf("route: %w", err))
+		return fmt.Errorf("route: %w", err)
 	}
-	st.replicas[name] = &replicaHolder{cmd: cmd, keep: in, veth: veth}
-	return pid, nil
+	return nil
+}
+
+func mustCIDR(s string) *net.IPNet {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
 }
 
 func mustGetwd() string {
@@ -272,21 +400,29 @@ func (n *Net) holderCall(req holderRequest) (int, error) {
 	return reply.Pid, nil
 }
 
-// Bridge moves the stack's address onto a bridge, for replicas to join.
-func (n *Net) Bridge() error {
-	_, err := n.holderCall(holderRequest{Op: "bridge"})
+// Prepare makes the stack's namespace ready for replicas of their own
+// (Add) and starts the stack's DNS server on its address.
+func (n *Net) Prepare() error {
+	_, err := n.holderCall(holderRequest{Op: "prepare"})
 	return err
 }
 
-// AddReplica gives a replica a network namespace of its own on the
-// bridge, with addr (an address of 10.0.2.0/24, without the prefix), and
-// returns how Apptainer clients enter it.
-func (n *Net) AddReplica(name, addr string) (Replica, error) {
-	pid, err := n.holderCall(holderRequest{Op: "add", Name: name, Addr: addr + "/24"})
+// AddReplica gives a replica a network namespace of its own, with addr
+// (an address of 10.0.2.0/24, without the prefix), on the networks on
+// says, and returns how Apptainer clients enter it.
+func (n *Net) AddReplica(name, addr string, on On) (Replica, error) {
+	pid, err := n.holderCall(holderRequest{Op: "add", Name: name, Addr: addr + "/24", On: &on})
 	if err != nil {
 		return Replica{}, err
 	}
 	return Replica{Pid: pid, UserNS: n.rec.UserNS}, nil
+}
+
+// SetNames replaces the table the stack's DNS server answers from, and
+// the networks of each address, which say whom it answers.
+func (n *Net) SetNames(names Names, nets Networks) error {
+	_, err := n.holderCall(holderRequest{Op: "names", Names: names, Nets: nets})
+	return err
 }
 
 // RemoveReplica ends a replica's namespace (its veth goes with it).

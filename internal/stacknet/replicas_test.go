@@ -63,7 +63,7 @@ func asTestUser(t *testing.T) {
 	}
 }
 
-// Replicas with namespaces of their own on the stack's bridge: each
+// Replicas with namespaces of their own, routed by the stack's: each
 // serves port 80, they reach each other by address, a published port
 // reaches one of them, outbound traffic leaves through slirp4netns, and a
 // removed replica's holder is gone. As root and as an unprivileged user.
@@ -85,7 +85,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if err := n.Bridge(); err != nil {
+	if err := n.Prepare(); err != nil {
 		t.Fatal(err)
 	}
 	enter := func(r Replica, args ...string) *exec.Cmd {
@@ -96,8 +96,10 @@ func TestReplicaNamespaces(t *testing.T) {
 		return exec.Command(argv[0], append(argv[1:], args...)...)
 	}
 	replicas := map[string]Replica{}
-	for i, name := range []string{"a", "b"} {
-		r, err := n.AddReplica(name, "10.0.2."+strconv.Itoa(101+i))
+	// a and b share the default network; c is alone on an internal one.
+	on := map[string]On{"a": {Networks: []string{"default"}, Outbound: true}, "b": {Networks: []string{"default", "back"}, Outbound: true}, "c": {Networks: []string{"other"}}}
+	for i, name := range []string{"a", "b", "c"} {
+		r, err := n.AddReplica(name, "10.0.2."+strconv.Itoa(101+i), on[name])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +129,20 @@ func TestReplicaNamespaces(t *testing.T) {
 	if !strings.Contains(got, "replica-b") {
 		t.Errorf("a -> 10.0.2.102:80: %q", got)
 	}
+	// The DNS server on the stack's address answers what it is told.
+	if err := n.SetNames(Names{"web": {"10.0.2.102"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := enter(replicas["a"], busybox, "nslookup", "-type=a", "web", GuestAddr).CombinedOutput(); !strings.Contains(string(out), "10.0.2.102") {
+		t.Errorf("a: nslookup web: %s", out)
+	}
+	// No network shared: c and a do not reach each other.
+	if got := fetch(enter(replicas["a"], busybox, "nc", "-w", "1", "10.0.2.103", "80")); strings.Contains(got, "replica-c") {
+		t.Errorf("a reached c: %q", got)
+	}
+	if got := fetch(enter(replicas["c"], busybox, "nc", "-w", "1", "10.0.2.102", "80")); strings.Contains(got, "replica-b") {
+		t.Errorf("c reached b: %q", got)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +169,9 @@ func TestReplicaNamespaces(t *testing.T) {
 			}
 		}()
 		_, p, _ := net.SplitHostPort(out.Addr().String())
+		if got := fetch(enter(replicas["c"], busybox, "nc", "-w", "1", addr, p)); strings.Contains(got, "host-says-hi") {
+			t.Errorf("c, on an internal network only, reached %s:%s", addr, p)
+		}
 		if got := fetch(enter(replicas["a"], busybox, "nc", "-w", "2", addr, p)); !strings.Contains(got, "host-says-hi") {
 			t.Errorf("outbound from a to %s:%s: %q", addr, p, got)
 		}

@@ -5,8 +5,11 @@
 // ends them after a killed supervisor. It needs no root and no help from
 // the site: an unprivileged user gets a user namespace of their own (uid
 // mapped to itself) around the network namespace; root gets the network
-// namespace alone. The engine starts one per stack; package singularity
-// enters it (nsenter) for every Apptainer client of an instance on it.
+// namespace alone. The engine starts one per stack; inside it the holder
+// gives every replica a namespace and address of its own, routed as the
+// compose networks say, and answers the stack's names (replicas.go,
+// dns.go). Package singularity enters a replica's namespace (nsenter) for
+// every Apptainer client of its instance.
 //
 // Measured design notes: ../shared/apptainer-facts.md, "Networks".
 package stacknet
@@ -265,14 +268,20 @@ func Hold() {
 		say("net.ipv4.ip_unprivileged_port_start: %v", err)
 		os.Exit(1)
 	}
+	l, err := listenHolder()
+	if err != nil {
+		say("%s: %v", holderSocket, err)
+		os.Exit(1)
+	}
 	signal := make(chan os.Signal, 1)
 	ignoreInterrupts(signal)
 	say("ready")
 	// Stay only if sstack recorded us (see startHolder).
 	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "keep\n" {
+		_ = os.Remove(holderSocket)
 		os.Exit(0)
 	}
-	if err := serveHolder(); err != nil {
+	if err := serveHolder(l); err != nil {
 		os.Exit(1)
 	}
 	// Nothing more to say or hear: a closed pipe must not end the holder.
