@@ -58,10 +58,10 @@ func (t *translator) updateConfig(service, key string, uc *types.UpdateConfig) *
 	switch uc.Order {
 	case "", UpdateStopFirst:
 	case UpdateStartFirst:
-		// Two instances of one replica at once would share its network
-		// namespace and ports; until each replica has an address of its
-		// own, the old one stops first.
-		t.warn(service, "deploy."+key+".order", "start-first is not honoured: the replicas of a service share the stack's network, so a new replica could not listen beside the old one; sstack stops the old replica first")
+		// A replica's instance is named after its number (the name ps,
+		// logs and the DNS know it by), and Apptainer cannot run two
+		// instances of one name: the old one stops first.
+		t.warn(service, "deploy."+key+".order", "start-first is not honoured: a replica's Apptainer instance is named after its number and two instances cannot share a name, so sstack stops the old replica first")
 	default:
 		t.fail(service, "deploy."+key+".order", "%q: use stop-first or start-first", uc.Order)
 	}
