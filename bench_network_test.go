@@ -16,11 +16,17 @@ import (
 	"time"
 )
 
-// BenchmarkUpNetwork10: up of 10 services on the stack network (the
-// default) and on the host's (--network host), each against the raw floor
-// of the same iteration (instances on the host's network).
-func BenchmarkUpNetwork10(b *testing.B) {
-	const n = 10
+// BenchmarkUpNetwork: up of N services with a network namespace and an
+// address each (the default) and on the host's network (--network host),
+// each against the raw floor of the same iteration (instances on the
+// host's network).
+func BenchmarkUpNetwork(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) { benchUpNetwork(b, n) })
+	}
+}
+
+func benchUpNetwork(b *testing.B, n int) {
 	e := newBenchEnv(b)
 	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, n, 1))
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
