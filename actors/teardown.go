@@ -177,8 +177,11 @@ func (a *stackActor) crashed(ctx actor.Context, pid *actor.PID) {
 		a.notice(ctx, "%s: stopping instance %s and the stack", r.row.Name, r.row.Instance)
 		rt, inst, self, root := a.cfg.Runtime, r.row.Instance, ctx.Self(), ctx.ActorSystem().Root
 		service, replica := r.row.Service, r.row.Replica
+		nets, svc, net := a.cfg.ReplicaNets, r.svc, a.cfg.Nets[service]
 		go func() {
 			err := stopCrashedInstance(rt, inst, wasCreating)
+			// The dead actor cannot give its network namespace back.
+			detachNet(nets, svc, replica, net)
 			root.Send(self, &crashCleaned{service: service, replica: replica, err: err})
 		}()
 	}
