@@ -298,7 +298,8 @@ const (
 	consoleBacklog = 256 << 10
 	// consoleChunk: stdout is written this much at a time (PIPE_BUF, which
 	// a pipe takes whole or not at all), so that the console knows how far
-	// a reader that stopped got, and notices that it stopped.
+	// a reader that stopped got, and notices that it stopped; more where
+	// that is known all the same (see outWriter).
 	consoleChunk = 4096
 	// consoleStuck: a write to stdout or stderr that has not progressed for
 	// this long means its reader stopped reading.
@@ -333,6 +334,7 @@ const (
 type console struct {
 	out, status io.Writer
 	project     string
+	outw        *outWriter // writes to out, as much at once as it may
 
 	mu      sync.Mutex
 	outWake *sync.Cond // the stdout writer: an item, or closing
@@ -362,6 +364,7 @@ type consoleItem struct {
 	buf   []byte
 	lines int
 	done  chan<- struct{} // the batch's, nil once signalled
+	off   int             // bytes of buf already written (see writeDirect)
 }
 
 type statusItem struct {
@@ -372,7 +375,7 @@ type statusItem struct {
 }
 
 func newConsole(out, status io.Writer, project string) *console {
-	c := &console{out: out, status: status, project: project, statusWake: make(chan struct{}, 1)}
+	c := &console{out: out, status: status, project: project, outw: newOutWriter(out), statusWake: make(chan struct{}, 1)}
 	c.outWake = sync.NewCond(&c.mu)
 	go c.writeOut()
 	go c.writeStatus()
@@ -409,10 +412,42 @@ func (c *console) batch(p *Printer, b *LogBatch, stream string) {
 		release(it.done)
 		return
 	}
-	c.queue = append(c.queue, it)
 	c.backlog += len(buf)
 	c.queued++
+	if c.cur == nil && len(c.queue) == 0 && !c.closed && c.outw.direct() {
+		c.writeDirect(it)
+		return
+	}
+	c.queue = append(c.queue, it)
 	c.outWake.Signal()
+}
+
+// writeDirect is batch's way when stdout is idle and takes a write
+// without blocking (a pipe, see outWriter): the logger writes it itself,
+// which saves waking the stdout writer and being woken back for each
+// batch while the reader keeps up. What the pipe does not take at once
+// goes to the stdout writer. Called with mu held; the stdout writer waits
+// while cur is set.
+func (c *console) writeDirect(it *consoleItem) {
+	c.cur, c.curOff, c.progress = it, 0, time.Now()
+	c.mu.Unlock()
+	n, err := c.outw.tryWrite(it.buf)
+	c.mu.Lock()
+	c.cur = nil
+	switch {
+	case err != nil: // the reader is gone (EPIPE): what is left is not shown
+		c.hidden += bytes.Count(it.buf[n:], newline)
+		c.finish(it)
+	case n == len(it.buf):
+		c.progress = time.Now()
+		c.finish(it)
+	default:
+		if n > 0 {
+			it.off, c.progress = n, time.Now()
+		}
+		c.queue = append(c.queue, it)
+	}
+	c.outWake.Signal() // the rest, or the end of up, is the stdout writer's
 }
 
 func release(done chan<- struct{}) {
@@ -421,40 +456,49 @@ func release(done chan<- struct{}) {
 	}
 }
 
-// writeOut writes the queued items to stdout, in chunks.
+// writeOut writes the queued items to stdout (see outWriter).
 func (c *console) writeOut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		for len(c.queue) == 0 && !c.closed {
+		// cur set here: batch is writing one itself (writeDirect).
+		for len(c.queue) == 0 && !c.closed || c.cur != nil {
 			c.outWake.Wait()
 		}
 		if len(c.queue) == 0 {
+			c.outw.close()
 			return
 		}
 		it := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
-		c.cur, c.curOff, c.progress = it, 0, time.Now()
+		c.cur, c.curOff, c.progress = it, it.off, time.Now()
 		for c.curOff < len(it.buf) {
 			off := c.curOff
-			chunk := it.buf[off:min(off+consoleChunk, len(it.buf))]
 			c.mu.Unlock()
-			_, err := c.out.Write(chunk)
+			n, err := c.outw.write(it.buf[off:])
 			c.mu.Lock()
 			if err != nil { // the reader is gone (EPIPE): what is left is not shown
-				c.hidden += bytes.Count(it.buf[off:], newline)
+				c.hidden += bytes.Count(it.buf[off+n:], newline)
 				break
 			}
-			c.curOff, c.progress = off+len(chunk), time.Now()
+			c.curOff, c.progress = off+n, time.Now()
 		}
 		c.cur = nil
-		c.backlog -= len(it.buf)
-		c.written++
-		release(it.done)
-		if len(c.free) < 4 && cap(it.buf) <= 1<<20 {
-			c.free = append(c.free, it.buf)
-		}
+		c.finish(it)
+	}
+}
+
+// finish accounts for an item written (or given up on); with mu held.
+func (c *console) finish(it *consoleItem) {
+	c.backlog -= len(it.buf)
+	c.written++
+	release(it.done)
+	it.done = nil
+	if len(c.free) < 4 && cap(it.buf) <= 1<<20 {
+		c.free = append(c.free, it.buf)
+	}
+	if len(c.statusQ) > 0 { // one may wait for these lines
 		c.pokeStatus()
 	}
 }
@@ -575,7 +619,11 @@ func (c *console) close() {
 		n += bytes.Count(c.cur.buf[c.curOff:], newline)
 	}
 	for _, it := range c.queue {
-		n += it.lines
+		if it.off > 0 {
+			n += bytes.Count(it.buf[it.off:], newline)
+		} else {
+			n += it.lines
+		}
 	}
 	c.outWake.Signal()
 	c.mu.Unlock()
