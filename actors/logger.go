@@ -42,6 +42,21 @@ type Printer struct {
 	format  LogFormat
 	colours map[string]string
 	next    int
+	// The last time formatted and the last JSON head: the lines of a
+	// batch, and those `logs` prints from one stored batch, share them.
+	lastTime time.Time
+	lastText string
+	head     jsonHead
+}
+
+// jsonHead is a JSON line up to its text, `{"time":...,"line":`, for one
+// replica's stream at one time.
+type jsonHead struct {
+	service string
+	replica int
+	stream  string
+	t       time.Time
+	text    []byte
 }
 
 // NewPrinter returns a printer for format.
@@ -73,9 +88,18 @@ func (p *Printer) Prefix(name string, t time.Time) string {
 		}
 	}
 	if p.format.Timestamps {
-		s += t.UTC().Format(timeFormat) + " "
+		s += p.formatTime(t) + " "
 	}
 	return s
+}
+
+// formatTime formats t as timeFormat, once for a series of lines with the
+// same time.
+func (p *Printer) formatTime(t time.Time) string {
+	if p.lastText == "" || !t.Equal(p.lastTime) {
+		p.lastTime, p.lastText = t, t.UTC().Format(timeFormat)
+	}
+	return p.lastText
 }
 
 type jsonLine struct {
@@ -145,38 +169,80 @@ func (p *Printer) AppendData(buf []byte, src *LogSource, stream string, t time.T
 	return buf
 }
 
-// appendJSON appends line as a JSON object and a newline to buf.
+// appendJSON appends line as a JSON object and a newline to buf: the
+// fields of jsonLine, as encoding/json writes them.
 func (p *Printer) appendJSON(buf []byte, src *LogSource, stream string, t time.Time, line []byte) []byte {
-	text := string(line)
-	if !utf8.ValidString(text) {
-		text = escapeInvalid(line)
+	h := &p.head
+	if h.text == nil || h.service != src.Service || h.replica != src.Replica || h.stream != stream || !h.t.Equal(t) {
+		enc, _ := json.Marshal(jsonLine{
+			Time:    p.formatTime(t),
+			Project: p.format.Project,
+			Service: src.Service,
+			Replica: src.Replica,
+			Stream:  stream,
+		})
+		*h = jsonHead{service: src.Service, replica: src.Replica, stream: stream, t: t,
+			text: enc[:len(enc)-len(`""}`)]}
 	}
-	enc, _ := json.Marshal(jsonLine{
-		Time:    t.UTC().Format(timeFormat),
-		Project: p.format.Project,
-		Service: src.Service,
-		Replica: src.Replica,
-		Stream:  stream,
-		Line:    text,
-	})
-	buf = append(buf, enc...)
-	return append(buf, '\n')
+	buf = append(buf, h.text...)
+	buf = appendJSONText(buf, line)
+	return append(buf, '}', '\n')
 }
 
-// escapeInvalid spells invalid UTF-8 bytes as \xNN: encoding/json would
-// replace them with U+FFFD and lose what they were.
-func escapeInvalid(b []byte) string {
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			fmt.Fprintf(&sb, "\\x%02x", b[0])
-		} else {
-			sb.Write(b[:size])
+const hexDigits = "0123456789abcdef"
+
+// appendJSONText appends line as a JSON string, as json.Marshal writes
+// the string escapeInvalid makes of it: HTML characters, U+2028 and
+// U+2029 escaped, and invalid UTF-8 bytes spelled \xNN (with the
+// backslash escaped). TestJSONTextAsEncodingJSON holds it to that.
+func appendJSONText(buf, line []byte) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(line); {
+		b := line[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			buf = append(buf, line[start:i]...)
+			switch b {
+			case '"', '\\':
+				buf = append(buf, '\\', b)
+			case '\b':
+				buf = append(buf, '\\', 'b')
+			case '\f':
+				buf = append(buf, '\\', 'f')
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			}
+			i++
+			start = i
+			continue
 		}
-		b = b[size:]
+		r, size := utf8.DecodeRune(line[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			buf = append(buf, line[start:i]...)
+			buf = append(buf, '\\', '\\', 'x', hexDigits[b>>4], hexDigits[b&0xf])
+		case r == '\u2028' || r == '\u2029':
+			buf = append(buf, line[start:i]...)
+			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
 	}
-	return sb.String()
+	buf = append(buf, line[start:]...)
+	return append(buf, '"')
 }
 
 // timeFormat is RFC 3339 with a fixed nine-digit fraction, as docker
