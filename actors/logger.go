@@ -284,7 +284,24 @@ type Logger struct {
 	warned  bool
 	// panicked: an internal error was reported (once).
 	panicked bool
+	// root and self, once started, to send the logger flushStore; without
+	// them (a Logger used directly) every batch is flushed at once.
+	root *actor.RootContext
+	self *actor.PID
+	// flushAt: a flushStore is on its way (see storeFlushDelay); flushed:
+	// when the store was last flushed.
+	flushAt *time.Timer
+	flushed time.Time
 }
+
+// storeFlushDelay: the store writes its files at most once per this
+// long: a batch that comes later is written at once (a quiet service's
+// line is on disk before the console shows it), one that comes sooner
+// waits for the end of that time, with those after it. Each write to a
+// file on ext4 updates its times in the journal, which cost a busy service
+// about as much as formatting its lines. `logs -f` reads every 200 ms;
+// FlushLogs and the logger's stop write everything at once.
+const storeFlushDelay = 20 * time.Millisecond
 
 // newLogger returns the props of a logger writing to console.
 func newLogger(format LogFormat, c *console, m *metrics.Metrics) *actor.Props {
@@ -307,21 +324,30 @@ func newLogger(format LogFormat, c *console, m *metrics.Metrics) *actor.Props {
 
 func (l *Logger) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		l.root, l.self = ctx.ActorSystem().Root, ctx.Self()
 	case *LogBatch:
 		l.writeBatch(msg)
+	case *flushStore:
+		l.flushAt = nil
+		l.flushStore()
 	case *api.Event:
 		// The console's view of an event: its one status line.
 		if line := msg.Line(); line != "" {
 			l.console.statusLine(line)
 		}
 	case *FlushLogs:
-		l.store.Flush()
+		l.flushStore()
 		if sender := ctx.Sender(); sender != nil {
 			root := ctx.ActorSystem().Root
 			l.console.afterStatus(func() { root.Send(sender, &FlushLogs{}) })
 		}
 	case *actor.Stopping:
+		if l.flushAt != nil {
+			l.flushAt.Stop()
+		}
 		l.store.Close()
+		l.checkStore()
 	}
 }
 
@@ -350,7 +376,25 @@ func (l *Logger) record(b *LogBatch, stream string) {
 	key := b.Source.Key()
 	l.store.SetDisplayName(key, b.Source.Name)
 	l.store.Write(key, stream, b.Time, b.Data, b.Count)
+	switch wait := storeFlushDelay - time.Since(l.flushed); {
+	case l.flushAt != nil: // the lines go with those before them
+	case l.root == nil || wait <= 0:
+		l.flushStore()
+	default:
+		root, self := l.root, l.self
+		l.flushAt = time.AfterFunc(wait, func() { root.Send(self, &flushStore{}) })
+	}
+}
+
+// flushStore writes the store's buffered lines to its files.
+func (l *Logger) flushStore() {
 	l.store.Flush()
+	l.flushed = time.Now()
+	l.checkStore()
+}
+
+// checkStore reports, once, that keeping logs on disk failed.
+func (l *Logger) checkStore() {
 	if err := l.store.Err(); err != nil && !l.warned {
 		l.warned = true
 		l.console.statusLine(fmt.Sprintf("sstack: keeping logs on disk failed, the console output goes on: %v", err))

@@ -91,8 +91,14 @@ const (
 	genEnv    = "SSTACK_LOGPATH_GEN"
 )
 
-// genRate is the paced generator's lines per second.
-const genRate = 4_500_000
+// genRate is the paced generator's lines per second; SSTACK_BENCH_RATE
+// overrides it (a slower service makes smaller batches).
+var genRate = func() int {
+	if n, err := strconv.Atoi(os.Getenv("SSTACK_BENCH_RATE")); err == nil && n > 0 {
+		return n
+	}
+	return 4_500_000
+}()
 
 func init() {
 	if os.Getenv(readerEnv) != "" {
@@ -147,7 +153,7 @@ func benchGenerator(n int) {
 				os.Exit(1)
 			}
 			buf = append(buf[:0], buf[k:]...)
-			for time.Since(start) < time.Duration(i)*time.Second/genRate {
+			for time.Since(start) < time.Duration(i)*time.Second/time.Duration(genRate) {
 			}
 		}
 	}
