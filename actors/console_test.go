@@ -3,6 +3,11 @@ package actors
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +277,108 @@ func TestLoggerSurvivesAPanicWhileRecording(t *testing.T) {
 	}
 	if strings.Count(status, "internal error while recording web-1's logs") != 1 || !strings.Contains(status, "label bug") {
 		t.Errorf("status: %q", status)
+	}
+}
+
+// shownLines is "web-1 | N\n" for N in from..to, as the console prints
+// numberedBatch.
+func shownLines(from, to int) string {
+	var sb strings.Builder
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&sb, "web-1 | %d\n", i)
+	}
+	return sb.String()
+}
+
+// On a pipe stdout takes whole batches at once (see outWriter), written by
+// the logger itself while the reader keeps up and by the stdout writer
+// when it does not: the reader gets every line once, in order.
+func TestConsolePipeStdout(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rec := &recorder{}
+	c := newConsole(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	if !c.outw.direct() {
+		t.Fatal("stdout on a pipe is not written non-blocking")
+	}
+	read := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); read <- b }()
+	p := testPrinter()
+	done := make(chan struct{}, 1<<10)
+	// Batches of about 130 KiB: more than a pipe holds.
+	for n := 0; n < 50_000; n += 10_000 {
+		c.batch(p, numberedBatch(n+1, n+10_000, done), "stdout")
+	}
+	c.close()
+	w.Close()
+	if got := string(<-read); got != shownLines(1, 50_000) {
+		t.Errorf("stdout has %d lines, not 1..50000 in order", strings.Count(got, "\n"))
+	}
+	if _, status, _ := rec.get(); status != "" {
+		t.Errorf("status %q", status)
+	}
+}
+
+// A pipe whose reader stopped: once the teardown is asked for, the count
+// of lines not shown is exact although a write carries more than 4 KiB:
+// what the reader finds in the pipe afterwards and the count add up to
+// every line.
+func TestConsolePipeStdoutStoppedReader(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rec := &recorder{}
+	c := newConsole(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	p := testPrinter()
+	done := make(chan struct{}, 1<<10)
+	const total = 30_000
+	for n := 0; n < total; n += 10_000 {
+		c.batch(p, numberedBatch(n+1, n+10_000, done), "stdout")
+	}
+	c.stop(false)
+	c.close() // gives up on the stopped reader after consoleStuck
+	// As at sstack's exit: the stdout writer, still waiting for room in
+	// the pipe, writes no more.
+	c.outw.close()
+	w.Close()
+	_, status, _ := rec.get()
+	m := regexp.MustCompile(`^(\d+) lines not shown on the console; see sstack logs -n proj\n$`).FindStringSubmatch(status)
+	if m == nil {
+		t.Fatalf("status %q", status)
+	}
+	hidden, _ := strconv.Atoi(m[1])
+	// What the pipe holds: lines 1..shown, maybe the start of the next,
+	// cut where the pipe was full, which is counted as not shown.
+	_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(r)
+	shown := bytes.Count(b, newline)
+	if want := shownLines(1, shown); string(b[:len(want)]) != want {
+		t.Fatalf("the pipe does not hold lines 1..%d", shown)
+	}
+	t.Logf("%d lines in the pipe (%d bytes), %d reported not shown", shown, len(b), hidden)
+	if shown+hidden != total {
+		t.Errorf("%d lines in the pipe and %d reported not shown, of %d", shown, hidden, total)
+	}
+}
+
+// A regular file as stdout gets whole batches, every line.
+func TestConsoleFileStdout(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := newConsole(f, io.Discard, "proj")
+	done := make(chan struct{}, 16)
+	c.batch(testPrinter(), numberedBatch(1, 10_000, done), "stdout")
+	c.batch(testPrinter(), numberedBatch(10_001, 20_000, done), "stdout")
+	c.close()
+	if got, _ := os.ReadFile(f.Name()); string(got) != shownLines(1, 20_000) {
+		t.Errorf("the file has %d lines, not 1..20000 in order", bytes.Count(got, newline))
 	}
 }

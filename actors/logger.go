@@ -42,6 +42,21 @@ type Printer struct {
 	format  LogFormat
 	colours map[string]string
 	next    int
+	// The last time formatted and the last JSON head: the lines of a
+	// batch, and those `logs` prints from one stored batch, share them.
+	lastTime time.Time
+	lastText string
+	head     jsonHead
+}
+
+// jsonHead is a JSON line up to its text, `{"time":...,"line":`, for one
+// replica's stream at one time.
+type jsonHead struct {
+	service string
+	replica int
+	stream  string
+	t       time.Time
+	text    []byte
 }
 
 // NewPrinter returns a printer for format.
@@ -73,9 +88,18 @@ func (p *Printer) Prefix(name string, t time.Time) string {
 		}
 	}
 	if p.format.Timestamps {
-		s += t.UTC().Format(timeFormat) + " "
+		s += p.formatTime(t) + " "
 	}
 	return s
+}
+
+// formatTime formats t as timeFormat, once for a series of lines with the
+// same time.
+func (p *Printer) formatTime(t time.Time) string {
+	if p.lastText == "" || !t.Equal(p.lastTime) {
+		p.lastTime, p.lastText = t, t.UTC().Format(timeFormat)
+	}
+	return p.lastText
 }
 
 type jsonLine struct {
@@ -145,38 +169,80 @@ func (p *Printer) AppendData(buf []byte, src *LogSource, stream string, t time.T
 	return buf
 }
 
-// appendJSON appends line as a JSON object and a newline to buf.
+// appendJSON appends line as a JSON object and a newline to buf: the
+// fields of jsonLine, as encoding/json writes them.
 func (p *Printer) appendJSON(buf []byte, src *LogSource, stream string, t time.Time, line []byte) []byte {
-	text := string(line)
-	if !utf8.ValidString(text) {
-		text = escapeInvalid(line)
+	h := &p.head
+	if h.text == nil || h.service != src.Service || h.replica != src.Replica || h.stream != stream || !h.t.Equal(t) {
+		enc, _ := json.Marshal(jsonLine{
+			Time:    p.formatTime(t),
+			Project: p.format.Project,
+			Service: src.Service,
+			Replica: src.Replica,
+			Stream:  stream,
+		})
+		*h = jsonHead{service: src.Service, replica: src.Replica, stream: stream, t: t,
+			text: enc[:len(enc)-len(`""}`)]}
 	}
-	enc, _ := json.Marshal(jsonLine{
-		Time:    t.UTC().Format(timeFormat),
-		Project: p.format.Project,
-		Service: src.Service,
-		Replica: src.Replica,
-		Stream:  stream,
-		Line:    text,
-	})
-	buf = append(buf, enc...)
-	return append(buf, '\n')
+	buf = append(buf, h.text...)
+	buf = appendJSONText(buf, line)
+	return append(buf, '}', '\n')
 }
 
-// escapeInvalid spells invalid UTF-8 bytes as \xNN: encoding/json would
-// replace them with U+FFFD and lose what they were.
-func escapeInvalid(b []byte) string {
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			fmt.Fprintf(&sb, "\\x%02x", b[0])
-		} else {
-			sb.Write(b[:size])
+const hexDigits = "0123456789abcdef"
+
+// appendJSONText appends line as a JSON string, as json.Marshal writes
+// the string escapeInvalid makes of it: HTML characters, U+2028 and
+// U+2029 escaped, and invalid UTF-8 bytes spelled \xNN (with the
+// backslash escaped). TestJSONTextAsEncodingJSON holds it to that.
+func appendJSONText(buf, line []byte) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(line); {
+		b := line[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			buf = append(buf, line[start:i]...)
+			switch b {
+			case '"', '\\':
+				buf = append(buf, '\\', b)
+			case '\b':
+				buf = append(buf, '\\', 'b')
+			case '\f':
+				buf = append(buf, '\\', 'f')
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			}
+			i++
+			start = i
+			continue
 		}
-		b = b[size:]
+		r, size := utf8.DecodeRune(line[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			buf = append(buf, line[start:i]...)
+			buf = append(buf, '\\', '\\', 'x', hexDigits[b>>4], hexDigits[b&0xf])
+		case r == '\u2028' || r == '\u2029':
+			buf = append(buf, line[start:i]...)
+			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
 	}
-	return sb.String()
+	buf = append(buf, line[start:]...)
+	return append(buf, '"')
 }
 
 // timeFormat is RFC 3339 with a fixed nine-digit fraction, as docker
@@ -218,7 +284,24 @@ type Logger struct {
 	warned  bool
 	// panicked: an internal error was reported (once).
 	panicked bool
+	// root and self, once started, to send the logger flushStore; without
+	// them (a Logger used directly) every batch is flushed at once.
+	root *actor.RootContext
+	self *actor.PID
+	// flushAt: a flushStore is on its way (see storeFlushDelay); flushed:
+	// when the store was last flushed.
+	flushAt *time.Timer
+	flushed time.Time
 }
+
+// storeFlushDelay: the store writes its files at most once per this
+// long: a batch that comes later is written at once (a quiet service's
+// line is on disk before the console shows it), one that comes sooner
+// waits for the end of that time, with those after it. Each write to a
+// file on ext4 updates its times in the journal, which cost a busy service
+// about as much as formatting its lines. `logs -f` reads every 200 ms;
+// FlushLogs and the logger's stop write everything at once.
+const storeFlushDelay = 20 * time.Millisecond
 
 // newLogger returns the props of a logger writing to console.
 func newLogger(format LogFormat, c *console, m *metrics.Metrics) *actor.Props {
@@ -241,21 +324,30 @@ func newLogger(format LogFormat, c *console, m *metrics.Metrics) *actor.Props {
 
 func (l *Logger) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		l.root, l.self = ctx.ActorSystem().Root, ctx.Self()
 	case *LogBatch:
 		l.writeBatch(msg)
+	case *flushStore:
+		l.flushAt = nil
+		l.flushStore()
 	case *api.Event:
 		// The console's view of an event: its one status line.
 		if line := msg.Line(); line != "" {
 			l.console.statusLine(line)
 		}
 	case *FlushLogs:
-		l.store.Flush()
+		l.flushStore()
 		if sender := ctx.Sender(); sender != nil {
 			root := ctx.ActorSystem().Root
 			l.console.afterStatus(func() { root.Send(sender, &FlushLogs{}) })
 		}
 	case *actor.Stopping:
+		if l.flushAt != nil {
+			l.flushAt.Stop()
+		}
 		l.store.Close()
+		l.checkStore()
 	}
 }
 
@@ -284,7 +376,25 @@ func (l *Logger) record(b *LogBatch, stream string) {
 	key := b.Source.Key()
 	l.store.SetDisplayName(key, b.Source.Name)
 	l.store.Write(key, stream, b.Time, b.Data, b.Count)
+	switch wait := storeFlushDelay - time.Since(l.flushed); {
+	case l.flushAt != nil: // the lines go with those before them
+	case l.root == nil || wait <= 0:
+		l.flushStore()
+	default:
+		root, self := l.root, l.self
+		l.flushAt = time.AfterFunc(wait, func() { root.Send(self, &flushStore{}) })
+	}
+}
+
+// flushStore writes the store's buffered lines to its files.
+func (l *Logger) flushStore() {
 	l.store.Flush()
+	l.flushed = time.Now()
+	l.checkStore()
+}
+
+// checkStore reports, once, that keeping logs on disk failed.
+func (l *Logger) checkStore() {
 	if err := l.store.Err(); err != nil && !l.warned {
 		l.warned = true
 		l.console.statusLine(fmt.Sprintf("sstack: keeping logs on disk failed, the console output goes on: %v", err))
@@ -298,7 +408,8 @@ const (
 	consoleBacklog = 256 << 10
 	// consoleChunk: stdout is written this much at a time (PIPE_BUF, which
 	// a pipe takes whole or not at all), so that the console knows how far
-	// a reader that stopped got, and notices that it stopped.
+	// a reader that stopped got, and notices that it stopped; more where
+	// that is known all the same (see outWriter).
 	consoleChunk = 4096
 	// consoleStuck: a write to stdout or stderr that has not progressed for
 	// this long means its reader stopped reading.
@@ -333,6 +444,7 @@ const (
 type console struct {
 	out, status io.Writer
 	project     string
+	outw        *outWriter // writes to out, as much at once as it may
 
 	mu      sync.Mutex
 	outWake *sync.Cond // the stdout writer: an item, or closing
@@ -362,6 +474,7 @@ type consoleItem struct {
 	buf   []byte
 	lines int
 	done  chan<- struct{} // the batch's, nil once signalled
+	off   int             // bytes of buf already written (see writeDirect)
 }
 
 type statusItem struct {
@@ -372,7 +485,7 @@ type statusItem struct {
 }
 
 func newConsole(out, status io.Writer, project string) *console {
-	c := &console{out: out, status: status, project: project, statusWake: make(chan struct{}, 1)}
+	c := &console{out: out, status: status, project: project, outw: newOutWriter(out), statusWake: make(chan struct{}, 1)}
 	c.outWake = sync.NewCond(&c.mu)
 	go c.writeOut()
 	go c.writeStatus()
@@ -409,10 +522,42 @@ func (c *console) batch(p *Printer, b *LogBatch, stream string) {
 		release(it.done)
 		return
 	}
-	c.queue = append(c.queue, it)
 	c.backlog += len(buf)
 	c.queued++
+	if c.cur == nil && len(c.queue) == 0 && !c.closed && c.outw.direct() {
+		c.writeDirect(it)
+		return
+	}
+	c.queue = append(c.queue, it)
 	c.outWake.Signal()
+}
+
+// writeDirect is batch's way when stdout is idle and takes a write
+// without blocking (a pipe, see outWriter): the logger writes it itself,
+// which saves waking the stdout writer and being woken back for each
+// batch while the reader keeps up. What the pipe does not take at once
+// goes to the stdout writer. Called with mu held; the stdout writer waits
+// while cur is set.
+func (c *console) writeDirect(it *consoleItem) {
+	c.cur, c.curOff, c.progress = it, 0, time.Now()
+	c.mu.Unlock()
+	n, err := c.outw.tryWrite(it.buf)
+	c.mu.Lock()
+	c.cur = nil
+	switch {
+	case err != nil: // the reader is gone (EPIPE): what is left is not shown
+		c.hidden += bytes.Count(it.buf[n:], newline)
+		c.finish(it)
+	case n == len(it.buf):
+		c.progress = time.Now()
+		c.finish(it)
+	default:
+		if n > 0 {
+			it.off, c.progress = n, time.Now()
+		}
+		c.queue = append(c.queue, it)
+	}
+	c.outWake.Signal() // the rest, or the end of up, is the stdout writer's
 }
 
 func release(done chan<- struct{}) {
@@ -421,40 +566,49 @@ func release(done chan<- struct{}) {
 	}
 }
 
-// writeOut writes the queued items to stdout, in chunks.
+// writeOut writes the queued items to stdout (see outWriter).
 func (c *console) writeOut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		for len(c.queue) == 0 && !c.closed {
+		// cur set here: batch is writing one itself (writeDirect).
+		for len(c.queue) == 0 && !c.closed || c.cur != nil {
 			c.outWake.Wait()
 		}
 		if len(c.queue) == 0 {
+			c.outw.close()
 			return
 		}
 		it := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
-		c.cur, c.curOff, c.progress = it, 0, time.Now()
+		c.cur, c.curOff, c.progress = it, it.off, time.Now()
 		for c.curOff < len(it.buf) {
 			off := c.curOff
-			chunk := it.buf[off:min(off+consoleChunk, len(it.buf))]
 			c.mu.Unlock()
-			_, err := c.out.Write(chunk)
+			n, err := c.outw.write(it.buf[off:])
 			c.mu.Lock()
 			if err != nil { // the reader is gone (EPIPE): what is left is not shown
-				c.hidden += bytes.Count(it.buf[off:], newline)
+				c.hidden += bytes.Count(it.buf[off+n:], newline)
 				break
 			}
-			c.curOff, c.progress = off+len(chunk), time.Now()
+			c.curOff, c.progress = off+n, time.Now()
 		}
 		c.cur = nil
-		c.backlog -= len(it.buf)
-		c.written++
-		release(it.done)
-		if len(c.free) < 4 && cap(it.buf) <= 1<<20 {
-			c.free = append(c.free, it.buf)
-		}
+		c.finish(it)
+	}
+}
+
+// finish accounts for an item written (or given up on); with mu held.
+func (c *console) finish(it *consoleItem) {
+	c.backlog -= len(it.buf)
+	c.written++
+	release(it.done)
+	it.done = nil
+	if len(c.free) < 4 && cap(it.buf) <= 1<<20 {
+		c.free = append(c.free, it.buf)
+	}
+	if len(c.statusQ) > 0 { // one may wait for these lines
 		c.pokeStatus()
 	}
 }
@@ -575,7 +729,11 @@ func (c *console) close() {
 		n += bytes.Count(c.cur.buf[c.curOff:], newline)
 	}
 	for _, it := range c.queue {
-		n += it.lines
+		if it.off > 0 {
+			n += bytes.Count(it.buf[it.off:], newline)
+		} else {
+			n += it.lines
+		}
 	}
 	c.outWake.Signal()
 	c.mu.Unlock()

@@ -208,6 +208,10 @@ type LogSource struct {
 // FlushLogs asks the logger to flush; it responds with FlushLogs when done.
 type FlushLogs struct{}
 
+// flushStore tells the logger, storeFlushDelay after a batch, to write
+// the store's buffered lines to its files.
+type flushStore struct{}
+
 // crashCleaned tells the stack supervisor that the instance of a service
 // actor that crashed has been stopped (err says if that failed).
 type crashCleaned struct {
