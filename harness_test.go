@@ -35,6 +35,7 @@ import (
 
 	"sstack/internal/statedir"
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 var sstackBin string
@@ -64,22 +65,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testutil.Buffer
 
 // integration skips t under -short: it runs the sstack binary (and
 // usually Apptainer), which `go test -short` does not build.

@@ -4,7 +4,6 @@ package singularity_test
 // (fail when CI=true); see internal/testimg.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,12 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 	"sstack/singularity"
 )
 
@@ -703,22 +702,7 @@ func TestWaitWithOrphanHoldingOutput(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = testutil.Buffer
 
 func TestExecHealthcheck(t *testing.T) {
 	t.Parallel()

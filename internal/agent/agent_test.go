@@ -19,6 +19,7 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 	"sstack/singularity"
 )
 
@@ -54,22 +55,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.Buffer
 
 func newRemote(t *testing.T) (*Remote, *syncBuffer) {
 	return launchAs(t, "local", beAgent+"=1")
