@@ -146,23 +146,21 @@ func (a *stackActor) converge(ctx actor.Context, req *ConvergeRequest) ([]string
 		a.updates[name] = &update{m: rollout.New(cfg, len(nums)), to: svc, from: reps[nums[0]-1].svc, replicas: nums, told: told}
 		a.advanceUpdate(ctx, name)
 	}
-	if sel, err := a.selection(req.Start, req.NoDeps); err == nil {
-		for _, svc := range sel {
-			if a.updates[svc.Name] != nil {
-				continue
-			}
-			for _, r := range a.replicas[svc.Name] {
-				if r.row.State == api.StateRunning && !r.removing {
-					a.publish(ctx, api.Event{Kind: api.EventRunning, Service: svc.Name, Replica: r.row.Replica, Name: r.row.Name, Instance: r.row.Instance, State: r.row.State})
-				}
+	sel, err := a.selection(req.Start, req.NoDeps)
+	if err != nil {
+		return nil, err
+	}
+	for _, svc := range sel {
+		if a.updates[svc.Name] != nil {
+			continue
+		}
+		for _, r := range a.replicas[svc.Name] {
+			if r.row.State == api.StateRunning && !r.removing {
+				a.publish(ctx, api.Event{Kind: api.EventRunning, Service: svc.Name, Replica: r.row.Replica, Name: r.row.Name, Instance: r.row.Instance, State: r.row.State})
 			}
 		}
 	}
 	if req.NoStart {
-		sel, err := a.selection(req.Start, req.NoDeps)
-		if err != nil {
-			return nil, err
-		}
 		return append(names, a.spawnServices(ctx, sel, req.NoDeps, true)...), nil
 	}
 	started, err := a.up(ctx, &CommandRequest{Op: OpUp, Services: req.Start, NoDeps: req.NoDeps})

@@ -57,25 +57,10 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	if plan.StateDir != cur.StateDir {
 		return fmt.Errorf("the compose file is of project %q (state %s), not of the running %q", plan.Project, plan.StateDir, cur.Project)
 	}
-	for _, name := range opts.Services {
-		if plan.Service(name) == nil {
-			return noService(plan, name)
-		}
-	}
-	if err := applyScale(plan, opts.Scale); err != nil {
+	selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.opts.Stderr)
+	if err != nil {
 		return err
 	}
-	selected := selectServices(plan, opts.Services, opts.NoDeps)
-	if err := CheckImages(plan, selected); err != nil {
-		return err
-	}
-	if err := plan.CheckSelected(selected); err != nil {
-		return err
-	}
-	if err := checkLimits(ctx, plan, s.rt, s.opts.NoLimits, s.opts.Stderr); err != nil {
-		return err
-	}
-	clampUlimits(plan, selected, s.opts.Stderr)
 	cl := s.cluster
 	if cl == nil {
 		skipElsewhere(plan, s.opts.Stderr)

@@ -89,27 +89,10 @@ var _ api.Stack = (*Supervisor)(nil)
 // and starts the stack; nothing is started when it returns an error.
 func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	plan, rt := opts.Plan, opts.Runtime
-	for _, name := range opts.Services {
-		if plan.Service(name) == nil {
-			return nil, noService(plan, name)
-		}
-	}
-	if err := applyScale(plan, opts.Scale); err != nil {
+	selected, err := checkPlan(ctx, plan, rt, opts.Services, opts.NoDeps, opts.Scale, opts.NoLimits, opts.Stderr)
+	if err != nil {
 		return nil, err
 	}
-	selected := selectServices(plan, opts.Services, opts.NoDeps)
-	if err := CheckImages(plan, selected); err != nil {
-		return nil, err
-	}
-	// The checks config ran, again on the plan as it will run (--scale
-	// changes instance names).
-	if err := plan.CheckSelected(selected); err != nil {
-		return nil, err
-	}
-	if err := checkLimits(ctx, plan, rt, opts.NoLimits, opts.Stderr); err != nil {
-		return nil, err
-	}
-	clampUlimits(plan, selected, opts.Stderr)
 	alloc, err := slurm.Detect(ctx, os.Environ())
 	if err != nil {
 		return nil, err
@@ -252,6 +235,34 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	close(s.ready)
 	ok = true
 	return s, nil
+}
+
+// checkPlan is what up checks of a plan before it starts or changes
+// anything: the services named exist, --scale applies, and the services
+// selected (their images, the checks config ran, again on the plan as it
+// will run, since --scale changes instance names, and their limits) can
+// start. It returns the services selected.
+func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn io.Writer) ([]string, error) {
+	for _, name := range services {
+		if plan.Service(name) == nil {
+			return nil, noService(plan, name)
+		}
+	}
+	if err := applyScale(plan, scale); err != nil {
+		return nil, err
+	}
+	selected := selectServices(plan, services, noDeps)
+	if err := CheckImages(plan, selected); err != nil {
+		return nil, err
+	}
+	if err := plan.CheckSelected(selected); err != nil {
+		return nil, err
+	}
+	if err := checkLimits(ctx, plan, rt, noLimits, warn); err != nil {
+		return nil, err
+	}
+	clampUlimits(plan, selected, warn)
+	return selected, nil
 }
 
 // applyScale sets the replica counts of up --scale.
