@@ -194,7 +194,10 @@ func TestConsoleStoppedReaderSecondCtrlCAtOnce(t *testing.T) {
 // waits for the reader (a lagging one gets every line), until Ctrl-C,
 // which ends the wait.
 func TestConsoleStoppedReaderCtrlCEndsWaitAtEnd(t *testing.T) {
-	const n = 20_000 // fits in the pipes and batches: the service ends by itself
+	// seq's 49 KB fit in the service's own pipe (64 KiB), so it ends by
+	// itself however little sstack relays; formatted (129 KB) they do not
+	// fit in sstack's stdout pipe, so sstack is left waiting for the reader.
+	const n = 10_000
 	p := newProject(t, oneService("svc", `["seq", "1", "`+strconv.Itoa(n)+`"]`))
 	r, pr := upPiped(t, p, "")
 	br := bufio.NewReader(pr)

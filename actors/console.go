@@ -333,15 +333,19 @@ func (c *console) close() {
 			n += it.lines
 		}
 	}
-	c.outWake.Signal()
-	c.mu.Unlock()
 	if n > 0 {
+		// Queued with closed set under one lock: the status writer ends
+		// only on an empty queue once closed, so it cannot miss this line.
 		what := "lines"
 		if n == 1 {
 			what = "line"
 		}
-		c.statusLine(fmt.Sprintf("%d %s not shown on the console; see sstack logs -n %s", n, what, c.project))
+		text := fmt.Sprintf("%d %s not shown on the console; see sstack logs -n %s\n", n, what, c.project)
+		c.statusQ = append(c.statusQ, statusItem{text: text, after: c.queued, at: time.Now()})
 	}
+	c.outWake.Signal()
+	c.mu.Unlock()
+	c.pokeStatus()
 	for {
 		c.mu.Lock()
 		idle := len(c.statusQ) == 0 && !c.statusBusy
