@@ -1,24 +1,19 @@
 package compose
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"sort"
+	"sstack/singularity"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // GPU vendors: the driver of a compose device request.
 const (
-	GPUNvidia = "nvidia" // apptainer --nv
-	GPUAMD    = "amd"    // apptainer --rocm
+	GPUNvidia = singularity.GPUNvidia // apptainer --nv
+	GPUAMD    = singularity.GPUAMD    // apptainer --rocm
 )
 
 // GPU is a service's request for GPUs and the GPUs it was given.
@@ -46,134 +41,6 @@ type GPU struct {
 var gpuVisibilityEnv = map[string][]string{
 	GPUNvidia: {"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"},
 	GPUAMD:    {"ROCR_VISIBLE_DEVICES"},
-}
-
-// gpuInheritedEnv is the variable through which a batch scheduler tells
-// a job its GPUs (Slurm sets CUDA_VISIBLE_DEVICES, and
-// ROCR_VISIBLE_DEVICES for AMD GPUs).
-var gpuInheritedEnv = map[string]string{GPUNvidia: "CUDA_VISIBLE_DEVICES", GPUAMD: "ROCR_VISIBLE_DEVICES"}
-
-// GPUInventory is the GPUs the machine gives this job, per vendor.
-type GPUInventory struct {
-	NVIDIA GPUDevices
-	AMD    GPUDevices
-}
-
-// GPUDevices are one vendor's GPUs.
-type GPUDevices struct {
-	// Present: the machine has such GPUs (NVIDIA: a /dev/nvidiaN device or
-	// nvidia-smi; AMD: /dev/kfd).
-	Present bool
-	// IDs are the GPUs this job may use, as the visibility variables name
-	// them ("0", "1", ...), in order.
-	IDs []string
-	// Aliases are other names of a GPU (its UUID) and the ID they name.
-	Aliases map[string]string
-	// Inherited: IDs come from sstack's own environment (Source is the
-	// variable), as a scheduler set it: a service must not see more.
-	Inherited bool
-	// Source says where IDs come from: the variable, nvidia-smi,
-	// /dev/nvidia*, /dev/dri.
-	Source string
-}
-
-func (inv *GPUInventory) of(vendor string) *GPUDevices {
-	if vendor == GPUAMD {
-		return &inv.AMD
-	}
-	return &inv.NVIDIA
-}
-
-// DetectGPUs finds the GPUs of this machine and of this job: a
-// visibility variable in environ (as Slurm sets it) restricts them.
-func DetectGPUs(environ []string) GPUInventory {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	var inv GPUInventory
-
-	nv := &inv.NVIDIA
-	devs := deviceNumbers("/dev/nvidia[0-9]*", "/dev/nvidia")
-	smi, smiErr := exec.LookPath("nvidia-smi")
-	nv.Present = len(devs) > 0 || smiErr == nil
-	if smiErr == nil {
-		nv.IDs, nv.Aliases = nvidiaSMI(smi)
-		nv.Source = "nvidia-smi"
-	}
-	if len(nv.IDs) == 0 && len(devs) > 0 {
-		nv.IDs, nv.Source = devs, "/dev/nvidia*"
-	}
-
-	amd := &inv.AMD
-	if _, err := os.Stat("/dev/kfd"); err == nil {
-		amd.Present = true
-		for i := range deviceNumbers("/dev/dri/renderD*", "/dev/dri/renderD") {
-			amd.IDs = append(amd.IDs, strconv.Itoa(i))
-		}
-		amd.Source = "/dev/dri"
-	}
-
-	for vendor, name := range gpuInheritedEnv {
-		if v, ok := env[name]; ok {
-			d := inv.of(vendor)
-			d.IDs, d.Inherited, d.Source = splitGPUIDs(v), true, name
-		}
-	}
-	return inv
-}
-
-// deviceNumbers lists the numbers N of device files prefix+N, sorted.
-func deviceNumbers(glob, prefix string) []string {
-	paths, _ := filepath.Glob(glob)
-	var nums []int
-	for _, p := range paths {
-		if n, err := strconv.Atoi(strings.TrimPrefix(p, prefix)); err == nil {
-			nums = append(nums, n)
-		}
-	}
-	sort.Ints(nums)
-	out := make([]string, len(nums))
-	for i, n := range nums {
-		out[i] = strconv.Itoa(n)
-	}
-	return out
-}
-
-// nvidiaSMI lists the GPUs by index, with their UUIDs as aliases.
-func nvidiaSMI(smi string) ([]string, map[string]string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, smi, "--query-gpu=index,uuid", "--format=csv,noheader").Output()
-	if err != nil {
-		return nil, nil
-	}
-	var ids []string
-	aliases := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		index, uuid, _ := strings.Cut(line, ",")
-		if index = strings.TrimSpace(index); index == "" {
-			continue
-		}
-		ids = append(ids, index)
-		if uuid = strings.TrimSpace(uuid); uuid != "" {
-			aliases[uuid] = index
-		}
-	}
-	return ids, aliases
-}
-
-// splitGPUIDs reads a visibility variable; Slurm's NoDevFiles means none.
-func splitGPUIDs(v string) []string {
-	ids := []string{}
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" && f != "NoDevFiles" {
-			ids = append(ids, f)
-		}
-	}
-	return ids
 }
 
 // gpuKeys are the service keys gpuRequest translates.
@@ -278,7 +145,7 @@ func (t *translator) assignGPUs(order []string, services map[string]*Service, op
 	}
 	inv := opts.GPUs
 	if inv == nil {
-		d := DetectGPUs(opts.environ())
+		d := singularity.DetectGPUs(opts.environ())
 		inv = &d
 	}
 	// users[vendor][id] are the services that see the GPU, in order.
@@ -286,7 +153,7 @@ func (t *translator) assignGPUs(order []string, services map[string]*Service, op
 	pinned := map[string]map[string]string{GPUNvidia: {}, GPUAMD: {}}
 	usable := map[string]bool{}
 	for _, s := range want {
-		g, devs := s.GPU, inv.of(s.GPU.Vendor)
+		g, devs := s.GPU, inv.Of(s.GPU.Vendor)
 		usable[s.Name] = t.gpusPresent(s.Name, g, devs)
 		if !usable[s.Name] {
 			if devs.Inherited && len(devs.IDs) == 0 {
@@ -319,7 +186,7 @@ func (t *translator) assignGPUs(order []string, services map[string]*Service, op
 		}
 	}
 	for _, s := range want {
-		g, devs := s.GPU, inv.of(s.GPU.Vendor)
+		g, devs := s.GPU, inv.Of(s.GPU.Vendor)
 		if !usable[s.Name] || g.Count == 0 {
 			continue
 		}
@@ -374,7 +241,7 @@ func (t *translator) assignGPUs(order []string, services map[string]*Service, op
 }
 
 // gpusPresent warns when the machine or the job has no GPU of the vendor.
-func (t *translator) gpusPresent(service string, g *GPU, devs *GPUDevices) bool {
+func (t *translator) gpusPresent(service string, g *GPU, devs *singularity.GPUDevices) bool {
 	flag := "--nv"
 	if g.Vendor == GPUAMD {
 		flag = "--rocm"

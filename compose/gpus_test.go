@@ -2,12 +2,13 @@ package compose
 
 import (
 	"bytes"
+	"sstack/singularity"
 	"strings"
 	"testing"
 )
 
 // gpuPlan loads compose on a machine with inv's GPUs.
-func gpuPlan(t *testing.T, compose string, inv GPUInventory) (*Plan, error) {
+func gpuPlan(t *testing.T, compose string, inv singularity.GPUInventory) (*Plan, error) {
 	t.Helper()
 	f := newFixture(t, map[string]string{"compose.yaml": compose}, fixtureImages...)
 	o := f.opts()
@@ -27,17 +28,17 @@ func envOf(s *Service, key string) (string, bool) {
 // Four NVIDIA GPUs found by nvidia-smi; a Slurm job given GPUs 2 and 3;
 // one AMD GPU; no GPU at all.
 var (
-	fourGPUs = GPUInventory{NVIDIA: GPUDevices{Present: true, IDs: []string{"0", "1", "2", "3"}, Aliases: map[string]string{"GPU-aaaa": "1"}, Source: "nvidia-smi"}}
-	slurmJob = GPUInventory{NVIDIA: GPUDevices{Present: true, IDs: []string{"2", "3"}, Inherited: true, Source: "CUDA_VISIBLE_DEVICES"}}
-	oneAMD   = GPUInventory{AMD: GPUDevices{Present: true, IDs: []string{"0"}, Source: "/dev/dri"}}
-	noGPU    = GPUInventory{}
+	fourGPUs = singularity.GPUInventory{NVIDIA: singularity.GPUDevices{Present: true, IDs: []string{"0", "1", "2", "3"}, Aliases: map[string]string{"GPU-aaaa": "1"}, Source: "nvidia-smi"}}
+	slurmJob = singularity.GPUInventory{NVIDIA: singularity.GPUDevices{Present: true, IDs: []string{"2", "3"}, Inherited: true, Source: "CUDA_VISIBLE_DEVICES"}}
+	oneAMD   = singularity.GPUInventory{AMD: singularity.GPUDevices{Present: true, IDs: []string{"0"}, Source: "/dev/dri"}}
+	noGPU    = singularity.GPUInventory{}
 )
 
 func TestGPURequests(t *testing.T) {
 	tests := []struct {
 		name    string
 		svc     string
-		inv     GPUInventory
+		inv     singularity.GPUInventory
 		want    *GPU
 		env     map[string]string // visibility variables; "-" means unset
 		warnKey string
@@ -104,7 +105,7 @@ func TestGPURequests(t *testing.T) {
 		},
 		{
 			name: "a job given no GPU hides them all",
-			svc:  "    gpus: all\n", inv: GPUInventory{NVIDIA: GPUDevices{Present: true, IDs: []string{}, Inherited: true, Source: "CUDA_VISIBLE_DEVICES"}},
+			svc:  "    gpus: all\n", inv: singularity.GPUInventory{NVIDIA: singularity.GPUDevices{Present: true, IDs: []string{}, Inherited: true, Source: "CUDA_VISIBLE_DEVICES"}},
 			want:    &GPU{Vendor: GPUNvidia, Key: "gpus", Count: -1, Visible: []string{}},
 			env:     map[string]string{"CUDA_VISIBLE_DEVICES": ""},
 			warnKey: "gpus",
@@ -229,7 +230,7 @@ func TestGPUAssignment(t *testing.T) {
 func TestGPUErrors(t *testing.T) {
 	for _, tt := range []struct {
 		svc  string
-		inv  GPUInventory
+		inv  singularity.GPUInventory
 		want string
 	}{
 		{"    gpus: [{device_ids: ['0']}]\n", slurmJob, `service "a": gpus: device_ids: GPU "0" is not one this job may use; CUDA_VISIBLE_DEVICES gives 2,3`},
@@ -256,13 +257,4 @@ func TestPrintGPU(t *testing.T) {
 			t.Errorf("config lacks %s:\n%s", want, b.String())
 		}
 	}
-}
-
-func TestDetectGPUsFromEnvironment(t *testing.T) {
-	inv := DetectGPUs([]string{"CUDA_VISIBLE_DEVICES=2, 3", "ROCR_VISIBLE_DEVICES=NoDevFiles"})
-	eq(t, inv.NVIDIA.IDs, []string{"2", "3"})
-	eq(t, inv.NVIDIA.Inherited, true)
-	eq(t, inv.NVIDIA.Source, "CUDA_VISIBLE_DEVICES")
-	eq(t, inv.AMD.IDs, []string{})
-	eq(t, inv.AMD.Inherited, true)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sstack/singularity"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,7 @@ type Options struct {
 	// GPUs are the machine's GPUs, for services that ask for some; nil
 	// means DetectGPUs(Environ), run only when a service asks. Tests set
 	// it to stay hermetic.
-	GPUs *GPUInventory
+	GPUs *singularity.GPUInventory
 }
 
 // Environment variables sstack reads besides compose's own.

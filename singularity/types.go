@@ -6,9 +6,8 @@ import (
 	"context"
 	"io"
 	"os"
+	"sstack/internal/usage"
 	"time"
-
-	"sstack/internal/api"
 )
 
 // Bind is one --bind at instance start (exec ignores binds).
@@ -135,7 +134,7 @@ type Runtime interface {
 	// Usage reads what the named instances use now (CPU, memory, block
 	// I/O, processes), on the host that runs them. Instances that do not
 	// exist are left out.
-	Usage(ctx context.Context, instances []string) (map[string]api.Usage, error)
+	Usage(ctx context.Context, instances []string) (map[string]usage.Usage, error)
 	// SeedVolume copies the image's content at spec.Path into
 	// spec.HostDir, on the host that runs spec.Instance.
 	SeedVolume(ctx context.Context, spec SeedSpec) error

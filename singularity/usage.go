@@ -3,7 +3,6 @@ package singularity
 import (
 	"context"
 
-	"sstack/internal/api"
 	"sstack/internal/usage"
 )
 
@@ -14,7 +13,7 @@ var hostUsage usage.Reader
 // Usage implements Runtime: the instances' init pids come from the cache
 // ListInstances fills (checked against recycled pids), so a scrape runs
 // no apptainer command unless an instance is new to it.
-func (a *Apptainer) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+func (a *Apptainer) Usage(ctx context.Context, instances []string) (map[string]usage.Usage, error) {
 	inits := make(map[string]int, len(instances))
 	missing := false
 	a.initsMu.Lock()

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"sstack/internal/api"
 	"sstack/internal/testimg"
 	"sstack/internal/testutil"
+	"sstack/internal/usage"
 	"sstack/singularity"
 )
 
@@ -87,12 +87,12 @@ type fakeNode struct {
 	node                string
 }
 
-func (f fakeNode) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+func (f fakeNode) Usage(ctx context.Context, instances []string) (map[string]usage.Usage, error) {
 	kills, _ := strconv.ParseUint(strings.TrimPrefix(f.node, "n"), 10, 64)
-	out := map[string]api.Usage{}
+	out := map[string]usage.Usage{}
 	for _, inst := range instances {
 		if !strings.HasPrefix(inst, "p.gone.") {
-			out[inst] = api.Usage{Source: api.SourceCgroupV1, OOMKills: kills}
+			out[inst] = usage.Usage{Source: usage.SourceCgroupV1, OOMKills: kills}
 		}
 	}
 	return out, nil

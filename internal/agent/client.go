@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"sstack/internal/api"
+	"sstack/internal/usage"
 	"sstack/singularity"
 )
 
@@ -314,12 +314,12 @@ func (r *Remote) EndRun(ctx context.Context, instance string) (int, error) {
 
 // Usage reads the instances on the agent's node; a node whose agent is
 // gone has none left.
-func (r *Remote) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+func (r *Remote) Usage(ctx context.Context, instances []string) (map[string]usage.Usage, error) {
 	c := r.live()
 	if c == nil {
 		return nil, nil
 	}
-	var u map[string]api.Usage
+	var u map[string]usage.Usage
 	err := c.call(ctx, pathUsage, usageReq{Instances: instances}, &u)
 	return u, err
 }

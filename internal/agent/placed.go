@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"sstack/internal/api"
+	"sstack/internal/usage"
 	"sstack/singularity"
 )
 
@@ -159,7 +159,7 @@ func (p *Placed) EndRun(ctx context.Context, instance string) (int, error) {
 
 // Usage asks the agent of each node that runs some of the instances, all
 // at once; instances placed nowhere are left out.
-func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]api.Usage, error) {
+func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]usage.Usage, error) {
 	byNode := map[*Remote][]string{}
 	p.mu.Lock()
 	for _, name := range instances {
@@ -169,7 +169,7 @@ func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]api.
 	}
 	p.mu.Unlock()
 	type result struct {
-		u   map[string]api.Usage
+		u   map[string]usage.Usage
 		err error
 	}
 	results := make(chan result, len(byNode))
@@ -179,7 +179,7 @@ func (p *Placed) Usage(ctx context.Context, instances []string) (map[string]api.
 			results <- result{u, err}
 		}()
 	}
-	all := map[string]api.Usage{}
+	all := map[string]usage.Usage{}
 	var first error
 	for range byNode {
 		res := <-results

@@ -17,6 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sstack/internal/proctree"
+	"sstack/internal/usage"
 )
 
 // Stack is what a running stack can do. Every method may be called from
@@ -260,13 +263,9 @@ type TopReplica struct {
 	Processes []Process `json:"Processes"`
 }
 
-// Process is one process of an instance, read from the host's /proc.
-type Process struct {
-	Pid     int    `json:"Pid"`
-	PPid    int    `json:"PPid"`
-	UID     int    `json:"UID"`
-	Command string `json:"Command"`
-}
+// Process is one process of an instance, read from the host's /proc;
+// package proctree owns it.
+type Process = proctree.Process
 
 // ReplicaStats is what one running replica uses, read at Time.
 type ReplicaStats struct {
@@ -279,47 +278,15 @@ type ReplicaStats struct {
 	Usage    Usage     `json:"Usage"`
 }
 
+// Usage is what an instance uses; package usage owns it and its sources.
+type Usage = usage.Usage
+
 // Usage sources: where the numbers of a Usage were read.
 const (
-	SourceCgroupV1 = "cgroup v1" // the instance's own cgroup, cgroups v1
-	SourceCgroupV2 = "cgroup v2" // the instance's own cgroup, cgroups v2
-	SourceProc     = "proc"      // summed over the processes of the instance's PID namespace
+	SourceCgroupV1 = usage.SourceCgroupV1
+	SourceCgroupV2 = usage.SourceCgroupV2
+	SourceProc     = usage.SourceProc
 )
-
-// Usage is what an instance uses, with cAdvisor's meanings (its
-// container_* metrics). Counters (CPU, I/O, OOM kills) count from the
-// creation of the cgroup, or with SourceProc over the processes alive now
-// (an exited process takes its share with it).
-type Usage struct {
-	Source string `json:"Source"` // SourceCgroupV1, SourceCgroupV2 or SourceProc
-	// CPUSeconds is user plus system CPU time.
-	CPUSeconds float64 `json:"CPUSeconds"`
-	// MemoryBytes is the memory charged to the cgroup, page cache
-	// included; with SourceProc the sum of the processes' resident sets.
-	MemoryBytes uint64 `json:"MemoryBytes"`
-	// WorkingSetBytes is MemoryBytes less the inactive file cache, what
-	// the kernel cannot easily reclaim (cAdvisor's working set, docker
-	// stats' MEM USAGE); with SourceProc the same as MemoryBytes.
-	WorkingSetBytes uint64 `json:"WorkingSetBytes"`
-	// MemoryLimitBytes is the cgroup's memory limit, 0 without one.
-	MemoryLimitBytes uint64 `json:"MemoryLimitBytes"`
-	// HostMemoryBytes is the node's total memory (MemTotal).
-	HostMemoryBytes uint64 `json:"HostMemoryBytes"`
-	// Processes and Threads in the cgroup (with SourceProc, in the PID
-	// namespace).
-	Processes int `json:"Processes"`
-	Threads   int `json:"Threads"`
-	// ReadBytes and WriteBytes are block device I/O (not page cache hits
-	// or tmpfs writes).
-	ReadBytes  uint64 `json:"ReadBytes"`
-	WriteBytes uint64 `json:"WriteBytes"`
-	// OOMKills counts the processes the kernel killed for exceeding the
-	// cgroup's memory limit; always 0 with SourceProc (no limit).
-	OOMKills uint64 `json:"OOMKills"`
-}
-
-// Cgroup reports whether the numbers come from the instance's own cgroup.
-func (u Usage) Cgroup() bool { return u.Source == SourceCgroupV1 || u.Source == SourceCgroupV2 }
 
 // ExecTarget is what `exec` needs to run a command in a replica: the CLI
 // runs `apptainer exec instance://Instance` itself, so a terminal works

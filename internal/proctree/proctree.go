@@ -29,12 +29,16 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"sstack/internal/api"
 )
 
-// Process is one process as the host sees it: host pids, real uid.
-type Process = api.Process
+// Process is one process of an instance as the host sees it: host pids,
+// real uid (api.Process in the contract).
+type Process struct {
+	Pid     int    `json:"Pid"`
+	PPid    int    `json:"PPid"`
+	UID     int    `json:"UID"`
+	Command string `json:"Command"`
+}
 
 // procDir is the proc file system read; tests point it elsewhere.
 var procDir = "/proc"

@@ -4,8 +4,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"sstack/internal/api"
 )
 
 // procScan is one pass over /proc: the processes of each PID namespace,
@@ -46,10 +44,10 @@ type stat struct {
 // shares the reader's namespace (an instance started without a PID
 // namespace of its own), the namespace would be the whole host: init and
 // its descendants are summed instead.
-func (r *Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
+func (r *Reader) fromProc(s *procScan, init int) (Usage, bool) {
 	ns, err := os.Readlink(r.path("proc", strconv.Itoa(init), "ns", "pid"))
 	if err != nil {
-		return api.Usage{}, false
+		return Usage{}, false
 	}
 	stats := map[int]stat{}
 	var pids []int
@@ -58,7 +56,7 @@ func (r *Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
 	} else {
 		pids = s.byNamespace[ns]
 	}
-	u := api.Usage{Source: api.SourceProc}
+	u := Usage{Source: SourceProc}
 	var ticks uint64
 	for _, pid := range pids {
 		st, ok := stats[pid]
@@ -76,7 +74,7 @@ func (r *Reader) fromProc(s *procScan, init int) (api.Usage, bool) {
 		u.WriteBytes += io["write_bytes:"]
 	}
 	if u.Processes == 0 {
-		return api.Usage{}, false
+		return Usage{}, false
 	}
 	u.CPUSeconds = float64(ticks) / clockTicks
 	u.WorkingSetBytes = u.MemoryBytes

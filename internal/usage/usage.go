@@ -36,8 +36,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"sstack/internal/api"
 )
 
 // Reader reads usage under a file system root: "" is the host's "/";
@@ -62,8 +60,8 @@ var pageSize = uint64(os.Getpagesize())
 // Read samples the instances given by the pid of their init (as
 // `instance list` reports it), by instance name. An instance whose init
 // is gone is left out.
-func (r *Reader) Read(inits map[string]int) map[string]api.Usage {
-	out := make(map[string]api.Usage, len(inits))
+func (r *Reader) Read(inits map[string]int) map[string]Usage {
+	out := make(map[string]Usage, len(inits))
 	if len(inits) == 0 {
 		return out
 	}
@@ -108,7 +106,7 @@ var ownCgroup = regexp.MustCompile(`(^|/)apptainer/[0-9]+$|(^|/)apptainer-[0-9]+
 // fromCgroup reads the instance's own cgroup, given its /proc/PID/cgroup.
 // On a hybrid host (v1 controllers and an empty v2 hierarchy) the v1
 // controllers are read: they hold the counters.
-func (r *Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
+func (r *Reader) fromCgroup(m mounts, procCgroup string) (Usage, bool) {
 	v1 := map[string]string{} // controller -> cgroup path
 	unified := ""
 	hasUnified := false
@@ -127,7 +125,7 @@ func (r *Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
 	}
 	if p, ok := v1["memory"]; ok && m.v1["memory"] != nil {
 		if !ownCgroup.MatchString(p) {
-			return api.Usage{}, false
+			return Usage{}, false
 		}
 		return r.readV1(m, v1), true
 	}
@@ -139,7 +137,7 @@ func (r *Reader) fromCgroup(m mounts, procCgroup string) (api.Usage, bool) {
 			return r.readV2(dir), true
 		}
 	}
-	return api.Usage{}, false
+	return Usage{}, false
 }
 
 func (r *Reader) mountDir(m *mount, cgroup string) string {
@@ -147,8 +145,8 @@ func (r *Reader) mountDir(m *mount, cgroup string) string {
 	return r.path(m.point, rel)
 }
 
-func (r *Reader) readV1(m mounts, paths map[string]string) api.Usage {
-	u := api.Usage{Source: api.SourceCgroupV1}
+func (r *Reader) readV1(m mounts, paths map[string]string) Usage {
+	u := Usage{Source: SourceCgroupV1}
 	dir := func(controller string) string {
 		mt, p := m.v1[controller], paths[controller]
 		if mt == nil || p == "" {
@@ -176,8 +174,8 @@ func (r *Reader) readV1(m mounts, paths map[string]string) api.Usage {
 	return u
 }
 
-func (r *Reader) readV2(dir string) api.Usage {
-	u := api.Usage{Source: api.SourceCgroupV2}
+func (r *Reader) readV2(dir string) Usage {
+	u := Usage{Source: SourceCgroupV2}
 	u.CPUSeconds = float64(readKeyed(filepath.Join(dir, "cpu.stat"))["usage_usec"]) / 1e6
 	u.MemoryBytes = readUint(filepath.Join(dir, "memory.current"))
 	u.WorkingSetBytes = workingSet(u.MemoryBytes, readKeyed(filepath.Join(dir, "memory.stat"))["inactive_file"])
@@ -395,3 +393,45 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
+
+// Usage sources: where the numbers of a Usage were read.
+const (
+	SourceCgroupV1 = "cgroup v1" // the instance's own cgroup, cgroups v1
+	SourceCgroupV2 = "cgroup v2" // the instance's own cgroup, cgroups v2
+	SourceProc     = "proc"      // summed over the processes of the instance's PID namespace
+)
+
+// Usage is what an instance uses, with cAdvisor's meanings (its
+// container_* metrics). Counters (CPU, I/O, OOM kills) count from the
+// creation of the cgroup, or with SourceProc over the processes alive now
+// (an exited process takes its share with it).
+type Usage struct {
+	Source string `json:"Source"` // SourceCgroupV1, SourceCgroupV2 or SourceProc
+	// CPUSeconds is user plus system CPU time.
+	CPUSeconds float64 `json:"CPUSeconds"`
+	// MemoryBytes is the memory charged to the cgroup, page cache
+	// included; with SourceProc the sum of the processes' resident sets.
+	MemoryBytes uint64 `json:"MemoryBytes"`
+	// WorkingSetBytes is MemoryBytes less the inactive file cache, what
+	// the kernel cannot easily reclaim (cAdvisor's working set, docker
+	// stats' MEM USAGE); with SourceProc the same as MemoryBytes.
+	WorkingSetBytes uint64 `json:"WorkingSetBytes"`
+	// MemoryLimitBytes is the cgroup's memory limit, 0 without one.
+	MemoryLimitBytes uint64 `json:"MemoryLimitBytes"`
+	// HostMemoryBytes is the node's total memory (MemTotal).
+	HostMemoryBytes uint64 `json:"HostMemoryBytes"`
+	// Processes and Threads in the cgroup (with SourceProc, in the PID
+	// namespace).
+	Processes int `json:"Processes"`
+	Threads   int `json:"Threads"`
+	// ReadBytes and WriteBytes are block device I/O (not page cache hits
+	// or tmpfs writes).
+	ReadBytes  uint64 `json:"ReadBytes"`
+	WriteBytes uint64 `json:"WriteBytes"`
+	// OOMKills counts the processes the kernel killed for exceeding the
+	// cgroup's memory limit; always 0 with SourceProc (no limit).
+	OOMKills uint64 `json:"OOMKills"`
+}
+
+// Cgroup reports whether the numbers come from the instance's own cgroup.
+func (u Usage) Cgroup() bool { return u.Source == SourceCgroupV1 || u.Source == SourceCgroupV2 }

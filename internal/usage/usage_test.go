@@ -3,8 +3,6 @@ package usage
 import (
 	"os"
 	"testing"
-
-	"sstack/internal/api"
 )
 
 // The readers against recorded files (testdata/README.md says where each
@@ -15,20 +13,20 @@ func TestRead(t *testing.T) {
 		name  string
 		root  string
 		inits map[string]int
-		want  map[string]api.Usage
+		want  map[string]Usage
 	}{{
 		name:  "cgroups v1 (hybrid), root, with and without limits",
 		root:  "testdata/v1",
 		inits: map[string]int{"p.limited.1": 11359, "p.free.1": 18803, "p.gone.1": 999},
-		want: map[string]api.Usage{
+		want: map[string]Usage{
 			"p.limited.1": {
-				Source: api.SourceCgroupV1, CPUSeconds: 0.062997457,
+				Source: SourceCgroupV1, CPUSeconds: 0.062997457,
 				MemoryBytes: 26398720, WorkingSetBytes: 26398720, MemoryLimitBytes: 64000000,
 				HostMemoryBytes: 24683772 * 1024,
 				Processes:       3, Threads: 10, ReadBytes: 1048576 + 4096, WriteBytes: 20971520 + 8192,
 			},
 			"p.free.1": {
-				Source: api.SourceCgroupV1, CPUSeconds: 0.014443619,
+				Source: SourceCgroupV1, CPUSeconds: 0.014443619,
 				MemoryBytes: 4653056, WorkingSetBytes: 4653056, // unlimited: no limit
 				HostMemoryBytes: 24683772 * 1024,
 				Processes:       1, Threads: 6,
@@ -38,12 +36,12 @@ func TestRead(t *testing.T) {
 		name:  "cgroups v1, unprivileged: summed over the PID namespace from /proc",
 		root:  "testdata/proc",
 		inits: map[string]int{"p.app.1": 16856},
-		want: map[string]api.Usage{
+		want: map[string]Usage{
 			// appinit (0+1 ticks, 6 threads, 5316 pages) and sleep (3
 			// ticks, 1 thread, 348 pages); not the monitor nor the
 			// runtime parent, which live in the host's namespace.
 			"p.app.1": {
-				Source: api.SourceProc, CPUSeconds: 0.04,
+				Source: SourceProc, CPUSeconds: 0.04,
 				MemoryBytes: (5316 + 348) * page, WorkingSetBytes: (5316 + 348) * page,
 				HostMemoryBytes: 24683772 * 1024,
 				Processes:       2, Threads: 7, ReadBytes: 8192, // appinit's
@@ -53,22 +51,22 @@ func TestRead(t *testing.T) {
 		name:  "cgroups v2: a systemd scope of its own; an instance in the user's session, and one in a cgroup without the memory controller, read from /proc",
 		root:  "testdata/v2",
 		inits: map[string]int{"p.db.1": 4250, "p.web.1": 5000, "p.bare.1": 4260},
-		want: map[string]api.Usage{
+		want: map[string]Usage{
 			"p.db.1": {
-				Source: api.SourceCgroupV2, CPUSeconds: 2.534817,
+				Source: SourceCgroupV2, CPUSeconds: 2.534817,
 				MemoryBytes: 41943040, WorkingSetBytes: 41943040 - 25165824, MemoryLimitBytes: 67108864,
 				HostMemoryBytes: 8025436 * 1024,
 				Processes:       3, Threads: 7, ReadBytes: 1052672 + 4096, WriteBytes: 20979712, OOMKills: 2,
 			},
 			"p.web.1": {
-				Source: api.SourceProc, CPUSeconds: 3.1,
+				Source: SourceProc, CPUSeconds: 3.1,
 				MemoryBytes: (5316 + 1000) * page, WorkingSetBytes: (5316 + 1000) * page,
 				HostMemoryBytes: 8025436 * 1024,
 				Processes:       2, Threads: 9, ReadBytes: 8192, WriteBytes: 4096,
 			},
 			// Its own cgroup, but no memory controller there to count in.
 			"p.bare.1": {
-				Source: api.SourceProc, CPUSeconds: 0.5,
+				Source: SourceProc, CPUSeconds: 0.5,
 				MemoryBytes: 2000 * page, WorkingSetBytes: 2000 * page,
 				HostMemoryBytes: 8025436 * 1024,
 				Processes:       1, Threads: 6,
