@@ -18,6 +18,7 @@ import (
 	"sstack/actors/policy"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/prepare"
 	"sstack/internal/statedir"
 	"sstack/metrics"
 	"sstack/singularity"
@@ -25,22 +26,15 @@ import (
 
 // ServiceConfig is what one service actor (one replica) needs.
 type ServiceConfig struct {
-	Project   string
-	Service   *compose.Service
-	Replica   int
-	Instance  string // Apptainer instance name, <project>.<service>.<replica>
-	Name      string // display name, <service>-<replica>
-	HostsFile string
-	// Net is the replica's network; ResolvConf, for a stack network, the
-	// file bound onto /etc/resolv.conf.
-	Net        singularity.Network
-	ResolvConf string
+	// Spec is what Apptainer is given: the service, the instance name,
+	// hosts file, network and runscript.
+	prepare.Spec
+	Project string
+	Replica int
+	Name    string // display name, <service>-<replica>
 	// ReplicaNets, when set, gives the replica a namespace of its own on
 	// the stack network before each instance start (netattach.go).
 	ReplicaNets ReplicaNetworks
-	// HasRunscript: the image has a runscript, so a service without an
-	// entrypoint is started with `run` (command replaces CMD).
-	HasRunscript bool
 	// Deps are the dependencies this replica waits for (optional ones that
 	// are not part of the project already removed).
 	Deps []compose.Dependency
@@ -205,14 +199,14 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		ctx.Send(s.cfg.Logger, &ev)
 		ctx.Send(s.parent, &ReplicaEvent{Event: ev})
 	case lifecycle.StartInstance:
-		spec := instanceSpec(&s.cfg)
-		svc, prepare, stateDir, slots := s.cfg.Service, s.cfg.PrepareMounts, s.cfg.StateDir, s.cfg.slots
+		spec := s.cfg.InstanceSpec()
+		svc, mounts, stateDir, slots := s.cfg.Service, s.cfg.PrepareMounts, s.cfg.StateDir, s.cfg.slots
 		nets, replica := s.cfg.ReplicaNets, s.cfg.Replica
 		go func() {
 			net, err := attachNet(nets, svc, replica, spec.Net)
 			if err == nil {
 				spec.Net = net
-				if err = startInstance(rt, spec, svc, prepare, stateDir, slots); err != nil {
+				if err = startInstance(rt, spec, svc, mounts, stateDir, slots); err != nil {
 					detachNet(nets, svc, replica, net)
 				}
 			}
@@ -226,7 +220,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 			root.Send(self, &instanceChecked{exists: err != nil || len(infos) > 0})
 		}()
 	case lifecycle.StartProcess:
-		pspec := processSpec(&s.cfg)
+		pspec := s.cfg.ProcessSpec()
 		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
 		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, s.cfg.Service, &s.final)
@@ -280,10 +274,10 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 // startInstance starts a replica's instance: noted in the journal first,
 // so that `down` finds it even if sstack dies during the start, and
 // followed, when it fails, by making sure no half-started instance stays.
-func startInstance(rt singularity.Runtime, spec singularity.InstanceSpec, svc *compose.Service, prepare bool, stateDir string, slots chan struct{}) error {
+func startInstance(rt singularity.Runtime, spec singularity.InstanceSpec, svc *compose.Service, mounts bool, stateDir string, slots chan struct{}) error {
 	ctx := context.Background()
-	if prepare {
-		if err := PrepareMounts(ctx, svc, rt, spec.Name, map[string]bool{}); err != nil {
+	if mounts {
+		if err := prepare.Mounts(ctx, svc, rt, spec.Name, map[string]bool{}); err != nil {
 			return err
 		}
 	}

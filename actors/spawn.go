@@ -8,6 +8,7 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/prepare"
 )
 
 // Which services to start, and spawning the service actor of each of their
@@ -139,17 +140,19 @@ func (a *stackActor) newReplica(ctx actor.Context, svc *compose.Service, r int, 
 		svc = svc.ForReplica(r)
 	}
 	cfg := ServiceConfig{
+		Spec: prepare.Spec{
+			Service:      svc,
+			Instance:     inst,
+			HostsFile:    a.cfg.HostsFiles[svc.Name],
+			Net:          a.cfg.Nets[svc.Name],
+			ResolvConf:   a.cfg.ResolvConf,
+			HasRunscript: a.cfg.HasRunscript[svc.Name],
+		},
 		PrepareMounts: templated || slices.Contains(a.cfg.Unprepared, svc.Name),
 		Project:       plan.Project,
-		Service:       svc,
 		Replica:       r,
-		Instance:      inst,
 		Name:          svc.DisplayName(r),
-		HostsFile:     a.cfg.HostsFiles[svc.Name],
-		Net:           a.cfg.Nets[svc.Name],
-		ResolvConf:    a.cfg.ResolvConf,
 		ReplicaNets:   a.cfg.ReplicaNets,
-		HasRunscript:  a.cfg.HasRunscript[svc.Name],
 		Deps:          deps,
 		Held:          held,
 		Runtime:       a.cfg.Runtime,

@@ -17,6 +17,7 @@ import (
 	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/agent"
+	"sstack/internal/prepare"
 	"sstack/internal/slurm"
 	"sstack/singularity"
 )
@@ -195,7 +196,7 @@ func (c *cluster) hostsOf(svc *compose.Service) []compose.HostEntry {
 func (c *cluster) rewriteHosts() {
 	for name, path := range c.hosts {
 		if svc := c.plan.Service(name); svc != nil {
-			_ = os.WriteFile(path, []byte(actors.HostsFile(compose.GatewayAt(c.plan.PlacedHosts(svc, c.addrs), "127.0.0.1"))), 0o600)
+			_ = os.WriteFile(path, []byte(prepare.HostsFile(compose.GatewayAt(c.plan.PlacedHosts(svc, c.addrs), "127.0.0.1"))), 0o600)
 		}
 	}
 }

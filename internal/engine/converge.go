@@ -11,6 +11,7 @@ import (
 	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/prepare"
 	"sstack/singularity"
 )
 
@@ -105,7 +106,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 		}
 	}
 	changed := append(slices.Clip(recreate), fresh...)
-	if err := actors.CheckPorts(onlyServices(plan, fresh)); err != nil {
+	if err := prepare.CheckPorts(onlyServices(plan, fresh)); err != nil {
 		return err
 	}
 	runscripts, err := inspectImages(ctx, s.rt, onlyServices(plan, changed))
@@ -125,7 +126,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 		}
 		hostsOf = cl.hostsOf
 	}
-	hosts, err := actors.WriteHostsFiles(&merged, func(svc *compose.Service) ([]compose.HostEntry, error) {
+	hosts, err := prepare.HostsFiles(&merged, func(svc *compose.Service) ([]compose.HostEntry, error) {
 		return s.nets.hosts(&merged, svc, hostsOf(svc))
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/prepare"
 	"sstack/internal/slurm"
 	"sstack/internal/statedir"
 	"sstack/internal/usage"
@@ -167,7 +168,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if cl != nil {
 		hostsOf = cl.hostsOf
 	}
-	hosts, err := actors.Prepare(ctx, plan, rt, func(svc *compose.Service) ([]compose.HostEntry, error) {
+	hosts, err := prepare.Plan(ctx, plan, rt, func(svc *compose.Service) ([]compose.HostEntry, error) {
 		return s.nets.hosts(plan, svc, hostsOf(svc))
 	}, selected)
 	if err != nil {

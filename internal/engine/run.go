@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"sstack/actors"
 	"sstack/compose"
+	"sstack/internal/prepare"
 	"sstack/internal/stacknet"
 	"sstack/internal/statedir"
 	"sstack/singularity"
@@ -133,7 +133,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 		if err != nil {
 			return nil, err
 		}
-		hostsFile = []byte(actors.HostsFile(entries))
+		hostsFile = []byte(prepare.HostsFile(entries))
 	}
 	hosts := filepath.Join(dir, "hosts")
 	if err := os.WriteFile(hosts, hostsFile, 0o600); err != nil {
@@ -144,7 +144,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 		return nil, err
 	}
 	rt := opts.Runtime
-	if err := actors.PrepareMounts(ctx, svc, rt, instance, map[string]bool{}); err != nil {
+	if err := prepare.Mounts(ctx, svc, rt, instance, map[string]bool{}); err != nil {
 		return nil, err
 	}
 	runscript := false
@@ -153,10 +153,9 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 			return nil, err
 		}
 	}
-	ispec, pspec := actors.Specs(&actors.ServiceConfig{
-		Project: plan.Project, Service: svc, Instance: instance, HostsFile: hosts,
-		Net: nw.of[svc.Name], ResolvConf: resolv, HasRunscript: runscript,
-	})
+	spec := prepare.Spec{Service: svc, Instance: instance, HostsFile: hosts,
+		Net: nw.of[svc.Name], ResolvConf: resolv, HasRunscript: runscript}
+	ispec, pspec := spec.InstanceSpec(), spec.ProcessSpec()
 	if err := statedir.Record(plan.StateDir, instance); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,10 @@
-package actors
+// Package prepare owns what the host and Apptainer are given for a
+// project's replicas before they start: host ports checked free, hosts
+// files, bind sources and named volumes (seeded from the image), and the
+// instance and process specs of a replica. It runs nothing and keeps no
+// state; the engine calls it at up and converge, the service actors for a
+// replica added later, and `sstack run` for a one-off.
+package prepare
 
 import (
 	"context"
@@ -17,7 +23,7 @@ import (
 	"sstack/singularity"
 )
 
-// Prepare checks that the services' ports are free (CheckPorts) and
+// Plan checks that the services' ports are free (CheckPorts) and
 // creates the project's state directory before anything starts: one
 // hosts file per service (every service name on 127.0.0.1, since instances
 // share the host network, plus extra_hosts), the named volume directories
@@ -27,7 +33,7 @@ import (
 // this host). rt seeds the volumes. Only the services selected get their
 // mounts prepared and ports checked; the others' replicas prepare theirs
 // when they start.
-func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, hostsOf func(*compose.Service) ([]compose.HostEntry, error), selected []string) (map[string]string, error) {
+func Plan(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, hostsOf func(*compose.Service) ([]compose.HostEntry, error), selected []string) (map[string]string, error) {
 	only := &compose.Plan{}
 	for _, svc := range plan.Services {
 		if slices.Contains(selected, svc.Name) {
@@ -37,7 +43,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 	if err := CheckPorts(only); err != nil {
 		return nil, err
 	}
-	hosts, err := WriteHostsFiles(plan, hostsOf)
+	hosts, err := HostsFiles(plan, hostsOf)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +54,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 			continue // its replicas prepare their mounts when they start
 		}
 		if !svc.HasSlotTemplate() {
-			if err := PrepareMounts(ctx, svc, rt, "", seeded); err != nil {
+			if err := Mounts(ctx, svc, rt, "", seeded); err != nil {
 				return nil, err
 			}
 			continue
@@ -56,7 +62,7 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 		// {{.Task.Slot}} in a path: each replica has its own (a replica
 		// added by scale prepares its own when it starts).
 		for r := 1; r <= svc.Replicas; r++ {
-			if err := PrepareMounts(ctx, svc.ForReplica(r), rt, compose.InstanceName(plan.Project, svc.Name, r), seeded); err != nil {
+			if err := Mounts(ctx, svc.ForReplica(r), rt, compose.InstanceName(plan.Project, svc.Name, r), seeded); err != nil {
 				return nil, err
 			}
 		}
@@ -64,10 +70,10 @@ func Prepare(ctx context.Context, plan *compose.Plan, rt singularity.Runtime, ho
 	return hosts, nil
 }
 
-// WriteHostsFiles writes the /etc/hosts file of every service and returns
+// HostsFiles writes the /etc/hosts file of every service and returns
 // their paths. A file is rewritten in place, so that the instances that
 // bind it see a name added later (up adding a service to a running stack).
-func WriteHostsFiles(plan *compose.Plan, hostsOf func(*compose.Service) ([]compose.HostEntry, error)) (map[string]string, error) {
+func HostsFiles(plan *compose.Plan, hostsOf func(*compose.Service) ([]compose.HostEntry, error)) (map[string]string, error) {
 	hostsDir := statedir.Hosts(plan.StateDir)
 	if err := statedir.Private(hostsDir); err != nil {
 		return nil, err
@@ -143,14 +149,14 @@ func portProblem(p compose.Port) string {
 	return fmt.Sprintf("port %s cannot be listened on on this host: %v", p, err)
 }
 
-// PrepareMounts creates what the mounts of one service (or replica) need
+// Mounts creates what the mounts of one service (or replica) need
 // before its instance starts: named volume directories (seeded from the
 // image the first time), files of secrets and configs given by value, and
 // missing bind sources that compose would create. rt seeds the volumes,
 // for instance (where it runs; "" where the volume is not one instance's).
 // seeded records the volumes done, so that one shared by several services
 // is seeded once.
-func PrepareMounts(ctx context.Context, svc *compose.Service, rt singularity.Runtime, instance string, seeded map[string]bool) error {
+func Mounts(ctx context.Context, svc *compose.Service, rt singularity.Runtime, instance string, seeded map[string]bool) error {
 	for _, m := range svc.Mounts {
 		switch {
 		case m.Kind == compose.MountVolume:

@@ -1,8 +1,7 @@
-package actors
+package prepare
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -54,8 +53,9 @@ func TestCheckPorts(t *testing.T) {
 // Volumes are seeded through the runtime, for the instance they are made
 // for: a runtime spread over nodes seeds on that instance's node. At up,
 // a volume shared by the replicas is no instance's; one with
-// {{.Task.Slot}} in its path is each replica's own.
-func TestPrepareSeedsThroughTheRuntime(t *testing.T) {
+// {{.Task.Slot}} in its path is each replica's own (a replica added
+// later seeds its own as it starts: actors' TestStartSeedsTheReplicasVolume).
+func TestPlanSeedsThroughTheRuntime(t *testing.T) {
 	state := t.TempDir()
 	plan := &compose.Plan{Project: "p", StateDir: state, Services: []compose.Service{
 		{Name: "shared", Image: "/i.sif", Replicas: 2, Mounts: []compose.Mount{
@@ -64,12 +64,12 @@ func TestPrepareSeedsThroughTheRuntime(t *testing.T) {
 			{Kind: compose.MountVolume, Source: filepath.Join(state, "volumes", "p_b", "{{.Task.Slot}}"), Target: "/b", Seed: true, Volume: "b"},
 			{Kind: compose.MountVolume, Source: filepath.Join(state, "volumes", "p_c"), Target: "/c", Volume: "c"}}},
 	}}
-	rt := newFakeRuntime(nil)
-	if _, err := Prepare(context.Background(), plan, rt, func(*compose.Service) ([]compose.HostEntry, error) { return nil, nil }, plan.ServiceNames()); err != nil {
+	rt := &seedRuntime{}
+	if _, err := Plan(context.Background(), plan, rt, func(*compose.Service) ([]compose.HostEntry, error) { return nil, nil }, plan.ServiceNames()); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"seed  /a", "seed p.own.1 /b", "seed p.own.2 /b"}
-	if got := rt.Events(); !slices.Equal(got, want) {
+	if got := rt.seeds; !slices.Equal(got, want) {
 		t.Errorf("runtime calls %q, want %q (no seed for c: nocopy)", got, want)
 	}
 	for _, dir := range []string{"p_a", "p_b/1", "p_b/2"} {
@@ -77,37 +77,15 @@ func TestPrepareSeedsThroughTheRuntime(t *testing.T) {
 			t.Errorf("volume %s not seeded: %v", dir, err)
 		}
 	}
-
-	// A replica added later (scale) prepares its own when it starts,
-	// before its instance: the same runtime call.
-	rt = newFakeRuntime(nil)
-	own := plan.Services[1].ForReplica(3)
-	if err := startInstance(rt, singularity.InstanceSpec{Name: "p.own.3"}, own, true, "", nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := rt.Events(), []string{"seed p.own.3 /b", "start p.own.3"}; !slices.Equal(got, want) {
-		t.Errorf("runtime calls %q, want %q", got, want)
-	}
-	if b, err := os.ReadFile(filepath.Join(state, "volumes", "p_b", "3", "seeded-from")); err != nil || string(b) != "/i.sif:/b" {
-		t.Errorf("replica 3's volume: %q %v", b, err)
-	}
-
-	// A seed that fails fails the start, saying which volume.
-	failing := &failingSeed{newFakeRuntime(nil)}
-	err := startInstance(failing, singularity.InstanceSpec{Name: "p.own.4"}, plan.Services[1].ForReplica(4), true, "", nil)
-	if err == nil || !strings.Contains(err.Error(), `service "own": volume "b": filling it from the image at /b: no agent`) {
-		t.Errorf("start with a failing seed: %v", err)
-	}
-	if got := failing.Events(); len(got) != 0 {
-		t.Errorf("runtime calls after a failed seed: %q", got)
-	}
-	if _, err := os.Stat(filepath.Join(state, "volumes", "p_b", "4")); !os.IsNotExist(err) {
-		t.Errorf("a volume whose seed failed is left: %v", err)
-	}
 }
 
-type failingSeed struct{ *fakeRuntime }
+// seedRuntime records the volumes seeded; Plan calls nothing else.
+type seedRuntime struct {
+	singularity.Runtime
+	seeds []string
+}
 
-func (failingSeed) SeedVolume(context.Context, singularity.SeedSpec) error {
-	return errors.New("no agent")
+func (r *seedRuntime) SeedVolume(ctx context.Context, spec singularity.SeedSpec) error {
+	r.seeds = append(r.seeds, "seed "+spec.Instance+" "+spec.Path)
+	return os.WriteFile(filepath.Join(spec.HostDir, "seeded-from"), []byte(spec.Image+":"+spec.Path), 0o644)
 }

@@ -8,32 +8,6 @@ import (
 	"sstack/singularity"
 )
 
-// InstanceLimits are the cgroup limits of a service's instances.
-func InstanceLimits(svc *compose.Service) singularity.Limits {
-	r := svc.Resources
-	if r == nil {
-		return singularity.Limits{}
-	}
-	return singularity.Limits{
-		CPUs: r.CPUs, CPUShares: r.CPUShares, CPUSetCPUs: r.CPUSet,
-		Memory: r.Memory, MemoryReservation: r.MemoryReservation, MemorySwap: r.MemorySwap,
-		PidsLimit: r.PidsLimit, OOMKillDisable: r.OOMKillDisable, BlkioWeight: r.BlkioWeight,
-	}
-}
-
-// instanceGPU is the GPU vendor flag of a service's instances.
-func instanceGPU(svc *compose.Service) string {
-	if svc.GPU == nil {
-		return ""
-	}
-	switch svc.GPU.Vendor {
-	case compose.GPUAMD:
-		return singularity.GPUAMD
-	default:
-		return singularity.GPUNvidia
-	}
-}
-
 // oomWatch reads the OOM kill count of the instance's memory cgroup
 // (Runtime.Usage) before a run of a service with a memory limit, and
 // returns the test of the run's exit: killed by SIGKILL (137) while the
