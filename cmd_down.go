@@ -14,6 +14,7 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
+	"sstack/internal/images"
 )
 
 func newDown(o *options) *cobra.Command {
@@ -110,7 +111,7 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 	if err != nil || rmi == "" {
 		return err
 	}
-	return engine.RemoveImages(plan, engine.ImagesToRemove(plan, rmi), o.stderr)
+	return images.Remove(plan, images.ToRemove(plan, rmi), o.stderr)
 }
 
 // withoutOrphans finds the services of the project that run but are not

@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sstack/internal/images"
 	"text/tabwriter"
 
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
-
-	"sstack/internal/engine"
 )
 
 // newImages is docker compose's images: the image each service uses.
@@ -28,8 +27,8 @@ func newImages(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rows []engine.ImageRow
-			for _, r := range engine.ImageRows(plan) {
+			var rows []images.Row
+			for _, r := range images.Rows(plan) {
 				if len(args) == 0 || slices.Contains(args, r.Service) {
 					rows = append(rows, r)
 				}
@@ -54,7 +53,7 @@ func newImages(o *options) *cobra.Command {
 					if r.Size > 0 {
 						size = units.HumanSizeWithPrecision(float64(r.Size), 3)
 					}
-					id := engine.ShortID(r.ID)
+					id := images.ShortID(r.ID)
 					if id == "" {
 						id = "-"
 					}

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"sstack/compose"
-	"sstack/internal/engine"
+	"sstack/internal/images"
 )
 
 // imageFlags are the flags of pull, build and up about images.
@@ -68,10 +68,16 @@ APPTAINER_DOCKER_PASSWORD, or 'apptainer registry login'.`,
 			}
 			services := args
 			if f.includeDeps && len(args) > 0 {
-				services = engine.IncludeDeps(plan, args)
+				// A name not in the plan stays, for pull to report.
+				services = plan.WithDependencies(args)
+				for _, a := range args {
+					if plan.Service(a) == nil {
+						services = append(services, a)
+					}
+				}
 			}
-			return o.images.run(cmd.Context(), o, plan, engine.ImageOptions{
-				Mode: engine.ForPull, Services: services, Pull: f.policy,
+			return o.images.run(cmd.Context(), o, plan, images.Options{
+				Mode: images.ForPull, Services: services, Pull: f.policy,
 				IgnoreBuildable: f.ignoreBuildable, IgnorePullFailures: f.ignorePullFailures,
 			}, o.stderr, false)
 		},
@@ -103,8 +109,8 @@ says what works instead.`,
 			if err != nil {
 				return err
 			}
-			return o.images.run(cmd.Context(), o, plan, engine.ImageOptions{
-				Mode: engine.ForBuild, Services: args, NoCache: o.images.noCache,
+			return o.images.run(cmd.Context(), o, plan, images.Options{
+				Mode: images.ForBuild, Services: args, NoCache: o.images.noCache,
 			}, o.stderr, false)
 		},
 	}
@@ -127,14 +133,14 @@ func upImages(ctx context.Context, o *options, plan *compose.Plan, status io.Wri
 	default:
 		return &usageError{fmt.Errorf("--pull %q: use always, missing or never", f.pull)}
 	}
-	return f.run(ctx, o, plan, engine.ImageOptions{
-		Mode: engine.ForUp, Pull: f.pull, Build: f.build, NoBuild: f.noBuild,
+	return f.run(ctx, o, plan, images.Options{
+		Mode: images.ForUp, Pull: f.pull, Build: f.build, NoBuild: f.noBuild,
 	}, status, detached)
 }
 
 // run fills in what every image command shares and gets the images; a
 // Ctrl-C ends the pulls and builds, leaving no partial SIF.
-func (f imageFlags) run(ctx context.Context, o *options, plan *compose.Plan, opts engine.ImageOptions, status io.Writer, detached bool) error {
+func (f imageFlags) run(ctx context.Context, o *options, plan *compose.Plan, opts images.Options, status io.Writer, detached bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -157,7 +163,7 @@ func (f imageFlags) run(ctx context.Context, o *options, plan *compose.Plan, opt
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	err = engine.Images(ctx, opts)
+	err = images.Get(ctx, opts)
 	if ctx.Err() != nil && err != nil {
 		return fmt.Errorf("interrupted: %w", err)
 	}

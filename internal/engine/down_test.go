@@ -28,25 +28,6 @@ func TestWithDependents(t *testing.T) {
 
 // down --rmi: local removes what was built under compose's own name, all
 // also what was pulled; a path given as image: is never removed.
-func TestImagesToRemove(t *testing.T) {
-	plan := &compose.Plan{Services: []compose.Service{
-		{Name: "app", ImageSource: &compose.ImageSource{Target: "/i/p-app+latest.sif", Build: &compose.ImageBuild{}}},
-		{Name: "cache", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
-		{Name: "cache2", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
-		{Name: "named", ImageRef: "me/app:1", ImageSource: &compose.ImageSource{Target: "/i/me%app+1.sif", Pull: "docker://me/app:1", Build: &compose.ImageBuild{}}},
-		{Name: "local", ImageRef: "./x.sif", ImageSource: &compose.ImageSource{Target: "/p/x.sif"}},
-		{Name: "byhand"},
-	}}
-	if got, want := ImagesToRemove(plan, "local"), []string{"/i/p-app+latest.sif"}; !slices.Equal(got, want) {
-		t.Errorf("local: %v, want %v", got, want)
-	}
-	if got, want := ImagesToRemove(plan, "all"), []string{"/i/p-app+latest.sif", "/i/redis+7.sif", "/i/me%app+1.sif"}; !slices.Equal(got, want) {
-		t.Errorf("all: %v, want %v", got, want)
-	}
-}
-
-// What up shows: --attach, else the services named (their dependencies
-// with --attach-dependencies), else all; less --no-attach.
 func TestAttached(t *testing.T) {
 	plan := &compose.Plan{Services: []compose.Service{
 		{Name: "db"},

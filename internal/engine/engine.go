@@ -21,6 +21,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/images"
 	"sstack/internal/prepare"
 	"sstack/internal/slurm"
 	"sstack/internal/statedir"
@@ -246,14 +247,14 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn io.Writer) ([]string, error) {
 	for _, name := range services {
 		if plan.Service(name) == nil {
-			return nil, noService(plan, name)
+			return nil, &api.NoServiceError{Name: name, Known: plan.ServiceNames()}
 		}
 	}
 	if err := applyScale(plan, scale); err != nil {
 		return nil, err
 	}
 	selected := selectServices(plan, services, noDeps)
-	if err := CheckImages(plan, selected); err != nil {
+	if err := images.Check(plan, selected); err != nil {
 		return nil, err
 	}
 	if err := plan.CheckSelected(selected); err != nil {
@@ -271,7 +272,7 @@ func applyScale(plan *compose.Plan, scale map[string]int) error {
 	for name, n := range scale {
 		svc := plan.Service(name)
 		if svc == nil {
-			return fmt.Errorf("--scale: %w", noService(plan, name))
+			return fmt.Errorf("--scale: %w", &api.NoServiceError{Name: name, Known: plan.ServiceNames()})
 		}
 		if n < 0 {
 			return fmt.Errorf("--scale %s=%d: the number of replicas cannot be negative", name, n)
@@ -292,14 +293,6 @@ func selectServices(plan *compose.Plan, services []string, noDeps bool) []string
 		return services
 	}
 	return plan.WithDependencies(services)
-}
-
-func noService(plan *compose.Plan, name string) error {
-	known := make([]string, len(plan.Services))
-	for i, s := range plan.Services {
-		known[i] = s.Name
-	}
-	return &api.NoServiceError{Name: name, Known: known}
 }
 
 // awaitStart waits until the actors run (a request may come in right after the

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,24 +72,5 @@ func TestStackResolvConf(t *testing.T) {
 	if !ok || !strings.Contains(got, "nameserver 10.0.2.3\n") || strings.Contains(got, "127.0.0.53") ||
 		!strings.Contains(got, "options edns0 trust-ad") || !strings.Contains(got, "search example.org") {
 		t.Errorf("resolver on loopback: %v\n%s", ok, got)
-	}
-}
-
-func TestImageRows(t *testing.T) {
-	dir := t.TempDir()
-	sif := dir + "/app.sif"
-	if err := os.WriteFile(sif, []byte("not really a SIF"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	plan := &compose.Plan{Services: []compose.Service{
-		{Name: "app", ImageRef: "./app.sif", Image: sif},
-		{Name: "db", ImageRef: "redis:7", Image: dir + "/redis+7.sif", ImageSource: &compose.ImageSource{Name: "redis:7", Pull: "docker://redis:7"}},
-	}}
-	rows := ImageRows(plan)
-	if rows[0].Source != "file" || rows[0].Size != 16 || rows[0].ID != fileDigest(sif) || len(ShortID(rows[0].ID)) != 12 {
-		t.Errorf("file image: %+v", rows[0])
-	}
-	if rows[1].Source != "missing" || rows[1].Image != "redis:7" {
-		t.Errorf("missing pulled image: %+v", rows[1])
 	}
 }

@@ -62,7 +62,7 @@ func ProjectStatus(rows []api.Replica) string {
 func (s *Supervisor) checkServices(names []string) error {
 	for _, n := range names {
 		if s.plan().Service(n) == nil {
-			return noService(s.plan(), n)
+			return &api.NoServiceError{Name: n, Known: s.plan().ServiceNames()}
 		}
 	}
 	return nil
@@ -175,7 +175,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 	}
 	svc := s.plan().Service(opts.Service)
 	if svc == nil {
-		return api.ExecTarget{}, noService(s.plan(), opts.Service)
+		return api.ExecTarget{}, &api.NoServiceError{Name: opts.Service, Known: s.plan().ServiceNames()}
 	}
 	index := opts.Index
 	if index == 0 {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"sstack/compose"
+	"sstack/internal/api"
+	"sstack/internal/images"
 	"sstack/internal/prepare"
 	"sstack/internal/stacknet"
 	"sstack/internal/statedir"
@@ -71,7 +73,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	plan := opts.Plan
 	base := plan.Service(opts.Service)
 	if base == nil {
-		return nil, noService(plan, opts.Service)
+		return nil, &api.NoServiceError{Name: opts.Service, Known: plan.ServiceNames()}
 	}
 	svc := base.ForReplica(1)
 	if opts.Command != nil {
@@ -95,7 +97,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 	if err := singularity.ValidateName(instance); err != nil {
 		return nil, fmt.Errorf("--name %q: %w", opts.Name, err)
 	}
-	if err := CheckImages(plan, []string{svc.Name}); err != nil {
+	if err := images.Check(plan, []string{svc.Name}); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(plan.StateDir, name)

@@ -9,6 +9,7 @@ import (
 	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/images"
 )
 
 // The api.Stack methods of the supervisor: each asks the stack actors and
@@ -161,7 +162,7 @@ func (s *Supervisor) Up(ctx context.Context, opts api.UpOptions) error {
 	for _, name := range toStart {
 		problems = append(problems, s.plan().Service(name).Problems...)
 	}
-	if err := errors.Join(append(problems, CheckImages(s.plan(), toStart))...); err != nil {
+	if err := errors.Join(append(problems, images.Check(s.plan(), toStart))...); err != nil {
 		return err
 	}
 	if len(opts.Scale) > 0 {

@@ -1,4 +1,4 @@
-package engine
+package images
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,40 +34,40 @@ func TestDecide(t *testing.T) {
 	stale := imageState{Exists: true, ModTime: now.Add(-25 * time.Hour)}
 	tests := []struct {
 		name string
-		mode ImageMode
+		mode Mode
 		src  *compose.ImageSource
 		st   imageState
-		opts ImageOptions
+		opts Options
 		want imageAction
 	}{
-		{"up: unset policy pulls a missing image", ForUp, pullable(""), missing, ImageOptions{}, imageAction{Pull: true}},
-		{"up: unset policy keeps a present one", ForUp, pullable(""), present, ImageOptions{}, imageAction{}},
-		{"up: missing", ForUp, pullable(compose.PullMissing), missing, ImageOptions{}, imageAction{Pull: true}},
-		{"up: always pulls a present image", ForUp, pullable(compose.PullAlways), present, ImageOptions{}, imageAction{Pull: true}},
-		{"up: never", ForUp, pullable(compose.PullNever), missing, ImageOptions{}, imageAction{}},
-		{"up: refresh, fresh", ForUp, pullable(compose.PullRefresh), present, ImageOptions{}, imageAction{}},
-		{"up: refresh, stale", ForUp, pullable(compose.PullRefresh), stale, ImageOptions{}, imageAction{Pull: true}},
-		{"up: refresh, missing", ForUp, pullable(compose.PullRefresh), missing, ImageOptions{}, imageAction{Pull: true}},
-		{"up --pull always overrides never", ForUp, pullable(compose.PullNever), present, ImageOptions{Pull: "always"}, imageAction{Pull: true}},
-		{"up --pull never overrides always", ForUp, pullable(compose.PullAlways), missing, ImageOptions{Pull: "never"}, imageAction{}},
-		{"up --pull missing overrides always", ForUp, pullable(compose.PullAlways), present, ImageOptions{Pull: "missing"}, imageAction{}},
-		{"up: build-only is built if missing", ForUp, buildOnly, missing, ImageOptions{}, imageAction{Build: buildIfMissing}},
-		{"up: image and build: pull first, build if still missing", ForUp, both(""), missing, ImageOptions{}, imageAction{Pull: true, Build: buildIfMissing}},
-		{"up --build: build, no pull", ForUp, both(""), missing, ImageOptions{Build: true}, imageAction{Build: buildChanged}},
-		{"up: pull_policy build", ForUp, both(compose.PullBuild), present, ImageOptions{}, imageAction{Build: buildChanged}},
-		{"up --no-build", ForUp, both(""), missing, ImageOptions{NoBuild: true}, imageAction{Pull: true}},
-		{"up --pull never, build-only still built", ForUp, buildOnly, missing, ImageOptions{Pull: "never"}, imageAction{Build: buildIfMissing}},
-		{"pull: unset policy pulls a present image", ForPull, pullable(""), present, ImageOptions{}, imageAction{Pull: true}},
-		{"pull: explicit missing skips a present one", ForPull, pullable(compose.PullMissing), present, ImageOptions{}, imageAction{Skip: "the image is already here"}},
-		{"pull --policy missing", ForPull, pullable(""), present, ImageOptions{Pull: "missing"}, imageAction{Skip: "the image is already here"}},
-		{"pull: never", ForPull, pullable(compose.PullNever), missing, ImageOptions{}, imageAction{Skip: "pull_policy: never"}},
-		{"pull: build", ForPull, both(compose.PullBuild), missing, ImageOptions{}, imageAction{Skip: "pull_policy: build"}},
-		{"pull: build-only", ForPull, buildOnly, missing, ImageOptions{}, imageAction{Skip: "nothing to pull: the image is built (sstack build)"}},
-		{"pull --ignore-buildable", ForPull, both(""), missing, ImageOptions{IgnoreBuildable: true}, imageAction{Skip: "the image can be built"}},
-		{"pull: refresh pulls", ForPull, pullable(compose.PullRefresh), present, ImageOptions{}, imageAction{Pull: true}},
-		{"build: definition", ForBuild, both(""), present, ImageOptions{}, imageAction{Build: buildChanged}},
-		{"build --no-cache", ForBuild, buildOnly, present, ImageOptions{NoCache: true}, imageAction{Build: buildAlways}},
-		{"build: nothing to build", ForBuild, pullable(""), missing, ImageOptions{}, imageAction{Skip: "no build: section"}},
+		{"up: unset policy pulls a missing image", ForUp, pullable(""), missing, Options{}, imageAction{Pull: true}},
+		{"up: unset policy keeps a present one", ForUp, pullable(""), present, Options{}, imageAction{}},
+		{"up: missing", ForUp, pullable(compose.PullMissing), missing, Options{}, imageAction{Pull: true}},
+		{"up: always pulls a present image", ForUp, pullable(compose.PullAlways), present, Options{}, imageAction{Pull: true}},
+		{"up: never", ForUp, pullable(compose.PullNever), missing, Options{}, imageAction{}},
+		{"up: refresh, fresh", ForUp, pullable(compose.PullRefresh), present, Options{}, imageAction{}},
+		{"up: refresh, stale", ForUp, pullable(compose.PullRefresh), stale, Options{}, imageAction{Pull: true}},
+		{"up: refresh, missing", ForUp, pullable(compose.PullRefresh), missing, Options{}, imageAction{Pull: true}},
+		{"up --pull always overrides never", ForUp, pullable(compose.PullNever), present, Options{Pull: "always"}, imageAction{Pull: true}},
+		{"up --pull never overrides always", ForUp, pullable(compose.PullAlways), missing, Options{Pull: "never"}, imageAction{}},
+		{"up --pull missing overrides always", ForUp, pullable(compose.PullAlways), present, Options{Pull: "missing"}, imageAction{}},
+		{"up: build-only is built if missing", ForUp, buildOnly, missing, Options{}, imageAction{Build: buildIfMissing}},
+		{"up: image and build: pull first, build if still missing", ForUp, both(""), missing, Options{}, imageAction{Pull: true, Build: buildIfMissing}},
+		{"up --build: build, no pull", ForUp, both(""), missing, Options{Build: true}, imageAction{Build: buildChanged}},
+		{"up: pull_policy build", ForUp, both(compose.PullBuild), present, Options{}, imageAction{Build: buildChanged}},
+		{"up --no-build", ForUp, both(""), missing, Options{NoBuild: true}, imageAction{Pull: true}},
+		{"up --pull never, build-only still built", ForUp, buildOnly, missing, Options{Pull: "never"}, imageAction{Build: buildIfMissing}},
+		{"pull: unset policy pulls a present image", ForPull, pullable(""), present, Options{}, imageAction{Pull: true}},
+		{"pull: explicit missing skips a present one", ForPull, pullable(compose.PullMissing), present, Options{}, imageAction{Skip: "the image is already here"}},
+		{"pull --policy missing", ForPull, pullable(""), present, Options{Pull: "missing"}, imageAction{Skip: "the image is already here"}},
+		{"pull: never", ForPull, pullable(compose.PullNever), missing, Options{}, imageAction{Skip: "pull_policy: never"}},
+		{"pull: build", ForPull, both(compose.PullBuild), missing, Options{}, imageAction{Skip: "pull_policy: build"}},
+		{"pull: build-only", ForPull, buildOnly, missing, Options{}, imageAction{Skip: "nothing to pull: the image is built (sstack build)"}},
+		{"pull --ignore-buildable", ForPull, both(""), missing, Options{IgnoreBuildable: true}, imageAction{Skip: "the image can be built"}},
+		{"pull: refresh pulls", ForPull, pullable(compose.PullRefresh), present, Options{}, imageAction{Pull: true}},
+		{"build: definition", ForBuild, both(""), present, Options{}, imageAction{Build: buildChanged}},
+		{"build --no-cache", ForBuild, buildOnly, present, Options{NoCache: true}, imageAction{Build: buildAlways}},
+		{"build: nothing to build", ForBuild, pullable(""), missing, Options{}, imageAction{Skip: "no build: section"}},
 	}
 	for _, tt := range tests {
 		if got := decide(tt.mode, tt.src, tt.st, tt.opts, now); got != tt.want {
@@ -144,7 +145,7 @@ func TestImagesParallelBounded(t *testing.T) {
 	plan := planWith(t, services...)
 	fake := &fakeImages{delay: 50 * time.Millisecond}
 	var out bytes.Buffer
-	err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForUp, Parallel: 3, Progress: &out, Now: func() time.Time { return now }})
+	err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForUp, Parallel: 3, Progress: &out, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestImagesSharedImagePulledOnce(t *testing.T) {
 	plan := planWith(t, registryService(dir, "a", "redis:7", ""), registryService(dir, "b", "docker.io/library/redis:7", compose.PullAlways))
 	fake := &fakeImages{}
 	var out bytes.Buffer
-	if err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForUp, Progress: &out}); err != nil {
+	if err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForUp, Progress: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if len(fake.pulled) != 1 || !strings.Contains(out.String(), "a, b Pulling") {
@@ -189,7 +190,7 @@ func TestImagesFailures(t *testing.T) {
 	t.Run("a failed pull names the service and apptainer's line", func(t *testing.T) {
 		plan := planWith(t, registryService(t.TempDir(), "db", "redis:7", ""))
 		fake := &fakeImages{fail: map[string]bool{"docker://redis:7": true}}
-		err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForUp})
+		err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForUp})
 		if err == nil || err.Error() != `service "db": image: pulling docker://redis:7: FATAL: manifest unknown` {
 			t.Errorf("error %v", err)
 		}
@@ -198,7 +199,7 @@ func TestImagesFailures(t *testing.T) {
 		plan := planWith(t, buildable)
 		fake := &fakeImages{fail: map[string]bool{"docker://app:1": true}}
 		var out bytes.Buffer
-		if err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForUp, Progress: &out}); err != nil {
+		if err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForUp, Progress: &out}); err != nil {
 			t.Fatal(err)
 		}
 		if len(fake.built) != 1 || !strings.Contains(out.String(), "web Failed docker://app:1: building it instead") || !strings.Contains(out.String(), "web Built") {
@@ -211,7 +212,7 @@ func TestImagesFailures(t *testing.T) {
 	t.Run("a Dockerfile: the pull's error and what works", func(t *testing.T) {
 		plan := planWith(t, dockerfile)
 		fake := &fakeImages{fail: map[string]bool{"docker://etl-kafka": true}}
-		err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForUp})
+		err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForUp})
 		want := "service \"etl\": image: pulling docker://etl-kafka: FATAL: manifest unknown\nservice \"etl\": build: ./Dockerfile is a Dockerfile, and Apptainer cannot build Dockerfiles"
 		if err == nil || err.Error() != want {
 			t.Errorf("error:\n%v\nwant:\n%s", err, want)
@@ -219,11 +220,11 @@ func TestImagesFailures(t *testing.T) {
 	})
 	t.Run("--pull never", func(t *testing.T) {
 		plan := planWith(t, registryService(t.TempDir(), "db", "redis:7", ""))
-		err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: &fakeImages{}, Mode: ForUp, Pull: "never"})
+		err := Get(context.Background(), Options{Plan: plan, Runtime: &fakeImages{}, Mode: ForUp, Pull: "never"})
 		if err == nil || !strings.Contains(err.Error(), `service "db": image: no SIF for "redis:7" (looked for `) || !strings.Contains(err.Error(), "and --pull never; pull it with: sstack pull db") {
 			t.Errorf("error %v", err)
 		}
-		if CheckImages(plan, plan.ServiceNames()) == nil {
+		if Check(plan, plan.ServiceNames()) == nil {
 			t.Error("CheckImages accepts a missing image")
 		}
 	})
@@ -231,21 +232,21 @@ func TestImagesFailures(t *testing.T) {
 		plan := planWith(t, buildable, registryService(t.TempDir(), "db", "redis:7", ""))
 		fake := &fakeImages{fail: map[string]bool{"docker://app:1": true, "docker://redis:7": true}}
 		var out bytes.Buffer
-		err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForPull, Progress: &out})
+		err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForPull, Progress: &out})
 		if err == nil || err.Error() != `service "db": image: pulling docker://redis:7: FATAL: manifest unknown` {
 			t.Errorf("error %v", err)
 		}
 		if !strings.Contains(out.String(), "the image must be built: sstack build web") {
 			t.Errorf("progress:\n%s", out.String())
 		}
-		err = Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForPull, IgnorePullFailures: true})
+		err = Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForPull, IgnorePullFailures: true})
 		if err != nil {
 			t.Errorf("--ignore-pull-failures: %v", err)
 		}
 	})
 	t.Run("no such service", func(t *testing.T) {
 		plan := planWith(t, buildable)
-		if err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: &fakeImages{}, Mode: ForBuild, Services: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), "no such service: nope") {
+		if err := Get(context.Background(), Options{Plan: plan, Runtime: &fakeImages{}, Mode: ForBuild, Services: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), "no such service: nope") {
 			t.Errorf("error %v", err)
 		}
 	})
@@ -275,7 +276,7 @@ func TestBuildOnlyWhenChanged(t *testing.T) {
 	fake := &fakeImages{}
 	build := func() {
 		t.Helper()
-		if err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForBuild}); err != nil {
+		if err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForBuild}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -296,7 +297,7 @@ func TestBuildOnlyWhenChanged(t *testing.T) {
 	if len(fake.built) != 3 {
 		t.Errorf("built %d times, want 3 (context, then definition changed)", len(fake.built))
 	}
-	if err := Images(context.Background(), ImageOptions{Plan: plan, Runtime: fake, Mode: ForBuild, NoCache: true}); err != nil {
+	if err := Get(context.Background(), Options{Plan: plan, Runtime: fake, Mode: ForBuild, NoCache: true}); err != nil {
 		t.Fatal(err)
 	}
 	if len(fake.built) != 4 {
@@ -348,23 +349,49 @@ func TestProgressPlain(t *testing.T) {
 	nilProgress.add("x", "y", "z").finish(rowDone, "", "") // no panic
 }
 
-func TestIncludeDeps(t *testing.T) {
-	plan := &compose.Plan{Services: []compose.Service{
-		{Name: "db"},
-		{Name: "cache"},
-		{Name: "api", DependsOn: []compose.Dependency{{Service: "db"}, {Service: "cache"}}},
-		{Name: "web", DependsOn: []compose.Dependency{{Service: "api"}}},
-	}}
-	got := IncludeDeps(plan, []string{"web"})
-	if strings.Join(got, ",") != "db,cache,api,web" {
-		t.Errorf("got %v", got)
-	}
-}
-
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 1081344: "1.1 MB", 158367744: "158.4 MB", 3e9: "3.0 GB"} {
 		if got := humanSize(n); got != want {
 			t.Errorf("humanSize(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+func TestToRemove(t *testing.T) {
+	plan := &compose.Plan{Services: []compose.Service{
+		{Name: "app", ImageSource: &compose.ImageSource{Target: "/i/p-app+latest.sif", Build: &compose.ImageBuild{}}},
+		{Name: "cache", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
+		{Name: "cache2", ImageRef: "redis:7", ImageSource: &compose.ImageSource{Target: "/i/redis+7.sif", Pull: "docker://redis:7"}},
+		{Name: "named", ImageRef: "me/app:1", ImageSource: &compose.ImageSource{Target: "/i/me%app+1.sif", Pull: "docker://me/app:1", Build: &compose.ImageBuild{}}},
+		{Name: "local", ImageRef: "./x.sif", ImageSource: &compose.ImageSource{Target: "/p/x.sif"}},
+		{Name: "byhand"},
+	}}
+	if got, want := ToRemove(plan, "local"), []string{"/i/p-app+latest.sif"}; !slices.Equal(got, want) {
+		t.Errorf("local: %v, want %v", got, want)
+	}
+	if got, want := ToRemove(plan, "all"), []string{"/i/p-app+latest.sif", "/i/redis+7.sif", "/i/me%app+1.sif"}; !slices.Equal(got, want) {
+		t.Errorf("all: %v, want %v", got, want)
+	}
+}
+
+// What up shows: --attach, else the services named (their dependencies
+// with --attach-dependencies), else all; less --no-attach.
+
+func TestRows(t *testing.T) {
+	dir := t.TempDir()
+	sif := dir + "/app.sif"
+	if err := os.WriteFile(sif, []byte("not really a SIF"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := &compose.Plan{Services: []compose.Service{
+		{Name: "app", ImageRef: "./app.sif", Image: sif},
+		{Name: "db", ImageRef: "redis:7", Image: dir + "/redis+7.sif", ImageSource: &compose.ImageSource{Name: "redis:7", Pull: "docker://redis:7"}},
+	}}
+	rows := Rows(plan)
+	if rows[0].Source != "file" || rows[0].Size != 16 || rows[0].ID != fileDigest(sif) || len(ShortID(rows[0].ID)) != 12 {
+		t.Errorf("file image: %+v", rows[0])
+	}
+	if rows[1].Source != "missing" || rows[1].Image != "redis:7" {
+		t.Errorf("missing pulled image: %+v", rows[1])
 	}
 }

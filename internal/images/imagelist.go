@@ -1,4 +1,4 @@
-package engine
+package images
 
 import (
 	"crypto/sha256"
@@ -10,8 +10,8 @@ import (
 	"sstack/compose"
 )
 
-// ImageRow is one service's image, as `sstack images` lists it.
-type ImageRow struct {
+// Row is one service's image, as `sstack images` lists it.
+type Row struct {
 	Service string `json:"Service"`
 	Image   string `json:"Image"` // image: as written (or the built image's name)
 	Path    string `json:"Path"`  // the SIF or sandbox used
@@ -24,11 +24,11 @@ type ImageRow struct {
 	ID string `json:"ID"`
 }
 
-// ImageRows lists the image of every service of plan, one row each.
-func ImageRows(plan *compose.Plan) []ImageRow {
-	rows := make([]ImageRow, 0, len(plan.Services))
+// Rows lists the image of every service of plan, one row each.
+func Rows(plan *compose.Plan) []Row {
+	rows := make([]Row, 0, len(plan.Services))
 	for _, s := range plan.Services {
-		r := ImageRow{Service: s.Name, Image: s.ImageRef, Path: s.Image, Source: "file"}
+		r := Row{Service: s.Name, Image: s.ImageRef, Path: s.Image, Source: "file"}
 		if src := s.ImageSource; src != nil {
 			if r.Image == "" {
 				r.Image = src.Name

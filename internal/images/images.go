@@ -1,9 +1,11 @@
-package engine
-
-// Images: what up, pull and build do to have every service's SIF, as
-// docker compose does with its images: pull what pull_policy (or --pull)
-// says, in parallel; when a pull fails and the service can be built, or
-// nothing can be pulled, build it; then every image must be there.
+// Package images owns a project's SIFs apart from any running stack:
+// what up, pull and build do to have every service's image, as docker
+// compose does with its images (pull what pull_policy or --pull says, in
+// parallel; when a pull fails and the service can be built, or nothing can
+// be pulled, build it; then every image must be there), the list `sstack
+// images` prints and what `down --rmi` removes. The CLI calls it before a
+// stack starts; the engine only checks that the images are there.
+package images
 
 import (
 	"context"
@@ -17,23 +19,24 @@ import (
 	"time"
 
 	"sstack/compose"
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
-// ImageRuntime is what getting images needs from Apptainer;
+// Runtime is what getting images needs from Apptainer;
 // *singularity.Apptainer implements it, tests use fakes.
-type ImageRuntime interface {
+type Runtime interface {
 	Pull(ctx context.Context, spec singularity.PullSpec) error
 	BuildImage(ctx context.Context, spec singularity.BuildSpec) error
 }
 
-// ImageMode says which command wants the images.
-type ImageMode int
+// Mode says which command wants the images.
+type Mode int
 
 const (
 	// ForUp pulls and builds what pull_policy and the flags say; then
 	// every image must be there.
-	ForUp ImageMode = iota
+	ForUp Mode = iota
 	// ForPull is `sstack pull`: docker compose pull's choices.
 	ForPull
 	// ForBuild is `sstack build`: every definition file build, when its
@@ -41,15 +44,15 @@ const (
 	ForBuild
 )
 
-// DefaultPullParallel bounds parallel pulls when ImageOptions.Parallel
+// DefaultPullParallel bounds parallel pulls when Options.Parallel
 // is 0: pulls share the network and the cache.
 const DefaultPullParallel = 4
 
-// ImageOptions says which images to get, and how.
-type ImageOptions struct {
+// Options says which images to get, and how.
+type Options struct {
 	Plan    *compose.Plan
-	Runtime ImageRuntime
-	Mode    ImageMode
+	Runtime Runtime
+	Mode    Mode
 	// Services to get images for; none: every service of the plan.
 	Services []string
 	// Pull overrides every service's pull_policy: up --pull
@@ -76,10 +79,10 @@ type ImageOptions struct {
 	Now func() time.Time
 }
 
-// Images gets the images opts asks for and points the plan's services at
+// Get gets the images opts asks for and points the plan's services at
 // them. Every problem is reported, joined: each names the service, the
 // reference and what apptainer said.
-func Images(ctx context.Context, opts ImageOptions) error {
+func Get(ctx context.Context, opts Options) error {
 	switch opts.Pull {
 	case "", compose.PullAlways, compose.PullMissing, compose.PullNever:
 	default:
@@ -139,7 +142,7 @@ type imageAction struct {
 // decide is the policy: docker compose's choices for up (pullRequiredImages,
 // then the build of what is missing), pull and build, over the SIF found
 // and the flags. It is pure.
-func decide(mode ImageMode, src *compose.ImageSource, st imageState, opts ImageOptions, now time.Time) imageAction {
+func decide(mode Mode, src *compose.ImageSource, st imageState, opts Options, now time.Time) imageAction {
 	policy := src.PullPolicy
 	if opts.Pull != "" {
 		policy = opts.Pull
@@ -225,7 +228,7 @@ func (t *imageTask) errorf(key, format string, args ...any) error {
 
 // imageTasks groups the services in scope by the image they use and
 // decides what to do for each.
-func imageTasks(opts ImageOptions) ([]*imageTask, error) {
+func imageTasks(opts Options) ([]*imageTask, error) {
 	plan := opts.Plan
 	var scope []*compose.Service
 	if len(opts.Services) == 0 {
@@ -236,7 +239,7 @@ func imageTasks(opts ImageOptions) ([]*imageTask, error) {
 		for _, name := range opts.Services {
 			s := plan.Service(name)
 			if s == nil {
-				return nil, noService(plan, name)
+				return nil, &api.NoServiceError{Name: name, Known: plan.ServiceNames()}
 			}
 			scope = append(scope, s)
 		}
@@ -288,7 +291,7 @@ func (t *imageTask) use() {
 }
 
 // pulls runs the pulls, at most opts.Parallel at once.
-func pulls(ctx context.Context, opts ImageOptions, tasks []*imageTask, prog *progress) {
+func pulls(ctx context.Context, opts Options, tasks []*imageTask, prog *progress) {
 	n := opts.Parallel
 	if n <= 0 {
 		n = DefaultPullParallel
@@ -331,7 +334,7 @@ func pulls(ctx context.Context, opts ImageOptions, tasks []*imageTask, prog *pro
 }
 
 // build builds t's image when its action says so.
-func build(ctx context.Context, opts ImageOptions, t *imageTask, prog *progress) error {
+func build(ctx context.Context, opts Options, t *imageTask, prog *progress) error {
 	b := t.src.Build
 	switch t.action.Build {
 	case buildNever:
@@ -376,7 +379,7 @@ func build(ctx context.Context, opts ImageOptions, t *imageTask, prog *progress)
 
 // outcome reports what went wrong for t, if anything: a failed pull or
 // build, or (for up) an image still missing.
-func (t *imageTask) outcome(opts ImageOptions) error {
+func (t *imageTask) outcome(opts Options) error {
 	switch {
 	case t.buildErr != nil && t.pullErr != nil:
 		return errors.Join(t.errorf("image", "%v", t.pullErr), t.buildErr)
@@ -410,9 +413,9 @@ func (t *imageTask) outcome(opts ImageOptions) error {
 	return t.errorf(key, "%s does not exist", t.services[0].Image)
 }
 
-// CheckImages refuses a plan whose images are missing (a caller that did
+// Check refuses a plan whose images are missing (a caller that did
 // not run Images with ForUp, or --pull never): nothing would start.
-func CheckImages(plan *compose.Plan, services []string) error {
+func Check(plan *compose.Plan, services []string) error {
 	var errs []error
 	for i := range plan.Services {
 		s := &plan.Services[i]
@@ -429,29 +432,6 @@ func CheckImages(plan *compose.Plan, services []string) error {
 		errs = append(errs, fmt.Errorf("service %q: image: %s", s.Name, msg))
 	}
 	return errors.Join(errs...)
-}
-
-// IncludeDeps adds the services the named ones depend on, transitively.
-func IncludeDeps(plan *compose.Plan, names []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	var visit func(string)
-	visit = func(n string) {
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		if s := plan.Service(n); s != nil {
-			for _, d := range s.DependsOn {
-				visit(d.Service)
-			}
-		}
-		out = append(out, n)
-	}
-	for _, n := range names {
-		visit(n)
-	}
-	return slices.Clip(out)
 }
 
 func doneText(path string, took time.Duration) string {
@@ -483,12 +463,12 @@ func displayPath(plan *compose.Plan, p string) string {
 	return p
 }
 
-// ImagesToRemove are the SIFs `down --rmi` removes, as docker compose's:
+// ToRemove are the SIFs `down --rmi` removes, as docker compose's:
 // "local" those built under the name compose gives a build without
 // image: (<project>-<service>), "all" every image sstack pulls or builds
 // for the project. A path given as image:, and a file of apptainer
 // pull's own name fetched by hand, are the user's: never removed.
-func ImagesToRemove(plan *compose.Plan, mode string) []string {
+func ToRemove(plan *compose.Plan, mode string) []string {
 	var out []string
 	for _, s := range plan.Services {
 		src := s.ImageSource
@@ -505,8 +485,8 @@ func ImagesToRemove(plan *compose.Plan, mode string) []string {
 	return out
 }
 
-// RemoveImages removes the SIFs (and their build hashes) and says so.
-func RemoveImages(plan *compose.Plan, paths []string, progress io.Writer) error {
+// Remove removes the SIFs (and their build hashes) and says so.
+func Remove(plan *compose.Plan, paths []string, progress io.Writer) error {
 	var errs []error
 	for _, p := range paths {
 		err := os.Remove(p)

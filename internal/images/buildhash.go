@@ -1,4 +1,4 @@
-package engine
+package images
 
 import (
 	"crypto/sha256"
