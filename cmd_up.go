@@ -179,41 +179,14 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	// instances: writes then fail with EPIPE instead.
 	signal.Ignore(syscall.SIGPIPE)
 	defer signal.Stop(sigs)
-	stops := 0
-	onSignal := func() {
-		stops++
-		if stops == 1 {
-			sup.Interrupt("Gracefully stopping... (press Ctrl+C again to force)")
-		} else {
-			sup.KillAll()
-		}
+	code := sup.Session(sigs)
+	if report != nil {
+		report.finish(code)
 	}
-	for {
-		select {
-		case done := <-sup.Done():
-			// Close waits for a stdout that lags behind; Ctrl-C cuts that
-			// wait short (a second one at once), as during the teardown.
-			closed := make(chan struct{})
-			go func() { sup.Close(); close(closed) }()
-			for waiting := true; waiting; {
-				select {
-				case <-closed:
-					waiting = false
-				case <-sigs:
-					onSignal()
-				}
-			}
-			if report != nil {
-				report.finish(done.ExitCode)
-			}
-			if done.ExitCode != 0 {
-				return &exitError{done.ExitCode}
-			}
-			return nil
-		case <-sigs:
-			onSignal()
-		}
+	if code != 0 {
+		return &exitError{code}
 	}
+	return nil
 }
 
 // upInRunningStack brings the project's running stack, if there is one,

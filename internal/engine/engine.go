@@ -309,19 +309,10 @@ func (s *Supervisor) awaitStart(ctx context.Context) error {
 // Flush waits until the status lines of what happened so far are written.
 func (s *Supervisor) Flush() { s.stack.Flush() }
 
-// Done receives the stack's end.
-func (s *Supervisor) Done() <-chan actors.StackDone { return s.stack.Done() }
-
-// Interrupt asks for a graceful teardown (Ctrl-C), printing reason.
-func (s *Supervisor) Interrupt(reason string) { s.stack.Stop(reason) }
-
-// Kill tears down at once (second Ctrl-C).
-func (s *Supervisor) KillAll() { s.stack.Kill() }
-
-// Close releases everything once Done has fired: waits for the last
+// close releases everything once the stack has ended: waits for the last
 // lines, stops the actors, the control socket and the metrics endpoint,
 // and unlocks the project.
-func (s *Supervisor) Close() {
+func (s *Supervisor) close() {
 	if rows, err := s.stack.Ps(); err == nil {
 		recordLastRows(s.plan().StateDir, rows)
 	}
