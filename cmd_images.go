@@ -144,11 +144,7 @@ func (f imageFlags) run(ctx context.Context, o *options, plan *compose.Plan, opt
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	rt, err := o.runtimeBinary()
-	if err != nil {
-		return err
-	}
-	parallel, err := o.parallelLimit()
+	rt, parallel, err := o.runtimeWithLimit()
 	if err != nil {
 		return err
 	}

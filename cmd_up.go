@@ -114,11 +114,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			return fmt.Errorf("--attach/--no-attach: %w", &api.NoServiceError{Name: n, Known: plan.ServiceNames()})
 		}
 	}
-	rt, err := o.runtimeBinary()
-	if err != nil {
-		return err
-	}
-	parallel, err := o.parallelLimit()
+	rt, parallel, err := o.runtimeWithLimit()
 	if err != nil {
 		return err
 	}

@@ -348,6 +348,17 @@ func (o *options) parallelLimit() (int, error) {
 	return 0, nil
 }
 
+// runtimeWithLimit is the runtime and the parallel limit, as the commands
+// that start instances or get images need both.
+func (o *options) runtimeWithLimit() (*singularity.Apptainer, int, error) {
+	rt, err := o.runtimeBinary()
+	if err != nil {
+		return nil, 0, err
+	}
+	parallel, err := o.parallelLimit()
+	return rt, parallel, err
+}
+
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
 	return singularity.Detect(o.runtime)
 }

@@ -77,6 +77,20 @@ func startedAll(plan *compose.Plan, rows []api.Replica, healthy bool) (bool, err
 	return true, nil
 }
 
+// watch subscribes to the stack's events, then reads its rows: what
+// happens after the rows is in the events. stop ends the subscription.
+func (s *Supervisor) watch(ctx context.Context) (ch chan api.Event, rows []api.Replica, stop func(), err error) {
+	if err := s.awaitStart(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	ch = s.stack.Subscribe()
+	if rows, err = s.stack.Ps(); err != nil {
+		s.stack.Unsubscribe(ch)
+		return nil, nil, nil, err
+	}
+	return ch, rows, func() { s.stack.Unsubscribe(ch) }, nil
+}
+
 // command sends a user command and waits until every replica it acts on
 // has got where it was sent (done says when), following the events.
 func (s *Supervisor) command(ctx context.Context, req *actors.CommandRequest, done func(api.Event) bool, already func(api.Replica) bool) error {
@@ -202,15 +216,11 @@ func (s *Supervisor) waitServices(ctx context.Context, services []string) error 
 
 // Restart implements api.Stack.
 func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error {
-	if err := s.awaitStart(ctx); err != nil {
-		return err
-	}
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
-	before, err := s.stack.Ps()
+	ch, before, stop, err := s.watch(ctx)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	names, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout, NoDeps: opts.NoDeps})
 	if err != nil {
 		return err
@@ -318,15 +328,11 @@ func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
 // Scale implements api.Stack: new replicas are waited for until they have
 // started, removed ones until they are gone.
 func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
-	if err := s.awaitStart(ctx); err != nil {
-		return err
-	}
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
-	before, err := s.stack.Ps()
+	ch, before, stop, err := s.watch(ctx)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	existed := map[string]bool{}
 	for _, r := range before {
 		existed[r.Name] = true
