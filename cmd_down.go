@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -148,7 +147,7 @@ func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
 	if len(orphans) == 0 {
 		return nil, nil
 	}
-	fmt.Fprintf(o.stderr, "WARN Found orphan instances (%s) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.\n", strings.Join(orphans, ", "))
+	fmt.Fprintln(o.stderr, api.OrphansWarning(orphans).Line())
 	if keep == nil {
 		keep = []string{}
 	}

@@ -326,7 +326,7 @@ services:
         constraints: ["node.hostname == no-such-host"]
 `)
 	errs := p.upDetached()
-	contains(t, "up -d", errs, `service "elsewhere" is not started on this host`, "node.hostname == no-such-host", `depends_on "elsewhere"`)
+	contains(t, "up -d", errs, `WARN service "elsewhere": not started on this host`, "node.hostname == no-such-host", `depends_on "elsewhere"`)
 	rows := p.waitStatus(map[string]string{"here-1": "running"})
 	if len(rows) != 1 {
 		t.Errorf("ps: %+v", rows)

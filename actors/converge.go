@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -86,7 +85,7 @@ func (a *stackActor) converge(ctx actor.Context, req *ConvergeRequest) ([]string
 		}
 	}
 	if len(kept) > 0 {
-		a.publish(ctx, api.Event{Kind: api.EventWarning, Message: fmt.Sprintf("Found orphan instances (%s) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.", strings.Join(kept, ", "))})
+		a.publish(ctx, api.OrphansWarning(kept))
 	}
 	if len(req.Remove) > 0 {
 		if _, err := a.command(ctx, &CommandRequest{Op: OpRemove, Services: req.Remove}); err != nil {

@@ -101,6 +101,19 @@ type Event struct {
 
 // Line is the console status line of the event: the one place where
 // sstack's status text is built. "" means the event is not printed.
+// Warning is a warning about the project, or with service about one of
+// its services: what up's checks found, printed and published as every
+// other event is.
+func Warning(service, format string, args ...any) Event {
+	return Event{Kind: EventWarning, Service: service, Message: fmt.Sprintf(format, args...)}
+}
+
+// OrphansWarning is docker compose's warning about the instances of
+// services no longer in the compose file (up and down leave them).
+func OrphansWarning(instances []string) Event {
+	return Warning("", "Found orphan instances (%s) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.", strings.Join(instances, ", "))
+}
+
 func (e Event) Line() string {
 	switch e.Kind {
 	case EventCreating:
@@ -152,7 +165,15 @@ func (e Event) Line() string {
 		return e.Name + " cannot start: " + e.Message
 	case EventFollowDep:
 		return fmt.Sprintf("%s restarting because its dependency %s restarted", e.Name, e.Dependency)
-	case EventScaled, EventWarning:
+	case EventWarning:
+		switch {
+		case e.Name != "": // a replica's
+			return e.Name + ": " + e.Message
+		case e.Service != "":
+			return fmt.Sprintf("WARN service %q: %s", e.Service, e.Message)
+		}
+		return "WARN " + e.Message
+	case EventScaled:
 		return e.Name + ": " + e.Message
 	case EventRecreate:
 		return "Instance " + e.Instance + "  Recreate"

@@ -120,3 +120,20 @@ func TestReplicaStatus(t *testing.T) {
 		}
 	}
 }
+
+// A warning reads as the loader's: WARN, then the service it is about;
+// a replica's names the replica.
+func TestWarningLine(t *testing.T) {
+	for _, c := range []struct {
+		e    Event
+		want string
+	}{
+		{Warning("db", "ports: not published: %s", "why"), `WARN service "db": ports: not published: why`},
+		{Warning("", "Found orphan instances (%s)", "p.c.1"), "WARN Found orphan instances (p.c.1)"},
+		{Event{Kind: EventWarning, Service: "db", Name: "db-1", Message: "stop signal failed"}, "db-1: stop signal failed"},
+	} {
+		if got := c.e.Line(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.e, got, c.want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/agent"
+	"sstack/internal/api"
 	"sstack/internal/prepare"
 	"sstack/internal/slurm"
 	"sstack/singularity"
@@ -204,7 +205,7 @@ func (c *cluster) rewriteHosts() {
 // skipElsewhere, outside an allocation, leaves out the services whose
 // placement names another host, as singularity-stack does, so that one
 // file can be deployed on each host by hand. It says so for each.
-func skipElsewhere(plan *compose.Plan, stderr io.Writer) {
+func skipElsewhere(plan *compose.Plan, warn warnFunc) {
 	host, _ := os.Hostname()
 	here := []compose.Node{{Name: host, Addr: "127.0.0.1", Labels: plan.NodeLabels[host]}}
 	_, unplaced := plan.Place(here)
@@ -214,7 +215,7 @@ func skipElsewhere(plan *compose.Plan, stderr io.Writer) {
 	gone := map[string]bool{}
 	for _, u := range unplaced {
 		gone[u.Service] = true
-		fmt.Fprintf(stderr, "sstack: service %q is not started on this host (%s): %s\n", u.Service, host, u.Reason)
+		warn(api.Warning(u.Service, "not started on this host (%s): %s", host, u.Reason))
 	}
 	kept := plan.Services[:0]
 	for _, s := range plan.Services {
@@ -224,7 +225,7 @@ func skipElsewhere(plan *compose.Plan, stderr io.Writer) {
 		deps := s.DependsOn[:0]
 		for _, d := range s.DependsOn {
 			if gone[d.Service] {
-				fmt.Fprintf(stderr, "sstack: service %q: depends_on %q, which runs on another host: starting without waiting for it\n", s.Name, d.Service)
+				warn(api.Warning(s.Name, "depends_on %q, which runs on another host: starting without waiting for it", d.Service))
 				continue
 			}
 			deps = append(deps, d)

@@ -58,13 +58,13 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	if plan.StateDir != cur.StateDir {
 		return fmt.Errorf("the compose file is of project %q (state %s), not of the running %q", plan.Project, plan.StateDir, cur.Project)
 	}
-	selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.opts.Stderr)
+	selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.stack.Announce)
 	if err != nil {
 		return err
 	}
 	cl := s.cluster
 	if cl == nil {
-		skipElsewhere(plan, s.opts.Stderr)
+		skipElsewhere(plan, s.stack.Announce)
 	}
 
 	rows, err := s.stack.Ps()

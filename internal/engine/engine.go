@@ -91,7 +91,8 @@ var _ api.Stack = (*Supervisor)(nil)
 // and starts the stack; nothing is started when it returns an error.
 func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	plan, rt := opts.Plan, opts.Runtime
-	selected, err := checkPlan(ctx, plan, rt, opts.Services, opts.NoDeps, opts.Scale, opts.NoLimits, opts.Stderr)
+	warn := linesTo(opts.Stderr)
+	selected, err := checkPlan(ctx, plan, rt, opts.Services, opts.NoDeps, opts.Scale, opts.NoLimits, warn)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			return nil, err
 		}
 	} else {
-		skipElsewhere(plan, opts.Stderr)
+		skipElsewhere(plan, warn)
 		opts.Services = slices.DeleteFunc(opts.Services, func(name string) bool { return plan.Service(name) == nil })
 	}
 	unlock, err := lockProject(plan.StateDir)
@@ -139,7 +140,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		err := checkClash(ctx, rt, plan.Project, plan.StateDir)
 		var nw *networks
 		if err == nil {
-			nw, err = startNetworks(ctx, plan, cl != nil, opts.Stderr)
+			nw, err = startNetworks(ctx, plan, cl != nil, warn)
 		}
 		clash <- err
 		nets <- nw
@@ -239,12 +240,21 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
+// warnFunc takes a warning of up's checks: printed before the stack
+// runs, published as an event to a running stack's clients (converge).
+type warnFunc func(api.Event)
+
+// linesTo prints warnings to w as the console prints events.
+func linesTo(w io.Writer) warnFunc {
+	return func(ev api.Event) { fmt.Fprintln(w, ev.Line()) }
+}
+
 // checkPlan is what up checks of a plan before it starts or changes
 // anything: the services named exist, --scale applies, and the services
 // selected (their images, the checks config ran, again on the plan as it
 // will run, since --scale changes instance names, and their limits) can
 // start. It returns the services selected.
-func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn io.Writer) ([]string, error) {
+func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn warnFunc) ([]string, error) {
 	for _, name := range services {
 		if plan.Service(name) == nil {
 			return nil, &api.NoServiceError{Name: name, Known: plan.ServiceNames()}

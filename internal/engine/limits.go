@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"sstack/compose"
+	"sstack/internal/api"
 	"sstack/singularity"
 )
 
@@ -19,7 +19,7 @@ import (
 // starting it without them would pretend the limits hold (and Apptainer
 // would refuse the instance anyway). With noLimits every service's limits
 // are dropped, each with a warning, and nothing is checked.
-func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, noLimits bool, warn io.Writer) error {
+func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, noLimits bool, warn warnFunc) error {
 	var limited []*compose.Service
 	for i := range plan.Services {
 		if plan.Services[i].Resources != nil {
@@ -31,7 +31,7 @@ func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptai
 	}
 	if noLimits {
 		for _, s := range limited {
-			fmt.Fprintf(warn, "WARN service %q: %s: not applied (--no-limits): the service runs without cgroup limits\n", s.Name, strings.Join(s.Resources.Keys, ", "))
+			warn(api.Warning(s.Name, "%s: not applied (--no-limits): the service runs without cgroup limits", strings.Join(s.Resources.Keys, ", ")))
 			s.Resources = nil
 		}
 		return nil
@@ -51,7 +51,7 @@ func checkLimits(ctx context.Context, plan *compose.Plan, rt *singularity.Apptai
 // clampUlimits lowers, for a user who may not raise hard limits (not
 // root), a ulimit above this process's own hard limit to it, with a
 // warning: setting it would fail the service's start.
-func clampUlimits(plan *compose.Plan, selected []string, warn io.Writer) {
+func clampUlimits(plan *compose.Plan, selected []string, warn warnFunc) {
 	if os.Geteuid() == 0 {
 		return
 	}
@@ -66,7 +66,7 @@ func clampUlimits(plan *compose.Plan, selected []string, warn io.Writer) {
 			if err != nil || max < 0 || u.Hard >= 0 && u.Hard <= max {
 				continue
 			}
-			fmt.Fprintf(warn, "WARN service %q: ulimits.%s: hard limit %s is above this user's own (%d), which only root may raise: set to %d\n", s.Name, u.Name, limitText(u.Hard), max, max)
+			warn(api.Warning(s.Name, "ulimits.%s: hard limit %s is above this user's own (%d), which only root may raise: set to %d", u.Name, limitText(u.Hard), max, max))
 			u.Hard = max
 			if u.Soft < 0 || u.Soft > max {
 				u.Soft = max
@@ -86,7 +86,7 @@ func limitText(v int64) string {
 // it when the host cannot apply it (missing says why), with a warning
 // each, as Docker discards a weight its kernel does not support: the
 // instance would otherwise fail at its start.
-func dropBlkioWeight(limited []*compose.Service, missing error, warn io.Writer) {
+func dropBlkioWeight(limited []*compose.Service, missing error, warn warnFunc) {
 	if missing == nil {
 		return
 	}
@@ -95,7 +95,7 @@ func dropBlkioWeight(limited []*compose.Service, missing error, warn io.Writer) 
 		if r.BlkioWeight == 0 {
 			continue
 		}
-		fmt.Fprintf(warn, "WARN service %q: blkio_config.weight: not applied: %v; the service runs without it, as Docker discards it on such a host\n", s.Name, missing)
+		warn(api.Warning(s.Name, "blkio_config.weight: not applied: %v; the service runs without it, as Docker discards it on such a host", missing))
 		r.BlkioWeight = 0
 		r.Keys = slices.DeleteFunc(r.Keys, func(k string) bool { return k == "blkio_config.weight" })
 		if len(r.Keys) == 0 {

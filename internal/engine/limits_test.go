@@ -17,7 +17,7 @@ func TestNoLimitsDropsAndWarns(t *testing.T) {
 	}}
 	var warn bytes.Buffer
 	// With --no-limits the runtime is never asked (nil here).
-	if err := checkLimits(context.Background(), plan, nil, true, &warn); err != nil {
+	if err := checkLimits(context.Background(), plan, nil, true, linesTo(&warn)); err != nil {
 		t.Fatal(err)
 	}
 	if plan.Services[0].Resources != nil {
@@ -28,7 +28,7 @@ func TestNoLimitsDropsAndWarns(t *testing.T) {
 		t.Errorf("warnings %q, want %q", warn.String(), want)
 	}
 	// Nothing to check without limits: the runtime is not asked either.
-	if err := checkLimits(context.Background(), &compose.Plan{Services: []compose.Service{{Name: "web"}}}, nil, false, &warn); err != nil {
+	if err := checkLimits(context.Background(), &compose.Plan{Services: []compose.Service{{Name: "web"}}}, nil, false, linesTo(&warn)); err != nil {
 		t.Error(err)
 	}
 }
@@ -39,11 +39,11 @@ func TestBlkioWeightDroppedWhereMissing(t *testing.T) {
 	both := &compose.Service{Name: "db", Resources: &compose.Resources{Memory: 1 << 30, BlkioWeight: 300, Keys: []string{"mem_limit", "blkio_config.weight"}}}
 	only := &compose.Service{Name: "web", Resources: &compose.Resources{BlkioWeight: 300, Keys: []string{"blkio_config.weight"}}}
 	var warn bytes.Buffer
-	dropBlkioWeight([]*compose.Service{both, only}, nil, &warn)
+	dropBlkioWeight([]*compose.Service{both, only}, nil, linesTo(&warn))
 	if warn.Len() != 0 || both.Resources.BlkioWeight != 300 {
 		t.Fatalf("dropped where the host has weights: %q", warn.String())
 	}
-	dropBlkioWeight([]*compose.Service{both, only}, errors.New("no weights here"), &warn)
+	dropBlkioWeight([]*compose.Service{both, only}, errors.New("no weights here"), linesTo(&warn))
 	if r := both.Resources; r == nil || r.BlkioWeight != 0 || r.Memory != 1<<30 || len(r.Keys) != 1 || r.Keys[0] != "mem_limit" {
 		t.Errorf("db's limits: %+v", r)
 	}

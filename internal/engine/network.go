@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,7 +45,7 @@ const hostNetworkHint = "or run every service on the host's network: sstack up -
 // across a Slurm allocation, where services use their node's network:
 // README) and publishes the services' ports; nothing else is started
 // when it fails. clustered: inside an allocation.
-func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn io.Writer) (*networks, error) {
+func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn warnFunc) (*networks, error) {
 	nw := &networks{of: map[string]singularity.Network{}}
 	project := false
 	for _, s := range plan.Services {
@@ -56,7 +55,7 @@ func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn
 		case compose.NetworkProject:
 			if clustered {
 				if len(s.Ports) > 0 {
-					fmt.Fprintf(warn, "WARN service %q: ports: not published: across a Slurm allocation the services use their nodes' network and listen on its ports themselves\n", s.Name)
+					warn(api.Warning(s.Name, "ports: not published: across a Slurm allocation the services use their nodes' network and listen on its ports themselves"))
 				}
 				continue
 			}
