@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"sstack/actors"
+	"sstack/actors/policy"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
@@ -133,28 +134,27 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	sup, err := engine.Up(ctx, engine.Options{
 		Plan:        plan,
 		Runtime:     rt,
-		ConfigFiles: plan.ConfigFiles,
-		Services:    services,
-		NoDeps:      o.noDeps,
 		Scale:       scale,
-		Format: actors.LogFormat{
-			Prefix:     !o.noLogPrefix,
-			Color:      color && !child,
-			Timestamps: o.timestamps,
-			JSON:       o.logFormat == "json",
-			Attached:   engine.Attached(plan, services, o.attach, o.noAttach, o.attachDeps),
+		MetricsAddr: o.metricsAddr,
+		NoLimits:    o.noLimits,
+		UpOptions: actors.UpOptions{
+			Services:    services,
+			NoDeps:      o.noDeps,
+			Detached:    child,
+			NoStart:     o.converge.noStart,
+			Exit:        policy.Exit{AbortOnExit: o.abortOnExit, AbortOnFailure: o.abortOnFail, ExitCodeFrom: o.exitCodeFrom},
+			StopTimeout: o.stopTimeout(),
+			Parallel:    parallel,
+			Format: actors.LogFormat{
+				Prefix:     !o.noLogPrefix,
+				Color:      color && !child,
+				Timestamps: o.timestamps,
+				JSON:       o.logFormat == "json",
+				Attached:   engine.Attached(plan, services, o.attach, o.noAttach, o.attachDeps),
+			},
+			Stdout: stdout,
+			Stderr: status,
 		},
-		Stdout:         stdout,
-		Stderr:         status,
-		MetricsAddr:    o.metricsAddr,
-		Detached:       child,
-		AbortOnExit:    o.abortOnExit,
-		AbortOnFailure: o.abortOnFail,
-		ExitCodeFrom:   o.exitCodeFrom,
-		StopTimeout:    o.stopTimeout(),
-		Parallel:       parallel,
-		NoLimits:       o.noLimits,
-		NoStart:        o.converge.noStart,
 	})
 	if err != nil {
 		return err

@@ -36,13 +36,21 @@ type StackConfig struct {
 	// bound onto /etc/resolv.conf of those on a stack network.
 	Nets       map[string]singularity.Network
 	ResolvConf string
-	Format     LogFormat
-	Stdout     io.Writer // service output
-	Stderr     io.Writer // sstack's status lines
 
 	// ReplicaNets gives replicas on the stack network their own (nil: none).
 	ReplicaNets ReplicaNetworks
 
+	// UpOptions are what the user asked of up.
+	UpOptions
+
+	// Placer, inside a Slurm allocation, says which node each replica
+	// runs on; nil: all on this host.
+	Placer Placer
+}
+
+// UpOptions are what the user asked of up that the stack follows; the
+// engine takes them from the CLI and passes them on as they are.
+type UpOptions struct {
 	// Services to start (with their dependencies unless NoDeps); none:
 	// every service of the plan.
 	Services []string
@@ -54,19 +62,16 @@ type StackConfig struct {
 	// NoStart: the replicas are created only, and wait for a start (up
 	// --no-start).
 	NoStart bool
-
-	// docker compose's exit behaviour flags (see policy.ExitRules).
-	AbortOnExit    bool
-	AbortOnFailure bool
-	ExitCodeFrom   string
-	// StopTimeout overrides every stop_grace_period at teardown.
+	// Exit is docker compose's exit behaviour (see policy.ExitRules).
+	Exit policy.Exit
+	// StopTimeout overrides every stop_grace_period at teardown (up -t).
 	StopTimeout *time.Duration
 	// Parallel bounds how many instances start or stop at once (docker
 	// compose's --parallel); 0 means DefaultParallel.
 	Parallel int
-	// Placer, inside a Slurm allocation, says which node each replica
-	// runs on; nil: all on this host.
-	Placer Placer
+	Format   LogFormat
+	Stdout   io.Writer // service output
+	Stderr   io.Writer // sstack's status lines
 }
 
 // Placer places replicas on nodes. Place is idempotent: a replica placed
@@ -389,7 +394,7 @@ func (a *stackActor) start(ctx actor.Context) {
 	a.updates = map[string]*update{}
 	a.spawned = map[string]int{}
 	a.orphans = map[string]bool{}
-	a.rules = policy.ExitRules{AbortOnExit: a.cfg.AbortOnExit, AbortOnFailure: a.cfg.AbortOnFailure, ExitCodeFrom: a.cfg.ExitCodeFrom}
+	a.rules = policy.ExitRules{Exit: a.cfg.Exit}
 	selected, err := a.selection(a.cfg.Services, a.cfg.NoDeps)
 	if err != nil { // main validated the names; nothing to run otherwise
 		a.notice(ctx, "sstack: %v", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"sstack/actors/policy"
 	"sstack/compose"
 	"sstack/internal/testutil"
 	"sstack/singularity"
@@ -39,9 +40,11 @@ func startStack(t *testing.T, rt *fakeRuntime, services ...compose.Service) (*St
 	st := Start(StackConfig{
 		Plan:    &compose.Plan{Project: "p", Services: services},
 		Runtime: rt,
-		Format:  LogFormat{Prefix: true},
-		Stdout:  out,
-		Stderr:  errb,
+		UpOptions: UpOptions{
+			Format: LogFormat{Prefix: true},
+			Stdout: out,
+			Stderr: errb,
+		},
 	})
 	return st, out, errb
 }
@@ -327,15 +330,15 @@ func TestAbortOnContainerExit(t *testing.T) {
 		want    int
 		jobRuns int
 	}{
-		{"abort on exit returns the code of the exit", StackConfig{AbortOnExit: true}, svc("job"), 3, 3, 1},
-		{"abort on exit with exit 0", StackConfig{AbortOnExit: true}, svc("job"), 0, 0, 1},
-		{"abort on exit even when the policy restarts", StackConfig{AbortOnExit: true}, withRestart(svc("job"), "restart", "always"), 3, 3, 1},
-		{"abort on failure", StackConfig{AbortOnFailure: true}, svc("job"), 4, 4, 1},
-		{"exit-code-from the service that exited", StackConfig{AbortOnExit: true, ExitCodeFrom: "job"}, svc("job"), 5, 5, 1},
+		{"abort on exit returns the code of the exit", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnExit: true}}}, svc("job"), 3, 3, 1},
+		{"abort on exit with exit 0", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnExit: true}}}, svc("job"), 0, 0, 1},
+		{"abort on exit even when the policy restarts", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnExit: true}}}, withRestart(svc("job"), "restart", "always"), 3, 3, 1},
+		{"abort on failure", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnFailure: true}}}, svc("job"), 4, 4, 1},
+		{"exit-code-from the service that exited", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnExit: true, ExitCodeFrom: "job"}}}, svc("job"), 5, 5, 1},
 		// docker compose returns the code of the stopped service (137 in
 		// its e2e test "Exit code from", 143 when SIGTERM ends it).
-		{"exit-code-from a service the abort stopped", StackConfig{AbortOnExit: true, ExitCodeFrom: "app"}, svc("job"), 5, 143, 1},
-		{"exit-code-from implies abort on exit", StackConfig{ExitCodeFrom: "app"}, svc("job"), 0, 143, 1},
+		{"exit-code-from a service the abort stopped", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{AbortOnExit: true, ExitCodeFrom: "app"}}}, svc("job"), 5, 143, 1},
+		{"exit-code-from implies abort on exit", StackConfig{UpOptions: UpOptions{Exit: policy.Exit{ExitCodeFrom: "app"}}}, svc("job"), 0, 143, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,7 +376,7 @@ func TestAbortOnFailureIgnoresSuccess(t *testing.T) {
 		"p.ok.1":  exitAfter(10*time.Millisecond, 0),
 		"p.bad.1": exitAfter(300*time.Millisecond, 6),
 	}))
-	st, _, errb := startWith(t, StackConfig{Runtime: rt, AbortOnFailure: true}, svc("ok"), svc("bad"), svc("app"))
+	st, _, errb := startWith(t, StackConfig{Runtime: rt, UpOptions: UpOptions{Exit: policy.Exit{AbortOnFailure: true}}}, svc("ok"), svc("bad"), svc("app"))
 	if code := waitDone(t, st); code != 6 {
 		t.Errorf("exit code %d, want 6", code)
 	}
@@ -391,7 +394,7 @@ func TestAllExitedEndsWithExitCodeFrom(t *testing.T) {
 		"p.a.1": exitAfter(10*time.Millisecond, 0),
 		"p.b.1": exitAfter(100*time.Millisecond, 0),
 	}))
-	st, _, _ := startWith(t, StackConfig{Runtime: rt, AbortOnFailure: true, ExitCodeFrom: "a"}, svc("a"), svc("b"))
+	st, _, _ := startWith(t, StackConfig{Runtime: rt, UpOptions: UpOptions{Exit: policy.Exit{AbortOnFailure: true, ExitCodeFrom: "a"}}}, svc("a"), svc("b"))
 	if code := waitDone(t, st); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}

@@ -13,14 +13,20 @@ package policy
 // Exits sstack or its user caused (teardown, stop, depends_on.restart)
 // never abort. A failure to start, or a Ctrl-C, fixes the code.
 type ExitRules struct {
-	AbortOnExit    bool
-	AbortOnFailure bool
-	ExitCodeFrom   string
+	Exit
 
 	code     int
 	fixed    bool // a failure (1) or Ctrl-C decided the code
 	captured bool // the first exit of ExitCodeFrom has been seen
 	aborted  bool
+}
+
+// Exit is the user's exit flags: --abort-on-container-exit,
+// --abort-on-container-failure and --exit-code-from.
+type Exit struct {
+	AbortOnExit    bool
+	AbortOnFailure bool
+	ExitCodeFrom   string
 }
 
 // Exited records an exit of a process of service. requested: sstack or

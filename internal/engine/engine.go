@@ -34,29 +34,14 @@ import (
 type Options struct {
 	Plan        *compose.Plan
 	Runtime     *singularity.Apptainer
-	ConfigFiles []string
-	Services    []string // none: all
-	NoDeps      bool
 	Scale       map[string]int
-	Format      actors.LogFormat
-	Stdout      io.Writer
-	Stderr      io.Writer
 	MetricsAddr string
-	Detached    bool
-
-	AbortOnExit    bool
-	AbortOnFailure bool
-	ExitCodeFrom   string
-	// StopTimeout overrides stop_grace_period at teardown (up -t).
-	StopTimeout *time.Duration
-	// Parallel bounds parallel instance starts and stops (0: the default).
-	Parallel int
 	// NoLimits starts instances without the services' cgroup limits
 	// (up --no-limits), with a warning each (limits.go).
 	NoLimits bool
-	// NoStart creates the replicas only; they wait for a start (up
-	// --no-start).
-	NoStart bool
+	// UpOptions go to the stack as they are (but Parallel, bounded inside
+	// a Slurm allocation, and the log store added to Format).
+	actors.UpOptions
 }
 
 // Supervisor is a stack running in this process. It implements api.Stack.
@@ -208,32 +193,22 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	if s.listener != nil {
 		go func() { _ = m.Serve(s.listener) }()
 	}
-	format := opts.Format
-	format.StoreDir = statedir.Logs(plan.StateDir)
 	s.state = converged{hashes: hashesOf(plan), runscripts: runscripts}
+	up := opts.UpOptions
+	up.Format.StoreDir = statedir.Logs(plan.StateDir)
+	up.Parallel = parallelFor(opts.Parallel, cl)
 	s.stack = actors.Start(actors.StackConfig{
-		Plan:           plan,
-		Runtime:        runtime,
-		Placer:         placer,
-		Metrics:        m,
-		HasRunscript:   runscripts,
-		HostsFiles:     hosts,
-		Unprepared:     slices.DeleteFunc(plan.ServiceNames(), func(n string) bool { return slices.Contains(selected, n) }),
-		Nets:           s.nets.of,
-		ResolvConf:     resolv,
-		ReplicaNets:    s.nets.replicaNetworks(),
-		Format:         format,
-		Stdout:         opts.Stdout,
-		Stderr:         opts.Stderr,
-		Services:       opts.Services,
-		NoDeps:         opts.NoDeps,
-		Detached:       opts.Detached,
-		NoStart:        opts.NoStart,
-		AbortOnExit:    opts.AbortOnExit || opts.ExitCodeFrom != "",
-		AbortOnFailure: opts.AbortOnFailure,
-		ExitCodeFrom:   opts.ExitCodeFrom,
-		StopTimeout:    opts.StopTimeout,
-		Parallel:       parallelFor(opts.Parallel, cl),
+		Plan:         plan,
+		Runtime:      runtime,
+		Placer:       placer,
+		Metrics:      m,
+		HasRunscript: runscripts,
+		HostsFiles:   hosts,
+		Unprepared:   slices.DeleteFunc(plan.ServiceNames(), func(n string) bool { return slices.Contains(selected, n) }),
+		Nets:         s.nets.of,
+		ResolvConf:   resolv,
+		ReplicaNets:  s.nets.replicaNetworks(),
+		UpOptions:    up,
 	})
 	close(s.ready)
 	ok = true

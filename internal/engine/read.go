@@ -18,7 +18,7 @@ import (
 
 func (s *Supervisor) info() api.ProjectInfo {
 	return api.ProjectInfo{
-		Name: s.plan().Project, ConfigFiles: s.opts.ConfigFiles, StateDir: s.plan().StateDir,
+		Name: s.plan().Project, ConfigFiles: s.plan().ConfigFiles, StateDir: s.plan().StateDir,
 		Pid: os.Getpid(), Supervised: true, Detached: s.opts.Detached, Started: s.started,
 	}
 }
