@@ -6,6 +6,7 @@ package compose
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -166,6 +167,26 @@ func (s *Service) DisplayName(replica int) string {
 // InstanceName is the Apptainer instance name of one replica (from 1).
 func InstanceName(project, service string, replica int) string {
 	return project + "." + service + "." + strconv.Itoa(replica)
+}
+
+// OneOffInstanceName is the instance name of a one-off (sstack run) of
+// service: name in the replica's place.
+func OneOffInstanceName(project, service, name string) string {
+	return project + "." + service + "." + name
+}
+
+// ParseInstanceName reads a name InstanceName or OneOffInstanceName made
+// (replica 0 for a one-off's); ok is false for any other instance's.
+func ParseInstanceName(name string) (project, service string, replica int, ok bool) {
+	parts := strings.Split(name, ".")
+	if len(parts) != 3 {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil || n < 1 {
+		n = 0
+	}
+	return parts[0], parts[1], n, true
 }
 
 // MountKind says where a mount's source comes from.

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"sstack/actors"
+	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/stacknet"
@@ -73,8 +73,8 @@ func stopLeftovers(ctx context.Context, rt *singularity.Apptainer, project strin
 	errs := make([]error, len(infos))
 	slots := make(chan struct{}, actors.DefaultParallel())
 	for i, info := range infos {
-		parts := strings.Split(info.Name, ".")
-		if parts[0] != project || len(services) > 0 && (len(parts) != 3 || !slices.Contains(services, parts[1])) {
+		p, svc, _, ok := compose.ParseInstanceName(info.Name)
+		if !ok || p != project || len(services) > 0 && !slices.Contains(services, svc) {
 			continue
 		}
 		wg.Add(1)
@@ -82,11 +82,11 @@ func stopLeftovers(ctx context.Context, rt *singularity.Apptainer, project strin
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			fmt.Fprintf(progress, "Instance %s  Stopping\n", name)
+			fmt.Fprintln(progress, api.Event{Kind: api.EventStopping, Instance: name}.Line())
 			err := rt.StopInstance(ctx, name, "SIGTERM", grace)
 			switch {
 			case err == nil:
-				fmt.Fprintf(progress, "Instance %s  Stopped\n", name)
+				fmt.Fprintln(progress, api.Event{Kind: api.EventDestroyed, Instance: name}.Line())
 			case !errors.Is(err, singularity.ErrNoInstance): // gone meanwhile: fine
 				errs[i] = err
 			}
@@ -122,14 +122,13 @@ func Unsupervised(ctx context.Context, rt *singularity.Apptainer, project string
 	}
 	var rows []api.Replica
 	for _, i := range infos {
-		parts := strings.Split(i.Name, ".")
-		if len(parts) != 3 || parts[0] != project {
+		p, svc, n, ok := compose.ParseInstanceName(i.Name)
+		if !ok || p != project {
 			continue
 		}
-		n, _ := strconv.Atoi(parts[2])
 		rows = append(rows, api.Replica{
-			Project: project, Service: parts[1], Replica: n, Instance: i.Name,
-			Name: parts[1] + "-" + parts[2], State: api.StateRunning, Supervised: false,
+			Project: project, Service: svc, Replica: n, Instance: i.Name,
+			Name: svc + "-" + i.Name[strings.LastIndexByte(i.Name, '.')+1:], State: api.StateRunning, Supervised: false,
 		})
 	}
 	return rows, nil
@@ -165,8 +164,8 @@ func Projects(ctx context.Context, rt *singularity.Apptainer, stateBase string, 
 		}
 		counts := map[string]int{}
 		for _, i := range infos {
-			if parts := strings.Split(i.Name, "."); len(parts) == 3 {
-				counts[parts[0]]++
+			if p, _, _, ok := compose.ParseInstanceName(i.Name); ok {
+				counts[p]++
 			}
 		}
 		for name, n := range counts {

@@ -93,7 +93,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 		_, _ = rand.Read(b)
 		name = "run-" + hex.EncodeToString(b)
 	}
-	instance := plan.Project + "." + svc.Name + "." + name
+	instance := compose.OneOffInstanceName(plan.Project, svc.Name, name)
 	if err := singularity.ValidateName(instance); err != nil {
 		return nil, fmt.Errorf("--name %q: %w", opts.Name, err)
 	}
