@@ -144,11 +144,7 @@ func (m *Metrics) Up(service string, replica int, up bool) {
 	if m == nil {
 		return
 	}
-	v := 0.0
-	if up {
-		v = 1
-	}
-	m.up.WithLabelValues(m.lv(service, replica)...).Set(v)
+	m.up.WithLabelValues(m.lv(service, replica)...).Set(gauge(up))
 }
 
 // Healthy records the healthcheck state.
@@ -156,11 +152,15 @@ func (m *Metrics) Healthy(service string, replica int, healthy bool) {
 	if m == nil {
 		return
 	}
-	v := 0.0
-	if healthy {
-		v = 1
+	m.healthy.WithLabelValues(m.lv(service, replica)...).Set(gauge(healthy))
+}
+
+// gauge is a boolean as Prometheus has it: 1 or 0.
+func gauge(b bool) float64 {
+	if b {
+		return 1
 	}
-	m.healthy.WithLabelValues(m.lv(service, replica)...).Set(v)
+	return 0
 }
 
 // Exited records the exit code of a run.
