@@ -58,7 +58,7 @@ func (a *stackActor) targets(services []string) ([]*replicaState, error) {
 // supervisor answers at once; the caller follows the events to see the
 // replicas get where they were sent.
 func (a *stackActor) command(ctx actor.Context, req *CommandRequest) ([]string, error) {
-	if a.stopping {
+	if a.phase.TearingDown() {
 		return nil, errors.New("the stack is being taken down")
 	}
 	if req.Op == OpUp {
@@ -152,7 +152,7 @@ func (a *stackActor) up(ctx actor.Context, req *CommandRequest) ([]string, error
 // scale adds replicas (new actors and instances) or takes the
 // highest-numbered ones away, live.
 func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, error) {
-	if a.stopping {
+	if a.phase.TearingDown() {
 		return nil, errors.New("the stack is being taken down")
 	}
 	services := make([]string, 0, len(req.Replicas))

@@ -53,7 +53,7 @@ type update struct {
 
 // converge takes the new plan as one step, then starts what it asks for.
 func (a *stackActor) converge(ctx actor.Context, req *ConvergeRequest) ([]string, error) {
-	if a.stopping {
+	if a.phase.TearingDown() {
 		return nil, errors.New("the stack is being taken down")
 	}
 	for _, name := range req.Recreate {

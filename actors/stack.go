@@ -13,6 +13,7 @@ import (
 
 	"sstack/actors/lifecycle"
 	"sstack/actors/policy"
+	"sstack/actors/supervision"
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/metrics"
@@ -250,7 +251,6 @@ type replicaState struct {
 	// the new one is to be created only (up --no-start).
 	svc, replacing *compose.Service
 	replaceHeld    bool
-	started        bool // the process started at least once
 	// removing: scaled down; the replica goes once it has stopped.
 	removing bool
 	// crashed: the service actor panicked and was stopped; the supervisor
@@ -261,7 +261,7 @@ type replicaState struct {
 	alone bool
 }
 
-func (r *replicaState) done() bool { return r.row.State == api.StateStopped }
+func (r *replicaState) done() bool { return supervision.Gone(r.row) }
 
 // stackActor supervises the service actors: it routes dependency status
 // to dependents, answers control requests, decides when the stack is over,
@@ -293,13 +293,11 @@ type stackActor struct {
 	// spawned counts the actors made for each instance name.
 	spawned map[string]int
 
-	rules    policy.ExitRules
-	stopping bool
-	killing  bool
-	stopSent map[string]bool
-	finished bool
-	// settled: every replica of the initial up has left its start.
-	settled bool
+	rules policy.ExitRules
+	// phase is the stack's (running, stopping, killing, finished); walk,
+	// the teardown in reverse dependency order.
+	phase supervision.Phase
+	walk  supervision.Teardown
 }
 
 func (a *stackActor) publish(ctx actor.Context, ev api.Event) {
@@ -337,7 +335,7 @@ func (a *stackActor) Receive(ctx actor.Context) {
 	case *ReplicaEvent:
 		a.onEvent(ctx, msg.Event)
 	case *StopStack:
-		if !a.stopping {
+		if !a.phase.TearingDown() {
 			if msg.Timeout != nil {
 				a.cfg.StopTimeout = msg.Timeout
 			}
@@ -366,7 +364,7 @@ func (a *stackActor) Receive(ctx actor.Context) {
 	case *rolloutTimer:
 		a.advanceUpdate(ctx, msg.service)
 	case *Subscribe:
-		if a.finished {
+		if a.phase == supervision.Finished {
 			close(msg.Ch)
 			return
 		}
@@ -387,7 +385,6 @@ func (a *stackActor) start(ctx actor.Context) {
 	a.replicas = map[string][]*replicaState{}
 	a.dependents = map[string][]string{}
 	a.lastSent = map[string]lifecycle.DepStatus{}
-	a.stopSent = map[string]bool{}
 	a.subs = map[chan api.Event]bool{}
 	a.counts = map[string]int{}
 	a.removed = map[string]bool{}
@@ -427,50 +424,18 @@ func (a *stackActor) replica(service string, replica int) *replicaState {
 	return reps[replica-1]
 }
 
-// apply derives the replica's row from its event.
-func (r *replicaState) apply(ev api.Event) {
-	row := &r.row
-	if ev.State != "" && ev.State != row.State {
-		row.State, row.Since = ev.State, ev.Time
-	}
-	switch ev.Kind {
-	case api.EventStarted:
-		r.started, row.Ran = true, true
-		row.Pid = ev.Pid
-		row.Reason = ""
-	case api.EventDied:
-		row.ExitCode, row.Pid, row.Health = ev.ExitCode, 0, api.HealthNone
-	case api.EventHealth:
-		row.Health = ev.Health
-	case api.EventRestarting:
-		if ev.Dependency == "" && !ev.User {
-			row.Restarts++
-		}
-	case api.EventFailed:
-		row.Reason = ev.Message
-	case api.EventDestroyed:
-		row.Pid, row.Health = 0, api.HealthNone
-	}
-	if ev.Kind == api.EventStarted && row.Health == api.HealthNone && ev.Health != "" {
-		row.Health = ev.Health
-	}
-}
-
 func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 	r := a.replica(ev.Service, ev.Replica)
 	if r == nil || r.crashed {
 		return
 	}
-	r.apply(ev)
-	if ev.Kind == api.EventStarted && r.svc.Healthcheck != nil {
-		r.row.Health = api.HealthStarting
-	}
+	supervision.Apply(&r.row, ev, r.svc.Healthcheck != nil)
 	a.cfg.Metrics.Observe(ev)
 	a.fanOut(ev)
 	if r.removing && r.done() {
 		a.removeReplica(ctx, ev.Service, r)
 	}
-	if r.replacing != nil && r.done() && !a.stopping {
+	if r.replacing != nil && r.done() && !a.phase.TearingDown() {
 		a.respawn(ctx, r)
 		return
 	}
@@ -478,14 +443,14 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 	if ev.Kind == api.EventDied && !r.removing {
 		// Every exit counts for --exit-code-from, even one the teardown
 		// caused; only one sstack did not cause can abort.
-		requested := ev.Requested || a.stopping
+		requested := ev.Requested || a.phase.TearingDown()
 		if a.rules.Exited(ev.Service, ev.ExitCode, requested) {
 			a.publish(ctx, api.Event{Kind: api.EventAborting})
 			a.teardown(ctx)
 			return
 		}
 	}
-	if a.stopping {
+	if a.phase.TearingDown() {
 		if ev.State == api.StateStopped {
 			a.advanceTeardown(ctx)
 		}
@@ -497,9 +462,6 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 	}
 	a.notifyDependents(ctx, ev.Service, restarted)
 
-	if !a.settled {
-		a.settled = a.allLeftStart()
-	}
 	if ev.Kind == api.EventFailed && !a.cfg.Detached {
 		// A service that cannot start, or whose dependency failed: as
 		// docker compose's "dependency failed to start", exit code 1.
@@ -509,66 +471,30 @@ func (a *stackActor) onEvent(ctx actor.Context, ev api.Event) {
 		a.teardown(ctx)
 		return
 	}
-	if !a.cfg.Detached && a.allOver() {
+	if !a.cfg.Detached && supervision.Over(a.allRows()) {
 		a.teardown(ctx)
 	}
 }
 
-// allLeftStart: no replica is still on its way to its first run.
-func (a *stackActor) allLeftStart() bool {
+// allRows are the rows of every replica, orphans' too.
+func (a *stackActor) allRows() []api.Replica {
+	var rows []api.Replica
 	for _, reps := range a.replicas {
 		for _, r := range reps {
-			switch r.row.State {
-			case api.StateWaiting, api.StateCreating, api.StateStarting:
-				return false
-			}
+			rows = append(rows, r.row)
 		}
 	}
-	return true
+	return rows
 }
 
-// allOver: every replica has exited for good (or was stopped), so a
-// foreground `up` ends as docker compose's does.
-func (a *stackActor) allOver() bool {
-	for _, reps := range a.replicas {
-		for _, r := range reps {
-			switch r.row.State {
-			case api.StateExited, api.StateFailed, api.StateStopped:
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
-
+// aggregate is what service's replicas tell its dependents.
 func (a *stackActor) aggregate(service string) lifecycle.DepStatus {
-	u := lifecycle.DepStatus{Service: service, Started: true, Healthy: true, Exited: true}
-	for _, r := range a.replicas[service] {
-		if r.removing {
-			continue
-		}
-		if !r.started {
-			u.Started = false
-		}
-		if r.row.Health != api.HealthHealthy || r.row.State != api.StateRunning {
-			u.Healthy = false
-		}
-		if r.row.Health == api.HealthUnhealthy {
-			u.Unhealthy = true
-		}
-		if r.row.State == api.StateExited {
-			if r.row.ExitCode != 0 && u.ExitCode == 0 {
-				u.ExitCode = r.row.ExitCode
-			}
-		} else {
-			u.Exited = false
-		}
-		if r.row.State == api.StateFailed && !u.Failed {
-			u.Failed, u.Reason = true, r.row.Reason
-		}
+	reps := a.replicas[service]
+	members := make([]supervision.Member, len(reps))
+	for i, r := range reps {
+		members[i] = supervision.Member{Row: r.row, Removing: r.removing}
 	}
-	return u
+	return supervision.Status(service, members)
 }
 
 func (a *stackActor) notifyDependents(ctx actor.Context, service string, restarted bool) {

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sort"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/actors/supervision"
 	"sstack/internal/api"
 	"sstack/singularity"
 )
@@ -61,11 +61,9 @@ func (a *stackActor) stopEverything() {
 // teardown stops services in reverse dependency order: a service is asked
 // to stop once every service depending on it has stopped.
 func (a *stackActor) teardown(ctx actor.Context) {
-	if a.stopping {
-		return
+	if a.phase.Stop() {
+		a.advanceTeardown(ctx)
 	}
-	a.stopping = true
-	a.advanceTeardown(ctx)
 }
 
 // serviceDone: every replica is gone.
@@ -79,35 +77,14 @@ func (a *stackActor) serviceDone(service string) bool {
 }
 
 func (a *stackActor) advanceTeardown(ctx actor.Context) {
-	if a.finished {
+	if a.phase == supervision.Finished {
 		return
 	}
-	all := true
-	names := make([]string, 0, len(a.replicas))
-	for name := range a.replicas {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if !a.serviceDone(name) {
-			all = false
-		}
-		if a.stopSent[name] {
-			continue
-		}
-		ready := true
-		for _, d := range a.dependents[name] {
-			if !a.serviceDone(d) {
-				ready = false
-				break
-			}
-		}
-		if ready {
-			a.stopSent[name] = true
-			for _, r := range a.replicas[name] {
-				if !r.crashed {
-					ctx.Send(r.pid, &StopService{Final: true, Kill: a.killing, Timeout: a.cfg.StopTimeout})
-				}
+	stop, all := a.walk.Next(a.spawnedServices(), a.dependents, a.serviceDone)
+	for _, name := range stop {
+		for _, r := range a.replicas[name] {
+			if !r.crashed {
+				ctx.Send(r.pid, &StopService{Final: true, Kill: a.phase == supervision.Killing, Timeout: a.cfg.StopTimeout})
 			}
 		}
 	}
@@ -116,11 +93,22 @@ func (a *stackActor) advanceTeardown(ctx actor.Context) {
 	}
 }
 
+// spawnedServices are the services that have replicas (or had).
+func (a *stackActor) spawnedServices() []string {
+	names := make([]string, 0, len(a.replicas))
+	for name := range a.replicas {
+		names = append(names, name)
+	}
+	return names
+}
+
 func (a *stackActor) kill(ctx actor.Context) {
-	a.killing = true
-	a.stopping = true
-	for name, reps := range a.replicas {
-		a.stopSent[name] = true
+	if a.phase == supervision.Finished {
+		return
+	}
+	a.phase.Kill()
+	a.walk.SendAll(a.spawnedServices())
+	for _, reps := range a.replicas {
 		for _, r := range reps {
 			if !r.done() && !r.crashed {
 				ctx.Send(r.pid, &StopService{Final: true, Kill: true})
@@ -185,7 +173,7 @@ func (a *stackActor) crashed(ctx actor.Context, pid *actor.PID) {
 			root.Send(self, &crashCleaned{service: service, replica: replica, err: err})
 		}()
 	}
-	if a.stopping {
+	if a.phase.TearingDown() {
 		a.advanceTeardown(ctx)
 		return
 	}
@@ -230,7 +218,7 @@ func (a *stackActor) onCrashCleaned(ctx actor.Context, msg *crashCleaned) {
 // unexpected end is handled the same way as a crash, so the stack never
 // waits for an actor that is gone.
 func (a *stackActor) onTerminated(ctx actor.Context, msg *actor.Terminated) {
-	if a.finished {
+	if a.phase == supervision.Finished {
 		return
 	}
 	if r := a.replicaOf(msg.Who); r != nil && !r.crashed && !r.done() {
@@ -240,10 +228,9 @@ func (a *stackActor) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 }
 
 func (a *stackActor) finish() {
-	if a.finished {
+	if !a.phase.Finish() {
 		return
 	}
-	a.finished = true
 	for ch := range a.subs {
 		close(ch)
 	}
