@@ -164,6 +164,26 @@ func (s *Service) DisplayName(replica int) string {
 	return s.Name + "-" + strconv.Itoa(replica)
 }
 
+// Copy is a copy of p whose services a run may change (replica counts
+// from --scale, limits dropped or lowered for this host, dependencies on
+// services placed elsewhere) without changing p: what up runs is derived
+// from the plan, not an edit of it.
+func (p *Plan) Copy() *Plan {
+	c := *p
+	c.Services = make([]Service, len(p.Services))
+	for i, s := range p.Services {
+		if s.Resources != nil {
+			r := *s.Resources
+			r.Keys = slices.Clone(r.Keys)
+			s.Resources = &r
+		}
+		s.Ulimits = slices.Clone(s.Ulimits)
+		s.DependsOn = slices.Clone(s.DependsOn)
+		c.Services[i] = s
+	}
+	return &c
+}
+
 // InstanceName is the Apptainer instance name of one replica (from 1).
 func InstanceName(project, service string, replica int) string {
 	return project + "." + service + "." + strconv.Itoa(replica)

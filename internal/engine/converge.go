@@ -58,7 +58,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	if plan.StateDir != cur.StateDir {
 		return fmt.Errorf("the compose file is of project %q (state %s), not of the running %q", plan.Project, plan.StateDir, cur.Project)
 	}
-	selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.stack.Announce)
+	plan, selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.stack.Announce)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ var _ api.Stack = (*Supervisor)(nil)
 func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	plan, rt := opts.Plan, opts.Runtime
 	warn := linesTo(opts.Stderr)
-	selected, err := checkPlan(ctx, plan, rt, opts.Services, opts.NoDeps, opts.Scale, opts.NoLimits, warn)
+	plan, selected, err := checkPlan(ctx, plan, rt, opts.Services, opts.NoDeps, opts.Scale, opts.NoLimits, warn)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		}
 	} else {
 		skipElsewhere(plan, warn)
-		opts.Services = slices.DeleteFunc(opts.Services, func(name string) bool { return plan.Service(name) == nil })
+		opts.Services = slices.DeleteFunc(slices.Clone(opts.Services), func(name string) bool { return plan.Service(name) == nil })
 	}
 	unlock, err := lockProject(plan.StateDir)
 	if err != nil {
@@ -228,28 +228,30 @@ func linesTo(w io.Writer) warnFunc {
 // anything: the services named exist, --scale applies, and the services
 // selected (their images, the checks config ran, again on the plan as it
 // will run, since --scale changes instance names, and their limits) can
-// start. It returns the services selected.
-func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn warnFunc) ([]string, error) {
+// start. It returns the plan as it will run, derived from plan (which it
+// leaves as it was), and the services selected.
+func checkPlan(ctx context.Context, plan *compose.Plan, rt *singularity.Apptainer, services []string, noDeps bool, scale map[string]int, noLimits bool, warn warnFunc) (*compose.Plan, []string, error) {
 	for _, name := range services {
 		if plan.Service(name) == nil {
-			return nil, &api.NoServiceError{Name: name, Known: plan.ServiceNames()}
+			return nil, nil, &api.NoServiceError{Name: name, Known: plan.ServiceNames()}
 		}
 	}
-	if err := applyScale(plan, scale); err != nil {
-		return nil, err
+	run := plan.Copy()
+	if err := applyScale(run, scale); err != nil {
+		return nil, nil, err
 	}
-	selected := selectServices(plan, services, noDeps)
-	if err := images.Check(plan, selected); err != nil {
-		return nil, err
+	selected := selectServices(run, services, noDeps)
+	if err := images.Check(run, selected); err != nil {
+		return nil, nil, err
 	}
-	if err := plan.CheckSelected(selected); err != nil {
-		return nil, err
+	if err := run.CheckSelected(selected); err != nil {
+		return nil, nil, err
 	}
-	if err := checkLimits(ctx, plan, rt, noLimits, warn); err != nil {
-		return nil, err
+	if err := checkLimits(ctx, run, rt, noLimits, warn); err != nil {
+		return nil, nil, err
 	}
-	clampUlimits(plan, selected, warn)
-	return selected, nil
+	clampUlimits(run, selected, warn)
+	return run, selected, nil
 }
 
 // applyScale sets the replica counts of up --scale.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,5 +55,31 @@ func TestBlkioWeightDroppedWhereMissing(t *testing.T) {
 	want := "WARN service \"db\": blkio_config.weight: not applied: no weights here; the service runs without it, as Docker discards it on such a host\n"
 	if !strings.HasPrefix(warn.String(), want) || strings.Count(warn.String(), "WARN") != 2 {
 		t.Errorf("warnings %q", warn.String())
+	}
+}
+
+// What up runs is derived from the plan, not an edit of it: --scale and
+// --no-limits change the copy only.
+func TestCheckPlanLeavesThePlan(t *testing.T) {
+	sif := filepath.Join(t.TempDir(), "db.sif")
+	if err := os.WriteFile(sif, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := &compose.Plan{Project: "p", StateDir: t.TempDir(), Services: []compose.Service{
+		{Name: "db", Image: sif, Replicas: 1, StopSignal: "SIGTERM", Resources: &compose.Resources{Memory: 1 << 30, Keys: []string{"mem_limit"}}},
+	}}
+	var warn bytes.Buffer
+	run, selected, err := checkPlan(context.Background(), plan, nil, nil, false, map[string]int{"db": 3}, true, linesTo(&warn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run.Service("db"); got.Replicas != 3 || got.Resources != nil {
+		t.Errorf("the run's db: %d replicas, limits %+v; want 3 and none", got.Replicas, got.Resources)
+	}
+	if db := plan.Service("db"); db.Replicas != 1 || db.Resources == nil || db.Resources.Memory != 1<<30 {
+		t.Errorf("the plan was changed: %+v", db)
+	}
+	if len(selected) != 1 || selected[0] != "db" {
+		t.Errorf("selected %v", selected)
 	}
 }
