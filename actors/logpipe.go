@@ -20,12 +20,13 @@ const (
 	// service's pipe) when the logger is this far behind.
 	inFlight = 2
 	// After a read of at least busyRead bytes that did not fill the
-	// buffer, the reader waits coalesce before reading again, so that a
-	// service writing fast has its output passed on in a few large batches
-	// rather than one per write: each batch costs the logger a write to
-	// stdout and to the store and several goroutine wake-ups, far more
-	// than its lines. The lines already read are sent before the wait;
-	// only what the service writes during it waits, at most coalesce.
+	// buffer, the reader waits (coalesce, or longer: see maxCoalesce)
+	// before reading again, so that a service writing fast has its output
+	// passed on in a few large batches rather than one per write: each
+	// batch costs the logger a write to stdout and to the store and
+	// several goroutine wake-ups, far more than its lines. The lines
+	// already read are sent before the wait; only what the service writes
+	// during it waits, at most maxCoalesce.
 	busyRead = 2 << 10
 	coalesce = time.Millisecond
 	// The wait grows, up to maxCoalesce, while what it gathers stays
