@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -85,6 +86,46 @@ func TestJSONTextAsEncodingJSON(t *testing.T) {
 	}{{src, "stdout", at}, {other, "stdout", at}, {other, "stdout", at.Add(time.Nanosecond)}, {src, "stdout", at}, {src, "stderr", at}} {
 		if got, want := string(p.appendJSON(nil, c.src, c.stream, c.t, []byte("x"))), referenceJSON("proj", c.src, c.stream, c.t, []byte("x")); got != want {
 			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestAppendPrefixed holds appendPrefixed's word-at-a-time copies to the
+// plain way: every line with the prefix before it, a last line without
+// newline given one, and what was in buf kept.
+func TestAppendPrefixed(t *testing.T) {
+	plain := func(buf []byte, prefix string, data []byte) []byte {
+		for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			buf = append(append(buf, prefix...), line...)
+			if line[len(line)-1] != '\n' {
+				buf = append(buf, '\n')
+			}
+		}
+		return buf
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var random []byte
+	for range 2000 {
+		for range rng.IntN(40) {
+			random = append(random, byte('a'+rng.IntN(26)))
+		}
+		random = append(random, '\n')
+	}
+	datas := []string{"x", "\n", "\n\n\n", "a\nb", "1234567\n", "12345678\n", "1234567\n12345678\n123456789\n",
+		"0123456789abcdef\n", "01234567\n89abcdef", "\n0123456789abcdef", "0123456789abcdefghijklmnopq\nab", string(random)}
+	prefixes := []string{"x | ", "web-1  | ", "0123456789abcdef", "0123456789abcdefg", "a-very-long-service-name-12 | ", "\x1b[36mweb-1 | \x1b[0m2026-12-07T12:00:00.000000000Z "}
+	for _, prefix := range prefixes {
+		for _, data := range datas {
+			for _, before := range []string{"", "earlier\n"} {
+				want := plain([]byte(before), prefix, []byte(data))
+				got := appendPrefixed([]byte(before), prefix, []byte(data))
+				if !bytes.Equal(got, want) {
+					t.Errorf("prefix %q, data %.40q after %q:\n got %.80q\nwant %.80q", prefix, data, before, got, want)
+				}
+			}
 		}
 	}
 }

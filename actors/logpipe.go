@@ -20,14 +20,21 @@ const (
 	// service's pipe) when the logger is this far behind.
 	inFlight = 2
 	// After a read of at least busyRead bytes that did not fill the
-	// buffer, the reader waits coalesce before reading again, so that a
-	// service writing fast has its output passed on in a few large batches
-	// rather than one per write: each batch costs the logger a write to
-	// stdout and to the store and several goroutine wake-ups, far more
-	// than its lines. The lines already read are sent before the wait;
-	// only what the service writes during it waits, at most coalesce.
+	// buffer, the reader waits (coalesce, or longer: see maxCoalesce)
+	// before reading again, so that a service writing fast has its output
+	// passed on in a few large batches rather than one per write: each
+	// batch costs the logger a write to stdout and to the store and
+	// several goroutine wake-ups, far more than its lines. The lines
+	// already read are sent before the wait; only what the service writes
+	// during it waits, at most maxCoalesce.
 	busyRead = 2 << 10
 	coalesce = time.Millisecond
+	// The wait grows, up to maxCoalesce, while what it gathers stays
+	// under a third of a batch, and shrinks once it gathers two thirds:
+	// a service writing a steady few MB/s gets batches of tens of KiB
+	// (each batch's wake-ups cost the same whatever its size), and a
+	// faster one never fills its pipe (64 KiB) while the reader waits.
+	maxCoalesce = 4 * time.Millisecond
 )
 
 // newBatchBuf is a batch's buffer: batchBytes to read into, and one byte
@@ -77,6 +84,7 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *LogSource, st
 	}
 
 	wait := false // the last read found the service writing fast
+	pause := coalesce
 	for {
 		if len(cur) == cap(cur)-1 { // full of one partial line
 			if len(cur) >= maxLine {
@@ -89,11 +97,20 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *LogSource, st
 			cur = grown
 		}
 		start := len(cur)
+		waited := wait
 		if wait {
-			time.Sleep(coalesce)
+			time.Sleep(pause)
 		}
 		n, err := r.Read(cur[start : cap(cur)-1])
 		wait = n >= busyRead && start+n < cap(cur)-1
+		switch {
+		case !wait:
+			pause = coalesce
+		case waited && n < batchBytes/3:
+			pause = min(2*pause, maxCoalesce)
+		case n > 2*batchBytes/3:
+			pause = max(pause/2, coalesce)
+		}
 		cur = cur[:start+n]
 		// Whole lines are sent before the next read, which may block:
 		// lines followed by part of the next must not wait for the rest of
