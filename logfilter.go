@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"sstack/actors"
-	"sstack/actors/logstore"
+	"sstack/internal/logstore"
 )
 
 // lineFilter decides which lines of the selected replicas are shown. The

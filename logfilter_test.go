@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"sstack/actors/logstore"
+	"sstack/internal/logstore"
 )
 
 func TestLineFilterKeep(t *testing.T) {

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"sstack/actors"
-	"sstack/actors/logstore"
 	"sstack/compose"
 	"sstack/internal/engine"
+	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 )
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"sstack/actors/logstore"
 	"sstack/internal/api"
+	"sstack/internal/logstore"
 	"sstack/metrics"
 )
 

@@ -9,6 +9,9 @@
 // the logger got them: one write per batch. The time and stream are kept
 // so `logs` can merge replicas, filter by --since and show -t; writing
 // them once per batch rather than per line halves the cost of keeping logs.
+//
+// A file format, no actor: the logger actor writes it, `sstack logs`
+// reads it, with or without a running stack.
 package logstore
 
 import (
