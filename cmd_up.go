@@ -21,6 +21,7 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/engine"
+	"sstack/internal/logformat"
 )
 
 // upFlags declares up's flags on c (up itself, and the root, whose
@@ -145,7 +146,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 			Exit:        policy.Exit{AbortOnExit: o.abortOnExit, AbortOnFailure: o.abortOnFail, ExitCodeFrom: o.exitCodeFrom},
 			StopTimeout: o.stopTimeout(),
 			Parallel:    parallel,
-			Format: actors.LogFormat{
+			Format: logformat.Format{
 				Prefix:     !o.noLogPrefix,
 				Color:      color && !child,
 				Timestamps: o.timestamps,

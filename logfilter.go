@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"sstack/actors"
+	"sstack/internal/logformat"
 	"sstack/internal/logstore"
 )
 
@@ -70,7 +70,7 @@ func compileAll(flag string, exprs []string) ([]*regexp.Regexp, error) {
 // keepReplica reports whether the replica whose display name is name
 // (e.g. "web-2") passes --index.
 func (f lineFilter) keepReplica(name string) bool {
-	return f.index == 0 || actors.SourceFromName(name).Replica == f.index
+	return f.index == 0 || logformat.SourceFromName(name).Replica == f.index
 }
 
 // keep reports whether line l is shown.

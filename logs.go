@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/engine"
+	"sstack/internal/logformat"
 	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 )
@@ -56,7 +56,7 @@ func logs(o options, services []string) error {
 	// A replica is selected by its service, its SERVICE-N name or its
 	// display name (container_name).
 	selects := func(s, name string) bool {
-		return s == actors.SourceFromName(name).Service || s == name || s == display(name)
+		return s == logformat.SourceFromName(name).Service || s == name || s == display(name)
 	}
 	want := func(name string) bool {
 		if !filter.keepReplica(name) {
@@ -103,7 +103,7 @@ func logs(o options, services []string) error {
 	if len(services) == 0 && filter.index > 0 && !slices.ContainsFunc(names, want) {
 		return fmt.Errorf("--index %d: no service of project %q has logs of replica %d", filter.index, project, filter.index)
 	}
-	printer := actors.NewPrinter(actors.LogFormat{
+	printer := logformat.NewPrinter(logformat.Format{
 		Prefix:     !o.noLogPrefix,
 		Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),
 		Timestamps: o.timestamps,
@@ -153,8 +153,8 @@ func logs(o options, services []string) error {
 	return follow(dir, stateDir, offsets, want, filter, printer, out, display)
 }
 
-func printLine(p *actors.Printer, out *bufio.Writer, l logstore.Line, display func(string) string) {
-	src := actors.SourceFromName(l.Name)
+func printLine(p *logformat.Printer, out *bufio.Writer, l logstore.Line, display func(string) string) {
+	src := logformat.SourceFromName(l.Name)
 	src.Name = display(l.Name)
 	p.WriteLines(out, src, l.Stream, l.Time, [][]byte{l.Text})
 }
@@ -225,7 +225,7 @@ func (fl *follower) rotated() bool {
 
 // follow prints the lines appended to the replicas' logs until the stack
 // has stopped, --until has passed or Ctrl-C.
-func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *actors.Printer, out *bufio.Writer, display func(string) string) error {
+func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *logformat.Printer, out *bufio.Writer, display func(string) string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sstack/internal/logformat"
 	"sync"
 	"time"
 )
@@ -91,7 +92,7 @@ func newConsole(out, status io.Writer, project string) *console {
 }
 
 // batch hands the lines of b to the console, formatted by p.
-func (c *console) batch(p *Printer, b *LogBatch, stream string) {
+func (c *console) batch(p *logformat.Printer, b *LogBatch, stream string) {
 	if c.out == io.Discard { // a detached stack shows nothing
 		release(b.Done)
 		return

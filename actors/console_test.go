@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"sstack/internal/logformat"
 	"sstack/metrics"
 )
 
@@ -75,11 +76,11 @@ func numberedBatch(from, to int, done chan struct{}) *LogBatch {
 	for i := from; i <= to; i++ {
 		data = fmt.Appendf(data, "%d\n", i)
 	}
-	return &LogBatch{Source: &LogSource{Service: "web", Replica: 1, Name: "web-1"}, Stream: Stdout,
+	return &LogBatch{Source: &logformat.Source{Service: "web", Replica: 1, Name: "web-1"}, Stream: Stdout,
 		Data: data, Count: to - from + 1, Time: pumpTime, Done: done}
 }
 
-var testPrinter = func() *Printer { return NewPrinter(LogFormat{Prefix: true, Width: 5}) }
+var testPrinter = func() *logformat.Printer { return logformat.NewPrinter(logformat.Format{Prefix: true, Width: 5}) }
 
 func released(done chan struct{}, within time.Duration) bool {
 	select {

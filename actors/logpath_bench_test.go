@@ -14,6 +14,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/internal/logformat"
 	"sstack/metrics"
 )
 
@@ -184,11 +185,11 @@ func runLogPath(b *testing.B, system *actor.ActorSystem, gen *exec.Cmd, lines in
 		}
 		gen.Stdout, reader.Stdin = svcW, outR
 		c := newConsole(outW, io.Discard, "bench")
-		logger := system.Root.Spawn(newLogger(LogFormat{Prefix: true, Width: 5, Project: "bench", StoreDir: b.TempDir()}, c, metrics.New("bench")))
+		logger := system.Root.Spawn(newLogger(logformat.Format{Prefix: true, Width: 5, Project: "bench", StoreDir: b.TempDir()}, c, metrics.New("bench")))
 		pumped := make(chan struct{})
 		go func() {
 			defer close(pumped)
-			pumpLines(system.Root, logger, &LogSource{Service: "gen", Replica: 1, Name: "gen-1"}, Stdout, svcR, time.Now)
+			pumpLines(system.Root, logger, &logformat.Source{Service: "gen", Replica: 1, Name: "gen-1"}, Stdout, svcR, time.Now)
 		}()
 		finish = func() {
 			svcW.Close()

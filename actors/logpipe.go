@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"sstack/internal/logformat"
 	"sync"
 	"syscall"
 	"time"
@@ -49,7 +50,7 @@ func newBatchBuf() []byte { return make([]byte, 0, batchBytes+1) }
 // so memory stays bounded and a flooding service is slowed by its pipe
 // instead of filling a queue. A last line without newline is sent, with
 // one, at EOF.
-func pumpLines(sender actor.SenderContext, logger *actor.PID, src *LogSource, stream Stream, r io.Reader, now func() time.Time) {
+func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Source, stream Stream, r io.Reader, now func() time.Time) {
 	done := make(chan struct{}, inFlight)
 	free := make([][]byte, 0, inFlight)
 	for i := 0; i < inFlight; i++ {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sstack/internal/logformat"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func (p *pumped) lines() []string {
 func pump(t *testing.T, r io.Reader) *pumped {
 	t.Helper()
 	root, pid, ch := newBatchSink(t)
-	src := &LogSource{Service: "web", Replica: 2, Name: "web-2"}
+	src := &logformat.Source{Service: "web", Replica: 2, Name: "web-2"}
 	res := &pumped{}
 	var mu sync.Mutex
 	stop := make(chan struct{})
@@ -305,7 +306,7 @@ func TestPumpLinesBackPressure(t *testing.T) {
 	gen := &lineGen{}
 	finished := make(chan struct{})
 	go func() {
-		pumpLines(root, pid, &LogSource{Service: "web", Replica: 1, Name: "web-1"}, Stdout, gen, fixedNow)
+		pumpLines(root, pid, &logformat.Source{Service: "web", Replica: 1, Name: "web-1"}, Stdout, gen, fixedNow)
 		close(finished)
 	}()
 
@@ -392,7 +393,7 @@ func TestPumpLinesWaitsForLogger(t *testing.T) {
 	root, pid, ch := newBatchSink(t)
 	finished := make(chan struct{})
 	go func() {
-		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, bytes.NewReader([]byte("one\ntwo\n")), fixedNow)
+		pumpLines(root, pid, &logformat.Source{Name: "web-1"}, Stdout, bytes.NewReader([]byte("one\ntwo\n")), fixedNow)
 		close(finished)
 	}()
 	var b *LogBatch
@@ -432,7 +433,7 @@ func TestPumpLinesSendsBeforeBlocking(t *testing.T) {
 			pr, pw := io.Pipe()
 			finished := make(chan struct{})
 			go func() {
-				pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, pr, fixedNow)
+				pumpLines(root, pid, &logformat.Source{Name: "web-1"}, Stdout, pr, fixedNow)
 				close(finished)
 			}()
 			go func() { _, _ = io.WriteString(pw, c.first) }()
@@ -473,7 +474,7 @@ func TestPipeTrackerWaitsForSlowLogger(t *testing.T) {
 	r, done := tr.track(strings.NewReader("one\ntwo\n"))
 	go func() {
 		defer done()
-		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, r, fixedNow)
+		pumpLines(root, pid, &logformat.Source{Name: "web-1"}, Stdout, r, fixedNow)
 	}()
 	b := <-ch // held: the logger is "writing" it
 	waited := make(chan struct{})
@@ -502,7 +503,7 @@ func TestPipeTrackerGivesUpOnSilentPipe(t *testing.T) {
 	r, done := tr.track(pr)
 	go func() {
 		defer done()
-		pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, r, fixedNow)
+		pumpLines(root, pid, &logformat.Source{Name: "web-1"}, Stdout, r, fixedNow)
 	}()
 	go func() { _, _ = io.WriteString(pw, "before\n") }()
 	b := <-ch
@@ -537,7 +538,7 @@ func TestPumpLinesAfterBurst(t *testing.T) {
 	root, pid, ch := newBatchSink(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	go pumpLines(root, pid, &LogSource{Name: "web-1"}, Stdout, pr, fixedNow)
+	go pumpLines(root, pid, &logformat.Source{Name: "web-1"}, Stdout, pr, fixedNow)
 	burst, want := numbered(1000) // well above busyRead
 	if len(burst) < 2*busyRead {
 		t.Fatalf("burst of %d bytes too small", len(burst))

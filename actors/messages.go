@@ -6,6 +6,7 @@ import (
 	"sstack/actors/lifecycle"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/logformat"
 	"sstack/singularity"
 )
 
@@ -187,7 +188,7 @@ func (s Stream) String() string {
 // Done is signalled once the lines are written: the reader waits for it
 // before reusing its buffer, which bounds memory and pushes back on the pipe.
 type LogBatch struct {
-	Source *LogSource
+	Source *logformat.Source
 	Stream Stream
 	// Data is Count whole lines, each ending with a newline (one is added
 	// to a last line without it and to each piece of a line longer than
@@ -196,13 +197,6 @@ type LogBatch struct {
 	Count int
 	Time  time.Time
 	Done  chan<- struct{}
-}
-
-// LogSource identifies one replica for the logger.
-type LogSource struct {
-	Service string
-	Replica int
-	Name    string // display name, e.g. "web-1", or its container_name
 }
 
 // FlushLogs asks the logger to flush; it responds with FlushLogs when done.

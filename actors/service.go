@@ -18,6 +18,7 @@ import (
 	"sstack/actors/policy"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/logformat"
 	"sstack/internal/prepare"
 	"sstack/internal/statedir"
 	"sstack/metrics"
@@ -221,7 +222,7 @@ func (s *serviceActor) perform(ctx actor.Context, e lifecycle.Effect) {
 		}()
 	case lifecycle.StartProcess:
 		pspec := s.cfg.ProcessSpec()
-		src := &LogSource{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
+		src := &logformat.Source{Service: s.cfg.Service.Name, Replica: s.cfg.Replica, Name: s.cfg.Name}
 		logger, pipes := s.cfg.Logger, s.cfg.pipes
 		go runProcess(rt, root, self, logger, pipes, e.Run, pspec, src, s.cfg.Service, &s.final)
 	case lifecycle.SignalProcess:
@@ -317,7 +318,7 @@ func (s *serviceActor) publish(ctx actor.Context, ev api.Event) {
 
 // runProcess starts the process with its output on pipes, pumps both pipes
 // to the logger and reports the exit once both are drained.
-func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *LogSource, svc *compose.Service, final *atomic.Bool) {
+func runProcess(rt singularity.Runtime, root *actor.RootContext, self, logger *actor.PID, pipes *pipeTracker, run int, spec singularity.ProcessSpec, src *logformat.Source, svc *compose.Service, final *atomic.Bool) {
 	outR, outW, err := logPipe()
 	if err != nil {
 		root.Send(self, &processStarted{run: run, err: err})

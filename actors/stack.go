@@ -16,6 +16,7 @@ import (
 	"sstack/actors/supervision"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/logformat"
 	"sstack/metrics"
 	"sstack/singularity"
 )
@@ -70,7 +71,7 @@ type UpOptions struct {
 	// Parallel bounds how many instances start or stop at once (docker
 	// compose's --parallel); 0 means DefaultParallel.
 	Parallel int
-	Format   LogFormat
+	Format   logformat.Format
 	Stdout   io.Writer // service output
 	Stderr   io.Writer // sstack's status lines
 }

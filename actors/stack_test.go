@@ -12,6 +12,7 @@ import (
 
 	"sstack/actors/policy"
 	"sstack/compose"
+	"sstack/internal/logformat"
 	"sstack/internal/testutil"
 	"sstack/singularity"
 )
@@ -41,7 +42,7 @@ func startStack(t *testing.T, rt *fakeRuntime, services ...compose.Service) (*St
 		Plan:    &compose.Plan{Project: "p", Services: services},
 		Runtime: rt,
 		UpOptions: UpOptions{
-			Format: LogFormat{Prefix: true},
+			Format: logformat.Format{Prefix: true},
 			Stdout: out,
 			Stderr: errb,
 		},
@@ -248,7 +249,7 @@ func startWith(t *testing.T, cfg StackConfig, services ...compose.Service) (*Sta
 	t.Helper()
 	out, errb := &syncBuffer{}, &syncBuffer{}
 	cfg.Plan = &compose.Plan{Project: "p", Services: services}
-	cfg.Format = LogFormat{Prefix: true}
+	cfg.Format = logformat.Format{Prefix: true}
 	cfg.Stdout, cfg.Stderr = out, errb
 	return Start(cfg), out, errb
 }

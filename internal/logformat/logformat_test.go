@@ -1,4 +1,4 @@
-package actors
+package logformat
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func escapeInvalid(b []byte) string {
 
 // referenceJSON is a JSON line as encoding/json writes it, which
 // Printer.appendJSON must write byte for byte.
-func referenceJSON(project string, src *LogSource, stream string, t time.Time, line []byte) string {
+func referenceJSON(project string, src *Source, stream string, t time.Time, line []byte) string {
 	text := string(line)
 	if !utf8.ValidString(text) {
 		text = escapeInvalid(line)
@@ -69,8 +69,8 @@ func TestJSONTextAsEncodingJSON(t *testing.T) {
 		}
 		lines = append(lines, b)
 	}
-	p := NewPrinter(LogFormat{JSON: true, Project: "proj"})
-	src := &LogSource{Service: "web", Replica: 2, Name: "web-2"}
+	p := NewPrinter(Format{JSON: true, Project: "proj"})
+	src := &Source{Service: "web", Replica: 2, Name: "web-2"}
 	at := time.Date(2026, 12, 7, 5, 6, 7, 80, time.FixedZone("X", 3600))
 	for _, line := range lines {
 		if got, want := string(p.appendJSON(nil, src, "stderr", at, line)), referenceJSON("proj", src, "stderr", at, line); got != want {
@@ -78,9 +78,9 @@ func TestJSONTextAsEncodingJSON(t *testing.T) {
 		}
 	}
 	// The head of a line follows the replica, the stream and the time.
-	other := &LogSource{Service: "db", Replica: 1, Name: "db-1"}
+	other := &Source{Service: "db", Replica: 1, Name: "db-1"}
 	for i, c := range []struct {
-		src    *LogSource
+		src    *Source
 		stream string
 		t      time.Time
 	}{{src, "stdout", at}, {other, "stdout", at}, {other, "stdout", at.Add(time.Nanosecond)}, {src, "stdout", at}, {src, "stderr", at}} {
