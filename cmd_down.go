@@ -11,7 +11,6 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/control"
 	"sstack/internal/engine"
 	"sstack/internal/images"
 )
@@ -78,13 +77,13 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 	}
 	opts := api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}
 	partial := orphansStay || len(services) > 0 && len(engine.WithDependents(plan, services)) < len(plan.Services)
-	if c, err := control.Dial(stateDir); err == nil {
+	if c, closeFn, err := o.dialStack(stateDir); err == nil {
 		info, _ := c.Info(context.Background())
-		if err := c.Down(context.Background(), opts); err != nil {
-			c.Close()
+		err := c.Down(context.Background(), opts)
+		closeFn()
+		if err != nil {
 			return err
 		}
-		c.Close()
 		if !partial {
 			fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
 			for engine.Locked(stateDir) {
@@ -126,9 +125,9 @@ func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
 		return nil, nil // no compose file here: every service is the project's
 	}
 	var rows []api.Replica
-	if c, err := control.Dial(stateDir); err == nil {
+	if c, closeFn, err := o.dialStack(stateDir); err == nil {
 		rows, err = c.Ps(context.Background(), api.PsOptions{All: true})
-		c.Close()
+		closeFn()
 		if err != nil {
 			return nil, err
 		}

@@ -19,7 +19,6 @@ import (
 	"sstack/actors"
 	"sstack/actors/policy"
 	"sstack/internal/api"
-	"sstack/internal/control"
 	"sstack/internal/engine"
 	"sstack/internal/logformat"
 )
@@ -196,11 +195,11 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 	if err != nil {
 		return false, nil // the load error is reported by up itself
 	}
-	c, err := control.Dial(dir)
+	c, closeFn, err := o.dialStack(dir)
 	if err != nil {
 		return false, nil
 	}
-	defer c.Close()
+	defer closeFn()
 	scale, err := parseScale(o.scale)
 	if err != nil {
 		return true, err
@@ -265,7 +264,7 @@ func (f convergeFlags) policies() (named, deps string) {
 
 // showing runs call (a change of the running stack) while it prints the
 // status lines of the events it causes, up to the stack's "converged".
-func showing(ctx context.Context, c *control.Client, w io.Writer, call func() error) error {
+func showing(ctx context.Context, c api.Stack, w io.Writer, call func() error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	subscribed, over := make(chan struct{}), make(chan struct{})

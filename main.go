@@ -34,6 +34,9 @@ var version = "0.1.0-dev"
 
 // options holds every flag; each command reads the ones it declares.
 type options struct {
+	// dial reaches a project's supervisor from its state directory
+	// (nil: its control socket); unit tests give a fake api.Stack.
+	dial    func(dir string) (api.Stack, func(), error)
 	files   []string
 	project string
 	// projectFlag is how the project name was given (-n, -p,
@@ -127,7 +130,14 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o := &options{stdout: stdout, stderr: stderr, projectFlag: projectFlagIn(args)}
+	return execute(&options{stdout: stdout, stderr: stderr}, args)
+}
+
+// execute runs the command line args with o (its output writers, and
+// in unit tests a fake stack to dial) and returns the exit code.
+func execute(o *options, args []string) int {
+	stdout, stderr := o.stdout, o.stderr
+	o.projectFlag = projectFlagIn(args)
 	root := newRoot(o)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -318,14 +328,32 @@ func (o *options) connect() (api.Stack, string, func(), error) {
 	if err != nil {
 		return nil, "", nil, err
 	}
-	c, err := control.Dial(dir)
+	st, closeFn, err := o.dialStack(dir)
 	if err != nil {
 		if errors.Is(err, api.ErrNotRunning) {
 			return nil, project, nil, notRunning(project)
 		}
 		return nil, project, nil, err
 	}
-	return c, project, func() { c.Close() }, nil
+	return st, project, closeFn, nil
+}
+
+// dialStack reaches the supervisor of the project whose state directory
+// is dir (api.ErrNotRunning: none runs).
+func (o *options) dialStack(dir string) (api.Stack, func(), error) {
+	if o.dial != nil {
+		return o.dial(dir)
+	}
+	return dialControl(dir)
+}
+
+// dialControl reaches the supervisor through its control socket in dir.
+func dialControl(dir string) (api.Stack, func(), error) {
+	c, err := control.Dial(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() { c.Close() }, nil
 }
 
 func notRunning(project string) error {
