@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"sstack/actors"
 	"sstack/internal/testimg"
+	"sstack/singularity"
 )
 
 var (
@@ -346,7 +346,7 @@ func benchUpDown(b *testing.B, n int) {
 		}
 	}
 	b.StopTimer()
-	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, actors.DefaultParallel())
+	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, singularity.DefaultParallel())
 	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
 	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
 	b.ReportMetric(0, "ns/op")

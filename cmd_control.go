@@ -22,7 +22,7 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/engine"
+	"sstack/internal/projects"
 	"sstack/internal/slurm"
 	"sstack/singularity"
 )
@@ -104,18 +104,18 @@ func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
 	if rerr != nil {
 		return nil, rerr
 	}
-	rows, lerr := engine.Unsupervised(context.Background(), rt, project)
+	rows, lerr := projects.Unsupervised(context.Background(), rt, project)
 	if lerr != nil {
 		return nil, lerr
 	}
 	if len(rows) == 0 {
 		// The stack has ended: its replicas as they ended, until down.
 		_, dir, _ := o.stateDir()
-		rows = engine.LastRows(dir)
+		rows = projects.LastRows(dir)
 	}
 	// A project that does not run has no replicas to show, as docker
 	// compose ps shows none: not an error.
-	return engine.FilterRows(rows, opts), nil
+	return opts.Filter(rows), nil
 }
 
 func printJSONRows(w io.Writer, rows []api.Replica) error {
@@ -239,7 +239,7 @@ func (o *options) stateBase() string {
 // listProjects finds the user's projects, with or without a supervisor.
 func listProjects(o *options, all bool) ([]api.ProjectInfo, error) {
 	rt, _ := o.runtimeBinary() // without a runtime, only supervised projects
-	return engine.Projects(context.Background(), rt, o.stateBase(), all)
+	return projects.List(context.Background(), rt, o.stateBase(), all)
 }
 
 func newExec(o *options) *cobra.Command {

@@ -13,6 +13,7 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/engine"
 	"sstack/internal/images"
+	"sstack/internal/projects"
 )
 
 func newDown(o *options) *cobra.Command {
@@ -86,7 +87,7 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 		}
 		if !partial {
 			fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
-			for engine.Locked(stateDir) {
+			for projects.Locked(stateDir) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
@@ -102,9 +103,9 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 		grace = *t
 	}
 	if partial {
-		err = engine.RemoveServices(context.Background(), rt, project, engine.WithDependents(plan, services), grace, o.stderr)
+		err = projects.RemoveServices(context.Background(), rt, project, engine.WithDependents(plan, services), grace, o.stderr)
 	} else {
-		err = engine.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
+		err = projects.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
 	}
 	if err != nil || rmi == "" {
 		return err
@@ -132,7 +133,7 @@ func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
 			return nil, err
 		}
 	} else if rt, err := o.runtimeBinary(); err == nil {
-		rows, _ = engine.Unsupervised(context.Background(), rt, project)
+		rows, _ = projects.Unsupervised(context.Background(), rt, project)
 	}
 	var orphans, keep []string
 	for _, r := range rows {

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"sstack/compose"
-	"sstack/internal/engine"
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
+	"sstack/internal/projects"
 	"sstack/internal/statedir"
 )
 
@@ -244,7 +244,7 @@ func follow(dir, stateDir string, fls map[string]*follower, want func(string) bo
 		}
 		// Checked before reading, so that what was written until then is
 		// printed.
-		running := engine.Locked(stateDir) && !filter.ended(time.Now())
+		running := projects.Locked(stateDir) && !filter.ended(time.Now())
 		var batch []logstore.Line
 		for _, fl := range fls {
 			batch = append(batch, filter.filter(fl.read())...)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"slices"
 	"time"
 
@@ -69,7 +68,7 @@ type UpOptions struct {
 	// StopTimeout overrides every stop_grace_period at teardown (up -t).
 	StopTimeout *time.Duration
 	// Parallel bounds how many instances start or stop at once (docker
-	// compose's --parallel); 0 means DefaultParallel.
+	// compose's --parallel); 0 means singularity.DefaultParallel.
 	Parallel int
 	Format   logformat.Format
 	Stdout   io.Writer // service output
@@ -82,11 +81,6 @@ type Placer interface {
 	Place(service string, replica int) (node string, err error)
 	Forget(service string, replica int)
 }
-
-// DefaultParallel is the bound of parallel instance starts and stops: an
-// instance start is mostly CPU work of Apptainer's, so more at once than
-// a few per core only makes each slower.
-func DefaultParallel() int { return 4 * runtime.NumCPU() }
 
 // Stack is a running stack: an actor system with the logger and the stack
 // supervisor, which spawns one service actor per replica.
@@ -116,7 +110,7 @@ func Start(cfg StackConfig) *Stack {
 	st := &Stack{system: system, done: make(chan StackDone, 1), pipes: newPipeTracker()}
 	parallel := cfg.Parallel
 	if parallel <= 0 {
-		parallel = DefaultParallel()
+		parallel = singularity.DefaultParallel()
 	}
 	slots := make(chan struct{}, parallel)
 	format := cfg.Format

@@ -9,11 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
+
+// DefaultParallel is the bound of parallel instance starts and stops: an
+// instance start is mostly CPU work of Apptainer's, so more at once than
+// a few per core only makes each slower.
+func DefaultParallel() int { return 4 * runtime.NumCPU() }
 
 // Apptainer runs the apptainer (or singularity) command line. Both names
 // take the same flags, so there is one code path. The zero value is not

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -328,3 +329,19 @@ func (e *NoServiceError) Error() string {
 }
 
 func (e *NoServiceError) Is(target error) bool { return target == ErrNoService }
+
+// Filter keeps the rows ps shows for o: active ones unless All, of the
+// services named (all when none).
+func (o PsOptions) Filter(rows []Replica) []Replica {
+	var out []Replica
+	for _, r := range rows {
+		if !o.All && !r.Active() {
+			continue
+		}
+		if len(o.Services) > 0 && !slices.Contains(o.Services, r.Service) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -134,6 +135,34 @@ func TestWarningLine(t *testing.T) {
 	} {
 		if got := c.e.Line(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.e, got, c.want)
+		}
+	}
+}
+
+// ps shows active replicas unless -a, of the services named.
+func TestPsOptionsFilter(t *testing.T) {
+	rows := []Replica{
+		{Name: "web-1", Service: "web", State: StateRunning},
+		{Name: "web-2", Service: "web", State: StateExited},
+		{Name: "db-1", Service: "db", State: StateRunning},
+	}
+	names := func(rs []Replica) (out []string) {
+		for _, r := range rs {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		opts PsOptions
+		want []string
+	}{
+		{PsOptions{}, []string{"web-1", "db-1"}},
+		{PsOptions{All: true}, []string{"web-1", "web-2", "db-1"}},
+		{PsOptions{All: true, Services: []string{"web"}}, []string{"web-1", "web-2"}},
+		{PsOptions{Services: []string{"db"}}, []string{"db-1"}},
+	} {
+		if got := names(c.opts.Filter(rows)); !slices.Equal(got, c.want) {
+			t.Errorf("%+v: %v, want %v", c.opts, got, c.want)
 		}
 	}
 }

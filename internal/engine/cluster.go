@@ -113,7 +113,7 @@ func parallelFor(given int, c *cluster) int {
 	if given != 0 || c == nil {
 		return given
 	}
-	return actors.DefaultParallel() * len(c.nodes)
+	return singularity.DefaultParallel() * len(c.nodes)
 }
 
 // start launches the agents of the nodes that have replicas, at once.

@@ -23,6 +23,7 @@ import (
 	"sstack/internal/control"
 	"sstack/internal/images"
 	"sstack/internal/prepare"
+	"sstack/internal/projects"
 	"sstack/internal/slurm"
 	"sstack/internal/statedir"
 	"sstack/internal/usage"
@@ -94,7 +95,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		skipElsewhere(plan, warn)
 		opts.Services = slices.DeleteFunc(slices.Clone(opts.Services), func(name string) bool { return plan.Service(name) == nil })
 	}
-	unlock, err := lockProject(plan.StateDir)
+	unlock, err := projects.Lock(plan.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +302,7 @@ func (s *Supervisor) Flush() { s.stack.Flush() }
 // and unlocks the project.
 func (s *Supervisor) close() {
 	if rows, err := s.stack.Ps(); err == nil {
-		recordLastRows(s.plan().StateDir, rows)
+		projects.RecordLastRows(s.plan().StateDir, rows)
 	}
 	s.stack.Close()
 	if s.cluster != nil {

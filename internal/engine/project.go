@@ -2,20 +2,15 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"sstack/compose"
-	"sstack/internal/api"
 	"sstack/internal/statedir"
 	"sstack/singularity"
 )
@@ -98,43 +93,6 @@ func inspectImages(ctx context.Context, rt *singularity.Apptainer, plan *compose
 	return out, errors.Join(errs...)
 }
 
-// lockProject takes an exclusive lock in the project's state directory so
-// two sstacks cannot start the same project at once.
-func lockProject(stateDir string) (func(), error) {
-	if err := statedir.Private(filepath.Dir(stateDir)); err != nil {
-		return nil, err
-	}
-	if err := statedir.Private(stateDir); err != nil {
-		return nil, err
-	}
-	path := statedir.Lock(stateDir)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, statedir.Problem(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first ('sstack down -n %s'), or choose another name with -n", stateDir, err, filepath.Base(stateDir))
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() { _ = f.Truncate(0); f.Close() }, nil
-}
-
-// Locked reports whether an sstack holds the project's lock (is running it).
-func Locked(stateDir string) bool {
-	f, err := os.Open(statedir.Lock(stateDir))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
-}
-
 // Attached are the services whose output up shows, as docker compose
 // decides: those of --attach if given, else the services named (with
 // their dependencies only with attachDeps), else all; less --no-attach.
@@ -158,36 +116,4 @@ func Attached(plan *compose.Plan, services, attach, noAttach []string, attachDep
 		out[s] = !slices.Contains(noAttach, s)
 	}
 	return out
-}
-
-// recordLastRows keeps the replicas as the stack ended, so that ps -a
-// still lists them with their last state and exit code until down, as
-// docker lists exited containers ("exited (143)" for one the teardown
-// stopped).
-func recordLastRows(stateDir string, rows []api.Replica) {
-	for i := range rows {
-		rows[i].Pid = 0
-		// Its instance is gone, as every one at the end: what docker
-		// shows of a container is how its process exited.
-		if rows[i].State == api.StateStopped && rows[i].Ran {
-			rows[i].State = api.StateExited
-		}
-	}
-	if b, err := json.Marshal(rows); err == nil {
-		_ = os.WriteFile(statedir.LastPs(stateDir), b, 0o600)
-	}
-}
-
-// LastRows are the replicas of a project as its stack ended (none when
-// it never ran, or was taken down).
-func LastRows(stateDir string) []api.Replica {
-	b, err := os.ReadFile(statedir.LastPs(stateDir))
-	if err != nil {
-		return nil
-	}
-	var rows []api.Replica
-	if json.Unmarshal(b, &rows) != nil {
-		return nil
-	}
-	return rows
 }

@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"sstack/internal/agent"
 	"sstack/internal/api"
+	"sstack/internal/projects"
 )
 
 // The api.Stack methods that read what the stack is and does: ps, info,
@@ -33,30 +32,8 @@ func (s *Supervisor) Info(ctx context.Context) (api.ProjectInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	info.Status = ProjectStatus(rows)
+	info.Status = projects.Status(rows)
 	return info, nil
-}
-
-// ProjectStatus is docker compose ls's status: "running(2), exited(1)".
-func ProjectStatus(rows []api.Replica) string {
-	counts := map[string]int{}
-	for _, r := range rows {
-		st := string(r.State)
-		if r.State == api.StateStopping || r.State == api.StateRestarting || r.State == api.StateStarting {
-			st = string(api.StateRunning)
-		}
-		counts[st]++
-	}
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s(%d)", k, counts[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 func (s *Supervisor) checkServices(names []string) error {
@@ -74,7 +51,7 @@ func (s *Supervisor) Ps(ctx context.Context, opts api.PsOptions) ([]api.Replica,
 	if err != nil {
 		return nil, err
 	}
-	return FilterRows(rows, opts), nil
+	return opts.Filter(rows), nil
 }
 
 // rows are the replica rows, once the actors run and the services named
@@ -93,28 +70,13 @@ func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica
 	return rows, err
 }
 
-// FilterRows keeps the rows ps shows for opts.
-func FilterRows(rows []api.Replica, opts api.PsOptions) []api.Replica {
-	var out []api.Replica
-	for _, r := range rows {
-		if !opts.All && !r.Active() {
-			continue
-		}
-		if len(opts.Services) > 0 && !slices.Contains(opts.Services, r.Service) {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
 // Top implements api.Stack.
 func (s *Supervisor) Top(ctx context.Context, opts api.TopOptions) ([]api.TopReplica, error) {
 	rows, err := s.rows(ctx, opts.Services)
 	if err != nil {
 		return nil, err
 	}
-	return Top(ctx, s.rt, s.plan().Project, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+	return Top(ctx, s.rt, s.plan().Project, api.PsOptions{Services: opts.Services}.Filter(rows))
 }
 
 // Stats implements api.Stack: what each active replica (ps without -a)
@@ -124,7 +86,7 @@ func (s *Supervisor) Stats(ctx context.Context, opts api.StatsOptions) ([]api.Re
 	if err != nil {
 		return nil, err
 	}
-	stats, err := s.stats(ctx, FilterRows(rows, api.PsOptions{Services: opts.Services}))
+	stats, err := s.stats(ctx, api.PsOptions{Services: opts.Services}.Filter(rows))
 	if len(stats) > 0 {
 		return stats, nil // a node that did not answer leaves its replicas out
 	}
@@ -143,7 +105,7 @@ func (s *Supervisor) scrapeUsage(ctx context.Context) ([]api.ReplicaStats, error
 	if err != nil {
 		return nil, err
 	}
-	return s.stats(ctx, FilterRows(rows, api.PsOptions{}))
+	return s.stats(ctx, api.PsOptions{}.Filter(rows))
 }
 
 func (s *Supervisor) stats(ctx context.Context, rows []api.Replica) ([]api.ReplicaStats, error) {

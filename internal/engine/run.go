@@ -15,6 +15,7 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/images"
 	"sstack/internal/prepare"
+	"sstack/internal/projects"
 	"sstack/internal/stacknet"
 	"sstack/internal/statedir"
 	"sstack/singularity"
@@ -211,7 +212,7 @@ func (r *OneOff) network(ctx context.Context, nw *networks, plan *compose.Plan, 
 // runs, the hosts file its supervisor keeps for svc (every name on its
 // replicas' nodes); nil otherwise.
 func placedHosts(plan *compose.Plan, svc *compose.Service) ([]byte, error) {
-	if _, ok := os.LookupEnv("SLURM_JOB_ID"); !ok || svc.Network != compose.NetworkProject || !Locked(plan.StateDir) {
+	if _, ok := os.LookupEnv("SLURM_JOB_ID"); !ok || svc.Network != compose.NetworkProject || !projects.Locked(plan.StateDir) {
 		return nil, nil
 	}
 	if _, err := stacknet.Load(plan.StateDir); err == nil {

@@ -33,7 +33,7 @@ func (s *Supervisor) waitStarted(ctx context.Context, services []string, healthy
 			return err
 		}
 		if len(services) > 0 {
-			rows = FilterRows(rows, api.PsOptions{All: true, Services: services})
+			rows = api.PsOptions{All: true, Services: services}.Filter(rows)
 		}
 		done, err := startedAll(s.plan(), rows, healthy)
 		if done || err != nil {

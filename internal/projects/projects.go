@@ -1,7 +1,14 @@
-package engine
+// Package projects knows a project from outside its supervisor: whether an
+// sstack holds it (the lock in its state directory), what it left (the
+// instances of a killed sstack, the replicas as its stack ended), taking
+// down what is left (down without a supervisor), and the list of
+// projects (ls). The engine takes the lock and records the last rows; the
+// CLI reads the rest.
+package projects
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,11 +16,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
@@ -21,9 +29,6 @@ import (
 	"sstack/internal/statedir"
 	"sstack/singularity"
 )
-
-// What can be known of projects without their supervisor: their
-// instances, and their state directories.
 
 // Remove stops every instance of project still there (left by an sstack
 // that was killed), each within grace, and removes its state; named
@@ -71,7 +76,7 @@ func stopLeftovers(ctx context.Context, rt *singularity.Apptainer, project strin
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(infos))
-	slots := make(chan struct{}, actors.DefaultParallel())
+	slots := make(chan struct{}, singularity.DefaultParallel())
 	for i, info := range infos {
 		p, svc, _, ok := compose.ParseInstanceName(info.Name)
 		if !ok || p != project || len(services) > 0 && !slices.Contains(services, svc) {
@@ -134,10 +139,10 @@ func Unsupervised(ctx context.Context, rt *singularity.Apptainer, project string
 	return rows, nil
 }
 
-// Projects lists the user's projects under stateBase: those whose
+// List lists the user's projects under stateBase: those whose
 // supervisor answers, those with instances but no supervisor, and with
 // all those that only have a state directory.
-func Projects(ctx context.Context, rt *singularity.Apptainer, stateBase string, all bool) ([]api.ProjectInfo, error) {
+func List(ctx context.Context, rt *singularity.Apptainer, stateBase string, all bool) ([]api.ProjectInfo, error) {
 	byName := map[string]*api.ProjectInfo{}
 	entries, _ := os.ReadDir(stateBase)
 	for _, e := range entries {
@@ -181,4 +186,95 @@ func Projects(ctx context.Context, rt *singularity.Apptainer, stateBase string, 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Lock takes an exclusive lock in the project's state directory so
+// two sstacks cannot start the same project at once.
+func Lock(stateDir string) (func(), error) {
+	if err := statedir.Private(filepath.Dir(stateDir)); err != nil {
+		return nil, err
+	}
+	if err := statedir.Private(stateDir); err != nil {
+		return nil, err
+	}
+	path := statedir.Lock(stateDir)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, statedir.Problem(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("project state %s is locked by another sstack (%v); stop that one first ('sstack down -n %s'), or choose another name with -n", stateDir, err, filepath.Base(stateDir))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { _ = f.Truncate(0); f.Close() }, nil
+}
+
+// Locked reports whether an sstack holds the project's lock (is running it).
+func Locked(stateDir string) bool {
+	f, err := os.Open(statedir.Lock(stateDir))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// RecordLastRows keeps the replicas as the stack ended, so that ps -a
+// still lists them with their last state and exit code until down, as
+// docker lists exited containers ("exited (143)" for one the teardown
+// stopped).
+func RecordLastRows(stateDir string, rows []api.Replica) {
+	for i := range rows {
+		rows[i].Pid = 0
+		// Its instance is gone, as every one at the end: what docker
+		// shows of a container is how its process exited.
+		if rows[i].State == api.StateStopped && rows[i].Ran {
+			rows[i].State = api.StateExited
+		}
+	}
+	if b, err := json.Marshal(rows); err == nil {
+		_ = os.WriteFile(statedir.LastPs(stateDir), b, 0o600)
+	}
+}
+
+// LastRows are the replicas of a project as its stack ended (none when
+// it never ran, or was taken down).
+func LastRows(stateDir string) []api.Replica {
+	b, err := os.ReadFile(statedir.LastPs(stateDir))
+	if err != nil {
+		return nil
+	}
+	var rows []api.Replica
+	if json.Unmarshal(b, &rows) != nil {
+		return nil
+	}
+	return rows
+}
+
+// Status is docker compose ls's status: "running(2), exited(1)".
+func Status(rows []api.Replica) string {
+	counts := map[string]int{}
+	for _, r := range rows {
+		st := string(r.State)
+		if r.State == api.StateStopping || r.State == api.StateRestarting || r.State == api.StateStarting {
+			st = string(api.StateRunning)
+		}
+		counts[st]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s(%d)", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
 }
