@@ -90,7 +90,6 @@ func (e *benchEnv) floorSlurm(job, hosts string, nodes []string, perNode int) (u
 			steps = append(steps, &step{name: fmt.Sprintf("%s.%s.%d", project, node, r), node: node, done: make(chan struct{})})
 		}
 	}
-	start := append([]string{e.apptBin, "-s", "instance", "start"}, isolation...)
 	errs := make(chan error, n)
 	timeout := time.After(upDownTimeout(n))
 	collect := func(what string) {
@@ -108,8 +107,8 @@ func (e *benchEnv) floorSlurm(job, hosts string, nodes []string, perNode int) (u
 	t0 := time.Now()
 	for _, s := range steps {
 		go func() {
-			script := fmt.Sprintf(`%s --mount type=bind,source=%s,destination=/etc/hosts,readonly %s %s >/dev/null && exec %s %s`,
-				strings.Join(start, " "), hosts, e.image, s.name, e.apptBin, strings.Join(quoteAll(execArgs(s.name, "sh", "-c", benchCmd)), " "))
+			script := fmt.Sprintf(`%s %s >/dev/null && exec %s %s`,
+				e.apptBin, strings.Join(quoteAll(e.startArgs(s.name, hosts)), " "), e.apptBin, strings.Join(quoteAll(execArgs(s.name, "sh", "-c", benchCmd)), " "))
 			argv := slurm.AgentStep("srun", job, slurm.Node{Name: s.node}, []string{"/bin/sh", "-c", script})
 			s.cmd = exec.Command(argv[0], argv[1:]...)
 			r, w, err := os.Pipe()

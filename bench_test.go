@@ -68,10 +68,6 @@ func benchSstack(b *testing.B) string {
 // goes nowhere so it holds no log pipe.
 const benchCmd = `trap 'kill $p; exit 0' TERM; echo ready; sleep 100000 </dev/null >/dev/null 2>&1 & p=$!; wait $p`
 
-// isolation are the flags sstack gives `instance start`
-// (singularity/apptainer.go isolationFlags).
-var isolation = []string{"--containall", "--no-init", "--no-umask", "--no-eval", "--writable-tmpfs"}
-
 type benchEnv struct {
 	b        *testing.B
 	apptBin  string
@@ -131,12 +127,21 @@ func (e *benchEnv) appt(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// startArgs are sstack's own `instance start` arguments for a service
+// with no volumes on the host's network: isolation flags plus the hosts
+// file bound read-only.
+func (e *benchEnv) startArgs(name, hosts string) []string {
+	args, err := singularity.StartArgs(singularity.InstanceSpec{Name: name, Image: e.image, HostsFile: hosts})
+	if err != nil {
+		e.b.Fatal(err)
+	}
+	return args
+}
+
 // startInstance runs `instance start` exactly as sstack does for a service
-// with no volumes: isolation flags plus the hosts file bound read-only.
+// with no volumes.
 func (e *benchEnv) startInstance(name, hosts string) error {
-	args := append([]string{"-s", "instance", "start"}, isolation...)
-	args = append(args, "--mount", "type=bind,source="+hosts+",destination=/etc/hosts,readonly", e.image, name)
-	if out, err := e.appt(args...).CombinedOutput(); err != nil {
+	if out, err := e.appt(e.startArgs(name, hosts)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("instance start %s: %v: %s", name, err, out)
 	}
 	return nil

@@ -160,7 +160,7 @@ func TestStartArgs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args, err := startArgs(c.spec)
+			args, err := StartArgs(c.spec)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)
@@ -176,7 +176,7 @@ func TestStartArgs(t *testing.T) {
 		})
 	}
 	// A relative image path is made absolute: the client runs in "/".
-	args, err := startArgs(InstanceSpec{Name: "a", Image: "rel.sif"})
+	args, err := StartArgs(InstanceSpec{Name: "a", Image: "rel.sif"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 		// that needs no tool in the image and works with a read-only root.
 		spec.Tmpfs = append(slices.Clip(spec.Tmpfs), dir)
 	}
-	args, err := startArgs(spec)
+	args, err := StartArgs(spec)
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,9 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 	return nil
 }
 
-// startArgs builds `instance start`. Binds use --mount, whose CSV syntax
+// StartArgs are the arguments of the `apptainer instance start` that
+// starts spec's instance (the benchmarks run them as the raw floor).
+// Binds use --mount, whose CSV syntax
 // can quote any path; --bind cannot carry ',' or ':' in a path.
 //
 // Tmpfs paths use --scratch: Apptainer mounts a fresh tmpfs there, creating
@@ -56,7 +58,7 @@ func (a *Apptainer) StartInstance(ctx context.Context, spec InstanceSpec) error 
 // Of several mounts on one destination Apptainer keeps the first
 // (measured), so the hosts file comes after the user's binds: a user bind
 // onto /etc/hosts wins, as in Docker.
-func startArgs(spec InstanceSpec) ([]string, error) {
+func StartArgs(spec InstanceSpec) ([]string, error) {
 	if err := ValidateName(spec.Name); err != nil {
 		return nil, err
 	}

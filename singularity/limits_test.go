@@ -34,7 +34,7 @@ func TestStartArgsLimitsAndGPUs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.spec.Name, c.spec.Image = "p.s.1", "/i.sif"
-			args, err := startArgs(c.spec)
+			args, err := StartArgs(c.spec)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)
