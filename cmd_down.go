@@ -11,7 +11,6 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/engine"
 	"sstack/internal/images"
 	"sstack/internal/projects"
 )
@@ -77,7 +76,7 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 		}
 	}
 	opts := api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}
-	partial := orphansStay || len(services) > 0 && len(engine.WithDependents(plan, services)) < len(plan.Services)
+	partial := orphansStay || len(services) > 0 && len(plan.WithDependents(services)) < len(plan.Services)
 	if c, closeFn, err := o.dialStack(stateDir); err == nil {
 		info, _ := c.Info(context.Background())
 		err := c.Down(context.Background(), opts)
@@ -103,7 +102,7 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 		grace = *t
 	}
 	if partial {
-		err = projects.RemoveServices(context.Background(), rt, project, engine.WithDependents(plan, services), grace, o.stderr)
+		err = projects.RemoveServices(context.Background(), rt, project, plan.WithDependents(services), grace, o.stderr)
 	} else {
 		err = projects.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
 	}

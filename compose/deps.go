@@ -150,6 +150,36 @@ func cycleID(cycle []string) string {
 	return strings.Join(append(slices.Clone(ring[i:]), ring[:i]...), " ")
 }
 
+// WithDependents are the services named and those that depend on them,
+// directly or not (required or not), in the plan's order.
+func (p *Plan) WithDependents(names []string) []string {
+	in := map[string]bool{}
+	for _, n := range names {
+		in[n] = true
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, svc := range p.Services {
+			if in[svc.Name] {
+				continue
+			}
+			for _, d := range svc.DependsOn {
+				if in[d.Service] {
+					in[svc.Name], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	var out []string
+	for _, svc := range p.Services {
+		if in[svc.Name] {
+			out = append(out, svc.Name)
+		}
+	}
+	return out
+}
+
 // WithDependencies are the services named and those they depend on,
 // directly or not, in the plan's order; names not in the plan are left
 // out.

@@ -7,26 +7,6 @@ import (
 	"sstack/compose"
 )
 
-func TestWithDependents(t *testing.T) {
-	plan := &compose.Plan{Services: []compose.Service{
-		{Name: "db"},
-		{Name: "web", DependsOn: []compose.Dependency{{Service: "db"}}},
-		{Name: "proxy", DependsOn: []compose.Dependency{{Service: "web", Required: false}}},
-		{Name: "other"},
-	}}
-	for _, c := range []struct{ names, want []string }{
-		{[]string{"db"}, []string{"db", "web", "proxy"}},
-		{[]string{"web"}, []string{"web", "proxy"}},
-		{[]string{"other", "proxy"}, []string{"proxy", "other"}},
-	} {
-		if got := WithDependents(plan, c.names); !slices.Equal(got, c.want) {
-			t.Errorf("WithDependents(%v) = %v, want %v", c.names, got, c.want)
-		}
-	}
-}
-
-// down --rmi: local removes what was built under compose's own name, all
-// also what was pulled; a path given as image: is never removed.
 func TestAttached(t *testing.T) {
 	plan := &compose.Plan{Services: []compose.Service{
 		{Name: "db"},

@@ -431,7 +431,7 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 		if err := s.checkServices(opts.Services); err != nil {
 			return err
 		}
-		if sel := WithDependents(s.plan(), opts.Services); len(sel) < len(s.plan().Services) {
+		if sel := s.plan().WithDependents(opts.Services); len(sel) < len(s.plan().Services) {
 			// Part of the stack: stop and forget those services, in
 			// one go; return once they are gone.
 			return s.command(ctx, &actors.CommandRequest{Op: actors.OpRemove, Services: sel, Timeout: opts.Timeout},
@@ -440,34 +440,4 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 	}
 	s.downOnce.Do(func() { s.stack.StopWithin("Gracefully stopping... (sstack down)", opts.Timeout) })
 	return nil
-}
-
-// WithDependents are the services named and those that depend on them,
-// directly or not (required or not), in the plan's order.
-func WithDependents(plan *compose.Plan, names []string) []string {
-	in := map[string]bool{}
-	for _, n := range names {
-		in[n] = true
-	}
-	for grew := true; grew; {
-		grew = false
-		for _, svc := range plan.Services {
-			if in[svc.Name] {
-				continue
-			}
-			for _, d := range svc.DependsOn {
-				if in[d.Service] {
-					in[svc.Name], grew = true, true
-					break
-				}
-			}
-		}
-	}
-	var out []string
-	for _, svc := range plan.Services {
-		if in[svc.Name] {
-			out = append(out, svc.Name)
-		}
-	}
-	return out
 }
