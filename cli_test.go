@@ -24,3 +24,22 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		})
 	}
 }
+
+// The logs flags parse after `logs`, with singularity-stack's -i and -x.
+func TestLogsFlags(t *testing.T) {
+	o := &options{}
+	root := newRoot(o)
+	logs, _, err := root.Find([]string{"logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.ParseFlags([]string{"--until", "5m", "--index", "2", "-i", "a", "--include", "b", "-x", "c", "--exclude", "d", "--stdout", "--stderr", "-f"}); err != nil {
+		t.Fatal(err)
+	}
+	if l := o.logs; l.Until != "5m" || l.Index != 2 || strings.Join(l.Include, ",") != "a,b" || strings.Join(l.Exclude, ",") != "c,d" || !l.Stdout || !l.Stderr || !l.Follow {
+		t.Errorf("parsed %+v", o)
+	}
+	if root.Flags().ShorthandLookup("i") != nil || root.Flags().ShorthandLookup("x") != nil {
+		t.Error("-i and -x are taken before the command too")
+	}
+}

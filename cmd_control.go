@@ -22,6 +22,8 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/logformat"
+	"sstack/internal/logs"
 	"sstack/internal/projects"
 	"sstack/internal/slurm"
 	"sstack/singularity"
@@ -564,21 +566,34 @@ func newLogs(o *options) *cobra.Command {
 		Short:             "Show the logs of a project's services, while it runs or after it stopped",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return logs(*o, args)
+			project, err := o.projectName()
+			if err != nil {
+				return err
+			}
+			opts := o.logs
+			opts.Project, opts.StateDir, opts.Services = project, compose.StateDirFor(project, o.loadOptions()), args
+			opts.Format = logformat.Format{
+				Prefix:     !o.noLogPrefix,
+				Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),
+				Timestamps: o.timestamps,
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return logs.Show(ctx, opts, o.stdout)
 		},
 	}
 	f := c.Flags()
-	f.BoolVarP(&o.follow, "follow", "f", false, "Follow log output; ends when the stack stops")
-	f.StringVar(&o.since, "since", "", "Show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
-	f.StringVar(&o.tail, "tail", "all", "Number of lines to show from the end of the logs of each replica")
+	f.BoolVarP(&o.logs.Follow, "follow", "f", false, "Follow log output; ends when the stack stops")
+	f.StringVar(&o.logs.Since, "since", "", "Show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	f.StringVar(&o.logs.Tail, "tail", "all", "Number of lines to show from the end of the logs of each replica")
 	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
 	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
 	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
-	f.StringVar(&o.until, "until", "", "Show logs before a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
-	f.IntVar(&o.index, "index", 0, "Only replica N (from 1) of the selected services")
-	f.StringArrayVarP(&o.include, "include", "i", nil, "Only lines matching this regular expression (repeatable: all must match)")
-	f.StringArrayVarP(&o.exclude, "exclude", "x", nil, "Leave out lines matching this regular expression (repeatable)")
-	f.BoolVar(&o.onlyStdout, "stdout", false, "Only what services wrote to stdout")
-	f.BoolVar(&o.onlyStderr, "stderr", false, "Only what services wrote to stderr")
+	f.StringVar(&o.logs.Until, "until", "", "Show logs before a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
+	f.IntVar(&o.logs.Index, "index", 0, "Only replica N (from 1) of the selected services")
+	f.StringArrayVarP(&o.logs.Include, "include", "i", nil, "Only lines matching this regular expression (repeatable: all must match)")
+	f.StringArrayVarP(&o.logs.Exclude, "exclude", "x", nil, "Leave out lines matching this regular expression (repeatable)")
+	f.BoolVar(&o.logs.Stdout, "stdout", false, "Only what services wrote to stdout")
+	f.BoolVar(&o.logs.Stderr, "stderr", false, "Only what services wrote to stderr")
 	return c
 }

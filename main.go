@@ -24,6 +24,7 @@ import (
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/logs"
 	"sstack/internal/stacknet"
 	"sstack/metrics"
 	"sstack/singularity"
@@ -79,16 +80,9 @@ type options struct {
 	// stop_grace_period
 	timeout int
 
-	// logs
-	follow     bool
-	since      string
-	tail       string
-	until      string
-	index      int
-	include    []string
-	exclude    []string
-	onlyStdout bool
-	onlyStderr bool
+	// logs: its own flags (the shared --timestamps, --no-log-prefix and
+	// --no-color are above)
+	logs logs.Options
 
 	stdout io.Writer
 	stderr io.Writer
@@ -398,3 +392,15 @@ func isTerminal(w io.Writer) bool {
 
 // metricsDefault is --metrics-addr's default, exported for the help text.
 var metricsDefault = metrics.DefaultAddr
+
+// projectName is -n, or the name of the compose project in this directory.
+func (o *options) projectName() (string, error) {
+	if o.project != "" {
+		return o.project, nil
+	}
+	plan, err := compose.Load(context.Background(), o.loadOptions())
+	if err != nil {
+		return "", fmt.Errorf("give the project with -n NAME, or run this where its compose file is: %w", err)
+	}
+	return plan.Project, nil
+}

@@ -1,4 +1,9 @@
-package main
+// Package logs shows a project's stored logs as `sstack logs` does
+// (docker compose's --tail, --since, --until, --index, -f, and
+// singularity-stack's line filters), from the log store's files, with or
+// without a running stack: following ends once no sstack holds the
+// project. The CLI fills Options from its flags.
+package logs
 
 import (
 	"bufio"
@@ -6,50 +11,55 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"sort"
-	"strconv"
-	"syscall"
-	"time"
-
-	"sstack/compose"
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
 	"sstack/internal/projects"
 	"sstack/internal/statedir"
+	"strconv"
+	"time"
 )
 
-// projectName is -n, or the name of the compose project in this directory.
-func (o *options) projectName() (string, error) {
-	if o.project != "" {
-		return o.project, nil
-	}
-	plan, err := compose.Load(context.Background(), o.loadOptions())
-	if err != nil {
-		return "", fmt.Errorf("give the project with -n NAME, or run this where its compose file is: %w", err)
-	}
-	return plan.Project, nil
+// Options are what `sstack logs` shows, its flags as given; errors name
+// the flag at fault.
+type Options struct {
+	Project  string
+	StateDir string
+	// Services, when given, select replicas by service, SERVICE-N name or
+	// display name (container_name).
+	Services []string
+	// Tail is the number of lines from the end of each replica's logs
+	// ("all" or "": every line).
+	Tail   string
+	Follow bool
+	// Since and Until: docker's forms, a time or a duration ago.
+	Since, Until string
+	// Index keeps replica N only (from 1; 0: all).
+	Index int
+	// Stdout, Stderr keep that stream only (both or neither: both).
+	Stdout, Stderr bool
+	// Include: every one must match; Exclude: none may.
+	Include, Exclude []string
+	// Format is how lines are printed (Width and Project are set here).
+	Format logformat.Format
 }
 
-// logs prints the stored logs of a project, as `docker compose logs` does:
-// per replica, --tail lines from the end, merged in time order; with -f it
-// goes on printing new lines until the stack has stopped or Ctrl-C.
-func logs(o options, services []string) error {
-	project, err := o.projectName()
-	if err != nil {
-		return err
-	}
-	stateDir := compose.StateDirFor(project, o.loadOptions())
+// Show prints the stored logs of a project to w, as `docker compose logs`
+// does: per replica, --tail lines from the end, merged in time order; with
+// Follow it goes on printing new lines until the stack has stopped, Until
+// has passed or ctx ends (Ctrl-C).
+func Show(ctx context.Context, o Options, w io.Writer) error {
+	project, services, stateDir := o.Project, o.Services, o.StateDir
 	dir := statedir.Logs(stateDir)
 	filter, err := newLineFilter(o, time.Now())
 	if err != nil {
 		return err
 	}
 	tail := -1
-	if o.tail != "all" && o.tail != "" {
-		if tail, err = strconv.Atoi(o.tail); err != nil || tail < 0 {
-			return fmt.Errorf("--tail %q: use a number of lines or \"all\"", o.tail)
+	if o.Tail != "all" && o.Tail != "" {
+		if tail, err = strconv.Atoi(o.Tail); err != nil || tail < 0 {
+			return fmt.Errorf("--tail %q: use a number of lines or \"all\"", o.Tail)
 		}
 	}
 	display := displayNames(dir)
@@ -103,14 +113,10 @@ func logs(o options, services []string) error {
 	if len(services) == 0 && filter.index > 0 && !slices.ContainsFunc(names, want) {
 		return fmt.Errorf("--index %d: no service of project %q has logs of replica %d", filter.index, project, filter.index)
 	}
-	printer := logformat.NewPrinter(logformat.Format{
-		Prefix:     !o.noLogPrefix,
-		Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),
-		Timestamps: o.timestamps,
-		Width:      width,
-		Project:    project,
-	})
-	out := bufio.NewWriterSize(o.stdout, 64<<10)
+	format := o.Format
+	format.Width, format.Project = width, project
+	printer := logformat.NewPrinter(format)
+	out := bufio.NewWriterSize(w, 64<<10)
 	defer out.Flush()
 
 	var all []logstore.Line
@@ -131,7 +137,7 @@ func logs(o options, services []string) error {
 			return err
 		}
 		lines = append(lines, fl.read()...)
-		if o.follow {
+		if o.Follow {
 			offsets[n] = fl
 		} else {
 			fl.f.Close()
@@ -147,10 +153,10 @@ func logs(o options, services []string) error {
 	for _, l := range all {
 		printLine(printer, out, l, display)
 	}
-	if !o.follow {
+	if !o.Follow {
 		return nil
 	}
-	return follow(dir, stateDir, offsets, want, filter, printer, out, display)
+	return follow(ctx, dir, stateDir, offsets, want, filter, printer, out, display)
 }
 
 func printLine(p *logformat.Printer, out *bufio.Writer, l logstore.Line, display func(string) string) {
@@ -224,11 +230,8 @@ func (fl *follower) rotated() bool {
 }
 
 // follow prints the lines appended to the replicas' logs until the stack
-// has stopped, --until has passed or Ctrl-C.
-func follow(dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *logformat.Printer, out *bufio.Writer, display func(string) string) error {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+// has stopped, --until has passed or ctx ends.
+func follow(ctx context.Context, dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *logformat.Printer, out *bufio.Writer, display func(string) string) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -258,7 +261,7 @@ func follow(dir, stateDir string, fls map[string]*follower, want func(string) bo
 			return nil // the stack has stopped (or --until passed) and everything is printed
 		}
 		select {
-		case <-sigs:
+		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}

@@ -1,4 +1,4 @@
-package main
+package logs
 
 // Which stored lines `sstack logs` prints: docker compose's --since,
 // --until and --index, and singularity-stack's line filters (-i/--include,
@@ -7,11 +7,10 @@ package main
 import (
 	"fmt"
 	"regexp"
-	"strconv"
-	"time"
-
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
+	"strconv"
+	"time"
 )
 
 // lineFilter decides which lines of the selected replicas are shown. The
@@ -29,27 +28,27 @@ type lineFilter struct {
 
 // newLineFilter checks and compiles the logs options; errors name the
 // flag at fault.
-func newLineFilter(o options, now time.Time) (lineFilter, error) {
+func newLineFilter(o Options, now time.Time) (lineFilter, error) {
 	var f lineFilter
 	var err error
-	if f.since, err = parseTime("--since", o.since, now); err != nil {
+	if f.since, err = parseTime("--since", o.Since, now); err != nil {
 		return f, err
 	}
-	if f.until, err = parseTime("--until", o.until, now); err != nil {
+	if f.until, err = parseTime("--until", o.Until, now); err != nil {
 		return f, err
 	}
 	if !f.since.IsZero() && !f.until.IsZero() && f.until.Before(f.since) {
-		return f, fmt.Errorf("--until %s is before --since %s: nothing to show", o.until, o.since)
+		return f, fmt.Errorf("--until %s is before --since %s: nothing to show", o.Until, o.Since)
 	}
-	if o.index < 0 {
-		return f, fmt.Errorf("--index %d: give a replica number from 1", o.index)
+	if o.Index < 0 {
+		return f, fmt.Errorf("--index %d: give a replica number from 1", o.Index)
 	}
-	f.index = o.index
-	f.stdout, f.stderr = o.onlyStdout, o.onlyStderr
-	if f.include, err = compileAll("--include", o.include); err != nil {
+	f.index = o.Index
+	f.stdout, f.stderr = o.Stdout, o.Stderr
+	if f.include, err = compileAll("--include", o.Include); err != nil {
 		return f, err
 	}
-	if f.exclude, err = compileAll("--exclude", o.exclude); err != nil {
+	if f.exclude, err = compileAll("--exclude", o.Exclude); err != nil {
 		return f, err
 	}
 	return f, nil
