@@ -572,6 +572,9 @@ func newLogs(o *options) *cobra.Command {
 			}
 			opts := o.logs
 			opts.Project, opts.StateDir, opts.Services = project, compose.StateDirFor(project, o.loadOptions()), args
+			if plan, err := compose.Load(context.Background(), o.loadOptions()); err == nil && plan.Project == project {
+				opts.Known = plan.ServiceNames()
+			}
 			opts.Format = logformat.Format{
 				Prefix:     !o.noLogPrefix,
 				Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),

@@ -45,6 +45,9 @@ services:
     image: busybox
     deploy: {replicas: 2}
     command: ["sh", "-c", "echo gamma hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+  quiet:
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
 `)
 	r := p.up()
 	r.waitStdout(t, "alpha-1 | oops")
@@ -69,6 +72,15 @@ services:
 	}
 
 	p.logsFilters(t)
+
+	// A service of the file that printed nothing shows nothing, as
+	// docker compose's logs; a name the file lacks is an error.
+	if got := p.logs(t, "quiet"); got != "" {
+		t.Errorf("logs of a silent service gave %q", got)
+	}
+	if out, err := p.logsCommand("no-such-service").CombinedOutput(); err == nil || !strings.Contains(string(out), `no logs for service "no-such-service"`) {
+		t.Errorf("logs of a service the file lacks: %v %q", err, out)
+	}
 
 	// -f --until a past time prints the history up to it and ends at
 	// once, while the stack runs.

@@ -29,6 +29,10 @@ type Options struct {
 	// Services, when given, select replicas by service, SERVICE-N name or
 	// display name (container_name).
 	Services []string
+	// Known are the project's services when its compose file is at hand:
+	// one of them without logs (it printed nothing) shows nothing, as
+	// docker compose's logs, where an unknown name is an error.
+	Known []string
 	// Tail is the number of lines from the end of each replica's logs
 	// ("all" or "": every line).
 	Tail   string
@@ -104,6 +108,9 @@ func Show(ctx context.Context, o Options, w io.Writer) error {
 			}
 		}
 		if !found {
+			if slices.Contains(o.Known, s) {
+				continue
+			}
 			return fmt.Errorf("no logs for service %q in project %q", s, project)
 		}
 		if !replica {
