@@ -180,6 +180,33 @@ func (p *Plan) WithDependents(names []string) []string {
 	return out
 }
 
+// RestartFollowers are the services that restart when one of services
+// restarts: those that depend on one of them with restart: true, and so
+// on down the chain (services themselves are not included).
+func (p *Plan) RestartFollowers(services []string) []string {
+	restarted := map[string]bool{}
+	for _, s := range services {
+		restarted[s] = true
+	}
+	var out []string
+	for grew := true; grew; {
+		grew = false
+		for _, svc := range p.Services {
+			if restarted[svc.Name] {
+				continue
+			}
+			for _, d := range svc.DependsOn {
+				if d.Restart && restarted[d.Service] {
+					restarted[svc.Name], grew = true, true
+					out = append(out, svc.Name)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
 // WithDependencies are the services named and those they depend on,
 // directly or not, in the plan's order; names not in the plan are left
 // out.

@@ -25,3 +25,27 @@ func TestWithDependents(t *testing.T) {
 
 // down --rmi: local removes what was built under compose's own name, all
 // also what was pulled; a path given as image: is never removed.
+
+// A restart follows depends_on restart: true down the chain, and only it.
+func TestRestartFollowers(t *testing.T) {
+	plan := &Plan{Services: []Service{
+		{Name: "db"},
+		{Name: "api", DependsOn: []Dependency{{Service: "db", Restart: true}}},
+		{Name: "web", DependsOn: []Dependency{{Service: "api", Restart: true}}},
+		{Name: "worker", DependsOn: []Dependency{{Service: "db"}}},
+	}}
+	for _, c := range []struct {
+		restarted, want []string
+	}{
+		{[]string{"db"}, []string{"api", "web"}},
+		{[]string{"api"}, []string{"web"}},
+		{[]string{"web"}, nil},
+		{[]string{"worker"}, nil},
+	} {
+		got := plan.RestartFollowers(c.restarted)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("RestartFollowers(%v) = %v, want %v", c.restarted, got, c.want)
+		}
+	}
+}

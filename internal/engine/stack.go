@@ -276,36 +276,23 @@ func restartDone(ev api.Event) bool {
 }
 
 // followersOf are the replicas, running in rows, that a restart of the
-// replicas named will make run again: those of services that depend on
-// one of theirs with restart: true, and so on down the chain.
+// replicas named will make run again: those of the services that follow
+// theirs (compose's depends_on restart: true, down the chain).
 func followersOf(plan *compose.Plan, names []string, rows []api.Replica) []string {
 	named := map[string]bool{}
 	for _, n := range names {
 		named[n] = true
 	}
-	restarted := map[string]bool{}
+	var restarted []string
 	for _, r := range rows {
 		if named[r.Name] {
-			restarted[r.Service] = true
+			restarted = append(restarted, r.Service)
 		}
 	}
-	for grew := true; grew; {
-		grew = false
-		for _, svc := range plan.Services {
-			if restarted[svc.Name] {
-				continue
-			}
-			for _, d := range svc.DependsOn {
-				if d.Restart && restarted[d.Service] {
-					restarted[svc.Name], grew = true, true
-					break
-				}
-			}
-		}
-	}
+	follow := plan.RestartFollowers(restarted)
 	var out []string
 	for _, r := range rows {
-		if !named[r.Name] && restarted[r.Service] && r.State == api.StateRunning {
+		if !named[r.Name] && slices.Contains(follow, r.Service) && r.State == api.StateRunning {
 			out = append(out, r.Name)
 		}
 	}
