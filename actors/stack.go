@@ -30,7 +30,7 @@ type StackConfig struct {
 	// HasRunscript and HostsFiles are keyed by service name.
 	HasRunscript map[string]bool
 	HostsFiles   map[string]string
-	// Unprepared are services whose mounts Prepare did not make (not
+	// Unprepared are services whose mounts prepare.Plan did not make (not
 	// selected by up SVC): their replicas make their own when they start.
 	Unprepared []string
 	// Nets is each service's network (none: the host's); ResolvConf is

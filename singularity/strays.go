@@ -107,7 +107,7 @@ func StartsInFlight(names []string) []int {
 }
 
 // isInstanceStart: argv of `apptainer [-s] instance start ... IMAGE NAME`
-// as startArgs builds it.
+// as StartArgs builds it.
 func isInstanceStart(args []string) bool {
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "instance" && args[i+1] == "start" {
