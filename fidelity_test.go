@@ -372,27 +372,21 @@ services:
     command: ["sleep", "1000"]
 `
 	host, _ := os.Hostname()
-	for _, c := range []struct {
-		name string
-		new  func(*testing.T, string) *project
-	}{{"root", newProject}, {"unprivileged", newUserProject}} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			p := c.new(t, compose)
-			p.upDetached()
-			p.waitLogs("name=web.example")
-			for _, w := range []struct{ index, want string }{{"1", "w1"}, {"2", "w2"}} {
-				if out := p.must("exec", "-T", "--index", w.index, "worker", "hostname"); out != w.want+"\n" {
-					t.Errorf("worker-%s: hostname %q, want %s", w.index, out, w.want)
-				}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		p := newP(t, compose)
+		p.upDetached()
+		p.waitLogs("name=web.example")
+		for _, w := range []struct{ index, want string }{{"1", "w1"}, {"2", "w2"}} {
+			if out := p.must("exec", "-T", "--index", w.index, "worker", "hostname"); out != w.want+"\n" {
+				t.Errorf("worker-%s: hostname %q, want %s", w.index, out, w.want)
 			}
-			if now, _ := os.Hostname(); now != host {
-				t.Errorf("the host's name changed: %q, was %q", now, host)
-			}
-			p.down()
-			assertNothingLeft(t, p.name)
-		})
-	}
+		}
+		if now, _ := os.Hostname(); now != host {
+			t.Errorf("the host's name changed: %q, was %q", now, host)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
 }
 
 // ulimits are set on the service process, in both forms; for an
@@ -417,27 +411,21 @@ services:
     ulimits:
       nofile: HARD
 `
-	for _, c := range []struct {
-		name string
-		new  func(*testing.T, string) *project
-	}{{"root", newProject}, {"unprivileged", newUserProject}} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			hard := cur.Max // as much as this process has: root may keep it
-			if c.name == "unprivileged" {
-				hard = cur.Max + 1000 // above the user's own
-			}
-			p := c.new(t, strings.Replace(compose, "HARD", strconv.FormatUint(hard, 10), 1))
-			errs := p.upDetached()
-			p.waitLogs("app-1 | nofile=1000:2000 core=0", "big-1 | hard="+strconv.FormatUint(cur.Max, 10))
-			warned := strings.Contains(errs, `WARN service "big": ulimits.nofile: hard limit `+strconv.FormatUint(hard, 10)+" is above this user's own")
-			if warned != (c.name == "unprivileged") {
-				t.Errorf("clamp warning %v, want it only unprivileged:\n%s", warned, errs)
-			}
-			p.down()
-			assertNothingLeft(t, p.name)
-		})
-	}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		hard := cur.Max // as much as this process has: root may keep it
+		if unprivileged(t) {
+			hard = cur.Max + 1000 // above the user's own
+		}
+		p := newP(t, strings.Replace(compose, "HARD", strconv.FormatUint(hard, 10), 1))
+		errs := p.upDetached()
+		p.waitLogs("app-1 | nofile=1000:2000 core=0", "big-1 | hard="+strconv.FormatUint(cur.Max, 10))
+		warned := strings.Contains(errs, `WARN service "big": ulimits.nofile: hard limit `+strconv.FormatUint(hard, 10)+" is above this user's own")
+		if warned != unprivileged(t) {
+			t.Errorf("clamp warning %v, want it only unprivileged:\n%s", warned, errs)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
 }
 
 // ipc: services that share IPC (ipc: service:NAME, and NAME) see the same
@@ -467,28 +455,22 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name string
-		new  func(*testing.T, string) *project
-	}{{"root", newProject}, {"unprivileged", newUserProject}} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			p := c.new(t, compose)
-			errs := p.upDetached()
-			contains(t, "up -d's stderr", errs, `WARN service "user": ipc: service:owner: Apptainer cannot put one instance in another's IPC namespace`)
-			out := p.waitLogs("owner-1  | ns=", "user-1   | ns=", "hosted-1 | ns=", "own-1    | ns=")
-			for _, name := range []string{"owner-1", "user-1", "hosted-1"} {
-				if got := lines(out, name); len(got) != 1 || got[0] != "ns="+host {
-					t.Errorf("%s: %v, want the host's IPC namespace %s", name, got, host)
-				}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		p := newP(t, compose)
+		errs := p.upDetached()
+		contains(t, "up -d's stderr", errs, `WARN service "user": ipc: service:owner: Apptainer cannot put one instance in another's IPC namespace`)
+		out := p.waitLogs("owner-1  | ns=", "user-1   | ns=", "hosted-1 | ns=", "own-1    | ns=")
+		for _, name := range []string{"owner-1", "user-1", "hosted-1"} {
+			if got := lines(out, name); len(got) != 1 || got[0] != "ns="+host {
+				t.Errorf("%s: %v, want the host's IPC namespace %s", name, got, host)
 			}
-			if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
-				t.Errorf("own-1: %v, want an IPC namespace of its own", got)
-			}
-			p.down()
-			assertNothingLeft(t, p.name)
-		})
-	}
+		}
+		if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
+			t.Errorf("own-1: %v, want an IPC namespace of its own", got)
+		}
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
 }
 
 // tty: true gives the service process a terminal, as docker does: a shell
@@ -511,21 +493,15 @@ services:
     image: busybox
     command: ["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]
 `
-	for _, c := range []struct {
-		name string
-		new  func(*testing.T, string) *project
-	}{{"root", newProject}, {"unprivileged", newUserProject}} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			p := c.new(t, compose)
-			errs := p.upDetached()
-			if strings.Contains(errs, "WARN") {
-				t.Errorf("warnings:\n%s", errs)
-			}
-			p.waitLogs("checker-1 | stdin and stdout are a terminal", "plain-1   | no terminal")
-			stays(t, 3*time.Second, "shell-1 running", func() bool { return statuses(p.ps("-a"))["shell-1"] == "running" })
-			p.down()
-			assertNothingLeft(t, p.name)
-		})
-	}
+	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
+		p := newP(t, compose)
+		errs := p.upDetached()
+		if strings.Contains(errs, "WARN") {
+			t.Errorf("warnings:\n%s", errs)
+		}
+		p.waitLogs("checker-1 | stdin and stdout are a terminal", "plain-1   | no terminal")
+		stays(t, 3*time.Second, "shell-1 running", func() bool { return statuses(p.ps("-a"))["shell-1"] == "running" })
+		p.down()
+		assertNothingLeft(t, p.name)
+	})
 }

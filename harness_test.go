@@ -206,6 +206,25 @@ func testUserCred() (*syscall.Credential, error) {
 	return userCred, userErr
 }
 
+// users runs f as root and as an unprivileged user, in parallel: the
+// behaviours that can differ between them. unprivileged(t) tells f which.
+func users(t *testing.T, f func(t *testing.T, newP func(*testing.T, string) *project)) {
+	t.Run("root", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("not root")
+		}
+		t.Parallel()
+		f(t, newProject)
+	})
+	t.Run("unprivileged", func(t *testing.T) {
+		t.Parallel()
+		f(t, newUserProject)
+	})
+}
+
+// unprivileged reports whether t is the unprivileged run of users.
+func unprivileged(t *testing.T) bool { return strings.HasSuffix(t.Name(), "/unprivileged") }
+
 // newUserProject is newProject run as an unprivileged user: as root, the
 // user the tests create (its project and state directories its own, the
 // binary and the image readable by it); otherwise the current user, who

@@ -19,22 +19,6 @@ import (
 	"sstack/internal/statedir"
 )
 
-// users runs f as root and as an unprivileged user: the behaviours that
-// can differ between them.
-func users(t *testing.T, f func(t *testing.T, newP func(*testing.T, string) *project)) {
-	t.Run("root", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("not root")
-		}
-		t.Parallel()
-		f(t, newProject)
-	})
-	t.Run("unprivileged", func(t *testing.T) {
-		t.Parallel()
-		f(t, newUserProject)
-	})
-}
-
 // freePort is a TCP port nobody listens on now.
 func freePort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
