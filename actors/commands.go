@@ -43,7 +43,7 @@ func (a *stackActor) targets(services []string) ([]*replicaState, error) {
 	var out []*replicaState
 	for _, s := range services {
 		if a.cfg.Plan.Service(s) == nil {
-			return nil, &api.NoServiceError{Name: s, Known: a.serviceNames()}
+			return nil, &api.NoServiceError{Name: s, Known: a.cfg.Plan.ServiceNames()}
 		}
 		for _, r := range a.replicas[s] {
 			if !r.removing && !r.crashed {
@@ -158,7 +158,7 @@ func (a *stackActor) scale(ctx actor.Context, req *ScaleRequest) ([]string, erro
 	services := make([]string, 0, len(req.Replicas))
 	for name, n := range req.Replicas {
 		if a.cfg.Plan.Service(name) == nil {
-			return nil, &api.NoServiceError{Name: name, Known: a.serviceNames()}
+			return nil, &api.NoServiceError{Name: name, Known: a.cfg.Plan.ServiceNames()}
 		}
 		if n < 0 {
 			return nil, fmt.Errorf("scale %s=%d: the number of replicas cannot be negative", name, n)

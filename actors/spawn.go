@@ -27,49 +27,22 @@ func (a *stackActor) selection(names []string, noDeps bool) ([]*compose.Service,
 		}
 		return out, nil
 	}
-	want := map[string]bool{}
-	var add func(name string) error
-	add = func(name string) error {
-		svc := plan.Service(name)
-		if svc == nil {
-			return &api.NoServiceError{Name: name, Known: a.serviceNames()}
-		}
-		if want[name] {
-			return nil
-		}
-		want[name] = true
-		if noDeps {
-			return nil
-		}
-		for _, d := range svc.DependsOn {
-			if plan.Service(d.Service) != nil {
-				if err := add(d.Service); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 	for _, n := range names {
-		if err := add(n); err != nil {
-			return nil, err
+		if plan.Service(n) == nil {
+			return nil, &api.NoServiceError{Name: n, Known: a.cfg.Plan.ServiceNames()}
 		}
+	}
+	selected := names
+	if !noDeps {
+		selected = plan.WithDependencies(names)
 	}
 	var out []*compose.Service
 	for i := range plan.Services {
-		if want[plan.Services[i].Name] {
+		if slices.Contains(selected, plan.Services[i].Name) {
 			out = append(out, &plan.Services[i])
 		}
 	}
 	return out, nil
-}
-
-func (a *stackActor) serviceNames() []string {
-	names := make([]string, len(a.cfg.Plan.Services))
-	for i, s := range a.cfg.Plan.Services {
-		names[i] = s.Name
-	}
-	return names
 }
 
 // spawnServices spawns the replicas of services not spawned yet, in plan
