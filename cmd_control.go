@@ -566,13 +566,13 @@ func newLogs(o *options) *cobra.Command {
 		Short:             "Show the logs of a project's services, while it runs or after it stopped",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			project, err := o.projectName()
+			project, plan, err := o.projectAndPlan()
 			if err != nil {
 				return err
 			}
 			opts := o.logs
 			opts.Project, opts.StateDir, opts.Services = project, compose.StateDirFor(project, o.loadOptions()), args
-			if plan, err := compose.Load(context.Background(), o.loadOptions()); err == nil && plan.Project == project {
+			if plan != nil {
 				opts.Known = plan.ServiceNames()
 			}
 			opts.Format = logformat.Format{

@@ -398,9 +398,23 @@ func (o *options) projectName() (string, error) {
 	if o.project != "" {
 		return o.project, nil
 	}
+	project, _, err := o.projectAndPlan()
+	return project, err
+}
+
+// projectAndPlan is projectName and the compose file's plan of that
+// project, loaded once (nil when there is none here, or it is another
+// project's).
+func (o *options) projectAndPlan() (string, *compose.Plan, error) {
 	plan, err := compose.Load(context.Background(), o.loadOptions())
-	if err != nil {
-		return "", fmt.Errorf("give the project with -n NAME, or run this where its compose file is: %w", err)
+	switch {
+	case o.project != "":
+		if err != nil || plan.Project != o.project {
+			return o.project, nil, nil
+		}
+		return o.project, plan, nil
+	case err != nil:
+		return "", nil, fmt.Errorf("give the project with -n NAME, or run this where its compose file is: %w", err)
 	}
-	return plan.Project, nil
+	return plan.Project, plan, nil
 }

@@ -169,7 +169,7 @@ func (p *Printer) AppendData(buf []byte, src *Source, stream string, t time.Time
 // those whole words; a longer line takes bytes.IndexByte and copy.
 func appendPrefixed(buf []byte, prefix string, data []byte) []byte {
 	const slack = 16 // the most a word store writes past the end
-	lines := bytes.Count(data, []byte{'\n'})
+	lines := bytes.Count(data, newline)
 	size := len(data) + lines*len(prefix)
 	if data[len(data)-1] != '\n' {
 		size += len(prefix) + 1
@@ -289,6 +289,8 @@ func appendJSONText(buf, line []byte) []byte {
 	buf = append(buf, line[start:]...)
 	return append(buf, '"')
 }
+
+var newline = []byte{'\n'}
 
 // timeFormat is RFC 3339 with a fixed nine-digit fraction, as docker
 // prints -t timestamps, so prefixes keep one width.
