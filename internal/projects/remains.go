@@ -39,7 +39,9 @@ type supervised struct {
 // Down asks the supervisor for the teardown and, once it is gone (or has
 // taken down the services named), removes what is left, as Remains.Down.
 func (s *supervised) Down(ctx context.Context, opts api.DownOptions) error {
-	if err := s.Client.Down(ctx, opts); err != nil {
+	// Not running: it went meanwhile (its teardown was under way), and
+	// what it left is removed as for any project without a supervisor.
+	if err := s.Client.Down(ctx, opts); err != nil && !errors.Is(err, api.ErrNotRunning) {
 		return err
 	}
 	if len(opts.Services) == 0 {

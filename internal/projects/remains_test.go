@@ -3,12 +3,15 @@ package projects
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"sstack/internal/api"
+	"sstack/internal/control"
 	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 	"sstack/singularity"
@@ -107,5 +110,53 @@ func TestRemainsLogs(t *testing.T) {
 	}
 	if err := r.Logs(context.Background(), api.LogsOptions{Services: []string{"quiet"}, Known: []string{"quiet"}}, &lines{}); err != nil {
 		t.Errorf("Logs of a known silent service: %v", err)
+	}
+}
+
+// downOnly is a supervisor that only knows Down (the test calls nothing
+// else).
+type downOnly struct {
+	api.Stack
+	down func(api.DownOptions) error
+}
+
+func (d *downOnly) Down(_ context.Context, o api.DownOptions) error { return d.down(o) }
+
+// With a supervisor, Down asks it for the teardown, waits until it is
+// gone, then removes what is left; a supervisor that went meanwhile
+// (not running) leaves the same removal to do.
+func TestOpenDownThroughTheSupervisorThenWhatIsLeft(t *testing.T) {
+	for _, gone := range []error{nil, fmt.Errorf("%w: its sstack is shutting down", api.ErrNotRunning)} {
+		dir := filepath.Join(t.TempDir(), "proj")
+		unlock, err := Lock(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var srv *control.Server
+		var asked []api.DownOptions
+		stack := &downOnly{down: func(o api.DownOptions) error {
+			asked = append(asked, o)
+			go func() { time.Sleep(100 * time.Millisecond); srv.Close(); unlock() }()
+			return gone
+		}}
+		if srv, err = control.Serve(dir, stack); err != nil {
+			t.Fatal(err)
+		}
+		left := errors.New("the removal of what is left was reached")
+		st, closeFn, err := Open(dir, Remains{Project: "proj", StateDir: dir, Runtime: func() (*singularity.Apptainer, error) { return nil, left }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.(*Remains); ok {
+			t.Fatal("Open with a supervisor gave Remains")
+		}
+		err = st.Down(context.Background(), api.DownOptions{Volumes: true})
+		closeFn()
+		if !errors.Is(err, left) || len(asked) != 1 || !asked[0].Volumes {
+			t.Errorf("Down (supervisor said %v): %v, asked %+v", gone, err, asked)
+		}
+		if Locked(dir) {
+			t.Error("Down returned before the supervisor went")
+		}
 	}
 }
