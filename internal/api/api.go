@@ -68,7 +68,10 @@ type Stack interface {
 	// Down tears the stack down in reverse dependency order, as Ctrl-C
 	// does, and returns once it is gone: no supervisor, no instance, no
 	// state (named volumes stay unless Volumes). With Services, it returns
-	// once those services' instances are gone.
+	// once those services' instances are gone. The supervisor itself
+	// (package engine) returns once its teardown has finished: it cannot
+	// see itself go; the stack a client gets (projects.Open) waits for
+	// that and removes the rest.
 	Down(ctx context.Context, opts DownOptions) error
 }
 
