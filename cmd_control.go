@@ -27,7 +27,8 @@ import (
 	"sstack/singularity"
 )
 
-// withStack runs fn against the project's running stack.
+// withStack runs fn against the project's stack (projects.Open: its
+// supervisor's, or what it left), until SIGINT or SIGTERM ends ctx.
 func withStack(o *options, fn func(ctx context.Context, st api.Stack, project string) error) error {
 	st, project, closeFn, err := o.connect()
 	if err != nil {
@@ -94,13 +95,12 @@ func newPs(o *options) *cobra.Command {
 // the stack ended. A project that does not run has no replicas to show,
 // as docker compose ps shows none: not an error.
 func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
-	var rows []api.Replica
-	err := withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
-		var err error
-		rows, err = st.Ps(ctx, opts)
-		return err
-	})
-	return rows, err
+	st, _, closeFn, err := o.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	return st.Ps(context.Background(), opts)
 }
 
 func printJSONRows(w io.Writer, rows []api.Replica) error {

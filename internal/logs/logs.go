@@ -115,10 +115,13 @@ func Read(ctx context.Context, o Options, consumer api.LogConsumer) error {
 		// moment could show some lines twice, never lose one).
 		fl, err := openFollower(dir, n)
 		if err != nil {
+			closeAll(offsets)
 			return err
 		}
 		lines, err := logstore.ReadRotated(dir, n, logstore.DefaultKeep)
 		if err != nil {
+			fl.f.Close()
+			closeAll(offsets)
 			return err
 		}
 		lines = append(lines, fl.read()...)
