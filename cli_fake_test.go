@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"sstack/internal/api"
+	"sstack/internal/logformat"
+	"sstack/internal/testutil"
 )
 
 // fakeStack is an api.Stack that records what the CLI asks of it: the
@@ -260,4 +262,22 @@ func TestDownServicesAsksForThoseAlone(t *testing.T) {
 	if code, _, errs := runFake(t, st, "down", "nosuch"); code != 1 || !strings.Contains(errs, "no such service: nosuch") {
 		t.Errorf("down nosuch: %d %q", code, errs)
 	}
+}
+
+// A line logs -f is given shows without waiting for the next ones; names
+// registered before the first line set the prefix width.
+func TestLogPrinterShowsFollowedLinesAtOnce(t *testing.T) {
+	var out testutil.Buffer
+	p := newLogPrinter(&out, logformat.Format{Prefix: true})
+	p.Register("web-1")
+	p.Register("db-123")
+	p.Log(api.LogLine{Service: "web", Replica: 1, Name: "web-1", Stream: "stdout", Time: time.Now(), Text: []byte("hi")})
+	deadline := time.Now().Add(2 * time.Second)
+	for out.String() == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := out.String(); got != "web-1  | hi\n" {
+		t.Errorf("printed %q", got)
+	}
+	p.flush()
 }

@@ -816,3 +816,21 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 		t.Errorf("Logs -f gave %q, status %q; want %q and the stack's end", followed.lines, followed.status, want)
 	}
 }
+
+// Down's errors are values across the socket, and a refused down waits
+// for nothing.
+func TestDownErrorsAreValues(t *testing.T) {
+	f := &fakeStack{err: fmt.Errorf("down: %w", &api.NoServiceError{Name: "wbe", Known: []string{"web"}})}
+	_, c, _ := serve(t, f)
+	for _, opts := range []api.DownOptions{{Services: []string{"wbe"}}, {}} {
+		err := c.Down(context.Background(), opts)
+		var ns *api.NoServiceError
+		if !errors.Is(err, api.ErrNoService) || !errors.As(err, &ns) || ns.Name != "wbe" {
+			t.Errorf("Down(%+v): %v, want the no-such-service error", opts, err)
+		}
+	}
+	f.err = fmt.Errorf("%w: its sstack is shutting down", api.ErrNotRunning)
+	if err := c.Down(context.Background(), api.DownOptions{}); !errors.Is(err, api.ErrNotRunning) {
+		t.Errorf("Down of a supervisor going: %v, want api.ErrNotRunning", err)
+	}
+}
