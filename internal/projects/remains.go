@@ -17,8 +17,8 @@ import (
 // Open is the api.Stack of the project whose state lives in stateDir: its
 // supervisor's, through the control socket, when one answers (with a Down
 // that also removes what the supervisor leaves: the state, instances it
-// lost), else what its stack left (r). close releases it.
-func Open(stateDir string, r Remains) (st api.Stack, close func(), err error) {
+// lost), else what its stack left (r). The func returned releases it.
+func Open(stateDir string, r Remains) (api.Stack, func(), error) {
 	c, err := control.Dial(stateDir)
 	switch {
 	case err == nil:
