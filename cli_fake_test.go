@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"sstack/internal/api"
+	"sstack/internal/logformat"
+	"sstack/internal/testutil"
 )
 
 // fakeStack is an api.Stack that records what the CLI asks of it: the
@@ -22,13 +26,17 @@ type fakeStack struct {
 	rows  []api.Replica
 	code  int // what Wait returns
 	tops  []api.TopReplica
+	lines []api.LogLine // what Logs gives, after registering their names
+	info  api.ProjectInfo
 	err   error
 }
 
 func (f *fakeStack) record(opts any) error { f.calls = append(f.calls, opts); return f.err }
 
 func (f *fakeStack) Info(context.Context) (api.ProjectInfo, error) {
-	return api.ProjectInfo{Name: "proj"}, f.err
+	info := f.info
+	info.Name = "proj"
+	return info, f.err
 }
 func (f *fakeStack) Ps(_ context.Context, o api.PsOptions) ([]api.Replica, error) {
 	return f.rows, f.record(o)
@@ -55,6 +63,18 @@ func (f *fakeStack) ExecTarget(_ context.Context, o api.ExecOptions) (api.ExecTa
 	return api.ExecTarget{}, f.record(o)
 }
 func (f *fakeStack) Down(_ context.Context, o api.DownOptions) error { return f.record(o) }
+func (f *fakeStack) Logs(_ context.Context, o api.LogsOptions, c api.LogConsumer) error {
+	for _, l := range f.lines {
+		c.Register(l.Name)
+	}
+	for _, l := range f.lines {
+		c.Log(l)
+	}
+	if o.Follow {
+		c.Status("", api.LogsStopped)
+	}
+	return f.record(o)
+}
 
 // runFake runs the command line against st (nil: no supervisor runs) and
 // returns the exit code and output.
@@ -158,4 +178,106 @@ func TestNotRunningSaysHowToStart(t *testing.T) {
 	if !errors.Is(notRunning("proj"), api.ErrNotRunning) {
 		t.Error("the not-running error loses api.ErrNotRunning")
 	}
+}
+
+// logs asks the contract with its flags and prints the lines it is given
+// as docker compose logs does: prefixes padded to the longest name.
+func TestLogsAsksTheContractAndPrints(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := &fakeStack{lines: []api.LogLine{
+		{Service: "web", Replica: 1, Name: "web-1", Stream: "stdout", Time: t0, Text: []byte("hello")},
+		{Service: "db", Replica: 12, Name: "db-12", Stream: "stderr", Time: t0, Text: []byte("oops")},
+	}}
+	code, out, errs := runFake(t, st, "logs", "--tail", "5", "-f", "--index", "2", "-i", "a", "--stdout", "web")
+	if code != 0 {
+		t.Fatalf("logs: exit code %d: %s", code, errs)
+	}
+	want := api.LogsOptions{Services: []string{"web"}, Tail: "5", Follow: true, Index: 2, Include: []string{"a"}, Stdout: true}
+	if len(st.calls) != 1 || !reflect.DeepEqual(st.calls[0], want) {
+		t.Errorf("logs asked %#v, want %#v", st.calls, want)
+	}
+	if out != "web-1 | hello\ndb-12 | oops\n" {
+		t.Errorf("logs printed %q", out)
+	}
+	_, out, _ = runFake(t, &fakeStack{lines: st.lines}, "logs", "--no-log-prefix")
+	if out != "hello\noops\n" {
+		t.Errorf("logs --no-log-prefix printed %q", out)
+	}
+	st = &fakeStack{err: errors.New("no logs for service \"x\" in project \"proj\"")}
+	if code, _, errs := runFake(t, st, "logs", "x"); code != 1 || !strings.Contains(errs, `no logs for service "x"`) {
+		t.Errorf("logs of an unknown service: %d %q", code, errs)
+	}
+}
+
+// down asks the contract for the whole teardown with -v and -t; with a
+// supervisor it says it waits for it.
+func TestDownAsksTheContract(t *testing.T) {
+	st := &fakeStack{info: api.ProjectInfo{Supervised: true, Pid: 42}}
+	code, _, errs := runFake(t, st, "down", "-v", "-t", "3")
+	if code != 0 {
+		t.Fatalf("down: exit code %d: %s", code, errs)
+	}
+	want := api.DownOptions{Volumes: true, Timeout: seconds(3)}
+	if len(st.calls) != 1 || !reflect.DeepEqual(st.calls[0], want) {
+		t.Errorf("down asked %#v, want %#v", st.calls, want)
+	}
+	if !strings.Contains(errs, "Waiting for the supervisor of proj (pid 42) to take the stack down") {
+		t.Errorf("down's stderr: %q", errs)
+	}
+	// Without a supervisor, the same call, without the wait.
+	st = &fakeStack{}
+	if code, _, errs := runFake(t, st, "down"); code != 0 || errs != "" || len(st.calls) != 1 || !reflect.DeepEqual(st.calls[0], api.DownOptions{}) {
+		t.Errorf("down without a supervisor: %d %q %#v", code, errs, st.calls)
+	}
+	// An error of the teardown is down's.
+	st = &fakeStack{err: errors.New("stopping proj.web.1: boom")}
+	if code, _, errs := runFake(t, st, "down"); code != 1 || !strings.Contains(errs, "boom") {
+		t.Errorf("down that fails: %d %q", code, errs)
+	}
+}
+
+// down SERVICE, with a compose file, asks for those services alone; naming
+// every service is the whole stack.
+func TestDownServicesAsksForThoseAlone(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	compose := "name: proj\nservices:\n  db: {image: ./db.sif}\n  web: {image: ./web.sif, depends_on: [db]}\n  other: {image: ./other.sif}\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want api.DownOptions
+	}{
+		{[]string{"down", "db"}, api.DownOptions{Services: []string{"db"}}},
+		{[]string{"down", "db", "other"}, api.DownOptions{}},
+	} {
+		st := &fakeStack{}
+		code, _, errs := runFake(t, st, c.args...)
+		if code != 0 || len(st.calls) == 0 || !reflect.DeepEqual(st.calls[len(st.calls)-1], c.want) {
+			t.Errorf("%v: %d %q, asked %#v, want %#v", c.args, code, errs, st.calls, c.want)
+		}
+	}
+	st := &fakeStack{}
+	if code, _, errs := runFake(t, st, "down", "nosuch"); code != 1 || !strings.Contains(errs, "no such service: nosuch") {
+		t.Errorf("down nosuch: %d %q", code, errs)
+	}
+}
+
+// A line logs -f is given shows without waiting for the next ones; names
+// registered before the first line set the prefix width.
+func TestLogPrinterShowsFollowedLinesAtOnce(t *testing.T) {
+	var out testutil.Buffer
+	p := newLogPrinter(&out, logformat.Format{Prefix: true})
+	p.Register("web-1")
+	p.Register("db-123")
+	p.Log(api.LogLine{Service: "web", Replica: 1, Name: "web-1", Stream: "stdout", Time: time.Now(), Text: []byte("hi")})
+	deadline := time.Now().Add(2 * time.Second)
+	for out.String() == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := out.String(); got != "web-1  | hi\n" {
+		t.Errorf("printed %q", got)
+	}
+	p.flush()
 }

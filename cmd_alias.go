@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"sstack/internal/projects"
 )
 
 // The commands of the original singularity-stack, as aliases.
@@ -22,7 +24,7 @@ func newUpdate(o *options) *cobra.Command {
 		}
 		done, err := upInRunningStack(o, nil)
 		if !done && err == nil {
-			err = &notRunningError{o.project, fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
+			err = &projects.NotRunningError{Project: o.project, Remedy: fmt.Sprintf("start it with 'sstack deploy -c FILE %s'", o.project)}
 		}
 		return err
 	})

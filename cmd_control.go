@@ -22,14 +22,13 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/logformat"
-	"sstack/internal/logs"
 	"sstack/internal/projects"
 	"sstack/internal/slurm"
 	"sstack/singularity"
 )
 
-// withStack runs fn against the project's running stack.
+// withStack runs fn against the project's stack (projects.Open: its
+// supervisor's, or what it left), until SIGINT or SIGTERM ends ctx.
 func withStack(o *options, fn func(ctx context.Context, st api.Stack, project string) error) error {
 	st, project, closeFn, err := o.connect()
 	if err != nil {
@@ -91,33 +90,17 @@ func newPs(o *options) *cobra.Command {
 	return c
 }
 
-// psRows asks the supervisor; without one, the project's instances found
-// on this host are shown as unsupervised.
+// psRows are the project's replicas: the supervisor's, or without one
+// the instances found on this host (unsupervised), else the replicas as
+// the stack ended. A project that does not run has no replicas to show,
+// as docker compose ps shows none: not an error.
 func psRows(o *options, opts api.PsOptions) ([]api.Replica, error) {
-	st, project, closeFn, err := o.connect()
-	if err == nil {
-		defer closeFn()
-		return st.Ps(context.Background(), opts)
-	}
-	if project == "" || !errors.Is(err, api.ErrNotRunning) {
+	st, _, closeFn, err := o.connect()
+	if err != nil {
 		return nil, err
 	}
-	rt, rerr := o.runtimeBinary()
-	if rerr != nil {
-		return nil, rerr
-	}
-	rows, lerr := projects.Unsupervised(context.Background(), rt, project)
-	if lerr != nil {
-		return nil, lerr
-	}
-	if len(rows) == 0 {
-		// The stack has ended: its replicas as they ended, until down.
-		_, dir, _ := o.stateDir()
-		rows = projects.LastRows(dir)
-	}
-	// A project that does not run has no replicas to show, as docker
-	// compose ps shows none: not an error.
-	return opts.Filter(rows), nil
+	defer closeFn()
+	return st.Ps(context.Background(), opts)
 }
 
 func printJSONRows(w io.Writer, rows []api.Replica) error {
@@ -558,45 +541,4 @@ func completeProjects(o *options) func(*cobra.Command, []string, string) ([]stri
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
-}
-
-func newLogs(o *options) *cobra.Command {
-	c := &cobra.Command{
-		Use:               "logs [OPTIONS] [SERVICE...]",
-		Short:             "Show the logs of a project's services, while it runs or after it stopped",
-		ValidArgsFunction: completeServices(o),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			project, plan, err := o.projectAndPlan()
-			if err != nil {
-				return err
-			}
-			opts := o.logs
-			opts.Project, opts.StateDir, opts.Services = project, compose.StateDirFor(project, o.loadOptions()), args
-			if plan != nil {
-				opts.Known = plan.ServiceNames()
-			}
-			opts.Format = logformat.Format{
-				Prefix:     !o.noLogPrefix,
-				Color:      !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(o.stdout),
-				Timestamps: o.timestamps,
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return logs.Show(ctx, opts, o.stdout)
-		},
-	}
-	f := c.Flags()
-	f.BoolVarP(&o.logs.Follow, "follow", "f", false, "Follow log output; ends when the stack stops")
-	f.StringVar(&o.logs.Since, "since", "", "Show logs since a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
-	f.StringVar(&o.logs.Tail, "tail", "all", "Number of lines to show from the end of the logs of each replica")
-	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
-	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print a prefix in logs")
-	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
-	f.StringVar(&o.logs.Until, "until", "", "Show logs before a timestamp (2026-01-02T13:23:37Z) or relative (42m)")
-	f.IntVar(&o.logs.Index, "index", 0, "Only replica N (from 1) of the selected services")
-	f.StringArrayVarP(&o.logs.Include, "include", "i", nil, "Only lines matching this regular expression (repeatable: all must match)")
-	f.StringArrayVarP(&o.logs.Exclude, "exclude", "x", nil, "Leave out lines matching this regular expression (repeatable)")
-	f.BoolVar(&o.logs.Stdout, "stdout", false, "Only what services wrote to stdout")
-	f.BoolVar(&o.logs.Stderr, "stderr", false, "Only what services wrote to stderr")
-	return c
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/images"
-	"sstack/internal/projects"
 )
 
 func newDown(o *options) *cobra.Command {
@@ -36,9 +33,8 @@ func newDown(o *options) *cobra.Command {
 	return c
 }
 
-// down asks the project's supervisor, if one runs, for the same graceful
-// teardown as Ctrl-C and waits until it is gone; then it stops whatever
-// instances are left (a supervisor that was killed) and removes the state.
+// down takes the project down: api.Stack's Down, through the supervisor
+// if one runs (the same graceful teardown as Ctrl-C), and what is left.
 func down(o *options) error { return downServices(o, nil, "", true) }
 
 // downServices is down; with services, only those and their dependents
@@ -75,38 +71,20 @@ func downServices(o *options, services []string, rmi string, removeOrphans bool)
 			}
 		}
 	}
-	opts := api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}
-	partial := orphansStay || len(services) > 0 && len(plan.WithDependents(services)) < len(plan.Services)
-	if c, closeFn, err := o.dialStack(stateDir); err == nil {
-		info, _ := c.Info(context.Background())
-		err := c.Down(context.Background(), opts)
-		closeFn()
-		if err != nil {
-			return err
-		}
-		if !partial {
-			fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
-			for projects.Locked(stateDir) {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	} else if !errors.Is(err, api.ErrNotRunning) {
-		return err
+	// Naming every service (with their dependents) is the whole stack.
+	if partial := orphansStay || len(services) > 0 && len(plan.WithDependents(services)) < len(plan.Services); !partial {
+		services = nil
 	}
-	rt, err := o.runtimeBinary()
+	st, closeFn, err := o.openStack(stateDir, plan)
 	if err != nil {
 		return err
 	}
-	grace := 10 * time.Second
-	if t := o.stopTimeout(); t != nil {
-		grace = *t
+	defer closeFn()
+	ctx := context.Background()
+	if info, _ := st.Info(ctx); info.Supervised && len(services) == 0 {
+		fmt.Fprintf(o.stderr, "Waiting for the supervisor of %s (pid %d) to take the stack down\n", project, info.Pid)
 	}
-	if partial {
-		err = projects.RemoveServices(context.Background(), rt, project, plan.WithDependents(services), grace, o.stderr)
-	} else {
-		err = projects.Remove(context.Background(), rt, project, stateDir, o.volumes, grace, o.stderr)
-	}
-	if err != nil || rmi == "" {
+	if err := st.Down(ctx, api.DownOptions{Volumes: o.volumes, Timeout: o.stopTimeout(), Services: services}); err != nil || rmi == "" {
 		return err
 	}
 	return images.Remove(plan, images.ToRemove(plan, rmi), o.stderr)
@@ -124,15 +102,18 @@ func (o *options) withoutOrphans(project, stateDir string) ([]string, error) {
 	if err != nil || plan.Project != project {
 		return nil, nil // no compose file here: every service is the project's
 	}
-	var rows []api.Replica
-	if c, closeFn, err := o.dialStack(stateDir); err == nil {
-		rows, err = c.Ps(context.Background(), api.PsOptions{All: true})
-		closeFn()
-		if err != nil {
-			return nil, err
-		}
-	} else if rt, err := o.runtimeBinary(); err == nil {
-		rows, _ = projects.Unsupervised(context.Background(), rt, project)
+	st, closeFn, err := o.dialStack(stateDir)
+	if err != nil {
+		return nil, nil // down tells why
+	}
+	defer closeFn()
+	ctx := context.Background()
+	info, _ := st.Info(ctx)
+	// What runs: every replica the supervisor has, or without one the
+	// instances left running (not the replicas of an ended stack).
+	rows, err := st.Ps(ctx, api.PsOptions{All: info.Supervised})
+	if err != nil && info.Supervised {
+		return nil, err
 	}
 	var orphans, keep []string
 	for _, r := range rows {

@@ -200,11 +200,15 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 		return false, nil
 	}
 	defer closeFn()
+	ctx := context.Background()
+	info, err := c.Info(ctx)
+	if err == nil && !info.Supervised {
+		return false, nil // no supervisor: up starts one
+	}
 	scale, err := parseScale(o.scale)
 	if err != nil {
 		return true, err
 	}
-	ctx := context.Background()
 	plan, err := o.load()
 	if err != nil {
 		return true, err
@@ -221,7 +225,6 @@ func upInRunningStack(o *options, services []string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	info, _ := c.Info(ctx)
 	opts := api.UpOptions{Services: services, NoDeps: o.noDeps, Scale: scale, Project: project, RemoveOrphans: o.converge.removeOrphans, NoStart: o.converge.noStart}
 	opts.Recreate, opts.RecreateDeps = o.converge.policies()
 	if err := showing(ctx, c, o.stderr, func() error { return c.Up(ctx, opts) }); err != nil {

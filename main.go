@@ -3,9 +3,10 @@
 // background (`up -d`) to be operated from another shell.
 //
 // main.go only parses flags (cobra, as docker compose's CLI) and calls
-// api.Stack: the in-process supervisor (internal/engine) for `up`, the
-// control socket client (internal/control) for every command that talks
-// to a running stack.
+// api.Stack: the in-process supervisor (internal/engine) for `up`, and for
+// every other command on a project the stack projects.Open gives: the
+// control socket client (internal/control) when a supervisor runs, else
+// what the stack left (projects.Remains).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -23,8 +25,7 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
-	"sstack/internal/control"
-	"sstack/internal/logs"
+	"sstack/internal/projects"
 	"sstack/internal/stacknet"
 	"sstack/metrics"
 	"sstack/singularity"
@@ -35,8 +36,9 @@ var version = "0.1.0-dev"
 
 // options holds every flag; each command reads the ones it declares.
 type options struct {
-	// dial reaches a project's supervisor from its state directory
-	// (nil: its control socket); unit tests give a fake api.Stack.
+	// dial opens a project's stack from its state directory (nil:
+	// projects.Open, its supervisor's or what it left); unit tests give
+	// a fake api.Stack.
 	dial    func(dir string) (api.Stack, func(), error)
 	files   []string
 	project string
@@ -82,7 +84,7 @@ type options struct {
 
 	// logs: its own flags (the shared --timestamps, --no-log-prefix and
 	// --no-color are above)
-	logs logs.Options
+	logs api.LogsOptions
 
 	stdout io.Writer
 	stderr io.Writer
@@ -307,16 +309,8 @@ func projectFlagIn(args []string) string {
 	return flag
 }
 
-// notRunningError: no sstack supervises the project (api.ErrNotRunning),
-// and how to start one.
-type notRunningError struct{ project, remedy string }
-
-func (e *notRunningError) Error() string {
-	return fmt.Sprintf("project %q is not running: no sstack supervises it; %s", e.project, e.remedy)
-}
-func (e *notRunningError) Unwrap() error { return api.ErrNotRunning }
-
-// connect reaches the supervisor of the project, or says how to start one.
+// connect opens the project's stack (api.Stack: its supervisor's, or
+// what it left, whose verbs that need a supervisor say how to start one).
 func (o *options) connect() (api.Stack, string, func(), error) {
 	project, dir, err := o.stateDir()
 	if err != nil {
@@ -332,26 +326,24 @@ func (o *options) connect() (api.Stack, string, func(), error) {
 	return st, project, closeFn, nil
 }
 
-// dialStack reaches the supervisor of the project whose state directory
-// is dir (api.ErrNotRunning: none runs).
+// dialStack opens the stack of the project whose state directory is dir.
 func (o *options) dialStack(dir string) (api.Stack, func(), error) {
+	return o.openStack(dir, nil)
+}
+
+// openStack opens the stack of the project whose state directory is dir:
+// its supervisor's when one answers on the control socket, else what its
+// stack left (projects.Remains), for which plan, when given, is the
+// compose file (down SERVICE's dependents).
+func (o *options) openStack(dir string, plan *compose.Plan) (api.Stack, func(), error) {
 	if o.dial != nil {
 		return o.dial(dir)
 	}
-	return dialControl(dir)
-}
-
-// dialControl reaches the supervisor through its control socket in dir.
-func dialControl(dir string) (api.Stack, func(), error) {
-	c, err := control.Dial(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, func() { c.Close() }, nil
+	return projects.Open(dir, projects.Remains{Project: filepath.Base(dir), StateDir: dir, Plan: plan, Runtime: o.runtimeBinary, Progress: o.stderr})
 }
 
 func notRunning(project string) error {
-	return &notRunningError{project, fmt.Sprintf("start it with 'sstack up -d -n %s' (or 'sstack up' in the foreground) where its compose file is", project)}
+	return &projects.NotRunningError{Project: project}
 }
 
 // parallelLimit is --parallel, else COMPOSE_PARALLEL_LIMIT; 0 means the

@@ -1,10 +1,12 @@
-// Package api is the contract between sstack's CLI and a running stack: the
-// Stack interface, its option structs, the replica rows of ps and the typed
-// events that the console, the metrics, ps and `events` all read. It holds
-// no implementation: the supervisor implements Stack in process
-// (package engine) and the control socket client implements it for a
-// stack run by another sstack (package control), so the CLI code is the
-// same for a foreground and a detached stack.
+// Package api is the contract between sstack's CLI and a project's stack:
+// the Stack interface, its option structs, the replica rows of ps, the log
+// consumer and the typed events that the console, the metrics, ps and
+// `events` all read. It holds no implementation: the supervisor implements
+// Stack in process (package engine), the control socket client implements
+// it for a stack run by another sstack (package control), and
+// projects.Remains for a project that no sstack runs (what its stack
+// left), so the CLI code is the same for a foreground stack, a detached
+// one and one that has ended.
 package api
 
 import (
@@ -23,8 +25,10 @@ import (
 	"sstack/internal/usage"
 )
 
-// Stack is what a running stack can do. Every method may be called from
-// any goroutine; Events and Wait block until their context ends.
+// Stack is what a project's stack can do. Every method may be called from
+// any goroutine; Events and Wait block until their context ends. Without a
+// supervisor (the stack ended, or its sstack was killed) only Info, Ps,
+// Logs and Down work; the rest return an error that wraps ErrNotRunning.
 type Stack interface {
 	// Info describes the stack and the supervisor running it (ls).
 	Info(ctx context.Context) (ProjectInfo, error)
@@ -56,9 +60,18 @@ type Stack interface {
 	// ExecTarget says where and how `exec` runs a command: the replica's
 	// instance and the service's environment, as its process gets it.
 	ExecTarget(ctx context.Context, opts ExecOptions) (ExecTarget, error)
+	// Logs gives consumer the lines the replicas wrote, from the log
+	// store (so also after the stack ended), as docker compose logs; with
+	// Follow it goes on until the stack has stopped, Until has passed or
+	// ctx ends.
+	Logs(ctx context.Context, opts LogsOptions, consumer LogConsumer) error
 	// Down tears the stack down in reverse dependency order, as Ctrl-C
-	// does; it returns once the teardown has begun (the caller waits for
-	// the supervisor to go).
+	// does, and returns once it is gone: no supervisor, no instance, no
+	// state (named volumes stay unless Volumes). With Services, it returns
+	// once those services' instances are gone. The supervisor itself
+	// (package engine) returns once its teardown has finished: it cannot
+	// see itself go; the stack a client gets (projects.Open) waits for
+	// that and removes the rest.
 	Down(ctx context.Context, opts DownOptions) error
 }
 
@@ -248,6 +261,28 @@ type (
 		Service string
 		Index   int // replica number, from 1; 0 means 1
 	}
+	LogsOptions struct {
+		// Services, when given, select replicas by service, SERVICE-N
+		// name or display name (container_name).
+		Services []string
+		// Known are the project's services as the caller's compose file
+		// has them: one of them without logs (it printed nothing) shows
+		// nothing, as docker compose's logs, where an unknown name is an
+		// error.
+		Known []string `json:",omitempty"`
+		// Tail is the number of lines from the end of each replica's
+		// logs ("all" or "": every line).
+		Tail   string
+		Follow bool
+		// Since and Until: docker's forms, a time or a duration ago.
+		Since, Until string
+		// Index keeps replica N only (from 1; 0: all).
+		Index int
+		// Stdout, Stderr keep that stream only (both or neither: both).
+		Stdout, Stderr bool
+		// Include: every one must match; Exclude: none may.
+		Include, Exclude []string
+	}
 	DownOptions struct {
 		Volumes bool
 		Timeout *time.Duration
@@ -256,6 +291,36 @@ type (
 		Services []string
 	}
 )
+
+// LogLine is one line a replica wrote, as the log store keeps it.
+type LogLine struct {
+	Service string
+	Replica int
+	Name    string // display name: container_name, else SERVICE-N
+	Stream  string // "stdout" or "stderr"
+	Time    time.Time
+	// Text is the line without its newline; it is valid only until Log
+	// returns.
+	Text []byte
+}
+
+// LogConsumer receives what Logs shows, as docker compose's consumer;
+// its methods are called from one goroutine at a time.
+type LogConsumer interface {
+	// Register names the replicas Logs shows, before the first line
+	// (a printer pads its prefixes to the longest name); a replica that
+	// begins to write while Logs follows comes without one.
+	Register(name string)
+	// Log is one line, in time order across the replicas.
+	Log(line LogLine)
+	// Status is what Logs says that is no replica's line: LogsStopped
+	// when following ends because the stack has stopped.
+	Status(name, text string)
+}
+
+// LogsStopped is the Status text of a Logs that followed until the stack
+// stopped.
+const LogsStopped = "the stack has stopped"
 
 // TopReplica is the process tree of one replica's instance.
 type TopReplica struct {

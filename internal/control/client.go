@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"sstack/internal/api"
+	"sstack/internal/logs"
 )
 
 // callTimeout bounds the calls that only read or signal. Those that may
@@ -131,8 +132,43 @@ func (c *Client) Scale(ctx context.Context, opts api.ScaleOptions) error {
 	return c.call(ctx, 0, "POST", "/v1/scale", nil, opts, nil)
 }
 
+// Down asks for the teardown, which the supervisor answers once it has
+// finished; for the whole stack it then waits until the supervisor is
+// gone (its socket is closed).
 func (c *Client) Down(ctx context.Context, opts api.DownOptions) error {
-	return c.call(ctx, 0, "POST", "/v1/down", nil, opts, nil)
+	if err := c.call(ctx, 0, "POST", "/v1/down", nil, opts, nil); err != nil {
+		return err
+	}
+	if len(opts.Services) > 0 {
+		return nil
+	}
+	for c.answers(ctx) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// answers: the supervisor still serves the socket.
+func (c *Client) answers(ctx context.Context) bool {
+	conn, err := connect(ctx, c.stateDir)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// Logs implements api.Stack from the log store's files, which are on this
+// host beside the socket: reading them needs no request. Following ends
+// once the supervisor no longer answers (it closes its socket after the
+// last lines are written).
+func (c *Client) Logs(ctx context.Context, opts api.LogsOptions, consumer api.LogConsumer) error {
+	return logs.Read(ctx, logs.Options{Project: projectName(c.stateDir), StateDir: c.stateDir, LogsOptions: opts,
+		Running: func() bool { return c.answers(context.Background()) }}, consumer)
 }
 
 func (c *Client) Wait(ctx context.Context, opts api.WaitOptions) (int, error) {

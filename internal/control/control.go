@@ -3,6 +3,8 @@
 // engine API is served. Serve exposes an api.Stack (the supervisor); Dial
 // returns a Client that implements api.Stack for another sstack process, so
 // the CLI drives a detached stack through the same interface as its own.
+// Logs needs no endpoint: the client reads the log store's files, which
+// are on this host beside the socket (package logs).
 //
 // Only the user running the stack may use it: the state directory is 0700,
 // the socket 0600, and the server checks every peer's uid (SO_PEERCRED).
@@ -11,7 +13,8 @@
 //
 //	GET  /v1/info                       api.ProjectInfo
 //	GET  /v1/ps?all=1&service=S...      []api.Replica
-//	POST /v1/up|stop|start|restart|kill|scale|down   204 No Content
+//	POST /v1/up|stop|start|restart|kill|scale|down   204 No Content, once done
+//	                                    (down: once the teardown has finished)
 //	GET  /v1/events?service=S...        newline-delimited api.Event, until the stack is gone
 //	POST /v1/wait                       {"ExitCode": N}
 //	GET  /v1/top?service=S...           []api.TopReplica

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sstack/internal/api"
+	"sstack/internal/logstore"
+	"sstack/internal/statedir"
 )
 
 // fakeStack records the calls it gets and answers with canned results, or
@@ -36,6 +38,7 @@ type fakeStack struct {
 	exit   int
 	events func(context.Context, api.EventsOptions, func(api.Event) error) error
 	wait   func(context.Context, api.WaitOptions) (int, error)
+	down   func() // after Down is recorded: the supervisor going
 }
 
 type call struct {
@@ -82,7 +85,14 @@ func (f *fakeStack) Scale(ctx context.Context, o api.ScaleOptions) error {
 	return f.record("Scale", o)
 }
 func (f *fakeStack) Down(ctx context.Context, o api.DownOptions) error {
-	return f.record("Down", o)
+	err := f.record("Down", o)
+	if f.down != nil {
+		f.down()
+	}
+	return err
+}
+func (f *fakeStack) Logs(ctx context.Context, o api.LogsOptions, c api.LogConsumer) error {
+	return f.record("Logs", o) // the client reads the files itself
 }
 func (f *fakeStack) Top(ctx context.Context, o api.TopOptions) ([]api.TopReplica, error) {
 	return f.top, f.record("Top", o)
@@ -198,7 +208,7 @@ func TestRoundTrip(t *testing.T) {
 		{"Restart", api.RestartOptions{Services: []string{"web"}, Timeout: &grace, NoDeps: true}, nil},
 		{"Kill", api.KillOptions{Services: []string{"web"}, Signal: "USR1"}, nil},
 		{"Scale", api.ScaleOptions{Replicas: map[string]int{"web": 0}, NoDeps: true}, nil},
-		{"Down", api.DownOptions{Volumes: true, Timeout: &grace}, nil},
+		{"Down", api.DownOptions{Volumes: true, Timeout: &grace, Services: []string{"web"}}, nil},
 	}
 	for _, a := range actions {
 		var err error
@@ -713,5 +723,114 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A down of the whole stack returns once the supervisor is gone (its
+// socket closed), not when it has answered.
+func TestDownWaitsForTheSupervisorToGo(t *testing.T) {
+	f := &fakeStack{}
+	srv, c, dir := serve(t, f)
+	const going = 200 * time.Millisecond
+	f.down = func() {
+		go func() { time.Sleep(going); srv.Close() }()
+	}
+	start := time.Now()
+	if err := c.Down(context.Background(), api.DownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < going {
+		t.Errorf("Down returned after %s, before the supervisor went", took)
+	}
+	if _, err := Dial(dir); !errors.Is(err, api.ErrNotRunning) {
+		t.Errorf("after Down, Dial: %v, want api.ErrNotRunning", err)
+	}
+}
+
+// logLines is an api.LogConsumer that keeps what it is given.
+type logLines struct {
+	mu     sync.Mutex
+	names  []string
+	lines  []string
+	status []string
+}
+
+func (l *logLines) Register(name string) { l.mu.Lock(); l.names = append(l.names, name); l.mu.Unlock() }
+func (l *logLines) Log(line api.LogLine) {
+	l.mu.Lock()
+	l.lines = append(l.lines, line.Name+" "+line.Stream+" "+string(line.Text))
+	l.mu.Unlock()
+}
+func (l *logLines) Status(_, text string) {
+	l.mu.Lock()
+	l.status = append(l.status, text)
+	l.mu.Unlock()
+}
+
+// The client reads the logs from the project's files, asking the server
+// nothing; following ends once the supervisor is gone.
+func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
+	f := &fakeStack{}
+	srv, c, dir := serve(t, f)
+	w, err := logstore.NewWriter(statedir.Logs(dir), 1<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	w.Write("web-1", "stdout", t0, []byte("hello\n"), 1)
+	w.Write("db-1", "stderr", t0.Add(time.Second), []byte("oops\n"), 1)
+	w.Flush()
+	got := &logLines{}
+	if err := c.Logs(context.Background(), api.LogsOptions{}, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"web-1 stdout hello", "db-1 stderr oops"}; !reflect.DeepEqual(got.lines, want) || len(got.names) != 2 {
+		t.Errorf("Logs gave %q (names %q), want %q", got.lines, got.names, want)
+	}
+	if n := f.countCalls("Logs"); n != 0 {
+		t.Errorf("the server was asked for logs %d times", n)
+	}
+
+	followed := &logLines{}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Logs(context.Background(), api.LogsOptions{Follow: true, Services: []string{"web"}}, followed)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	w.Write("web-1", "stdout", t0.Add(2*time.Second), []byte("later\n"), 1)
+	w.Flush()
+	time.Sleep(300 * time.Millisecond)
+	srv.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("logs -f went on after the supervisor went")
+	}
+	w.Close()
+	followed.mu.Lock()
+	defer followed.mu.Unlock()
+	if want := []string{"web-1 stdout hello", "web-1 stdout later"}; !reflect.DeepEqual(followed.lines, want) || !reflect.DeepEqual(followed.status, []string{api.LogsStopped}) {
+		t.Errorf("Logs -f gave %q, status %q; want %q and the stack's end", followed.lines, followed.status, want)
+	}
+}
+
+// Down's errors are values across the socket, and a refused down waits
+// for nothing.
+func TestDownErrorsAreValues(t *testing.T) {
+	f := &fakeStack{err: fmt.Errorf("down: %w", &api.NoServiceError{Name: "wbe", Known: []string{"web"}})}
+	_, c, _ := serve(t, f)
+	for _, opts := range []api.DownOptions{{Services: []string{"wbe"}}, {}} {
+		err := c.Down(context.Background(), opts)
+		var ns *api.NoServiceError
+		if !errors.Is(err, api.ErrNoService) || !errors.As(err, &ns) || ns.Name != "wbe" {
+			t.Errorf("Down(%+v): %v, want the no-such-service error", opts, err)
+		}
+	}
+	f.err = fmt.Errorf("%w: its sstack is shutting down", api.ErrNotRunning)
+	if err := c.Down(context.Background(), api.DownOptions{}); !errors.Is(err, api.ErrNotRunning) {
+		t.Errorf("Down of a supervisor going: %v, want api.ErrNotRunning", err)
 	}
 }

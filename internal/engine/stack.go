@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"sstack/actors"
 	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/images"
+	"sstack/internal/logs"
+	"sstack/internal/projects"
 )
 
 // The api.Stack methods of the supervisor: each asks the stack actors and
@@ -403,13 +406,16 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 		}
 	}
 	if opts.DownProject {
-		_ = s.Down(ctx, api.DownOptions{})
+		s.beginDown(nil) // the code is told now, the teardown goes on
 	}
 	return code, nil
 }
 
-// Down implements api.Stack: the same teardown as Ctrl-C; the caller
-// waits for the supervisor to go.
+// Down implements api.Stack: the same teardown as Ctrl-C; it returns
+// once the teardown has finished (every replica is gone). Releasing the
+// rest (the control socket, the lock) is the session's (Session), and
+// the removal of the state is left to the caller, which waits for the
+// supervisor to go (projects.Open's Down).
 func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 	if err := s.awaitStart(ctx); err != nil {
 		return err
@@ -425,6 +431,33 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 				isStopped, func(r api.Replica) bool { return r.State == api.StateStopped })
 		}
 	}
-	s.downOnce.Do(func() { s.stack.StopWithin("Gracefully stopping... (sstack down)", opts.Timeout) })
-	return nil
+	// Subscribed first: the stream closes when the teardown has finished
+	// (at once if it has).
+	ch := s.stack.Subscribe()
+	defer s.stack.Unsubscribe(ch)
+	s.beginDown(opts.Timeout)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-ch:
+			if !ok {
+				return nil
+			}
+		}
+	}
+}
+
+// beginDown asks for the teardown of the whole stack, once.
+func (s *Supervisor) beginDown(timeout *time.Duration) {
+	s.downOnce.Do(func() { s.stack.StopWithin("Gracefully stopping... (sstack down)", timeout) })
+}
+
+// Logs implements api.Stack from the log store this process writes;
+// following ends once the stack has ended and released the project.
+func (s *Supervisor) Logs(ctx context.Context, opts api.LogsOptions, consumer api.LogConsumer) error {
+	plan := s.plan()
+	opts.Known = append(slices.Clone(opts.Known), plan.ServiceNames()...)
+	return logs.Read(ctx, logs.Options{Project: plan.Project, StateDir: plan.StateDir, LogsOptions: opts,
+		Running: func() bool { return projects.Locked(plan.StateDir) }}, consumer)
 }

@@ -7,6 +7,7 @@ package logs
 import (
 	"fmt"
 	"regexp"
+	"sstack/internal/api"
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
 	"strconv"
@@ -28,7 +29,7 @@ type lineFilter struct {
 
 // newLineFilter checks and compiles the logs options; errors name the
 // flag at fault.
-func newLineFilter(o Options, now time.Time) (lineFilter, error) {
+func newLineFilter(o api.LogsOptions, now time.Time) (lineFilter, error) {
 	var f lineFilter
 	var err error
 	if f.since, err = parseTime("--since", o.Since, now); err != nil {

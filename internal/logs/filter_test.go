@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/internal/logstore"
 )
 
@@ -20,27 +21,27 @@ func TestLineFilterKeep(t *testing.T) {
 
 	for _, c := range []struct {
 		name string
-		o    Options
+		o    api.LogsOptions
 		want []logstore.Line
 	}{
-		{"no filter", Options{}, all},
-		{"--since", Options{Since: t0.Add(time.Minute).Format(time.RFC3339)}, []logstore.Line{errl, late}},
-		{"--until", Options{Until: t0.Add(time.Minute).Format(time.RFC3339)}, []logstore.Line{out, errl}},
-		{"--since and --until", Options{Since: "2026-01-02T13:00:30Z", Until: "2026-01-02T13:30:00Z"}, []logstore.Line{errl}},
-		{"--index 1", Options{Index: 1}, []logstore.Line{out, late}},
-		{"--index 2", Options{Index: 2}, []logstore.Line{errl}},
-		{"--index 3", Options{Index: 3}, nil},
-		{"--stdout", Options{Stdout: true}, []logstore.Line{out, late}},
-		{"--stderr", Options{Stderr: true}, []logstore.Line{errl}},
-		{"--stdout --stderr", Options{Stdout: true, Stderr: true}, all},
-		{"--include", Options{Include: []string{"GET"}}, []logstore.Line{out, late}},
-		{"--include is unanchored", Options{Include: []string{"down"}}, []logstore.Line{errl}},
-		{"--include twice: both must match", Options{Include: []string{"GET", "500$"}}, []logstore.Line{late}},
-		{"--include anchored", Options{Include: []string{"^ERROR"}}, []logstore.Line{errl}},
-		{"--exclude", Options{Exclude: []string{"ERROR"}}, []logstore.Line{out, late}},
-		{"--exclude twice: either excludes", Options{Exclude: []string{"index", "late"}}, []logstore.Line{errl}},
-		{"--include and --exclude", Options{Include: []string{"GET"}, Exclude: []string{"500"}}, []logstore.Line{out}},
-		{"everything", Options{Index: 1, Stdout: true, Include: []string{"GET"}, Exclude: []string{"index"}, Until: "2026-01-02T15:00:00Z"}, []logstore.Line{late}},
+		{"no filter", api.LogsOptions{}, all},
+		{"--since", api.LogsOptions{Since: t0.Add(time.Minute).Format(time.RFC3339)}, []logstore.Line{errl, late}},
+		{"--until", api.LogsOptions{Until: t0.Add(time.Minute).Format(time.RFC3339)}, []logstore.Line{out, errl}},
+		{"--since and --until", api.LogsOptions{Since: "2026-01-02T13:00:30Z", Until: "2026-01-02T13:30:00Z"}, []logstore.Line{errl}},
+		{"--index 1", api.LogsOptions{Index: 1}, []logstore.Line{out, late}},
+		{"--index 2", api.LogsOptions{Index: 2}, []logstore.Line{errl}},
+		{"--index 3", api.LogsOptions{Index: 3}, nil},
+		{"--stdout", api.LogsOptions{Stdout: true}, []logstore.Line{out, late}},
+		{"--stderr", api.LogsOptions{Stderr: true}, []logstore.Line{errl}},
+		{"--stdout --stderr", api.LogsOptions{Stdout: true, Stderr: true}, all},
+		{"--include", api.LogsOptions{Include: []string{"GET"}}, []logstore.Line{out, late}},
+		{"--include is unanchored", api.LogsOptions{Include: []string{"down"}}, []logstore.Line{errl}},
+		{"--include twice: both must match", api.LogsOptions{Include: []string{"GET", "500$"}}, []logstore.Line{late}},
+		{"--include anchored", api.LogsOptions{Include: []string{"^ERROR"}}, []logstore.Line{errl}},
+		{"--exclude", api.LogsOptions{Exclude: []string{"ERROR"}}, []logstore.Line{out, late}},
+		{"--exclude twice: either excludes", api.LogsOptions{Exclude: []string{"index", "late"}}, []logstore.Line{errl}},
+		{"--include and --exclude", api.LogsOptions{Include: []string{"GET"}, Exclude: []string{"500"}}, []logstore.Line{out}},
+		{"everything", api.LogsOptions{Index: 1, Stdout: true, Include: []string{"GET"}, Exclude: []string{"index"}, Until: "2026-01-02T15:00:00Z"}, []logstore.Line{late}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, err := newLineFilter(c.o, t0)
@@ -74,15 +75,15 @@ func texts(lines []logstore.Line) string {
 func TestLineFilterErrors(t *testing.T) {
 	now := time.Date(2026, 1, 2, 13, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		o    Options
+		o    api.LogsOptions
 		want string
 	}{
-		{Options{Include: []string{"("}}, `--include "(": not a regular expression`},
-		{Options{Include: []string{"ok"}, Exclude: []string{"a[b"}}, `--exclude "a[b": not a regular expression`},
-		{Options{Since: "yesterday"}, `--since "yesterday": use a time like`},
-		{Options{Until: "soon"}, `--until "soon": use a time like`},
-		{Options{Since: "1m", Until: "1h"}, `--until 1h is before --since 1m`},
-		{Options{Index: -1}, `--index -1: give a replica number from 1`},
+		{api.LogsOptions{Include: []string{"("}}, `--include "(": not a regular expression`},
+		{api.LogsOptions{Include: []string{"ok"}, Exclude: []string{"a[b"}}, `--exclude "a[b": not a regular expression`},
+		{api.LogsOptions{Since: "yesterday"}, `--since "yesterday": use a time like`},
+		{api.LogsOptions{Until: "soon"}, `--until "soon": use a time like`},
+		{api.LogsOptions{Since: "1m", Until: "1h"}, `--until 1h is before --since 1m`},
+		{api.LogsOptions{Index: -1}, `--index -1: give a replica number from 1`},
 	} {
 		_, err := newLineFilter(c.o, now)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -1,62 +1,46 @@
-// Package logs shows a project's stored logs as `sstack logs` does
+// Package logs reads a project's stored logs as `sstack logs` shows them
 // (docker compose's --tail, --since, --until, --index, -f, and
-// singularity-stack's line filters), from the log store's files, with or
-// without a running stack: following ends once no sstack holds the
-// project. The CLI fills Options from its flags.
+// singularity-stack's line filters), from the log store's files, and gives
+// them to an api.LogConsumer: every api.Stack implements Logs with it, as
+// the files are on this host whether or not a stack runs. Following ends
+// once the caller says the stack no longer runs. It prints nothing: the
+// CLI's consumer formats the lines.
 package logs
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"sort"
+	"sstack/internal/api"
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
-	"sstack/internal/projects"
 	"sstack/internal/statedir"
 	"strconv"
 	"time"
 )
 
-// Options are what `sstack logs` shows, its flags as given; errors name
-// the flag at fault.
+// Options are what to read: the project's logs as the options of Logs
+// select them; errors name the flag at fault.
 type Options struct {
 	Project  string
 	StateDir string
-	// Services, when given, select replicas by service, SERVICE-N name or
-	// display name (container_name).
-	Services []string
-	// Known are the project's services when its compose file is at hand:
-	// one of them without logs (it printed nothing) shows nothing, as
-	// docker compose's logs, where an unknown name is an error.
-	Known []string
-	// Tail is the number of lines from the end of each replica's logs
-	// ("all" or "": every line).
-	Tail   string
-	Follow bool
-	// Since and Until: docker's forms, a time or a duration ago.
-	Since, Until string
-	// Index keeps replica N only (from 1; 0: all).
-	Index int
-	// Stdout, Stderr keep that stream only (both or neither: both).
-	Stdout, Stderr bool
-	// Include: every one must match; Exclude: none may.
-	Include, Exclude []string
-	// Format is how lines are printed (Width and Project are set here).
-	Format logformat.Format
+	api.LogsOptions
+	// Running says whether the stack still runs: Follow ends once it no
+	// longer does (after the lines written until then). Nil: it does not.
+	Running func() bool
 }
 
-// Show prints the stored logs of a project to w, as `docker compose logs`
-// does: per replica, --tail lines from the end, merged in time order; with
-// Follow it goes on printing new lines until the stack has stopped, Until
-// has passed or ctx ends (Ctrl-C).
-func Show(ctx context.Context, o Options, w io.Writer) error {
+// Read gives consumer the stored logs of a project, as `docker compose
+// logs` shows them: per replica, Tail lines from the end, merged in time
+// order; with Follow it goes on with new lines until the stack has
+// stopped, Until has passed or ctx ends (Ctrl-C).
+func Read(ctx context.Context, o Options, consumer api.LogConsumer) error {
 	project, services, stateDir := o.Project, o.Services, o.StateDir
 	dir := statedir.Logs(stateDir)
-	filter, err := newLineFilter(o, time.Now())
+	filter, err := newLineFilter(o.LogsOptions, time.Now())
 	if err != nil {
 		return err
 	}
@@ -93,12 +77,6 @@ func Show(ctx context.Context, o Options, w io.Writer) error {
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		return fmt.Errorf("no logs for project %q in %s: it has not run here, or 'sstack down' removed them", project, dir)
 	}
-	width := 0
-	for _, n := range names {
-		if want(n) && len(display(n)) > width {
-			width = len(display(n))
-		}
-	}
 	for _, s := range services {
 		found, replica := false, false
 		for _, n := range names {
@@ -120,11 +98,11 @@ func Show(ctx context.Context, o Options, w io.Writer) error {
 	if len(services) == 0 && filter.index > 0 && !slices.ContainsFunc(names, want) {
 		return fmt.Errorf("--index %d: no service of project %q has logs of replica %d", filter.index, project, filter.index)
 	}
-	format := o.Format
-	format.Width, format.Project = width, project
-	printer := logformat.NewPrinter(format)
-	out := bufio.NewWriterSize(w, 64<<10)
-	defer out.Flush()
+	for _, n := range names {
+		if want(n) {
+			consumer.Register(display(n))
+		}
+	}
 
 	var all []logstore.Line
 	offsets := map[string]*follower{}
@@ -137,10 +115,13 @@ func Show(ctx context.Context, o Options, w io.Writer) error {
 		// moment could show some lines twice, never lose one).
 		fl, err := openFollower(dir, n)
 		if err != nil {
+			closeAll(offsets)
 			return err
 		}
 		lines, err := logstore.ReadRotated(dir, n, logstore.DefaultKeep)
 		if err != nil {
+			fl.f.Close()
+			closeAll(offsets)
 			return err
 		}
 		lines = append(lines, fl.read()...)
@@ -158,18 +139,22 @@ func Show(ctx context.Context, o Options, w io.Writer) error {
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
 	for _, l := range all {
-		printLine(printer, out, l, display)
+		give(consumer, l, display)
 	}
 	if !o.Follow {
 		return nil
 	}
-	return follow(ctx, dir, stateDir, offsets, want, filter, printer, out, display)
+	running := o.Running
+	if running == nil {
+		running = func() bool { return false }
+	}
+	return follow(ctx, dir, offsets, want, filter, running, consumer, display)
 }
 
-func printLine(p *logformat.Printer, out *bufio.Writer, l logstore.Line, display func(string) string) {
+// give hands one stored line to consumer.
+func give(consumer api.LogConsumer, l logstore.Line, display func(string) string) {
 	src := logformat.SourceFromName(l.Name)
-	src.Name = display(l.Name)
-	p.WriteLines(out, src, l.Stream, l.Time, [][]byte{l.Text})
+	consumer.Log(api.LogLine{Service: src.Service, Replica: src.Replica, Name: display(l.Name), Stream: l.Stream, Time: l.Time, Text: l.Text})
 }
 
 // displayNames returns the display name of a replica's logs in dir
@@ -236,9 +221,9 @@ func (fl *follower) rotated() bool {
 	return err1 == nil && err2 == nil && !os.SameFile(a, b)
 }
 
-// follow prints the lines appended to the replicas' logs until the stack
-// has stopped, --until has passed or ctx ends.
-func follow(ctx context.Context, dir, stateDir string, fls map[string]*follower, want func(string) bool, filter lineFilter, p *logformat.Printer, out *bufio.Writer, display func(string) string) error {
+// follow gives consumer the lines appended to the replicas' logs until
+// the stack has stopped, --until has passed or ctx ends.
+func follow(ctx context.Context, dir string, fls map[string]*follower, want func(string) bool, filter lineFilter, running func() bool, consumer api.LogConsumer, display func(string) string) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -253,24 +238,35 @@ func follow(ctx context.Context, dir, stateDir string, fls map[string]*follower,
 			}
 		}
 		// Checked before reading, so that what was written until then is
-		// printed.
-		running := projects.Locked(stateDir) && !filter.ended(time.Now())
+		// given.
+		stackRuns := running()
+		more := stackRuns && !filter.ended(time.Now())
 		var batch []logstore.Line
 		for _, fl := range fls {
 			batch = append(batch, filter.filter(fl.read())...)
 		}
 		sort.SliceStable(batch, func(i, j int) bool { return batch[i].Time.Before(batch[j].Time) })
 		for _, l := range batch {
-			printLine(p, out, l, display)
+			give(consumer, l, display)
 		}
-		_ = out.Flush()
-		if !running {
-			return nil // the stack has stopped (or --until passed) and everything is printed
+		if !more {
+			if !stackRuns {
+				consumer.Status("", api.LogsStopped)
+			}
+			closeAll(fls)
+			return nil // the stack has stopped (or --until passed) and everything is given
 		}
 		select {
 		case <-ctx.Done():
+			closeAll(fls)
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+func closeAll(fls map[string]*follower) {
+	for _, fl := range fls {
+		fl.f.Close()
 	}
 }

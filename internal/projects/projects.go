@@ -2,8 +2,9 @@
 // sstack holds it (the lock in its state directory), what it left (the
 // instances of a killed sstack, the replicas as its stack ended), taking
 // down what is left (down without a supervisor), and the list of
-// projects (ls). The engine takes the lock and records the last rows; the
-// CLI reads the rest.
+// projects (ls). Open gives the CLI a project's api.Stack: the control
+// client when a supervisor answers, else Remains, the api.Stack of what
+// the stack left. The engine takes the lock and records the last rows.
 package projects
 
 import (
