@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"text/template"
 	"time"
 
@@ -117,7 +116,7 @@ func printJSONRows(w io.Writer, rows []api.Replica) error {
 }
 
 func printPsTable(w io.Writer, rows []api.Replica, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	tw := newTable(w)
 	// A NODE column only for a stack spread over a Slurm allocation; an
 	// ADDRESS column (last) for replicas with addresses of their own.
 	nodes := slices.ContainsFunc(rows, func(r api.Replica) bool { return r.Node != "" })
@@ -178,42 +177,36 @@ func newLs(o *options) *cobra.Command {
 		Short: "List the projects of this user: running ones, and with -a those that ran here",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
 			}
 			projects, err := listProjects(o, all)
 			if err != nil {
 				return err
 			}
-			switch {
-			case quiet:
-				for _, p := range projects {
-					fmt.Fprintln(o.stdout, p.Name)
-				}
-			case format == "json":
-				return json.NewEncoder(o.stdout).Encode(projects)
-			default:
-				tw := tabwriter.NewWriter(o.stdout, 0, 4, 3, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATUS\tSUPERVISOR\tCONFIG FILES")
-				for _, p := range projects {
-					sup := "none"
-					if p.Supervised {
-						sup = "pid " + strconv.Itoa(p.Pid)
-						if p.Detached {
-							sup += " (detached)"
-						}
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Status, sup, strings.Join(p.ConfigFiles, ","))
-				}
-				_ = tw.Flush()
-			}
-			return nil
+			return projectListing.print(o.stdout, format, quiet, projects)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
 	c.Flags().BoolVarP(&all, "all", "a", false, "Show all projects, also stopped ones")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display project names")
 	return c
+}
+
+// projectListing is ls's table: a project's supervisor is its pid.
+var projectListing = listing[api.ProjectInfo]{
+	header: []string{"NAME", "STATUS", "SUPERVISOR", "CONFIG FILES"},
+	key:    func(p api.ProjectInfo) string { return p.Name },
+	cells: func(p api.ProjectInfo) []string {
+		sup := "none"
+		if p.Supervised {
+			sup = "pid " + strconv.Itoa(p.Pid)
+			if p.Detached {
+				sup += " (detached)"
+			}
+		}
+		return []string{p.Name, p.Status, sup, strings.Join(p.ConfigFiles, ",")}
+	},
 }
 
 // stateBase is the directory that holds one state directory per project.
@@ -501,8 +494,7 @@ func newTop(o *options) *cobra.Command {
 						fmt.Fprintln(o.stdout)
 					}
 					fmt.Fprintln(o.stdout, t.Name)
-					tw := tabwriter.NewWriter(o.stdout, 0, 4, 3, ' ', 0)
-					fmt.Fprintln(tw, "UID\tPID\tPPID\tCMD")
+					tw := newTable(o.stdout, "UID", "PID", "PPID", "CMD")
 					for _, p := range t.Processes {
 						fmt.Fprintf(tw, "%d\t%d\t%d\t%s\n", p.UID, p.Pid, p.PPid, p.Command)
 					}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sstack/internal/images"
-	"text/tabwriter"
 
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -20,8 +18,8 @@ func newImages(o *options) *cobra.Command {
 		Short:             "List the image (SIF) each service uses: path, source, size, ID",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
 			}
 			plan, err := o.load()
 			if err != nil {
@@ -38,33 +36,27 @@ func newImages(o *options) *cobra.Command {
 					return fmt.Errorf("no such service: %s", a)
 				}
 			}
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(o.stdout, r.ID)
-				}
-			case format == "json":
-				return json.NewEncoder(o.stdout).Encode(rows)
-			default:
-				tw := tabwriter.NewWriter(o.stdout, 0, 4, 3, ' ', 0)
-				fmt.Fprintln(tw, "SERVICE\tIMAGE\tSOURCE\tIMAGE ID\tSIZE\tPATH")
-				for _, r := range rows {
-					size := "-"
-					if r.Size > 0 {
-						size = units.HumanSizeWithPrecision(float64(r.Size), 3)
-					}
-					id := images.ShortID(r.ID)
-					if id == "" {
-						id = "-"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Image, r.Source, id, size, r.Path)
-				}
-				_ = tw.Flush()
-			}
-			return nil
+			return imageListing.print(o.stdout, format, quiet, rows)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
 	return c
+}
+
+// imageListing is images' table; --quiet prints the image IDs.
+var imageListing = listing[images.Row]{
+	header: []string{"SERVICE", "IMAGE", "SOURCE", "IMAGE ID", "SIZE", "PATH"},
+	key:    func(r images.Row) string { return r.ID },
+	cells: func(r images.Row) []string {
+		size := "-"
+		if r.Size > 0 {
+			size = units.HumanSizeWithPrecision(float64(r.Size), 3)
+		}
+		id := images.ShortID(r.ID)
+		if id == "" {
+			id = "-"
+		}
+		return []string{r.Service, r.Image, r.Source, id, size, r.Path}
+	},
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -29,8 +28,8 @@ func newStats(o *options) *cobra.Command {
 		Short:             "Display a live stream of the replicas' resource usage (CPU, memory, block I/O, PIDs)",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return &usageError{fmt.Errorf("--format %q: use table or json", format)}
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
 			}
 			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
 				return streamStats(ctx, st, args, noStream, format, o.stdout, isTerminal(o.stdout), statsInterval)
@@ -146,7 +145,7 @@ func statsRows(prev, cur []api.ReplicaStats) []statsRow {
 }
 
 func printStatsTable(w io.Writer, rows []statsRow) {
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	tw := newTable(w)
 	nodes := slices.ContainsFunc(rows, func(r statsRow) bool { return r.Node != "" })
 	if nodes {
 		fmt.Fprintln(tw, "NAME\tNODE\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS")

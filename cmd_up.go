@@ -319,8 +319,8 @@ func newConfig(o *options) *cobra.Command {
 		Short: "Print the resolved plan (needs no runtime)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "yaml" && format != "json" {
-				return &usageError{fmt.Errorf("--format %q: use yaml or json", format)}
+			if err := checkFormat(format, "yaml", "json"); err != nil {
+				return err
 			}
 			plan, err := o.load()
 			if err != nil {

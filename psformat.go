@@ -86,7 +86,7 @@ func printPsTemplate(w io.Writer, tmpl *template.Template, table bool, rows []ap
 	out := w
 	var tw *tabwriter.Writer
 	if table {
-		tw = tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+		tw = newTable(w)
 		out = tw
 		var header strings.Builder
 		if tmpl.Execute(&header, psHeaders()) == nil {
