@@ -120,90 +120,53 @@ func (s *Server) auth(next http.Handler) http.Handler {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathStart, func(w http.ResponseWriter, r *http.Request) {
-		var spec singularity.InstanceSpec
-		if !decode(w, r, &spec) {
-			return
-		}
-		err := s.rt.StartInstance(r.Context(), spec)
+	handle(mux, pathStart, func(ctx context.Context, spec singularity.InstanceSpec) (any, error) {
+		err := s.rt.StartInstance(ctx, spec)
 		if err == nil {
 			s.mu.Lock()
 			s.instances[spec.Name] = true
 			s.mu.Unlock()
 		}
-		reply(w, struct{}{}, err)
+		return struct{}{}, err
 	})
-	mux.HandleFunc("POST "+pathStop, func(w http.ResponseWriter, r *http.Request) {
-		var req stopReq
-		if !decode(w, r, &req) {
-			return
-		}
-		err := s.rt.StopInstance(r.Context(), req.Name, req.Signal, req.Timeout)
+	handle(mux, pathStop, func(ctx context.Context, req stopReq) (any, error) {
+		err := s.rt.StopInstance(ctx, req.Name, req.Signal, req.Timeout)
 		if err == nil || errors.Is(err, singularity.ErrNoInstance) {
 			s.mu.Lock()
 			delete(s.instances, req.Name)
 			s.mu.Unlock()
 		}
-		reply(w, struct{}{}, err)
+		return struct{}{}, err
 	})
-	mux.HandleFunc("POST "+pathList, func(w http.ResponseWriter, r *http.Request) {
-		var req listReq
-		if !decode(w, r, &req) {
-			return
-		}
-		infos, err := s.rt.ListInstances(r.Context(), req.Glob)
-		reply(w, infos, err)
+	handle(mux, pathList, func(ctx context.Context, req listReq) (any, error) {
+		return s.rt.ListInstances(ctx, req.Glob)
 	})
-	mux.HandleFunc("POST "+pathExec, func(w http.ResponseWriter, r *http.Request) {
-		var req execReq
-		if !decode(w, r, &req) {
-			return
-		}
-		code, out, err := s.rt.Exec(r.Context(), singularity.ProcessSpec{Instance: req.Instance, Args: req.Args, Env: s.env(req.Env), Net: req.Net})
-		reply(w, execResp{Code: code, Output: out}, err)
+	handle(mux, pathExec, func(ctx context.Context, req execReq) (any, error) {
+		code, out, err := s.rt.Exec(ctx, singularity.ProcessSpec{Instance: req.Instance, Args: req.Args, Env: s.env(req.Env), Net: req.Net})
+		return execResp{Code: code, Output: out}, err
 	})
-	mux.HandleFunc("POST "+pathEndRun, func(w http.ResponseWriter, r *http.Request) {
-		var req endRunReq
-		if !decode(w, r, &req) {
-			return
-		}
-		n, err := s.rt.EndRun(r.Context(), req.Instance)
-		reply(w, endRunResp{Ended: n}, err)
+	handle(mux, pathEndRun, func(ctx context.Context, req endRunReq) (any, error) {
+		n, err := s.rt.EndRun(ctx, req.Instance)
+		return endRunResp{Ended: n}, err
 	})
-	mux.HandleFunc("POST "+pathUsage, func(w http.ResponseWriter, r *http.Request) {
-		var req usageReq
-		if !decode(w, r, &req) {
-			return
-		}
-		u, err := s.rt.Usage(r.Context(), req.Instances)
-		reply(w, u, err)
+	handle(mux, pathUsage, func(ctx context.Context, req usageReq) (any, error) {
+		return s.rt.Usage(ctx, req.Instances)
 	})
-	mux.HandleFunc("POST "+pathSeed, func(w http.ResponseWriter, r *http.Request) {
-		var spec singularity.SeedSpec
-		if !decode(w, r, &spec) {
-			return
-		}
-		reply(w, struct{}{}, s.rt.SeedVolume(r.Context(), spec))
+	handle(mux, pathSeed, func(ctx context.Context, spec singularity.SeedSpec) (any, error) {
+		return struct{}{}, s.rt.SeedVolume(ctx, spec)
 	})
 	mux.HandleFunc("POST "+pathProcess, s.process)
-	mux.HandleFunc("POST "+pathSignal, func(w http.ResponseWriter, r *http.Request) {
-		var req signalReq
-		if !decode(w, r, &req) {
-			return
-		}
+	handle(mux, pathSignal, func(_ context.Context, req signalReq) (any, error) {
 		s.mu.Lock()
 		p := s.procs[req.ID]
 		s.mu.Unlock()
-		var err error
 		switch {
 		case p == nil:
-			err = os.ErrProcessDone
+			return struct{}{}, os.ErrProcessDone
 		case syscall.Signal(req.Signal) == syscall.SIGKILL:
-			err = p.Kill()
-		default:
-			err = p.Signal(syscall.Signal(req.Signal))
+			return struct{}{}, p.Kill()
 		}
-		reply(w, struct{}{}, err)
+		return struct{}{}, p.Signal(syscall.Signal(req.Signal))
 	})
 	mux.HandleFunc("GET "+pathSession, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -232,6 +195,19 @@ func (s *Server) routes() http.Handler {
 		s.finish()
 	})
 	return mux
+}
+
+// handle serves the POST requests of path: the JSON body decoded into a
+// Req, fn's result (or error) as the reply.
+func handle[Req any](mux *http.ServeMux, path string, fn func(context.Context, Req) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !decode(w, r, &req) {
+			return
+		}
+		res, err := fn(r.Context(), req)
+		reply(w, res, err)
+	})
 }
 
 // process starts a service process and streams its output and exit.
