@@ -3,6 +3,7 @@ package compose
 // Mounts: binds, named and anonymous volumes, tmpfs, secrets and configs.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -187,22 +188,31 @@ func (t *translator) tmpfs(sc types.ServiceConfig, s *Service) {
 	}
 }
 
-func (t *translator) secret(service string, ref types.ServiceSecretConfig) (Mount, bool) {
-	key := fmt.Sprintf("secret %q", ref.Source)
-	sec, ok := t.p.Secrets[ref.Source]
-	if !ok {
-		t.fail(service, key, "not declared; add it under the top-level secrets: key")
-		return Mount{}, false
+// fileTarget is what a service's secrets and configs entries share: the
+// key messages name, the refusal of one the top level does not declare,
+// the warning for uid, gid and mode, and the path it is bound at (the
+// source's name under dir unless target: says otherwise).
+func (t *translator) fileTarget(service, kind, dir string, ref types.FileReferenceConfig, declared bool) (key, target string, ok bool) {
+	key = fmt.Sprintf("%s %q", kind, ref.Source)
+	if !declared {
+		t.fail(service, key, "not declared; add it under the top-level %ss: key", kind)
+		return key, "", false
 	}
 	if ref.UID != "" || ref.GID != "" || ref.Mode != nil {
-		t.warn(service, "secrets", "%s: uid, gid and mode are not set: the file keeps its owner and mode", ref.Source)
+		t.warn(service, kind+"s", "%s: uid, gid and mode are not set: the file keeps its owner and mode", ref.Source)
 	}
-	target := ref.Target
-	if target == "" {
-		target = ref.Source
-	}
+	target = cmp.Or(ref.Target, ref.Source)
 	if !path.IsAbs(target) {
-		target = path.Join(secretsDir, target)
+		target = path.Join(dir, target)
+	}
+	return key, target, true
+}
+
+func (t *translator) secret(service string, ref types.ServiceSecretConfig) (Mount, bool) {
+	sec, declared := t.p.Secrets[ref.Source]
+	key, target, ok := t.fileTarget(service, "secret", secretsDir, types.FileReferenceConfig(ref), declared)
+	if !ok {
+		return Mount{}, false
 	}
 	m := Mount{Kind: MountSecret, Target: target, ReadOnly: true}
 	switch {
@@ -275,21 +285,10 @@ func (t *translator) checkSecretFile(service, key, id, file string) bool {
 }
 
 func (t *translator) config(service string, ref types.ServiceConfigObjConfig) (Mount, bool) {
-	key := fmt.Sprintf("config %q", ref.Source)
-	cfg, ok := t.p.Configs[ref.Source]
+	cfg, declared := t.p.Configs[ref.Source]
+	key, target, ok := t.fileTarget(service, "config", configsDir, types.FileReferenceConfig(ref), declared)
 	if !ok {
-		t.fail(service, key, "not declared; add it under the top-level configs: key")
 		return Mount{}, false
-	}
-	if ref.UID != "" || ref.GID != "" || ref.Mode != nil {
-		t.warn(service, "configs", "%s: uid, gid and mode are not set: the file keeps its owner and mode", ref.Source)
-	}
-	target := ref.Target
-	if target == "" {
-		target = ref.Source
-	}
-	if !path.IsAbs(target) {
-		target = path.Join(configsDir, target)
 	}
 	m := Mount{Kind: MountConfig, Target: target, ReadOnly: true}
 	switch {
