@@ -49,6 +49,7 @@ type options struct {
 	// enabled, as docker compose does.
 	named    []string
 	runtime  string
+	detected *detection // runtimeBinary's, once asked
 	imageDir string
 	parallel int
 	images   imageFlags // pull, build, up's --pull/--build
@@ -381,8 +382,22 @@ func (o *options) runtimeWithLimit() (*singularity.Apptainer, int, error) {
 	return rt, parallel, err
 }
 
+// runtimeBinary detects the runtime once per command: up asks for it for
+// the images and again for the stack, and each detection runs
+// `apptainer --version`, a Go binary's start (30 ms of CPU, over 100 ms
+// of wall time on a loaded 2-core node).
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
-	return singularity.Detect(o.runtime)
+	if o.detected == nil {
+		rt, err := singularity.Detect(o.runtime)
+		o.detected = &detection{rt, err}
+	}
+	return o.detected.rt, o.detected.err
+}
+
+// detection is the answer of singularity.Detect.
+type detection struct {
+	rt  *singularity.Apptainer
+	err error
 }
 
 func isTerminal(w io.Writer) bool {
