@@ -387,17 +387,30 @@ func (o *options) runtimeWithLimit() (*singularity.Apptainer, int, error) {
 // `apptainer --version`, a Go binary's start (30 ms of CPU, over 100 ms
 // of wall time on a loaded 2-core node).
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
-	if o.detected == nil {
-		rt, err := singularity.Detect(o.runtime)
-		o.detected = &detection{rt, err}
-	}
+	o.detectAhead()
+	<-o.detected.done
 	return o.detected.rt, o.detected.err
 }
 
-// detection is the answer of singularity.Detect.
+// detectAhead starts the detection of the runtime, which runtimeBinary
+// then waits for: up runs it beside the load of the compose file.
+func (o *options) detectAhead() {
+	if o.detected != nil {
+		return
+	}
+	d := &detection{done: make(chan struct{})}
+	o.detected = d
+	go func() {
+		defer close(d.done)
+		d.rt, d.err = singularity.Detect(o.runtime)
+	}()
+}
+
+// detection is the answer of singularity.Detect, once done is closed.
 type detection struct {
-	rt  *singularity.Apptainer
-	err error
+	done chan struct{}
+	rt   *singularity.Apptainer
+	err  error
 }
 
 func isTerminal(w io.Writer) bool {
