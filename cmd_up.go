@@ -103,6 +103,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if err != nil {
 		return err
 	}
+	o.detectAhead()
 	plan, err := o.load()
 	if err != nil {
 		return err

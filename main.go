@@ -51,6 +51,7 @@ type options struct {
 	// enabled, as docker compose does.
 	named    []string
 	runtime  string
+	detected *detection // runtimeBinary's, once asked
 	imageDir string
 	parallel int
 	images   imageFlags // pull, build, up's --pull/--build
@@ -373,8 +374,35 @@ func (o *options) runtimeWithLimit() (*singularity.Apptainer, int, error) {
 	return rt, parallel, err
 }
 
+// runtimeBinary detects the runtime once per command: up asks for it for
+// the images and again for the stack, and each detection runs
+// `apptainer --version`, a Go binary's start (30 ms of CPU, over 100 ms
+// of wall time on a loaded 2-core node).
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
-	return singularity.Detect(o.runtime)
+	o.detectAhead()
+	<-o.detected.done
+	return o.detected.rt, o.detected.err
+}
+
+// detectAhead starts the detection of the runtime, which runtimeBinary
+// then waits for: up runs it beside the load of the compose file.
+func (o *options) detectAhead() {
+	if o.detected != nil {
+		return
+	}
+	d := &detection{done: make(chan struct{})}
+	o.detected = d
+	go func() {
+		defer close(d.done)
+		d.rt, d.err = singularity.Detect(o.runtime)
+	}()
+}
+
+// detection is the answer of singularity.Detect, once done is closed.
+type detection struct {
+	done chan struct{}
+	rt   *singularity.Apptainer
+	err  error
 }
 
 func isTerminal(w io.Writer) bool {

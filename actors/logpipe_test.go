@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/sys/unix"
 )
 
 var pumpTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -581,5 +582,40 @@ func TestLogPipe(t *testing.T) {
 	data, err := io.ReadAll(r)
 	if err != nil || string(data) != "one\ntwo" {
 		t.Errorf("read %q, %v", data, err)
+	}
+}
+
+// growPipe grows a busy stream's pipe (logPipe's, tracked or not), never
+// more than maxBusyPipes at once, and leaves other readers alone.
+func TestGrowPipeBounded(t *testing.T) {
+	if growPipe(strings.NewReader("x")) {
+		t.Fatal("grew a reader that is no pipe")
+	}
+	grown := 0
+	defer func() { busyPipes.Add(-int32(grown)) }()
+	for i := 0; i < maxBusyPipes+2; i++ {
+		r, w, err := logPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		var rd io.Reader = r
+		if i%2 == 1 {
+			rd, _ = newPipeTracker().track(r)
+		}
+		if !growPipe(rd) {
+			if i < maxBusyPipes {
+				t.Fatalf("pipe %d not grown", i)
+			}
+			continue
+		}
+		grown++
+		if size, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0); err != nil || size != busyPipeSize {
+			t.Fatalf("pipe %d: size %d (%v), want %d", i, size, err, busyPipeSize)
+		}
+	}
+	if grown != maxBusyPipes {
+		t.Fatalf("%d pipes grown, want at most %d", grown, maxBusyPipes)
 	}
 }

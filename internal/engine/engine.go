@@ -128,6 +128,11 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 		if err == nil {
 			nw, err = startNetworks(ctx, plan, cl != nil, warn)
 		}
+		if err == nil && nw.replicas != nil && !opts.NoStart {
+			// The replicas' namespaces are made from now on, beside
+			// the rest of up (replicaNets.reserve).
+			nw.replicas.reserve(selected)
+		}
 		clash <- err
 		nets <- nw
 	}()

@@ -36,6 +36,10 @@ type replicaNets struct {
 type heldNet struct {
 	net   singularity.Network
 	users int
+	// made is closed once a namespace reserved ahead (reserve) is made
+	// or has failed (err); nil for one Attach made itself.
+	made chan struct{}
+	err  error
 }
 
 var _ actors.ReplicaNetworks = (*replicaNets)(nil)
@@ -115,6 +119,19 @@ func (rn *replicaNets) Attach(svc *compose.Service, replica int) (singularity.Ne
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	me, own := replicaKey(svc.Name, replica), owner(svc, replica)
+	// A namespace reserved ahead (reserve): wait for it without holding
+	// up the other replicas' attaches; one that failed is tried again.
+	for h := rn.held[own]; h != nil && h.made != nil; h = rn.held[own] {
+		rn.mu.Unlock()
+		<-h.made
+		rn.mu.Lock()
+		if rn.held[own] == h && h.made != nil {
+			h.made = nil
+			if h.err != nil {
+				delete(rn.held, own)
+			}
+		}
+	}
 	if h := rn.held[own]; h != nil && rn.attached[me] == own {
 		return h.net, nil
 	}
@@ -138,6 +155,60 @@ func (rn *replicaNets) Attach(svc *compose.Service, replica int) (singularity.Ne
 		return singularity.Network{}, err
 	}
 	return h.net, nil
+}
+
+// reserve makes, one after the other in a goroutine of its own, the
+// namespaces of the replicas that up is about to start: those of the
+// services named on the stack network, each with its own namespace
+// (network_mode: service:NAME joins NAME's). Made while the rest of up
+// runs and before the instance starts compete for the CPU, they cost an
+// Attach nothing but the wait for its own: made by Attach, each in turn
+// under the lock, they came one after the other among the starts (7 to
+// 100 ms each at load 8, 0.4 s for 10 replicas), holding back each start.
+// The addresses are given in the plan's order. A namespace reserved for
+// a replica that never starts (its dependency failed) is held until the
+// stack ends, when the stack network goes with all of them.
+func (rn *replicaNets) reserve(services []string) {
+	type job struct {
+		own, addr string
+		on        stacknet.On
+		h         *heldNet
+		made      chan struct{}
+	}
+	var jobs []job
+	rn.mu.Lock()
+	for _, name := range services {
+		svc := rn.plan.Service(name)
+		if svc == nil || svc.Network != compose.NetworkProject || svc.NetworkShare != "" {
+			continue
+		}
+		for r := 1; r <= svc.Replicas; r++ {
+			own := replicaKey(svc.Name, r)
+			if rn.held[own] != nil {
+				continue
+			}
+			addr, err := rn.addrs.Of(own)
+			if err != nil {
+				continue // Attach says it
+			}
+			h := &heldNet{made: make(chan struct{})}
+			rn.held[own] = h
+			jobs = append(jobs, job{own: own, addr: addr, on: rn.on(svc), h: h, made: h.made})
+		}
+	}
+	rn.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	go func() {
+		for _, j := range jobs {
+			r, err := rn.stack.AddReplica(nsName(j.own), j.addr, j.on)
+			rn.mu.Lock()
+			j.h.net, j.h.err = singularity.Network{Holder: r.Pid, UserNS: r.UserNS}, err
+			rn.mu.Unlock()
+			close(j.made)
+		}
+	}()
 }
 
 // Detach implements actors.ReplicaNetworks.
