@@ -15,15 +15,15 @@ import (
 
 // Converge hands the stack an edited compose file's plan (up on a running
 // stack) and returns the replicas to wait for.
-func (s *Stack) Converge(req *ConvergeRequest) ([]string, error) {
+func (s *System) Converge(req *ConvergeRequest) ([]string, error) {
 	return s.result(s.request(req))
 }
 
 // Announce publishes ev, a stack event of the engine's.
-func (s *Stack) Announce(ev api.Event) { s.system.Root.Send(s.root, &Announce{Event: ev}) }
+func (s *System) Announce(ev api.Event) { s.system.Root.Send(s.root, &Announce{Event: ev}) }
 
 // Plan is the plan the stack runs now.
-func (s *Stack) Plan() (*compose.Plan, error) {
+func (s *System) Plan() (*compose.Plan, error) {
 	res, err := s.request(&PlanRequest{})
 	if err != nil {
 		return nil, err

@@ -82,15 +82,16 @@ type Placer interface {
 	Forget(service string, replica int)
 }
 
-// Stack is a running stack: an actor system with the logger and the stack
-// supervisor, which spawns one service actor per replica.
-type Stack struct {
+// System is the supervision of one running stack: an actor system with the
+// logger and the stack actor, which spawns one service actor per replica.
+// (api.Stack, what the CLI calls, is implemented over it by engine.Supervisor.)
+type System struct {
 	system *actor.ActorSystem
 	root   *actor.PID
 	logger *actor.PID
 	done   chan StackDone
 	pipes  *pipeTracker
-	// console writes what the logger prints; Stop and Kill tell it that
+	// console writes what the logger prints; TearDown and KillAll tell it that
 	// it may no longer hold the stack back.
 	console *console
 }
@@ -101,13 +102,13 @@ func quietLogger(*actor.ActorSystem) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Start spawns the stack. Done reports when everything is gone.
-func Start(cfg StackConfig) *Stack {
+// Start spawns the stack's actors. Done reports when everything is gone.
+func Start(cfg StackConfig) *System {
 	if cfg.Clock == nil {
 		cfg.Clock = policy.RealClock{}
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
-	st := &Stack{system: system, done: make(chan StackDone, 1), pipes: newPipeTracker()}
+	st := &System{system: system, done: make(chan StackDone, 1), pipes: newPipeTracker()}
 	parallel := cfg.Parallel
 	if parallel <= 0 {
 		parallel = singularity.DefaultParallel()
@@ -134,30 +135,30 @@ func Start(cfg StackConfig) *Stack {
 	return st
 }
 
-// Stop asks for a graceful teardown (first Ctrl-C); reason is printed.
-func (s *Stack) Stop(reason string) { s.StopWithin(reason, nil) }
+// TearDown asks for a graceful teardown of the whole stack (first Ctrl-C); reason is printed.
+func (s *System) TearDown(reason string) { s.TearDownWithin(reason, nil) }
 
-// StopWithin is Stop with every service's grace period set to timeout
+// TearDownWithin is TearDown with every service's grace period set to timeout
 // (down -t); nil keeps each service's own.
-func (s *Stack) StopWithin(reason string, timeout *time.Duration) {
+func (s *System) TearDownWithin(reason string, timeout *time.Duration) {
 	s.console.stop(false)
 	s.system.Root.Send(s.root, &StopStack{Reason: reason, Timeout: timeout})
 }
 
-// Kill asks for an immediate teardown (second Ctrl-C).
-func (s *Stack) Kill() {
+// KillAll asks for an immediate teardown (second Ctrl-C).
+func (s *System) KillAll() {
 	s.console.stop(true)
 	s.system.Root.Send(s.root, &KillStack{})
 }
 
 // Done receives one StackDone when everything is gone.
-func (s *Stack) Done() <-chan StackDone { return s.done }
+func (s *System) Done() <-chan StackDone { return s.done }
 
 // requestTimeout bounds a control request to the supervisor, which answers
 // at once (it never blocks in Receive).
 const requestTimeout = 10 * time.Second
 
-func (s *Stack) request(msg any) (any, error) {
+func (s *System) request(msg any) (any, error) {
 	res, err := s.system.Root.RequestFuture(s.root, msg, requestTimeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("the stack supervisor did not answer: %w", err)
@@ -166,7 +167,7 @@ func (s *Stack) request(msg any) (any, error) {
 }
 
 // Ps returns every replica's row.
-func (s *Stack) Ps() ([]api.Replica, error) {
+func (s *System) Ps() ([]api.Replica, error) {
 	res, err := s.request(&PsRequest{})
 	if err != nil {
 		return nil, err
@@ -177,16 +178,16 @@ func (s *Stack) Ps() ([]api.Replica, error) {
 
 // Command runs a user command on services and returns the replicas it
 // acts on.
-func (s *Stack) Command(req *CommandRequest) ([]string, error) {
+func (s *System) Command(req *CommandRequest) ([]string, error) {
 	return s.result(s.request(req))
 }
 
 // Scale sets replica counts.
-func (s *Stack) Scale(req *ScaleRequest) ([]string, error) {
+func (s *System) Scale(req *ScaleRequest) ([]string, error) {
 	return s.result(s.request(req))
 }
 
-func (s *Stack) result(res any, err error) ([]string, error) {
+func (s *System) result(res any, err error) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -199,21 +200,21 @@ func (s *Stack) result(res any, err error) ([]string, error) {
 
 // Subscribe returns a channel of every event from now on; it is closed
 // when the stack ends, or when the listener is too slow to keep up.
-func (s *Stack) Subscribe() chan api.Event {
+func (s *System) Subscribe() chan api.Event {
 	ch := make(chan api.Event, subscriberBuffer)
 	s.system.Root.Send(s.root, &Subscribe{Ch: ch})
 	return ch
 }
 
 // Unsubscribe ends a subscription.
-func (s *Stack) Unsubscribe(ch chan api.Event) { s.system.Root.Send(s.root, &Unsubscribe{Ch: ch}) }
+func (s *System) Unsubscribe(ch chan api.Event) { s.system.Root.Send(s.root, &Unsubscribe{Ch: ch}) }
 
 // subscriberBuffer events may wait for a listener before it is dropped.
 const subscriberBuffer = 4096
 
 // Flush returns once the logger has written every status line and log
 // batch sent to it before.
-func (s *Stack) Flush() {
+func (s *System) Flush() {
 	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, requestTimeout).Result()
 }
 
@@ -223,11 +224,11 @@ func (s *Stack) Flush() {
 const pipeIdle = time.Second
 
 // Close waits until every line the processes wrote has reached the
-// logger's output, however slowly that is read (after Stop only while
-// stdout makes progress, after Kill not at all: see console.close),
+// logger's output, however slowly that is read (after TearDown only while
+// stdout makes progress, after KillAll not at all: see console.close),
 // flushes the logger and stops the actor system; call after Done, when
-// every instance is gone. Stop and Kill may be called while it waits.
-func (s *Stack) Close() {
+// every instance is gone. TearDown and KillAll may be called while it waits.
+func (s *System) Close() {
 	s.pipes.wait(pipeIdle)
 	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, 5e9).Result()
 	_ = s.system.Root.PoisonFuture(s.root).Wait()

@@ -35,7 +35,7 @@ func serve(instance string, run int, p *fakeProc) {
 	p.Exit(0)
 }
 
-func startStack(t *testing.T, rt *fakeRuntime, services ...compose.Service) (*Stack, *syncBuffer, *syncBuffer) {
+func startStack(t *testing.T, rt *fakeRuntime, services ...compose.Service) (*System, *syncBuffer, *syncBuffer) {
 	t.Helper()
 	out, errb := &syncBuffer{}, &syncBuffer{}
 	st := Start(StackConfig{
@@ -50,7 +50,7 @@ func startStack(t *testing.T, rt *fakeRuntime, services ...compose.Service) (*St
 	return st, out, errb
 }
 
-func waitDone(t *testing.T, st *Stack) int {
+func waitDone(t *testing.T, st *System) int {
 	t.Helper()
 	select {
 	case d := <-st.Done():
@@ -97,7 +97,7 @@ func TestStartOrderAndReverseTeardown(t *testing.T) {
 	// web -> api -> db; cache is independent.
 	st, out, _ := startStack(t, rt, svc("db"), svc("cache"), svc("api", "db"), svc("web", "api"))
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.web.1") == 1 })
-	st.Stop("")
+	st.TearDown("")
 	if code := waitDone(t, st); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -137,7 +137,7 @@ func TestGraceExpiryKills(t *testing.T) {
 	s.StopSignal = "SIGUSR1"
 	st, _, errb := startStack(t, rt, s)
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.app.1") == 1 })
-	st.Stop("")
+	st.TearDown("")
 	waitDone(t, st)
 	ev := rt.Events()
 	if index(ev, "signal p.app.1 user defined signal 1") < 0 || index(ev, "kill p.app.1") < 0 {
@@ -200,7 +200,7 @@ func TestCompletedSuccessfullyCondition(t *testing.T) {
 	app.DependsOn = []compose.Dependency{{Service: "migrate", Condition: compose.ConditionCompletedSuccessfully, Required: true}}
 	st, _, _ := startStack(t, rt, svc("migrate"), app)
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.app.1") == 1 })
-	st.Stop("")
+	st.TearDown("")
 	waitDone(t, st)
 	ev := rt.Events()
 	if index(ev, "start p.app.1") < index(ev, "exec p.migrate.1") {
@@ -245,7 +245,7 @@ func (r *probeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (
 	return code, []byte(fmt.Sprintf("probe %d exit %d\n", n, code)), nil
 }
 
-func startWith(t *testing.T, cfg StackConfig, services ...compose.Service) (*Stack, *syncBuffer, *syncBuffer) {
+func startWith(t *testing.T, cfg StackConfig, services ...compose.Service) (*System, *syncBuffer, *syncBuffer) {
 	t.Helper()
 	out, errb := &syncBuffer{}, &syncBuffer{}
 	cfg.Plan = &compose.Plan{Project: "p", Services: services}
@@ -430,7 +430,7 @@ func TestOptionalDependencyFailureWarns(t *testing.T) {
 	app.DependsOn = []compose.Dependency{dep("migrate", compose.ConditionCompletedSuccessfully, false)}
 	st, _, errb := startStack(t, rt, svc("migrate"), app)
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.app.1") == 1 })
-	st.Stop("")
+	st.TearDown("")
 	if code := waitDone(t, st); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
@@ -453,7 +453,7 @@ func TestHealthyCondition(t *testing.T) {
 	app.DependsOn = []compose.Dependency{dep("db", compose.ConditionHealthy, true)}
 	st, _, errb := startWith(t, StackConfig{Runtime: rt}, db, app)
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.app.1") == 1 })
-	st.Stop("")
+	st.TearDown("")
 	waitDone(t, st)
 	ev := rt.Events()
 	probes := 0
@@ -508,7 +508,7 @@ func TestHealthStartPeriod(t *testing.T) {
 		StartPeriod: 400 * time.Millisecond, StartInterval: 20 * time.Millisecond}
 	st, _, errb := startWith(t, StackConfig{Runtime: rt}, db)
 	waitFor(t, func() bool { return strings.Contains(errb.String(), "db-1 is healthy") })
-	st.Stop("")
+	st.TearDown("")
 	waitDone(t, st)
 	if strings.Contains(errb.String(), "unhealthy") {
 		t.Errorf("a failure inside start_period counted:\n%s", errb.String())
@@ -533,7 +533,7 @@ func TestRestartReusesOrRecreatesInstance(t *testing.T) {
 			})
 			st, _, errb := startStack(t, rt, withRestart(svc("x"), "restart", "always"))
 			waitFor(t, func() bool { return count(rt.Events(), "exec p.x.1") == 2 })
-			st.Stop("")
+			st.TearDown("")
 			waitDone(t, st)
 			ev := rt.Events()
 			wantStarts, wantLine := 1, "x-1: restarting the process in instance p.x.1"
@@ -557,7 +557,7 @@ func TestTeardownCancelsRestart(t *testing.T) {
 	s.Restart = compose.RestartPolicy{Source: "deploy", Condition: "any", Delay: 200 * time.Millisecond}
 	st, _, _ := startStack(t, rt, s)
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.loop.1") == 2 })
-	st.Stop("")
+	st.TearDown("")
 	if code := waitDone(t, st); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
@@ -581,7 +581,7 @@ func TestDependsOnRestartFollowsDependency(t *testing.T) {
 	app.DependsOn = []compose.Dependency{{Service: "db", Condition: compose.ConditionStarted, Required: true, Restart: true}}
 	st, _, errb := startStack(t, rt, withRestart(svc("db"), "restart", "on-failure"), app, svc("other", "db"))
 	waitFor(t, func() bool { return count(rt.Events(), "exec p.app.1") == 2 })
-	st.Stop("")
+	st.TearDown("")
 	if code := waitDone(t, st); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}

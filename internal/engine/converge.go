@@ -44,7 +44,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	s.converging.Lock()
 	defer s.converging.Unlock()
 	// The client shows the events up to this one.
-	defer s.stack.Announce(api.Event{Kind: api.EventConverged})
+	defer s.sys.Announce(api.Event{Kind: api.EventConverged})
 	var lo compose.Options
 	if err := json.Unmarshal(opts.Project, &lo); err != nil {
 		return fmt.Errorf("the compose file's load options: %w", err)
@@ -58,16 +58,16 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	if plan.StateDir != cur.StateDir {
 		return fmt.Errorf("the compose file is of project %q (state %s), not of the running %q", plan.Project, plan.StateDir, cur.Project)
 	}
-	plan, selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.stack.Announce)
+	plan, selected, err := checkPlan(ctx, plan, s.rt, opts.Services, opts.NoDeps, opts.Scale, s.opts.NoLimits, s.sys.Announce)
 	if err != nil {
 		return err
 	}
 	cl := s.cluster
 	if cl == nil {
-		skipElsewhere(plan, s.stack.Announce)
+		skipElsewhere(plan, s.sys.Announce)
 	}
 
-	rows, err := s.stack.Ps()
+	rows, err := s.sys.Ps()
 	if err != nil {
 		return err
 	}
@@ -137,13 +137,13 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	}
 	runscripts = mergeMaps(s.state.runscripts, runscripts)
 
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
 	start := opts.Services
 	if len(start) == 0 {
 		start = plan.ServiceNames()
 	}
-	names, err := s.stack.Converge(&actors.ConvergeRequest{
+	names, err := s.sys.Converge(&actors.ConvergeRequest{
 		Plan: &merged, Orphans: orphans,
 		Recreate: recreate, Start: start, NoDeps: opts.NoDeps, Remove: remove, NoStart: opts.NoStart,
 		HasRunscript: runscripts, HostsFiles: hosts, Nets: nets,
@@ -167,7 +167,7 @@ func (s *Supervisor) converge(ctx context.Context, opts api.UpOptions) error {
 	}
 	waitErr := awaitConverge(ctx, ch, names, rolling)
 	// A rollback put a service's previous configuration back.
-	if now, err := s.stack.Plan(); err == nil {
+	if now, err := s.sys.Plan(); err == nil {
 		s.current.Store(now)
 		for _, name := range rolling {
 			if svc := now.Service(name); svc != nil {

@@ -56,7 +56,7 @@ type Supervisor struct {
 	runtime  singularity.Runtime
 	cluster  *cluster // inside a Slurm allocation; nil on one host
 	nets     *networks
-	stack    *actors.Stack
+	sys      *actors.System // the supervision: stack actor, service actors, logger
 	server   *control.Server
 	listener net.Listener
 	unlock   func()
@@ -203,7 +203,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	up := opts.UpOptions
 	up.Format.StoreDir = statedir.Logs(plan.StateDir)
 	up.Parallel = parallelFor(opts.Parallel, cl)
-	s.stack = actors.Start(actors.StackConfig{
+	s.sys = actors.Start(actors.StackConfig{
 		Plan:         plan,
 		Runtime:      runtime,
 		Placer:       placer,
@@ -300,16 +300,16 @@ func (s *Supervisor) awaitStart(ctx context.Context) error {
 }
 
 // Flush waits until the status lines of what happened so far are written.
-func (s *Supervisor) Flush() { s.stack.Flush() }
+func (s *Supervisor) Flush() { s.sys.Flush() }
 
 // close releases everything once the stack has ended: waits for the last
 // lines, stops the actors, the control socket and the metrics endpoint,
 // and unlocks the project.
 func (s *Supervisor) close() {
-	if rows, err := s.stack.Ps(); err == nil {
+	if rows, err := s.sys.Ps(); err == nil {
 		projects.RecordLastRows(s.plan().StateDir, rows)
 	}
-	s.stack.Close()
+	s.sys.Close()
 	if s.cluster != nil {
 		// Every replica is stopped: the agents end, and their steps.
 		s.cluster.close()

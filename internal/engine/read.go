@@ -28,7 +28,7 @@ func (s *Supervisor) Info(ctx context.Context) (api.ProjectInfo, error) {
 		return api.ProjectInfo{}, err
 	}
 	info := s.info()
-	rows, err := s.stack.Ps()
+	rows, err := s.sys.Ps()
 	if err != nil {
 		return info, err
 	}
@@ -63,7 +63,7 @@ func (s *Supervisor) rows(ctx context.Context, services []string) ([]api.Replica
 	if err := s.checkServices(services); err != nil {
 		return nil, err
 	}
-	rows, err := s.stack.Ps()
+	rows, err := s.sys.Ps()
 	for i := range rows {
 		s.nets.annotate(&rows[i])
 	}
@@ -101,7 +101,7 @@ func (s *Supervisor) scrapeUsage(ctx context.Context) ([]api.ReplicaStats, error
 	default:
 		return nil, nil
 	}
-	rows, err := s.stack.Ps()
+	rows, err := s.sys.Ps()
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (s *Supervisor) ExecTarget(ctx context.Context, opts api.ExecOptions) (api.
 	if index == 0 {
 		index = 1
 	}
-	rows, err := s.stack.Ps()
+	rows, err := s.sys.Ps()
 	if err != nil {
 		return api.ExecTarget{}, err
 	}

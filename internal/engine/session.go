@@ -12,14 +12,14 @@ func (s *Supervisor) Session(sigs <-chan os.Signal) int {
 	onSignal := func() {
 		stops++
 		if stops == 1 {
-			s.stack.Stop("Gracefully stopping... (press Ctrl+C again to force)")
+			s.sys.TearDown("Gracefully stopping... (press Ctrl+C again to force)")
 		} else {
-			s.stack.Kill()
+			s.sys.KillAll()
 		}
 	}
 	for {
 		select {
-		case done := <-s.stack.Done():
+		case done := <-s.sys.Done():
 			closed := make(chan struct{})
 			go func() { s.close(); close(closed) }()
 			for {

@@ -28,10 +28,10 @@ func (s *Supervisor) WaitStarted(ctx context.Context, healthy bool) error {
 // waitStarted is WaitStarted for the replicas of services (none: all),
 // looked at again at every event.
 func (s *Supervisor) waitStarted(ctx context.Context, services []string, healthy bool) error {
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
 	for {
-		rows, err := s.stack.Ps()
+		rows, err := s.sys.Ps()
 		if err != nil {
 			return err
 		}
@@ -86,22 +86,22 @@ func (s *Supervisor) watch(ctx context.Context) (ch chan api.Event, rows []api.R
 	if err := s.awaitStart(ctx); err != nil {
 		return nil, nil, nil, err
 	}
-	ch = s.stack.Subscribe()
-	if rows, err = s.stack.Ps(); err != nil {
-		s.stack.Unsubscribe(ch)
+	ch = s.sys.Subscribe()
+	if rows, err = s.sys.Ps(); err != nil {
+		s.sys.Unsubscribe(ch)
 		return nil, nil, nil, err
 	}
-	return ch, rows, func() { s.stack.Unsubscribe(ch) }, nil
+	return ch, rows, func() { s.sys.Unsubscribe(ch) }, nil
 }
 
 // command sends a user command and waits until every replica it acts on
 // has got where it was sent (done says when), following the events.
 func (s *Supervisor) command(ctx context.Context, req *actors.CommandRequest, done func(api.Event) bool, already func(api.Replica) bool) error {
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
 	before := map[string]api.Replica{}
 	if already != nil {
-		rows, err := s.stack.Ps()
+		rows, err := s.sys.Ps()
 		if err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (s *Supervisor) command(ctx context.Context, req *actors.CommandRequest, do
 			before[r.Name] = r
 		}
 	}
-	names, err := s.stack.Command(req)
+	names, err := s.sys.Command(req)
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 		return err
 	}
 	defer stop()
-	names, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout, NoDeps: opts.NoDeps})
+	names, err := s.sys.Command(&actors.CommandRequest{Op: actors.OpRestart, Services: opts.Services, Timeout: opts.Timeout, NoDeps: opts.NoDeps})
 	if err != nil {
 		return err
 	}
@@ -311,7 +311,7 @@ func (s *Supervisor) Kill(ctx context.Context, opts api.KillOptions) error {
 	if sig == "" {
 		sig = "SIGKILL"
 	}
-	_, err := s.stack.Command(&actors.CommandRequest{Op: actors.OpKill, Services: opts.Services, Signal: sig})
+	_, err := s.sys.Command(&actors.CommandRequest{Op: actors.OpKill, Services: opts.Services, Signal: sig})
 	return err
 }
 
@@ -327,7 +327,7 @@ func (s *Supervisor) Scale(ctx context.Context, opts api.ScaleOptions) error {
 	for _, r := range before {
 		existed[r.Name] = true
 	}
-	names, err := s.stack.Scale(&actors.ScaleRequest{Replicas: opts.Replicas})
+	names, err := s.sys.Scale(&actors.ScaleRequest{Replicas: opts.Replicas})
 	if err != nil {
 		return err
 	}
@@ -347,8 +347,8 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 	if err := s.checkServices(opts.Services); err != nil {
 		return err
 	}
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
 	if opts.Subscribed != nil {
 		opts.Subscribed()
 	}
@@ -379,9 +379,9 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 	if err := s.checkServices(opts.Services); err != nil {
 		return 0, err
 	}
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
-	rows, err := s.stack.Ps()
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
+	rows, err := s.sys.Ps()
 	if err != nil {
 		return 0, err
 	}
@@ -433,8 +433,8 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 	}
 	// Subscribed first: the stream closes when the teardown has finished
 	// (at once if it has).
-	ch := s.stack.Subscribe()
-	defer s.stack.Unsubscribe(ch)
+	ch := s.sys.Subscribe()
+	defer s.sys.Unsubscribe(ch)
 	s.beginDown(opts.Timeout)
 	for {
 		select {
@@ -450,7 +450,7 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 
 // beginDown asks for the teardown of the whole stack, once.
 func (s *Supervisor) beginDown(timeout *time.Duration) {
-	s.downOnce.Do(func() { s.stack.StopWithin("Gracefully stopping... (sstack down)", timeout) })
+	s.downOnce.Do(func() { s.sys.TearDownWithin("Gracefully stopping... (sstack down)", timeout) })
 }
 
 // Logs implements api.Stack from the log store this process writes;
