@@ -243,6 +243,10 @@ const goneWithin = 2 * time.Minute
 // same name meanwhile fails with "already exists".
 func (a *Apptainer) waitGone(ctx context.Context, name string) error {
 	deadline := time.Now().Add(goneWithin)
+	// Each look is an apptainer client (tens of ms of CPU): the pause
+	// doubles up to a second, so an instance that lingers for minutes
+	// under load costs a few hundred looks, not thousands.
+	pause := 50 * time.Millisecond
 	for {
 		infos, err := a.ListInstances(ctx, name)
 		if err != nil {
@@ -257,8 +261,9 @@ func (a *Apptainer) waitGone(ctx context.Context, name string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stopping instance %q: %w", name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, time.Second)
 	}
 }
 
