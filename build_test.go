@@ -180,16 +180,8 @@ func TestBuildDockerfile(t *testing.T) {
 func TestBuildFailure(t *testing.T) {
 	p := newProject(t, "services:\n  app:\n    build: {dockerfile: app.def}\n")
 	p.write("app.def", "Bootstrap: localimage\nFrom: ./no-such-base.sif\n\n%runscript\n  echo hi\n")
-	code, _, stderr := p.run()
-	if code != 1 {
-		t.Fatalf("exit %d\n%s", code, stderr)
-	}
-	contains(t, "stderr", stderr, `service "app": build: building `, "FATAL:")
-	if strings.Contains(stderr, "Creating") {
-		t.Errorf("started:\n%s", stderr)
-	}
+	p.refusedBeforeStart(1, nil, `service "app": build: building `, "FATAL:")
 	if entries, _ := os.ReadDir(filepath.Join(p.dir, "images")); len(entries) != 0 {
 		t.Errorf("left in the image directory: %v", entries)
 	}
-	assertNothingLeft(t, p.name)
 }

@@ -85,8 +85,7 @@ services:
 	eventually(t, time.Minute, "web's second run in the logs", func() bool {
 		return countLines(p.must("logs", "web"), "web-1", "web up") == 2
 	})
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // restart runs db's process again; web, which depends on it with
@@ -129,8 +128,7 @@ services:
 	if n := runs("api"); n != 1 || row(after, "api-1").Pid != row(before, "api-1").Pid {
 		t.Errorf("api, which does not follow db's restarts, was restarted (%d runs)", n)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // kill -s SIGUSR1 reaches the service's process, which handles it and
@@ -156,8 +154,7 @@ services:
 	}
 	p.must("kill", "web")
 	p.waitStatus(map[string]string{"web-1": "exited (137)"})
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // scale web=3 adds two replicas with their own instances; scale web=1
@@ -197,8 +194,7 @@ services:
 	if got := statuses(p.ps("db")); len(got) != 1 || got["db-1"] != "running" {
 		t.Errorf("db after scaling web: %v, want db-1 alone, running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // up --scale web=2 starts web with two replicas.
@@ -212,8 +208,7 @@ func TestUpScaleStartsReplicas(t *testing.T) {
 	if got := serviceInstances(t, p, "web"); len(got) != 2 {
 		t.Errorf("instances after up --scale web=2: %v, want two", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // A stack where web depends on db, and cache on nothing.
@@ -255,8 +250,7 @@ func TestUpServiceStartsItsDependenciesOnly(t *testing.T) {
 		if got := serviceInstances(t, p, "cache"); len(got) != 0 {
 			t.Errorf("cache was started: %v", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 	t.Run("no deps", func(t *testing.T) {
 		t.Parallel()
@@ -271,8 +265,7 @@ func TestUpServiceStartsItsDependenciesOnly(t *testing.T) {
 		if got := serviceInstances(t, p, "db"); len(got) != 0 {
 			t.Errorf("db was started: %v", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -306,8 +299,7 @@ func TestUpServiceJoinsRunningStack(t *testing.T) {
 	if ls := p.lsProject(); ls == nil || !ls.Detached {
 		t.Errorf("the project is not run by its one detached supervisor any more: %+v", ls)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // A service name that is not in the project is refused by every command
@@ -333,8 +325,7 @@ func TestUnknownServiceListsKnownOnes(t *testing.T) {
 	if got := statuses(p.ps()); len(got) != 3 {
 		t.Errorf("after the refused commands ps shows %v, want the three services running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // An invalid project name is reported with the flag the user gave it with
@@ -400,8 +391,7 @@ services:
 			}
 		}
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // Naming a service on the command line enables the profiles it is in, as
@@ -481,8 +471,7 @@ services:
 	if code, _, errs := p.sstack("config", "-q"); code != 1 || !strings.Contains(errs, "./missing") {
 		t.Errorf("config of the whole file: exit code %d, want 1\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // restart --no-deps restarts the service alone: a dependent that follows
@@ -513,8 +502,7 @@ services:
 	if r := row(p.ps(), "db-1"); r == nil || r.Pid == row(before, "db-1").Pid || r.Status != "running" {
 		t.Errorf("db after restart --no-deps: %+v, want running with a new process", r)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // start --wait returns once the service is healthy, as docker compose's.
@@ -532,6 +520,5 @@ func TestStartWaitReturnsOnceHealthy(t *testing.T) {
 	if code, _, errs := p.sstack("start", "--wait-timeout", "1", "db"); code != 1 || !strings.Contains(errs, "--wait-timeout 1s") {
 		t.Errorf("start --wait-timeout 1 of a service healthy after 1s+: exit code %d\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }

@@ -74,8 +74,7 @@ func TestUpConvergesRunningStack(t *testing.T) {
 		if strings.Contains(errs, "Recreate") {
 			t.Errorf("an unchanged file: up said it recreates something:\n%s", errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -300,8 +299,7 @@ func TestRollingUpdateRollsBack(t *testing.T) {
 		if errs := p.upDetached(); strings.Contains(errs, "Recreate") {
 			t.Errorf("after the rollback, the good file should be what runs; up recreated:\n%s", errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -326,8 +324,7 @@ func TestUpRepublishesChangedPorts(t *testing.T) {
 		if out := p.must("port", "web", "80"); !strings.Contains(out, newPort) {
 			t.Errorf("port web 80 = %q, want the new port %s", out, newPort)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -388,6 +385,5 @@ func TestUpNoStart(t *testing.T) {
 	p.upDetached()
 	p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"})
 	p.waitLogs("a-two")
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }

@@ -37,8 +37,7 @@ func TestCp(t *testing.T) {
 		if code, _, _ := p.sstack("cp", in, out); code != 2 {
 			t.Errorf("no service named: exit code %d, want 2", code)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -90,8 +89,7 @@ services:
 		if names := instances(t, p.name); len(names) != 1 {
 			t.Errorf("instances after the runs: %v, want db's only", names)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 

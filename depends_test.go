@@ -51,8 +51,7 @@ services:
 	if strings.Contains(errs, "unhealthy") {
 		t.Errorf("failures inside start_period counted:\n%s", errs)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A dependency that turns unhealthy can never satisfy service_healthy.
@@ -105,8 +104,7 @@ services:
 	r := p.up()
 	r.waitStdout(t, "app-1     | app sees schema-v2")
 	before(t, r.stderr.String(), "migrate-1 exited with code 0", "Instance "+p.name+".app.1  Creating")
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A migration that fails: its dependents never start, the message names
@@ -175,8 +173,7 @@ services:
 	if !strings.Contains(r.stderr.String(), want) {
 		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // depends_on.restart: web's process is restarted when db's is.
@@ -207,6 +204,5 @@ services:
 	})
 	errs := r.stderr.String()
 	before(t, errs, "db-1 exited with code 1, restarting in 100ms (attempt 1)", "web-1 restarting because its dependency db restarted")
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

@@ -164,8 +164,7 @@ services:
 	if got := statuses(p.ps()); got["db-1"] != "running (healthy)" || got["web-1"] != "running" {
 		t.Errorf("right after up --wait, ps shows %v, want db-1 running (healthy), web-1 running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // --wait-timeout: a service that is not healthy in time makes up exit 1,
@@ -192,8 +191,7 @@ services:
 	if got := statuses(p.ps()); got["db-1"] != "running (starting)" {
 		t.Errorf("after the timeout, ps shows %v, want db-1 still running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 	assertNotRunning(t, p)
 }
 
@@ -228,8 +226,7 @@ func TestDetachedSurvivesHangupOfLaunchingShell(t *testing.T) {
 	if sid := sessionOf(t, sup.Pid); sid == shell.Process.Pid {
 		t.Errorf("the supervisor (pid %d) is in the session of the shell that launched it (%d)", sup.Pid, sid)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // sessionOf is the session id of process pid, from /proc/PID/stat.
@@ -296,8 +293,7 @@ services:
 			}
 			contains(t, "stderr", errs, append(tc.want, "what started goes on running")...)
 			p.waitStatus(tc.ps)
-			p.down()
-			assertNothingLeft(t, p.name)
+			p.downLeavesNothing()
 			assertNotRunning(t, p)
 		})
 	}
@@ -333,8 +329,7 @@ func TestLsShowsProjectWithSupervisor(t *testing.T) {
 	if q := p.must("ls", "-q"); !regexp.MustCompile(`(?m)^` + p.name + `$`).MatchString(q) {
 		t.Errorf("ls -q lacks %s:\n%s", p.name, q)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 	if row := p.lsProject(); row != nil {
 		t.Errorf("ls still lists %s after down: %+v", p.name, row)
 	}
@@ -431,8 +426,7 @@ func TestOtherUserIsRefused(t *testing.T) {
 	if got := statuses(p.ps()); got["db-1"] != "running" || got["web-1"] != "running" {
 		t.Errorf("ps of the owner shows %v, want db-1 and web-1 running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

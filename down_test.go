@@ -187,8 +187,7 @@ services:
 	if code, _, errs := p.sstack("down", "nosuch"); code != 1 || !strings.Contains(errs, "nosuch") {
 		t.Errorf("down nosuch: exit code %d\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // down -t N overrides the grace period: a service that ignores SIGTERM

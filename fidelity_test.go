@@ -69,13 +69,7 @@ services:
 	assertNothingLeft(t, p.name)
 
 	strict := newProject(t, oneService("w", `["true"]`, "volumes: [{type: bind, source: ./absent, target: /a, bind: {create_host_path: false}}]"))
-	code, _, errs = strict.run()
-	if code != 1 || !strings.Contains(errs, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`) {
-		t.Errorf("create_host_path: false: exit code %d\n%s", code, errs)
-	}
-	if strings.Contains(errs, "Creating") {
-		t.Errorf("something started:\n%s", errs)
-	}
+	strict.refusedBeforeStart(1, nil, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`)
 	if _, err := os.Stat(filepath.Join(strict.dir, "absent")); err == nil {
 		t.Error("create_host_path: false created the path")
 	}
@@ -246,8 +240,7 @@ services:
 	if got := p.logs(t, "--index", "1", "db"); got != "my-db-7 | db says hi\n" {
 		t.Errorf("logs --index 1 db = %q", got)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	// After the stack stopped too, under the same names.
 	if got := p.logs(t); !strings.Contains(got, "my-db-7 | db says hi\n") || !strings.Contains(got, "web-1   | web says hi\n") {
 		t.Errorf("logs after the stack stopped:\n%s", got)
@@ -274,18 +267,10 @@ func TestFidelityPortInUse(t *testing.T) {
 			target, keys = port, []string{"network_mode: host"}
 		}
 		p := newProject(t, oneService("web", `["sleep", "1000"]`, append(keys, `ports: ["127.0.0.1:`+port+`:`+target+`"]`)...))
-		code, _, errs := p.run()
-		if code != 1 {
-			t.Errorf("%s: exit code %d, want 1", tt.mode, code)
-		}
-		contains(t, "stderr", errs, tt.want, "stop the program that holds it")
+		_, errs := p.refusedBeforeStart(1, nil, tt.want, "stop the program that holds it")
 		if tt.mode == "host" {
 			contains(t, "stderr", errs, `service "web": ports: 127.0.0.1:`+port+`:`+port+`/tcp: the host address is not honoured`)
 		}
-		if strings.Contains(errs, "Creating") {
-			t.Errorf("%s: something started:\n%s", tt.mode, errs)
-		}
-		assertNothingLeft(t, p.name)
 	}
 }
 
@@ -384,8 +369,7 @@ services:
 		if now, _ := os.Hostname(); now != host {
 			t.Errorf("the host's name changed: %q, was %q", now, host)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -423,8 +407,7 @@ services:
 		if warned != unprivileged(t) {
 			t.Errorf("clamp warning %v, want it only unprivileged:\n%s", warned, errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -468,8 +451,7 @@ services:
 		if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
 			t.Errorf("own-1: %v, want an IPC namespace of its own", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -501,7 +483,6 @@ services:
 		}
 		p.waitLogs("checker-1 | stdin and stdout are a terminal", "plain-1   | no terminal")
 		stays(t, 3*time.Second, "shell-1 running", func() bool { return statuses(p.ps("-a"))["shell-1"] == "running" })
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }

@@ -126,6 +126,5 @@ services:
 	if instanceOption(t, p.name+".train.1", "rocm") || instanceOption(t, p.name+".infer.1", "nvLegacy") {
 		t.Error("an instance got the other vendor's flag")
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

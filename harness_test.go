@@ -108,6 +108,9 @@ type project struct {
 	user *syscall.Credential
 	// busybox is the busybox test image as this project's user reads it.
 	busybox string
+	// job, when set, is the Slurm allocation the project runs in
+	// (inAllocation): nothing of the project may be left in it either.
+	job string
 }
 
 // newProject writes compose, with every `image: busybox` naming the busybox
@@ -674,6 +677,72 @@ func assertNothingLeft(t *testing.T, project string) {
 	if procs := leftovers(project); len(procs) > 0 {
 		t.Errorf("processes left behind: %v", procs)
 	}
+}
+
+// assertNothingLeft asserts that no instance and no process of the
+// project is left and, in an allocation, no step of its job and no agent.
+func (p *project) assertNothingLeft() {
+	p.t.Helper()
+	assertNothingLeft(p.t, p.name)
+	if p.job != "" {
+		assertNothingLeftInJob(p.t, p.job)
+	}
+}
+
+// downLeavesNothing runs `sstack down`, which must succeed, and asserts
+// that nothing of the project is left.
+func (p *project) downLeavesNothing() {
+	p.t.Helper()
+	p.down()
+	p.assertNothingLeft()
+}
+
+// ctrlCLeavesNothing interrupts a foreground up as Ctrl-C would, which
+// must exit 0, and asserts that nothing of the project is left.
+func (p *project) ctrlCLeavesNothing(r *running) {
+	p.t.Helper()
+	r.ctrlC(p.t)
+	p.assertNothingLeft()
+}
+
+// refusedBeforeStart runs sstack args (up in the foreground, or config...)
+// and asserts that it fails, with exit code code (any but 0 when code is
+// -1), before anything starts: stderr holds every one of want, no
+// instance was created or started, and nothing is left. It returns stdout
+// and stderr.
+func (p *project) refusedBeforeStart(code int, args []string, want ...string) (string, string) {
+	p.t.Helper()
+	cmd := "sstack " + strings.Join(args, " ")
+	got, stdout, stderr := p.run(args...)
+	if got == 0 || (code != -1 && got != code) {
+		p.t.Errorf("%s: exit code %d, want %d (-1: any failure)\nstderr:\n%.2000s", cmd, got, code, stderr)
+	}
+	contains(p.t, cmd+": stderr", stderr, want...)
+	for _, started := range []string{"Creating", "Created", "Started"} {
+		if strings.Contains(stderr, started) {
+			p.t.Errorf("%s: something was started:\n%.2000s", cmd, stderr)
+		}
+	}
+	p.assertNothingLeft()
+	return stdout, stderr
+}
+
+// killSupervisor kills the project's detached supervisor with SIGKILL, as
+// a crash would, and waits until it is gone; what it started runs on.
+func (p *project) killSupervisor() {
+	p.t.Helper()
+	pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if n <= 0 {
+		p.t.Fatalf("supervisor pid %q", pid)
+	}
+	if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
+		p.t.Fatal(err)
+	}
+	eventually(p.t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
 }
 
 // Output.

@@ -143,8 +143,7 @@ services:
 	if got := lines(r.stdout.String(), "limited-1"); len(got) == 0 || !strings.HasSuffix(got[0], ":memory:/apptainer/"+strconv.Itoa(pid)) {
 		t.Errorf("the service process runs in %v, want the instance's cgroup /apptainer/%d", got, pid)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A service that allocates past mem_limit is killed by the kernel: exit
@@ -204,8 +203,7 @@ func TestNoLimitsStartsWithoutThem(t *testing.T) {
 	if got := cgroupValue(t, pid, "pids", "pids.max"); got != "max" {
 		t.Errorf("pids.max = %q despite --no-limits, want max", got)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A user who cannot apply cgroup limits (unprivileged on cgroups v1, or

@@ -137,17 +137,10 @@ func TestMetricsAddrTakenStartsNothing(t *testing.T) {
 	}
 	defer taken.Close()
 	addr := taken.Addr().String()
-	code, out, errs := p.run("--metrics-addr", addr)
-	if code != 1 {
-		t.Errorf("exit code %d with the metrics port taken, want 1", code)
+	out, _ := p.refusedBeforeStart(1, []string{"--metrics-addr", addr}, "--metrics-addr "+addr, "address already in use")
+	if out != "" {
+		t.Errorf("something started:\nstdout:\n%s", out)
 	}
-	if !strings.Contains(errs, "--metrics-addr "+addr) || !strings.Contains(errs, "address already in use") {
-		t.Errorf("error does not name --metrics-addr %s and the cause:\n%s", addr, errs)
-	}
-	if strings.Contains(errs, "Creating") || strings.Contains(errs, "Started") || out != "" {
-		t.Errorf("something started:\nstdout:\n%s\nstderr:\n%s", out, errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // Exact names, labels and values of every sstack metric for services that
@@ -399,6 +392,5 @@ secrets:
 		}
 	}
 
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

@@ -10,17 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"sstack/internal/statedir"
 )
 
 // Two services both listening on port 80 reach each other by name, each
@@ -51,8 +45,7 @@ func TestReplicaNetSamePortByName(t *testing.T) {
 		}
 		out := p.must("exec", "-T", "a", "ip", "-4", "-o", "addr", "show", "eth0")
 		contains(t, "a's eth0", out, a+"/24")
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -170,23 +163,11 @@ services:
 				t.Fatalf("after scale web=1, web resolves to %v, want %s:\n%s", got, addressOf(t, rows, "web-1"), last)
 			}
 		}
-		pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-		if n <= 0 {
-			t.Fatalf("supervisor pid %q", pid)
-		}
-		if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
+		p.killSupervisor()
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inet ") {
 			t.Errorf("after SIGKILL: %q", got)
 		}
-		p.must("down")
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -267,7 +248,6 @@ networks:
 		if out := try("db", "http://"+addr+":"+hostPort+"/"); strings.Contains(out, "host-server") {
 			t.Errorf("db, on an internal network only, reached the host: %q", out)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }

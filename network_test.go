@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"sstack/internal/statedir"
 )
 
 // freePort is a TCP port nobody listens on now.
@@ -139,8 +137,7 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 		if code, _, _ := p.sstack("port", "web", "81"); code != 1 {
 			t.Errorf("port of an unpublished port: exit code %d, want 1", code)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -179,8 +176,7 @@ services:
 			t.Errorf("service:web does not share web's network: %q", out)
 		}
 		contains(t, "config", p.must("config"), "network_mode: none", "network_mode: host", "network_mode: project")
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -269,23 +265,11 @@ func TestNetworkKilledSupervisorThenDown(t *testing.T) {
 		p := newP(t, httpd("web", "still-here", `ports: ["`+port+`:80"]`))
 		p.upDetached()
 		get(t, "http://127.0.0.1:"+port+"/")
-		pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-		if n <= 0 {
-			t.Fatalf("supervisor pid %q", pid)
-		}
-		if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
+		p.killSupervisor()
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "still-here") {
 			t.Errorf("after SIGKILL: %q", got)
 		}
-		p.must("down")
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 		if !unreachable("127.0.0.1:" + port) {
 			t.Error("the published port still answers after down")
 		}
@@ -313,16 +297,11 @@ func TestNetworkMissingForwarder(t *testing.T) {
 			p.env[i] = "PATH=" + bin
 		}
 	}
-	code, out, errs := p.run()
-	if code != 1 {
-		t.Errorf("exit code %d, want 1", code)
+	out, _ := p.refusedBeforeStart(1, nil, "slirp4netns is not on PATH", "install the slirp4netns package", "sstack up --network host")
+	if strings.Contains(out, "Creating") {
+		t.Errorf("something started:\n%s", out)
 	}
-	contains(t, "stderr", errs, "slirp4netns is not on PATH", "install the slirp4netns package", "sstack up --network host")
-	if strings.Contains(out+errs, "Creating") {
-		t.Errorf("something started:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
-	code, out, _ = p.run("--network", "host")
+	code, out, _ := p.run("--network", "host")
 	if code != 0 || !strings.Contains(out, "ran") {
 		t.Errorf("--network host: exit code %d, output %q", code, out)
 	}
@@ -384,8 +363,7 @@ func TestNetworkForegroundCtrlC(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "foreground") {
 			t.Errorf("published port: %q", got)
 		}
-		r.ctrlC(t)
-		assertNothingLeft(t, p.name)
+		p.ctrlCLeavesNothing(r)
 		if !unreachable("127.0.0.1:" + port) {
 			t.Error("the published port still answers after Ctrl-C")
 		}
@@ -432,6 +410,5 @@ func TestNetworkUDPRange(t *testing.T) {
 		_, _ = c.Write([]byte("datagram-in\n"))
 		time.Sleep(200 * time.Millisecond)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

@@ -90,8 +90,7 @@ services:
 	if got := statuses(p.ps("web")); len(got) != 2 || got["web-1"] != "running" || got["web-2"] != "running" {
 		t.Errorf("ps web: %v, want web-1 and web-2", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 func sortedLines(s string) []string {
@@ -116,8 +115,7 @@ func TestPsAgainstForegroundUp(t *testing.T) {
 	if out := p.must("exec", "-T", "web", "echo", "exec works"); out != "exec works\n" {
 		t.Errorf("exec output %q", out)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	assertNotRunning(t, p)
 }
 
@@ -157,8 +155,7 @@ services:
 	if code, _, errs := p.sstack("exec", "-T", "web", "sh", "-c", "echo failing >&2; exit 7"); code != 7 || errs != "failing\n" {
 		t.Errorf("exec of a command that exits 7: exit code %d, stderr %q; want 7 and the command's stderr", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // exec into a service that does not exist lists those that do; into a
@@ -198,8 +195,7 @@ services:
 		t.Errorf("exec into a stopped replica: exit code %d, want 1", code)
 	}
 	contains(t, "exec web after stop", errs, "web-1", "stopped", "sstack start web")
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // top shows each replica's processes, the service's own among them.
@@ -228,8 +224,7 @@ services:
 	if all := p.must("top"); !strings.Contains(all, "sleep 1234") || !strings.Contains(all, "sleep 4321") {
 		t.Errorf("top lacks a service's process:\n%s", all)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // events is a running command: its output, read as it comes, and a way to
@@ -373,8 +368,7 @@ services:
 	if logs := p.must("logs", "web"); !strings.Contains(logs, "web-1 | usr1") {
 		t.Errorf("web's trap did not see SIGUSR1:\n%s", logs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // wait blocks until a process of the services named exits and returns
@@ -423,8 +417,7 @@ services:
 	if code, out, _ := p.sstack("wait", "first"); code != 4 || out != "4\n" {
 		t.Errorf("wait first: exit code %d, stdout %q, want 4", code, out)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // ps --format takes a Go template, as docker compose's: one line per
@@ -472,8 +465,7 @@ services:
 	if code, _, errs := p.sstack("ps", "--format", "{{.Name"); code != 2 || !strings.Contains(errs, "--format") {
 		t.Errorf("a template that does not parse: exit code %d, want 2\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // After a stack has ended, ps -a still lists its replicas with their last

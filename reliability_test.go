@@ -86,8 +86,7 @@ services:
 	if n := processesWithArgs(daemon + "0"); n != 0 {
 		t.Errorf("the daemon of a restart: no service still runs after its exit")
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // TestStateIsPrivate: the state tree (logs, hosts files, volumes, the
@@ -129,8 +128,7 @@ volumes:
 	check(filepath.Join(dir, "hosts", "web"), 0o600)
 	check(filepath.Join(dir, "lock"), 0o600)
 	check(filepath.Join(dir, "control.sock"), 0o600)
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // TestDownAfterKillDuringStart: an sstack SIGKILLed at any point of its

@@ -150,8 +150,7 @@ services:
 	if runs := lines(r.stdout.String(), "app-1"); runs[0] != "fresh instance" || runs[1] != "same instance" {
 		t.Errorf("runs: %q", runs)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 var crashBin struct {

@@ -65,9 +65,9 @@ func allocate(tb testing.TB, name string) string {
 func (p *project) inAllocation() string {
 	p.t.Helper()
 	requireSlurm(p.t)
-	job := allocate(p.t, "sstack-test-"+p.name)
-	p.env = append(p.env, "SLURM_JOB_ID="+job, "SLURM_JOB_NODELIST=n[1-3]")
-	return job
+	p.job = allocate(p.t, "sstack-test-"+p.name)
+	p.env = append(p.env, "SLURM_JOB_ID="+p.job, "SLURM_JOB_NODELIST=n[1-3]")
+	return p.job
 }
 
 // steps are the job's steps.
@@ -117,11 +117,11 @@ func agents() []string {
 	return found
 }
 
-// assertNothingLeftInJob: no instance, no process of the project, no step
-// of the job and no agent are left on any node (all on this host here).
-func assertNothingLeftInJob(t *testing.T, project, job string) {
+// assertNothingLeftInJob: no step of the job and no agent are left on any
+// node (all on this host here); project.assertNothingLeft checks the
+// project's instances and processes.
+func assertNothingLeftInJob(t *testing.T, job string) {
 	t.Helper()
-	assertNothingLeft(t, project)
 	eventually(t, 30*time.Second, "the job's steps to end", func() bool { return len(steps(t, job)) == 0 })
 	if a := agents(); len(a) > 0 {
 		t.Errorf("agents left: %v", a)
@@ -179,8 +179,7 @@ x-sstack:
 	if s := steps(t, job); len(s) != 3 {
 		t.Errorf("want one agent step per node, got %v", s)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // A client on n3 reaches a server on n2 by service name, at n2's address:
@@ -226,8 +225,7 @@ services:
 		return slices.ContainsFunc(steps(t, job), func(s slurm.Step) bool { return s.Name == "sstack-exec" && s.Nodes == "n2" })
 	})
 	_ = sleeper.Wait()
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A crashing replica on another node is restarted by its policy there; a
@@ -281,8 +279,7 @@ services:
 	if s := row(rows, "steady-1"); nodeOfPid(s.Pid) != "n2" {
 		t.Errorf("steady-1 runs in the step of %q, want n2", nodeOfPid(s.Pid))
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A constraint no node of the allocation meets is refused before anything
@@ -300,13 +297,8 @@ services:
       placement:
         constraints: ["node.hostname == n9"]
 `)
-	job := p.inAllocation()
-	code, _, errs := p.run()
-	if code == 0 {
-		t.Fatalf("up with an unmeetable constraint exited 0:\n%s", errs)
-	}
-	contains(t, "stderr", errs, `service "db"`, "node.hostname == n9", "n1")
-	assertNothingLeftInJob(t, p.name, job)
+	p.inAllocation()
+	p.refusedBeforeStart(-1, nil, `service "db"`, "node.hostname == n9", "n1")
 }
 
 // Outside an allocation, a service placed on another host is not started,
@@ -331,8 +323,7 @@ services:
 	if len(rows) != 1 {
 		t.Errorf("ps: %+v", rows)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // scale places new replicas by the same rules, refuses one that fits no
@@ -347,7 +338,7 @@ services:
       placement:
         max_replicas_per_node: 1
 `)
-	job := p.inAllocation()
+	p.inAllocation()
 	p.upDetached()
 	p.must("scale", "web=3")
 	rows := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "web-3": "running"})
@@ -365,8 +356,7 @@ services:
 	hosts := p.must("exec", "-T", "web", "cat", "/etc/hosts")
 	w3 := row(rows, "web-3")
 	contains(t, "web-1's /etc/hosts", hosts, nodeAddr[w3.Node]+"\tweb-3")
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // Across an allocation each node's agent reads its own replicas: the
@@ -390,7 +380,7 @@ services:
         constraints: ["node.hostname == n3"]
 `)
 	requireLimits(t)
-	job := p.inAllocation()
+	p.inAllocation()
 	addr := freeAddr(t)
 	r := p.up("--metrics-addr", addr)
 	capped := replicaLabels(p.name, "capped", 1, "node", "n2")
@@ -419,8 +409,7 @@ services:
 	if nodes["capped-1"] != "n2" || nodes["busy-1"] != "n3" {
 		t.Errorf("stats nodes %v, want capped-1 on n2, busy-1 on n3", nodes)
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A service on another node that allocates past its mem_limit is reported
@@ -445,7 +434,7 @@ services:
       placement:
         constraints: ["node.hostname == n3"]
 `)
-	job := p.inAllocation()
+	p.inAllocation()
 	r := p.up()
 	r.waitUntil(t, time.Minute, "hog-1 to be ready", func() bool { return countLines(r.stdout.String(), "hog-1", "ready") == 1 })
 	evs := p.events("--json", "hog")
@@ -484,8 +473,7 @@ services:
 	if !strings.Contains(die, `"oomKilled":true`) {
 		t.Errorf("die event without oomKilled: %s", die)
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A replica added by scale on another node gets its own named volume
@@ -509,7 +497,7 @@ services:
 volumes:
   data: {}
 `)
-	job := p.inAllocation()
+	p.inAllocation()
 	p.upDetached()
 	seed := strings.TrimSpace(testimg.SeedContent)
 	p.waitLogs("web-1 | seed=" + seed)
@@ -522,8 +510,7 @@ volumes:
 			t.Errorf("%s's volume: %q %v, want the image's %s", r, b, err, testimg.SeedFile)
 		}
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // update NAME (up on a running stack) across an allocation: the changed
@@ -550,7 +537,7 @@ services:
 		return s
 	}
 	p := newProject(t, file("one", false))
-	job := p.inAllocation()
+	p.inAllocation()
 	p.upDetached()
 	before := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running"})
 	p.rewrite(file("two", true))
@@ -576,8 +563,7 @@ services:
 		t.Errorf("the new service c has no node: %+v", c)
 	}
 	p.waitLogs("web-two")
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // cp reaches a replica on another node of the allocation: the copy runs
@@ -592,7 +578,7 @@ services:
       placement:
         constraints: ["node.hostname == n3"]
 `)
-	job := p.inAllocation()
+	p.inAllocation()
 	p.upDetached()
 	p.waitStatus(map[string]string{"app-1": "running"})
 	in := p.write("in.txt", "to n3\n")
@@ -608,8 +594,7 @@ services:
 	if code, _, errs := p.sstack("cp", "app:/no/such", out); code == 0 || !strings.Contains(errs, "/no/such") {
 		t.Errorf("a missing source on n3: exit code %d, %q", code, errs)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // run inside an allocation: the dependency is started on its node, and
@@ -628,7 +613,7 @@ services:
     command: ["true"]
     depends_on: [server]
 `)
-	job := p.inAllocation()
+	p.inAllocation()
 	code, out, errs := p.sstack("run", "--rm", "-T", "client", "sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done")
 	if code != 0 || !strings.Contains(out, "hello-from-n2") {
 		t.Errorf("run client: exit code %d, want the page of server on n2\nstdout:\n%s\nstderr:\n%s", code, out, errs)
@@ -636,6 +621,5 @@ services:
 	if s := row(p.ps(), "server-1"); s == nil || s.Node != "n2" {
 		t.Errorf("the dependency: %+v, want server-1 on n2", s)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }

@@ -84,8 +84,7 @@ volumes:
 	)
 	// web is created only once db has started.
 	before(t, r.stderr.String(), "Instance "+p.name+".db.1  Started", "Instance "+p.name+".web.1  Creating")
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	// The named volume outlives the stack and keeps what was seeded.
 	if m, _ := filepath.Glob(filepath.Join(p.stateDir, p.name, "volumes", "*", "hello.txt")); len(m) != 1 {
 		t.Errorf("named volume not kept under the state directory: %v", m)
@@ -135,15 +134,7 @@ services:
   broken:
     image: redis:7
 `)
-	code, _, errs := p.run("up", "--pull", "never")
-	if code == 0 {
-		t.Fatalf("exit code 0 with a missing image")
-	}
-	contains(t, "error", errs, `service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken")
-	if strings.Contains(errs, "Creating") {
-		t.Errorf("something was created:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
+	p.refusedBeforeStart(-1, []string{"up", "--pull", "never"}, `service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken")
 }
 
 // A secret file readable by others is refused, with the chmod that fixes it.
@@ -159,14 +150,7 @@ secrets:
     file: ./pw.txt
 `)
 	p.write("pw.txt", "x")
-	code, _, errs := p.run()
-	if code == 0 {
-		t.Fatal("exit code 0 with a world-readable secret")
-	}
-	if !strings.Contains(errs, `service "db"`) || !strings.Contains(errs, "chmod 600") {
-		t.Errorf("error does not say how to fix it:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
+	p.refusedBeforeStart(-1, nil, `service "db"`, "chmod 600")
 }
 
 // `sstack config` prints the resolved plan, and warns about what it does
