@@ -119,7 +119,7 @@ services:
 		return countLines(p.must("logs", service), service+"-1", service+" run")
 	}
 	eventually(t, time.Minute, "db and web to run again", func() bool { return runs("db") == 2 && runs("web") == 2 })
-	after := p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "api-1": "running"})
+	after := p.waitRunning("db-1", "web-1", "api-1")
 	for _, name := range []string{"db-1", "web-1"} {
 		if row(after, name).Pid == row(before, name).Pid {
 			t.Errorf("%s has the same process (pid %d) after the restart", name, row(after, name).Pid)

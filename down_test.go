@@ -183,7 +183,7 @@ services:
 		t.Errorf("other was disturbed: %+v (pid was %d)", r, before)
 	}
 	p.upDetached("web")
-	p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "other-1": "running"})
+	p.waitRunning("db-1", "web-1", "other-1")
 	if code, _, errs := p.sstack("down", "nosuch"); code != 1 || !strings.Contains(errs, "nosuch") {
 		t.Errorf("down nosuch: exit code %d\n%s", code, errs)
 	}

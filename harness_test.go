@@ -87,11 +87,21 @@ const busyboxImage = "image: busybox\n"
 // command (a YAML flow sequence) in the busybox image; keys are further
 // lines of the service, such as "restart: always".
 func oneService(name, command string, keys ...string) string {
-	s := "\nservices:\n  " + name + ":\n    " + busyboxImage + "    command: " + command + "\n"
+	return services(service(name, command, keys...))
+}
+
+// service is one service of a compose file, as oneService's, for services.
+func service(name, command string, keys ...string) string {
+	s := "  " + name + ":\n    " + busyboxImage + "    command: " + command + "\n"
 	for _, k := range keys {
 		s += "    " + k + "\n"
 	}
 	return s
+}
+
+// services is a compose file of the services given (service).
+func services(each ...string) string {
+	return "\nservices:\n" + strings.Join(each, "")
 }
 
 // The project.
@@ -592,6 +602,17 @@ func (p *project) waitStatus(want map[string]string) []replicaRow {
 		}
 		return true
 	})
+}
+
+// waitRunning waits until ps -a shows every one of replicas running and
+// returns its rows.
+func (p *project) waitRunning(replicas ...string) []replicaRow {
+	p.t.Helper()
+	want := map[string]string{}
+	for _, r := range replicas {
+		want[r] = "running"
+	}
+	return p.waitStatus(want)
 }
 
 // waitLogs polls `sstack logs` until it holds every one of want (lines as
