@@ -15,21 +15,10 @@ import (
 )
 
 func TestConfigAndUpRefuseWhatApptainerWouldRefuse(t *testing.T) {
-	p := newProject(t, `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "100"]
-  web:
-    image: busybox
-    command: ["sleep", "100"]
-    restart: always
-    environment:
-      MY-VAR: a
-      1ABC: b
-    volumes:
-      - ./data:data
-`)
+	p := newProject(t, services(
+		service("ok", `["sleep", "100"]`),
+		service("web", `["sleep", "100"]`, "restart: always", "environment: {MY-VAR: a, 1ABC: b}", `volumes: ["./data:data"]`),
+	))
 	p.write("data/.keep", "")
 	want := []string{
 		`service "web": environment: variable name "1ABC": Apptainer allows only letters, digits and '_', not starting with a digit; rename it`,
@@ -66,17 +55,10 @@ func TestUpScaleChecked(t *testing.T) {
 // configuration. A value of 100 KB reaches the process whole.
 func TestEnvironmentTooLargeRefusedBeforeStart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  huge:
-    image: busybox
-    command: ["sleep", "100"]
-    env_file: huge.env
-  many:
-    image: busybox
-    command: ["sleep", "100"]
-    env_file: many.env
-`)
+	p := newProject(t, services(
+		service("huge", `["sleep", "100"]`, "env_file: huge.env"),
+		service("many", `["sleep", "100"]`, "env_file: many.env"),
+	))
 	p.write("huge.env", "BIG="+strings.Repeat("a", 50<<20)+"\n")
 	var many strings.Builder
 	for i := range 9 {

@@ -47,16 +47,10 @@ func serviceInstances(t *testing.T, p *project, service string) []string {
 // always does not bring it back, ps -a shows it stopped, and start does.
 func TestStopHoldsServiceUntilStart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    restart: always
-    command: ["sh", "-c", "trap 'echo web got TERM; exit 0' TERM; echo web up; while true; do sleep 0.1; done"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "trap 'echo web got TERM; exit 0' TERM; echo web up; while true; do sleep 0.1; done"]`, "restart: always"),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.waitLogs("web-1 | web up")
 	p.must("stop", "web")
@@ -92,25 +86,11 @@ services:
 // restart: true, follows; api, which depends on it without, does not.
 func TestRestartRestartsDependentsThatFollow(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db run; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "echo web run; exec sleep 1000"]
-  api:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-    command: ["sh", "-c", "echo api run; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+		service("api", `["sh", "-c", "echo api run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started}}"),
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run", "api-1 | api run")
 	before := p.ps()
@@ -135,12 +115,7 @@ services:
 // goes on running; kill (SIGKILL) ends it.
 func TestKillSendsSignalToProcess(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo got USR1' USR1; echo web up; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, oneService("web", `["sh", "-c", "trap 'echo got USR1' USR1; echo web up; while true; do sleep 0.1; done"]`))
 	p.upDetached()
 	p.waitLogs("web-1 | web up")
 	before := row(p.ps(), "web-1")
@@ -162,15 +137,10 @@ services:
 // `scale SERVICE N` does the same.
 func TestScaleAddsAndRemovesReplicas(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.must("scale", "web=3")
 	want := []string{p.name + ".web.1", p.name + ".web.2", p.name + ".web.3"}
@@ -212,19 +182,11 @@ func TestUpScaleStartsReplicas(t *testing.T) {
 }
 
 // A stack where web depends on db, and cache on nothing.
-const webDbCache = `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sleep", "1000"]
-  cache:
-    image: busybox
-    command: ["sleep", "1000"]
-`
+var webDbCache = services(
+	service("db", `["sleep", "1000"]`),
+	service("web", `["sleep", "1000"]`, `depends_on: ["db"]`),
+	service("cache", `["sleep", "1000"]`),
+)
 
 // names are the replicas ps -a lists, sorted.
 func names(rows []replicaRow) string {
@@ -366,19 +328,10 @@ func TestInvalidProjectNameNamesTheFlagGiven(t *testing.T) {
 // one that takes a second to stop.
 func TestRestartReturnsOnceRunningAgain(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; echo db run; while true; do sleep 0.1; done"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo web run; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "trap 'exit 0' TERM; echo db run; while true; do sleep 0.1; done"]`),
+		service("web", `["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo web run; while true; do sleep 0.1; done"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run")
 	for i := 0; i < 3; i++ {
@@ -399,16 +352,10 @@ services:
 // build debug and pull debug know it.
 func TestNamingServiceEnablesItsProfiles(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  debug:
-    image: busybox
-    command: ["sleep", "1000"]
-    profiles: [dev]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("debug", `["sleep", "1000"]`, `profiles: ["dev"]`),
+	))
 	p.upDetached("debug")
 	if got := statuses(p.ps()); len(got) != 1 || got["debug-1"] != "running" {
 		t.Errorf("up -d debug: ps shows %v, want debug-1 running alone", got)
@@ -429,26 +376,11 @@ services:
 // later reports its problem then.
 func TestUpServiceChecksAndPreparesOnlySelection(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  a:
-    image: busybox
-    command: ["sleep", "1000"]
-    volumes: ["./adata:/data"]
-  broken:
-    image: busybox
-    command: ["sleep", "1000"]
-    volumes:
-      - type: bind
-        source: ./missing
-        target: /m
-        bind:
-          create_host_path: false
-  later:
-    image: busybox
-    command: ["sh", "-c", "ls -d /data && exec sleep 1000"]
-    volumes: ["./laterdata:/data"]
-`)
+	p := newProject(t, services(
+		service("a", `["sleep", "1000"]`, `volumes: ["./adata:/data"]`),
+		service("broken", `["sleep", "1000"]`, "volumes: [{type: bind, source: ./missing, target: /m, bind: {create_host_path: false}}]"),
+		service("later", `["sh", "-c", "ls -d /data && exec sleep 1000"]`, `volumes: ["./laterdata:/data"]`),
+	))
 	p.upDetached("a")
 	if got := statuses(p.ps()); len(got) != 1 || got["a-1"] != "running" {
 		t.Errorf("up -d a: ps shows %v, want a-1 running alone", got)
@@ -478,19 +410,10 @@ services:
 // its restarts (restart: true) keeps its process.
 func TestRestartNoDeps(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db run; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "echo web run; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run")
 	before := p.ps()

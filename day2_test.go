@@ -62,17 +62,10 @@ func TestImages(t *testing.T) {
 // name on the stack's network; nothing of it is left.
 func TestRun(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		p := newP(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo db-data > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-  job:
-    image: busybox
-    command: ["echo", "the default command"]
-    environment: {FROM_FILE: "yes"}
-    depends_on: [db]
-`)
+		p := newP(t, services(
+			service("db", `["sh", "-c", "mkdir -p /tmp/w && echo db-data > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]`),
+			service("job", `["echo", "the default command"]`, `environment: {FROM_FILE: "yes"}`, `depends_on: ["db"]`),
+		))
 		code, out, errs := p.sstack("run", "--rm", "-T", "job", "sh", "-c", `sleep 1; printf 'GET / HTTP/1.0\r\n\r\n' | nc db 80; echo "file=$FROM_FILE"; exit 7`)
 		if code != 7 {
 			t.Errorf("exit code %d, want the command's 7; stderr:\n%s", code, errs)

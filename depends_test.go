@@ -57,22 +57,10 @@ services:
 // A dependency that turns unhealthy can never satisfy service_healthy.
 func TestUnhealthyDependencyStopsStack(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-    healthcheck:
-      test: ["CMD", "sh", "-c", "echo not ready; exit 1"]
-      interval: 100ms
-      retries: 2
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_healthy
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sleep", "1000"]`, `healthcheck: {test: ["CMD", "sh", "-c", "echo not ready; exit 1"], interval: 100ms, retries: 2}`),
+		service("web", `["sleep", "1000"]`, "depends_on: {db: {condition: service_healthy}}"),
+	))
 	code, _, errs := p.run()
 	if code != 1 {
 		t.Errorf("exit code %d, want 1", code)
@@ -87,20 +75,10 @@ services:
 // A migration must complete successfully before the app starts.
 func TestServiceCompletedSuccessfullyWaitsForExit0(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  migrate:
-    image: busybox
-    command: ["sh", "-c", "echo migrating; sleep 0.5; echo schema-v2 > /data/state"]
-    volumes: ["./data:/data"]
-  app:
-    image: busybox
-    depends_on:
-      migrate:
-        condition: service_completed_successfully
-    command: ["sh", "-c", "echo \"app sees $$(cat /data/state)\"; exec sleep 1000"]
-    volumes: ["./data:/data"]
-`)
+	p := newProject(t, services(
+		service("migrate", `["sh", "-c", "echo migrating; sleep 0.5; echo schema-v2 > /data/state"]`, `volumes: ["./data:/data"]`),
+		service("app", `["sh", "-c", "echo \"app sees $$(cat /data/state)\"; exec sleep 1000"]`, "depends_on: {migrate: {condition: service_completed_successfully}}", `volumes: ["./data:/data"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "app-1     | app sees schema-v2")
 	before(t, r.stderr.String(), "migrate-1 exited with code 0", "Instance "+p.name+".app.1  Creating")
@@ -111,26 +89,12 @@ services:
 // the chain, up takes down what runs and exits 1.
 func TestFailedDependencyChainStopsStack(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  migrate:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo migration failed; exit 1"]
-  api:
-    image: busybox
-    depends_on:
-      migrate:
-        condition: service_completed_successfully
-    command: ["sleep", "1000"]
-  web:
-    image: busybox
-    depends_on: [api]
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+		service("migrate", `["sh", "-c", "echo migration failed; exit 1"]`, `depends_on: ["db"]`),
+		service("api", `["sleep", "1000"]`, "depends_on: {migrate: {condition: service_completed_successfully}}"),
+		service("web", `["sleep", "1000"]`, `depends_on: ["api"]`),
+	))
 	code, out, errs := p.run()
 	if code != 1 {
 		t.Errorf("exit code %d, want 1", code)
@@ -154,19 +118,10 @@ services:
 // required: false: a failed optional dependency only warns.
 func TestOptionalDependencyWarns(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  cache:
-    image: busybox
-    command: ["sh", "-c", "exit 2"]
-  web:
-    image: busybox
-    depends_on:
-      cache:
-        condition: service_completed_successfully
-        required: false
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("cache", `["sh", "-c", "exit 2"]`),
+		service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, "depends_on: {cache: {condition: service_completed_successfully, required: false}}"),
+	))
 	r := p.up()
 	r.waitStdout(t, "web-1   | web up")
 	want := `web-1: optional dependency "cache" did not complete successfully: exit 2; starting without it (required: false)`

@@ -31,17 +31,10 @@ import (
 
 // A db that prints when its stop signal arrives, and a web that depends
 // on it.
-const dbAndWeb = `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 10s
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-`
+var dbAndWeb = services(
+	service("db", `["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 10s"),
+	service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, `depends_on: ["db"]`),
+)
 
 // lsRow is one project of `sstack ls --format json`.
 type lsRow struct {
@@ -147,19 +140,10 @@ func TestDetachedUpThenDownStopsGracefully(t *testing.T) {
 // --wait returns only once the service with a healthcheck is healthy.
 func TestDetachedWaitReturnsOnceHealthy(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "sleep 1.5; touch /tmp/ready; exec sleep 1000"]
-    healthcheck:
-      test: ["CMD", "test", "-f", "/tmp/ready"]
-      interval: 200ms
-      retries: 100
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "sleep 1.5; touch /tmp/ready; exec sleep 1000"]`, `healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 200ms, retries: 100}`),
+		service("web", `["sleep", "1000"]`),
+	))
 	p.upDetached("--wait")
 	if got := statuses(p.ps()); got["db-1"] != "running (healthy)" || got["web-1"] != "running" {
 		t.Errorf("right after up --wait, ps shows %v, want db-1 running (healthy), web-1 running", got)
@@ -172,17 +156,7 @@ services:
 // down.
 func TestDetachedWaitTimeoutLeavesStackRunning(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-    healthcheck:
-      test: ["CMD", "false"]
-      interval: 200ms
-      retries: 3
-      start_period: 5m
-`)
+	p := newProject(t, oneService("db", `["sleep", "1000"]`, `healthcheck: {test: ["CMD", "false"], interval: 200ms, retries: 3, start_period: 5m}`))
 	code, _, errs := p.sstack("up", "-d", "--wait", "--wait-timeout", "2")
 	if code != 1 {
 		t.Errorf("exit code %d, want 1\n%s", code, errs)
@@ -258,30 +232,15 @@ func TestDetachedBrokenStackExitsOneAndLeavesWhatStarted(t *testing.T) {
 		want    []string          // in up -d's stderr
 		ps      map[string]string // ps -a afterwards
 	}{
-		{"command that does not exist", `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "1000"]
-  broken:
-    image: busybox
-    command: ["/no/such/program"]
-`, []string{"broken-1", "/no/such/program"}, map[string]string{"ok-1": "running"}},
-		{"failed dependency", `
-services:
-  migrate:
-    image: busybox
-    command: ["sh", "-c", "echo migration failed; exit 1"]
-  app:
-    image: busybox
-    depends_on:
-      migrate:
-        condition: service_completed_successfully
-    command: ["sleep", "1000"]
-  other:
-    image: busybox
-    command: ["sleep", "1000"]
-`, []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}, map[string]string{"migrate-1": "exited (1)", "app-1": "failed", "other-1": "running"}},
+		{"command that does not exist", services(
+			service("ok", `["sleep", "1000"]`),
+			service("broken", `["/no/such/program"]`),
+		), []string{"broken-1", "/no/such/program"}, map[string]string{"ok-1": "running"}},
+		{"failed dependency", services(
+			service("migrate", `["sh", "-c", "echo migration failed; exit 1"]`),
+			service("app", `["sleep", "1000"]`, "depends_on: {migrate: {condition: service_completed_successfully}}"),
+			service("other", `["sleep", "1000"]`),
+		), []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}, map[string]string{"migrate-1": "exited (1)", "app-1": "failed", "other-1": "running"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

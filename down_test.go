@@ -22,17 +22,10 @@ import (
 // runs; a last line printed without newline is flushed when its process
 // ends; up exits 0 and leaves nothing.
 func TestCtrlCStopsServicesInReverseOrder(t *testing.T) {
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 5s
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; printf 'no newline at the end'; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 5s"),
+		service("web", `["sh", "-c", "echo web up; printf 'no newline at the end'; exec sleep 1000"]`, `depends_on: ["db"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "web-1 | web up")
 	r.ctrlC(t)
@@ -50,13 +43,7 @@ services:
 // A service that ignores its stop signal is killed at once by a second
 // Ctrl-C instead of after its grace period.
 func TestSecondCtrlCKillsAtOnce(t *testing.T) {
-	p := newProject(t, `
-services:
-  stubborn:
-    image: busybox
-    command: ["sh", "-c", "trap '' TERM INT; echo up; while true; do sleep 0.1; done"]
-    stop_grace_period: 5m
-`)
+	p := newProject(t, oneService("stubborn", `["sh", "-c", "trap '' TERM INT; echo up; while true; do sleep 0.1; done"]`, "stop_grace_period: 5m"))
 	r := p.up()
 	r.waitStdout(t, "stubborn-1 | up")
 	_ = r.cmd.Process.Signal(os.Interrupt)
@@ -109,15 +96,10 @@ func instanceLogFiles(t *testing.T, dir, project string) []string {
 // gone: after stop (which removes the instance) and after down.
 func TestInstanceLogFilesRemoved(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "echo up; exec sleep 1000"]`),
+		service("db", `["sh", "-c", "echo up; exec sleep 1000"]`),
+	))
 	p.upDetached()
 	out, err := exec.Command("apptainer", "instance", "list", "--json", p.name+".web.1").Output()
 	if err != nil {
@@ -157,19 +139,11 @@ services:
 // stops only their leftover instances.
 func TestDownServiceAndItsDependents(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db up; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-  other:
-    image: busybox
-    command: ["sh", "-c", "echo other up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db up; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, `depends_on: ["db"]`),
+		service("other", `["sh", "-c", "echo other up; exec sleep 1000"]`),
+	))
 	p.upDetached()
 	before := row(p.ps(), "other-1").Pid
 	p.must("down", "db")
@@ -262,15 +236,10 @@ services:
 // removes them too.
 func TestDownLeavesOrphans(t *testing.T) {
 	t.Parallel()
-	both := `
-services:
-  kept:
-    image: busybox
-    command: ["sleep", "1000"]
-  dropped:
-    image: busybox
-    command: ["sleep", "1000"]
-`
+	both := services(
+		service("kept", `["sleep", "1000"]`),
+		service("dropped", `["sleep", "1000"]`),
+	)
 	p := newProject(t, both)
 	p.upDetached()
 	p.write("docker-compose.yml", strings.ReplaceAll(oneService("kept", `["sleep", "1000"]`), busyboxImage, "image: "+testimg.Busybox(t)+"\n"))

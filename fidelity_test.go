@@ -42,20 +42,7 @@ func (p *project) bare(t *testing.T, args ...string) (int, string, string) {
 // compose does; create_host_path: false refuses before anything starts.
 func TestFidelityLongBindCreatesHostPath(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  w:
-    image: busybox
-    command: ["sh", "-c", "echo made > /out/f && echo ok > /other/g && echo done"]
-    volumes:
-      - type: bind
-        source: ./made/out
-        target: /out
-      - type: bind
-        source: ./made/other
-        target: /other
-        bind: {propagation: rprivate}
-`)
+	p := newProject(t, oneService("w", `["sh", "-c", "echo made > /out/f && echo ok > /other/g && echo done"]`, "volumes: [{type: bind, source: ./made/out, target: /out}, {type: bind, source: ./made/other, target: /other, bind: {propagation: rprivate}}]"))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Fatalf("exit code %d\n%s", code, errs)
@@ -79,22 +66,11 @@ services:
 // read-only root; one the image has keeps its content.
 func TestFidelityWorkingDirCreated(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  rw:
-    image: busybox
-    working_dir: /srv/app/work
-    command: ["sh", "-c", "echo pwd=$$(pwd) files=$$(ls -A | wc -l); touch here && echo writable"]
-  ro:
-    image: busybox
-    read_only: true
-    working_dir: /opt/new
-    command: ["sh", "-c", "echo pwd=$$(pwd)"]
-  seeded:
-    image: busybox
-    working_dir: /srv/seed
-    command: ["sh", "-c", "echo pwd=$$(pwd) has=$$(ls hello.txt)"]
-`)
+	p := newProject(t, services(
+		service("rw", `["sh", "-c", "echo pwd=$$(pwd) files=$$(ls -A | wc -l); touch here && echo writable"]`, "working_dir: /srv/app/work"),
+		service("ro", `["sh", "-c", "echo pwd=$$(pwd)"]`, "read_only: true", "working_dir: /opt/new"),
+		service("seeded", `["sh", "-c", "echo pwd=$$(pwd) has=$$(ls hello.txt)"]`, "working_dir: /srv/seed"),
+	))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Fatalf("exit code %d\n%s", code, errs)
@@ -112,19 +88,7 @@ services:
 // tmpfs: /tmp with a file bind, a directory bind and a secret below it.
 func TestFidelityTmpfsWithBindsBelow(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  t:
-    image: busybox
-    tmpfs: [/tmp, /run]
-    volumes:
-      - ./s.sh:/tmp/s.sh:ro
-      - ./d:/tmp/d
-    secrets:
-      - {source: pw, target: /tmp/pw}
-      - pw
-    command: ["sh", "-c", "sh /tmp/s.sh; cat /tmp/d/f; echo; cat /tmp/pw; echo; cat /run/secrets/pw; echo; touch /tmp/new && echo tmp=$$(stat -c %a /tmp)"]
-secrets:
+	p := newProject(t, services(service("t", `["sh", "-c", "sh /tmp/s.sh; cat /tmp/d/f; echo; cat /tmp/pw; echo; cat /run/secrets/pw; echo; touch /tmp/new && echo tmp=$$(stat -c %a /tmp)"]`, `tmpfs: ["/tmp", "/run"]`, `volumes: ["./s.sh:/tmp/s.sh:ro", "./d:/tmp/d"]`, `secrets: [{source: pw, target: /tmp/pw}, "pw"]`))+`secrets:
   pw:
     file: ./pw.txt
 `)
@@ -219,16 +183,10 @@ services:
 // as docker compose does; `logs SERVICE` still finds it.
 func TestFidelityContainerNameIsDisplayName(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    container_name: my-db-7
-    command: ["sh", "-c", "echo db says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo web says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, "container_name: my-db-7"),
+		service("web", `["sh", "-c", "echo web says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "my-db-7 | db says hi\n")
 	r.waitStdout(t, "web-1   | web says hi\n")
@@ -279,33 +237,22 @@ func TestFidelityPortInUse(t *testing.T) {
 // that aborted does.
 func TestFidelityTeardownExitsNotReported(t *testing.T) {
 	t.Parallel()
-	const services = `
-services:
-  a:
-    image: busybox
-    command: ["sh", "-c", "echo a up; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  b:
-    image: busybox
-    command: ["sleep", "1000"]
-`
-	p := newProject(t, services)
+	compose := services(
+		service("a", `["sh", "-c", "echo a up; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+		service("b", `["sleep", "1000"]`),
+	)
+	p := newProject(t, compose)
 	r := p.up()
 	r.waitStdout(t, "a-1 | a up")
 	r.waitStderr(t, "Instance "+p.name+".b.1  Started")
-	r.ctrlC(t)
+	p.ctrlCLeavesNothing(r)
 	errs := r.stderr.String()
 	if strings.Contains(errs, "exited with code") {
 		t.Errorf("Ctrl-C's teardown reported exits:\n%s", errs)
 	}
 	contains(t, "stderr", errs, "Instance "+p.name+".a.1  Stopping", "Instance "+p.name+".b.1  Stopped")
-	assertNothingLeft(t, p.name)
 
-	p = newProject(t, services+`
-  job:
-    image: busybox
-    depends_on: [a, b]
-    command: ["sh", "-c", "exit 3"]
-`)
+	p = newProject(t, compose+service("job", `["sh", "-c", "exit 3"]`, "depends_on: [a, b]"))
 	code, _, errs := p.run("--abort-on-container-exit")
 	if code != 3 {
 		t.Errorf("exit code %d, want 3", code)
@@ -344,18 +291,10 @@ func TestFidelityDockerComposeWarnings(t *testing.T) {
 // own, as a container's), per replica with {{.Task.Slot}}; the host's is
 // untouched. As root and as an unprivileged user alike.
 func TestFidelityHostname(t *testing.T) {
-	const compose = `
-services:
-  web:
-    image: busybox
-    hostname: web.example
-    command: ["sh", "-c", "echo name=$$(hostname); exec sleep 1000"]
-  worker:
-    image: busybox
-    hostname: "w{{.Task.Slot}}"
-    scale: 2
-    command: ["sleep", "1000"]
-`
+	compose := services(
+		service("web", `["sh", "-c", "echo name=$$(hostname); exec sleep 1000"]`, "hostname: web.example"),
+		service("worker", `["sleep", "1000"]`, `hostname: "w{{.Task.Slot}}"`, "scale: 2"),
+	)
 	host, _ := os.Hostname()
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		p := newP(t, compose)
@@ -381,20 +320,10 @@ func TestFidelityUlimits(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil {
 		t.Fatal(err)
 	}
-	const compose = `
-services:
-  app:
-    image: busybox
-    command: ["sh", "-c", "echo nofile=$$(ulimit -n):$$(ulimit -Hn) core=$$(ulimit -c); exec sleep 1000"]
-    ulimits:
-      nofile: {soft: 1000, hard: 2000}
-      core: 0
-  big:
-    image: busybox
-    command: ["sh", "-c", "echo hard=$$(ulimit -Hn); exec sleep 1000"]
-    ulimits:
-      nofile: HARD
-`
+	compose := services(
+		service("app", `["sh", "-c", "echo nofile=$$(ulimit -n):$$(ulimit -Hn) core=$$(ulimit -c); exec sleep 1000"]`, "ulimits: {nofile: {soft: 1000, hard: 2000}, core: 0}"),
+		service("big", `["sh", "-c", "echo hard=$$(ulimit -Hn); exec sleep 1000"]`, "ulimits: {nofile: HARD}"),
+	)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		hard := cur.Max // as much as this process has: root may keep it
 		if unprivileged(t) {
@@ -416,24 +345,12 @@ services:
 // instance's); ipc: host is the host's; others have their own. As root and
 // as an unprivileged user.
 func TestFidelityIPC(t *testing.T) {
-	const compose = `
-services:
-  owner:
-    image: busybox
-    ipc: shareable
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  user:
-    image: busybox
-    ipc: service:owner
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  hosted:
-    image: busybox
-    ipc: host
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  own:
-    image: busybox
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-`
+	compose := services(
+		service("owner", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: shareable"),
+		service("user", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: service:owner"),
+		service("hosted", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: host"),
+		service("own", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`),
+	)
 	host, err := os.Readlink("/proc/self/ns/ipc")
 	if err != nil {
 		t.Fatal(err)
@@ -460,21 +377,11 @@ services:
 // sees a terminal on stdin and stdout; its output reaches the logs. As
 // root and as an unprivileged user.
 func TestFidelityTty(t *testing.T) {
-	const compose = `
-services:
-  shell:
-    image: busybox
-    tty: true
-    stdin_open: true
-    command: ["sh"]
-  checker:
-    image: busybox
-    tty: true
-    command: ["sh", "-c", "test -t 0 && test -t 1 && echo stdin and stdout are a terminal; exec sleep 1000"]
-  plain:
-    image: busybox
-    command: ["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]
-`
+	compose := services(
+		service("shell", `["sh"]`, "tty: true", "stdin_open: true"),
+		service("checker", `["sh", "-c", "test -t 0 && test -t 1 && echo stdin and stdout are a terminal; exec sleep 1000"]`, "tty: true"),
+		service("plain", `["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]`),
+	)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		p := newP(t, compose)
 		errs := p.upDetached()

@@ -74,22 +74,7 @@ func cgroupValue(t *testing.T, pid int, controller, file string) string {
 func TestLimitsHeldByTheKernel(t *testing.T) {
 	requireLimits(t)
 	t.Parallel()
-	p := newProject(t, `
-services:
-  limited:
-    image: busybox
-    command: ["sh", "-c", "echo cgroup=$$(grep :memory: /proc/self/cgroup); exec sleep 1000"]
-    cpus: 0.5
-    cpu_shares: 512
-    cpuset: "0"
-    mem_limit: 64m
-    mem_reservation: 32m
-    memswap_limit: 128m
-    pids_limit: 50
-    oom_kill_disable: true
-    blkio_config:
-      weight: 300
-`)
+	p := newProject(t, oneService("limited", `["sh", "-c", "echo cgroup=$$(grep :memory: /proc/self/cgroup); exec sleep 1000"]`, "cpus: 0.5", "cpu_shares: 512", `cpuset: "0"`, "mem_limit: 64m", "mem_reservation: 32m", "memswap_limit: 128m", "pids_limit: 50", "oom_kill_disable: true", "blkio_config: {weight: 300}"))
 	r := p.up()
 	r.waitStdout(t, "cgroup=")
 	pid := instancePid(t, p.name+".limited.1")

@@ -19,13 +19,7 @@ import (
 // --metrics-addr serves /metrics from before the first service starts
 // until up exits (through the teardown), and the port is released at exit.
 func TestMetricsServedFromBeforeStartUntilExit(t *testing.T) {
-	p := newProject(t, `
-services:
-  app:
-    image: busybox
-    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 20s
-`)
+	p := newProject(t, oneService("app", `["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 20s"))
 	addr := freeAddr(t)
 	type sample struct {
 		err           error

@@ -238,30 +238,12 @@ func TestPrometheusQueriesAndAlerts(t *testing.T) {
 }
 
 func testPrometheusQueriesAndAlerts(t *testing.T, newP func(*testing.T, string) *project) {
-	compose := `
-services:
-  ok:
-    image: busybox
-    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 1s
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo crashing; exit 3"]
-    restart: always
-  sick:
-    image: busybox
-    command: ["sleep", "600"]
-    healthcheck:
-      test: ["CMD", "false"]
-      interval: 1s
-      retries: 1
-  quitter:
-    image: busybox
-    command: ["sh", "-c", "exit 1"]
-    restart: on-failure:1
-`
+	compose := services(
+		service("ok", `["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]`, `healthcheck: {test: ["CMD", "true"], interval: 1s}`),
+		service("crash", `["sh", "-c", "echo crashing; exit 3"]`, "restart: always"),
+		service("sick", `["sleep", "600"]`, `healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 1}`),
+		service("quitter", `["sh", "-c", "exit 1"]`, "restart: on-failure:1"),
+	)
 	const hog = `
   hog:
     image: busybox

@@ -25,23 +25,11 @@ import (
 // job that exited with 3; as a table, JSON, instance names or services.
 func TestPsShowsReplicasAndStatuses(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-    deploy:
-      replicas: 2
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 200ms
-  job:
-    image: busybox
-    command: ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`, "deploy: {replicas: 2}"),
+		service("db", `["sleep", "1000"]`, `healthcheck: {test: ["CMD", "true"], interval: 200ms}`),
+		service("job", `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]`),
+	))
 	p.upDetached()
 	p.must("exec", "-T", "job", "touch", "/tmp/go")
 	rows := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running (healthy)", "job-1": "exited (3)"})
@@ -125,18 +113,7 @@ func TestPsAgainstForegroundUp(t *testing.T) {
 // --index picks the replica; sstack's exit code is the command's.
 func TestExecRunsInServiceEnvironment(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    environment:
-      GREETING: hello
-      SLOT: "{{.Task.Slot}}"
-    working_dir: /srv
-    command: ["sleep", "1000"]
-    deploy:
-      replicas: 2
-`)
+	p := newProject(t, oneService("web", `["sleep", "1000"]`, `environment: {GREETING: hello, SLOT: "{{.Task.Slot}}"}`, "working_dir: /srv", "deploy: {replicas: 2}"))
 	p.env = append(p.env, "HOST_ONLY=leaked")
 	p.upDetached()
 	if out := p.must("exec", "-T", "web", "sh", "-c", `echo "greeting=$GREETING slot=$SLOT host=${HOST_ONLY:-none} pwd=$(pwd)"`); out != "greeting=hello slot=1 host=none pwd=/srv\n" {
@@ -162,15 +139,10 @@ services:
 // replica that does not run, it says what state it is in.
 func TestExecIntoMissingOrStoppedReplica(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  job:
-    image: busybox
-    command: ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("job", `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]`),
+	))
 	p.upDetached()
 	p.must("exec", "-T", "job", "touch", "/tmp/go")
 	p.waitStatus(map[string]string{"web-1": "running", "job-1": "exited (3)"})
@@ -201,15 +173,10 @@ services:
 // top shows each replica's processes, the service's own among them.
 func TestTopShowsServiceProcess(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1234"]
-  db:
-    image: busybox
-    command: ["sleep", "4321"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1234"]`),
+		service("db", `["sleep", "4321"]`),
+	))
 	p.upDetached()
 	out := p.must("top", "web")
 	if !regexp.MustCompile(`(?m)^web-1$`).MatchString(out) || !regexp.MustCompile(`(?m)^UID +PID +PPID +CMD$`).MatchString(out) {
@@ -298,16 +265,10 @@ func parseEvents(t *testing.T, s string) []jsonEvent {
 // docker compose events lines.
 func TestEventsStreamRestart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    restart: on-failure
-    command: ["sh", "-c", "trap 'echo usr1' USR1; echo ready; while [ ! -f /tmp/die ]; do sleep 0.1; done; rm /tmp/die; exit 3"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "trap 'echo usr1' USR1; echo ready; while [ ! -f /tmp/die ]; do sleep 0.1; done; rm /tmp/die; exit 3"]`, "restart: on-failure"),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.waitLogs("web-1 | ready")
 	asJSON := p.events("--json", "web")
@@ -425,16 +386,10 @@ services:
 // a template that does not parse is a usage error (exit 2).
 func TestPsFormatTemplate(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-    scale: 2
-  job:
-    image: busybox
-    command: ["sh", "-c", "exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "echo up; exec sleep 1000"]`, "scale: 2"),
+		service("job", `["sh", "-c", "exit 3"]`),
+	))
 	p.upDetached()
 	p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "job-1": "exited (3)"})
 	if got := p.must("ps", "--format", "{{.Name}}"); got != "web-1\nweb-2\n" {
@@ -473,15 +428,10 @@ services:
 // without -a lists none.
 func TestPsAfterStackEnded(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  job:
-    image: busybox
-    command: ["sh", "-c", "exit 3"]
-  done:
-    image: busybox
-    command: ["true"]
-`)
+	p := newProject(t, services(
+		service("job", `["sh", "-c", "exit 3"]`),
+		service("done", `["true"]`),
+	))
 	if code, _, errs := p.run(); code != 0 {
 		t.Fatalf("up: exit code %d\n%s", code, errs)
 	}

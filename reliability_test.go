@@ -94,13 +94,7 @@ services:
 // version made 0755 is tightened.
 func TestStateIsPrivate(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo hello; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-    volumes: [data:/data]
-volumes:
+	p := newProject(t, services(service("web", `["sh", "-c", "echo hello; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, `volumes: ["data:/data"]`))+`volumes:
   data:
 `)
 	dir := filepath.Join(p.stateDir, p.name)

@@ -22,16 +22,7 @@ import (
 // gives up; every service has then exited for good and up ends with 0.
 func TestOnFailureGivesUpAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo run; exit 3"]
-    deploy:
-      restart_policy:
-        condition: on-failure
-        max_attempts: 3
-`)
+	p := newProject(t, oneService("crash", `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}"))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Errorf("exit code %d, want 0 (every service exited and none restarts)", code)
@@ -51,15 +42,7 @@ services:
 // restart_policy condition none: the service runs once, whatever its exit code.
 func TestRestartConditionNoneRunsOnce(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  once:
-    image: busybox
-    command: ["sh", "-c", "echo run; exit 3"]
-    deploy:
-      restart_policy:
-        condition: none
-`)
+	p := newProject(t, oneService("once", `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: {condition: none}}"))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
@@ -182,16 +165,10 @@ func crashBinary(t *testing.T) string {
 func TestPanicInServiceActorStopsStack(t *testing.T) {
 	t.Parallel()
 	bin := crashBinary(t)
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-  boom:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo boom running; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sleep", "1000"]`),
+		service("boom", `["sh", "-c", "echo boom running; exec sleep 1000"]`, `depends_on: ["db"]`),
+	))
 	r := p.launch(bin, nil)
 	if code := r.wait(t, 2*time.Minute); code != 1 {
 		t.Errorf("exit code %d, want 1", code)

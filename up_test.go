@@ -139,13 +139,7 @@ services:
 
 // A secret file readable by others is refused, with the chmod that fixes it.
 func TestSecretReadableByOthersRefused(t *testing.T) {
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "100"]
-    secrets: [pw]
-secrets:
+	p := newProject(t, services(service("db", `["sleep", "100"]`, `secrets: ["pw"]`))+`secrets:
   pw:
     file: ./pw.txt
 `)

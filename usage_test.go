@@ -15,12 +15,7 @@ import (
 )
 
 func TestUsageFromProcForAnUnprivilegedUser(t *testing.T) {
-	p := newUserProject(t, `
-services:
-  busy:
-    image: busybox
-    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
-`)
+	p := newUserProject(t, oneService("busy", `["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]`))
 	t.Parallel()
 	addr := freeAddr(t)
 	p.upDetached("--metrics-addr", addr)
@@ -75,12 +70,7 @@ func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 // On a terminal stats redraws its table in place each second, and ends
 // (with 0) when the stack stops.
 func TestStatsOnATerminal(t *testing.T) {
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "600"]
-`)
+	p := newProject(t, oneService("web", `["sleep", "600"]`))
 	t.Parallel()
 	p.upDetached()
 	down := p.command("down") // before runOnTerminal changes p.env
