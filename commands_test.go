@@ -82,13 +82,19 @@ func TestStopHoldsServiceUntilStart(t *testing.T) {
 	p.downLeavesNothing()
 }
 
+// dbRuns says "db run" at each start; webFollowsDB says "web run" and
+// follows db's restarts (depends_on with restart: true).
+var (
+	dbRuns       = service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`)
+	webFollowsDB = service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}")
+)
+
 // restart runs db's process again; web, which depends on it with
 // restart: true, follows; api, which depends on it without, does not.
 func TestRestartRestartsDependentsThatFollow(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, services(
-		service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`),
-		service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+		dbRuns, webFollowsDB,
 		service("api", `["sh", "-c", "echo api run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started}}"),
 	))
 	p.upDetached()
@@ -411,8 +417,7 @@ func TestUpServiceChecksAndPreparesOnlySelection(t *testing.T) {
 func TestRestartNoDeps(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, services(
-		service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`),
-		service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+		dbRuns, webFollowsDB,
 	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run")

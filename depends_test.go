@@ -134,9 +134,7 @@ func TestOptionalDependencyWarns(t *testing.T) {
 // depends_on.restart: web's process is restarted when db's is.
 func TestDependsOnRestartRestartsDependent(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
+	p := newProject(t, services(`  db:
     image: busybox
     restart: on-failure
     command:
@@ -145,14 +143,7 @@ services:
       - |
         if [ -f /tmp/ran ]; then echo "db again"; exec sleep 1000; fi
         touch /tmp/ran; echo "db first"; sleep 2; exit 1
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "echo web run; exec sleep 1000"]
-`)
+`, webFollowsDB))
 	r := p.up()
 	r.waitUntil(t, 60*time.Second, "web to be restarted", func() bool {
 		return countLines(r.stdout.String(), "web-1", "web run") >= 2

@@ -7,7 +7,6 @@ package main
 // them. Nothing is left behind in any case.
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,19 +100,11 @@ func TestInstanceLogFilesRemoved(t *testing.T) {
 		service("db", `["sh", "-c", "echo up; exec sleep 1000"]`),
 	))
 	p.upDetached()
-	out, err := exec.Command("apptainer", "instance", "list", "--json", p.name+".web.1").Output()
-	if err != nil {
-		t.Fatal(err)
+	list := instanceList(t, p.name, p.name+".web.1")
+	if len(list) != 1 || list[0].LogOutPath == "" {
+		t.Fatalf("instance list: %+v, want web-1 with its log path", list)
 	}
-	var list struct {
-		Instances []struct {
-			LogOutPath string `json:"logOutPath"`
-		} `json:"instances"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil || len(list.Instances) != 1 || list.Instances[0].LogOutPath == "" {
-		t.Fatalf("instance list: %v: %s", err, out)
-	}
-	dir := filepath.Dir(list.Instances[0].LogOutPath)
+	dir := filepath.Dir(list[0].LogOutPath)
 	if got := instanceLogFiles(t, dir, p.name); len(got) != 4 {
 		t.Fatalf("log files while running: %v, want .out and .err of 2 instances", got)
 	}

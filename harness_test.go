@@ -143,30 +143,32 @@ func newProject(t *testing.T, compose string) *project {
 	return p
 }
 
+// write writes a file of the project, readable by all, and returns its
+// path.
 func (p *project) write(name, content string) string {
 	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	p.own(path)
-	return path
+	return p.writeMode(name, content, 0o644)
 }
 
 // writeSecret writes a file readable by its owner only, as secrets must be.
 func (p *project) writeSecret(name, content string) {
 	p.t.Helper()
+	p.writeMode(name, content, 0o600)
+}
+
+// writeMode writes a file of the project, with its directories, owned by
+// the user sstack runs as.
+func (p *project) writeMode(name, content string, mode os.FileMode) string {
+	p.t.Helper()
 	path := filepath.Join(p.dir, name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		p.t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		p.t.Fatal(err)
 	}
 	p.own(path)
+	return path
 }
 
 // withImages is compose with every `image: busybox` naming the busybox
@@ -649,22 +651,35 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // What is left behind.
 
-// instances lists the Apptainer instances of a project.
-func instances(t *testing.T, project string) []string {
-	out, err := asUserOf(project, exec.Command("apptainer", "instance", "list", "--json", project+".*")).Output()
+// listedInstance is an instance as `apptainer instance list --json`
+// shows it.
+type listedInstance struct {
+	Instance   string `json:"instance"`
+	Pid        int    `json:"pid"`
+	LogOutPath string `json:"logOutPath"`
+}
+
+// instanceList lists the Apptainer instances that pattern matches (a name
+// or NAME.*), as the user of project's stack sees them.
+func instanceList(t *testing.T, project, pattern string) []listedInstance {
+	t.Helper()
+	out, err := asUserOf(project, exec.Command("apptainer", "instance", "list", "--json", pattern)).Output()
 	if err != nil {
 		t.Fatalf("instance list: %v", err)
 	}
 	var listed struct {
-		Instances []struct {
-			Instance string `json:"instance"`
-		} `json:"instances"`
+		Instances []listedInstance `json:"instances"`
 	}
 	if err := json.Unmarshal(out, &listed); err != nil {
 		t.Fatalf("instance list: %v: %s", err, out)
 	}
+	return listed.Instances
+}
+
+// instances lists the Apptainer instances of a project.
+func instances(t *testing.T, project string) []string {
 	var names []string
-	for _, i := range listed.Instances {
+	for _, i := range instanceList(t, project, project+".*") {
 		names = append(names, i.Instance)
 	}
 	return names

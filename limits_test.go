@@ -43,19 +43,11 @@ func requireLimits(t *testing.T) {
 // instancePid is the pid `instance list` gives for an instance.
 func instancePid(t *testing.T, name string) int {
 	t.Helper()
-	out, err := exec.Command("apptainer", "instance", "list", "--json", name).Output()
-	if err != nil {
-		t.Fatalf("instance list: %v", err)
+	list := instanceList(t, "", name)
+	if len(list) != 1 {
+		t.Fatalf("instance list %s: %+v, want one instance", name, list)
 	}
-	var list struct {
-		Instances []struct {
-			Pid int `json:"pid"`
-		} `json:"instances"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil || len(list.Instances) != 1 {
-		t.Fatalf("instance list %s: %v: %s", name, err, out)
-	}
-	return list.Instances[0].Pid
+	return list[0].Pid
 }
 
 // cgroupValue reads a file of the instance's cgroup of a controller.

@@ -7,9 +7,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,7 +18,7 @@ import (
 // with an address of its own, which ps reports.
 func TestReplicaNetSamePortByName(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		p := newP(t, httpd("a", "from-a")+strings.TrimPrefix(httpd("b", "from-b"), "\nservices:\n"))
+		p := newP(t, services(httpdService("a", "from-a"), httpdService("b", "from-b")))
 		p.upDetached()
 		try := func(from, url string) string {
 			var out string
@@ -88,16 +85,10 @@ var addrRE = regexp.MustCompile(`10\.0\.2\.[0-9]+`)
 func TestReplicaNetScaleRoundRobinPublished(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		port := freePort(t)
-		p := newP(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/www && ip -4 -o addr show eth0 > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]
-    ports: ["`+port+`:80"]
-  client:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+		p := newP(t, services(
+			service("web", `["sh", "-c", "mkdir -p /tmp/www && ip -4 -o addr show eth0 > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]`, `ports: ["`+port+`:80"]`),
+			service("client", `["sleep", "1000"]`),
+		))
 		p.upDetached()
 		p.must("scale", "web=3")
 		rows := p.waitPsAddr("three web replicas running with addresses", func(rows []replicaRowAddr) bool {
@@ -186,23 +177,14 @@ func (p *project) waitPsAddr(what string, cond func([]replicaRowAddr) bool) []re
 // the api reaches the db (back), the proxy can neither resolve nor reach
 // the db; back is internal, so the db has no way out while the api has.
 func TestReplicaNetNetworksSplit(t *testing.T) {
-	addr := hostAddr()
-	if addr == "" {
-		t.Skip("this host has no address but loopback")
-	}
+	addr := requireHostAddr(t)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		l, err := net.Listen("tcp", addr+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
-		}()
-		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
-		p := newP(t, httpd("proxy", "from-proxy", "networks: [front]")+
-			strings.TrimPrefix(httpd("api", "from-api", "networks: [front, back]"), "\nservices:\n")+
-			strings.TrimPrefix(httpd("db", "from-db", "networks: {back: {aliases: [database]}}"), "\nservices:\n")+`
+		hostPort := hostServer(t, addr+":0", "host-server")
+		p := newP(t, services(
+			httpdService("proxy", "from-proxy", "networks: [front]"),
+			httpdService("api", "from-api", "networks: [front, back]"),
+			httpdService("db", "from-db", "networks: {back: {aliases: [database]}}"),
+		)+`
 networks:
   front: {}
   back:

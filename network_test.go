@@ -63,11 +63,49 @@ func hostAddr() string {
 	return ""
 }
 
-// httpd is a service that serves text on port 80 inside (below 1024, for
-// any user), with the keys given.
+// requireHostAddr is hostAddr; it skips the test on a host that has
+// none.
+func requireHostAddr(t *testing.T) string {
+	t.Helper()
+	addr := hostAddr()
+	if addr == "" {
+		t.Skip("this host has no address but loopback")
+	}
+	return addr
+}
+
+// httpd is a compose file of one service that serves text on port 80
+// inside (below 1024, for any user), with the keys given.
 func httpd(name, text string, keys ...string) string {
-	cmd := `["sh", "-c", "mkdir -p /tmp/www && echo ` + text + ` > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]`
-	return oneService(name, cmd, keys...)
+	return services(httpdService(name, text, keys...))
+}
+
+// httpdService is httpd's service, for services.
+func httpdService(name, text string, keys ...string) string {
+	return httpdOn(name, "80", text, keys...)
+}
+
+// httpdOn is a service that serves text on addr (port, or host:port)
+// inside, for services.
+func httpdOn(name, addr, text string, keys ...string) string {
+	cmd := `["sh", "-c", "mkdir -p /tmp/www && echo ` + text + ` > /tmp/www/index.html && exec httpd -f -p ` + addr + ` -h /tmp/www"]`
+	return service(name, cmd, keys...)
+}
+
+// hostServer serves text over HTTP on addr (host:0 for a free port) of
+// the host until the end of the test, and returns its port.
+func hostServer(t *testing.T, addr, text string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, text) }))
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }
 
 // Two stacks at once, each with a service on container port 80, published
@@ -92,10 +130,8 @@ func TestNetworkTwoStacksOnOnePort(t *testing.T) {
 		}
 		ps := a.must("ps")
 		contains(t, "ps", ps, "PORTS", "0.0.0.0:"+portA+"->80/tcp")
-		a.down()
-		b.down()
-		assertNothingLeft(t, a.name)
-		assertNothingLeft(t, b.name)
+		a.downLeavesNothing()
+		b.downLeavesNothing()
 	})
 }
 
@@ -146,24 +182,12 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 func TestNetworkModes(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		hostPort := freePort(t)
-		p := newP(t, `
-services:
-  alone:
-    image: busybox
-    network_mode: none
-    command: ["sh", "-c", "ip -o link | cut -d: -f2; sleep 1000"]
-  onhost:
-    image: busybox
-    network_mode: host
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo on-host > /tmp/w/index.html && exec httpd -f -p 127.0.0.1:`+hostPort+` -h /tmp/w"]
-  web:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo web > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-  sidecar:
-    image: busybox
-    network_mode: service:web
-    command: ["sleep", "1000"]
-`)
+		p := newP(t, services(
+			service("alone", `["sh", "-c", "ip -o link | cut -d: -f2; sleep 1000"]`, "network_mode: none"),
+			httpdOn("onhost", "127.0.0.1:"+hostPort, "on-host", "network_mode: host"),
+			httpdService("web", "web"),
+			service("sidecar", `["sleep", "1000"]`, "network_mode: service:web"),
+		))
 		p.upDetached()
 		if got := get(t, "http://127.0.0.1:"+hostPort+"/"); !strings.Contains(got, "on-host") {
 			t.Errorf("network_mode host: %q", got)
@@ -184,42 +208,17 @@ services:
 // that stack publishes; outbound connections reach the host's own
 // addresses (host-gateway), never its loopback.
 func TestNetworkIsolationAndOutbound(t *testing.T) {
-	addr := hostAddr()
-	if addr == "" {
-		t.Skip("this host has no address but loopback")
-	}
+	addr := requireHostAddr(t)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		// A server of the host, on its own address and on loopback.
-		l, err := net.Listen("tcp", addr+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
-		}()
-		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
-		loop, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer loop.Close()
-		go func() {
-			_ = http.Serve(loop, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "loopback") }))
-		}()
-		_, loopPort, _ := net.SplitHostPort(loop.Addr().String())
+		hostPort := hostServer(t, addr+":0", "host-server")
+		loopPort := hostServer(t, "127.0.0.1:0", "loopback")
 
 		published := freePort(t)
-		b := newP(t, `
-services:
-  secret:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo unpublished > /tmp/w/index.html && exec httpd -f -p 9999 -h /tmp/w"]
-  open:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo published > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-    ports: ["`+published+`:80"]
-`)
+		b := newP(t, services(
+			httpdOn("secret", "9999", "unpublished"),
+			httpdService("open", "published", `ports: ["`+published+`:80"]`),
+		))
 		b.upDetached()
 		get(t, "http://127.0.0.1:"+published+"/")
 		a := newP(t, oneService("client", `["sleep", "1000"]`, `extra_hosts: ["host.docker.internal:host-gateway"]`))
@@ -249,10 +248,8 @@ services:
 				t.Errorf("%s:%s reached from another stack: %q", hp[0], hp[1], out)
 			}
 		}
-		a.down()
-		b.down()
-		assertNothingLeft(t, a.name)
-		assertNothingLeft(t, b.name)
+		a.downLeavesNothing()
+		b.downLeavesNothing()
 	})
 }
 

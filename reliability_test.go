@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,15 +33,19 @@ func processesWithArgs(args string) int {
 	return n
 }
 
+// numbered is a compose file of n services, s0 to sN-1, that run command.
+func numbered(n int, command string) string {
+	each := make([]string, n)
+	for i := range each {
+		each[i] = service("s"+strconv.Itoa(i), command)
+	}
+	return services(each...)
+}
+
 // TestLargeStackUpAndDown: 200 services on a small machine come up and go
 // down with nothing left, starts and stops bounded by --parallel.
 func TestLargeStackUpAndDown(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("services:\n")
-	for i := 0; i < 200; i++ {
-		fmt.Fprintf(&b, "  s%d:\n    %s    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo up; while true; do sleep 1; done\"]\n", i, busyboxImage)
-	}
-	p := newProject(t, b.String())
+	p := newProject(t, numbered(200, `["sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"]`))
 	r := p.up()
 	r.waitUntil(t, 5*time.Minute, "200 services started", func() bool {
 		return strings.Count(r.stderr.String(), "  Started\n") >= 200
@@ -129,12 +134,7 @@ func TestStateIsPrivate(t *testing.T) {
 // start-up leaves `instance start` clients behind; `down` at once waits for
 // them, removes their instances, and nothing appears afterwards.
 func TestDownAfterKillDuringStart(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("services:\n")
-	for i := 0; i < 6; i++ {
-		fmt.Fprintf(&b, "  s%d:\n    %s    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n", i, busyboxImage)
-	}
-	p := newProject(t, b.String())
+	p := newProject(t, numbered(6, `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`))
 	for round := 0; round < 6; round++ {
 		r := p.up()
 		time.Sleep(time.Duration(rand.Intn(1500)) * time.Millisecond)

@@ -18,42 +18,44 @@ import (
 	"time"
 )
 
-// A crash loop with on-failure and max_attempts 3 runs 1 + 3 times, then
-// gives up; every service has then exited for good and up ends with 0.
-func TestOnFailureGivesUpAfterMaxAttempts(t *testing.T) {
-	t.Parallel()
-	p := newProject(t, oneService("crash", `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}"))
-	code, out, errs := p.run()
-	if code != 0 {
-		t.Errorf("exit code %d, want 0 (every service exited and none restarts)", code)
+// A crash loop under restart_policy: on-failure with max_attempts 3 runs
+// 1 + 3 times, then gives up; condition none runs once, whatever its exit
+// code. Every service has then exited for good and up ends with 0.
+func TestRestartPolicyEndsCrashLoop(t *testing.T) {
+	for _, tc := range []struct {
+		service, policy string
+		runs            int
+		// want is what stderr holds, notWant what it does not.
+		want    func(p *project) []string
+		notWant string
+	}{
+		{"crash", "{condition: on-failure, max_attempts: 3}", 4, func(p *project) []string {
+			return []string{
+				"crash-1 exited with code 3, restarting now (attempt 1 of 3)",
+				"crash-1 exited with code 3, restarting now (attempt 3 of 3)",
+				"crash-1 exited with code 3, giving up after 3 attempts",
+				"crash-1: restarting the process in instance " + p.name + ".crash.1",
+			}
+		}, ""},
+		{"once", "{condition: none}", 1, func(*project) []string { return []string{"once-1 exited with code 3\n"} }, "restarting"},
+	} {
+		t.Run(tc.service, func(t *testing.T) {
+			t.Parallel()
+			p := newProject(t, oneService(tc.service, `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: "+tc.policy+"}"))
+			code, out, errs := p.run()
+			if code != 0 {
+				t.Errorf("exit code %d, want 0 (every service exited and none restarts)", code)
+			}
+			if n := countLines(out, tc.service+"-1", "run"); n != tc.runs {
+				t.Errorf("ran %d times, want %d:\n%s", n, tc.runs, out)
+			}
+			contains(t, "stderr", errs, tc.want(p)...)
+			if tc.notWant != "" && strings.Contains(errs, tc.notWant) {
+				t.Errorf("stderr has %q:\n%s", tc.notWant, errs)
+			}
+			p.assertNothingLeft()
+		})
 	}
-	if n := countLines(out, "crash-1", "run"); n != 4 {
-		t.Errorf("ran %d times, want 4:\n%s", n, out)
-	}
-	contains(t, "stderr", errs,
-		"crash-1 exited with code 3, restarting now (attempt 1 of 3)",
-		"crash-1 exited with code 3, restarting now (attempt 3 of 3)",
-		"crash-1 exited with code 3, giving up after 3 attempts",
-		"crash-1: restarting the process in instance "+p.name+".crash.1",
-	)
-	assertNothingLeft(t, p.name)
-}
-
-// restart_policy condition none: the service runs once, whatever its exit code.
-func TestRestartConditionNoneRunsOnce(t *testing.T) {
-	t.Parallel()
-	p := newProject(t, oneService("once", `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: {condition: none}}"))
-	code, out, errs := p.run()
-	if code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-	if n := countLines(out, "once-1", "run"); n != 1 {
-		t.Errorf("ran %d times, want 1:\n%s", n, out)
-	}
-	if !strings.Contains(errs, "once-1 exited with code 3\n") || strings.Contains(errs, "restarting") {
-		t.Errorf("want one exit line and no restart:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // restart: always follows the engine's backoff: 100ms, doubling. Not
