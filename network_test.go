@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sstack/internal/testutil"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,22 +53,11 @@ func unreachable(addr string) bool {
 	return true
 }
 
-// hostAddr is an address of this host other than loopback, or "".
-func hostAddr() string {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
-			return ipn.IP.String()
-		}
-	}
-	return ""
-}
-
-// requireHostAddr is hostAddr; it skips the test on a host that has
+// requireHostAddr is testutil.HostAddr; it skips the test on a host that has
 // none.
 func requireHostAddr(t *testing.T) string {
 	t.Helper()
-	addr := hostAddr()
+	addr := testutil.HostAddr()
 	if addr == "" {
 		t.Skip("this host has no address but loopback")
 	}
@@ -152,7 +142,7 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inside") {
 			t.Errorf("127.0.0.1:%s: %q", port, got)
 		}
-		if addr := hostAddr(); addr != "" && !unreachable(addr+":"+port) {
+		if addr := testutil.HostAddr(); addr != "" && !unreachable(addr+":"+port) {
 			t.Errorf("published on 127.0.0.1 only, but %s:%s answers", addr, port)
 		}
 		if got := strings.TrimSpace(p.must("port", "web", "80")); got != "127.0.0.1:"+port {

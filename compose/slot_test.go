@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -109,27 +110,15 @@ func TestForReplica(t *testing.T) {
 // slice, but by hand, so that the test does not trust the code under test.
 func deepCopy(s *Service) *Service {
 	c := *s
-	if s.Entrypoint != nil {
-		c.Entrypoint = append([]string{}, s.Entrypoint...)
-	}
-	if s.Command != nil {
-		c.Command = append([]string{}, s.Command...)
-	}
-	if s.Environment != nil {
-		c.Environment = append([]string{}, s.Environment...)
-	}
-	if s.Mounts != nil {
-		c.Mounts = append([]Mount{}, s.Mounts...)
-	}
-	if s.ExtraHosts != nil {
-		c.ExtraHosts = append([]HostEntry{}, s.ExtraHosts...)
-	}
-	if s.DependsOn != nil {
-		c.DependsOn = append([]Dependency{}, s.DependsOn...)
-	}
+	c.Entrypoint = slices.Clone(s.Entrypoint)
+	c.Command = slices.Clone(s.Command)
+	c.Environment = slices.Clone(s.Environment)
+	c.Mounts = slices.Clone(s.Mounts)
+	c.ExtraHosts = slices.Clone(s.ExtraHosts)
+	c.DependsOn = slices.Clone(s.DependsOn)
 	if s.Healthcheck != nil {
 		h := *s.Healthcheck
-		h.Test = append([]string{}, h.Test...)
+		h.Test = slices.Clone(h.Test)
 		c.Healthcheck = &h
 	}
 	return &c
