@@ -102,7 +102,7 @@ func TestBuildOnUp(t *testing.T) {
 	if want := []string{"." + p.name + "-app+latest.sif.build", p.name + "-app+latest.sif"}; !slices.Equal(names, want) {
 		t.Errorf("image directory %v, want %v", names, want)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildDefinitionExtension: x-sstack.definition, built under the
@@ -134,7 +134,7 @@ func TestBuildDefinitionExtension(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "app Up to date") {
 		t.Errorf("second up: exit %d\n%s", code, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildDockerfile: a Dockerfile is refused by up and build with the
@@ -173,7 +173,7 @@ func TestBuildDockerfile(t *testing.T) {
 			}
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildFailure: apptainer's FATAL line, nothing started, no SIF.

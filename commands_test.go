@@ -372,7 +372,7 @@ func TestNamingServiceEnablesItsProfiles(t *testing.T) {
 			t.Errorf("%s: exit code %d\n%s", strings.Join(args, " "), code, errs)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // up SERVICE checks and prepares only that service and its dependencies,

@@ -53,6 +53,14 @@ func (p *project) upPids(replicas ...string) map[string]int {
 	return pids(p.waitRunning(replicas...))
 }
 
+// runningAB is a project of convergeFile("one", false) brought up (up
+// -d), with the pids of a-1 and b-1 once both run.
+func runningAB(t *testing.T) (*project, map[string]int) {
+	t.Helper()
+	p := newProject(t, convergeFile("one", false))
+	return p, p.upPids("a-1", "b-1")
+}
+
 // update runs `sstack update -c FILE NAME` (singularity-stack's converge
 // command) from another directory, as singularity-stack is used, and
 // returns its exit code and stderr.
@@ -97,8 +105,7 @@ func TestUpConvergesRunningStack(t *testing.T) {
 }
 
 func TestUpRecreateFlags(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	first := p.upPids("a-1", "b-1")
+	p, first := runningAB(t)
 
 	// --no-recreate: a changed, but stays as it runs.
 	p.rewrite(convergeFile("two", false))
@@ -212,8 +219,7 @@ func TestUpRecreatesOnNewImageFile(t *testing.T) {
 
 // A file that fails its checks changes nothing and says why.
 func TestUpBrokenEditChangesNothing(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	start := p.upPids("a-1", "b-1")
+	p, start := runningAB(t)
 
 	p.rewrite(convergeFile("two", true, "    depends_on: [nosuch]\n"))
 	code, _, errs := p.sstack("up", "-d")
@@ -233,8 +239,7 @@ func TestUpBrokenEditChangesNothing(t *testing.T) {
 
 // update NAME (singularity-stack's) converges a running stack.
 func TestUpdateCommand(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	start := p.upPids("a-1", "b-1")
+	p, start := runningAB(t)
 	p.rewrite(convergeFile("two", false))
 	if code, errs := p.update(); code != 0 {
 		t.Fatalf("update: exit code %d\n%s", code, errs)

@@ -97,7 +97,7 @@ func TestRunOwnNetworkPublishes(t *testing.T) {
 		t.Errorf("the run's published port: %q", got)
 	}
 	r.interrupt(t)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	if !unreachable("127.0.0.1:" + port) {
 		t.Error("the run's port still answers after it ended")
 	}

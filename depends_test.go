@@ -19,27 +19,11 @@ import (
 // inside start_period, long before the 30s interval.
 func TestServiceHealthyWaitsForHealthcheck(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    environment:
-      READY_FILE: /tmp/ready
-    command: ["sh", "-c", "sleep 1.5; touch /tmp/ready; echo db ready; exec sleep 1000"]
-    healthcheck:
-      test: ["CMD-SHELL", "test -f \"$$READY_FILE\""]
-      interval: 30s
-      timeout: 5s
-      retries: 3
-      start_period: 20s
-      start_interval: 200ms
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_healthy
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "sleep 1.5; touch /tmp/ready; echo db ready; exec sleep 1000"]`, "environment: {READY_FILE: /tmp/ready}",
+			`healthcheck: {test: ["CMD-SHELL", "test -f \"$$READY_FILE\""], interval: 30s, timeout: 5s, retries: 3, start_period: 20s, start_interval: 200ms}`),
+		service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, "depends_on: {db: {condition: service_healthy}}"),
+	))
 	start := time.Now()
 	r := p.up()
 	r.waitStdout(t, "web-1 | web up")
@@ -69,7 +53,7 @@ func TestUnhealthyDependencyStopsStack(t *testing.T) {
 	if strings.Contains(errs, p.name+".web.1  Creating") {
 		t.Errorf("web was created:\n%s", errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A migration must complete successfully before the app starts.
@@ -112,7 +96,7 @@ func TestFailedDependencyChainStopsStack(t *testing.T) {
 			t.Errorf("%s was created:\n%s", s, errs)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // required: false: a failed optional dependency only warns.

@@ -129,7 +129,7 @@ func TestDetachedUpThenDownStopsGracefully(t *testing.T) {
 		t.Fatalf("logs -f did not end with the stack:\n%s", followed.String())
 	}
 	contains(t, "logs -f", followed.String(), "db-1  | db got TERM\n")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	eventually(t, time.Minute, "the supervisor to be gone", func() bool { return pidGone(sup.Pid) })
 	if _, err := os.Stat(filepath.Join(p.stateDir, p.name)); !os.IsNotExist(err) {
 		t.Errorf("the project's state directory is left after down (%v)", err)
@@ -324,7 +324,7 @@ func TestDeployListRmAliases(t *testing.T) {
 	if code, _, errs := alias("rm", p.name); code != 0 {
 		t.Fatalf("rm: exit code %d\n%s", code, errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	if _, out, _ := alias("list"); strings.Contains(out, p.name) {
 		t.Errorf("list still shows %s after rm:\n%s", p.name, out)
 	}
@@ -447,5 +447,5 @@ func TestCommandsAgainstProjectNotRunning(t *testing.T) {
 			t.Errorf("%s: stderr does not say that the project does not run and how to start it:\n%s", strings.Join(args, " "), errs)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

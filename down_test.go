@@ -36,7 +36,7 @@ func TestCtrlCStopsServicesInReverseOrder(t *testing.T) {
 		t.Errorf("last line without newline lost:\n%s", out)
 	}
 	before(t, r.stderr.String(), "Instance "+p.name+".web.1  Stopped", "Instance "+p.name+".db.1  Stopping")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A service that ignores its stop signal is killed at once by a second
@@ -54,7 +54,7 @@ func TestSecondCtrlCKillsAtOnce(t *testing.T) {
 	if time.Since(start) > time.Minute {
 		t.Errorf("second Ctrl-C did not kill at once")
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // Instances of the project already exist (a killed sstack): up refuses,
@@ -76,7 +76,7 @@ func TestNameClashRefusedAndDownRemovesIt(t *testing.T) {
 	if out, err := down.CombinedOutput(); err != nil {
 		t.Fatalf("sstack down: %v: %s", err, out)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // instanceLogFiles are the files Apptainer keeps for the project's
@@ -121,7 +121,7 @@ func TestInstanceLogFilesRemoved(t *testing.T) {
 	if got := instanceLogFiles(t, dir, p.name); len(got) != 0 {
 		t.Errorf("log files left after down: %v", got)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // down SERVICE takes down that service and those that depend on it, and
@@ -167,7 +167,7 @@ func TestDownTimeout(t *testing.T) {
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("down -t 1 took %s, want the grace period of 1s, not stop_grace_period", took)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // down --rmi local removes the SIF built for a service without image:,
@@ -209,7 +209,7 @@ services:
 	if _, err := os.Stat(pulled); err != nil {
 		t.Errorf("down --rmi local removed the registry image: %v", err)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	p.must("down", "--rmi", "all")
 	if _, err := os.Stat(pulled); err == nil {
 		t.Error("down --rmi all left the registry image")
@@ -246,6 +246,6 @@ func TestDownLeavesOrphans(t *testing.T) {
 		t.Errorf("after down, ps shows %v, want dropped-1 running", got)
 	}
 	p.must("down", "--remove-orphans")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	assertNotRunning(t, p)
 }

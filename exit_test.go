@@ -69,7 +69,7 @@ func TestAbortFlagsSetExitCode(t *testing.T) {
 			if !strings.Contains(errs, "Aborting on container exit...") {
 				t.Errorf("no abort line:\n%s", errs)
 			}
-			assertNothingLeft(t, p.name)
+			p.assertNothingLeft()
 		})
 	}
 }

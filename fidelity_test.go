@@ -53,7 +53,7 @@ func TestFidelityLongBindCreatesHostPath(t *testing.T) {
 			t.Errorf("%s on the host: %q, %v", f, b, err)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 
 	strict := newProject(t, oneService("w", `["true"]`, "volumes: [{type: bind, source: ./absent, target: /a, bind: {create_host_path: false}}]"))
 	strict.refusedBeforeStart(1, nil, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`)
@@ -82,7 +82,7 @@ func TestFidelityWorkingDirCreated(t *testing.T) {
 	if strings.Contains(errs, "failed to set working directory") {
 		t.Errorf("stderr:\n%s", errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // tmpfs: /tmp with a file bind, a directory bind and a secret below it.
@@ -103,7 +103,7 @@ func TestFidelityTmpfsWithBindsBelow(t *testing.T) {
 	if n := countLines(out, "t-1", "s3cret"); n != 2 {
 		t.Errorf("secret read %d times, want 2 (/tmp/pw and /run/secrets/pw):\n%s", n, out)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // COMPOSE_FILE (and COMPOSE_PATH_SEPARATOR) is read from the .env of the
@@ -132,16 +132,10 @@ func TestFidelityComposeFileFromEnvFiles(t *testing.T) {
 // --images, --format json|yaml.
 func TestFidelityConfigFlags(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["true"]
-    security_opt: ["no-new-privileges:true"]
-  db:
-    image: redis:7
-    command: ["true"]
-`)
+	p := newProject(t, services(
+		service("web", `["true"]`, `security_opt: ["no-new-privileges:true"]`),
+		"  db:\n    image: redis:7\n    command: [\"true\"]\n",
+	))
 	p.write("images/redis_7.sif", "")
 	f := filepath.Join(p.dir, "docker-compose.yml")
 	if code, out, errs := p.bare(t, "-f", f, "config", "-q"); code != 0 || out != "" {
@@ -261,7 +255,7 @@ func TestFidelityTeardownExitsNotReported(t *testing.T) {
 	if n := strings.Count(errs, "exited with code"); n != 1 {
 		t.Errorf("%d exit lines, want only the one that aborted:\n%s", n, errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // The warnings docker compose users grep for keep docker compose's words:
@@ -284,7 +278,7 @@ func TestFidelityDockerComposeWarnings(t *testing.T) {
 		t.Errorf("up: exit code %d\n%s", code, errs)
 	}
 	contains(t, "up's stderr", errs, want...)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // hostname gives the instance its own host name (a UTS namespace of its

@@ -146,7 +146,7 @@ func TestOOMKilledServiceIsReportedAndRestarted(t *testing.T) {
 		"hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit), restarting in 100ms (attempt 1 of 1)",
 		"hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit), giving up after 1 attempt",
 	)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A SIGKILL that is not the kernel's OOM killer is not reported as one.
@@ -162,7 +162,7 @@ func TestKilledServiceWithLimitIsNoOOM(t *testing.T) {
 	if strings.Contains(errs, "OOM") {
 		t.Errorf("a plain SIGKILL reported as an OOM kill:\n%s", errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // --no-limits starts the service without its limits and says so.

@@ -118,7 +118,7 @@ func TestMetricsServedFromBeforeStartUntilExit(t *testing.T) {
 	if !sawExited {
 		t.Errorf("no scrape answered after the service process exited, during the teardown:\n%s", r.stderr.String())
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A port already in use is an error before anything starts, naming
@@ -147,39 +147,13 @@ func TestMetricsHaveExactValuesAndNoSecrets(t *testing.T) {
 		envHost    = "envfromhost-9a2f44e1"
 		secret     = "secretvalue-b81d2e06"
 	)
-	p := newProject(t, `
-services:
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo out1; echo out2; echo err1 >&2; exit 3"]
-    deploy:
-      restart_policy:
-        condition: on-failure
-        max_attempts: 2
-        delay: 2s
-  lines:
-    image: busybox
-    command: ["sh", "-c", "seq 1 1234; seq 1 567 >&2"]
-    deploy:
-      replicas: 2
-  healthy:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 300ms
-      timeout: 5s
-  keeper:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; cat /run/secrets/token >/dev/null && echo ready; while true; do sleep 0.1; done"]
-    environment:
-      LITERAL: `+envLiteral+`
-      FROM_HOST: ${OBS_FROM_HOST}
-    secrets: [token]
-secrets:
-  token:
-    file: ./token.txt
-`)
+	p := newProject(t, services(
+		service("crash", `["sh", "-c", "echo out1; echo out2; echo err1 >&2; exit 3"]`, "deploy: {restart_policy: {condition: on-failure, max_attempts: 2, delay: 2s}}"),
+		service("lines", `["sh", "-c", "seq 1 1234; seq 1 567 >&2"]`, "deploy: {replicas: 2}"),
+		service("healthy", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, `healthcheck: {test: ["CMD", "true"], interval: 300ms, timeout: 5s}`),
+		service("keeper", `["sh", "-c", "trap 'exit 0' TERM; cat /run/secrets/token >/dev/null && echo ready; while true; do sleep 0.1; done"]`,
+			"environment: {LITERAL: "+envLiteral+", FROM_HOST: ${OBS_FROM_HOST}}", "secrets: [token]"),
+	)+"secrets:\n  token:\n    file: ./token.txt\n")
 	p.writeSecret("token.txt", secret)
 	p.env = append(p.env, "OBS_FROM_HOST="+envHost)
 	addr := freeAddr(t)

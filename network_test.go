@@ -337,7 +337,7 @@ services:
 		t.Errorf("through the proxy's published port: %q", got)
 	}
 	p.must("-f", override, "down")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A foreground up publishes its ports as a detached one does, and Ctrl-C

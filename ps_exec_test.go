@@ -339,15 +339,7 @@ func TestWaitReturnsExitCodeOfFirstExit(t *testing.T) {
 	exitOn := func(code int) string {
 		return `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit ` + strconv.Itoa(code) + `"]`
 	}
-	p := newProject(t, `
-services:
-  first:
-    image: busybox
-    command: `+exitOn(4)+`
-  second:
-    image: busybox
-    command: `+exitOn(5)+`
-`)
+	p := newProject(t, services(service("first", exitOn(4)), service("second", exitOn(5))))
 	p.upDetached()
 	cmd := p.command("wait", "first", "second")
 	waited := make(chan struct{})
@@ -448,5 +440,5 @@ func TestPsAfterStackEnded(t *testing.T) {
 	if got := p.ps("-a"); len(got) != 0 {
 		t.Errorf("ps -a after down: %v, want none", statuses(got))
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

@@ -197,7 +197,7 @@ func TestPullOnUp(t *testing.T) {
 	if code != 0 || strings.Contains(stderr, "Pulling") {
 		t.Errorf("second up: exit %d, pulled again:\n%s", code, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestPullFailureStartsNothing: a failed pull names the service, the
@@ -251,7 +251,7 @@ func TestPullPolicies(t *testing.T) {
 		if len(p.imageFiles()) != 0 || strings.Contains(stderr, "Pulling") {
 			t.Errorf("pulled: %v\n%s", p.imageFiles(), stderr)
 		}
-		assertNothingLeft(t, p.name)
+		p.assertNothingLeft()
 	})
 	t.Run("pull_policy never", func(t *testing.T) {
 		p := pullProject(t, "services:\n  app:\n    image: "+ref+"\n    pull_policy: never\n")
@@ -324,7 +324,7 @@ func TestImageNamesDoNotCollide(t *testing.T) {
 			t.Errorf("image directory %v lacks %s", got, want)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestImageFetchedByHand: a SIF with the name apptainer pull gives it by
@@ -349,7 +349,7 @@ func TestImageFetchedByHand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "app-1 | pulled by hand") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestPullByDigest: name@sha256:... is pulled, also written with a tag

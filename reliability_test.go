@@ -57,7 +57,7 @@ func TestLargeStackUpAndDown(t *testing.T) {
 	if strings.Contains(r.stderr.String(), "could not be started") || strings.Contains(r.stderr.String(), "still listed") {
 		t.Errorf("a start or stop reported as failed:\n%s", r.stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestRunEndsWithItsProcess: what a service process leaves running in its
@@ -66,19 +66,11 @@ func TestLargeStackUpAndDown(t *testing.T) {
 func TestRunEndsWithItsProcess(t *testing.T) {
 	t.Parallel()
 	daemon := fmt.Sprintf("sleep %d", 100000+rand.Intn(800000))
-	p := newProject(t, `
-services:
-  forker:
-    image: busybox
-    command: ["sh", "-c", "`+daemon+` & echo forked; sleep 0.3; exit 1"]
-    restart: on-failure:3
-  once:
-    image: busybox
-    command: ["sh", "-c", "`+daemon+`0 & echo once forked; sleep 0.3"]
-  keeper:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("forker", `["sh", "-c", "`+daemon+` & echo forked; sleep 0.3; exit 1"]`, "restart: on-failure:3"),
+		service("once", `["sh", "-c", "`+daemon+`0 & echo once forked; sleep 0.3"]`),
+		service("keeper", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+	))
 	r := p.up()
 	r.waitStderr(t, "forker-1 exited with code 1, giving up after 3 attempts")
 	r.waitStderr(t, "once-1 exited with code 0")
@@ -151,5 +143,5 @@ func TestDownAfterKillDuringStart(t *testing.T) {
 			t.Fatalf("round %d: instances appeared after down: %v", round, names)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

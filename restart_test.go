@@ -97,7 +97,7 @@ func TestRestartAlwaysBacksOff(t *testing.T) {
 		!strings.Contains(r.stderr.String(), "always-1 exited with code 0, restarting in 200ms (attempt 2)") {
 		t.Errorf("status lines:\n%s", r.stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A restart runs the process again in the same instance; when the
@@ -183,5 +183,5 @@ func TestPanicInServiceActorStopsStack(t *testing.T) {
 		"Instance "+p.name+".boom.1  Stopped",
 		"Instance "+p.name+".db.1  Stopped",
 	)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

@@ -119,7 +119,7 @@ services:
 		t.Fatalf("exit code %d\n%s", code, errs)
 	}
 	contains(t, "stdout", out, "ro-1 | root=readonly\n", "ro-1 | scratch=writable\n", "ro-1 | from_file=yes it is\n", "rw-1 | root=writable\n")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A missing image that is not to be pulled is an error before anything
