@@ -328,8 +328,8 @@ type running struct {
 	code   int
 }
 
-// launch starts `sstack up args...` in the background: bin, or the
-// race-built sstack when bin is empty, with its stdout on stdout, or on
+// launch starts `sstack args...` (up when args name no command) in the
+// background: bin, or the race-built sstack when bin is empty, with its stdout on stdout, or on
 // r.stdout when stdout is nil. It is killed at the end of the test if it
 // still runs.
 func (p *project) launch(bin string, stdout io.Writer, args ...string) *running {

@@ -11,12 +11,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -194,45 +192,24 @@ func TestTopShowsServiceProcess(t *testing.T) {
 	p.downLeavesNothing()
 }
 
-// events is a running command: its output, read as it comes, and a way to
-// end it as Ctrl-C does.
+// eventStream is a running `sstack events`: its output, read as it comes,
+// and a way to end it as Ctrl-C does.
 type eventStream struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
+	*running
+	out *lockedBuffer
 }
 
 func (p *project) events(args ...string) *eventStream {
 	p.t.Helper()
-	cmd := p.command(append([]string{"events"}, args...)...)
-	s := &eventStream{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
-	})
-	return s
+	out := &lockedBuffer{}
+	return &eventStream{running: p.launch("", out, append([]string{"events"}, args...)...), out: out}
 }
 
 // interrupt ends the stream as Ctrl-C does; it must exit 0.
 func (s *eventStream) interrupt(t *testing.T) {
 	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("events did not end after SIGINT")
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("events: exit code %d after Ctrl-C, want 0:\n%s", code, s.out)
+	if code := s.running.interrupt(t); code != 0 {
+		t.Errorf("events: exit code %d after Ctrl-C, want 0:\n%s%s", code, s.out, s.stderr)
 	}
 }
 
