@@ -554,6 +554,22 @@ func (p *project) ps(args ...string) []replicaRow {
 	return rows
 }
 
+// stats returns the rows of `sstack stats --no-stream --format json`, one
+// line of JSON each.
+func (p *project) stats() []statsRow {
+	p.t.Helper()
+	out := p.must("stats", "--no-stream", "--format", "json")
+	var rows []statsRow
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row statsRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			p.t.Fatalf("stats --format json: %v: %q", err, line)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
 // row is the replica named name (web-1) in rows, or nil.
 func row(rows []replicaRow, name string) *replicaRow {
 	for i := range rows {

@@ -484,13 +484,8 @@ func testPrometheusQueriesAndAlerts(t *testing.T, newP func(*testing.T, string) 
 
 	// sstack stats on the same stack: one row per active replica, the
 	// limit where there is one, the source the numbers came from.
-	out := p.must("stats", "--no-stream", "--format", "json")
 	rows := map[string]statsRow{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var row statsRow
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("stats --format json: %v: %q", err, line)
-		}
+	for _, row := range p.stats() {
 		rows[row.Service] = row
 	}
 	source := "proc" // an unprivileged user on cgroups v1
@@ -504,7 +499,7 @@ func testPrometheusQueriesAndAlerts(t *testing.T, newP func(*testing.T, string) 
 		t.Errorf("ok: %+v", ok)
 	}
 	if _, found := rows["quitter"]; found {
-		t.Errorf("stats shows the exited quitter: %s", out)
+		t.Errorf("stats shows the exited quitter: %+v", rows)
 	}
 	table := p.must("stats", "--no-stream", "ok")
 	if !regexp.MustCompile(`(?m)^NAME +CPU % +MEM USAGE / LIMIT +MEM % +NET I/O +BLOCK I/O +PIDS\n` + `ok-1 +\d+\.\d\d% +\S+ / \S+ +\d+\.\d\d% +-- +\S+ / \S+ +\d+\n$`).MatchString(table) {

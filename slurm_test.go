@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -331,13 +330,8 @@ func TestSlurmUsageFromEachNode(t *testing.T) {
 		}
 		return ""
 	})
-	out := p.must("stats", "--no-stream", "--format", "json")
 	nodes := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var row statsRow
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("%v: %q", err, line)
-		}
+	for _, row := range p.stats() {
 		nodes[row.Name] = row.Node
 	}
 	if nodes["capped-1"] != "n2" || nodes["busy-1"] != "n3" {
