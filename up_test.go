@@ -122,29 +122,30 @@ services:
 	p.assertNothingLeft()
 }
 
-// A missing image that is not to be pulled is an error before anything
-// is created, naming the service, the paths tried and the command that
-// fetches it. (Without --pull never, up pulls it: see pull_test.go.)
-func TestMissingImageStartsNothing(t *testing.T) {
-	p := newProject(t, `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "100"]
-  broken:
-    image: redis:7
-`)
-	p.refusedBeforeStart(-1, []string{"up", "--pull", "never"}, `service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken")
-}
-
-// A secret file readable by others is refused, with the chmod that fixes it.
-func TestSecretReadableByOthersRefused(t *testing.T) {
-	p := newProject(t, services(service("db", `["sleep", "100"]`, `secrets: ["pw"]`))+`secrets:
-  pw:
-    file: ./pw.txt
-`)
-	p.write("pw.txt", "x")
-	p.refusedBeforeStart(-1, nil, `service "db"`, "chmod 600")
+// What up refuses before anything is created: a missing image that is
+// not to be pulled, naming the service, the paths tried and the command
+// that fetches it (without --pull never, up pulls it: see pull_test.go);
+// a secret file readable by others, with the chmod that fixes it.
+func TestUpRefusesBeforeAnythingStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name, compose string
+		files         map[string]string
+		args, want    []string
+	}{
+		{"missing image", services(service("ok", `["sleep", "100"]`), "  broken:\n    image: redis:7\n"), nil,
+			[]string{"up", "--pull", "never"}, []string{`service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken"}},
+		{"secret readable by others", services(service("db", `["sleep", "100"]`, `secrets: ["pw"]`)) + "secrets:\n  pw:\n    file: ./pw.txt\n",
+			map[string]string{"pw.txt": "x"}, nil, []string{`service "db"`, "chmod 600"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newProject(t, tc.compose)
+			for name, content := range tc.files {
+				p.write(name, content)
+			}
+			p.refusedBeforeStart(-1, tc.args, tc.want...)
+		})
+	}
 }
 
 // `sstack config` prints the resolved plan, and warns about what it does
