@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"sstack/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
@@ -281,37 +282,7 @@ func TestMetricsHaveExactValuesAndNoSecrets(t *testing.T) {
 		"sstack_network_receive_bytes_total":        dto.MetricType_COUNTER,
 		"sstack_network_transmit_bytes_total":       dto.MetricType_COUNTER,
 	}
-	for name, typ := range types {
-		f := fams[name]
-		if f == nil {
-			t.Errorf("%s missing", name)
-			continue
-		}
-		if f.GetType() != typ {
-			t.Errorf("%s has type %v, want %v", name, f.GetType(), typ)
-		}
-		for _, m := range f.GetMetric() {
-			var names []string
-			for _, l := range m.GetLabel() {
-				names = append(names, l.GetName())
-				if l.GetName() == "project" && l.GetValue() != p.name {
-					t.Errorf("%s has project=%q, want %q", name, l.GetValue(), p.name)
-				}
-			}
-			wantNames := "project,replica,service"
-			switch name {
-			case "sstack_log_lines_total":
-				wantNames = "project,replica,service,stream"
-			case "sstack_usage_read_errors_total":
-				wantNames = "project"
-			case "sstack_network_receive_bytes_total", "sstack_network_transmit_bytes_total":
-				wantNames = "interface,project"
-			}
-			if got := strings.Join(names, ","); got != wantNames {
-				t.Errorf("%s series has labels %s, want %s", name, got, wantNames)
-			}
-		}
-	}
+	testutil.CheckFamilies(t, fams, types, p.name)
 	for name := range fams {
 		if _, ok := types[name]; !ok && strings.HasPrefix(name, "sstack_") {
 			t.Errorf("undocumented metric %s", name)

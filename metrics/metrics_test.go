@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"sstack/internal/api"
+	"sstack/internal/testutil"
 )
 
 // families gathers the registry into name → family.
@@ -100,33 +100,7 @@ func TestNamesTypesAndLabels(t *testing.T) {
 		"sstack_service_start_seconds":              dto.MetricType_HISTOGRAM,
 		"sstack_log_lines_total":                    dto.MetricType_COUNTER,
 	}
-	for name, typ := range want {
-		f := fams[name]
-		if f == nil {
-			t.Errorf("%s missing", name)
-			continue
-		}
-		if f.GetType() != typ {
-			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
-		}
-		wantLabels := "project,replica,service"
-		switch name {
-		case "sstack_log_lines_total":
-			wantLabels = "project,replica,service,stream"
-		case "sstack_usage_read_errors_total":
-			wantLabels = "project"
-		}
-		for _, s := range f.GetMetric() {
-			var names []string
-			for _, l := range s.GetLabel() {
-				names = append(names, l.GetName())
-			}
-			sort.Strings(names)
-			if got := strings.Join(names, ","); got != wantLabels {
-				t.Errorf("%s has labels %s, want %s", name, got, wantLabels)
-			}
-		}
-	}
+	testutil.CheckFamilies(t, fams, want, "proj")
 	var goSeen, procSeen bool
 	for name := range fams {
 		goSeen = goSeen || strings.HasPrefix(name, "go_")
