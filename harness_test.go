@@ -161,12 +161,7 @@ func (p *project) writeSecret(name, content string) {
 func (p *project) writeMode(name, content string, mode os.FileMode) string {
 	p.t.Helper()
 	path := filepath.Join(p.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		p.t.Fatal(err)
-	}
+	testutil.WriteFile(p.t, path, content, mode)
 	p.own(path)
 	return path
 }
@@ -870,9 +865,7 @@ func sandboxImage(t *testing.T) string {
 	}
 	_ = os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	_ = os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\n"), 0o644)
-	if err := os.WriteFile(filepath.Join(root, "seed", "hello.txt"), []byte("seeded from image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(root, "seed", "hello.txt"), "seeded from image\n", 0o644)
 	sandbox := filepath.Join(t.TempDir(), "sandbox")
 	if out, err := exec.Command("apptainer", "-s", "build", "--sandbox", sandbox, root).CombinedOutput(); err != nil {
 		t.Fatalf("building a sandbox image: %v: %s", err, out)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // requireLimits skips (fails when CI=true) unless Apptainer can apply
@@ -217,9 +218,7 @@ func TestLimitsRefusedWhereTheyCannotBeApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	compose := filepath.Join(shared, "proj", "docker-compose.yml")
-	if err := os.WriteFile(compose, []byte("services:\n  capped:\n    image: "+img+"\n    command: [\"echo\", \"ran\"]\n    mem_limit: 64m\n    cpus: 0.5\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, compose, "services:\n  capped:\n    image: "+img+"\n    command: [\"echo\", \"ran\"]\n    mem_limit: 64m\n    cpus: 0.5\n", 0o644)
 	cmd := exec.Command(bin, "-f", compose, "-n", "capped", "--metrics-addr", "", "up")
 	cmd.Dir = filepath.Join(shared, "proj")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + state, "SSTACK_STATE_DIR=" + state}

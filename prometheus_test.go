@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // promServer is a Prometheus started for one test.
@@ -63,9 +64,7 @@ scrape_configs:
       - targets: [%q]
 `, strings.Join(rules, ", "), target)
 	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, cfg, config, 0o600)
 	s := &promServer{addr: freeAddr(t)}
 	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),

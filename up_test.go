@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sstack/internal/testutil"
 	"strings"
 	"testing"
 )
@@ -153,9 +154,7 @@ func TestUpRefusesBeforeAnythingStarts(t *testing.T) {
 func TestConfigNeedsNoRuntime(t *testing.T) {
 	integration(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(dir, "compose.yaml"), "services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n", 0o644)
 	if err := os.WriteFile(filepath.Join(dir, "img.sif"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sstack/internal/testutil"
 	"strconv"
 	"syscall"
 	"testing"
@@ -96,9 +97,7 @@ func fakeProc(t *testing.T, procs map[int]*fakeProcess) string {
 			"cmdline": p.cmdline,
 		}
 		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testutil.WriteFile(t, filepath.Join(dir, name), content, 0o644)
 		}
 		if err := os.Symlink("pid:["+p.ns+"]", filepath.Join(dir, "ns", "pid")); err != nil {
 			t.Fatal(err)

@@ -109,9 +109,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		if err := os.MkdirAll(www, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("replica-"+name+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteFile(t, filepath.Join(www, "index.html"), "replica-"+name+"\n", 0o644)
 		httpd := enter(r, busybox, "httpd", "-f", "-p", "80", "-h", www)
 		if err := httpd.Start(); err != nil {
 			t.Fatal(err)
