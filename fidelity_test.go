@@ -10,10 +10,10 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sstack/internal/testutil"
 	"strconv"
 	"strings"
 	"syscall"
@@ -204,12 +204,7 @@ func TestFidelityContainerNameIsDisplayName(t *testing.T) {
 // listens on (its host_ip warned about), and a host port to publish.
 func TestFidelityPortInUse(t *testing.T) {
 	t.Parallel()
-	held, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(testutil.HoldTCP(t, ":0").Port)
 	for _, tt := range []struct{ mode, want string }{
 		{"host", `service "web": ports: port ` + port + `/tcp is already in use on this host`},
 		{"project", `service "web": ports: 127.0.0.1:` + port + `:80/tcp: host port ` + port + ` is already in use`},

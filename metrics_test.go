@@ -7,7 +7,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"sstack/internal/testutil"
 	"strings"
 	"sync"
@@ -126,12 +125,7 @@ func TestMetricsServedFromBeforeStartUntilExit(t *testing.T) {
 // --metrics-addr.
 func TestMetricsAddrTakenStartsNothing(t *testing.T) {
 	p := newProject(t, oneService("app", `["sleep", "100"]`))
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	addr := taken.Addr().String()
+	addr := testutil.HoldTCP(t, "127.0.0.1:0").String()
 	out, _ := p.refusedBeforeStart(1, []string{"--metrics-addr", addr}, "--metrics-addr "+addr, "address already in use")
 	if out != "" {
 		t.Errorf("something started:\nstdout:\n%s", out)
