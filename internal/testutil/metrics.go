@@ -1,12 +1,48 @@
 package testutil
 
 import (
+	"maps"
 	"sort"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 )
+
+// MetricTypes are the sstack metric families and their types: the
+// contract of metrics/.
+var MetricTypes = map[string]dto.MetricType{
+	"sstack_service_restarts_total":             dto.MetricType_COUNTER,
+	"sstack_service_up":                         dto.MetricType_GAUGE,
+	"sstack_service_healthy":                    dto.MetricType_GAUGE,
+	"sstack_service_last_exit_code":             dto.MetricType_GAUGE,
+	"sstack_service_start_seconds":              dto.MetricType_HISTOGRAM,
+	"sstack_log_lines_total":                    dto.MetricType_COUNTER,
+	"sstack_service_oom_kills_total":            dto.MetricType_COUNTER,
+	"sstack_service_restarts_exhausted":         dto.MetricType_GAUGE,
+	"sstack_container_cpu_usage_seconds_total":  dto.MetricType_COUNTER,
+	"sstack_container_memory_usage_bytes":       dto.MetricType_GAUGE,
+	"sstack_container_memory_working_set_bytes": dto.MetricType_GAUGE,
+	"sstack_container_spec_memory_limit_bytes":  dto.MetricType_GAUGE,
+	"sstack_container_processes":                dto.MetricType_GAUGE,
+	"sstack_container_threads":                  dto.MetricType_GAUGE,
+	"sstack_container_fs_reads_bytes_total":     dto.MetricType_COUNTER,
+	"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
+	"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
+	"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
+	"sstack_network_receive_bytes_total":        dto.MetricType_COUNTER,
+	"sstack_network_transmit_bytes_total":       dto.MetricType_COUNTER,
+}
+
+// MetricTypesWithout is MetricTypes without the families named: those a
+// test has no series of.
+func MetricTypesWithout(names ...string) map[string]dto.MetricType {
+	m := maps.Clone(MetricTypes)
+	for _, n := range names {
+		delete(m, n)
+	}
+	return m
+}
 
 // SeriesLabels are the label names, sorted and joined with ",", that every
 // series of the sstack metric name carries: the contract of metrics/.
