@@ -118,16 +118,10 @@ func TestOptionalDependencyWarns(t *testing.T) {
 // depends_on.restart: web's process is restarted when db's is.
 func TestDependsOnRestartRestartsDependent(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, services(`  db:
-    image: busybox
-    restart: on-failure
-    command:
-      - sh
-      - -c
-      - |
-        if [ -f /tmp/ran ]; then echo "db again"; exec sleep 1000; fi
-        touch /tmp/ran; echo "db first"; sleep 2; exit 1
-`, webFollowsDB))
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "if [ -f /tmp/ran ]; then echo db again; exec sleep 1000; fi; touch /tmp/ran; echo db first; sleep 2; exit 1"]`, "restart: on-failure"),
+		webFollowsDB,
+	))
 	r := p.up()
 	r.waitUntil(t, 60*time.Second, "web to be restarted", func() bool {
 		return countLines(r.stdout.String(), "web-1", "web run") >= 2

@@ -104,18 +104,7 @@ func TestRestartAlwaysBacksOff(t *testing.T) {
 // instance was stopped from outside, it is created again first.
 func TestRestartReusesOrRecreatesInstance(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  app:
-    image: busybox
-    restart: always
-    command:
-      - sh
-      - -c
-      - |
-        if [ -f /tmp/marker ]; then echo "same instance"; exec sleep 1000; fi
-        touch /tmp/marker; echo "fresh instance"; exit 1
-`)
+	p := newProject(t, oneService("app", `["sh", "-c", "if [ -f /tmp/marker ]; then echo same instance; exec sleep 1000; fi; touch /tmp/marker; echo fresh instance; exit 1"]`, "restart: always"))
 	inst := p.name + ".app.1"
 	r := p.up()
 	r.waitStdout(t, "app-1 | same instance")
