@@ -145,7 +145,7 @@ func TestMetricsHaveExactValuesAndNoSecrets(t *testing.T) {
 		service("lines", `["sh", "-c", "seq 1 1234; seq 1 567 >&2"]`, "deploy: {replicas: 2}"),
 		service("healthy", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, `healthcheck: {test: ["CMD", "true"], interval: 300ms, timeout: 5s}`),
 		service("keeper", `["sh", "-c", "trap 'exit 0' TERM; cat /run/secrets/token >/dev/null && echo ready; while true; do sleep 0.1; done"]`,
-			"environment: {LITERAL: "+envLiteral+", FROM_HOST: ${OBS_FROM_HOST}}", "secrets: [token]"),
+			"environment: {LITERAL: "+envLiteral+`, FROM_HOST: "${OBS_FROM_HOST}"}`, "secrets: [token]"),
 	)+"secrets:\n  token:\n    file: ./token.txt\n")
 	p.writeSecret("token.txt", secret)
 	p.env = append(p.env, "OBS_FROM_HOST="+envHost)
