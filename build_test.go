@@ -102,7 +102,7 @@ func TestBuildOnUp(t *testing.T) {
 	if want := []string{"." + p.name + "-app+latest.sif.build", p.name + "-app+latest.sif"}; !slices.Equal(names, want) {
 		t.Errorf("image directory %v, want %v", names, want)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildDefinitionExtension: x-sstack.definition, built under the
@@ -134,7 +134,7 @@ func TestBuildDefinitionExtension(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "app Up to date") {
 		t.Errorf("second up: exit %d\n%s", code, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildDockerfile: a Dockerfile is refused by up and build with the
@@ -173,23 +173,15 @@ func TestBuildDockerfile(t *testing.T) {
 			}
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestBuildFailure: apptainer's FATAL line, nothing started, no SIF.
 func TestBuildFailure(t *testing.T) {
 	p := newProject(t, "services:\n  app:\n    build: {dockerfile: app.def}\n")
 	p.write("app.def", "Bootstrap: localimage\nFrom: ./no-such-base.sif\n\n%runscript\n  echo hi\n")
-	code, _, stderr := p.run()
-	if code != 1 {
-		t.Fatalf("exit %d\n%s", code, stderr)
-	}
-	contains(t, "stderr", stderr, `service "app": build: building `, "FATAL:")
-	if strings.Contains(stderr, "Creating") {
-		t.Errorf("started:\n%s", stderr)
-	}
+	p.refusedBeforeStart(1, nil, `service "app": build: building `, "FATAL:")
 	if entries, _ := os.ReadDir(filepath.Join(p.dir, "images")); len(entries) != 0 {
 		t.Errorf("left in the image directory: %v", entries)
 	}
-	assertNothingLeft(t, p.name)
 }

@@ -15,21 +15,10 @@ import (
 )
 
 func TestConfigAndUpRefuseWhatApptainerWouldRefuse(t *testing.T) {
-	p := newProject(t, `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "100"]
-  web:
-    image: busybox
-    command: ["sleep", "100"]
-    restart: always
-    environment:
-      MY-VAR: a
-      1ABC: b
-    volumes:
-      - ./data:data
-`)
+	p := newProject(t, services(
+		service("ok", `["sleep", "100"]`),
+		service("web", `["sleep", "100"]`, "restart: always", "environment: {MY-VAR: a, 1ABC: b}", `volumes: ["./data:data"]`),
+	))
 	p.write("data/.keep", "")
 	want := []string{
 		`service "web": environment: variable name "1ABC": Apptainer allows only letters, digits and '_', not starting with a digit; rename it`,
@@ -37,20 +26,10 @@ services:
 		`service "web": volumes: target "data": want an absolute container path, such as /data`,
 	}
 	for _, args := range [][]string{{"config"}, {"up"}, {"up", "-d"}} {
-		code, stdout, stderr := p.run(args...)
-		if code != 1 {
-			t.Errorf("%s: exit code %d, want 1\nstderr:\n%s", args, code, stderr)
-		}
-		contains(t, strings.Join(args, " ")+" stderr", stderr, want...)
+		stdout, _ := p.refusedBeforeStart(1, args, want...)
 		if args[0] == "config" && stdout != "" {
 			t.Errorf("config printed a plan:\n%s", stdout)
 		}
-		for _, started := range []string{"Creating", "Created", "Started"} {
-			if strings.Contains(stderr, started) {
-				t.Errorf("%s: something was started:\n%s", args, stderr)
-			}
-		}
-		assertNothingLeft(t, p.name)
 	}
 }
 
@@ -65,15 +44,8 @@ func TestUpScaleChecked(t *testing.T) {
 	if code, _, stderr := p.run("config"); code != 0 {
 		t.Fatalf("config: exit code %d:\n%s", code, stderr)
 	}
-	code, _, stderr := p.run("up", "--scale", long+"=100")
-	if code != 1 {
-		t.Errorf("exit code %d, want 1\nstderr:\n%s", code, stderr)
-	}
-	contains(t, "stderr", stderr, `service "`+long+`": name: instance name "`+p.name+"."+long+`.100" is`, "Apptainer allows at most 250")
-	if strings.Contains(stderr, "Creating") {
-		t.Errorf("something was started:\n%s", stderr)
-	}
-	assertNothingLeft(t, p.name)
+	p.refusedBeforeStart(1, []string{"up", "--scale", long + "=100"},
+		`service "`+long+`": name: instance name "`+p.name+"."+long+`.100" is`, "Apptainer allows at most 250")
 }
 
 // An environment too large for Apptainer to pass is refused by config and
@@ -83,17 +55,10 @@ func TestUpScaleChecked(t *testing.T) {
 // configuration. A value of 100 KB reaches the process whole.
 func TestEnvironmentTooLargeRefusedBeforeStart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  huge:
-    image: busybox
-    command: ["sleep", "100"]
-    env_file: huge.env
-  many:
-    image: busybox
-    command: ["sleep", "100"]
-    env_file: many.env
-`)
+	p := newProject(t, services(
+		service("huge", `["sleep", "100"]`, "env_file: huge.env"),
+		service("many", `["sleep", "100"]`, "env_file: many.env"),
+	))
 	p.write("huge.env", "BIG="+strings.Repeat("a", 50<<20)+"\n")
 	var many strings.Builder
 	for i := range 9 {
@@ -106,15 +71,7 @@ services:
 		`Apptainer carries a process's environment in a configuration it limits to 1 MiB`,
 	}
 	for _, args := range [][]string{{"config", "-q"}, {"up"}} {
-		code, _, stderr := p.run(args...)
-		if code != 1 {
-			t.Errorf("%s: exit code %d, want 1\nstderr:\n%.2000s", args, code, stderr)
-		}
-		contains(t, strings.Join(args, " ")+" stderr", stderr, want...)
-		if strings.Contains(stderr, "Creating") {
-			t.Errorf("%s: something was started:\n%.2000s", args, stderr)
-		}
-		assertNothingLeft(t, p.name)
+		p.refusedBeforeStart(1, args, want...)
 	}
 
 	ok := newProject(t, oneService("fits", `["sh", "-c", "echo length=$${#BIG}"]`, "env_file: big.env"))

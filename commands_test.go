@@ -47,16 +47,10 @@ func serviceInstances(t *testing.T, p *project, service string) []string {
 // always does not bring it back, ps -a shows it stopped, and start does.
 func TestStopHoldsServiceUntilStart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    restart: always
-    command: ["sh", "-c", "trap 'echo web got TERM; exit 0' TERM; echo web up; while true; do sleep 0.1; done"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "trap 'echo web got TERM; exit 0' TERM; echo web up; while true; do sleep 0.1; done"]`, "restart: always"),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.waitLogs("web-1 | web up")
 	p.must("stop", "web")
@@ -85,33 +79,24 @@ services:
 	eventually(t, time.Minute, "web's second run in the logs", func() bool {
 		return countLines(p.must("logs", "web"), "web-1", "web up") == 2
 	})
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
+
+// dbRuns says "db run" at each start; webFollowsDB says "web run" and
+// follows db's restarts (depends_on with restart: true).
+var (
+	dbRuns       = service("db", `["sh", "-c", "echo db run; exec sleep 1000"]`)
+	webFollowsDB = service("web", `["sh", "-c", "echo web run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started, restart: true}}")
+)
 
 // restart runs db's process again; web, which depends on it with
 // restart: true, follows; api, which depends on it without, does not.
 func TestRestartRestartsDependentsThatFollow(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db run; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "echo web run; exec sleep 1000"]
-  api:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-    command: ["sh", "-c", "echo api run; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		dbRuns, webFollowsDB,
+		service("api", `["sh", "-c", "echo api run; exec sleep 1000"]`, "depends_on: {db: {condition: service_started}}"),
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run", "api-1 | api run")
 	before := p.ps()
@@ -120,7 +105,7 @@ services:
 		return countLines(p.must("logs", service), service+"-1", service+" run")
 	}
 	eventually(t, time.Minute, "db and web to run again", func() bool { return runs("db") == 2 && runs("web") == 2 })
-	after := p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "api-1": "running"})
+	after := p.waitRunning("db-1", "web-1", "api-1")
 	for _, name := range []string{"db-1", "web-1"} {
 		if row(after, name).Pid == row(before, name).Pid {
 			t.Errorf("%s has the same process (pid %d) after the restart", name, row(after, name).Pid)
@@ -129,20 +114,14 @@ services:
 	if n := runs("api"); n != 1 || row(after, "api-1").Pid != row(before, "api-1").Pid {
 		t.Errorf("api, which does not follow db's restarts, was restarted (%d runs)", n)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // kill -s SIGUSR1 reaches the service's process, which handles it and
 // goes on running; kill (SIGKILL) ends it.
 func TestKillSendsSignalToProcess(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo got USR1' USR1; echo web up; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, oneService("web", `["sh", "-c", "trap 'echo got USR1' USR1; echo web up; while true; do sleep 0.1; done"]`))
 	p.upDetached()
 	p.waitLogs("web-1 | web up")
 	before := row(p.ps(), "web-1")
@@ -156,8 +135,7 @@ services:
 	}
 	p.must("kill", "web")
 	p.waitStatus(map[string]string{"web-1": "exited (137)"})
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // scale web=3 adds two replicas with their own instances; scale web=1
@@ -165,15 +143,10 @@ services:
 // `scale SERVICE N` does the same.
 func TestScaleAddsAndRemovesReplicas(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.must("scale", "web=3")
 	want := []string{p.name + ".web.1", p.name + ".web.2", p.name + ".web.3"}
@@ -197,8 +170,7 @@ services:
 	if got := statuses(p.ps("db")); len(got) != 1 || got["db-1"] != "running" {
 		t.Errorf("db after scaling web: %v, want db-1 alone, running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // up --scale web=2 starts web with two replicas.
@@ -212,24 +184,15 @@ func TestUpScaleStartsReplicas(t *testing.T) {
 	if got := serviceInstances(t, p, "web"); len(got) != 2 {
 		t.Errorf("instances after up --scale web=2: %v, want two", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // A stack where web depends on db, and cache on nothing.
-const webDbCache = `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sleep", "1000"]
-  cache:
-    image: busybox
-    command: ["sleep", "1000"]
-`
+var webDbCache = services(
+	service("db", `["sleep", "1000"]`),
+	service("web", `["sleep", "1000"]`, `depends_on: ["db"]`),
+	service("cache", `["sleep", "1000"]`),
+)
 
 // names are the replicas ps -a lists, sorted.
 func names(rows []replicaRow) string {
@@ -255,8 +218,7 @@ func TestUpServiceStartsItsDependenciesOnly(t *testing.T) {
 		if got := serviceInstances(t, p, "cache"); len(got) != 0 {
 			t.Errorf("cache was started: %v", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 	t.Run("no deps", func(t *testing.T) {
 		t.Parallel()
@@ -271,8 +233,7 @@ func TestUpServiceStartsItsDependenciesOnly(t *testing.T) {
 		if got := serviceInstances(t, p, "db"); len(got) != 0 {
 			t.Errorf("db was started: %v", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -306,8 +267,7 @@ func TestUpServiceJoinsRunningStack(t *testing.T) {
 	if ls := p.lsProject(); ls == nil || !ls.Detached {
 		t.Errorf("the project is not run by its one detached supervisor any more: %+v", ls)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // A service name that is not in the project is refused by every command
@@ -333,8 +293,7 @@ func TestUnknownServiceListsKnownOnes(t *testing.T) {
 	if got := statuses(p.ps()); len(got) != 3 {
 		t.Errorf("after the refused commands ps shows %v, want the three services running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // An invalid project name is reported with the flag the user gave it with
@@ -375,19 +334,10 @@ func TestInvalidProjectNameNamesTheFlagGiven(t *testing.T) {
 // one that takes a second to stop.
 func TestRestartReturnsOnceRunningAgain(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; echo db run; while true; do sleep 0.1; done"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo web run; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "trap 'exit 0' TERM; echo db run; while true; do sleep 0.1; done"]`),
+		service("web", `["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo web run; while true; do sleep 0.1; done"]`, "depends_on: {db: {condition: service_started, restart: true}}"),
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run")
 	for i := 0; i < 3; i++ {
@@ -400,8 +350,7 @@ services:
 			}
 		}
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // Naming a service on the command line enables the profiles it is in, as
@@ -409,16 +358,10 @@ services:
 // build debug and pull debug know it.
 func TestNamingServiceEnablesItsProfiles(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  debug:
-    image: busybox
-    command: ["sleep", "1000"]
-    profiles: [dev]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("debug", `["sleep", "1000"]`, `profiles: ["dev"]`),
+	))
 	p.upDetached("debug")
 	if got := statuses(p.ps()); len(got) != 1 || got["debug-1"] != "running" {
 		t.Errorf("up -d debug: ps shows %v, want debug-1 running alone", got)
@@ -429,7 +372,7 @@ services:
 			t.Errorf("%s: exit code %d\n%s", strings.Join(args, " "), code, errs)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // up SERVICE checks and prepares only that service and its dependencies,
@@ -439,26 +382,11 @@ services:
 // later reports its problem then.
 func TestUpServiceChecksAndPreparesOnlySelection(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  a:
-    image: busybox
-    command: ["sleep", "1000"]
-    volumes: ["./adata:/data"]
-  broken:
-    image: busybox
-    command: ["sleep", "1000"]
-    volumes:
-      - type: bind
-        source: ./missing
-        target: /m
-        bind:
-          create_host_path: false
-  later:
-    image: busybox
-    command: ["sh", "-c", "ls -d /data && exec sleep 1000"]
-    volumes: ["./laterdata:/data"]
-`)
+	p := newProject(t, services(
+		service("a", `["sleep", "1000"]`, `volumes: ["./adata:/data"]`),
+		service("broken", `["sleep", "1000"]`, "volumes: [{type: bind, source: ./missing, target: /m, bind: {create_host_path: false}}]"),
+		service("later", `["sh", "-c", "ls -d /data && exec sleep 1000"]`, `volumes: ["./laterdata:/data"]`),
+	))
 	p.upDetached("a")
 	if got := statuses(p.ps()); len(got) != 1 || got["a-1"] != "running" {
 		t.Errorf("up -d a: ps shows %v, want a-1 running alone", got)
@@ -481,27 +409,16 @@ services:
 	if code, _, errs := p.sstack("config", "-q"); code != 1 || !strings.Contains(errs, "./missing") {
 		t.Errorf("config of the whole file: exit code %d, want 1\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // restart --no-deps restarts the service alone: a dependent that follows
 // its restarts (restart: true) keeps its process.
 func TestRestartNoDeps(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db run; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on:
-      db:
-        condition: service_started
-        restart: true
-    command: ["sh", "-c", "echo web run; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		dbRuns, webFollowsDB,
+	))
 	p.upDetached()
 	p.waitLogs("db-1  | db run", "web-1 | web run")
 	before := p.ps()
@@ -513,8 +430,7 @@ services:
 	if r := row(p.ps(), "db-1"); r == nil || r.Pid == row(before, "db-1").Pid || r.Status != "running" {
 		t.Errorf("db after restart --no-deps: %+v, want running with a new process", r)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // start --wait returns once the service is healthy, as docker compose's.
@@ -532,6 +448,5 @@ func TestStartWaitReturnsOnceHealthy(t *testing.T) {
 	if code, _, errs := p.sstack("start", "--wait-timeout", "1", "db"); code != 1 || !strings.Contains(errs, "--wait-timeout 1s") {
 		t.Errorf("start --wait-timeout 1 of a service healthy after 1s+: exit code %d\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }

@@ -45,16 +45,42 @@ func (p *project) rewrite(compose string) {
 	p.write("docker-compose.yml", p.withImages(compose))
 }
 
+// upPids runs up -d, which must succeed, and returns the process ids of
+// replicas once every one of them runs.
+func (p *project) upPids(replicas ...string) map[string]int {
+	p.t.Helper()
+	p.upDetached()
+	return pids(p.waitRunning(replicas...))
+}
+
+// runningAB is a project of convergeFile("one", false) brought up (up
+// -d), with the pids of a-1 and b-1 once both run.
+func runningAB(t *testing.T) (*project, map[string]int) {
+	t.Helper()
+	p := newProject(t, convergeFile("one", false))
+	return p, p.upPids("a-1", "b-1")
+}
+
+// update runs `sstack update -c FILE NAME` (singularity-stack's converge
+// command) from another directory, as singularity-stack is used, and
+// returns its exit code and stderr.
+func (p *project) update() (int, string) {
+	p.t.Helper()
+	cmd := exec.Command(sstackBin, "update", "--metrics-addr", "", "-c", filepath.Join(p.dir, "docker-compose.yml"), p.name)
+	cmd.Dir, cmd.Env = p.t.TempDir(), p.env
+	code, _, errs := runCommand(p.t, asUserOf(p.name, cmd), 2*time.Minute)
+	return code, errs
+}
+
 func TestUpConvergesRunningStack(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		p := newP(t, convergeFile("one", false))
-		p.upDetached()
-		before := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+		before := p.upPids("a-1", "b-1")
 
 		p.rewrite(convergeFile("two", true))
 		errs := p.upDetached()
 		contains(t, "up -d on the edited file", errs, "Recreate", "Running")
-		after := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"}))
+		after := pids(p.waitRunning("a-1", "b-1", "c-1"))
 		if after["b-1"] != before["b-1"] {
 			t.Errorf("b did not change, yet its process changed: pid %d, then %d\n%s", before["b-1"], after["b-1"], errs)
 		}
@@ -65,7 +91,7 @@ func TestUpConvergesRunningStack(t *testing.T) {
 
 		// The same file again: nothing to do.
 		errs = p.upDetached()
-		again := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"}))
+		again := pids(p.waitRunning("a-1", "b-1", "c-1"))
 		for name, pid := range after {
 			if again[name] != pid {
 				t.Errorf("an unchanged file recreated %s (pid %d, then %d)\n%s", name, pid, again[name], errs)
@@ -74,26 +100,23 @@ func TestUpConvergesRunningStack(t *testing.T) {
 		if strings.Contains(errs, "Recreate") {
 			t.Errorf("an unchanged file: up said it recreates something:\n%s", errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
 func TestUpRecreateFlags(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	p.upDetached()
-	first := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	p, first := runningAB(t)
 
 	// --no-recreate: a changed, but stays as it runs.
 	p.rewrite(convergeFile("two", false))
 	p.upDetached("--no-recreate")
-	if got := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"})); got["a-1"] != first["a-1"] {
+	if got := pids(p.waitRunning("a-1", "b-1")); got["a-1"] != first["a-1"] {
 		t.Errorf("--no-recreate recreated a (pid %d, then %d)", first["a-1"], got["a-1"])
 	}
 
 	// --force-recreate: both are recreated, unchanged or not.
 	p.upDetached("--force-recreate")
-	forced := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	forced := pids(p.waitRunning("a-1", "b-1"))
 	for _, name := range []string{"a-1", "b-1"} {
 		if forced[name] == first[name] {
 			t.Errorf("--force-recreate left %s as it ran (pid %d)", name, forced[name])
@@ -110,7 +133,7 @@ func TestUpRecreateFlags(t *testing.T) {
 func TestUpOrphans(t *testing.T) {
 	p := newProject(t, convergeFile("one", true))
 	p.upDetached()
-	p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"})
+	p.waitRunning("a-1", "b-1", "c-1")
 
 	p.rewrite(convergeFile("one", false))
 	errs := p.upDetached()
@@ -144,21 +167,18 @@ func TestUpRecreatesOnChangedFiles(t *testing.T) {
 		"secrets:\n  s:\n    file: ./s.txt\n")
 	p.write("a.env", "V=first\n")
 	p.writeSecret("s.txt", "secret-one\n")
-	p.upDetached()
-	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	start := p.upPids("a-1", "b-1")
 	p.waitLogs("v=first", "secret-one")
 
 	p.write("a.env", "V=second\n")
-	p.upDetached()
-	afterEnv := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	afterEnv := p.upPids("a-1", "b-1")
 	if afterEnv["a-1"] == start["a-1"] || afterEnv["b-1"] != start["b-1"] {
 		t.Errorf("a changed env file: a's pid %d -> %d (want a new one), b's %d -> %d (want the same)", start["a-1"], afterEnv["a-1"], start["b-1"], afterEnv["b-1"])
 	}
 	p.waitLogs("v=second")
 
 	p.writeSecret("s.txt", "secret-two\n")
-	p.upDetached()
-	afterSecret := pids(p.waitStatus(map[string]string{"a-1": "running"}))
+	afterSecret := p.upPids("a-1")
 	if afterSecret["a-1"] == afterEnv["a-1"] {
 		t.Errorf("a changed secret file did not recreate a (pid %d)", afterSecret["a-1"])
 	}
@@ -175,8 +195,7 @@ func TestUpRecreatesOnNewImageFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.write("docker-compose.yml", "services:\n  a:\n    image: ./app.sif\n    command: [\"sleep\", \"600\"]\n  b:\n    image: "+p.busybox+"\n    command: [\"sleep\", \"600\"]\n")
-	p.upDetached()
-	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	start := p.upPids("a-1", "b-1")
 	// A rebuilt image: a new file put in place of the old one.
 	if err := copyFile(p.busybox, img+".new", 0o644); err != nil {
 		t.Fatal(err)
@@ -188,8 +207,7 @@ func TestUpRecreatesOnNewImageFile(t *testing.T) {
 	if err := os.Rename(img+".new", img); err != nil {
 		t.Fatal(err)
 	}
-	p.upDetached()
-	now := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	now := p.upPids("a-1", "b-1")
 	if now["a-1"] == start["a-1"] {
 		t.Errorf("a new image file did not recreate a (pid %d)", now["a-1"])
 	}
@@ -201,9 +219,7 @@ func TestUpRecreatesOnNewImageFile(t *testing.T) {
 
 // A file that fails its checks changes nothing and says why.
 func TestUpBrokenEditChangesNothing(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	p.upDetached()
-	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	p, start := runningAB(t)
 
 	p.rewrite(convergeFile("two", true, "    depends_on: [nosuch]\n"))
 	code, _, errs := p.sstack("up", "-d")
@@ -223,25 +239,16 @@ func TestUpBrokenEditChangesNothing(t *testing.T) {
 
 // update NAME (singularity-stack's) converges a running stack.
 func TestUpdateCommand(t *testing.T) {
-	p := newProject(t, convergeFile("one", false))
-	p.upDetached()
-	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	p, start := runningAB(t)
 	p.rewrite(convergeFile("two", false))
-	update := func() *exec.Cmd {
-		// From another directory, as singularity-stack is used.
-		cmd := exec.Command(sstackBin, "update", "--metrics-addr", "", "-c", filepath.Join(p.dir, "docker-compose.yml"), p.name)
-		cmd.Dir, cmd.Env = t.TempDir(), p.env
-		return cmd
-	}
-	code, _, errs := runCommand(t, update(), 2*time.Minute)
-	if code != 0 {
+	if code, errs := p.update(); code != 0 {
 		t.Fatalf("update: exit code %d\n%s", code, errs)
 	}
-	if now := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"})); now["a-1"] == start["a-1"] || now["b-1"] != start["b-1"] {
+	if now := pids(p.waitRunning("a-1", "b-1")); now["a-1"] == start["a-1"] || now["b-1"] != start["b-1"] {
 		t.Errorf("update: a %d -> %d (want new), b %d -> %d (want same)", start["a-1"], now["a-1"], start["b-1"], now["b-1"])
 	}
 	p.down()
-	if code, _, errs := runCommand(t, update(), time.Minute); code == 0 || !strings.Contains(errs, "not running") {
+	if code, errs := p.update(); code == 0 || !strings.Contains(errs, "not running") {
 		t.Errorf("update of a stack that does not run: exit code %d, want an error saying so\n%s", code, errs)
 	}
 }
@@ -300,8 +307,7 @@ func TestRollingUpdateRollsBack(t *testing.T) {
 		if errs := p.upDetached(); strings.Contains(errs, "Recreate") {
 			t.Errorf("after the rollback, the good file should be what runs; up recreated:\n%s", errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -326,8 +332,7 @@ func TestUpRepublishesChangedPorts(t *testing.T) {
 		if out := p.must("port", "web", "80"); !strings.Contains(out, newPort) {
 			t.Errorf("port web 80 = %q, want the new port %s", out, newPort)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -341,8 +346,7 @@ func TestUpRestartsDependentsOfRecreated(t *testing.T) {
 			"  stays:\n    " + busyboxImage + "    command: [\"sleep\", \"600\"]\n    depends_on: [db]\n"
 	}
 	p := newProject(t, file("one"))
-	p.upDetached()
-	start := pids(p.waitStatus(map[string]string{"db-1": "running", "follows-1": "running", "stays-1": "running"}))
+	start := p.upPids("db-1", "follows-1", "stays-1")
 	p.rewrite(file("two"))
 	p.upDetached()
 	var now map[string]int
@@ -371,7 +375,7 @@ func TestUpNoStart(t *testing.T) {
 		t.Errorf("up --no-start made %d instances, want none", n)
 	}
 	p.must("start")
-	start := pids(p.waitStatus(map[string]string{"a-1": "running", "b-1": "running"}))
+	start := pids(p.waitRunning("a-1", "b-1"))
 
 	p.rewrite(convergeFile("two", true))
 	p.upDetached("--no-start")
@@ -386,8 +390,7 @@ func TestUpNoStart(t *testing.T) {
 		t.Errorf("the unchanged b: pid %d -> %d", start["b-1"], got)
 	}
 	p.upDetached()
-	p.waitStatus(map[string]string{"a-1": "running", "b-1": "running", "c-1": "running"})
+	p.waitRunning("a-1", "b-1", "c-1")
 	p.waitLogs("a-two")
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }

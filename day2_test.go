@@ -37,8 +37,7 @@ func TestCp(t *testing.T) {
 		if code, _, _ := p.sstack("cp", in, out); code != 2 {
 			t.Errorf("no service named: exit code %d, want 2", code)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -63,17 +62,10 @@ func TestImages(t *testing.T) {
 // name on the stack's network; nothing of it is left.
 func TestRun(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		p := newP(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo db-data > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-  job:
-    image: busybox
-    command: ["echo", "the default command"]
-    environment: {FROM_FILE: "yes"}
-    depends_on: [db]
-`)
+		p := newP(t, services(
+			service("db", `["sh", "-c", "mkdir -p /tmp/w && echo db-data > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]`),
+			service("job", `["echo", "the default command"]`, `environment: {FROM_FILE: "yes"}`, `depends_on: ["db"]`),
+		))
 		code, out, errs := p.sstack("run", "--rm", "-T", "job", "sh", "-c", `sleep 1; printf 'GET / HTTP/1.0\r\n\r\n' | nc db 80; echo "file=$FROM_FILE"; exit 7`)
 		if code != 7 {
 			t.Errorf("exit code %d, want the command's 7; stderr:\n%s", code, errs)
@@ -90,8 +82,7 @@ services:
 		if names := instances(t, p.name); len(names) != 1 {
 			t.Errorf("instances after the runs: %v, want db's only", names)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -106,7 +97,7 @@ func TestRunOwnNetworkPublishes(t *testing.T) {
 		t.Errorf("the run's published port: %q", got)
 	}
 	r.interrupt(t)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	if !unreachable("127.0.0.1:" + port) {
 		t.Error("the run's port still answers after it ended")
 	}

@@ -31,17 +31,10 @@ import (
 
 // A db that prints when its stop signal arrives, and a web that depends
 // on it.
-const dbAndWeb = `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 10s
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-`
+var dbAndWeb = services(
+	service("db", `["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 10s"),
+	service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, `depends_on: ["db"]`),
+)
 
 // lsRow is one project of `sstack ls --format json`.
 type lsRow struct {
@@ -136,7 +129,7 @@ func TestDetachedUpThenDownStopsGracefully(t *testing.T) {
 		t.Fatalf("logs -f did not end with the stack:\n%s", followed.String())
 	}
 	contains(t, "logs -f", followed.String(), "db-1  | db got TERM\n")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	eventually(t, time.Minute, "the supervisor to be gone", func() bool { return pidGone(sup.Pid) })
 	if _, err := os.Stat(filepath.Join(p.stateDir, p.name)); !os.IsNotExist(err) {
 		t.Errorf("the project's state directory is left after down (%v)", err)
@@ -147,25 +140,15 @@ func TestDetachedUpThenDownStopsGracefully(t *testing.T) {
 // --wait returns only once the service with a healthcheck is healthy.
 func TestDetachedWaitReturnsOnceHealthy(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "sleep 1.5; touch /tmp/ready; exec sleep 1000"]
-    healthcheck:
-      test: ["CMD", "test", "-f", "/tmp/ready"]
-      interval: 200ms
-      retries: 100
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "sleep 1.5; touch /tmp/ready; exec sleep 1000"]`, `healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 200ms, retries: 100}`),
+		service("web", `["sleep", "1000"]`),
+	))
 	p.upDetached("--wait")
 	if got := statuses(p.ps()); got["db-1"] != "running (healthy)" || got["web-1"] != "running" {
 		t.Errorf("right after up --wait, ps shows %v, want db-1 running (healthy), web-1 running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // --wait-timeout: a service that is not healthy in time makes up exit 1,
@@ -173,17 +156,7 @@ services:
 // down.
 func TestDetachedWaitTimeoutLeavesStackRunning(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-    healthcheck:
-      test: ["CMD", "false"]
-      interval: 200ms
-      retries: 3
-      start_period: 5m
-`)
+	p := newProject(t, oneService("db", `["sleep", "1000"]`, `healthcheck: {test: ["CMD", "false"], interval: 200ms, retries: 3, start_period: 5m}`))
 	code, _, errs := p.sstack("up", "-d", "--wait", "--wait-timeout", "2")
 	if code != 1 {
 		t.Errorf("exit code %d, want 1\n%s", code, errs)
@@ -192,8 +165,7 @@ services:
 	if got := statuses(p.ps()); got["db-1"] != "running (starting)" {
 		t.Errorf("after the timeout, ps shows %v, want db-1 still running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 	assertNotRunning(t, p)
 }
 
@@ -228,8 +200,7 @@ func TestDetachedSurvivesHangupOfLaunchingShell(t *testing.T) {
 	if sid := sessionOf(t, sup.Pid); sid == shell.Process.Pid {
 		t.Errorf("the supervisor (pid %d) is in the session of the shell that launched it (%d)", sup.Pid, sid)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // sessionOf is the session id of process pid, from /proc/PID/stat.
@@ -261,30 +232,15 @@ func TestDetachedBrokenStackExitsOneAndLeavesWhatStarted(t *testing.T) {
 		want    []string          // in up -d's stderr
 		ps      map[string]string // ps -a afterwards
 	}{
-		{"command that does not exist", `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "1000"]
-  broken:
-    image: busybox
-    command: ["/no/such/program"]
-`, []string{"broken-1", "/no/such/program"}, map[string]string{"ok-1": "running"}},
-		{"failed dependency", `
-services:
-  migrate:
-    image: busybox
-    command: ["sh", "-c", "echo migration failed; exit 1"]
-  app:
-    image: busybox
-    depends_on:
-      migrate:
-        condition: service_completed_successfully
-    command: ["sleep", "1000"]
-  other:
-    image: busybox
-    command: ["sleep", "1000"]
-`, []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}, map[string]string{"migrate-1": "exited (1)", "app-1": "failed", "other-1": "running"}},
+		{"command that does not exist", services(
+			service("ok", `["sleep", "1000"]`),
+			service("broken", `["/no/such/program"]`),
+		), []string{"broken-1", "/no/such/program"}, map[string]string{"ok-1": "running"}},
+		{"failed dependency", services(
+			service("migrate", `["sh", "-c", "echo migration failed; exit 1"]`),
+			service("app", `["sleep", "1000"]`, "depends_on: {migrate: {condition: service_completed_successfully}}"),
+			service("other", `["sleep", "1000"]`),
+		), []string{`app-1 cannot start: dependency "migrate" did not complete successfully: exit 1`}, map[string]string{"migrate-1": "exited (1)", "app-1": "failed", "other-1": "running"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,8 +252,7 @@ services:
 			}
 			contains(t, "stderr", errs, append(tc.want, "what started goes on running")...)
 			p.waitStatus(tc.ps)
-			p.down()
-			assertNothingLeft(t, p.name)
+			p.downLeavesNothing()
 			assertNotRunning(t, p)
 		})
 	}
@@ -333,8 +288,7 @@ func TestLsShowsProjectWithSupervisor(t *testing.T) {
 	if q := p.must("ls", "-q"); !regexp.MustCompile(`(?m)^` + p.name + `$`).MatchString(q) {
 		t.Errorf("ls -q lacks %s:\n%s", p.name, q)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 	if row := p.lsProject(); row != nil {
 		t.Errorf("ls still lists %s after down: %+v", p.name, row)
 	}
@@ -370,7 +324,7 @@ func TestDeployListRmAliases(t *testing.T) {
 	if code, _, errs := alias("rm", p.name); code != 0 {
 		t.Fatalf("rm: exit code %d\n%s", code, errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	if _, out, _ := alias("list"); strings.Contains(out, p.name) {
 		t.Errorf("list still shows %s after rm:\n%s", p.name, out)
 	}
@@ -431,8 +385,7 @@ func TestOtherUserIsRefused(t *testing.T) {
 	if got := statuses(p.ps()); got["db-1"] != "running" || got["web-1"] != "running" {
 		t.Errorf("ps of the owner shows %v, want db-1 and web-1 running", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {
@@ -494,5 +447,5 @@ func TestCommandsAgainstProjectNotRunning(t *testing.T) {
 			t.Errorf("%s: stderr does not say that the project does not run and how to start it:\n%s", strings.Join(args, " "), errs)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

@@ -7,7 +7,6 @@ package main
 // them. Nothing is left behind in any case.
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,17 +21,10 @@ import (
 // runs; a last line printed without newline is flushed when its process
 // ends; up exits 0 and leaves nothing.
 func TestCtrlCStopsServicesInReverseOrder(t *testing.T) {
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 5s
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; printf 'no newline at the end'; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "trap 'echo db got TERM; exit 0' TERM; echo db ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 5s"),
+		service("web", `["sh", "-c", "echo web up; printf 'no newline at the end'; exec sleep 1000"]`, `depends_on: ["db"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "web-1 | web up")
 	r.ctrlC(t)
@@ -44,19 +36,13 @@ services:
 		t.Errorf("last line without newline lost:\n%s", out)
 	}
 	before(t, r.stderr.String(), "Instance "+p.name+".web.1  Stopped", "Instance "+p.name+".db.1  Stopping")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A service that ignores its stop signal is killed at once by a second
 // Ctrl-C instead of after its grace period.
 func TestSecondCtrlCKillsAtOnce(t *testing.T) {
-	p := newProject(t, `
-services:
-  stubborn:
-    image: busybox
-    command: ["sh", "-c", "trap '' TERM INT; echo up; while true; do sleep 0.1; done"]
-    stop_grace_period: 5m
-`)
+	p := newProject(t, oneService("stubborn", `["sh", "-c", "trap '' TERM INT; echo up; while true; do sleep 0.1; done"]`, "stop_grace_period: 5m"))
 	r := p.up()
 	r.waitStdout(t, "stubborn-1 | up")
 	_ = r.cmd.Process.Signal(os.Interrupt)
@@ -68,7 +54,7 @@ services:
 	if time.Since(start) > time.Minute {
 		t.Errorf("second Ctrl-C did not kill at once")
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // Instances of the project already exist (a killed sstack): up refuses,
@@ -90,7 +76,7 @@ func TestNameClashRefusedAndDownRemovesIt(t *testing.T) {
 	if out, err := down.CombinedOutput(); err != nil {
 		t.Fatalf("sstack down: %v: %s", err, out)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // instanceLogFiles are the files Apptainer keeps for the project's
@@ -109,29 +95,16 @@ func instanceLogFiles(t *testing.T, dir, project string) []string {
 // gone: after stop (which removes the instance) and after down.
 func TestInstanceLogFilesRemoved(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "echo up; exec sleep 1000"]`),
+		service("db", `["sh", "-c", "echo up; exec sleep 1000"]`),
+	))
 	p.upDetached()
-	out, err := exec.Command("apptainer", "instance", "list", "--json", p.name+".web.1").Output()
-	if err != nil {
-		t.Fatal(err)
+	list := instanceList(t, p.name, p.name+".web.1")
+	if len(list) != 1 || list[0].LogOutPath == "" {
+		t.Fatalf("instance list: %+v, want web-1 with its log path", list)
 	}
-	var list struct {
-		Instances []struct {
-			LogOutPath string `json:"logOutPath"`
-		} `json:"instances"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil || len(list.Instances) != 1 || list.Instances[0].LogOutPath == "" {
-		t.Fatalf("instance list: %v: %s", err, out)
-	}
-	dir := filepath.Dir(list.Instances[0].LogOutPath)
+	dir := filepath.Dir(list[0].LogOutPath)
 	if got := instanceLogFiles(t, dir, p.name); len(got) != 4 {
 		t.Fatalf("log files while running: %v, want .out and .err of 2 instances", got)
 	}
@@ -148,7 +121,7 @@ services:
 	if got := instanceLogFiles(t, dir, p.name); len(got) != 0 {
 		t.Errorf("log files left after down: %v", got)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // down SERVICE takes down that service and those that depend on it, and
@@ -157,19 +130,11 @@ services:
 // stops only their leftover instances.
 func TestDownServiceAndItsDependents(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db up; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web up; exec sleep 1000"]
-  other:
-    image: busybox
-    command: ["sh", "-c", "echo other up; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db up; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web up; exec sleep 1000"]`, `depends_on: ["db"]`),
+		service("other", `["sh", "-c", "echo other up; exec sleep 1000"]`),
+	))
 	p.upDetached()
 	before := row(p.ps(), "other-1").Pid
 	p.must("down", "db")
@@ -183,12 +148,11 @@ services:
 		t.Errorf("other was disturbed: %+v (pid was %d)", r, before)
 	}
 	p.upDetached("web")
-	p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "other-1": "running"})
+	p.waitRunning("db-1", "web-1", "other-1")
 	if code, _, errs := p.sstack("down", "nosuch"); code != 1 || !strings.Contains(errs, "nosuch") {
 		t.Errorf("down nosuch: exit code %d\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // down -t N overrides the grace period: a service that ignores SIGTERM
@@ -203,7 +167,7 @@ func TestDownTimeout(t *testing.T) {
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("down -t 1 took %s, want the grace period of 1s, not stop_grace_period", took)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // down --rmi local removes the SIF built for a service without image:,
@@ -245,7 +209,7 @@ services:
 	if _, err := os.Stat(pulled); err != nil {
 		t.Errorf("down --rmi local removed the registry image: %v", err)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	p.must("down", "--rmi", "all")
 	if _, err := os.Stat(pulled); err == nil {
 		t.Error("down --rmi all left the registry image")
@@ -263,15 +227,10 @@ services:
 // removes them too.
 func TestDownLeavesOrphans(t *testing.T) {
 	t.Parallel()
-	both := `
-services:
-  kept:
-    image: busybox
-    command: ["sleep", "1000"]
-  dropped:
-    image: busybox
-    command: ["sleep", "1000"]
-`
+	both := services(
+		service("kept", `["sleep", "1000"]`),
+		service("dropped", `["sleep", "1000"]`),
+	)
 	p := newProject(t, both)
 	p.upDetached()
 	p.write("docker-compose.yml", strings.ReplaceAll(oneService("kept", `["sleep", "1000"]`), busyboxImage, "image: "+testimg.Busybox(t)+"\n"))
@@ -287,6 +246,6 @@ services:
 		t.Errorf("after down, ps shows %v, want dropped-1 running", got)
 	}
 	p.must("down", "--remove-orphans")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 	assertNotRunning(t, p)
 }

@@ -60,7 +60,7 @@ func TestExampleStack(t *testing.T) {
 	if !strings.Contains(r.stdout.String(), "counter: stopping") || !strings.Contains(r.stdout.String(), "DB saved on disk") {
 		t.Errorf("services did not stop gracefully:\n%s", r.stdout)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 
 	// A second run continues counting from the named volume.
 	r = p.up()
@@ -70,7 +70,7 @@ func TestExampleStack(t *testing.T) {
 		t.Errorf("the count did not survive in the named volume:\n%s", out)
 	}
 	r.interrupt(t)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestSlurmExample submits example/slurm/stack.sbatch, as its README says,

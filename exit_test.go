@@ -35,16 +35,10 @@ func TestAbortFlagsSetExitCode(t *testing.T) {
     command: ["sh", "-c", "sleep 2; exit 5"]
 `
 	// job runs until stopped; ok starts once job runs and exits 0.
-	okWhileJobRuns := `
-services:
-  job:
-    image: busybox
-    command: ["sleep", "1000"]
-  ok:
-    image: busybox
-    depends_on: [job]
-    command: ["sh", "-c", "echo ok done"]
-`
+	okWhileJobRuns := services(
+		service("job", `["sleep", "1000"]`),
+		service("ok", `["sh", "-c", "echo ok done"]`, `depends_on: ["job"]`),
+	)
 	tests := []struct {
 		compose string
 		args    []string
@@ -75,7 +69,7 @@ services:
 			if !strings.Contains(errs, "Aborting on container exit...") {
 				t.Errorf("no abort line:\n%s", errs)
 			}
-			assertNothingLeft(t, p.name)
+			p.assertNothingLeft()
 		})
 	}
 }

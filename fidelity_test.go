@@ -10,10 +10,10 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sstack/internal/testutil"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,20 +42,7 @@ func (p *project) bare(t *testing.T, args ...string) (int, string, string) {
 // compose does; create_host_path: false refuses before anything starts.
 func TestFidelityLongBindCreatesHostPath(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  w:
-    image: busybox
-    command: ["sh", "-c", "echo made > /out/f && echo ok > /other/g && echo done"]
-    volumes:
-      - type: bind
-        source: ./made/out
-        target: /out
-      - type: bind
-        source: ./made/other
-        target: /other
-        bind: {propagation: rprivate}
-`)
+	p := newProject(t, oneService("w", `["sh", "-c", "echo made > /out/f && echo ok > /other/g && echo done"]`, "volumes: [{type: bind, source: ./made/out, target: /out}, {type: bind, source: ./made/other, target: /other, bind: {propagation: rprivate}}]"))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Fatalf("exit code %d\n%s", code, errs)
@@ -66,16 +53,10 @@ services:
 			t.Errorf("%s on the host: %q, %v", f, b, err)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 
 	strict := newProject(t, oneService("w", `["true"]`, "volumes: [{type: bind, source: ./absent, target: /a, bind: {create_host_path: false}}]"))
-	code, _, errs = strict.run()
-	if code != 1 || !strings.Contains(errs, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`) {
-		t.Errorf("create_host_path: false: exit code %d\n%s", code, errs)
-	}
-	if strings.Contains(errs, "Creating") {
-		t.Errorf("something started:\n%s", errs)
-	}
+	strict.refusedBeforeStart(1, nil, `service "w": volumes: bind source ./absent (for /a) does not exist and create_host_path is false`)
 	if _, err := os.Stat(filepath.Join(strict.dir, "absent")); err == nil {
 		t.Error("create_host_path: false created the path")
 	}
@@ -85,22 +66,11 @@ services:
 // read-only root; one the image has keeps its content.
 func TestFidelityWorkingDirCreated(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  rw:
-    image: busybox
-    working_dir: /srv/app/work
-    command: ["sh", "-c", "echo pwd=$$(pwd) files=$$(ls -A | wc -l); touch here && echo writable"]
-  ro:
-    image: busybox
-    read_only: true
-    working_dir: /opt/new
-    command: ["sh", "-c", "echo pwd=$$(pwd)"]
-  seeded:
-    image: busybox
-    working_dir: /srv/seed
-    command: ["sh", "-c", "echo pwd=$$(pwd) has=$$(ls hello.txt)"]
-`)
+	p := newProject(t, services(
+		service("rw", `["sh", "-c", "echo pwd=$$(pwd) files=$$(ls -A | wc -l); touch here && echo writable"]`, "working_dir: /srv/app/work"),
+		service("ro", `["sh", "-c", "echo pwd=$$(pwd)"]`, "read_only: true", "working_dir: /opt/new"),
+		service("seeded", `["sh", "-c", "echo pwd=$$(pwd) has=$$(ls hello.txt)"]`, "working_dir: /srv/seed"),
+	))
 	code, out, errs := p.run()
 	if code != 0 {
 		t.Fatalf("exit code %d\n%s", code, errs)
@@ -112,25 +82,13 @@ services:
 	if strings.Contains(errs, "failed to set working directory") {
 		t.Errorf("stderr:\n%s", errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // tmpfs: /tmp with a file bind, a directory bind and a secret below it.
 func TestFidelityTmpfsWithBindsBelow(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  t:
-    image: busybox
-    tmpfs: [/tmp, /run]
-    volumes:
-      - ./s.sh:/tmp/s.sh:ro
-      - ./d:/tmp/d
-    secrets:
-      - {source: pw, target: /tmp/pw}
-      - pw
-    command: ["sh", "-c", "sh /tmp/s.sh; cat /tmp/d/f; echo; cat /tmp/pw; echo; cat /run/secrets/pw; echo; touch /tmp/new && echo tmp=$$(stat -c %a /tmp)"]
-secrets:
+	p := newProject(t, services(service("t", `["sh", "-c", "sh /tmp/s.sh; cat /tmp/d/f; echo; cat /tmp/pw; echo; cat /run/secrets/pw; echo; touch /tmp/new && echo tmp=$$(stat -c %a /tmp)"]`, `tmpfs: ["/tmp", "/run"]`, `volumes: ["./s.sh:/tmp/s.sh:ro", "./d:/tmp/d"]`, `secrets: [{source: pw, target: /tmp/pw}, "pw"]`))+`secrets:
   pw:
     file: ./pw.txt
 `)
@@ -145,7 +103,7 @@ secrets:
 	if n := countLines(out, "t-1", "s3cret"); n != 2 {
 		t.Errorf("secret read %d times, want 2 (/tmp/pw and /run/secrets/pw):\n%s", n, out)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // COMPOSE_FILE (and COMPOSE_PATH_SEPARATOR) is read from the .env of the
@@ -174,16 +132,10 @@ func TestFidelityComposeFileFromEnvFiles(t *testing.T) {
 // --images, --format json|yaml.
 func TestFidelityConfigFlags(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["true"]
-    security_opt: ["no-new-privileges:true"]
-  db:
-    image: redis:7
-    command: ["true"]
-`)
+	p := newProject(t, services(
+		service("web", `["true"]`, `security_opt: ["no-new-privileges:true"]`),
+		"  db:\n    image: redis:7\n    command: [\"true\"]\n",
+	))
 	p.write("images/redis_7.sif", "")
 	f := filepath.Join(p.dir, "docker-compose.yml")
 	if code, out, errs := p.bare(t, "-f", f, "config", "-q"); code != 0 || out != "" {
@@ -225,16 +177,10 @@ services:
 // as docker compose does; `logs SERVICE` still finds it.
 func TestFidelityContainerNameIsDisplayName(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    container_name: my-db-7
-    command: ["sh", "-c", "echo db says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo web says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, "container_name: my-db-7"),
+		service("web", `["sh", "-c", "echo web says hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "my-db-7 | db says hi\n")
 	r.waitStdout(t, "web-1   | web says hi\n")
@@ -246,8 +192,7 @@ services:
 	if got := p.logs(t, "--index", "1", "db"); got != "my-db-7 | db says hi\n" {
 		t.Errorf("logs --index 1 db = %q", got)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	// After the stack stopped too, under the same names.
 	if got := p.logs(t); !strings.Contains(got, "my-db-7 | db says hi\n") || !strings.Contains(got, "web-1   | web says hi\n") {
 		t.Errorf("logs after the stack stopped:\n%s", got)
@@ -259,12 +204,7 @@ services:
 // listens on (its host_ip warned about), and a host port to publish.
 func TestFidelityPortInUse(t *testing.T) {
 	t.Parallel()
-	held, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(testutil.HoldTCP(t, ":0").Port)
 	for _, tt := range []struct{ mode, want string }{
 		{"host", `service "web": ports: port ` + port + `/tcp is already in use on this host`},
 		{"project", `service "web": ports: 127.0.0.1:` + port + `:80/tcp: host port ` + port + ` is already in use`},
@@ -274,18 +214,10 @@ func TestFidelityPortInUse(t *testing.T) {
 			target, keys = port, []string{"network_mode: host"}
 		}
 		p := newProject(t, oneService("web", `["sleep", "1000"]`, append(keys, `ports: ["127.0.0.1:`+port+`:`+target+`"]`)...))
-		code, _, errs := p.run()
-		if code != 1 {
-			t.Errorf("%s: exit code %d, want 1", tt.mode, code)
-		}
-		contains(t, "stderr", errs, tt.want, "stop the program that holds it")
+		_, errs := p.refusedBeforeStart(1, nil, tt.want, "stop the program that holds it")
 		if tt.mode == "host" {
 			contains(t, "stderr", errs, `service "web": ports: 127.0.0.1:`+port+`:`+port+`/tcp: the host address is not honoured`)
 		}
-		if strings.Contains(errs, "Creating") {
-			t.Errorf("%s: something started:\n%s", tt.mode, errs)
-		}
-		assertNothingLeft(t, p.name)
 	}
 }
 
@@ -294,33 +226,22 @@ func TestFidelityPortInUse(t *testing.T) {
 // that aborted does.
 func TestFidelityTeardownExitsNotReported(t *testing.T) {
 	t.Parallel()
-	const services = `
-services:
-  a:
-    image: busybox
-    command: ["sh", "-c", "echo a up; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  b:
-    image: busybox
-    command: ["sleep", "1000"]
-`
-	p := newProject(t, services)
+	compose := services(
+		service("a", `["sh", "-c", "echo a up; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+		service("b", `["sleep", "1000"]`),
+	)
+	p := newProject(t, compose)
 	r := p.up()
 	r.waitStdout(t, "a-1 | a up")
 	r.waitStderr(t, "Instance "+p.name+".b.1  Started")
-	r.ctrlC(t)
+	p.ctrlCLeavesNothing(r)
 	errs := r.stderr.String()
 	if strings.Contains(errs, "exited with code") {
 		t.Errorf("Ctrl-C's teardown reported exits:\n%s", errs)
 	}
 	contains(t, "stderr", errs, "Instance "+p.name+".a.1  Stopping", "Instance "+p.name+".b.1  Stopped")
-	assertNothingLeft(t, p.name)
 
-	p = newProject(t, services+`
-  job:
-    image: busybox
-    depends_on: [a, b]
-    command: ["sh", "-c", "exit 3"]
-`)
+	p = newProject(t, compose+service("job", `["sh", "-c", "exit 3"]`, "depends_on: [a, b]"))
 	code, _, errs := p.run("--abort-on-container-exit")
 	if code != 3 {
 		t.Errorf("exit code %d, want 3", code)
@@ -329,7 +250,7 @@ services:
 	if n := strings.Count(errs, "exited with code"); n != 1 {
 		t.Errorf("%d exit lines, want only the one that aborted:\n%s", n, errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // The warnings docker compose users grep for keep docker compose's words:
@@ -352,25 +273,17 @@ func TestFidelityDockerComposeWarnings(t *testing.T) {
 		t.Errorf("up: exit code %d\n%s", code, errs)
 	}
 	contains(t, "up's stderr", errs, want...)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // hostname gives the instance its own host name (a UTS namespace of its
 // own, as a container's), per replica with {{.Task.Slot}}; the host's is
 // untouched. As root and as an unprivileged user alike.
 func TestFidelityHostname(t *testing.T) {
-	const compose = `
-services:
-  web:
-    image: busybox
-    hostname: web.example
-    command: ["sh", "-c", "echo name=$$(hostname); exec sleep 1000"]
-  worker:
-    image: busybox
-    hostname: "w{{.Task.Slot}}"
-    scale: 2
-    command: ["sleep", "1000"]
-`
+	compose := services(
+		service("web", `["sh", "-c", "echo name=$$(hostname); exec sleep 1000"]`, "hostname: web.example"),
+		service("worker", `["sleep", "1000"]`, `hostname: "w{{.Task.Slot}}"`, "scale: 2"),
+	)
 	host, _ := os.Hostname()
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		p := newP(t, compose)
@@ -384,8 +297,7 @@ services:
 		if now, _ := os.Hostname(); now != host {
 			t.Errorf("the host's name changed: %q, was %q", now, host)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -397,20 +309,10 @@ func TestFidelityUlimits(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil {
 		t.Fatal(err)
 	}
-	const compose = `
-services:
-  app:
-    image: busybox
-    command: ["sh", "-c", "echo nofile=$$(ulimit -n):$$(ulimit -Hn) core=$$(ulimit -c); exec sleep 1000"]
-    ulimits:
-      nofile: {soft: 1000, hard: 2000}
-      core: 0
-  big:
-    image: busybox
-    command: ["sh", "-c", "echo hard=$$(ulimit -Hn); exec sleep 1000"]
-    ulimits:
-      nofile: HARD
-`
+	compose := services(
+		service("app", `["sh", "-c", "echo nofile=$$(ulimit -n):$$(ulimit -Hn) core=$$(ulimit -c); exec sleep 1000"]`, "ulimits: {nofile: {soft: 1000, hard: 2000}, core: 0}"),
+		service("big", `["sh", "-c", "echo hard=$$(ulimit -Hn); exec sleep 1000"]`, "ulimits: {nofile: HARD}"),
+	)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		hard := cur.Max // as much as this process has: root may keep it
 		if unprivileged(t) {
@@ -423,8 +325,7 @@ services:
 		if warned != unprivileged(t) {
 			t.Errorf("clamp warning %v, want it only unprivileged:\n%s", warned, errs)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -433,24 +334,12 @@ services:
 // instance's); ipc: host is the host's; others have their own. As root and
 // as an unprivileged user.
 func TestFidelityIPC(t *testing.T) {
-	const compose = `
-services:
-  owner:
-    image: busybox
-    ipc: shareable
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  user:
-    image: busybox
-    ipc: service:owner
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  hosted:
-    image: busybox
-    ipc: host
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-  own:
-    image: busybox
-    command: ["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]
-`
+	compose := services(
+		service("owner", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: shareable"),
+		service("user", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: service:owner"),
+		service("hosted", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`, "ipc: host"),
+		service("own", `["sh", "-c", "echo ns=$$(readlink /proc/self/ns/ipc); exec sleep 1000"]`),
+	)
 	host, err := os.Readlink("/proc/self/ns/ipc")
 	if err != nil {
 		t.Fatal(err)
@@ -468,8 +357,7 @@ services:
 		if got := lines(out, "own-1"); len(got) != 1 || got[0] == "ns="+host {
 			t.Errorf("own-1: %v, want an IPC namespace of its own", got)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -478,21 +366,11 @@ services:
 // sees a terminal on stdin and stdout; its output reaches the logs. As
 // root and as an unprivileged user.
 func TestFidelityTty(t *testing.T) {
-	const compose = `
-services:
-  shell:
-    image: busybox
-    tty: true
-    stdin_open: true
-    command: ["sh"]
-  checker:
-    image: busybox
-    tty: true
-    command: ["sh", "-c", "test -t 0 && test -t 1 && echo stdin and stdout are a terminal; exec sleep 1000"]
-  plain:
-    image: busybox
-    command: ["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]
-`
+	compose := services(
+		service("shell", `["sh"]`, "tty: true", "stdin_open: true"),
+		service("checker", `["sh", "-c", "test -t 0 && test -t 1 && echo stdin and stdout are a terminal; exec sleep 1000"]`, "tty: true"),
+		service("plain", `["sh", "-c", "test -t 0 || echo no terminal; exec sleep 1000"]`),
+	)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		p := newP(t, compose)
 		errs := p.upDetached()
@@ -501,7 +379,6 @@ services:
 		}
 		p.waitLogs("checker-1 | stdin and stdout are a terminal", "plain-1   | no terminal")
 		stays(t, 3*time.Second, "shell-1 running", func() bool { return statuses(p.ps("-a"))["shell-1"] == "running" })
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }

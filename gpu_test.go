@@ -90,22 +90,10 @@ func findTrue(v any, key string) bool {
 func TestGPUServiceWithoutGPUWarnsAndStarts(t *testing.T) {
 	requireNoGPU(t)
 	t.Parallel()
-	p := newProject(t, `
-services:
-  train:
-    image: busybox
-    command: ["sh", "-c", "echo cuda=$${CUDA_VISIBLE_DEVICES-unset}; exec sleep 1000"]
-    gpus: all
-  infer:
-    image: busybox
-    command: ["sh", "-c", "echo rocr=$${ROCR_VISIBLE_DEVICES-unset}; exec sleep 1000"]
-    deploy:
-      resources:
-        reservations:
-          devices:
-            - driver: amd
-              capabilities: [gpu]
-`)
+	p := newProject(t, services(
+		service("train", `["sh", "-c", "echo cuda=$${CUDA_VISIBLE_DEVICES-unset}; exec sleep 1000"]`, "gpus: all"),
+		service("infer", `["sh", "-c", "echo rocr=$${ROCR_VISIBLE_DEVICES-unset}; exec sleep 1000"]`, `deploy: {resources: {reservations: {devices: [{driver: amd, capabilities: ["gpu"]}]}}}`),
+	))
 	r := p.up()
 	r.waitStdout(t, "cuda=")
 	r.waitStdout(t, "rocr=")
@@ -126,6 +114,5 @@ services:
 	if instanceOption(t, p.name+".train.1", "rocm") || instanceOption(t, p.name+".infer.1", "nvLegacy") {
 		t.Error("an instance got the other vendor's flag")
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

@@ -87,11 +87,21 @@ const busyboxImage = "image: busybox\n"
 // command (a YAML flow sequence) in the busybox image; keys are further
 // lines of the service, such as "restart: always".
 func oneService(name, command string, keys ...string) string {
-	s := "\nservices:\n  " + name + ":\n    " + busyboxImage + "    command: " + command + "\n"
+	return services(service(name, command, keys...))
+}
+
+// service is one service of a compose file, as oneService's, for services.
+func service(name, command string, keys ...string) string {
+	s := "  " + name + ":\n    " + busyboxImage + "    command: " + command + "\n"
 	for _, k := range keys {
 		s += "    " + k + "\n"
 	}
 	return s
+}
+
+// services is a compose file of the services given (service).
+func services(each ...string) string {
+	return "\nservices:\n" + strings.Join(each, "")
 }
 
 // The project.
@@ -108,6 +118,9 @@ type project struct {
 	user *syscall.Credential
 	// busybox is the busybox test image as this project's user reads it.
 	busybox string
+	// job, when set, is the Slurm allocation the project runs in
+	// (inAllocation): nothing of the project may be left in it either.
+	job string
 }
 
 // newProject writes compose, with every `image: busybox` naming the busybox
@@ -130,30 +143,27 @@ func newProject(t *testing.T, compose string) *project {
 	return p
 }
 
+// write writes a file of the project, readable by all, and returns its
+// path.
 func (p *project) write(name, content string) string {
 	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	p.own(path)
-	return path
+	return p.writeMode(name, content, 0o644)
 }
 
 // writeSecret writes a file readable by its owner only, as secrets must be.
 func (p *project) writeSecret(name, content string) {
 	p.t.Helper()
+	p.writeMode(name, content, 0o600)
+}
+
+// writeMode writes a file of the project, with its directories, owned by
+// the user sstack runs as.
+func (p *project) writeMode(name, content string, mode os.FileMode) string {
+	p.t.Helper()
 	path := filepath.Join(p.dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		p.t.Fatal(err)
-	}
+	testutil.WriteFile(p.t, path, content, mode)
 	p.own(path)
+	return path
 }
 
 // withImages is compose with every `image: busybox` naming the busybox
@@ -313,8 +323,8 @@ type running struct {
 	code   int
 }
 
-// launch starts `sstack up args...` in the background: bin, or the
-// race-built sstack when bin is empty, with its stdout on stdout, or on
+// launch starts `sstack args...` (up when args name no command) in the
+// background: bin, or the race-built sstack when bin is empty, with its stdout on stdout, or on
 // r.stdout when stdout is nil. It is killed at the end of the test if it
 // still runs.
 func (p *project) launch(bin string, stdout io.Writer, args ...string) *running {
@@ -539,6 +549,22 @@ func (p *project) ps(args ...string) []replicaRow {
 	return rows
 }
 
+// stats returns the rows of `sstack stats --no-stream --format json`, one
+// line of JSON each.
+func (p *project) stats() []statsRow {
+	p.t.Helper()
+	out := p.must("stats", "--no-stream", "--format", "json")
+	var rows []statsRow
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row statsRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			p.t.Fatalf("stats --format json: %v: %q", err, line)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
 // row is the replica named name (web-1) in rows, or nil.
 func row(rows []replicaRow, name string) *replicaRow {
 	for i := range rows {
@@ -591,6 +617,17 @@ func (p *project) waitStatus(want map[string]string) []replicaRow {
 	})
 }
 
+// waitRunning waits until ps -a shows every one of replicas running and
+// returns its rows.
+func (p *project) waitRunning(replicas ...string) []replicaRow {
+	p.t.Helper()
+	want := map[string]string{}
+	for _, r := range replicas {
+		want[r] = "running"
+	}
+	return p.waitStatus(want)
+}
+
 // waitLogs polls `sstack logs` until it holds every one of want (lines as
 // logs prints them, "web-1 | ready"). A service that has started may not
 // have run a line yet: wait for what it prints once ready (its signal
@@ -625,22 +662,35 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // What is left behind.
 
-// instances lists the Apptainer instances of a project.
-func instances(t *testing.T, project string) []string {
-	out, err := asUserOf(project, exec.Command("apptainer", "instance", "list", "--json", project+".*")).Output()
+// listedInstance is an instance as `apptainer instance list --json`
+// shows it.
+type listedInstance struct {
+	Instance   string `json:"instance"`
+	Pid        int    `json:"pid"`
+	LogOutPath string `json:"logOutPath"`
+}
+
+// instanceList lists the Apptainer instances that pattern matches (a name
+// or NAME.*), as the user of project's stack sees them.
+func instanceList(t *testing.T, project, pattern string) []listedInstance {
+	t.Helper()
+	out, err := asUserOf(project, exec.Command("apptainer", "instance", "list", "--json", pattern)).Output()
 	if err != nil {
 		t.Fatalf("instance list: %v", err)
 	}
 	var listed struct {
-		Instances []struct {
-			Instance string `json:"instance"`
-		} `json:"instances"`
+		Instances []listedInstance `json:"instances"`
 	}
 	if err := json.Unmarshal(out, &listed); err != nil {
 		t.Fatalf("instance list: %v: %s", err, out)
 	}
+	return listed.Instances
+}
+
+// instances lists the Apptainer instances of a project.
+func instances(t *testing.T, project string) []string {
 	var names []string
-	for _, i := range listed.Instances {
+	for _, i := range instanceList(t, project, project+".*") {
 		names = append(names, i.Instance)
 	}
 	return names
@@ -674,6 +724,72 @@ func assertNothingLeft(t *testing.T, project string) {
 	if procs := leftovers(project); len(procs) > 0 {
 		t.Errorf("processes left behind: %v", procs)
 	}
+}
+
+// assertNothingLeft asserts that no instance and no process of the
+// project is left and, in an allocation, no step of its job and no agent.
+func (p *project) assertNothingLeft() {
+	p.t.Helper()
+	assertNothingLeft(p.t, p.name)
+	if p.job != "" {
+		assertNothingLeftInJob(p.t, p.job)
+	}
+}
+
+// downLeavesNothing runs `sstack down`, which must succeed, and asserts
+// that nothing of the project is left.
+func (p *project) downLeavesNothing() {
+	p.t.Helper()
+	p.down()
+	p.assertNothingLeft()
+}
+
+// ctrlCLeavesNothing interrupts a foreground up as Ctrl-C would, which
+// must exit 0, and asserts that nothing of the project is left.
+func (p *project) ctrlCLeavesNothing(r *running) {
+	p.t.Helper()
+	r.ctrlC(p.t)
+	p.assertNothingLeft()
+}
+
+// refusedBeforeStart runs sstack args (up in the foreground, or config...)
+// and asserts that it fails, with exit code code (any but 0 when code is
+// -1), before anything starts: stderr holds every one of want, no
+// instance was created or started, and nothing is left. It returns stdout
+// and stderr.
+func (p *project) refusedBeforeStart(code int, args []string, want ...string) (string, string) {
+	p.t.Helper()
+	cmd := "sstack " + strings.Join(args, " ")
+	got, stdout, stderr := p.run(args...)
+	if got == 0 || (code != -1 && got != code) {
+		p.t.Errorf("%s: exit code %d, want %d (-1: any failure)\nstderr:\n%.2000s", cmd, got, code, stderr)
+	}
+	contains(p.t, cmd+": stderr", stderr, want...)
+	for _, started := range []string{"Creating", "Created", "Started"} {
+		if strings.Contains(stderr, started) {
+			p.t.Errorf("%s: something was started:\n%.2000s", cmd, stderr)
+		}
+	}
+	p.assertNothingLeft()
+	return stdout, stderr
+}
+
+// killSupervisor kills the project's detached supervisor with SIGKILL, as
+// a crash would, and waits until it is gone; what it started runs on.
+func (p *project) killSupervisor() {
+	p.t.Helper()
+	pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if n <= 0 {
+		p.t.Fatalf("supervisor pid %q", pid)
+	}
+	if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
+		p.t.Fatal(err)
+	}
+	eventually(p.t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
 }
 
 // Output.
@@ -749,9 +865,7 @@ func sandboxImage(t *testing.T) string {
 	}
 	_ = os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	_ = os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\n"), 0o644)
-	if err := os.WriteFile(filepath.Join(root, "seed", "hello.txt"), []byte("seeded from image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(root, "seed", "hello.txt"), "seeded from image\n", 0o644)
 	sandbox := filepath.Join(t.TempDir(), "sandbox")
 	if out, err := exec.Command("apptainer", "-s", "build", "--sandbox", sandbox, root).CombinedOutput(); err != nil {
 		t.Fatalf("building a sandbox image: %v: %s", err, out)

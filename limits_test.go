@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // requireLimits skips (fails when CI=true) unless Apptainer can apply
@@ -43,19 +44,11 @@ func requireLimits(t *testing.T) {
 // instancePid is the pid `instance list` gives for an instance.
 func instancePid(t *testing.T, name string) int {
 	t.Helper()
-	out, err := exec.Command("apptainer", "instance", "list", "--json", name).Output()
-	if err != nil {
-		t.Fatalf("instance list: %v", err)
+	list := instanceList(t, "", name)
+	if len(list) != 1 {
+		t.Fatalf("instance list %s: %+v, want one instance", name, list)
 	}
-	var list struct {
-		Instances []struct {
-			Pid int `json:"pid"`
-		} `json:"instances"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil || len(list.Instances) != 1 {
-		t.Fatalf("instance list %s: %v: %s", name, err, out)
-	}
-	return list.Instances[0].Pid
+	return list[0].Pid
 }
 
 // cgroupValue reads a file of the instance's cgroup of a controller.
@@ -74,22 +67,7 @@ func cgroupValue(t *testing.T, pid int, controller, file string) string {
 func TestLimitsHeldByTheKernel(t *testing.T) {
 	requireLimits(t)
 	t.Parallel()
-	p := newProject(t, `
-services:
-  limited:
-    image: busybox
-    command: ["sh", "-c", "echo cgroup=$$(grep :memory: /proc/self/cgroup); exec sleep 1000"]
-    cpus: 0.5
-    cpu_shares: 512
-    cpuset: "0"
-    mem_limit: 64m
-    mem_reservation: 32m
-    memswap_limit: 128m
-    pids_limit: 50
-    oom_kill_disable: true
-    blkio_config:
-      weight: 300
-`)
+	p := newProject(t, oneService("limited", `["sh", "-c", "echo cgroup=$$(grep :memory: /proc/self/cgroup); exec sleep 1000"]`, "cpus: 0.5", "cpu_shares: 512", `cpuset: "0"`, "mem_limit: 64m", "mem_reservation: 32m", "memswap_limit: 128m", "pids_limit: 50", "oom_kill_disable: true", "blkio_config: {weight: 300}"))
 	r := p.up()
 	r.waitStdout(t, "cgroup=")
 	pid := instancePid(t, p.name+".limited.1")
@@ -143,8 +121,7 @@ services:
 	if got := lines(r.stdout.String(), "limited-1"); len(got) == 0 || !strings.HasSuffix(got[0], ":memory:/apptainer/"+strconv.Itoa(pid)) {
 		t.Errorf("the service process runs in %v, want the instance's cgroup /apptainer/%d", got, pid)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A service that allocates past mem_limit is killed by the kernel: exit
@@ -170,7 +147,7 @@ func TestOOMKilledServiceIsReportedAndRestarted(t *testing.T) {
 		"hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit), restarting in 100ms (attempt 1 of 1)",
 		"hog-1 exited with code 137 (OOM-killed: it exceeded its memory limit), giving up after 1 attempt",
 	)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A SIGKILL that is not the kernel's OOM killer is not reported as one.
@@ -186,7 +163,7 @@ func TestKilledServiceWithLimitIsNoOOM(t *testing.T) {
 	if strings.Contains(errs, "OOM") {
 		t.Errorf("a plain SIGKILL reported as an OOM kill:\n%s", errs)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // --no-limits starts the service without its limits and says so.
@@ -204,8 +181,7 @@ func TestNoLimitsStartsWithoutThem(t *testing.T) {
 	if got := cgroupValue(t, pid, "pids", "pids.max"); got != "max" {
 		t.Errorf("pids.max = %q despite --no-limits, want max", got)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A user who cannot apply cgroup limits (unprivileged on cgroups v1, or
@@ -242,9 +218,7 @@ func TestLimitsRefusedWhereTheyCannotBeApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	compose := filepath.Join(shared, "proj", "docker-compose.yml")
-	if err := os.WriteFile(compose, []byte("services:\n  capped:\n    image: "+img+"\n    command: [\"echo\", \"ran\"]\n    mem_limit: 64m\n    cpus: 0.5\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, compose, "services:\n  capped:\n    image: "+img+"\n    command: [\"echo\", \"ran\"]\n    mem_limit: 64m\n    cpus: 0.5\n", 0o644)
 	cmd := exec.Command(bin, "-f", compose, "-n", "capped", "--metrics-addr", "", "up")
 	cmd.Dir = filepath.Join(shared, "proj")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + state, "SSTACK_STATE_DIR=" + state}

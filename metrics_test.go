@@ -7,25 +7,17 @@ package main
 
 import (
 	"fmt"
-	"net"
+	"sstack/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // --metrics-addr serves /metrics from before the first service starts
 // until up exits (through the teardown), and the port is released at exit.
 func TestMetricsServedFromBeforeStartUntilExit(t *testing.T) {
-	p := newProject(t, `
-services:
-  app:
-    image: busybox
-    command: ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
-    stop_grace_period: 20s
-`)
+	p := newProject(t, oneService("app", `["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]`, "stop_grace_period: 20s"))
 	addr := freeAddr(t)
 	type sample struct {
 		err           error
@@ -124,30 +116,18 @@ services:
 	if !sawExited {
 		t.Errorf("no scrape answered after the service process exited, during the teardown:\n%s", r.stderr.String())
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A port already in use is an error before anything starts, naming
 // --metrics-addr.
 func TestMetricsAddrTakenStartsNothing(t *testing.T) {
 	p := newProject(t, oneService("app", `["sleep", "100"]`))
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := testutil.HoldTCP(t, "127.0.0.1:0").String()
+	out, _ := p.refusedBeforeStart(1, []string{"--metrics-addr", addr}, "--metrics-addr "+addr, "address already in use")
+	if out != "" {
+		t.Errorf("something started:\nstdout:\n%s", out)
 	}
-	defer taken.Close()
-	addr := taken.Addr().String()
-	code, out, errs := p.run("--metrics-addr", addr)
-	if code != 1 {
-		t.Errorf("exit code %d with the metrics port taken, want 1", code)
-	}
-	if !strings.Contains(errs, "--metrics-addr "+addr) || !strings.Contains(errs, "address already in use") {
-		t.Errorf("error does not name --metrics-addr %s and the cause:\n%s", addr, errs)
-	}
-	if strings.Contains(errs, "Creating") || strings.Contains(errs, "Started") || out != "" {
-		t.Errorf("something started:\nstdout:\n%s\nstderr:\n%s", out, errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // Exact names, labels and values of every sstack metric for services that
@@ -160,39 +140,13 @@ func TestMetricsHaveExactValuesAndNoSecrets(t *testing.T) {
 		envHost    = "envfromhost-9a2f44e1"
 		secret     = "secretvalue-b81d2e06"
 	)
-	p := newProject(t, `
-services:
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo out1; echo out2; echo err1 >&2; exit 3"]
-    deploy:
-      restart_policy:
-        condition: on-failure
-        max_attempts: 2
-        delay: 2s
-  lines:
-    image: busybox
-    command: ["sh", "-c", "seq 1 1234; seq 1 567 >&2"]
-    deploy:
-      replicas: 2
-  healthy:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 300ms
-      timeout: 5s
-  keeper:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; cat /run/secrets/token >/dev/null && echo ready; while true; do sleep 0.1; done"]
-    environment:
-      LITERAL: `+envLiteral+`
-      FROM_HOST: ${OBS_FROM_HOST}
-    secrets: [token]
-secrets:
-  token:
-    file: ./token.txt
-`)
+	p := newProject(t, services(
+		service("crash", `["sh", "-c", "echo out1; echo out2; echo err1 >&2; exit 3"]`, "deploy: {restart_policy: {condition: on-failure, max_attempts: 2, delay: 2s}}"),
+		service("lines", `["sh", "-c", "seq 1 1234; seq 1 567 >&2"]`, "deploy: {replicas: 2}"),
+		service("healthy", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, `healthcheck: {test: ["CMD", "true"], interval: 300ms, timeout: 5s}`),
+		service("keeper", `["sh", "-c", "trap 'exit 0' TERM; cat /run/secrets/token >/dev/null && echo ready; while true; do sleep 0.1; done"]`,
+			"environment: {LITERAL: "+envLiteral+`, FROM_HOST: "${OBS_FROM_HOST}"}`, "secrets: [token]"),
+	)+"secrets:\n  token:\n    file: ./token.txt\n")
 	p.writeSecret("token.txt", secret)
 	p.env = append(p.env, "OBS_FROM_HOST="+envHost)
 	addr := freeAddr(t)
@@ -298,59 +252,9 @@ secrets:
 		}
 	}
 	// Types, and the exact label names of every sstack series.
-	types := map[string]dto.MetricType{
-		"sstack_service_restarts_total": dto.MetricType_COUNTER,
-		"sstack_service_up":             dto.MetricType_GAUGE,
-		"sstack_service_healthy":        dto.MetricType_GAUGE,
-		"sstack_service_last_exit_code": dto.MetricType_GAUGE,
-		"sstack_service_start_seconds":  dto.MetricType_HISTOGRAM,
-		"sstack_log_lines_total":        dto.MetricType_COUNTER,
-
-		"sstack_service_oom_kills_total":            dto.MetricType_COUNTER,
-		"sstack_service_restarts_exhausted":         dto.MetricType_GAUGE,
-		"sstack_container_cpu_usage_seconds_total":  dto.MetricType_COUNTER,
-		"sstack_container_memory_usage_bytes":       dto.MetricType_GAUGE,
-		"sstack_container_memory_working_set_bytes": dto.MetricType_GAUGE,
-		"sstack_container_processes":                dto.MetricType_GAUGE,
-		"sstack_container_threads":                  dto.MetricType_GAUGE,
-		"sstack_container_fs_reads_bytes_total":     dto.MetricType_COUNTER,
-		"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
-		"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
-		"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
-		"sstack_network_receive_bytes_total":        dto.MetricType_COUNTER,
-		"sstack_network_transmit_bytes_total":       dto.MetricType_COUNTER,
-	}
-	for name, typ := range types {
-		f := fams[name]
-		if f == nil {
-			t.Errorf("%s missing", name)
-			continue
-		}
-		if f.GetType() != typ {
-			t.Errorf("%s has type %v, want %v", name, f.GetType(), typ)
-		}
-		for _, m := range f.GetMetric() {
-			var names []string
-			for _, l := range m.GetLabel() {
-				names = append(names, l.GetName())
-				if l.GetName() == "project" && l.GetValue() != p.name {
-					t.Errorf("%s has project=%q, want %q", name, l.GetValue(), p.name)
-				}
-			}
-			wantNames := "project,replica,service"
-			switch name {
-			case "sstack_log_lines_total":
-				wantNames = "project,replica,service,stream"
-			case "sstack_usage_read_errors_total":
-				wantNames = "project"
-			case "sstack_network_receive_bytes_total", "sstack_network_transmit_bytes_total":
-				wantNames = "interface,project"
-			}
-			if got := strings.Join(names, ","); got != wantNames {
-				t.Errorf("%s series has labels %s, want %s", name, got, wantNames)
-			}
-		}
-	}
+	// (No service has a memory limit: no spec_memory_limit series.)
+	types := testutil.MetricTypesWithout("sstack_container_spec_memory_limit_bytes")
+	testutil.CheckFamilies(t, fams, types, p.name)
 	for name := range fams {
 		if _, ok := types[name]; !ok && strings.HasPrefix(name, "sstack_") {
 			t.Errorf("undocumented metric %s", name)
@@ -399,6 +303,5 @@ secrets:
 		}
 	}
 
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

@@ -7,27 +7,18 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"sstack/internal/statedir"
 )
 
 // Two services both listening on port 80 reach each other by name, each
 // with an address of its own, which ps reports.
 func TestReplicaNetSamePortByName(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		p := newP(t, httpd("a", "from-a")+strings.TrimPrefix(httpd("b", "from-b"), "\nservices:\n"))
+		p := newP(t, services(httpdService("a", "from-a"), httpdService("b", "from-b")))
 		p.upDetached()
 		try := func(from, url string) string {
 			var out string
@@ -51,8 +42,7 @@ func TestReplicaNetSamePortByName(t *testing.T) {
 		}
 		out := p.must("exec", "-T", "a", "ip", "-4", "-o", "addr", "show", "eth0")
 		contains(t, "a's eth0", out, a+"/24")
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -95,16 +85,10 @@ var addrRE = regexp.MustCompile(`10\.0\.2\.[0-9]+`)
 func TestReplicaNetScaleRoundRobinPublished(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		port := freePort(t)
-		p := newP(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/www && ip -4 -o addr show eth0 > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]
-    ports: ["`+port+`:80"]
-  client:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+		p := newP(t, services(
+			service("web", `["sh", "-c", "mkdir -p /tmp/www && ip -4 -o addr show eth0 > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]`, `ports: ["`+port+`:80"]`),
+			service("client", `["sleep", "1000"]`),
+		))
 		p.upDetached()
 		p.must("scale", "web=3")
 		rows := p.waitPsAddr("three web replicas running with addresses", func(rows []replicaRowAddr) bool {
@@ -170,23 +154,11 @@ services:
 				t.Fatalf("after scale web=1, web resolves to %v, want %s:\n%s", got, addressOf(t, rows, "web-1"), last)
 			}
 		}
-		pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-		if n <= 0 {
-			t.Fatalf("supervisor pid %q", pid)
-		}
-		if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
+		p.killSupervisor()
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inet ") {
 			t.Errorf("after SIGKILL: %q", got)
 		}
-		p.must("down")
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -205,23 +177,14 @@ func (p *project) waitPsAddr(what string, cond func([]replicaRowAddr) bool) []re
 // the api reaches the db (back), the proxy can neither resolve nor reach
 // the db; back is internal, so the db has no way out while the api has.
 func TestReplicaNetNetworksSplit(t *testing.T) {
-	addr := hostAddr()
-	if addr == "" {
-		t.Skip("this host has no address but loopback")
-	}
+	addr := requireHostAddr(t)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
-		l, err := net.Listen("tcp", addr+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
-		}()
-		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
-		p := newP(t, httpd("proxy", "from-proxy", "networks: [front]")+
-			strings.TrimPrefix(httpd("api", "from-api", "networks: [front, back]"), "\nservices:\n")+
-			strings.TrimPrefix(httpd("db", "from-db", "networks: {back: {aliases: [database]}}"), "\nservices:\n")+`
+		hostPort := hostServer(t, addr+":0", "host-server")
+		p := newP(t, services(
+			httpdService("proxy", "from-proxy", "networks: [front]"),
+			httpdService("api", "from-api", "networks: [front, back]"),
+			httpdService("db", "from-db", "networks: {back: {aliases: [database]}}"),
+		)+`
 networks:
   front: {}
   back:
@@ -267,7 +230,6 @@ networks:
 		if out := try("db", "http://"+addr+":"+hostPort+"/"); strings.Contains(out, "host-server") {
 			t.Errorf("db, on an internal network only, reached the host: %q", out)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }

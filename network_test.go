@@ -11,12 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sstack/internal/testutil"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"sstack/internal/statedir"
 )
 
 // freePort is a TCP port nobody listens on now.
@@ -54,22 +53,49 @@ func unreachable(addr string) bool {
 	return true
 }
 
-// hostAddr is an address of this host other than loopback, or "".
-func hostAddr() string {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
-			return ipn.IP.String()
-		}
+// requireHostAddr is testutil.HostAddr; it skips the test on a host that has
+// none.
+func requireHostAddr(t *testing.T) string {
+	t.Helper()
+	addr := testutil.HostAddr()
+	if addr == "" {
+		t.Skip("this host has no address but loopback")
 	}
-	return ""
+	return addr
 }
 
-// httpd is a service that serves text on port 80 inside (below 1024, for
-// any user), with the keys given.
+// httpd is a compose file of one service that serves text on port 80
+// inside (below 1024, for any user), with the keys given.
 func httpd(name, text string, keys ...string) string {
-	cmd := `["sh", "-c", "mkdir -p /tmp/www && echo ` + text + ` > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]`
-	return oneService(name, cmd, keys...)
+	return services(httpdService(name, text, keys...))
+}
+
+// httpdService is httpd's service, for services.
+func httpdService(name, text string, keys ...string) string {
+	return httpdOn(name, "80", text, keys...)
+}
+
+// httpdOn is a service that serves text on addr (port, or host:port)
+// inside, for services.
+func httpdOn(name, addr, text string, keys ...string) string {
+	cmd := `["sh", "-c", "mkdir -p /tmp/www && echo ` + text + ` > /tmp/www/index.html && exec httpd -f -p ` + addr + ` -h /tmp/www"]`
+	return service(name, cmd, keys...)
+}
+
+// hostServer serves text over HTTP on addr (host:0 for a free port) of
+// the host until the end of the test, and returns its port.
+func hostServer(t *testing.T, addr, text string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, text) }))
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }
 
 // Two stacks at once, each with a service on container port 80, published
@@ -94,10 +120,8 @@ func TestNetworkTwoStacksOnOnePort(t *testing.T) {
 		}
 		ps := a.must("ps")
 		contains(t, "ps", ps, "PORTS", "0.0.0.0:"+portA+"->80/tcp")
-		a.down()
-		b.down()
-		assertNothingLeft(t, a.name)
-		assertNothingLeft(t, b.name)
+		a.downLeavesNothing()
+		b.downLeavesNothing()
 	})
 }
 
@@ -118,7 +142,7 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inside") {
 			t.Errorf("127.0.0.1:%s: %q", port, got)
 		}
-		if addr := hostAddr(); addr != "" && !unreachable(addr+":"+port) {
+		if addr := testutil.HostAddr(); addr != "" && !unreachable(addr+":"+port) {
 			t.Errorf("published on 127.0.0.1 only, but %s:%s answers", addr, port)
 		}
 		if got := strings.TrimSpace(p.must("port", "web", "80")); got != "127.0.0.1:"+port {
@@ -139,8 +163,7 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 		if code, _, _ := p.sstack("port", "web", "81"); code != 1 {
 			t.Errorf("port of an unpublished port: exit code %d, want 1", code)
 		}
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -149,24 +172,12 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 func TestNetworkModes(t *testing.T) {
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		hostPort := freePort(t)
-		p := newP(t, `
-services:
-  alone:
-    image: busybox
-    network_mode: none
-    command: ["sh", "-c", "ip -o link | cut -d: -f2; sleep 1000"]
-  onhost:
-    image: busybox
-    network_mode: host
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo on-host > /tmp/w/index.html && exec httpd -f -p 127.0.0.1:`+hostPort+` -h /tmp/w"]
-  web:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo web > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-  sidecar:
-    image: busybox
-    network_mode: service:web
-    command: ["sleep", "1000"]
-`)
+		p := newP(t, services(
+			service("alone", `["sh", "-c", "ip -o link | cut -d: -f2; sleep 1000"]`, "network_mode: none"),
+			httpdOn("onhost", "127.0.0.1:"+hostPort, "on-host", "network_mode: host"),
+			httpdService("web", "web"),
+			service("sidecar", `["sleep", "1000"]`, "network_mode: service:web"),
+		))
 		p.upDetached()
 		if got := get(t, "http://127.0.0.1:"+hostPort+"/"); !strings.Contains(got, "on-host") {
 			t.Errorf("network_mode host: %q", got)
@@ -179,8 +190,7 @@ services:
 			t.Errorf("service:web does not share web's network: %q", out)
 		}
 		contains(t, "config", p.must("config"), "network_mode: none", "network_mode: host", "network_mode: project")
-		p.down()
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 	})
 }
 
@@ -188,42 +198,17 @@ services:
 // that stack publishes; outbound connections reach the host's own
 // addresses (host-gateway), never its loopback.
 func TestNetworkIsolationAndOutbound(t *testing.T) {
-	addr := hostAddr()
-	if addr == "" {
-		t.Skip("this host has no address but loopback")
-	}
+	addr := requireHostAddr(t)
 	users(t, func(t *testing.T, newP func(*testing.T, string) *project) {
 		// A server of the host, on its own address and on loopback.
-		l, err := net.Listen("tcp", addr+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-server") }))
-		}()
-		_, hostPort, _ := net.SplitHostPort(l.Addr().String())
-		loop, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer loop.Close()
-		go func() {
-			_ = http.Serve(loop, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "loopback") }))
-		}()
-		_, loopPort, _ := net.SplitHostPort(loop.Addr().String())
+		hostPort := hostServer(t, addr+":0", "host-server")
+		loopPort := hostServer(t, "127.0.0.1:0", "loopback")
 
 		published := freePort(t)
-		b := newP(t, `
-services:
-  secret:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo unpublished > /tmp/w/index.html && exec httpd -f -p 9999 -h /tmp/w"]
-  open:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/w && echo published > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]
-    ports: ["`+published+`:80"]
-`)
+		b := newP(t, services(
+			httpdOn("secret", "9999", "unpublished"),
+			httpdService("open", "published", `ports: ["`+published+`:80"]`),
+		))
 		b.upDetached()
 		get(t, "http://127.0.0.1:"+published+"/")
 		a := newP(t, oneService("client", `["sleep", "1000"]`, `extra_hosts: ["host.docker.internal:host-gateway"]`))
@@ -253,10 +238,8 @@ services:
 				t.Errorf("%s:%s reached from another stack: %q", hp[0], hp[1], out)
 			}
 		}
-		a.down()
-		b.down()
-		assertNothingLeft(t, a.name)
-		assertNothingLeft(t, b.name)
+		a.downLeavesNothing()
+		b.downLeavesNothing()
 	})
 }
 
@@ -269,23 +252,11 @@ func TestNetworkKilledSupervisorThenDown(t *testing.T) {
 		p := newP(t, httpd("web", "still-here", `ports: ["`+port+`:80"]`))
 		p.upDetached()
 		get(t, "http://127.0.0.1:"+port+"/")
-		pid, err := os.ReadFile(statedir.Lock(filepath.Join(p.stateDir, p.name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-		if n <= 0 {
-			t.Fatalf("supervisor pid %q", pid)
-		}
-		if err := exec.Command("kill", "-KILL", strconv.Itoa(n)).Run(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 10*time.Second, "the supervisor gone", func() bool { return exec.Command("kill", "-0", strconv.Itoa(n)).Run() != nil })
+		p.killSupervisor()
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "still-here") {
 			t.Errorf("after SIGKILL: %q", got)
 		}
-		p.must("down")
-		assertNothingLeft(t, p.name)
+		p.downLeavesNothing()
 		if !unreachable("127.0.0.1:" + port) {
 			t.Error("the published port still answers after down")
 		}
@@ -313,16 +284,11 @@ func TestNetworkMissingForwarder(t *testing.T) {
 			p.env[i] = "PATH=" + bin
 		}
 	}
-	code, out, errs := p.run()
-	if code != 1 {
-		t.Errorf("exit code %d, want 1", code)
+	out, _ := p.refusedBeforeStart(1, nil, "slirp4netns is not on PATH", "install the slirp4netns package", "sstack up --network host")
+	if strings.Contains(out, "Creating") {
+		t.Errorf("something started:\n%s", out)
 	}
-	contains(t, "stderr", errs, "slirp4netns is not on PATH", "install the slirp4netns package", "sstack up --network host")
-	if strings.Contains(out+errs, "Creating") {
-		t.Errorf("something started:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
-	code, out, _ = p.run("--network", "host")
+	code, out, _ := p.run("--network", "host")
 	if code != 0 || !strings.Contains(out, "ran") {
 		t.Errorf("--network host: exit code %d, output %q", code, out)
 	}
@@ -371,7 +337,7 @@ services:
 		t.Errorf("through the proxy's published port: %q", got)
 	}
 	p.must("-f", override, "down")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A foreground up publishes its ports as a detached one does, and Ctrl-C
@@ -384,8 +350,7 @@ func TestNetworkForegroundCtrlC(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "foreground") {
 			t.Errorf("published port: %q", got)
 		}
-		r.ctrlC(t)
-		assertNothingLeft(t, p.name)
+		p.ctrlCLeavesNothing(r)
 		if !unreachable("127.0.0.1:" + port) {
 			t.Error("the published port still answers after Ctrl-C")
 		}
@@ -432,6 +397,5 @@ func TestNetworkUDPRange(t *testing.T) {
 		_, _ = c.Write([]byte("datagram-in\n"))
 		time.Sleep(200 * time.Millisecond)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }

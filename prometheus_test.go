@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // promServer is a Prometheus started for one test.
@@ -63,9 +64,7 @@ scrape_configs:
       - targets: [%q]
 `, strings.Join(rules, ", "), target)
 	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, cfg, config, 0o600)
 	s := &promServer{addr: freeAddr(t)}
 	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -238,30 +237,12 @@ func TestPrometheusQueriesAndAlerts(t *testing.T) {
 }
 
 func testPrometheusQueriesAndAlerts(t *testing.T, newP func(*testing.T, string) *project) {
-	compose := `
-services:
-  ok:
-    image: busybox
-    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 1s
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo crashing; exit 3"]
-    restart: always
-  sick:
-    image: busybox
-    command: ["sleep", "600"]
-    healthcheck:
-      test: ["CMD", "false"]
-      interval: 1s
-      retries: 1
-  quitter:
-    image: busybox
-    command: ["sh", "-c", "exit 1"]
-    restart: on-failure:1
-`
+	compose := services(
+		service("ok", `["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]`, `healthcheck: {test: ["CMD", "true"], interval: 1s}`),
+		service("crash", `["sh", "-c", "echo crashing; exit 3"]`, "restart: always"),
+		service("sick", `["sleep", "600"]`, `healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 1}`),
+		service("quitter", `["sh", "-c", "exit 1"]`, "restart: on-failure:1"),
+	)
 	const hog = `
   hog:
     image: busybox
@@ -502,13 +483,8 @@ services:
 
 	// sstack stats on the same stack: one row per active replica, the
 	// limit where there is one, the source the numbers came from.
-	out := p.must("stats", "--no-stream", "--format", "json")
 	rows := map[string]statsRow{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var row statsRow
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("stats --format json: %v: %q", err, line)
-		}
+	for _, row := range p.stats() {
 		rows[row.Service] = row
 	}
 	source := "proc" // an unprivileged user on cgroups v1
@@ -522,7 +498,7 @@ services:
 		t.Errorf("ok: %+v", ok)
 	}
 	if _, found := rows["quitter"]; found {
-		t.Errorf("stats shows the exited quitter: %s", out)
+		t.Errorf("stats shows the exited quitter: %+v", rows)
 	}
 	table := p.must("stats", "--no-stream", "ok")
 	if !regexp.MustCompile(`(?m)^NAME +CPU % +MEM USAGE / LIMIT +MEM % +NET I/O +BLOCK I/O +PIDS\n` + `ok-1 +\d+\.\d\d% +\S+ / \S+ +\d+\.\d\d% +-- +\S+ / \S+ +\d+\n$`).MatchString(table) {

@@ -11,12 +11,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,23 +23,11 @@ import (
 // job that exited with 3; as a table, JSON, instance names or services.
 func TestPsShowsReplicasAndStatuses(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-    deploy:
-      replicas: 2
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 200ms
-  job:
-    image: busybox
-    command: ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`, "deploy: {replicas: 2}"),
+		service("db", `["sleep", "1000"]`, `healthcheck: {test: ["CMD", "true"], interval: 200ms}`),
+		service("job", `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]`),
+	))
 	p.upDetached()
 	p.must("exec", "-T", "job", "touch", "/tmp/go")
 	rows := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running (healthy)", "job-1": "exited (3)"})
@@ -90,8 +76,7 @@ services:
 	if got := statuses(p.ps("web")); len(got) != 2 || got["web-1"] != "running" || got["web-2"] != "running" {
 		t.Errorf("ps web: %v, want web-1 and web-2", got)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 func sortedLines(s string) []string {
@@ -116,8 +101,7 @@ func TestPsAgainstForegroundUp(t *testing.T) {
 	if out := p.must("exec", "-T", "web", "echo", "exec works"); out != "exec works\n" {
 		t.Errorf("exec output %q", out)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	assertNotRunning(t, p)
 }
 
@@ -127,18 +111,7 @@ func TestPsAgainstForegroundUp(t *testing.T) {
 // --index picks the replica; sstack's exit code is the command's.
 func TestExecRunsInServiceEnvironment(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    environment:
-      GREETING: hello
-      SLOT: "{{.Task.Slot}}"
-    working_dir: /srv
-    command: ["sleep", "1000"]
-    deploy:
-      replicas: 2
-`)
+	p := newProject(t, oneService("web", `["sleep", "1000"]`, `environment: {GREETING: hello, SLOT: "{{.Task.Slot}}"}`, "working_dir: /srv", "deploy: {replicas: 2}"))
 	p.env = append(p.env, "HOST_ONLY=leaked")
 	p.upDetached()
 	if out := p.must("exec", "-T", "web", "sh", "-c", `echo "greeting=$GREETING slot=$SLOT host=${HOST_ONLY:-none} pwd=$(pwd)"`); out != "greeting=hello slot=1 host=none pwd=/srv\n" {
@@ -157,23 +130,17 @@ services:
 	if code, _, errs := p.sstack("exec", "-T", "web", "sh", "-c", "echo failing >&2; exit 7"); code != 7 || errs != "failing\n" {
 		t.Errorf("exec of a command that exits 7: exit code %d, stderr %q; want 7 and the command's stderr", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // exec into a service that does not exist lists those that do; into a
 // replica that does not run, it says what state it is in.
 func TestExecIntoMissingOrStoppedReplica(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1000"]
-  job:
-    image: busybox
-    command: ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1000"]`),
+		service("job", `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 3"]`),
+	))
 	p.upDetached()
 	p.must("exec", "-T", "job", "touch", "/tmp/go")
 	p.waitStatus(map[string]string{"web-1": "running", "job-1": "exited (3)"})
@@ -198,22 +165,16 @@ services:
 		t.Errorf("exec into a stopped replica: exit code %d, want 1", code)
 	}
 	contains(t, "exec web after stop", errs, "web-1", "stopped", "sstack start web")
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // top shows each replica's processes, the service's own among them.
 func TestTopShowsServiceProcess(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "1234"]
-  db:
-    image: busybox
-    command: ["sleep", "4321"]
-`)
+	p := newProject(t, services(
+		service("web", `["sleep", "1234"]`),
+		service("db", `["sleep", "4321"]`),
+	))
 	p.upDetached()
 	out := p.must("top", "web")
 	if !regexp.MustCompile(`(?m)^web-1$`).MatchString(out) || !regexp.MustCompile(`(?m)^UID +PID +PPID +CMD$`).MatchString(out) {
@@ -228,49 +189,27 @@ services:
 	if all := p.must("top"); !strings.Contains(all, "sleep 1234") || !strings.Contains(all, "sleep 4321") {
 		t.Errorf("top lacks a service's process:\n%s", all)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
-// events is a running command: its output, read as it comes, and a way to
-// end it as Ctrl-C does.
+// eventStream is a running `sstack events`: its output, read as it comes,
+// and a way to end it as Ctrl-C does.
 type eventStream struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
+	*running
+	out *lockedBuffer
 }
 
 func (p *project) events(args ...string) *eventStream {
 	p.t.Helper()
-	cmd := p.command(append([]string{"events"}, args...)...)
-	s := &eventStream{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
-	})
-	return s
+	out := &lockedBuffer{}
+	return &eventStream{running: p.launch("", out, append([]string{"events"}, args...)...), out: out}
 }
 
 // interrupt ends the stream as Ctrl-C does; it must exit 0.
 func (s *eventStream) interrupt(t *testing.T) {
 	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("events did not end after SIGINT")
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("events: exit code %d after Ctrl-C, want 0:\n%s", code, s.out)
+	if code := s.running.interrupt(t); code != 0 {
+		t.Errorf("events: exit code %d after Ctrl-C, want 0:\n%s%s", code, s.out, s.stderr)
 	}
 }
 
@@ -303,16 +242,10 @@ func parseEvents(t *testing.T, s string) []jsonEvent {
 // docker compose events lines.
 func TestEventsStreamRestart(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    restart: on-failure
-    command: ["sh", "-c", "trap 'echo usr1' USR1; echo ready; while [ ! -f /tmp/die ]; do sleep 0.1; done; rm /tmp/die; exit 3"]
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "trap 'echo usr1' USR1; echo ready; while [ ! -f /tmp/die ]; do sleep 0.1; done; rm /tmp/die; exit 3"]`, "restart: on-failure"),
+		service("db", `["sleep", "1000"]`),
+	))
 	p.upDetached()
 	p.waitLogs("web-1 | ready")
 	asJSON := p.events("--json", "web")
@@ -373,8 +306,7 @@ services:
 	if logs := p.must("logs", "web"); !strings.Contains(logs, "web-1 | usr1") {
 		t.Errorf("web's trap did not see SIGUSR1:\n%s", logs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // wait blocks until a process of the services named exits and returns
@@ -384,15 +316,7 @@ func TestWaitReturnsExitCodeOfFirstExit(t *testing.T) {
 	exitOn := func(code int) string {
 		return `["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit ` + strconv.Itoa(code) + `"]`
 	}
-	p := newProject(t, `
-services:
-  first:
-    image: busybox
-    command: `+exitOn(4)+`
-  second:
-    image: busybox
-    command: `+exitOn(5)+`
-`)
+	p := newProject(t, services(service("first", exitOn(4)), service("second", exitOn(5))))
 	p.upDetached()
 	cmd := p.command("wait", "first", "second")
 	waited := make(chan struct{})
@@ -423,8 +347,7 @@ services:
 	if code, out, _ := p.sstack("wait", "first"); code != 4 || out != "4\n" {
 		t.Errorf("wait first: exit code %d, stdout %q, want 4", code, out)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // ps --format takes a Go template, as docker compose's: one line per
@@ -432,16 +355,10 @@ services:
 // a template that does not parse is a usage error (exit 2).
 func TestPsFormatTemplate(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 1000"]
-    scale: 2
-  job:
-    image: busybox
-    command: ["sh", "-c", "exit 3"]
-`)
+	p := newProject(t, services(
+		service("web", `["sh", "-c", "echo up; exec sleep 1000"]`, "scale: 2"),
+		service("job", `["sh", "-c", "exit 3"]`),
+	))
 	p.upDetached()
 	p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "job-1": "exited (3)"})
 	if got := p.must("ps", "--format", "{{.Name}}"); got != "web-1\nweb-2\n" {
@@ -472,8 +389,7 @@ services:
 	if code, _, errs := p.sstack("ps", "--format", "{{.Name"); code != 2 || !strings.Contains(errs, "--format") {
 		t.Errorf("a template that does not parse: exit code %d, want 2\n%s", code, errs)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // After a stack has ended, ps -a still lists its replicas with their last
@@ -481,15 +397,10 @@ services:
 // without -a lists none.
 func TestPsAfterStackEnded(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  job:
-    image: busybox
-    command: ["sh", "-c", "exit 3"]
-  done:
-    image: busybox
-    command: ["true"]
-`)
+	p := newProject(t, services(
+		service("job", `["sh", "-c", "exit 3"]`),
+		service("done", `["true"]`),
+	))
 	if code, _, errs := p.run(); code != 0 {
 		t.Fatalf("up: exit code %d\n%s", code, errs)
 	}
@@ -506,5 +417,5 @@ services:
 	if got := p.ps("-a"); len(got) != 0 {
 		t.Errorf("ps -a after down: %v, want none", statuses(got))
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

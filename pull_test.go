@@ -197,7 +197,7 @@ func TestPullOnUp(t *testing.T) {
 	if code != 0 || strings.Contains(stderr, "Pulling") {
 		t.Errorf("second up: exit %d, pulled again:\n%s", code, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestPullFailureStartsNothing: a failed pull names the service, the
@@ -207,18 +207,13 @@ func TestPullFailureStartsNothing(t *testing.T) {
 	reg := startRegistry(t)
 	ok, _ := reg.push("tools/bb:1.0", "hello", 0)
 	p := pullProject(t, "services:\n  good:\n    image: "+ok+"\n  bad:\n    image: "+reg.addr+"/tools/bb:9.9\n")
-	code, stdout, stderr := p.run()
-	if code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", code, stderr)
-	}
-	contains(t, "stderr", stderr, `sstack: service "bad": image: pulling docker://`+reg.addr+`/tools/bb:9.9: FATAL: `, "manifest unknown")
-	if strings.Contains(stderr, "Creating") || strings.Contains(stdout, "hello") {
-		t.Errorf("a service started:\n%s%s", stdout, stderr)
+	stdout, _ := p.refusedBeforeStart(1, nil, `sstack: service "bad": image: pulling docker://`+reg.addr+`/tools/bb:9.9: FATAL: `, "manifest unknown")
+	if strings.Contains(stdout, "hello") {
+		t.Errorf("a service started:\n%s", stdout)
 	}
 	if got := p.imageFiles(); !slices.Equal(got, []string{sifName(ok)}) {
 		t.Errorf("image directory: %v, want only the good image", got)
 	}
-	assertNothingLeft(t, p.name)
 }
 
 // TestPullEnvironmentReachesApptainer: sstack keeps APPTAINER_* from its
@@ -256,7 +251,7 @@ func TestPullPolicies(t *testing.T) {
 		if len(p.imageFiles()) != 0 || strings.Contains(stderr, "Pulling") {
 			t.Errorf("pulled: %v\n%s", p.imageFiles(), stderr)
 		}
-		assertNothingLeft(t, p.name)
+		p.assertNothingLeft()
 	})
 	t.Run("pull_policy never", func(t *testing.T) {
 		p := pullProject(t, "services:\n  app:\n    image: "+ref+"\n    pull_policy: never\n")
@@ -329,7 +324,7 @@ func TestImageNamesDoNotCollide(t *testing.T) {
 			t.Errorf("image directory %v lacks %s", got, want)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestImageFetchedByHand: a SIF with the name apptainer pull gives it by
@@ -354,7 +349,7 @@ func TestImageFetchedByHand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "app-1 | pulled by hand") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestPullByDigest: name@sha256:... is pulled, also written with a tag

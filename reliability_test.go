@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,15 +33,19 @@ func processesWithArgs(args string) int {
 	return n
 }
 
+// numbered is a compose file of n services, s0 to sN-1, that run command.
+func numbered(n int, command string) string {
+	each := make([]string, n)
+	for i := range each {
+		each[i] = service("s"+strconv.Itoa(i), command)
+	}
+	return services(each...)
+}
+
 // TestLargeStackUpAndDown: 200 services on a small machine come up and go
 // down with nothing left, starts and stops bounded by --parallel.
 func TestLargeStackUpAndDown(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("services:\n")
-	for i := 0; i < 200; i++ {
-		fmt.Fprintf(&b, "  s%d:\n    %s    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo up; while true; do sleep 1; done\"]\n", i, busyboxImage)
-	}
-	p := newProject(t, b.String())
+	p := newProject(t, numbered(200, `["sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"]`))
 	r := p.up()
 	r.waitUntil(t, 5*time.Minute, "200 services started", func() bool {
 		return strings.Count(r.stderr.String(), "  Started\n") >= 200
@@ -52,7 +57,7 @@ func TestLargeStackUpAndDown(t *testing.T) {
 	if strings.Contains(r.stderr.String(), "could not be started") || strings.Contains(r.stderr.String(), "still listed") {
 		t.Errorf("a start or stop reported as failed:\n%s", r.stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // TestRunEndsWithItsProcess: what a service process leaves running in its
@@ -61,19 +66,11 @@ func TestLargeStackUpAndDown(t *testing.T) {
 func TestRunEndsWithItsProcess(t *testing.T) {
 	t.Parallel()
 	daemon := fmt.Sprintf("sleep %d", 100000+rand.Intn(800000))
-	p := newProject(t, `
-services:
-  forker:
-    image: busybox
-    command: ["sh", "-c", "`+daemon+` & echo forked; sleep 0.3; exit 1"]
-    restart: on-failure:3
-  once:
-    image: busybox
-    command: ["sh", "-c", "`+daemon+`0 & echo once forked; sleep 0.3"]
-  keeper:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("forker", `["sh", "-c", "`+daemon+` & echo forked; sleep 0.3; exit 1"]`, "restart: on-failure:3"),
+		service("once", `["sh", "-c", "`+daemon+`0 & echo once forked; sleep 0.3"]`),
+		service("keeper", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+	))
 	r := p.up()
 	r.waitStderr(t, "forker-1 exited with code 1, giving up after 3 attempts")
 	r.waitStderr(t, "once-1 exited with code 0")
@@ -86,8 +83,7 @@ services:
 	if n := processesWithArgs(daemon + "0"); n != 0 {
 		t.Errorf("the daemon of a restart: no service still runs after its exit")
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // TestStateIsPrivate: the state tree (logs, hosts files, volumes, the
@@ -95,13 +91,7 @@ services:
 // version made 0755 is tightened.
 func TestStateIsPrivate(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo hello; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-    volumes: [data:/data]
-volumes:
+	p := newProject(t, services(service("web", `["sh", "-c", "echo hello; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, `volumes: ["data:/data"]`))+`volumes:
   data:
 `)
 	dir := filepath.Join(p.stateDir, p.name)
@@ -129,20 +119,14 @@ volumes:
 	check(filepath.Join(dir, "hosts", "web"), 0o600)
 	check(filepath.Join(dir, "lock"), 0o600)
 	check(filepath.Join(dir, "control.sock"), 0o600)
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 // TestDownAfterKillDuringStart: an sstack SIGKILLed at any point of its
 // start-up leaves `instance start` clients behind; `down` at once waits for
 // them, removes their instances, and nothing appears afterwards.
 func TestDownAfterKillDuringStart(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("services:\n")
-	for i := 0; i < 6; i++ {
-		fmt.Fprintf(&b, "  s%d:\n    %s    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n", i, busyboxImage)
-	}
-	p := newProject(t, b.String())
+	p := newProject(t, numbered(6, `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`))
 	for round := 0; round < 6; round++ {
 		r := p.up()
 		time.Sleep(time.Duration(rand.Intn(1500)) * time.Millisecond)
@@ -159,5 +143,5 @@ func TestDownAfterKillDuringStart(t *testing.T) {
 			t.Fatalf("round %d: instances appeared after down: %v", round, names)
 		}
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

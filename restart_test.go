@@ -18,59 +18,44 @@ import (
 	"time"
 )
 
-// A crash loop with on-failure and max_attempts 3 runs 1 + 3 times, then
-// gives up; every service has then exited for good and up ends with 0.
-func TestOnFailureGivesUpAfterMaxAttempts(t *testing.T) {
-	t.Parallel()
-	p := newProject(t, `
-services:
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo run; exit 3"]
-    deploy:
-      restart_policy:
-        condition: on-failure
-        max_attempts: 3
-`)
-	code, out, errs := p.run()
-	if code != 0 {
-		t.Errorf("exit code %d, want 0 (every service exited and none restarts)", code)
+// A crash loop under restart_policy: on-failure with max_attempts 3 runs
+// 1 + 3 times, then gives up; condition none runs once, whatever its exit
+// code. Every service has then exited for good and up ends with 0.
+func TestRestartPolicyEndsCrashLoop(t *testing.T) {
+	for _, tc := range []struct {
+		service, policy string
+		runs            int
+		// want is what stderr holds, notWant what it does not.
+		want    func(p *project) []string
+		notWant string
+	}{
+		{"crash", "{condition: on-failure, max_attempts: 3}", 4, func(p *project) []string {
+			return []string{
+				"crash-1 exited with code 3, restarting now (attempt 1 of 3)",
+				"crash-1 exited with code 3, restarting now (attempt 3 of 3)",
+				"crash-1 exited with code 3, giving up after 3 attempts",
+				"crash-1: restarting the process in instance " + p.name + ".crash.1",
+			}
+		}, ""},
+		{"once", "{condition: none}", 1, func(*project) []string { return []string{"once-1 exited with code 3\n"} }, "restarting"},
+	} {
+		t.Run(tc.service, func(t *testing.T) {
+			t.Parallel()
+			p := newProject(t, oneService(tc.service, `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: "+tc.policy+"}"))
+			code, out, errs := p.run()
+			if code != 0 {
+				t.Errorf("exit code %d, want 0 (every service exited and none restarts)", code)
+			}
+			if n := countLines(out, tc.service+"-1", "run"); n != tc.runs {
+				t.Errorf("ran %d times, want %d:\n%s", n, tc.runs, out)
+			}
+			contains(t, "stderr", errs, tc.want(p)...)
+			if tc.notWant != "" && strings.Contains(errs, tc.notWant) {
+				t.Errorf("stderr has %q:\n%s", tc.notWant, errs)
+			}
+			p.assertNothingLeft()
+		})
 	}
-	if n := countLines(out, "crash-1", "run"); n != 4 {
-		t.Errorf("ran %d times, want 4:\n%s", n, out)
-	}
-	contains(t, "stderr", errs,
-		"crash-1 exited with code 3, restarting now (attempt 1 of 3)",
-		"crash-1 exited with code 3, restarting now (attempt 3 of 3)",
-		"crash-1 exited with code 3, giving up after 3 attempts",
-		"crash-1: restarting the process in instance "+p.name+".crash.1",
-	)
-	assertNothingLeft(t, p.name)
-}
-
-// restart_policy condition none: the service runs once, whatever its exit code.
-func TestRestartConditionNoneRunsOnce(t *testing.T) {
-	t.Parallel()
-	p := newProject(t, `
-services:
-  once:
-    image: busybox
-    command: ["sh", "-c", "echo run; exit 3"]
-    deploy:
-      restart_policy:
-        condition: none
-`)
-	code, out, errs := p.run()
-	if code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-	if n := countLines(out, "once-1", "run"); n != 1 {
-		t.Errorf("ran %d times, want 1:\n%s", n, out)
-	}
-	if !strings.Contains(errs, "once-1 exited with code 3\n") || strings.Contains(errs, "restarting") {
-		t.Errorf("want one exit line and no restart:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // restart: always follows the engine's backoff: 100ms, doubling. Not
@@ -112,25 +97,14 @@ func TestRestartAlwaysBacksOff(t *testing.T) {
 		!strings.Contains(r.stderr.String(), "always-1 exited with code 0, restarting in 200ms (attempt 2)") {
 		t.Errorf("status lines:\n%s", r.stderr)
 	}
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
 // A restart runs the process again in the same instance; when the
 // instance was stopped from outside, it is created again first.
 func TestRestartReusesOrRecreatesInstance(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  app:
-    image: busybox
-    restart: always
-    command:
-      - sh
-      - -c
-      - |
-        if [ -f /tmp/marker ]; then echo "same instance"; exec sleep 1000; fi
-        touch /tmp/marker; echo "fresh instance"; exit 1
-`)
+	p := newProject(t, oneService("app", `["sh", "-c", "if [ -f /tmp/marker ]; then echo same instance; exec sleep 1000; fi; touch /tmp/marker; echo fresh instance; exit 1"]`, "restart: always"))
 	inst := p.name + ".app.1"
 	r := p.up()
 	r.waitStdout(t, "app-1 | same instance")
@@ -150,8 +124,7 @@ services:
 	if runs := lines(r.stdout.String(), "app-1"); runs[0] != "fresh instance" || runs[1] != "same instance" {
 		t.Errorf("runs: %q", runs)
 	}
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 }
 
 var crashBin struct {
@@ -183,16 +156,10 @@ func crashBinary(t *testing.T) string {
 func TestPanicInServiceActorStopsStack(t *testing.T) {
 	t.Parallel()
 	bin := crashBinary(t)
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "1000"]
-  boom:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo boom running; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sleep", "1000"]`),
+		service("boom", `["sh", "-c", "echo boom running; exec sleep 1000"]`, `depends_on: ["db"]`),
+	))
 	r := p.launch(bin, nil)
 	if code := r.wait(t, 2*time.Minute); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
@@ -205,5 +172,5 @@ services:
 		"Instance "+p.name+".boom.1  Stopped",
 		"Instance "+p.name+".db.1  Stopped",
 	)
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }

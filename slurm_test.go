@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +23,23 @@ import (
 )
 
 var nodeAddr = map[string]string{"n1": "127.0.0.11", "n2": "127.0.0.12", "n3": "127.0.0.13"}
+
+// Compose fixtures.
+
+// placement is the deploy.placement key of a service that constraint
+// places, in YAML's flow style.
+func placement(constraint string) string {
+	return `placement: {constraints: ["` + constraint + `"]}`
+}
+
+// onNode places a service on node.
+func onNode(node string) string { return "deploy: {" + placement("node.hostname == "+node) + "}" }
+
+// onePerNode spreads a service's replicas one to a node.
+const onePerNode = "deploy: {placement: {max_replicas_per_node: 1}}"
+
+// serverOnN2 serves the page hello-from-n2 on n2, at n2's address only.
+var serverOnN2 = service("server", `["sh", "-c", "mkdir -p /tmp/www && echo hello-from-n2 > /tmp/www/index.html && exec httpd -f -p 127.0.0.12:8080 -h /tmp/www"]`, onNode("n2"))
 
 // requireSlurm skips without the test cluster, except in CI, where .ci/run
 // has started it and its absence is a failure.
@@ -65,9 +81,9 @@ func allocate(tb testing.TB, name string) string {
 func (p *project) inAllocation() string {
 	p.t.Helper()
 	requireSlurm(p.t)
-	job := allocate(p.t, "sstack-test-"+p.name)
-	p.env = append(p.env, "SLURM_JOB_ID="+job, "SLURM_JOB_NODELIST=n[1-3]")
-	return job
+	p.job = allocate(p.t, "sstack-test-"+p.name)
+	p.env = append(p.env, "SLURM_JOB_ID="+p.job, "SLURM_JOB_NODELIST=n[1-3]")
+	return p.job
 }
 
 // steps are the job's steps.
@@ -117,11 +133,11 @@ func agents() []string {
 	return found
 }
 
-// assertNothingLeftInJob: no instance, no process of the project, no step
-// of the job and no agent are left on any node (all on this host here).
-func assertNothingLeftInJob(t *testing.T, project, job string) {
+// assertNothingLeftInJob: no step of the job and no agent are left on any
+// node (all on this host here); project.assertNothingLeft checks the
+// project's instances and processes.
+func assertNothingLeftInJob(t *testing.T, job string) {
 	t.Helper()
-	assertNothingLeft(t, project)
 	eventually(t, 30*time.Second, "the job's steps to end", func() bool { return len(steps(t, job)) == 0 })
 	if a := agents(); len(a) > 0 {
 		t.Errorf("agents left: %v", a)
@@ -129,34 +145,17 @@ func assertNothingLeftInJob(t *testing.T, project, job string) {
 }
 
 func TestSlurmPlacesByConstraintAndSpread(t *testing.T) {
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-  web:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      replicas: 3
-      placement:
-        max_replicas_per_node: 1
-  gpu:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.labels.gpu == true"]
-x-sstack:
+	p := newProject(t, services(
+		service("db", "sleep 3600", onNode("n2")),
+		service("web", "sleep 3600", "deploy: {replicas: 3, placement: {max_replicas_per_node: 1}}"),
+		service("gpu", "sleep 3600", "deploy: {"+placement("node.labels.gpu == true")+"}"),
+	)+`x-sstack:
   node_labels:
     n3: {gpu: "true"}
 `)
 	job := p.inAllocation()
 	p.upDetached()
-	rows := p.waitStatus(map[string]string{"db-1": "running", "web-1": "running", "web-2": "running", "web-3": "running", "gpu-1": "running"})
+	rows := p.waitRunning("db-1", "web-1", "web-2", "web-3", "gpu-1")
 	where := map[string]string{}
 	for _, r := range rows {
 		if r.Status != "running" {
@@ -179,29 +178,15 @@ x-sstack:
 	if s := steps(t, job); len(s) != 3 {
 		t.Errorf("want one agent step per node, got %v", s)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // A client on n3 reaches a server on n2 by service name, at n2's address:
 // the server listens on that address only.
 func TestSlurmNamesResolveToNodes(t *testing.T) {
-	p := newProject(t, `
-services:
-  server:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-n2 > /tmp/www/index.html && exec httpd -f -p 127.0.0.12:8080 -h /tmp/www"]
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-  client:
-    image: busybox
-    command: ["sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done; wget -q -O- http://server-1:8080/; grep -w server /etc/hosts; exec sleep 3600"]
-    depends_on: [server]
-    deploy:
-      placement:
-        constraints: ["node.hostname == n3"]
-`)
+	p := newProject(t, services(serverOnN2, service("client",
+		`["sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done; wget -q -O- http://server-1:8080/; grep -w server /etc/hosts; exec sleep 3600"]`,
+		"depends_on: [server]", onNode("n3"))))
 	job := p.inAllocation()
 	r := p.up()
 	r.waitStdout(t, "127.0.0.12")
@@ -226,30 +211,16 @@ services:
 		return slices.ContainsFunc(steps(t, job), func(s slurm.Step) bool { return s.Name == "sstack-exec" && s.Nodes == "n2" })
 	})
 	_ = sleeper.Wait()
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A crashing replica on another node is restarted by its policy there; a
 // replica whose node step dies is brought back too, in a new step.
 func TestSlurmRestartsRemoteReplicas(t *testing.T) {
-	p := newProject(t, `
-services:
-  crash:
-    image: busybox
-    command: ["sh", "-c", "echo run; exit 3"]
-    deploy:
-      restart_policy: {condition: on-failure, max_attempts: 2, delay: 100ms}
-      placement:
-        constraints: ["node.hostname == n3"]
-  steady:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 3600"]
-    restart: always
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-`)
+	p := newProject(t, services(
+		service("crash", `["sh", "-c", "echo run; exit 3"]`, "deploy: {restart_policy: {condition: on-failure, max_attempts: 2, delay: 100ms}, "+placement("node.hostname == n3")+"}"),
+		service("steady", `["sh", "-c", "echo up; exec sleep 3600"]`, "restart: always", onNode("n2")),
+	))
 	job := p.inAllocation()
 	r := p.up()
 	r.waitStderr(t, "giving up after")
@@ -281,76 +252,41 @@ services:
 	if s := row(rows, "steady-1"); nodeOfPid(s.Pid) != "n2" {
 		t.Errorf("steady-1 runs in the step of %q, want n2", nodeOfPid(s.Pid))
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A constraint no node of the allocation meets is refused before anything
 // starts.
 func TestSlurmUnmeetableConstraintStartsNothing(t *testing.T) {
-	p := newProject(t, `
-services:
-  ok:
-    image: busybox
-    command: sleep 3600
-  db:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.hostname == n9"]
-`)
-	job := p.inAllocation()
-	code, _, errs := p.run()
-	if code == 0 {
-		t.Fatalf("up with an unmeetable constraint exited 0:\n%s", errs)
-	}
-	contains(t, "stderr", errs, `service "db"`, "node.hostname == n9", "n1")
-	assertNothingLeftInJob(t, p.name, job)
+	p := newProject(t, services(service("ok", "sleep 3600"), service("db", "sleep 3600", onNode("n9"))))
+	p.inAllocation()
+	p.refusedBeforeStart(-1, nil, `service "db"`, "node.hostname == n9", "n1")
 }
 
 // Outside an allocation, a service placed on another host is not started,
 // as singularity-stack does, and the rest runs.
 func TestOutsideAllocationSkipsOtherHosts(t *testing.T) {
-	p := newProject(t, `
-services:
-  here:
-    image: busybox
-    command: sleep 3600
-    depends_on: [elsewhere]
-  elsewhere:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.hostname == no-such-host"]
-`)
+	p := newProject(t, services(
+		service("here", "sleep 3600", "depends_on: [elsewhere]"),
+		service("elsewhere", "sleep 3600", onNode("no-such-host")),
+	))
 	errs := p.upDetached()
 	contains(t, "up -d", errs, `WARN service "elsewhere": not started on this host`, "node.hostname == no-such-host", `depends_on "elsewhere"`)
-	rows := p.waitStatus(map[string]string{"here-1": "running"})
+	rows := p.waitRunning("here-1")
 	if len(rows) != 1 {
 		t.Errorf("ps: %+v", rows)
 	}
-	p.down()
-	assertNothingLeft(t, p.name)
+	p.downLeavesNothing()
 }
 
 // scale places new replicas by the same rules, refuses one that fits no
 // node, and running instances learn the new names.
 func TestSlurmScalePlacesNewReplicas(t *testing.T) {
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        max_replicas_per_node: 1
-`)
-	job := p.inAllocation()
+	p := newProject(t, oneService("web", "sleep 3600", onePerNode))
+	p.inAllocation()
 	p.upDetached()
 	p.must("scale", "web=3")
-	rows := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "web-3": "running"})
+	rows := p.waitRunning("web-1", "web-2", "web-3")
 	nodes := map[string]bool{}
 	for _, r := range rows {
 		nodes[r.Node] = true
@@ -365,32 +301,19 @@ services:
 	hosts := p.must("exec", "-T", "web", "cat", "/etc/hosts")
 	w3 := row(rows, "web-3")
 	contains(t, "web-1's /etc/hosts", hosts, nodeAddr[w3.Node]+"\tweb-3")
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // Across an allocation each node's agent reads its own replicas: the
 // usage series carry the node they run on, the limit where one is set,
 // and `stats` shows the node.
 func TestSlurmUsageFromEachNode(t *testing.T) {
-	p := newProject(t, `
-services:
-  capped:
-    image: busybox
-    command: ["sh", "-c", "echo up; exec sleep 3600"]
-    mem_limit: 48m
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-  busy:
-    image: busybox
-    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
-    deploy:
-      placement:
-        constraints: ["node.hostname == n3"]
-`)
+	p := newProject(t, services(
+		service("capped", `["sh", "-c", "echo up; exec sleep 3600"]`, "mem_limit: 48m", onNode("n2")),
+		service("busy", `["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]`, onNode("n3")),
+	))
 	requireLimits(t)
-	job := p.inAllocation()
+	p.inAllocation()
 	addr := freeAddr(t)
 	r := p.up("--metrics-addr", addr)
 	capped := replicaLabels(p.name, "capped", 1, "node", "n2")
@@ -407,20 +330,14 @@ services:
 		}
 		return ""
 	})
-	out := p.must("stats", "--no-stream", "--format", "json")
 	nodes := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var row statsRow
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("%v: %q", err, line)
-		}
+	for _, row := range p.stats() {
 		nodes[row.Name] = row.Node
 	}
 	if nodes["capped-1"] != "n2" || nodes["busy-1"] != "n3" {
 		t.Errorf("stats nodes %v, want capped-1 on n2, busy-1 on n3", nodes)
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A service on another node that allocates past its mem_limit is reported
@@ -429,23 +346,11 @@ services:
 // the replica's node, through its agent.
 func TestSlurmOOMKillIsReported(t *testing.T) {
 	requireLimits(t)
-	p := newProject(t, `
-services:
-  hog:
-    image: busybox
-    command: ["sh", "-c", "trap '' USR1; echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; echo allocating; x=$$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]
-    mem_limit: 50m
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-  steady:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.hostname == n3"]
-`)
-	job := p.inAllocation()
+	p := newProject(t, services(
+		service("hog", `["sh", "-c", "trap '' USR1; echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; echo allocating; x=$$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]`, "mem_limit: 50m", onNode("n2")),
+		service("steady", "sleep 3600", onNode("n3")),
+	))
+	p.inAllocation()
 	r := p.up()
 	r.waitUntil(t, time.Minute, "hog-1 to be ready", func() bool { return countLines(r.stdout.String(), "hog-1", "ready") == 1 })
 	evs := p.events("--json", "hog")
@@ -484,32 +389,17 @@ services:
 	if !strings.Contains(die, `"oomKilled":true`) {
 		t.Errorf("die event without oomKilled: %s", die)
 	}
-	r.ctrlC(t)
-	assertNothingLeftInJob(t, p.name, job)
+	p.ctrlCLeavesNothing(r)
 }
 
 // A replica added by scale on another node gets its own named volume
 // ({{.Task.Slot}} in its path), filled from the image as the first
 // replica's was at up.
 func TestSlurmScaleSeedsSlotVolume(t *testing.T) {
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo seed=$$(cat `+testimg.SeedDir+`/`+testimg.SeedFile+`); exec sleep 3600"]
-    volumes:
-      - type: volume
-        source: data
-        target: `+testimg.SeedDir+`
-        volume:
-          subpath: "{{.Task.Slot}}"
-    deploy:
-      placement:
-        max_replicas_per_node: 1
-volumes:
-  data: {}
-`)
-	job := p.inAllocation()
+	p := newProject(t, oneService("web", `["sh", "-c", "echo seed=$$(cat `+testimg.SeedDir+`/`+testimg.SeedFile+`); exec sleep 3600"]`,
+		`volumes: [{type: volume, source: data, target: `+testimg.SeedDir+`, volume: {subpath: "{{.Task.Slot}}"}}]`, onePerNode)+
+		"volumes:\n  data: {}\n")
+	p.inAllocation()
 	p.upDetached()
 	seed := strings.TrimSpace(testimg.SeedContent)
 	p.waitLogs("web-1 | seed=" + seed)
@@ -522,8 +412,7 @@ volumes:
 			t.Errorf("%s's volume: %q %v, want the image's %s", r, b, err, testimg.SeedFile)
 		}
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // update NAME (up on a running stack) across an allocation: the changed
@@ -531,35 +420,24 @@ volumes:
 // keeps its process, a new one is placed and started.
 func TestSlurmUpdateConverges(t *testing.T) {
 	file := func(marker string, withC bool) string {
-		s := `
-services:
-  web:
-    image: busybox
-    command: ["sh", "-c", "echo web-` + marker + `; exec sleep 3600"]
-    deploy:
-      replicas: 2
-      placement:
-        max_replicas_per_node: 1
-  db:
-    image: busybox
-    command: sleep 3600
-`
+		s := services(
+			service("web", `["sh", "-c", "echo web-`+marker+`; exec sleep 3600"]`, "deploy: {replicas: 2, placement: {max_replicas_per_node: 1}}"),
+			service("db", "sleep 3600"),
+		)
 		if withC {
-			s += "  c:\n    image: busybox\n    command: sleep 3600\n"
+			s += service("c", "sleep 3600")
 		}
 		return s
 	}
 	p := newProject(t, file("one", false))
-	job := p.inAllocation()
+	p.inAllocation()
 	p.upDetached()
-	before := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running"})
+	before := p.waitRunning("web-1", "web-2", "db-1")
 	p.rewrite(file("two", true))
-	cmd := exec.Command(sstackBin, "update", "--metrics-addr", "", "-c", filepath.Join(p.dir, "docker-compose.yml"), p.name)
-	cmd.Dir, cmd.Env = t.TempDir(), p.env
-	if code, _, errs := runCommand(t, cmd, 2*time.Minute); code != 0 {
+	if code, errs := p.update(); code != 0 {
 		t.Fatalf("update: exit code %d\n%s", code, errs)
 	}
-	after := p.waitStatus(map[string]string{"web-1": "running", "web-2": "running", "db-1": "running", "c-1": "running"})
+	after := p.waitRunning("web-1", "web-2", "db-1", "c-1")
 	for _, name := range []string{"web-1", "web-2"} {
 		b, a := row(before, name), row(after, name)
 		if a.Pid == b.Pid && a.Node == b.Node {
@@ -576,25 +454,16 @@ services:
 		t.Errorf("the new service c has no node: %+v", c)
 	}
 	p.waitLogs("web-two")
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // cp reaches a replica on another node of the allocation: the copy runs
 // there, in a step of the job (the instance's root is that node's).
 func TestSlurmCpRemoteReplica(t *testing.T) {
-	p := newProject(t, `
-services:
-  app:
-    image: busybox
-    command: sleep 3600
-    deploy:
-      placement:
-        constraints: ["node.hostname == n3"]
-`)
-	job := p.inAllocation()
+	p := newProject(t, oneService("app", "sleep 3600", onNode("n3")))
+	p.inAllocation()
 	p.upDetached()
-	p.waitStatus(map[string]string{"app-1": "running"})
+	p.waitRunning("app-1")
 	in := p.write("in.txt", "to n3\n")
 	p.must("cp", in, "app:/tmp/in.txt")
 	if out := p.must("exec", "-T", "app", "cat", "/tmp/in.txt"); out != "to n3\n" {
@@ -608,27 +477,14 @@ services:
 	if code, _, errs := p.sstack("cp", "app:/no/such", out); code == 0 || !strings.Contains(errs, "/no/such") {
 		t.Errorf("a missing source on n3: exit code %d, %q", code, errs)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }
 
 // run inside an allocation: the dependency is started on its node, and
 // the one-off reaches it by name at that node's address.
 func TestSlurmRunReachesDependency(t *testing.T) {
-	p := newProject(t, `
-services:
-  server:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-n2 > /tmp/www/index.html && exec httpd -f -p 127.0.0.12:8080 -h /tmp/www"]
-    deploy:
-      placement:
-        constraints: ["node.hostname == n2"]
-  client:
-    image: busybox
-    command: ["true"]
-    depends_on: [server]
-`)
-	job := p.inAllocation()
+	p := newProject(t, services(serverOnN2, service("client", `["true"]`, "depends_on: [server]")))
+	p.inAllocation()
 	code, out, errs := p.sstack("run", "--rm", "-T", "client", "sh", "-c", "until wget -q -O- http://server:8080/; do sleep 0.2; done")
 	if code != 0 || !strings.Contains(out, "hello-from-n2") {
 		t.Errorf("run client: exit code %d, want the page of server on n2\nstdout:\n%s\nstderr:\n%s", code, out, errs)
@@ -636,6 +492,5 @@ services:
 	if s := row(p.ps(), "server-1"); s == nil || s.Node != "n2" {
 		t.Errorf("the dependency: %+v, want server-1 on n2", s)
 	}
-	p.down()
-	assertNothingLeftInJob(t, p.name, job)
+	p.downLeavesNothing()
 }

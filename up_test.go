@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sstack/internal/testutil"
 	"strings"
 	"testing"
 )
@@ -84,8 +85,7 @@ volumes:
 	)
 	// web is created only once db has started.
 	before(t, r.stderr.String(), "Instance "+p.name+".db.1  Started", "Instance "+p.name+".web.1  Creating")
-	r.ctrlC(t)
-	assertNothingLeft(t, p.name)
+	p.ctrlCLeavesNothing(r)
 	// The named volume outlives the stack and keeps what was seeded.
 	if m, _ := filepath.Glob(filepath.Join(p.stateDir, p.name, "volumes", "*", "hello.txt")); len(m) != 1 {
 		t.Errorf("named volume not kept under the state directory: %v", m)
@@ -120,53 +120,33 @@ services:
 		t.Fatalf("exit code %d\n%s", code, errs)
 	}
 	contains(t, "stdout", out, "ro-1 | root=readonly\n", "ro-1 | scratch=writable\n", "ro-1 | from_file=yes it is\n", "rw-1 | root=writable\n")
-	assertNothingLeft(t, p.name)
+	p.assertNothingLeft()
 }
 
-// A missing image that is not to be pulled is an error before anything
-// is created, naming the service, the paths tried and the command that
-// fetches it. (Without --pull never, up pulls it: see pull_test.go.)
-func TestMissingImageStartsNothing(t *testing.T) {
-	p := newProject(t, `
-services:
-  ok:
-    image: busybox
-    command: ["sleep", "100"]
-  broken:
-    image: redis:7
-`)
-	code, _, errs := p.run("up", "--pull", "never")
-	if code == 0 {
-		t.Fatalf("exit code 0 with a missing image")
+// What up refuses before anything is created: a missing image that is
+// not to be pulled, naming the service, the paths tried and the command
+// that fetches it (without --pull never, up pulls it: see pull_test.go);
+// a secret file readable by others, with the chmod that fixes it.
+func TestUpRefusesBeforeAnythingStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name, compose string
+		files         map[string]string
+		args, want    []string
+	}{
+		{"missing image", services(service("ok", `["sleep", "100"]`), "  broken:\n    image: redis:7\n"), nil,
+			[]string{"up", "--pull", "never"}, []string{`service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken"}},
+		{"secret readable by others", services(service("db", `["sleep", "100"]`, `secrets: ["pw"]`)) + "secrets:\n  pw:\n    file: ./pw.txt\n",
+			map[string]string{"pw.txt": "x"}, nil, []string{`service "db"`, "chmod 600"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newProject(t, tc.compose)
+			for name, content := range tc.files {
+				p.write(name, content)
+			}
+			p.refusedBeforeStart(-1, tc.args, tc.want...)
+		})
 	}
-	contains(t, "error", errs, `service "broken"`, "redis+7.sif", "redis_7.sif", "--pull never", "sstack pull broken")
-	if strings.Contains(errs, "Creating") {
-		t.Errorf("something was created:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
-}
-
-// A secret file readable by others is refused, with the chmod that fixes it.
-func TestSecretReadableByOthersRefused(t *testing.T) {
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sleep", "100"]
-    secrets: [pw]
-secrets:
-  pw:
-    file: ./pw.txt
-`)
-	p.write("pw.txt", "x")
-	code, _, errs := p.run()
-	if code == 0 {
-		t.Fatal("exit code 0 with a world-readable secret")
-	}
-	if !strings.Contains(errs, `service "db"`) || !strings.Contains(errs, "chmod 600") {
-		t.Errorf("error does not say how to fix it:\n%s", errs)
-	}
-	assertNothingLeft(t, p.name)
 }
 
 // `sstack config` prints the resolved plan, and warns about what it does
@@ -174,9 +154,7 @@ secrets:
 func TestConfigNeedsNoRuntime(t *testing.T) {
 	integration(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(dir, "compose.yaml"), "services:\n  web:\n    image: ./img.sif\n    command: echo hi\n    network_mode: host\n    ports: [\"8080:80\"]\n", 0o644)
 	if err := os.WriteFile(filepath.Join(dir, "img.sif"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

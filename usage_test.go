@@ -7,7 +7,6 @@ package main
 // on a terminal. (With a cgroup, as root: prometheus_test.go.)
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,12 +14,7 @@ import (
 )
 
 func TestUsageFromProcForAnUnprivilegedUser(t *testing.T) {
-	p := newUserProject(t, `
-services:
-  busy:
-    image: busybox
-    command: ["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]
-`)
+	p := newUserProject(t, oneService("busy", `["sh", "-c", "while true; do i=0; while [ $$i -lt 3000 ]; do i=$$((i+1)); done; sleep 0.1; done"]`))
 	t.Parallel()
 	addr := freeAddr(t)
 	p.upDetached("--metrics-addr", addr)
@@ -60,12 +54,11 @@ services:
 	if t.Failed() {
 		t.Fatal(why)
 	}
-	out := p.must("stats", "--no-stream", "--format", "json")
-	var row statsRow
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &row); err != nil {
-		t.Fatalf("%v: %s", err, out)
+	rows := p.stats()
+	if len(rows) != 1 {
+		t.Fatalf("stats: %+v, want busy-1's row only", rows)
 	}
-	if row.Name != "busy-1" || row.Usage.Source != "proc" || row.Usage.CPUSeconds <= 0 || row.CPUPerc == "0.00%" || row.Usage.MemoryLimitBytes != 0 {
+	if row := rows[0]; row.Name != "busy-1" || row.Usage.Source != "proc" || row.Usage.CPUSeconds <= 0 || row.CPUPerc == "0.00%" || row.Usage.MemoryLimitBytes != 0 {
 		t.Errorf("stats as an unprivileged user: %+v", row)
 	}
 }
@@ -75,12 +68,7 @@ func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 // On a terminal stats redraws its table in place each second, and ends
 // (with 0) when the stack stops.
 func TestStatsOnATerminal(t *testing.T) {
-	p := newProject(t, `
-services:
-  web:
-    image: busybox
-    command: ["sleep", "600"]
-`)
+	p := newProject(t, oneService("web", `["sleep", "600"]`))
 	t.Parallel()
 	p.upDetached()
 	down := p.command("down") // before runOnTerminal changes p.env

@@ -23,22 +23,28 @@ func mustPlacement(t *testing.T, yaml string) *Plan {
 	return p
 }
 
+// withDB is a compose file whose first service is db, with keys (lines of
+// YAML under it), and rest after it (other services, top-level keys).
+func withDB(keys, rest string) string {
+	return "services:\n  db:\n    image: ../images/busybox.sif\n" + keys + rest
+}
+
+// placedDB is withDB with the lines of placement under db's
+// deploy.placement.
+func placedDB(placement, rest string) string {
+	return withDB("    deploy:\n      placement:\n"+placement, rest)
+}
+
 var threeNodes = []Node{{Name: "n1"}, {Name: "n2", Labels: map[string]string{"rack": "a"}}, {Name: "n3", Labels: map[string]string{"rack": "b", "gpu": "true"}}}
 
 func TestPlacementLoads(t *testing.T) {
-	p := mustPlacement(t, `
-services:
-  db:
-    image: ../images/busybox.sif
-    deploy:
-      placement:
-        constraints: ["node.hostname==n2", "node.labels.disk != hdd"]
+	p := mustPlacement(t, placedDB(`        constraints: ["node.hostname==n2", "node.labels.disk != hdd"]
         max_replicas_per_node: 2
         preferences: [{spread: node.labels.rack}]
-x-sstack:
+`, `x-sstack:
   node_labels:
     n2: {disk: ssd, fast: true}
-`)
+`))
 	pl := p.Service("db").Placement
 	if pl == nil || len(pl.Constraints) != 2 || pl.Constraints[0].String() != "node.hostname == n2" || pl.Constraints[1].String() != "node.labels.disk != hdd" ||
 		pl.MaxPerNode != 2 || !slices.Equal(pl.Spread, []string{"node.labels.rack"}) {
@@ -60,7 +66,7 @@ func TestPlacementConstraintsParse(t *testing.T) {
 		{"  node.labels.zone==us east  ", "node.labels.zone == us east"},
 		{"node.labels.rack-id != r1.a", "node.labels.rack-id != r1.a"},
 	} {
-		p := mustPlacement(t, "services:\n  db:\n    image: ../images/busybox.sif\n    deploy:\n      placement:\n        constraints: ['"+c.in+"']\n")
+		p := mustPlacement(t, placedDB("        constraints: ['"+c.in+"']\n", ""))
 		pl := p.Service("db").Placement
 		if pl == nil || len(pl.Constraints) != 1 || pl.Constraints[0].String() != c.want {
 			t.Errorf("%q: %+v, want %s", c.in, pl, c.want)
@@ -86,7 +92,7 @@ func TestPlacementErrors(t *testing.T) {
 		{`preferences: [{spread: node.id}]`, "deploy.placement.preferences", `spread: "node.id": sstack spreads over node.hostname or node.labels.NAME`},
 		{`preferences: [{spread: node.labels.}]`, "deploy.placement.preferences", "sstack spreads over node.hostname or node.labels.NAME"},
 	} {
-		_, err := loadPlacement(t, "services:\n  db:\n    image: ../images/busybox.sif\n    deploy:\n      placement:\n        "+c.placement+"\n")
+		_, err := loadPlacement(t, placedDB("        "+c.placement+"\n", ""))
 		if want := `service "db": ` + c.key + ": "; err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q and %q", c.placement, err, want, c.want)
 		}
@@ -94,20 +100,16 @@ func TestPlacementErrors(t *testing.T) {
 }
 
 func TestNodeLabels(t *testing.T) {
-	p := mustPlacement(t, `
-services:
-  db:
-    image: ../images/busybox.sif
-x-sstack:
+	p := mustPlacement(t, withDB("", `x-sstack:
   node_labels:
     n1:
     n2: {role: db, rack: r1, cores: 64, ratio: 1.5}
-`)
+`))
 	want := map[string]map[string]string{"n1": {}, "n2": {"role": "db", "rack": "r1", "cores": "64", "ratio": "1.5"}}
 	if !reflect.DeepEqual(p.NodeLabels, want) {
 		t.Errorf("node labels: %v, want %v", p.NodeLabels, want)
 	}
-	p = mustPlacement(t, "services:\n  db:\n    image: ../images/busybox.sif\nx-sstack:\n  node_lables: {n1: {a: b}}\n")
+	p = mustPlacement(t, withDB("", "x-sstack:\n  node_lables: {n1: {a: b}}\n"))
 	if !hasWarning(p, "", "x-sstack.node_lables") || p.NodeLabels != nil {
 		t.Errorf("a misspelt key: warnings %v, labels %v", p.Warnings, p.NodeLabels)
 	}
@@ -118,13 +120,13 @@ x-sstack:
 		{"{node_labels: {n1: gpu}}", "x-sstack.node_labels.n1: want a mapping of labels to values"},
 		{"{node_labels: {n1: {gpu: [a, b]}}}", "x-sstack.node_labels.n1.gpu: want a string, number or boolean value"},
 	} {
-		_, err := loadPlacement(t, "services:\n  db:\n    image: ../images/busybox.sif\nx-sstack: "+c.xsstack+"\n")
+		_, err := loadPlacement(t, withDB("", "x-sstack: "+c.xsstack+"\n"))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("x-sstack: %s: %v, want %q", c.xsstack, err, c.want)
 		}
 	}
 	// Errors come in node order, whatever the map order.
-	_, err := loadPlacement(t, "services:\n  db:\n    image: ../images/busybox.sif\nx-sstack: {node_labels: {h: 1, g: 1, f: 1, e: 1, d: 1, c: 1, b: 1, a: 1}}\n")
+	_, err := loadPlacement(t, withDB("", "x-sstack: {node_labels: {h: 1, g: 1, f: 1, e: 1, d: 1, c: 1, b: 1, a: 1}}\n"))
 	got := problems(err)
 	if !slices.IsSorted(got) || len(got) != 8 {
 		t.Errorf("errors not in node order: %q", got)
@@ -132,21 +134,15 @@ x-sstack:
 }
 
 func TestPlacementPrinted(t *testing.T) {
-	p := mustPlacement(t, `
-services:
-  db:
-    image: ../images/busybox.sif
-    deploy:
-      placement:
-        constraints: ["node.labels.disk==ssd"]
+	p := mustPlacement(t, placedDB(`        constraints: ["node.labels.disk==ssd"]
         max_replicas_per_node: 99999999999999999999
         preferences: [{spread: node.labels.rack}, {spread: node.hostname}]
-  web:
+`, `  web:
     image: ../images/busybox.sif
 x-sstack:
   node_labels:
     n2: {disk: ssd}
-`)
+`))
 	if got := p.Service("db").Placement.MaxPerNode; got != MaxReplicas {
 		t.Errorf("a huge max_replicas_per_node is %d, want %d", got, MaxReplicas)
 	}
@@ -284,14 +280,7 @@ func TestPlaceTenOverThree(t *testing.T) {
 }
 
 func TestPlacementFromFile(t *testing.T) {
-	p := mustPlacement(t, `
-services:
-  db:
-    image: ../images/busybox.sif
-    deploy:
-      placement:
-        constraints: [node.labels.role == db]
-  web:
+	p := mustPlacement(t, placedDB("        constraints: [node.labels.role == db]\n", `  web:
     image: ../images/busybox.sif
     depends_on: [db]
     deploy:
@@ -302,7 +291,7 @@ services:
 x-sstack:
   node_labels:
     n2: {role: db}
-`)
+`))
 	got, un := p.Place([]Node{{Name: "n1"}, {Name: "n2"}, {Name: "n3"}})
 	if want := (Assignment{"db": {"n2"}, "web": {"n1", "n3", "n1"}}); len(un) != 0 || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v %v, want %v", got, un, want)
@@ -355,15 +344,11 @@ func TestPlaceOne(t *testing.T) {
 }
 
 func TestPlacedHosts(t *testing.T) {
-	p := mustPlacement(t, `
-services:
-  db:
-    image: ../images/busybox.sif
-  web:
+	p := mustPlacement(t, withDB("", `  web:
     image: ../images/busybox.sif
     deploy: {replicas: 2}
     extra_hosts: ["ext=10.0.0.1"]
-`)
+`))
 	addr := map[string][]string{"db": {"127.0.0.12"}, "web": {"127.0.0.11", "127.0.0.13"}}
 	got := HostsText(p.PlacedHosts(p.Service("web"), func(s string) []string { return addr[s] }))
 	for _, want := range []string{"127.0.0.12 db\n", "127.0.0.12 db-1\n", "127.0.0.11 web\n", "127.0.0.13 web\n", "127.0.0.11 web-1\n", "127.0.0.13 web-2\n", "10.0.0.1 ext\n"} {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,30 +47,27 @@ func TestForReplica(t *testing.T) {
 			Healthcheck: &Healthcheck{Test: []string{"/bin/sh", "-c", "test -f /tmp/{{.Task.Slot}}"}, Retries: 3},
 		}
 	}
+	// expanded: base's every field with the slot n, as ForReplica(n) makes
+	// them.
+	expanded := func(n string) func(*Service) {
+		return func(s *Service) {
+			s.Entrypoint = []string{"/bin/sh", "-c", "echo " + n}
+			s.Command = []string{"echo", n}
+			s.Environment = []string{"ID=w" + n, "K{{.Task.Slot}}=v" + n, "PLAIN=x", "EMPTY="}
+			s.WorkingDir = "/work/" + n
+			s.Mounts[0].Source = "/srv/data/" + n
+			s.Mounts[1].Target = "/v/" + n
+			s.Healthcheck.Test = []string{"/bin/sh", "-c", "test -f /tmp/" + n}
+		}
+	}
 	for _, c := range []struct {
 		name string
 		in   *Service
 		n    int
 		want func(*Service)
 	}{
-		{"every field", base(), 2, func(s *Service) {
-			s.Entrypoint = []string{"/bin/sh", "-c", "echo 2"}
-			s.Command = []string{"echo", "2"}
-			s.Environment = []string{"ID=w2", "K{{.Task.Slot}}=v2", "PLAIN=x", "EMPTY="}
-			s.WorkingDir = "/work/2"
-			s.Mounts[0].Source = "/srv/data/2"
-			s.Mounts[1].Target = "/v/2"
-			s.Healthcheck.Test = []string{"/bin/sh", "-c", "test -f /tmp/2"}
-		}},
-		{"replica 1", base(), 1, func(s *Service) {
-			s.Entrypoint = []string{"/bin/sh", "-c", "echo 1"}
-			s.Command = []string{"echo", "1"}
-			s.Environment = []string{"ID=w1", "K{{.Task.Slot}}=v1", "PLAIN=x", "EMPTY="}
-			s.WorkingDir = "/work/1"
-			s.Mounts[0].Source = "/srv/data/1"
-			s.Mounts[1].Target = "/v/1"
-			s.Healthcheck.Test = []string{"/bin/sh", "-c", "test -f /tmp/1"}
-		}},
+		{"every field", base(), 2, expanded("2")},
+		{"replica 1", base(), 1, expanded("1")},
 		{"nil and empty stay as they are", &Service{Name: "x", Entrypoint: nil, Command: []string{}}, 5, func(s *Service) {}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,27 +107,15 @@ func TestForReplica(t *testing.T) {
 // slice, but by hand, so that the test does not trust the code under test.
 func deepCopy(s *Service) *Service {
 	c := *s
-	if s.Entrypoint != nil {
-		c.Entrypoint = append([]string{}, s.Entrypoint...)
-	}
-	if s.Command != nil {
-		c.Command = append([]string{}, s.Command...)
-	}
-	if s.Environment != nil {
-		c.Environment = append([]string{}, s.Environment...)
-	}
-	if s.Mounts != nil {
-		c.Mounts = append([]Mount{}, s.Mounts...)
-	}
-	if s.ExtraHosts != nil {
-		c.ExtraHosts = append([]HostEntry{}, s.ExtraHosts...)
-	}
-	if s.DependsOn != nil {
-		c.DependsOn = append([]Dependency{}, s.DependsOn...)
-	}
+	c.Entrypoint = slices.Clone(s.Entrypoint)
+	c.Command = slices.Clone(s.Command)
+	c.Environment = slices.Clone(s.Environment)
+	c.Mounts = slices.Clone(s.Mounts)
+	c.ExtraHosts = slices.Clone(s.ExtraHosts)
+	c.DependsOn = slices.Clone(s.DependsOn)
 	if s.Healthcheck != nil {
 		h := *s.Healthcheck
-		h.Test = append([]string{}, h.Test...)
+		h.Test = slices.Clone(h.Test)
 		c.Healthcheck = &h
 	}
 	return &c

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"sstack/internal/api"
+	"sstack/internal/testutil"
 )
 
 // families gathers the registry into name → family.
@@ -80,53 +80,9 @@ func TestNamesTypesAndLabels(t *testing.T) {
 		return []api.ReplicaStats{{Service: "web", Replica: 1, Usage: api.Usage{Source: api.SourceCgroupV1, MemoryLimitBytes: 1}}}, nil
 	})
 	fams := families(t, m)
-	want := map[string]dto.MetricType{
-		"sstack_service_oom_kills_total":            dto.MetricType_COUNTER,
-		"sstack_service_restarts_exhausted":         dto.MetricType_GAUGE,
-		"sstack_container_cpu_usage_seconds_total":  dto.MetricType_COUNTER,
-		"sstack_container_memory_usage_bytes":       dto.MetricType_GAUGE,
-		"sstack_container_memory_working_set_bytes": dto.MetricType_GAUGE,
-		"sstack_container_spec_memory_limit_bytes":  dto.MetricType_GAUGE,
-		"sstack_container_processes":                dto.MetricType_GAUGE,
-		"sstack_container_threads":                  dto.MetricType_GAUGE,
-		"sstack_container_fs_reads_bytes_total":     dto.MetricType_COUNTER,
-		"sstack_container_fs_writes_bytes_total":    dto.MetricType_COUNTER,
-		"sstack_container_oom_events_total":         dto.MetricType_COUNTER,
-		"sstack_usage_read_errors_total":            dto.MetricType_COUNTER,
-		"sstack_service_restarts_total":             dto.MetricType_COUNTER,
-		"sstack_service_up":                         dto.MetricType_GAUGE,
-		"sstack_service_healthy":                    dto.MetricType_GAUGE,
-		"sstack_service_last_exit_code":             dto.MetricType_GAUGE,
-		"sstack_service_start_seconds":              dto.MetricType_HISTOGRAM,
-		"sstack_log_lines_total":                    dto.MetricType_COUNTER,
-	}
-	for name, typ := range want {
-		f := fams[name]
-		if f == nil {
-			t.Errorf("%s missing", name)
-			continue
-		}
-		if f.GetType() != typ {
-			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
-		}
-		wantLabels := "project,replica,service"
-		switch name {
-		case "sstack_log_lines_total":
-			wantLabels = "project,replica,service,stream"
-		case "sstack_usage_read_errors_total":
-			wantLabels = "project"
-		}
-		for _, s := range f.GetMetric() {
-			var names []string
-			for _, l := range s.GetLabel() {
-				names = append(names, l.GetName())
-			}
-			sort.Strings(names)
-			if got := strings.Join(names, ","); got != wantLabels {
-				t.Errorf("%s has labels %s, want %s", name, got, wantLabels)
-			}
-		}
-	}
+	// (No network is read here.)
+	want := testutil.MetricTypesWithout("sstack_network_receive_bytes_total", "sstack_network_transmit_bytes_total")
+	testutil.CheckFamilies(t, fams, want, "proj")
 	var goSeen, procSeen bool
 	for name := range fams {
 		goSeen = goSeen || strings.HasPrefix(name, "go_")

@@ -357,21 +357,13 @@ func TestBindsAndHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(ro, "f"), []byte("ro content"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(ro, "f"), "ro content", 0o644)
 	secret := filepath.Join(dir, "pw.txt")
 	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostsContent := "127.0.0.1\tlocalhost\n127.0.0.1\tdb\n10.1.2.3\textra\n"
-	if err := os.WriteFile(resolv, []byte("nameserver 10.0.2.3\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hosts, []byte(hostsContent), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, resolv, "nameserver 10.0.2.3\n", 0o644)
+	testutil.WriteFile(t, secret, "s3cret", 0o600)
+	testutil.WriteFile(t, hosts, hostsContent, 0o644)
 	inst := startBusybox(t, rt, singularity.InstanceSpec{
 		Binds: []singularity.Bind{
 			{Source: rw, Target: "/data"},
@@ -410,9 +402,7 @@ func TestBindsAndHosts(t *testing.T) {
 
 	// A user bind onto /etc/hosts wins over the generated file, as in Docker.
 	own := filepath.Join(dir, "own-hosts")
-	if err := os.WriteFile(own, []byte("10.9.9.9\town\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, own, "10.9.9.9\town\n", 0o644)
 	inst = startBusybox(t, rt, singularity.InstanceSpec{
 		Binds:     []singularity.Bind{{Source: own, Target: "/etc/hosts", ReadOnly: true}},
 		HostsFile: hosts,
@@ -426,9 +416,7 @@ func TestTmpfs(t *testing.T) {
 	t.Parallel()
 	rt := testimg.RequireRuntime(t)
 	secret := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(secret, []byte("pw"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, secret, "pw", 0o600)
 	// The bind lands inside the tmpfs: Apptainer mounts scratch first.
 	inst := startBusybox(t, rt, singularity.InstanceSpec{
 		Tmpfs: []string{"/run/cache", testimg.SeedDir},
@@ -458,15 +446,11 @@ func TestTmpfsTmpWithBindsBelow(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "s.sh")
 	sub := filepath.Join(dir, "d")
-	if err := os.WriteFile(script, []byte("echo hi\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, script, "echo hi\n", 0o644)
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(sub, "f"), []byte("in d"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, filepath.Join(sub, "f"), "in d", 0o644)
 	for _, readOnly := range []bool{false, true} {
 		inst := startBusybox(t, rt, singularity.InstanceSpec{
 			Tmpfs:        []string{"/tmp", "/var/tmp"},

@@ -160,19 +160,7 @@ func TestStartArgs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args, err := StartArgs(c.spec)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.Join(args, " | "); got != c.want {
-				t.Errorf("args\n got %s\nwant %s", got, c.want)
-			}
+			checkStartArgs(t, c.spec, c.want, c.err)
 		})
 	}
 	// A relative image path is made absolute: the client runs in "/".
@@ -488,5 +476,25 @@ func TestProvidedByMount(t *testing.T) {
 		if got := providedByMount(spec, dir); got != want {
 			t.Errorf("providedByMount(%q) = %v, want %v", dir, got, want)
 		}
+	}
+}
+
+// checkStartArgs checks StartArgs(spec): joined with " | ", its arguments
+// are want, or, when wantErr is not empty, it fails with an error that
+// says wantErr.
+func checkStartArgs(t *testing.T, spec InstanceSpec, want, wantErr string) {
+	t.Helper()
+	args, err := StartArgs(spec)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(args, " | "); got != want {
+		t.Errorf("args\n got %s\nwant %s", got, want)
 	}
 }

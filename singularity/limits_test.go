@@ -34,20 +34,7 @@ func TestStartArgsLimitsAndGPUs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.spec.Name, c.spec.Image = "p.s.1", "/i.sif"
-			args, err := StartArgs(c.spec)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := "-s | instance | start | " + isolation + " | " + c.want + " | /i.sif | p.s.1"
-			if got := strings.Join(args, " | "); got != want {
-				t.Errorf("args\n got %s\nwant %s", got, want)
-			}
+			checkStartArgs(t, c.spec, "-s | instance | start | "+isolation+" | "+c.want+" | /i.sif | p.s.1", c.err)
 		})
 	}
 }

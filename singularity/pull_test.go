@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sstack/internal/testutil"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +58,7 @@ func TestPhaseWriter(t *testing.T) {
 func fakeApptainer(t *testing.T, body string) *Apptainer {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "apptainer")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, bin, "#!/bin/sh\n"+body+"\n", 0o755)
 	return &Apptainer{Binary: bin, Env: []string{"PATH=/usr/bin:/bin", "APPTAINER_NOHTTPS=1", "APPTAINERENV_SECRET=x"}}
 }
 
@@ -78,9 +77,7 @@ func TestPullIsAtomic(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 
-	if err := os.WriteFile(dest, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, dest, "old", 0o644)
 	// The script checks that the settings for apptainer reach it and the
 	// container's do not, and writes to the temporary name, not dest.
 	ok := fakeApptainer(t, `[ "$APPTAINER_NOHTTPS" = 1 ] && [ -z "$APPTAINERENV_SECRET" ] || exit 3

@@ -61,6 +61,19 @@ func newRemote(t *testing.T) (*Remote, *syncBuffer) {
 	return launchAs(t, "local", beAgent+"=1")
 }
 
+// remoteWithInstance is newRemote's agent with an instance of the busybox
+// image started through it, named after prefix; it returns the agent, its
+// log and the instance's spec.
+func remoteWithInstance(t *testing.T, prefix string) (*Remote, *syncBuffer, singularity.InstanceSpec) {
+	t.Helper()
+	spec := singularity.InstanceSpec{Name: testimg.InstanceName(t, prefix), Image: testimg.Busybox(t)}
+	r, log := newRemote(t)
+	if err := r.StartInstance(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	return r, log, spec
+}
+
 // newFakeRemote is node's agent serving fakeNode: the wire and the
 // dispatch without Apptainer.
 func newFakeRemote(t *testing.T, node string) *Remote {
@@ -162,13 +175,8 @@ func TestPlacedDispatchesToTheReplicasNode(t *testing.T) {
 // healthcheck-style exec, and ErrNoInstance across the wire.
 func TestRemoteRuntime(t *testing.T) {
 	testimg.RequireRuntime(t)
-	image := testimg.Busybox(t)
-	r, log := newRemote(t)
-	ctx := context.Background()
-	name := testimg.InstanceName(t, "agent")
-	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
-		t.Fatal(err)
-	}
+	r, log, spec := remoteWithInstance(t, "agent")
+	ctx, name := context.Background(), spec.Name
 	infos, err := r.ListInstances(ctx, name)
 	if err != nil || len(infos) != 1 || infos[0].Name != name {
 		t.Fatalf("list: %v %v", infos, err)
@@ -228,13 +236,8 @@ func TestRemoteRuntime(t *testing.T) {
 // restart policy.
 func TestAgentCleansUpWhenTheSupervisorIsGone(t *testing.T) {
 	rt := testimg.RequireRuntime(t)
-	image := testimg.Busybox(t)
-	r, _ := newRemote(t)
-	ctx := context.Background()
-	name := testimg.InstanceName(t, "agentgone")
-	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
-		t.Fatal(err)
-	}
+	r, _, spec := remoteWithInstance(t, "agentgone")
+	ctx, name := context.Background(), spec.Name
 	proc, err := r.StartProcess(ctx, singularity.ProcessSpec{Instance: name, Args: []string{"sleep", "3600"}})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +261,7 @@ func TestAgentCleansUpWhenTheSupervisorIsGone(t *testing.T) {
 		t.Errorf("instance left behind: %v", infos)
 	}
 	// The next call launches a new agent.
-	if err := r.StartInstance(ctx, singularity.InstanceSpec{Name: name, Image: image}); err != nil {
+	if err := r.StartInstance(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	if r.live() == c {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sstack/compose"
+	"sstack/internal/testutil"
 	"sstack/singularity"
 )
 
@@ -179,9 +180,7 @@ func TestImagesSharedImagePulledOnce(t *testing.T) {
 func TestImagesFailures(t *testing.T) {
 	dir := t.TempDir()
 	def := filepath.Join(t.TempDir(), "app.def")
-	if err := os.WriteFile(def, []byte("Bootstrap: localimage\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, def, "Bootstrap: localimage\n", 0o644)
 	buildable := registryService(dir, "web", "app:1", "")
 	buildable.ImageSource.Build = &compose.ImageBuild{Context: filepath.Dir(def), Definition: def}
 	dockerfile := registryService(dir, "etl", "etl-kafka", "")
@@ -262,9 +261,7 @@ func TestBuildOnlyWhenChanged(t *testing.T) {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(ctxDir, name)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(ctxDir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteFile(t, filepath.Join(ctxDir, name), content, 0o644)
 	}
 	write("app.def", "Bootstrap: localimage\n")
 	write("data/a.txt", "a")
@@ -380,9 +377,7 @@ func TestToRemove(t *testing.T) {
 func TestRows(t *testing.T) {
 	dir := t.TempDir()
 	sif := dir + "/app.sif"
-	if err := os.WriteFile(sif, []byte("not really a SIF"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteFile(t, sif, "not really a SIF", 0o644)
 	plan := &compose.Plan{Services: []compose.Service{
 		{Name: "app", ImageRef: "./app.sif", Image: sif},
 		{Name: "db", ImageRef: "redis:7", Image: dir + "/redis+7.sif", ImageSource: &compose.ImageSource{Name: "redis:7", Pull: "docker://redis:7"}},

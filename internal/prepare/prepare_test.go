@@ -11,16 +11,12 @@ import (
 	"testing"
 
 	"sstack/compose"
+	"sstack/internal/testutil"
 	"sstack/singularity"
 )
 
 func TestCheckPorts(t *testing.T) {
-	held, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	taken := held.Addr().(*net.TCPAddr).Port
+	taken := testutil.HoldTCP(t, ":0").Port
 	free, err := net.Listen("tcp", ":0")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sstack/internal/testutil"
 	"strconv"
 	"syscall"
 	"testing"
@@ -96,9 +97,7 @@ func fakeProc(t *testing.T, procs map[int]*fakeProcess) string {
 			"cmdline": p.cmdline,
 		}
 		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testutil.WriteFile(t, filepath.Join(dir, name), content, 0o644)
 		}
 		if err := os.Symlink("pid:["+p.ns+"]", filepath.Join(dir, "ns", "pid")); err != nil {
 			t.Fatal(err)
@@ -134,29 +133,28 @@ func TestReadFromFakeProc(t *testing.T) {
 	})
 	t.Cleanup(func() { procDir = "/proc" })
 
-	tree, err := Tree(10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Process{
-		{Pid: 10, PPid: 1, UID: 0, Command: "Apptainer instance: root [app.web.1]"},
-		{Pid: 11, PPid: 10, UID: 0, Command: "appinit"},
-	}
-	if !reflect.DeepEqual(tree, want) {
-		t.Errorf("Tree(10) = %+v\nwant %+v", tree, want)
-	}
-
-	inst, err := InNamespaceOf(11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want = []Process{
-		{Pid: 11, PPid: 10, UID: 0, Command: "appinit"},
-		{Pid: 21, PPid: 20, UID: 1000, Command: "sh -c echo a b"},
-		{Pid: 23, PPid: 21, UID: 1000, Command: "[sleep]"},
-	}
-	if !reflect.DeepEqual(inst, want) {
-		t.Errorf("InNamespaceOf(11) = %+v\nwant %+v", inst, want)
+	for _, c := range []struct {
+		call string
+		read func() ([]Process, error)
+		want []Process
+	}{
+		{"Tree(10)", func() ([]Process, error) { return Tree(10) }, []Process{
+			{Pid: 10, PPid: 1, UID: 0, Command: "Apptainer instance: root [app.web.1]"},
+			{Pid: 11, PPid: 10, UID: 0, Command: "appinit"},
+		}},
+		{"InNamespaceOf(11)", func() ([]Process, error) { return InNamespaceOf(11) }, []Process{
+			{Pid: 11, PPid: 10, UID: 0, Command: "appinit"},
+			{Pid: 21, PPid: 20, UID: 1000, Command: "sh -c echo a b"},
+			{Pid: 23, PPid: 21, UID: 1000, Command: "[sleep]"},
+		}},
+	} {
+		got, err := c.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s = %+v\nwant %+v", c.call, got, c.want)
+		}
 	}
 
 	// pid 1 is "self" here: its namespace is sstack's own, so the

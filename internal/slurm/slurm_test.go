@@ -261,6 +261,20 @@ func detectJob(t *testing.T, job string) *Allocation {
 	return a
 }
 
+// agentStep allocates a job of the three nodes and makes the command of an
+// agent step on its node n (from 0) that runs script with /bin/sh, killed
+// after a minute at the most; it returns the job, the context that bounds
+// the step, and the command, not started.
+func agentStep(t *testing.T, n int, script string) (string, context.Context, *exec.Cmd) {
+	t.Helper()
+	job := allocate(t)
+	a := detectJob(t, job)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	argv := AgentStep("srun", job, a.Nodes[n], []string{"/bin/sh", "-c", script})
+	return job, ctx, exec.CommandContext(ctx, argv[0], argv[1:]...)
+}
+
 func TestDetectOnTheCluster(t *testing.T) {
 	job := allocate(t)
 	a := detectJob(t, job)
@@ -275,13 +289,8 @@ func TestDetectOnTheCluster(t *testing.T) {
 }
 
 func TestAgentStepOnTheCluster(t *testing.T) {
-	job := allocate(t)
-	a := detectJob(t, job)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	argv := AgentStep("srun", job, a.Nodes[1], []string{"/bin/sh", "-c", "echo $SLURMD_NODENAME"})
+	job, ctx, cmd := agentStep(t, 1, "echo $SLURMD_NODENAME")
 	var stderr strings.Builder
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil || string(out) != "n2\n" {
@@ -298,13 +307,7 @@ func TestAgentStepOnTheCluster(t *testing.T) {
 // A step is found by its name and stopped from outside with SIGTERM, which
 // its task sees and survives long enough to say so.
 func TestStepsOfAndSignalStep(t *testing.T) {
-	job := allocate(t)
-	a := detectJob(t, job)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	argv := AgentStep("srun", job, a.Nodes[2], []string{"/bin/sh", "-c",
-		`trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done`})
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	job, ctx, cmd := agentStep(t, 2, `trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done`)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

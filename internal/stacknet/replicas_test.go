@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // asTestUser runs this test again as an unprivileged user (made with
@@ -108,9 +109,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		if err := os.MkdirAll(www, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("replica-"+name+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteFile(t, filepath.Join(www, "index.html"), "replica-"+name+"\n", 0o644)
 		httpd := enter(r, busybox, "httpd", "-f", "-p", "80", "-h", www)
 		if err := httpd.Start(); err != nil {
 			t.Fatal(err)
@@ -156,7 +155,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		t.Errorf("published port to b: %q", got)
 	}
 	// Outbound: a server of the host on an address other than loopback.
-	if addr := hostAddress(); addr != "" {
+	if addr := testutil.HostAddr(); addr != "" {
 		out, err := net.Listen("tcp", addr+":0")
 		if err != nil {
 			t.Fatal(err)
@@ -190,14 +189,4 @@ func TestReplicaNamespaces(t *testing.T) {
 	if b.alive() {
 		t.Error("b's holder still runs after the stack's holder ended")
 	}
-}
-
-func hostAddress() string {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
-			return ipn.IP.String()
-		}
-	}
-	return ""
 }
