@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"sstack/internal/slurm"
+	"sstack/internal/slurm/slurmtest"
 	"sstack/internal/testimg"
 )
 
@@ -87,9 +87,9 @@ func (p *project) inAllocation() string {
 }
 
 // steps are the job's steps.
-func steps(t *testing.T, job string) []slurm.Step {
+func steps(t *testing.T, job string) []slurmtest.Step {
 	t.Helper()
-	s, err := slurm.StepsOf(context.Background(), job)
+	s, err := slurmtest.StepsOf(context.Background(), job)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestSlurmNamesResolveToNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "an exec step on n2", func() bool {
-		return slices.ContainsFunc(steps(t, job), func(s slurm.Step) bool { return s.Name == "sstack-exec" && s.Nodes == "n2" })
+		return slices.ContainsFunc(steps(t, job), func(s slurmtest.Step) bool { return s.Name == "sstack-exec" && s.Nodes == "n2" })
 	})
 	_ = sleeper.Wait()
 	p.ctrlCLeavesNothing(r)
@@ -239,7 +239,7 @@ func TestSlurmRestartsRemoteReplicas(t *testing.T) {
 	if n2 == "" {
 		t.Fatalf("no step on n2: %v", steps(t, job))
 	}
-	if err := slurm.SignalStep(context.Background(), n2, "KILL"); err != nil {
+	if err := slurmtest.SignalStep(context.Background(), n2, "KILL"); err != nil {
 		t.Fatal(err)
 	}
 	r.waitUntil(t, 60*time.Second, "steady-1 to run again", func() bool {

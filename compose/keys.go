@@ -3,8 +3,6 @@ package compose
 import (
 	"reflect"
 	"strings"
-
-	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // Why sstack ignores a key; shared by keys with the same cause.
@@ -125,13 +123,4 @@ func walkYAMLFields(v reflect.Value, fn func(key string, f reflect.Value)) {
 			fn(name, v.Field(i))
 		}
 	}
-}
-
-// serviceYAMLKeys is every key types.ServiceConfig can hold.
-func serviceYAMLKeys() []string {
-	var keys []string
-	walkYAMLFields(reflect.ValueOf(types.ServiceConfig{}), func(key string, _ reflect.Value) {
-		keys = append(keys, key)
-	})
-	return keys
 }

@@ -139,3 +139,12 @@ func fill(v reflect.Value) {
 		}
 	}
 }
+
+// serviceYAMLKeys is every key types.ServiceConfig can hold.
+func serviceYAMLKeys() []string {
+	var keys []string
+	walkYAMLFields(reflect.ValueOf(types.ServiceConfig{}), func(key string, _ reflect.Value) {
+		keys = append(keys, key)
+	})
+	return keys
+}

@@ -13,7 +13,7 @@
 //     a second sends SIGINT to the task, then kills the step. SIGKILL of srun
 //     leaves the step running for 2-3 s, then Slurm kills it. So a graceful
 //     stop is the agent's own protocol, SIGUSR1/2 through srun, or
-//     SignalStep(..., "TERM") from outside; never SIGTERM to srun.
+//     `scancel --ctld --signal=TERM JOB.STEP` from outside (slurmtest.SignalStep); never SIGTERM to srun.
 //   - An `srun --overlap ... true` step takes 25-29 ms end to end; 30 in
 //     parallel (10 a node) finish in 0.28 s, and 30 long ones have all their
 //     tasks running 240 ms after the first srun was started.
@@ -325,58 +325,6 @@ func AgentStep(srun string, job string, node Node, cmd []string) []string {
 	args := []string{srun, "--jobid=" + job, "--overlap", "--whole", "--mem=0", "--cpu-bind=none",
 		"-N1", "-n1", "-w", node.Name, "--job-name=" + AgentName, "--export=ALL", "-Q"}
 	return append(args, cmd...)
-}
-
-// Step is one job step, as squeue shows it.
-type Step struct {
-	ID    string // JOB.STEP, e.g. "8.51"
-	Name  string // its --job-name, AgentName for agents
-	Nodes string // its node list, e.g. "n3"
-}
-
-// StepsOf lists the steps of job, but not the extern, batch and interactive
-// ones Slurm makes itself. It is empty for a job that has ended.
-func StepsOf(ctx context.Context, job string) ([]Step, error) {
-	out, err := run(ctx, "squeue", "-h", "-s", "-j", job, "-o", "%i %j %N")
-	if err != nil {
-		return nil, fmt.Errorf("steps of Slurm job %s: %w; check that slurmctld answers (sinfo)", job, err)
-	}
-	return parseSteps(out), nil
-}
-
-// parseSteps reads `squeue -h -s -o '%i %j %N'`. A name may hold spaces;
-// the id and the node list cannot.
-func parseSteps(out string) []Step {
-	var steps []Step
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		id, rest, ok := strings.Cut(l, " ")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndexByte(rest, ' ')
-		if i < 0 {
-			continue
-		}
-		_, sub, _ := strings.Cut(id, ".")
-		if sub == "extern" || sub == "batch" || sub == "interactive" {
-			continue
-		}
-		steps = append(steps, Step{ID: id, Name: strings.TrimSpace(rest[:i]), Nodes: rest[i+1:]})
-	}
-	return steps
-}
-
-// SignalStep sends signal (a name: "TERM", "USR1", "KILL") to the tasks of
-// step (JOB.STEP), which go on unless they die of it. --ctld: without it
-// scancel 22.05 signals the step but then fails with "Kill job error on
-// job step id 8: Invalid job id specified" (exit 225). Plain `scancel
-// J.S` would be SIGKILL at once, no SIGTERM first.
-func SignalStep(ctx context.Context, step, signal string) error {
-	if _, err := run(ctx, "scancel", "--ctld", "--signal="+signal, step); err != nil {
-		return fmt.Errorf("signal %s to Slurm step %s: %w; squeue -s lists the steps", signal, step, err)
-	}
-	return nil
 }
 
 // ExecStep is the srun command line of `sstack exec` into a replica on

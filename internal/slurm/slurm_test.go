@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"sstack/internal/slurm/slurmtest"
 	"strings"
 	"testing"
 	"time"
@@ -194,14 +195,6 @@ func TestAgentStep(t *testing.T) {
 	}
 }
 
-func TestParseSteps(t *testing.T) {
-	out := "8.51 sstack-agent n1\n8.extern extern n[1-3]\n8.batch batch n1\n8.interactive interactive n1\n8.52 my job n2\n\n"
-	want := []Step{{"8.51", "sstack-agent", "n1"}, {"8.52", "my job", "n2"}}
-	if got := parseSteps(out); !slices.Equal(got, want) {
-		t.Errorf("got %+v, want %+v", got, want)
-	}
-}
-
 // requireCluster skips without the test cluster of scripts/slurm-cluster.sh,
 // except in CI, where its absence is a failure.
 func requireCluster(t *testing.T) {
@@ -299,7 +292,7 @@ func TestAgentStepOnTheCluster(t *testing.T) {
 	if s := strings.TrimSpace(strings.ReplaceAll(stderr.String(), NoBindingWarning, "")); s != "" {
 		t.Errorf("srun's stderr: %q", s)
 	}
-	if steps, err := StepsOf(ctx, job); err != nil || len(steps) != 0 {
+	if steps, err := slurmtest.StepsOf(ctx, job); err != nil || len(steps) != 0 {
 		t.Errorf("steps left: %v %v", steps, err)
 	}
 }
@@ -319,11 +312,11 @@ func TestStepsOfAndSignalStep(t *testing.T) {
 	if !lines.Scan() || lines.Text() != "ready" {
 		t.Fatalf("the step said %q before anything else", lines.Text())
 	}
-	steps, err := StepsOf(ctx, job)
+	steps, err := slurmtest.StepsOf(ctx, job)
 	if err != nil || len(steps) != 1 || steps[0].Name != AgentName || steps[0].Nodes != "n3" || !strings.HasPrefix(steps[0].ID, job+".") {
 		t.Fatalf("steps: %+v %v", steps, err)
 	}
-	if err := SignalStep(ctx, steps[0].ID, "TERM"); err != nil {
+	if err := slurmtest.SignalStep(ctx, steps[0].ID, "TERM"); err != nil {
 		t.Fatal(err)
 	}
 	if !lines.Scan() || lines.Text() != "got TERM" {
@@ -332,7 +325,7 @@ func TestStepsOfAndSignalStep(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("srun: %v, want exit 0 as the task's", err)
 	}
-	if steps, err := StepsOf(ctx, job); err != nil || len(steps) != 0 {
+	if steps, err := slurmtest.StepsOf(ctx, job); err != nil || len(steps) != 0 {
 		t.Errorf("steps left: %+v %v", steps, err)
 	}
 }
