@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,7 +38,7 @@ func benchScrape(b *testing.B, n int) {
 	e := newBenchEnv(b)
 	composeFile := e.writeFile(fmt.Sprintf("scrape%d.yml", n), benchCompose(e.image, 1, n))
 	project := benchName("benchscrape")
-	addr := benchFreeAddr(b)
+	addr := freeAddr(b)
 	e.upDetached(composeFile, project, n, upDownTimeout(n)*2, "--metrics-addr", addr)
 	e.awaitReady(project, n, time.Now())
 	pid := benchSupervisor(b, filepath.Join(e.stateDir, project))
@@ -101,17 +100,6 @@ func benchScrape(b *testing.B, n int) {
 	b.ReportMetric(float64(len(text)), "bytes/scrape")
 	b.ReportMetric(median(statsLatency), "stats-ms")
 	b.ReportMetric(median(statsCPU), "cpu-ms/stats")
-}
-
-func benchFreeAddr(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // benchSupervisor is the pid of the project's supervisor, as it says

@@ -163,12 +163,9 @@ func (e *benchEnv) writeFile(name, content string) string {
 
 // sstackRun is one `sstack up` with stdout on a pipe the caller reads.
 type sstackRun struct {
-	cmd     *exec.Cmd
-	stdout  *os.File // read end
-	stderr  *lockedBuffer
+	running
+	stdout  *os.File          // read end
 	started *benchStatusClock // when each "Started" status line arrived
-	done    chan struct{}
-	code    int
 }
 
 // benchStatusClock notes when each "  Started" status line of sstack's stderr
@@ -224,37 +221,14 @@ func (e *benchEnv) startSstack(compose, project string, args ...string) *sstackR
 	if err != nil {
 		e.b.Fatal(err)
 	}
-	run := &sstackRun{cmd: cmd, stdout: r, stderr: &lockedBuffer{}, started: &benchStatusClock{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = w, io.MultiWriter(run.stderr, run.started)
-	if err := cmd.Start(); err != nil {
-		e.b.Fatal(err)
-	}
-	w.Close()
-	go func() {
-		_ = cmd.Wait()
-		run.code = cmd.ProcessState.ExitCode()
-		close(run.done)
-	}()
+	run := &sstackRun{running: running{stderr: &lockedBuffer{}}, stdout: r, started: &benchStatusClock{}}
 	e.b.Cleanup(func() {
-		select {
-		case <-run.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-run.done
-		}
 		r.Close()
 		e.killInstances(project)
 	})
+	start(e.b, &run.running, cmd, w, io.MultiWriter(run.stderr, run.started))
+	w.Close()
 	return run
-}
-
-func (r *sstackRun) wait(b *testing.B, timeout time.Duration) {
-	b.Helper()
-	select {
-	case <-r.done:
-	case <-time.After(timeout):
-		b.Fatalf("sstack did not exit within %s; stderr:\n%s", timeout, r.stderr)
-	}
 }
 
 func median(xs []float64) float64 {
@@ -699,17 +673,6 @@ func benchCheckInstanceList(out string, n int) error {
 	return nil
 }
 
-// benchProcessGone: pid has exited (a zombie waiting for init counts as gone).
-func benchProcessGone(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
-}
-
 var benchSupervisorPid = regexp.MustCompile(`supervisor of \S+ \(pid (\d+)\)`)
 
 // downDetached runs `sstack down` on a detached stack and returns how long
@@ -750,12 +713,12 @@ func (e *benchEnv) downDetached(project string, replicas int) (d, lingered time.
 	var procs []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		procs = leftovers(project)
-		if len(procs) == 0 && benchProcessGone(pid) {
+		if len(procs) == 0 && pidGone(pid) {
 			break
 		}
 		lingered = time.Since(returned)
 		if time.Now().After(deadline) {
-			b.Fatalf("10s after down: supervisor pid %d gone: %v; processes left: %v", pid, benchProcessGone(pid), procs)
+			b.Fatalf("10s after down: supervisor pid %d gone: %v; processes left: %v", pid, pidGone(pid), procs)
 		}
 	}
 	if left := e.instancesLeft(project); len(left) > 0 {

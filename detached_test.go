@@ -62,18 +62,16 @@ func (p *project) lsProject() *lsRow {
 	return nil
 }
 
-// pidGone: no process pid, or only its zombie (a detached supervisor
-// is reaped by init, which may take its time).
+// pidGone: no process pid, or only its zombie or its end (a detached
+// supervisor is reaped by init, which may take its time).
 func pidGone(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return true
 	}
 	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
 // assertNotRunning checks that ps says the project does not run and how

@@ -333,31 +333,44 @@ func (p *project) launch(bin string, stdout io.Writer, args ...string) *running 
 	if bin != "" {
 		cmd.Path, cmd.Args[0] = bin, bin
 	}
-	r := &running{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
+	r := &running{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	var out io.Writer = r.stdout
 	if stdout != nil {
-		cmd.Stdout = stdout
+		out = stdout
 	}
+	p.t.Cleanup(func() { // after the kill: cleanups run last first
+		if p.t.Failed() {
+			p.t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		}
+	})
+	start(p.t, r, cmd, out, r.stderr)
+	return r
+}
+
+// start is the one launcher of sstack for tests and benchmarks: it starts
+// cmd with its output on stdout and stderr, notes its exit code in r when
+// it ends, and kills it at the end of the test or benchmark if it still
+// runs.
+func start(tb testing.TB, r *running, cmd *exec.Cmd, stdout, stderr io.Writer) {
+	tb.Helper()
+	r.cmd, r.done = cmd, make(chan struct{})
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go func() {
 		_ = cmd.Wait()
 		r.code = cmd.ProcessState.ExitCode()
 		close(r.done)
 	}()
-	p.t.Cleanup(func() {
+	tb.Cleanup(func() {
 		select {
 		case <-r.done:
 		default:
 			_ = cmd.Process.Kill()
 			<-r.done
 		}
-		if p.t.Failed() {
-			p.t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
-		}
 	})
-	return r
 }
 
 // up starts `sstack up` in the background.
@@ -389,12 +402,12 @@ func upPiped(t *testing.T, p *project, bin string, args ...string) (*running, *o
 }
 
 // wait waits for sstack to exit by itself and returns its exit code.
-func (r *running) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
+func (r *running) wait(tb testing.TB, timeout time.Duration) int {
+	tb.Helper()
 	select {
 	case <-r.done:
 	case <-time.After(timeout):
-		t.Fatalf("sstack did not exit within %v", timeout)
+		tb.Fatalf("sstack did not exit within %v; stderr:\n%s", timeout, r.stderr)
 	}
 	return r.code
 }
@@ -876,11 +889,11 @@ func sandboxImage(t *testing.T) string {
 // Metrics.
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
