@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,91 +69,24 @@ func BenchmarkSlurmUp3x10(b *testing.B) {
 }
 
 // floorSlurm launches perNode replicas on each node by hand, each in its
-// own step that starts the instance and runs benchCmd in it.
+// own step that starts the instance and runs benchCmd in it (floorRun).
 func (e *benchEnv) floorSlurm(job, hosts string, nodes []string, perNode int) (up, down time.Duration) {
-	b := e.b
 	project := benchName("benchslurmfloor")
-	b.Cleanup(func() { e.killInstances(project) })
-	n := len(nodes) * perNode
-	type step struct {
-		name string
-		node string
-		cmd  *exec.Cmd
-		done chan struct{} // the step ended
-	}
-	var steps []*step
+	var names []string
+	nodeOf := map[string]string{}
 	for _, node := range nodes {
 		for r := 1; r <= perNode; r++ {
-			steps = append(steps, &step{name: fmt.Sprintf("%s.%s.%d", project, node, r), node: node, done: make(chan struct{})})
+			name := fmt.Sprintf("%s.%s.%d", project, node, r)
+			names = append(names, name)
+			nodeOf[name] = node
 		}
 	}
-	errs := make(chan error, n)
-	timeout := time.After(upDownTimeout(n))
-	collect := func(what string) {
-		for range steps {
-			select {
-			case err := <-errs:
-				if err != nil {
-					b.Fatal(err)
-				}
-			case <-timeout:
-				b.Fatalf("floor: %d replicas not %s after %s", n, what, upDownTimeout(n))
-			}
-		}
-	}
-	t0 := time.Now()
-	for _, s := range steps {
-		go func() {
-			script := fmt.Sprintf(`%s %s >/dev/null && exec %s %s`,
-				e.apptBin, strings.Join(quoteAll(e.startArgs(s.name, hosts)), " "), e.apptBin, strings.Join(quoteAll(execArgs(s.name, "sh", "-c", benchCmd)), " "))
-			argv := slurm.AgentStep("srun", job, slurm.Node{Name: s.node}, []string{"/bin/sh", "-c", script})
-			s.cmd = exec.Command(argv[0], argv[1:]...)
-			r, w, err := os.Pipe()
-			if err != nil {
-				errs <- err
-				return
-			}
-			s.cmd.Stdout, s.cmd.Stderr = w, os.Stderr
-			err = s.cmd.Start()
-			w.Close()
-			if err != nil {
-				r.Close()
-				errs <- err
-				return
-			}
-			line, err := bufio.NewReader(r).ReadString('\n')
-			if err == nil && line != "ready\n" {
-				err = fmt.Errorf("%s: got %q, want ready", s.name, line)
-			}
-			go func() { _ = s.cmd.Wait(); r.Close(); close(s.done) }()
-			errs <- err
-		}()
-	}
-	collect("ready")
-	up = time.Since(t0)
-
-	timeout = time.After(upDownTimeout(n))
-	t1 := time.Now()
-	var wg sync.WaitGroup
-	for _, s := range steps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if out, err := e.appt("-s", "instance", "stop", "-s", "SIGTERM", "-t", "2", s.name).CombinedOutput(); err != nil {
-				errs <- fmt.Errorf("instance stop %s: %v: %s", s.name, err, out)
-				return
-			}
-			<-s.done // the step ends with its exec client
-			errs <- nil
-		}()
-	}
-	collect("stopped")
-	wg.Wait()
-	down = time.Since(t1)
-	if left := e.instancesLeft(project); len(left) > 0 {
-		b.Fatalf("floor: instances left: %v", left)
-	}
-	return up, down
+	return e.floorRun(project, names, func(name string) (*exec.Cmd, error) {
+		script := fmt.Sprintf(`%s %s >/dev/null && exec %s %s`,
+			e.apptBin, strings.Join(quoteAll(e.startArgs(name, hosts)), " "), e.apptBin, strings.Join(quoteAll(execArgs(name, "sh", "-c", benchCmd)), " "))
+		argv := slurm.AgentStep("srun", job, slurm.Node{Name: nodeOf[name]}, []string{"/bin/sh", "-c", script})
+		return exec.Command(argv[0], argv[1:]...), nil
+	})
 }
 
 func quoteAll(args []string) []string {

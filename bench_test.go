@@ -359,40 +359,53 @@ func benchCompose(image string, n, replicas int) string {
 	return compose.String()
 }
 
-// floorUp is the raw floor of n services up and down: n parallel `instance
-// start` each followed by `exec instance://` of benchCmd until it prints
-// "ready" (up), then n parallel `instance stop` until they and the exec
-// clients have returned (down). None is bounded.
+// floorUp is the raw floor of n services up and down on this host: n
+// parallel `instance start`, each followed by `exec instance://` of
+// benchCmd (floorRun).
 func (e *benchEnv) floorUp(hosts string, n int) (up, down time.Duration) {
-	b := e.b
 	project := benchName("benchfloor")
-	b.Cleanup(func() { e.killInstances(project) })
-	type svc struct {
-		name   string
-		client *exec.Cmd
-		out    *os.File
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s.svc%d.1", project, i)
 	}
-	svcs := make([]*svc, n)
+	return e.floorRun(project, names, func(name string) (*exec.Cmd, error) {
+		if err := e.startInstance(name, hosts); err != nil {
+			return nil, err
+		}
+		return e.appt(execArgs(name, "sh", "-c", benchCmd)...), nil
+	})
+}
+
+// floorRun is the raw floor of a stack's up and down, the same for one host
+// and a Slurm allocation: launch of every instance, in parallel, gives the
+// client whose stdout says "ready" once benchCmd runs in it (up); then
+// `instance stop` of each, in parallel, until it and its client have
+// returned (down). None is bounded.
+func (e *benchEnv) floorRun(project string, names []string, launch func(name string) (*exec.Cmd, error)) (up, down time.Duration) {
+	b := e.b
+	b.Cleanup(func() { e.killInstances(project) })
+	n := len(names)
 	errs := make(chan error, n)
 	timeout := time.After(upDownTimeout(n))
 	collect := func(what string) {
-		for range svcs {
+		for range names {
 			select {
 			case err := <-errs:
 				if err != nil {
 					b.Fatal(err)
 				}
 			case <-timeout:
-				b.Fatalf("floor: %d services not %s after %s", n, what, upDownTimeout(n))
+				b.Fatalf("floor: %d replicas not %s after %s", n, what, upDownTimeout(n))
 			}
 		}
 	}
+	done := make([]chan struct{}, n) // each client has ended
 	t0 := time.Now()
-	for i := range svcs {
-		s := &svc{name: fmt.Sprintf("%s.svc%d.1", project, i)}
-		svcs[i] = s
+	for i, name := range names {
+		done[i] = make(chan struct{})
 		go func() {
-			if err := e.startInstance(s.name, hosts); err != nil {
+			client, err := launch(name)
+			if err != nil {
 				errs <- err
 				return
 			}
@@ -401,20 +414,19 @@ func (e *benchEnv) floorUp(hosts string, n int) (up, down time.Duration) {
 				errs <- err
 				return
 			}
-			s.client = e.appt(execArgs(s.name, "sh", "-c", benchCmd)...)
-			s.client.Stdout, s.client.Stderr = w, os.Stderr
-			err = s.client.Start()
+			client.Stdout, client.Stderr = w, os.Stderr
+			err = client.Start()
 			w.Close()
 			if err != nil {
 				r.Close()
 				errs <- err
 				return
 			}
-			s.out = r
 			line, err := bufio.NewReader(r).ReadString('\n')
 			if err == nil && line != "ready\n" {
-				err = fmt.Errorf("%s: got %q, want ready", s.name, line)
+				err = fmt.Errorf("%s: got %q, want ready", name, line)
 			}
+			go func() { _ = client.Wait(); r.Close(); close(done[i]) }()
 			errs <- err
 		}()
 	}
@@ -423,25 +435,18 @@ func (e *benchEnv) floorUp(hosts string, n int) (up, down time.Duration) {
 
 	timeout = time.After(upDownTimeout(n))
 	t1 := time.Now()
-	var wg sync.WaitGroup
-	for _, s := range svcs {
-		wg.Add(1)
+	for i, name := range names {
 		go func() {
-			defer wg.Done()
-			if out, err := e.appt("-s", "instance", "stop", "-s", "SIGTERM", "-t", "2", s.name).CombinedOutput(); err != nil {
-				errs <- fmt.Errorf("instance stop %s: %v: %s", s.name, err, out)
+			if out, err := e.appt("-s", "instance", "stop", "-s", "SIGTERM", "-t", "2", name).CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("instance stop %s: %v: %s", name, err, out)
 				return
 			}
-			_ = s.client.Wait() // killed by instance stop
+			<-done[i] // the client ends with its instance
 			errs <- nil
 		}()
 	}
 	collect("stopped")
-	wg.Wait()
 	down = time.Since(t1)
-	for _, s := range svcs {
-		s.out.Close()
-	}
 	if left := e.instancesLeft(project); len(left) > 0 {
 		b.Fatalf("floor: instances left: %v", left)
 	}
