@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sstack/internal/testutil"
+	"sstack/internal/stacknet"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,11 +53,11 @@ func unreachable(addr string) bool {
 	return true
 }
 
-// requireHostAddr is testutil.HostAddr; it skips the test on a host that has
+// requireHostAddr is stacknet.HostAddress; it skips the test on a host that has
 // none.
 func requireHostAddr(t *testing.T) string {
 	t.Helper()
-	addr := testutil.HostAddr()
+	addr := stacknet.HostAddress()
 	if addr == "" {
 		t.Skip("this host has no address but loopback")
 	}
@@ -142,7 +142,7 @@ func TestNetworkHostIPEphemeralExecHealth(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "inside") {
 			t.Errorf("127.0.0.1:%s: %q", port, got)
 		}
-		if addr := testutil.HostAddr(); addr != "" && !unreachable(addr+":"+port) {
+		if addr := stacknet.HostAddress(); addr != "" && !unreachable(addr+":"+port) {
 			t.Errorf("published on 127.0.0.1 only, but %s:%s answers", addr, port)
 		}
 		if got := strings.TrimSpace(p.must("port", "web", "80")); got != "127.0.0.1:"+port {

@@ -91,7 +91,7 @@ func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn
 		n.Close()
 		return nil, err
 	}
-	nw.gateway = hostAddress()
+	nw.gateway = stacknet.HostAddress()
 	return nw, nil
 }
 
@@ -180,19 +180,6 @@ func tryListen(proto, addr string, port int) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// hostAddress is the host's first IPv4 address other than loopback:
-// the stack network reaches it (not the host's 127.0.0.1), as podman's
-// host.containers.internal does.
-func hostAddress() string {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
-			return ipn.IP.String()
-		}
-	}
-	return ""
 }
 
 // hosts adapts a service's /etc/hosts lines to its network: host-gateway

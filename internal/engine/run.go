@@ -131,7 +131,7 @@ func StartOneOff(ctx context.Context, opts RunOptions) (_ *OneOff, err error) {
 		}
 	}
 	if hostsFile == nil {
-		nw.gateway = hostAddress()
+		nw.gateway = stacknet.HostAddress()
 		entries, err := nw.hosts(plan, svc, plan.HostsOf(svc))
 		if err != nil {
 			return nil, err

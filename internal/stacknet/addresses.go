@@ -2,6 +2,7 @@ package stacknet
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 )
 
@@ -68,4 +69,17 @@ func (a *Addresses) Want(key, addr string) error {
 	}
 	a.of[key], a.used[ip] = ip, key
 	return nil
+}
+
+// HostAddress is the host's first IPv4 address other than loopback: the
+// stack network reaches the host there (its 127.0.0.1 is slirp4netns's
+// own), as podman's host.containers.internal does.
+func HostAddress() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return ipn.IP.String()
+		}
+	}
+	return ""
 }

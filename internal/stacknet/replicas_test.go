@@ -155,7 +155,7 @@ func TestReplicaNamespaces(t *testing.T) {
 		t.Errorf("published port to b: %q", got)
 	}
 	// Outbound: a server of the host on an address other than loopback.
-	if addr := testutil.HostAddr(); addr != "" {
+	if addr := HostAddress(); addr != "" {
 		out, err := net.Listen("tcp", addr+":0")
 		if err != nil {
 			t.Fatal(err)
