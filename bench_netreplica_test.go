@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,29 +39,8 @@ func parseSeconds(b *testing.B, what string, out []byte, err error) time.Duratio
 // the service name by busybox nslookup in one replica.
 func BenchmarkReplicaThroughput(b *testing.B) {
 	e := newBenchEnv(b)
-	www := filepath.Join(e.dir, "www")
-	if err := os.MkdirAll(www, 0o755); err != nil {
-		b.Fatal(err)
-	}
 	const size = 1 << 30 // sparse; long enough for time's hundredths
-	f, err := os.Create(filepath.Join(www, "blob"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		b.Skip(err)
-	}
-	hostPort := benchFreePort(b)
-	floor := exec.Command(busybox, "httpd", "-f", "-p", "127.0.0.1:"+hostPort, "-h", www)
-	if err := floor.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = floor.Process.Kill(); _ = floor.Wait() })
+	www, busybox, hostPort := e.httpdFloor(size)
 	compose := fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    volumes: [\"%s:/www:ro\"]\n  client:\n    image: %s\n    command: [\"sleep\", \"3600\"]\n", e.image, www, e.image)
 	project := benchName("benchrep")
 	composeFile := e.writeFile("docker-compose.yml", compose)

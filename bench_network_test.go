@@ -58,29 +58,9 @@ func benchUpNetwork(b *testing.B, n int) {
 // floor, from the same httpd binary on the host's loopback.
 func BenchmarkPublishedThroughput(b *testing.B) {
 	e := newBenchEnv(b)
-	www := filepath.Join(e.dir, "www")
-	if err := os.MkdirAll(www, 0o755); err != nil {
-		b.Fatal(err)
-	}
 	const size = 200 << 20
-	f, err := os.Create(filepath.Join(www, "blob"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	hostPort, stackPort := benchFreePort(b), benchFreePort(b)
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		b.Skip(err)
-	}
-	floor := exec.Command(busybox, "httpd", "-f", "-p", "127.0.0.1:"+hostPort, "-h", www)
-	if err := floor.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = floor.Process.Kill(); _ = floor.Wait() })
+	www, _, hostPort := e.httpdFloor(size)
+	stackPort := benchFreePort(b)
 	compose := fmt.Sprintf("services:\n  web:\n    image: %s\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    volumes: [\"%s:/www:ro\"]\n    ports: [\"127.0.0.1:%s:80\"]\n", e.image, www, stackPort)
 	project := benchName("benchnet")
 	run := e.startSstack(e.writeFile("docker-compose.yml", compose), project)
@@ -120,6 +100,34 @@ func BenchmarkPublishedThroughput(b *testing.B) {
 	b.ReportMetric(median(loop), "loopback-MiB/s")
 	b.ReportMetric(median(published), "published-MiB/s")
 	b.ReportMetric(pairRatio(published, loop), "ratio")
+}
+
+// httpdFloor serves a sparse file of size, www/blob, from busybox httpd on
+// the host's loopback at hostPort: the floor of the download benchmarks.
+func (e *benchEnv) httpdFloor(size int64) (www, busybox, hostPort string) {
+	b := e.b
+	www = filepath.Join(e.dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(www, "blob"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	if busybox, err = exec.LookPath("busybox"); err != nil {
+		b.Skip(err)
+	}
+	hostPort = benchFreePort(b)
+	floor := exec.Command(busybox, "httpd", "-f", "-p", "127.0.0.1:"+hostPort, "-h", www)
+	if err := floor.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = floor.Process.Kill(); _ = floor.Wait() })
+	return www, busybox, hostPort
 }
 
 func benchFreePort(b *testing.B) string {
