@@ -192,30 +192,29 @@ func awaitConverge(ctx context.Context, ch chan api.Event, names, rolling []stri
 	}
 	var errs []error
 	for len(pending) > 0 || len(updating) > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-ch:
-			if !ok {
-				return errors.Join(append(errs, ErrStackStopped)...)
-			}
-			// Started, failed or created only (--no-start): the replica
-			// it replaces also dies.
-			if pending[ev.Name] && (ev.Kind == api.EventStarted || ev.Kind == api.EventFailed || ev.State == api.StateCreated) {
-				delete(pending, ev.Name)
-			}
-			if !updating[ev.Service] {
-				continue
-			}
-			switch ev.Kind {
-			case api.EventUpdateCompleted:
-				delete(updating, ev.Service)
-			case api.EventUpdatePaused, api.EventRolledBack:
-				delete(updating, ev.Service)
-				errs = append(errs, errors.New(ev.Line()))
-			case api.EventRollback:
-				errs = append(errs, errors.New(ev.Line()))
-			}
+		ev, open, err := next(ctx, ch)
+		switch {
+		case err != nil:
+			return err
+		case !open:
+			return errors.Join(append(errs, ErrStackStopped)...)
+		}
+		// Started, failed or created only (--no-start): the replica
+		// it replaces also dies.
+		if pending[ev.Name] && (ev.Kind == api.EventStarted || ev.Kind == api.EventFailed || ev.State == api.StateCreated) {
+			delete(pending, ev.Name)
+		}
+		if !updating[ev.Service] {
+			continue
+		}
+		switch ev.Kind {
+		case api.EventUpdateCompleted:
+			delete(updating, ev.Service)
+		case api.EventUpdatePaused, api.EventRolledBack:
+			delete(updating, ev.Service)
+			errs = append(errs, errors.New(ev.Line()))
+		case api.EventRollback:
+			errs = append(errs, errors.New(ev.Line()))
 		}
 	}
 	return errors.Join(errs...)

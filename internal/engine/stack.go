@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,13 +43,8 @@ func (s *Supervisor) waitStarted(ctx context.Context, services []string, healthy
 		if done || err != nil {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case _, ok := <-ch:
-			if !ok {
-				return ErrStackStopped
-			}
+		if _, open, err := next(ctx, ch); err != nil || !open {
+			return cmp.Or(err, ErrStackStopped)
 		}
 	}
 }
@@ -128,16 +124,12 @@ func (s *Supervisor) await(ctx context.Context, ch chan api.Event, names []strin
 		return nil
 	}
 	for len(pending) > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-ch:
-			if !ok {
-				return nil // the stack is gone: nothing more will happen
-			}
-			if pending[ev.Name] && done(ev) {
-				delete(pending, ev.Name)
-			}
+		ev, open, err := next(ctx, ch)
+		if err != nil || !open {
+			return err // !open: the stack is gone, nothing more will happen
+		}
+		if pending[ev.Name] && done(ev) {
+			delete(pending, ev.Name)
 		}
 	}
 	return nil
@@ -245,22 +237,18 @@ func (s *Supervisor) Restart(ctx context.Context, opts api.RestartOptions) error
 		if len(pending) == 0 && !started {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-ch:
-			if !ok {
-				return nil // the stack is gone: nothing more will happen
-			}
-			if !restartDone(ev) {
-				continue
-			}
-			if pending[ev.Name] {
-				delete(pending, ev.Name)
-				started = started || ev.Kind == api.EventStarted
-			}
-			delete(followers, ev.Name)
+		ev, open, err := next(ctx, ch)
+		if err != nil || !open {
+			return err // !open: the stack is gone, nothing more will happen
 		}
+		if !restartDone(ev) {
+			continue
+		}
+		if pending[ev.Name] {
+			delete(pending, ev.Name)
+			started = started || ev.Kind == api.EventStarted
+		}
+		delete(followers, ev.Name)
 	}
 	return nil
 }
@@ -353,19 +341,15 @@ func (s *Supervisor) Events(ctx context.Context, opts api.EventsOptions, fn func
 		opts.Subscribed()
 	}
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if len(opts.Services) > 0 && !slices.Contains(opts.Services, ev.Service) {
-				continue
-			}
-			if err := fn(ev); err != nil {
-				return err
-			}
+		ev, open, err := next(ctx, ch)
+		if err != nil || !open {
+			return err
+		}
+		if len(opts.Services) > 0 && !slices.Contains(opts.Services, ev.Service) {
+			continue
+		}
+		if err := fn(ev); err != nil {
+			return err
 		}
 	}
 }
@@ -393,16 +377,15 @@ func (s *Supervisor) Wait(ctx context.Context, opts api.WaitOptions) (int, error
 		}
 	}
 	for !found {
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case ev, ok := <-ch:
-			if !ok {
-				return 0, fmt.Errorf("the stack stopped before the services exited: %w", api.ErrNotRunning)
-			}
-			if ev.Kind == api.EventDied && (len(opts.Services) == 0 || slices.Contains(opts.Services, ev.Service)) {
-				code, found = ev.ExitCode, true
-			}
+		ev, open, err := next(ctx, ch)
+		switch {
+		case err != nil:
+			return 0, err
+		case !open:
+			return 0, fmt.Errorf("the stack stopped before the services exited: %w", api.ErrNotRunning)
+		}
+		if ev.Kind == api.EventDied && (len(opts.Services) == 0 || slices.Contains(opts.Services, ev.Service)) {
+			code, found = ev.ExitCode, true
 		}
 	}
 	if opts.DownProject {
@@ -437,13 +420,8 @@ func (s *Supervisor) Down(ctx context.Context, opts api.DownOptions) error {
 	defer s.sys.Unsubscribe(ch)
 	s.beginDown(opts.Timeout)
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case _, ok := <-ch:
-			if !ok {
-				return nil
-			}
+		if _, open, err := next(ctx, ch); err != nil || !open {
+			return err
 		}
 	}
 }
@@ -460,4 +438,15 @@ func (s *Supervisor) Logs(ctx context.Context, opts api.LogsOptions, consumer ap
 	opts.Known = append(slices.Clone(opts.Known), plan.ServiceNames()...)
 	return logs.Read(ctx, logs.Options{Project: plan.Project, StateDir: plan.StateDir, LogsOptions: opts,
 		Running: func() bool { return projects.Locked(plan.StateDir) }}, consumer)
+}
+
+// next is the next event of a subscription: open is false once the stack
+// has ended it, err is ctx's once ctx ends first.
+func next(ctx context.Context, ch <-chan api.Event) (ev api.Event, open bool, err error) {
+	select {
+	case <-ctx.Done():
+		return api.Event{}, false, ctx.Err()
+	case ev, open = <-ch:
+		return ev, open, nil
+	}
 }
