@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -102,7 +103,28 @@ func main() {
 	// `version`); print those like sstack's own warnings, without logrus's
 	// time= key=value decoration.
 	logrus.SetFormatter(plainFormatter{})
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(withCPUProfile(func() int { return run(os.Args[1:], os.Stdout, os.Stderr) }))
+}
+
+// withCPUProfile runs f; SSTACK_CPUPROFILE=path (hidden, for measuring
+// sstack's own CPU, e.g. in BenchmarkLogThroughput) writes a pprof CPU
+// profile of the process's whole run to path.
+func withCPUProfile(f func() int) int {
+	path := os.Getenv("SSTACK_CPUPROFILE")
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(out)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sstack: SSTACK_CPUPROFILE: %v\n", err)
+		return f()
+	}
+	defer out.Close()
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 type plainFormatter struct{}
