@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"sstack/internal/api"
+	"sstack/internal/console"
 	"sstack/internal/logformat"
 	"sstack/internal/logstore"
 	"sstack/metrics"
@@ -23,7 +24,7 @@ type Logger struct {
 	printer *logformat.Printer
 	// attached are the services whose lines the console shows (nil: all).
 	attached map[string]bool
-	console  *console
+	console  *console.Console
 	metrics  *metrics.Metrics
 	store    *logstore.Writer
 	warned   bool
@@ -49,7 +50,7 @@ type Logger struct {
 const storeFlushDelay = 20 * time.Millisecond
 
 // newLogger returns the props of a logger writing to console.
-func newLogger(format logformat.Format, c *console, m *metrics.Metrics) *actor.Props {
+func newLogger(format logformat.Format, c *console.Console, m *metrics.Metrics) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		l := &Logger{
 			printer:  logformat.NewPrinter(format),
@@ -60,7 +61,7 @@ func newLogger(format logformat.Format, c *console, m *metrics.Metrics) *actor.P
 		if format.StoreDir != "" {
 			store, err := logstore.NewWriter(format.StoreDir, logstore.DefaultMaxSize, logstore.DefaultKeep)
 			if err != nil {
-				c.statusLine(fmt.Sprintf("sstack: logs will not be kept on disk: %v", err))
+				c.StatusLine(fmt.Sprintf("sstack: logs will not be kept on disk: %v", err))
 			}
 			l.store = store
 		}
@@ -80,13 +81,13 @@ func (l *Logger) Receive(ctx actor.Context) {
 	case *api.Event:
 		// The console's view of an event: its one status line.
 		if line := msg.Line(); line != "" {
-			l.console.statusLine(line)
+			l.console.StatusLine(line)
 		}
 	case *FlushLogs:
 		l.flushStore()
 		if sender := ctx.Sender(); sender != nil {
 			root := ctx.ActorSystem().Root
-			l.console.afterStatus(func() { root.Send(sender, &FlushLogs{}) })
+			l.console.AfterStatus(func() { root.Send(sender, &FlushLogs{}) })
 		}
 	case *actor.Stopping:
 		if l.flushAt != nil {
@@ -104,7 +105,7 @@ func (l *Logger) writeBatch(b *LogBatch) {
 		release(b.Done)
 		return
 	}
-	l.console.batch(l.printer, b, stream)
+	l.console.Show(l.printer, console.Batch{Source: b.Source, Stream: stream, Time: b.Time, Data: b.Data, Count: b.Count, Done: b.Done})
 }
 
 // record counts and stores a batch. A panic here (a bug) would stop the
@@ -115,7 +116,7 @@ func (l *Logger) record(b *LogBatch, stream string) {
 	defer func() {
 		if r := recover(); r != nil && !l.panicked {
 			l.panicked = true
-			l.console.statusLine(fmt.Sprintf("sstack: internal error while recording %s's logs (please report it; the console output goes on): %v\n%s", b.Source.Name, r, debug.Stack()))
+			l.console.StatusLine(fmt.Sprintf("sstack: internal error while recording %s's logs (please report it; the console output goes on): %v\n%s", b.Source.Name, r, debug.Stack()))
 		}
 	}()
 	l.metrics.LogLines(b.Source.Service, b.Source.Replica, stream, b.Count)
@@ -143,6 +144,14 @@ func (l *Logger) flushStore() {
 func (l *Logger) checkStore() {
 	if err := l.store.Err(); err != nil && !l.warned {
 		l.warned = true
-		l.console.statusLine(fmt.Sprintf("sstack: keeping logs on disk failed, the console output goes on: %v", err))
+		l.console.StatusLine(fmt.Sprintf("sstack: keeping logs on disk failed, the console output goes on: %v", err))
+	}
+}
+
+// release signals a batch's Done, if it has one: its pump may reuse the
+// buffer and read on.
+func release(done chan<- struct{}) {
+	if done != nil {
+		done <- struct{}{} // room for every batch of its reader in flight
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"sstack/internal/console"
 	"sstack/internal/logformat"
 	"sstack/metrics"
 )
@@ -184,7 +185,7 @@ func runLogPath(b *testing.B, system *actor.ActorSystem, gen *exec.Cmd, lines in
 			b.Fatal(err)
 		}
 		gen.Stdout, reader.Stdin = svcW, outR
-		c := newConsole(outW, io.Discard, "bench")
+		c := console.New(outW, io.Discard, "bench")
 		logger := system.Root.Spawn(newLogger(logformat.Format{Prefix: true, Width: 5, Project: "bench", StoreDir: b.TempDir()}, c, metrics.New("bench")))
 		pumped := make(chan struct{})
 		go func() {
@@ -196,7 +197,7 @@ func runLogPath(b *testing.B, system *actor.ActorSystem, gen *exec.Cmd, lines in
 			<-pumped
 			svcR.Close()
 			_ = system.Root.PoisonFuture(logger).Wait()
-			c.close()
+			c.Close()
 			outW.Close()
 			outR.Close()
 		}

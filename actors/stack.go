@@ -15,6 +15,7 @@ import (
 	"sstack/actors/supervision"
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/console"
 	"sstack/internal/logformat"
 	"sstack/metrics"
 	"sstack/singularity"
@@ -93,7 +94,7 @@ type System struct {
 	pipes  *pipeTracker
 	// console writes what the logger prints; TearDown and KillAll tell it that
 	// it may no longer hold the stack back.
-	console *console
+	console *console.Console
 }
 
 // quietLogger routes protoactor's own logging away from the console that
@@ -123,7 +124,7 @@ func Start(cfg StackConfig) *System {
 			}
 		}
 	}
-	st.console = newConsole(cfg.Stdout, cfg.Stderr, cfg.Plan.Project)
+	st.console = console.New(cfg.Stdout, cfg.Stderr, cfg.Plan.Project)
 	st.logger = system.Root.Spawn(newLogger(format, st.console, cfg.Metrics))
 	// stackActor is the supervision strategy of its children itself (it
 	// implements actor.SupervisorStrategy), so it can stop the instance of
@@ -141,13 +142,13 @@ func (s *System) TearDown(reason string) { s.TearDownWithin(reason, nil) }
 // TearDownWithin is TearDown with every service's grace period set to timeout
 // (down -t); nil keeps each service's own.
 func (s *System) TearDownWithin(reason string, timeout *time.Duration) {
-	s.console.stop(false)
+	s.console.Stop(false)
 	s.system.Root.Send(s.root, &StopStack{Reason: reason, Timeout: timeout})
 }
 
 // KillAll asks for an immediate teardown (second Ctrl-C).
 func (s *System) KillAll() {
-	s.console.stop(true)
+	s.console.Stop(true)
 	s.system.Root.Send(s.root, &KillStack{})
 }
 
@@ -225,7 +226,7 @@ const pipeIdle = time.Second
 
 // Close waits until every line the processes wrote has reached the
 // logger's output, however slowly that is read (after TearDown only while
-// stdout makes progress, after KillAll not at all: see console.close),
+// stdout makes progress, after KillAll not at all: see console.Console.Close),
 // flushes the logger and stops the actor system; call after Done, when
 // every instance is gone. TearDown and KillAll may be called while it waits.
 func (s *System) Close() {
@@ -233,7 +234,7 @@ func (s *System) Close() {
 	_, _ = s.system.Root.RequestFuture(s.logger, &FlushLogs{}, 5e9).Result()
 	_ = s.system.Root.PoisonFuture(s.root).Wait()
 	_ = s.system.Root.PoisonFuture(s.logger).Wait()
-	s.console.close()
+	s.console.Close()
 	s.system.Shutdown()
 }
 

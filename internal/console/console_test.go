@@ -1,4 +1,4 @@
-package actors
+package console
 
 import (
 	"bytes"
@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"sstack/internal/logformat"
-	"sstack/metrics"
 )
 
 // gateWriter blocks every write until open is closed, as a stdout whose
@@ -60,25 +59,28 @@ func (r *recorder) get() (out, status string, writes []string) {
 
 // newTestConsole returns a console whose stdout blocks until the returned
 // channel is closed (blocked) or never blocks.
-func newTestConsole(blocked bool) (*console, *recorder, chan struct{}) {
+func newTestConsole(blocked bool) (*Console, *recorder, chan struct{}) {
 	rec := &recorder{}
 	var gate chan struct{}
 	if blocked {
 		gate = make(chan struct{})
 	}
-	c := newConsole(&gateWriter{open: gate, rec: rec, tag: "out"}, &gateWriter{rec: rec, tag: "err"}, "proj")
+	c := New(&gateWriter{open: gate, rec: rec, tag: "out"}, &gateWriter{rec: rec, tag: "err"}, "proj")
 	return c, rec, gate
 }
 
 // numberedBatch is a batch of lines from..to of web-1, released on done.
-func numberedBatch(from, to int, done chan struct{}) *LogBatch {
+func numberedBatch(from, to int, done chan struct{}) Batch {
 	var data []byte
 	for i := from; i <= to; i++ {
 		data = fmt.Appendf(data, "%d\n", i)
 	}
-	return &LogBatch{Source: &logformat.Source{Service: "web", Replica: 1, Name: "web-1"}, Stream: Stdout,
-		Data: data, Count: to - from + 1, Time: pumpTime, Done: done}
+	return Batch{Source: &logformat.Source{Service: "web", Replica: 1, Name: "web-1"}, Stream: "stdout",
+		Data: data, Count: to - from + 1, Time: batchTime, Done: done}
 }
+
+// batchTime stamps the test batches.
+var batchTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 var testPrinter = func() *logformat.Printer { return logformat.NewPrinter(logformat.Format{Prefix: true, Width: 5}) }
 
@@ -95,8 +97,8 @@ func released(done chan struct{}, within time.Duration) bool {
 // it, so a reader that stops holds the services back; it gets every line.
 func TestConsoleHoldsBatchesUntilWritten(t *testing.T) {
 	c, rec, gate := newTestConsole(true)
-	done := make(chan struct{}, inFlight)
-	c.batch(testPrinter(), numberedBatch(1, 3, done), "stdout")
+	done := make(chan struct{}, 2)
+	c.Show(testPrinter(), numberedBatch(1, 3, done))
 	if released(done, 300*time.Millisecond) {
 		t.Fatal("the batch was released before stdout took it")
 	}
@@ -105,7 +107,7 @@ func TestConsoleHoldsBatchesUntilWritten(t *testing.T) {
 		t.Fatal("the batch was not released once written")
 	}
 	closed := make(chan struct{})
-	go func() { c.close(); close(closed) }()
+	go func() { c.Close(); close(closed) }()
 	if !released(closed, 5*time.Second) {
 		t.Fatal("close did not return")
 	}
@@ -126,12 +128,12 @@ func TestConsoleStopReleasesAndCountsLinesNotShown(t *testing.T) {
 	c, rec, _ := newTestConsole(true)
 	p := testPrinter()
 	done := make(chan struct{}, 1<<10)
-	c.batch(p, numberedBatch(1, 1000, done), "stdout")
-	c.batch(p, numberedBatch(1001, 2000, done), "stdout")
+	c.Show(p, numberedBatch(1, 1000, done))
+	c.Show(p, numberedBatch(1001, 2000, done))
 	if released(done, 200*time.Millisecond) {
 		t.Fatal("a batch was released before the teardown while stdout does not take it")
 	}
-	c.stop(false)
+	c.Stop(false)
 	for i := 0; i < 2; i++ {
 		if !released(done, time.Second) {
 			t.Fatal("stop did not release the batches held")
@@ -140,14 +142,14 @@ func TestConsoleStopReleasesAndCountsLinesNotShown(t *testing.T) {
 	// Far more than the backlog: the rest is dropped, every batch released.
 	n := 2000
 	for i := 0; i < 100; i++ {
-		c.batch(p, numberedBatch(n+1, n+1000, done), "stdout")
+		c.Show(p, numberedBatch(n+1, n+1000, done))
 		n += 1000
 		if !released(done, time.Second) {
 			t.Fatalf("batch %d was not released after stop", i)
 		}
 	}
 	start := time.Now()
-	c.close()
+	c.Close()
 	took := time.Since(start)
 	if took > consoleStuck+time.Second {
 		t.Errorf("close took %v with stdout stopped, want about %v", took, consoleStuck)
@@ -163,10 +165,10 @@ func TestConsoleStopReleasesAndCountsLinesNotShown(t *testing.T) {
 func TestConsoleKillDoesNotWait(t *testing.T) {
 	c, rec, _ := newTestConsole(true)
 	done := make(chan struct{}, 4)
-	c.batch(testPrinter(), numberedBatch(1, 10, done), "stdout")
-	c.stop(true)
+	c.Show(testPrinter(), numberedBatch(1, 10, done))
+	c.Stop(true)
 	start := time.Now()
-	c.close()
+	c.Close()
 	if took := time.Since(start); took > 500*time.Millisecond {
 		t.Errorf("close took %v after a kill", took)
 	}
@@ -180,13 +182,13 @@ func TestConsoleKillDoesNotWait(t *testing.T) {
 func TestConsoleCloseWaitsForLaggingReader(t *testing.T) {
 	c, rec, gate := newTestConsole(true)
 	done := make(chan struct{}, 4)
-	c.batch(testPrinter(), numberedBatch(1, 10, done), "stdout")
+	c.Show(testPrinter(), numberedBatch(1, 10, done))
 	go func() {
 		time.Sleep(consoleStuck + time.Second)
 		close(gate)
 	}()
 	start := time.Now()
-	c.close()
+	c.Close()
 	if took := time.Since(start); took < consoleStuck+time.Second {
 		t.Errorf("close gave up on a stdout that lags after %v", took)
 	}
@@ -202,9 +204,9 @@ func TestConsoleStatusLines(t *testing.T) {
 	t.Run("in order", func(t *testing.T) {
 		c, rec, _ := newTestConsole(false)
 		done := make(chan struct{}, 4)
-		c.batch(testPrinter(), numberedBatch(1, 2, done), "stdout")
-		c.statusLine("web-1 exited with code 0")
-		c.close()
+		c.Show(testPrinter(), numberedBatch(1, 2, done))
+		c.StatusLine("web-1 exited with code 0")
+		c.Close()
 		_, _, writes := rec.get()
 		if got := strings.Join(writes, ""); got != "out:web-1 | 1\nweb-1 | 2\nerr:web-1 exited with code 0\n" {
 			t.Errorf("writes %q", writes)
@@ -214,9 +216,9 @@ func TestConsoleStatusLines(t *testing.T) {
 		c, rec, gate := newTestConsole(true)
 		defer close(gate)
 		done := make(chan struct{}, 4)
-		c.batch(testPrinter(), numberedBatch(1, 2, done), "stdout")
+		c.Show(testPrinter(), numberedBatch(1, 2, done))
 		start := time.Now()
-		c.statusLine("Instance p.web.1  Stopped")
+		c.StatusLine("Instance p.web.1  Stopped")
 		for {
 			if _, status, _ := rec.get(); status != "" {
 				break
@@ -228,7 +230,7 @@ func TestConsoleStatusLines(t *testing.T) {
 		}
 		// Later ones do not wait again once stdout is known to be stalled.
 		start = time.Now()
-		c.statusLine("second")
+		c.StatusLine("second")
 		for {
 			if _, status, _ := rec.get(); strings.Contains(status, "second") {
 				break
@@ -241,9 +243,9 @@ func TestConsoleStatusLines(t *testing.T) {
 	})
 	t.Run("flush marker", func(t *testing.T) {
 		c, rec, _ := newTestConsole(false)
-		c.statusLine("one")
+		c.StatusLine("one")
 		flushed := make(chan string, 1)
-		c.afterStatus(func() { _, s, _ := rec.get(); flushed <- s })
+		c.AfterStatus(func() { _, s, _ := rec.get(); flushed <- s })
 		select {
 		case s := <-flushed:
 			if s != "one\n" {
@@ -252,33 +254,8 @@ func TestConsoleStatusLines(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the flush marker was not reached")
 		}
-		c.close()
+		c.Close()
 	})
-}
-
-// A bug while recording a batch (here a metrics label function that
-// panics) is reported, and the batch still reaches stdout and is released:
-// its pump, and up's end, must not wait for it forever.
-func TestLoggerSurvivesAPanicWhileRecording(t *testing.T) {
-	c, rec, _ := newTestConsole(false)
-	m := metrics.NewPlaced("proj", func(string, int) string { panic("label bug") })
-	l := &Logger{printer: testPrinter(), console: c, metrics: m}
-	done := make(chan struct{}, inFlight)
-	l.writeBatch(numberedBatch(1, 2, done))
-	l.writeBatch(numberedBatch(3, 3, done))
-	for i := 0; i < 2; i++ {
-		if !released(done, 5*time.Second) {
-			t.Fatal("a batch was not released after the panic")
-		}
-	}
-	c.close()
-	out, status, _ := rec.get()
-	if !strings.Contains(out, "1\n") || !strings.Contains(out, "3\n") {
-		t.Errorf("stdout: %q", out)
-	}
-	if strings.Count(status, "internal error while recording web-1's logs") != 1 || !strings.Contains(status, "label bug") {
-		t.Errorf("status: %q", status)
-	}
 }
 
 // shownLines is "web-1 | N\n" for N in from..to, as the console prints
@@ -301,7 +278,7 @@ func TestConsolePipeStdout(t *testing.T) {
 	}
 	defer r.Close()
 	rec := &recorder{}
-	c := newConsole(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	c := New(w, &gateWriter{rec: rec, tag: "err"}, "proj")
 	if !c.outw.direct() {
 		t.Fatal("stdout on a pipe is not written non-blocking")
 	}
@@ -311,9 +288,9 @@ func TestConsolePipeStdout(t *testing.T) {
 	done := make(chan struct{}, 1<<10)
 	// Batches of about 130 KiB: more than a pipe holds.
 	for n := 0; n < 50_000; n += 10_000 {
-		c.batch(p, numberedBatch(n+1, n+10_000, done), "stdout")
+		c.Show(p, numberedBatch(n+1, n+10_000, done))
 	}
-	c.close()
+	c.Close()
 	w.Close()
 	if got := string(<-read); got != shownLines(1, 50_000) {
 		t.Errorf("stdout has %d lines, not 1..50000 in order", strings.Count(got, "\n"))
@@ -334,15 +311,15 @@ func TestConsolePipeStdoutStoppedReader(t *testing.T) {
 	}
 	defer r.Close()
 	rec := &recorder{}
-	c := newConsole(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	c := New(w, &gateWriter{rec: rec, tag: "err"}, "proj")
 	p := testPrinter()
 	done := make(chan struct{}, 1<<10)
 	const total = 30_000
 	for n := 0; n < total; n += 10_000 {
-		c.batch(p, numberedBatch(n+1, n+10_000, done), "stdout")
+		c.Show(p, numberedBatch(n+1, n+10_000, done))
 	}
-	c.stop(false)
-	c.close() // gives up on the stopped reader after consoleStuck
+	c.Stop(false)
+	c.Close() // gives up on the stopped reader after consoleStuck
 	// As at sstack's exit: the stdout writer, still waiting for room in
 	// the pipe, writes no more.
 	c.outw.close()
@@ -374,11 +351,11 @@ func TestConsoleFileStdout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	c := newConsole(f, io.Discard, "proj")
+	c := New(f, io.Discard, "proj")
 	done := make(chan struct{}, 16)
-	c.batch(testPrinter(), numberedBatch(1, 10_000, done), "stdout")
-	c.batch(testPrinter(), numberedBatch(10_001, 20_000, done), "stdout")
-	c.close()
+	c.Show(testPrinter(), numberedBatch(1, 10_000, done))
+	c.Show(testPrinter(), numberedBatch(10_001, 20_000, done))
+	c.Close()
 	if got, _ := os.ReadFile(f.Name()); string(got) != shownLines(1, 20_000) {
 		t.Errorf("the file has %d lines, not 1..20000 in order", bytes.Count(got, newline))
 	}

@@ -1,4 +1,11 @@
-package actors
+// Package console is the one writer of sstack's stdout and stderr while a
+// stack runs in the foreground: service lines, formatted by logformat, to
+// stdout and status lines to stderr, each from its own goroutine, with the
+// rules for a reader that stops reading (the services are held back while
+// the stack runs; after a stop, lines beyond a backlog are counted, not
+// shown). The logger actor (package actors) hands it batches; it knows no
+// actor.
+package console
 
 import (
 	"bytes"
@@ -32,6 +39,8 @@ const (
 	statusPatience = 500 * time.Millisecond
 )
 
+var newline = []byte{'\n'}
+
 type consoleMode uint8
 
 // console writes service lines to stdout and status lines to stderr, each
@@ -40,7 +49,7 @@ type consoleMode uint8
 // copies of its batches; their Done is signalled once written while the
 // stack runs (the services' pipes push back), at once after stop or kill.
 // All fields below mu are guarded by it.
-type console struct {
+type Console struct {
 	out, status io.Writer
 	project     string
 	outw        *outWriter // writes to out, as much at once as it may
@@ -83,16 +92,28 @@ type statusItem struct {
 	then  func() // called once written (and what came before)
 }
 
-func newConsole(out, status io.Writer, project string) *console {
-	c := &console{out: out, status: status, project: project, outw: newOutWriter(out), statusWake: make(chan struct{}, 1)}
+func New(out, status io.Writer, project string) *Console {
+	c := &Console{out: out, status: status, project: project, outw: newOutWriter(out), statusWake: make(chan struct{}, 1)}
 	c.outWake = sync.NewCond(&c.mu)
 	go c.writeOut()
 	go c.writeStatus()
 	return c
 }
 
-// batch hands the lines of b to the console, formatted by p.
-func (c *console) batch(p *logformat.Printer, b *LogBatch, stream string) {
+// Batch is lines of one replica's stream as its pump read them: Count
+// whole lines in Data, read at Time; Done, when not nil, is signalled
+// once the console no longer holds them (see Console).
+type Batch struct {
+	Source *logformat.Source
+	Stream string // "stdout" or "stderr"
+	Time   time.Time
+	Data   []byte
+	Count  int
+	Done   chan<- struct{}
+}
+
+// Show hands the lines of b to the console, formatted by p.
+func (c *Console) Show(p *logformat.Printer, b Batch) {
 	if c.out == io.Discard { // a detached stack shows nothing
 		release(b.Done)
 		return
@@ -109,7 +130,7 @@ func (c *console) batch(p *logformat.Printer, b *LogBatch, stream string) {
 		buf, c.free = c.free[n-1][:0], c.free[:n-1]
 	}
 	c.mu.Unlock()
-	buf = p.AppendData(buf, b.Source, stream, b.Time, b.Data, b.Count)
+	buf = p.AppendData(buf, b.Source, b.Stream, b.Time, b.Data, b.Count)
 	it := &consoleItem{buf: buf, lines: b.Count, done: b.Done}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -137,7 +158,7 @@ func (c *console) batch(p *logformat.Printer, b *LogBatch, stream string) {
 // batch while the reader keeps up. What the pipe does not take at once
 // goes to the stdout writer. Called with mu held; the stdout writer waits
 // while cur is set.
-func (c *console) writeDirect(it *consoleItem) {
+func (c *Console) writeDirect(it *consoleItem) {
 	c.cur, c.curOff, c.progress = it, 0, time.Now()
 	c.mu.Unlock()
 	n, err := c.outw.tryWrite(it.buf)
@@ -166,7 +187,7 @@ func release(done chan<- struct{}) {
 }
 
 // writeOut writes the queued items to stdout (see outWriter).
-func (c *console) writeOut() {
+func (c *Console) writeOut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
@@ -199,7 +220,7 @@ func (c *console) writeOut() {
 }
 
 // finish accounts for an item written (or given up on); with mu held.
-func (c *console) finish(it *consoleItem) {
+func (c *Console) finish(it *consoleItem) {
 	c.backlog -= len(it.buf)
 	c.written++
 	release(it.done)
@@ -213,7 +234,7 @@ func (c *console) finish(it *consoleItem) {
 }
 
 // pokeStatus wakes the status writer; call with mu held or not.
-func (c *console) pokeStatus() {
+func (c *Console) pokeStatus() {
 	select {
 	case c.statusWake <- struct{}{}:
 	default:
@@ -221,16 +242,16 @@ func (c *console) pokeStatus() {
 }
 
 // statusLine queues one of sstack's own lines for stderr.
-func (c *console) statusLine(text string) {
+func (c *Console) StatusLine(text string) {
 	c.queueStatus(statusItem{text: text + "\n"})
 }
 
 // afterStatus calls then once every status line queued before is written.
-func (c *console) afterStatus(then func()) {
+func (c *Console) AfterStatus(then func()) {
 	c.queueStatus(statusItem{then: then})
 }
 
-func (c *console) queueStatus(s statusItem) {
+func (c *Console) queueStatus(s statusItem) {
 	c.mu.Lock()
 	s.after, s.at = c.queued, time.Now()
 	c.statusQ = append(c.statusQ, s)
@@ -241,7 +262,7 @@ func (c *console) queueStatus(s statusItem) {
 // writeStatus writes the status lines to stderr, each once the service
 // lines handed over before it are on stdout, or once it has waited
 // statusPatience for them, or at once when stdout is stalled.
-func (c *console) writeStatus() {
+func (c *Console) writeStatus() {
 	for {
 		c.mu.Lock()
 		if len(c.statusQ) == 0 {
@@ -284,7 +305,7 @@ func (c *console) writeStatus() {
 // stop tells the console that the user asked for the teardown (kill: at
 // once): from now on it no longer holds the services back, and the end of
 // up waits for it only while it makes progress (kill: not at all).
-func (c *console) stop(kill bool) {
+func (c *Console) Stop(kill bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if kill {
@@ -309,7 +330,7 @@ func (c *console) stop(kill bool) {
 // after a kill not at all; then it reports on stderr the lines stdout did
 // not take (they are in the store) and waits for the status lines while
 // stderr takes them.
-func (c *console) close() {
+func (c *Console) Close() {
 	for {
 		c.mu.Lock()
 		empty := c.cur == nil && len(c.queue) == 0
