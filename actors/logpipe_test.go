@@ -403,16 +403,23 @@ func TestPumpLinesWaitsForLogger(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no batch")
 	}
+	heldUntilWritten(t, finished, b, 200*time.Millisecond, "pumpLines returned")
+}
+
+// heldUntilWritten checks that ended is still open after hold, while b is
+// not written (its Done not signalled), and that it ends once b is.
+func heldUntilWritten(t *testing.T, ended <-chan struct{}, b *LogBatch, hold time.Duration, what string) {
+	t.Helper()
 	select {
-	case <-finished:
-		t.Fatal("pumpLines returned before its batch was written")
-	case <-time.After(200 * time.Millisecond):
+	case <-ended:
+		t.Fatalf("%s before its batch was written", what)
+	case <-time.After(hold):
 	}
 	b.Done <- struct{}{}
 	select {
-	case <-finished:
+	case <-ended:
 	case <-time.After(10 * time.Second):
-		t.Fatal("pumpLines did not return after its batch was written")
+		t.Fatalf("not %s after its batch was written", what)
 	}
 }
 
@@ -480,17 +487,7 @@ func TestPipeTrackerWaitsForSlowLogger(t *testing.T) {
 	b := <-ch // held: the logger is "writing" it
 	waited := make(chan struct{})
 	go func() { tr.wait(100 * time.Millisecond); close(waited) }()
-	select {
-	case <-waited:
-		t.Fatal("wait returned while a batch was not written yet")
-	case <-time.After(500 * time.Millisecond):
-	}
-	b.Done <- struct{}{}
-	select {
-	case <-waited:
-	case <-time.After(5 * time.Second):
-		t.Fatal("wait did not return once the pump was done")
-	}
+	heldUntilWritten(t, waited, b, 500*time.Millisecond, "wait returned")
 }
 
 // TestPipeTrackerGivesUpOnSilentPipe: a pipe held open by a process that
