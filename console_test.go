@@ -150,12 +150,7 @@ func TestConsoleStoppedReaderDoesNotHoldCtrlC(t *testing.T) {
 	errs := r.stderr.String()
 	contains(t, "stderr", errs, "Gracefully stopping...", "Instance "+p.name+".svc.1  Stopping", "Instance "+p.name+".svc.1  Stopped")
 	before(t, errs, "Stopped", "lines not shown on the console")
-	hidden := notShown(t, errs, p.name)
-	shown := rest(t, br, pr, 1001)
-	stored := storedLines(t, p)
-	t.Logf("%d lines stored, %d shown, %d reported not shown", stored, shown, hidden)
-	accounted(t, stored, shown, hidden)
-	assertNothingLeft(t, p.name)
+	accountedAfterStop(t, p, errs, br, pr)
 }
 
 // A second Ctrl-C while the reader of stdout is stopped and the service
@@ -182,12 +177,7 @@ func TestConsoleStoppedReaderSecondCtrlCAtOnce(t *testing.T) {
 	t.Logf("sstack exited %v after the second Ctrl-C with its stdout not read", took.Round(time.Millisecond))
 	errs := r.stderr.String()
 	contains(t, "stderr", errs, "Killing...")
-	hidden := notShown(t, errs, p.name)
-	shown := rest(t, br, pr, 1001)
-	stored := storedLines(t, p)
-	t.Logf("%d lines stored, %d shown, %d reported not shown", stored, shown, hidden)
-	accounted(t, stored, shown, hidden)
-	assertNothingLeft(t, p.name)
+	accountedAfterStop(t, p, errs, br, pr)
 }
 
 // The stack ends by itself while the reader of stdout is stopped: sstack
@@ -277,4 +267,18 @@ services:
 	if code, _, errs := p.sstack("up", "--attach", "nosuch"); code != 1 || !strings.Contains(errs, "no such service: nosuch") {
 		t.Errorf("--attach nosuch: exit code %d\n%s", code, errs)
 	}
+}
+
+// accountedAfterStop checks, once sstack has exited with its stdout's
+// reader stopped, that every stored line was shown or reported not shown
+// (errs is its stderr; the reader resumes at line 1001), and that nothing
+// of the stack is left.
+func accountedAfterStop(t *testing.T, p *project, errs string, br *bufio.Reader, pr *os.File) {
+	t.Helper()
+	hidden := notShown(t, errs, p.name)
+	shown := rest(t, br, pr, 1001)
+	stored := storedLines(t, p)
+	t.Logf("%d lines stored, %d shown, %d reported not shown", stored, shown, hidden)
+	accounted(t, stored, shown, hidden)
+	assertNothingLeft(t, p.name)
 }
