@@ -67,15 +67,14 @@ func BenchmarkReplicaThroughput(b *testing.B) {
 	}
 	var loop, replica, lookup []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i%2 == 0 {
-			loop, replica = append(loop, download(false)), append(replica, download(true))
-		} else {
-			replica, loop = append(replica, download(true)), append(loop, download(false))
-		}
-		out, err := exec(timedScript("for i in $(seq 100); do nslookup -type=a web >/dev/null || exit 1; done"))
-		lookup = append(lookup, float64(parseSeconds(b, "lookups", out, err))/100/1e6)
-	}
+	alternate(b,
+		func() { loop = append(loop, download(false)) },
+		func() { replica = append(replica, download(true)) },
+		func() {
+			out, err := exec(timedScript("for i in $(seq 100); do nslookup -type=a web >/dev/null || exit 1; done"))
+			lookup = append(lookup, float64(parseSeconds(b, "lookups", out, err))/100/1e6)
+		},
+	)
 	b.StopTimer()
 	_ = run.cmd.Process.Signal(os.Interrupt)
 	run.wait(b, time.Minute)

@@ -32,17 +32,11 @@ func benchUpNetwork(b *testing.B, n int) {
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
 	var floor, stack, host []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() { up, _ := e.floorUp(hosts, n); floor = append(floor, ms(up)) },
-			func() { up, _ := e.sstackUp(composeFile, n); stack = append(stack, ms(up)) },
-			func() { up, _ := e.sstackUp(composeFile, n, "--network", "host"); host = append(host, ms(up)) },
-		}
-		// Rotate the order so that no phase always runs first.
-		for k := range phases {
-			phases[(k+i)%len(phases)]()
-		}
-	}
+	alternate(b,
+		func() { up, _ := e.floorUp(hosts, n); floor = append(floor, ms(up)) },
+		func() { up, _ := e.sstackUp(composeFile, n); stack = append(stack, ms(up)) },
+		func() { up, _ := e.sstackUp(composeFile, n, "--network", "host"); host = append(host, ms(up)) },
+	)
 	b.StopTimer()
 	b.Logf("floor up %s ms; stack network %s ms; host network %s ms", fmtSeries(floor), fmtSeries(stack), fmtSeries(host))
 	b.ReportMetric(0, "ns/op")
@@ -85,13 +79,10 @@ func BenchmarkPublishedThroughput(b *testing.B) {
 	}
 	var loop, published []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if i%2 == 0 {
-			loop, published = append(loop, download(hostPort)), append(published, download(stackPort))
-		} else {
-			published, loop = append(published, download(stackPort)), append(loop, download(hostPort))
-		}
-	}
+	alternate(b,
+		func() { loop = append(loop, download(hostPort)) },
+		func() { published = append(published, download(stackPort)) },
+	)
 	b.StopTimer()
 	_ = run.cmd.Process.Signal(os.Interrupt)
 	run.wait(b, time.Minute)

@@ -38,24 +38,16 @@ func BenchmarkSlurmUp3x10(b *testing.B) {
 
 	var floorUp, floorDown, sstackUp, sstackDown []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() {
-				up, down := e.floorSlurm(job, hosts, nodes, 10)
-				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-			},
-			func() {
-				up, down := e.sstackUp(composeFile, 30)
-				sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
-			},
-		}
-		if i%2 == 1 {
-			phases[0], phases[1] = phases[1], phases[0]
-		}
-		for _, p := range phases {
-			p()
-		}
-	}
+	alternate(b,
+		func() {
+			up, down := e.floorSlurm(job, hosts, nodes, 10)
+			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
+		},
+		func() {
+			up, down := e.sstackUp(composeFile, 30)
+			sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
+		},
+	)
 	b.StopTimer()
 	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
 	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))

@@ -231,6 +231,17 @@ func (e *benchEnv) startSstack(compose, project string, args ...string) *sstackR
 	return run
 }
 
+// alternate runs each phase b.N times, rotating which goes first from one
+// iteration to the next, so that the floor and sstack, measured in the
+// same run, share the machine's drifts of load alike.
+func alternate(b *testing.B, phases ...func()) {
+	for i := 0; i < b.N; i++ {
+		for k := range phases {
+			phases[(k+i)%len(phases)]()
+		}
+	}
+}
+
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
@@ -306,24 +317,16 @@ func benchUpDown(b *testing.B, n int) {
 
 	var floorUp, floorDown, sstackUp, sstackDown []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() {
-				up, down := e.floorUp(hosts, n)
-				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-			},
-			func() {
-				up, down := e.sstackUp(composeFile, n)
-				sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
-			},
-		}
-		if i%2 == 1 {
-			phases[0], phases[1] = phases[1], phases[0]
-		}
-		for _, p := range phases {
-			p()
-		}
-	}
+	alternate(b,
+		func() {
+			up, down := e.floorUp(hosts, n)
+			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
+		},
+		func() {
+			up, down := e.sstackUp(composeFile, n)
+			sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
+		},
+	)
 	b.StopTimer()
 	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, singularity.DefaultParallel())
 	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
@@ -842,36 +845,30 @@ func BenchmarkUpDetached10(b *testing.B) {
 	var floorUp, floorDown, fgStarted, fgUp, fgDown, detUp, detLag, detDown []float64
 	var maxLinger time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() {
-				up, down := e.floorUp(hosts, upServices)
-				floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-			},
-			func() {
-				started, up, down := e.sstackUpStarted(composeFile, upServices)
-				fgStarted, fgUp, fgDown = append(fgStarted, ms(started)), append(fgUp, ms(up)), append(fgDown, ms(down))
-			},
-			func() {
-				project := benchName("benchdet")
-				up := e.upDetached(composeFile, project, upServices, 2*time.Minute)
-				// Not timed: every process runs (and has set its TERM
-				// trap), the stack is supervised.
-				detLag = append(detLag, ms(e.awaitReady(project, upServices, time.Now())))
-				_, out := e.runTimed(e.sstackCmd("ps", "-n", project, "--format", "json"), time.Minute)
-				if err := benchCheckPsJSON(out, upServices); err != nil {
-					b.Fatal(err)
-				}
-				down, lingered := e.downDetached(project, upServices)
-				detUp, detDown = append(detUp, ms(up)), append(detDown, ms(down))
-				maxLinger = max(maxLinger, lingered)
-			},
-		}
-		k := i % len(phases)
-		for j := range phases {
-			phases[(k+j)%len(phases)]()
-		}
-	}
+	alternate(b,
+		func() {
+			up, down := e.floorUp(hosts, upServices)
+			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
+		},
+		func() {
+			started, up, down := e.sstackUpStarted(composeFile, upServices)
+			fgStarted, fgUp, fgDown = append(fgStarted, ms(started)), append(fgUp, ms(up)), append(fgDown, ms(down))
+		},
+		func() {
+			project := benchName("benchdet")
+			up := e.upDetached(composeFile, project, upServices, 2*time.Minute)
+			// Not timed: every process runs (and has set its TERM
+			// trap), the stack is supervised.
+			detLag = append(detLag, ms(e.awaitReady(project, upServices, time.Now())))
+			_, out := e.runTimed(e.sstackCmd("ps", "-n", project, "--format", "json"), time.Minute)
+			if err := benchCheckPsJSON(out, upServices); err != nil {
+				b.Fatal(err)
+			}
+			down, lingered := e.downDetached(project, upServices)
+			detUp, detDown = append(detUp, ms(up)), append(detDown, ms(down))
+			maxLinger = max(maxLinger, lingered)
+		},
+	)
 	b.StopTimer()
 	b.Logf("floor     up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
 	b.Logf("up        up %s ms (last Started %s), down %s ms", fmtSeries(fgUp), fmtSeries(fgStarted), fmtSeries(fgDown))
@@ -942,25 +939,17 @@ func BenchmarkRestartLatency(b *testing.B) {
 
 	var floor, sstack, floorMed, sstackMed, pipeLag []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() {
-				lat := e.floorRestarts(floorInst)
-				floor, floorMed = append(floor, lat...), append(floorMed, median(lat))
-			},
-			func() {
-				lat, lag := e.sstackRestarts(composeFile)
-				sstack, sstackMed = append(sstack, lat...), append(sstackMed, median(lat))
-				pipeLag = append(pipeLag, lag...)
-			},
-		}
-		if i%2 == 1 {
-			phases[0], phases[1] = phases[1], phases[0]
-		}
-		for _, p := range phases {
-			p()
-		}
-	}
+	alternate(b,
+		func() {
+			lat := e.floorRestarts(floorInst)
+			floor, floorMed = append(floor, lat...), append(floorMed, median(lat))
+		},
+		func() {
+			lat, lag := e.sstackRestarts(composeFile)
+			sstack, sstackMed = append(sstack, lat...), append(sstackMed, median(lat))
+			pipeLag = append(pipeLag, lag...)
+		},
+	)
 	b.StopTimer()
 	b.Logf("floor  restart ms, per-iteration medians %s, min %.1f, max %.1f", fmtSeries(floorMed), minOf(floor), maxOf(floor))
 	b.Logf("sstack restart ms, per-iteration medians %s, min %.1f, max %.1f", fmtSeries(sstackMed), minOf(sstack), maxOf(sstack))
@@ -1264,21 +1253,13 @@ func BenchmarkLogThroughput(b *testing.B) {
 
 	var floor, sstack, cpu []float64
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		phases := []func(){
-			func() { floor = append(floor, e.floorLogs(floorInst)) },
-			func() {
-				rate, perLine := e.sstackLogs(composeFile)
-				sstack, cpu = append(sstack, rate), append(cpu, perLine)
-			},
-		}
-		if i%2 == 1 {
-			phases[0], phases[1] = phases[1], phases[0]
-		}
-		for _, p := range phases {
-			p()
-		}
-	}
+	alternate(b,
+		func() { floor = append(floor, e.floorLogs(floorInst)) },
+		func() {
+			rate, perLine := e.sstackLogs(composeFile)
+			sstack, cpu = append(sstack, rate), append(cpu, perLine)
+		},
+	)
 	b.StopTimer()
 	b.Logf("floor  lines/s %s", fmtSeries(floor))
 	b.Logf("sstack lines/s %s, CPU ns/line %s", fmtSeries(sstack), fmtSeries(cpu))
