@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sstack/internal/api"
+	"sstack/internal/logs/logstest"
 	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 )
@@ -747,26 +748,6 @@ func TestDownWaitsForTheSupervisorToGo(t *testing.T) {
 	}
 }
 
-// logLines is an api.LogConsumer that keeps what it is given.
-type logLines struct {
-	mu     sync.Mutex
-	names  []string
-	lines  []string
-	status []string
-}
-
-func (l *logLines) Register(name string) { l.mu.Lock(); l.names = append(l.names, name); l.mu.Unlock() }
-func (l *logLines) Log(line api.LogLine) {
-	l.mu.Lock()
-	l.lines = append(l.lines, line.Name+" "+line.Stream+" "+string(line.Text))
-	l.mu.Unlock()
-}
-func (l *logLines) Status(_, text string) {
-	l.mu.Lock()
-	l.status = append(l.status, text)
-	l.mu.Unlock()
-}
-
 // The client reads the logs from the project's files, asking the server
 // nothing; following ends once the supervisor is gone.
 func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
@@ -780,18 +761,18 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 	w.Write("web-1", "stdout", t0, []byte("hello\n"), 1)
 	w.Write("db-1", "stderr", t0.Add(time.Second), []byte("oops\n"), 1)
 	w.Flush()
-	got := &logLines{}
+	got := &logstest.LogLines{}
 	if err := c.Logs(context.Background(), api.LogsOptions{}, got); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"web-1 stdout hello", "db-1 stderr oops"}; !reflect.DeepEqual(got.lines, want) || len(got.names) != 2 {
-		t.Errorf("Logs gave %q (names %q), want %q", got.lines, got.names, want)
+	if want := []string{"web-1 stdout hello", "db-1 stderr oops"}; !reflect.DeepEqual(got.Lines(), want) || len(got.Names()) != 2 {
+		t.Errorf("Logs gave %q (names %q), want %q", got.Lines(), got.Names(), want)
 	}
 	if n := f.countCalls("Logs"); n != 0 {
 		t.Errorf("the server was asked for logs %d times", n)
 	}
 
-	followed := &logLines{}
+	followed := &logstest.LogLines{}
 	done := make(chan error, 1)
 	go func() {
 		done <- c.Logs(context.Background(), api.LogsOptions{Follow: true, Services: []string{"web"}}, followed)
@@ -810,10 +791,8 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 		t.Fatal("logs -f went on after the supervisor went")
 	}
 	w.Close()
-	followed.mu.Lock()
-	defer followed.mu.Unlock()
-	if want := []string{"web-1 stdout hello", "web-1 stdout later"}; !reflect.DeepEqual(followed.lines, want) || !reflect.DeepEqual(followed.status, []string{api.LogsStopped}) {
-		t.Errorf("Logs -f gave %q, status %q; want %q and the stack's end", followed.lines, followed.status, want)
+	if want := []string{"web-1 stdout hello", "web-1 stdout later"}; !reflect.DeepEqual(followed.Lines(), want) || !reflect.DeepEqual(followed.Said(), []string{api.LogsStopped}) {
+		t.Errorf("Logs -f gave %q, status %q; want %q and the stack's end", followed.Lines(), followed.Said(), want)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/control"
+	"sstack/internal/logs/logstest"
 	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 	"sstack/singularity"
@@ -77,14 +78,6 @@ func TestRemainsNeedTheRuntime(t *testing.T) {
 	}
 }
 
-type lines struct {
-	names, got, status []string
-}
-
-func (l *lines) Register(name string)  { l.names = append(l.names, name) }
-func (l *lines) Log(line api.LogLine)  { l.got = append(l.got, line.Name+": "+string(line.Text)) }
-func (l *lines) Status(_, text string) { l.status = append(l.status, text) }
-
 // Logs reads the store after the stack ended; following ends at once,
 // as no sstack holds the project.
 func TestRemainsLogs(t *testing.T) {
@@ -98,17 +91,17 @@ func TestRemainsLogs(t *testing.T) {
 	w.Write("db-1", "stdout", t0.Add(time.Second), []byte("c\n"), 1)
 	w.Close()
 	r := &Remains{Project: "proj", StateDir: dir}
-	got := &lines{}
+	got := &logstest.LogLines{}
 	if err := r.Logs(context.Background(), api.LogsOptions{Tail: "1", Follow: true}, got); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"web-1: b", "db-1: c"}; !reflect.DeepEqual(got.got, want) || len(got.names) != 2 || !reflect.DeepEqual(got.status, []string{api.LogsStopped}) {
-		t.Errorf("Logs gave %q names %q status %q, want %q", got.got, got.names, got.status, want)
+	if want := []string{"web-1 stdout b", "db-1 stdout c"}; !reflect.DeepEqual(got.Lines(), want) || len(got.Names()) != 2 || !reflect.DeepEqual(got.Said(), []string{api.LogsStopped}) {
+		t.Errorf("Logs gave %q names %q status %q, want %q", got.Lines(), got.Names(), got.Said(), want)
 	}
-	if err := r.Logs(context.Background(), api.LogsOptions{Services: []string{"nosuch"}}, &lines{}); err == nil || !strings.Contains(err.Error(), `no logs for service "nosuch"`) {
+	if err := r.Logs(context.Background(), api.LogsOptions{Services: []string{"nosuch"}}, &logstest.LogLines{}); err == nil || !strings.Contains(err.Error(), `no logs for service "nosuch"`) {
 		t.Errorf("Logs of an unknown service: %v", err)
 	}
-	if err := r.Logs(context.Background(), api.LogsOptions{Services: []string{"quiet"}, Known: []string{"quiet"}}, &lines{}); err != nil {
+	if err := r.Logs(context.Background(), api.LogsOptions{Services: []string{"quiet"}, Known: []string{"quiet"}}, &logstest.LogLines{}); err != nil {
 		t.Errorf("Logs of a known silent service: %v", err)
 	}
 }
