@@ -268,17 +268,24 @@ func shownLines(from, to int) string {
 	return sb.String()
 }
 
-// On a pipe stdout takes whole batches at once (see outWriter), written by
-// the logger itself while the reader keeps up and by the stdout writer
-// when it does not: the reader gets every line once, in order.
-func TestConsolePipeStdout(t *testing.T) {
+// pipeConsole is a console whose stdout is a pipe (r its read end, closed
+// at the end of the test) and whose stderr is recorded.
+func pipeConsole(t *testing.T) (c *Console, rec *recorder, r, w *os.File) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	rec := &recorder{}
-	c := New(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	t.Cleanup(func() { r.Close() })
+	rec = &recorder{}
+	return New(w, &gateWriter{rec: rec, tag: "err"}, "proj"), rec, r, w
+}
+
+// On a pipe stdout takes whole batches at once (see outWriter), written by
+// the logger itself while the reader keeps up and by the stdout writer
+// when it does not: the reader gets every line once, in order.
+func TestConsolePipeStdout(t *testing.T) {
+	c, rec, r, w := pipeConsole(t)
 	if !c.outw.direct() {
 		t.Fatal("stdout on a pipe is not written non-blocking")
 	}
@@ -305,13 +312,7 @@ func TestConsolePipeStdout(t *testing.T) {
 // what the reader finds in the pipe afterwards and the count add up to
 // every line.
 func TestConsolePipeStdoutStoppedReader(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	rec := &recorder{}
-	c := New(w, &gateWriter{rec: rec, tag: "err"}, "proj")
+	c, rec, r, w := pipeConsole(t)
 	p := testPrinter()
 	done := make(chan struct{}, 1<<10)
 	const total = 30_000
