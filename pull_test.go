@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -302,6 +303,26 @@ func TestPullPolicies(t *testing.T) {
 			t.Fatalf("a day-old image was not pulled: exit %d\n%s", code, stderr)
 		}
 	})
+}
+
+// TestParallelPullsShareACache: images that share layers, pulled at once
+// into one empty APPTAINER_CACHEDIR, all arrive. Raw parallel apptainer
+// pulls lose a race over the cache here now and then ("conveyor failed to
+// get"); several rounds make that likely enough to see.
+func TestParallelPullsShareACache(t *testing.T) {
+	reg := startRegistry(t)
+	var yml strings.Builder
+	yml.WriteString("services:\n")
+	for i := range 4 {
+		ref, _ := reg.push(fmt.Sprintf("team-%d/bb:1.0", i), "image", 0)
+		fmt.Fprintf(&yml, "  s%d:\n    image: %s\n", i, ref)
+	}
+	for round := range 6 {
+		p := pullProject(t, yml.String())
+		if code, _, stderr := p.run("pull"); code != 0 {
+			t.Fatalf("round %d: exit %d\n%s", round, code, stderr)
+		}
+	}
 }
 
 // TestImageNamesDoNotCollide: two images that apptainer pull would both

@@ -39,10 +39,46 @@ func (a *Apptainer) Pull(ctx context.Context, spec PullSpec) error {
 	if strings.HasPrefix(spec.Source, "-") {
 		return fmt.Errorf("pull: source %q starts with '-'", spec.Source)
 	}
-	return a.intoPlace(ctx, spec.Dest, "", spec.Phase, func(tmp string) []string {
-		return pullArgs(tmp, spec.Source)
-	}, "pulling "+spec.Source)
+	for attempt := 1; ; attempt++ {
+		err := a.intoPlace(ctx, spec.Dest, "", spec.Phase, func(tmp string) []string {
+			return pullArgs(tmp, spec.Source)
+		}, "pulling "+spec.Source)
+		var failed *toolFailure
+		if err == nil || attempt == pullAttempts || !errors.As(err, &failed) || !cacheRace(failed.output) {
+			return err
+		}
+		if spec.Phase != nil {
+			spec.Phase("Retrying (the shared image cache changed under the pull)")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pulling %s: %w", spec.Source, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+		}
+	}
 }
+
+// pullAttempts bounds the tries of a pull that loses cacheRace.
+const pullAttempts = 4
+
+// cacheRace says whether a failed pull's output is apptainer's known race
+// over a shared APPTAINER_CACHEDIR (apptainer/singularity#3634): parallel
+// pulls of images that share layers read each other's half-written cache
+// entries ("conveyor failed to get: unexpected end of JSON input", "... not
+// found in layout", "no descriptor found"). Tried again, the pull finds the
+// entries complete.
+func cacheRace(output []byte) bool {
+	return bytes.Contains(output, []byte("conveyor failed to get"))
+}
+
+// toolFailure is apptainer pull or build exiting non-zero: its summary, and
+// the whole output for the caller to examine.
+type toolFailure struct {
+	msg    string
+	output []byte
+}
+
+func (e *toolFailure) Error() string { return e.msg }
 
 // pullArgs builds `apptainer pull TMP SOURCE`. No -s: the INFO lines are
 // the progress; FATAL lines print anyway.
@@ -92,7 +128,7 @@ func (a *Apptainer) intoPlace(ctx context.Context, dest, dir string, phase func(
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err != nil && !(errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success()) {
-		return fmt.Errorf("%s: %s", what, summarize(out.bytes()))
+		return &toolFailure{msg: what + ": " + summarize(out.bytes()), output: out.bytes()}
 	}
 	if fi, err := os.Stat(tmp); err != nil || fi.Size() == 0 {
 		return fmt.Errorf("%s: apptainer succeeded but wrote no image: %s", what, summarize(out.bytes()))

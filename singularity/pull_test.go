@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sstack/internal/testutil"
 	"strings"
 	"testing"
@@ -98,6 +99,43 @@ echo new > "$2"`)
 	empty := fakeApptainer(t, `exit 0`)
 	if err := empty.Pull(context.Background(), PullSpec{Source: "docker://x", Dest: dest}); err == nil || !strings.Contains(err.Error(), "wrote no image") {
 		t.Errorf("no output accepted: %v", err)
+	}
+}
+
+// TestPullRetriesTheCacheRace: a pull that loses apptainer's race over a
+// shared cache is tried again (and succeeds once the cache is whole); any
+// other failure is final at once, and the race gives up after
+// pullAttempts tries.
+func TestPullRetriesTheCacheRace(t *testing.T) {
+	count := filepath.Join(t.TempDir(), "count")
+	race := `echo x >> ` + count + `; echo "FATAL:   While making image from oci registry: error fetching image to cache: while building SIF from layers: conveyor failed to get: unexpected end of JSON input" >&2; exit 255`
+	tries := func() int {
+		b, _ := os.ReadFile(count)
+		n := strings.Count(string(b), "x")
+		os.Remove(count)
+		return n
+	}
+	for _, c := range []struct {
+		name, body string
+		ok         bool
+		tries      int
+	}{
+		{"race once", `[ -e ` + count + ` ] && { echo sif > "$2"; exit 0; }; ` + race, true, 1},
+		{"race always", race, false, pullAttempts},
+		{"other failure", `echo x >> ` + count + `; echo "FATAL:   manifest unknown" >&2; exit 255`, false, 1},
+	} {
+		var phases []string
+		err := fakeApptainer(t, c.body).Pull(context.Background(), PullSpec{Source: "docker://x", Dest: filepath.Join(t.TempDir(), "x.sif"),
+			Phase: func(s string) { phases = append(phases, s) }})
+		if (err == nil) != c.ok {
+			t.Errorf("%s: error %v", c.name, err)
+		}
+		if n := tries(); n != c.tries {
+			t.Errorf("%s: apptainer failed %d times, want %d", c.name, n, c.tries)
+		}
+		if retried := slices.ContainsFunc(phases, func(p string) bool { return strings.HasPrefix(p, "Retrying") }); retried != (c.tries > 1 || c.ok) {
+			t.Errorf("%s: phases %v", c.name, phases)
+		}
 	}
 }
 
