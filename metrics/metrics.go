@@ -56,49 +56,53 @@ func NewPlaced(project string, nodeOf func(service string, replica int) string) 
 	if nodeOf != nil {
 		labels = append(slices.Clone(labels), "node")
 	}
+	counterVec := func(name, help string, extra ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(slices.Clone(labels), extra...))
+	}
+	gaugeVec := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	}
 	m := &Metrics{
 		project:  project,
 		nodeOf:   nodeOf,
 		registry: prometheus.NewRegistry(),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sstack_service_restarts_total",
-			Help: "Restarts of the service process done by the restart policy.",
-		}, labels),
-		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sstack_service_up",
-			Help: "1 while the service process runs, else 0.",
-		}, labels),
-		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sstack_service_healthy",
-			Help: "1 when the service's healthcheck passes, 0 when unhealthy or starting; absent without a healthcheck.",
-		}, labels),
-		lastExit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sstack_service_last_exit_code",
-			Help: "Exit code of the last run of the service process.",
-		}, labels),
+		restarts: counterVec("sstack_service_restarts_total",
+			"Restarts of the service process done by the restart policy."),
+		up: gaugeVec("sstack_service_up",
+			"1 while the service process runs, else 0."),
+		healthy: gaugeVec("sstack_service_healthy",
+			"1 when the service's healthcheck passes, 0 when unhealthy or starting; absent without a healthcheck."),
+		lastExit: gaugeVec("sstack_service_last_exit_code",
+			"Exit code of the last run of the service process."),
 		startSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sstack_service_start_seconds",
 			Help:    "Time from the decision to start the service to its process running.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, labels),
-		logLines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sstack_log_lines_total",
-			Help: "Log lines received from the service, by stream.",
-		}, append(append([]string{}, labels...), "stream")),
-		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sstack_service_oom_kills_total",
-			Help: "Runs of the service process the kernel killed for exceeding the memory limit.",
-		}, labels),
-		gaveUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sstack_service_restarts_exhausted",
-			Help: "1 once the restart policy gave up on the replica (max attempts reached), 0 when it runs again.",
-		}, labels),
+		logLines: counterVec("sstack_log_lines_total",
+			"Log lines received from the service, by stream.", "stream"),
+		oomKills: counterVec("sstack_service_oom_kills_total",
+			"Runs of the service process the kernel killed for exceeding the memory limit."),
+		gaveUp: gaugeVec("sstack_service_restarts_exhausted",
+			"1 once the restart policy gave up on the replica (max attempts reached), 0 when it runs again."),
 		labelNames: labels,
 	}
-	m.registry.MustRegister(m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines, m.oomKills, m.gaveUp,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, v := range m.series() {
+		m.registry.MustRegister(v)
+	}
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// vec is a collector with a series per replica.
+type vec interface {
+	prometheus.Collector
+	DeletePartialMatch(prometheus.Labels) int
+}
+
+// series are the collectors labelled per replica.
+func (m *Metrics) series() []vec {
+	return []vec{m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines, m.oomKills, m.gaveUp}
 }
 
 // Registry is the registry the metrics live in (for tests).
@@ -263,9 +267,7 @@ func (m *Metrics) Remove(service string, replica int) {
 		return
 	}
 	l := prometheus.Labels{"project": m.project, "service": service, "replica": strconv.Itoa(replica)}
-	for _, v := range []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{m.restarts, m.up, m.healthy, m.lastExit, m.startSeconds, m.logLines, m.oomKills, m.gaveUp} {
+	for _, v := range m.series() {
 		v.DeletePartialMatch(l)
 	}
 }
