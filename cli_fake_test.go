@@ -130,6 +130,10 @@ func TestBadCommandLinesAskNothing(t *testing.T) {
 		{"scale", "web=-1"},
 		{"scale", "web"},
 		{"stop", "--no-such-flag"},
+		{"stats", "--format", "yaml"},
+		{"ls", "--format", "xml"},
+		{"images", "--format", "xml"},
+		{"config", "--format", "table"},
 	} {
 		st := &fakeStack{}
 		if code, _, _ := runFake(t, st, args...); code != 2 || len(st.calls) != 0 {

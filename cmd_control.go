@@ -177,9 +177,6 @@ func newLs(o *options) *cobra.Command {
 		Short: "List the projects of this user: running ones, and with -a those that ran here",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "table", "json"); err != nil {
-				return err
-			}
 			projects, err := listProjects(o, all)
 			if err != nil {
 				return err
@@ -187,7 +184,7 @@ func newLs(o *options) *cobra.Command {
 			return projectListing.print(o.stdout, format, quiet, projects)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
+	formatFlag(c, &format, "Format the output: table or json", "table", "json")
 	c.Flags().BoolVarP(&all, "all", "a", false, "Show all projects, also stopped ones")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display project names")
 	return c

@@ -3,10 +3,11 @@ package main
 import (
 	"fmt"
 	"slices"
-	"sstack/internal/images"
 
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
+
+	"sstack/internal/images"
 )
 
 // newImages is docker compose's images: the image each service uses.
@@ -18,9 +19,6 @@ func newImages(o *options) *cobra.Command {
 		Short:             "List the image (SIF) each service uses: path, source, size, ID",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "table", "json"); err != nil {
-				return err
-			}
 			plan, err := o.load()
 			if err != nil {
 				return err
@@ -39,7 +37,7 @@ func newImages(o *options) *cobra.Command {
 			return imageListing.print(o.stdout, format, quiet, rows)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json")
+	formatFlag(c, &format, "Format the output: table or json", "table", "json")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
 	return c
 }

@@ -28,16 +28,13 @@ func newStats(o *options) *cobra.Command {
 		Short:             "Display a live stream of the replicas' resource usage (CPU, memory, block I/O, PIDs)",
 		ValidArgsFunction: completeServices(o),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "table", "json"); err != nil {
-				return err
-			}
 			return withStack(o, func(ctx context.Context, st api.Stack, _ string) error {
 				return streamStats(ctx, st, args, noStream, format, o.stdout, isTerminal(o.stdout), statsInterval)
 			})
 		},
 	}
 	c.Flags().BoolVar(&noStream, "no-stream", false, "Print the first result and exit")
-	c.Flags().StringVar(&format, "format", "table", "Format the output: table or json (one object per replica and line)")
+	formatFlag(c, &format, "Format the output: table or json (one object per replica and line)", "table", "json")
 	return c
 }
 

@@ -320,9 +320,6 @@ func newConfig(o *options) *cobra.Command {
 		Short: "Print the resolved plan (needs no runtime)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "yaml", "json"); err != nil {
-				return err
-			}
 			plan, err := o.load()
 			if err != nil {
 				return err
@@ -351,7 +348,7 @@ func newConfig(o *options) *cobra.Command {
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only validate the configuration, print nothing")
 	c.Flags().BoolVar(&services, "services", false, "Print the service names, one per line")
 	c.Flags().BoolVar(&images, "images", false, "Print the image names, one per line")
-	c.Flags().StringVar(&format, "format", "yaml", "Format of the plan: yaml or json")
+	formatFlag(c, &format, "Format of the plan: yaml or json", "yaml", "json")
 	networkFlag(c, o)
 	return c
 }

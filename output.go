@@ -7,15 +7,20 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 )
 
-// checkFormat refuses a --format value that is none of those the command
-// prints.
-func checkFormat(format string, allowed ...string) error {
-	if slices.Contains(allowed, format) {
-		return nil
+// formatFlag adds --format to c, allowed[0] its default, and refuses
+// before c runs a value that is none of those c prints.
+func formatFlag(c *cobra.Command, format *string, help string, allowed ...string) {
+	c.Flags().StringVar(format, "format", allowed[0], help)
+	c.PreRunE = func(*cobra.Command, []string) error {
+		if slices.Contains(allowed, *format) {
+			return nil
+		}
+		return &usageError{fmt.Errorf("--format %q: use %s", *format, strings.Join(allowed, " or "))}
 	}
-	return &usageError{fmt.Errorf("--format %q: use %s", format, strings.Join(allowed, " or "))}
 }
 
 // newTable is the writer of every table sstack prints (docker's spacing:
