@@ -20,8 +20,6 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/logs/logstest"
-	"sstack/internal/logstore"
-	"sstack/internal/statedir"
 )
 
 // fakeStack records the calls it gets and answers with canned results, or
@@ -710,14 +708,7 @@ func TestDownWaitsForTheSupervisorToGo(t *testing.T) {
 func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 	f := &fakeStack{}
 	srv, c, dir := serve(t, f)
-	w, err := logstore.NewWriter(statedir.Logs(dir), 1<<20, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	w.Write("web-1", "stdout", t0, []byte("hello\n"), 1)
-	w.Write("db-1", "stderr", t0.Add(time.Second), []byte("oops\n"), 1)
-	w.Flush()
+	w := logstest.Store(t, dir, logstest.Record{Name: "web-1", Stream: "stdout", Text: "hello\n"}, logstest.Record{Name: "db-1", Stream: "stderr", Text: "oops\n"})
 	got := &logstest.LogLines{}
 	if err := c.Logs(context.Background(), api.LogsOptions{}, got); err != nil {
 		t.Fatal(err)
@@ -735,7 +726,7 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 		done <- c.Logs(context.Background(), api.LogsOptions{Follow: true, Services: []string{"web"}}, followed)
 	}()
 	time.Sleep(300 * time.Millisecond)
-	w.Write("web-1", "stdout", t0.Add(2*time.Second), []byte("later\n"), 1)
+	w.Write("web-1", "stdout", logstest.T0.Add(2*time.Second), []byte("later\n"), 1)
 	w.Flush()
 	time.Sleep(300 * time.Millisecond)
 	srv.Close()
