@@ -36,6 +36,14 @@ func play(t *testing.T, p compose.RestartPolicy, runs []run) *RestartTracker {
 	return tr
 }
 
+// wantRestarts checks how many restarts tr has counted.
+func wantRestarts(t *testing.T, tr *RestartTracker, n int) {
+	t.Helper()
+	if got := tr.Restarts(); got != n {
+		t.Errorf("Restarts() = %d, want %d", got, n)
+	}
+}
+
 func restarting(delay time.Duration, attempt, maxAttempts int) Decision {
 	return Decision{Restart: true, Delay: delay, Attempt: attempt, MaxAttempts: maxAttempts, Reason: ReasonRestarting}
 }
@@ -110,13 +118,11 @@ func TestRestartFirstExit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := play(t, tc.policy, []run{{ran: time.Second, exit: tc.exit, stop: tc.stop, want: tc.want}})
-			wantRestarts := 0
+			restarts := 0
 			if tc.want.Restart {
-				wantRestarts = 1
+				restarts = 1
 			}
-			if got := tr.Restarts(); got != wantRestarts {
-				t.Errorf("Restarts() = %d, want %d", got, wantRestarts)
-			}
+			wantRestarts(t, tr, restarts)
 		})
 	}
 }
@@ -134,9 +140,7 @@ func TestRestartEngineBackoff(t *testing.T) {
 		runs = append(runs, run{ran: 9 * time.Second, exit: 1, want: restarting(d, i+1, 0)})
 	}
 	tr := play(t, p, runs)
-	if got := tr.Restarts(); got != len(delays) {
-		t.Errorf("Restarts() = %d, want %d", got, len(delays))
-	}
+	wantRestarts(t, tr, len(delays))
 }
 
 // A run of at least 10s resets the delay to 100ms; 10s minus 1ns does not.
@@ -178,9 +182,7 @@ func TestRestartEngineOnFailureMax(t *testing.T) {
 		{ran: ms, exit: 1, want: restarting(400*ms, 3, 3)},
 		{ran: ms, exit: 1, want: givingUp(3)},
 	})
-	if got := tr.Restarts(); got != 3 {
-		t.Errorf("Restarts() = %d, want 3", got)
-	}
+	wantRestarts(t, tr, 3)
 }
 
 // Docker does not reset the on-failure count after a long run: only the delay
@@ -226,9 +228,7 @@ func TestRestartStopRequestedMidLoop(t *testing.T) {
 		{ran: ms, exit: 1, want: restarting(200*ms, 2, 5)},
 		{ran: ms, exit: 143, stop: true, want: Decision{Reason: ReasonStopRequested}},
 	})
-	if got := tr.Restarts(); got != 2 {
-		t.Errorf("Restarts() = %d, want 2", got)
-	}
+	wantRestarts(t, tr, 2)
 }
 
 // deploy: a fixed delay and MaxAttempts restarts, then give up.
@@ -240,9 +240,7 @@ func TestRestartDeployMaxAttempts(t *testing.T) {
 		{ran: ms, exit: 1, want: restarting(2*time.Second, 3, 3)},
 		{ran: ms, exit: 1, want: givingUp(3)},
 	})
-	if got := tr.Restarts(); got != 3 {
-		t.Errorf("Restarts() = %d, want 3", got)
-	}
+	wantRestarts(t, tr, 3)
 }
 
 // deploy window: a run of at least Window was a successful restart and starts
@@ -256,9 +254,7 @@ func TestRestartDeployWindow(t *testing.T) {
 		{ran: 5 * time.Second, exit: 0, want: restarting(time.Second, 2, 2)},
 		{ran: 30*time.Second - 1, exit: 1, want: givingUp(2)},
 	})
-	if got := tr.Restarts(); got != 4 {
-		t.Errorf("Restarts() = %d, want 4", got)
-	}
+	wantRestarts(t, tr, 4)
 }
 
 // deploy without a window: every restart counts, however long it ran.
