@@ -206,19 +206,11 @@ func TestConsoleStoppedReaderCtrlCEndsWaitAtEnd(t *testing.T) {
 // store all the same.
 func TestUpAttachSelectsOutput(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db line; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web line; exec sleep 1000"]
-  other:
-    image: busybox
-    command: ["sh", "-c", "echo other line; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db line; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web line; exec sleep 1000"]`, "depends_on: [db]"),
+		service("other", `["sh", "-c", "echo other line; exec sleep 1000"]`),
+	))
 	for _, c := range []struct {
 		args       []string
 		wait       string // the last line to wait for
