@@ -211,6 +211,15 @@ func (d *driver) exit(code int) []Effect {
 	return d.do(ProcessExited{Run: d.run, Code: code})
 }
 
+// restartDue plays a start and an exit with code up to the restart timer
+// of run 1 firing: the machine then checks whether the instance exists.
+func (d *driver) restartDue(code int) {
+	d.t.Helper()
+	d.start()
+	d.exit(code)
+	d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+}
+
 // timer is the last timer of kind armed.
 func (d *driver) timer(kind TimerKind) SetTimer {
 	d.t.Helper()
@@ -1189,28 +1198,18 @@ func TestFinalStop(t *testing.T) {
 			{InstanceStopped{}, stopped, api.StateStopped},
 			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, nil, api.StateStopped},
 		}, false},
-		{"checking", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
-		}, []step{
+		{"checking", func(d *driver) { d.restartDue(1) }, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
 			{InstanceChecked{Exists: true}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
-		{"checking, instance gone", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
-		}, []step{
+		{"checking, instance gone", func(d *driver) { d.restartDue(1) }, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
 			{InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"recreating", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+			d.restartDue(1)
 			d.feed(InstanceChecked{Exists: false})
 		}, []step{
 			{StopRequested{Final: true}, nil, api.StateCreating},
@@ -2070,9 +2069,7 @@ func TestStateChangesAreTold(t *testing.T) {
 			d.feed(StopRequested{Final: true})
 		}, InstanceStarted{}, []string{"state[stopping]", "StopInstance"}},
 		{"instance gone for a pending stop", always, nil, func(d *driver) {
-			d.start()
-			d.exit(0)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+			d.restartDue(0)
 			d.feed(StopRequested{Final: true})
 		}, InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}},
 		{"instance recreated", noPolicy, nil, func(d *driver) {
@@ -2166,9 +2163,7 @@ func TestSurprisingFlags(t *testing.T) {
 	// nRestarts counts a policy restart when its timer fires, even if a
 	// stop then cancels it before any Restarting event.
 	d := newDriver(t, service("web", always))
-	d.start()
-	d.exit(1)
-	d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+	d.restartDue(1)
 	d.do(StopRequested{Final: true})
 	d.do(InstanceChecked{Exists: true})
 	if n, ev := d.m.Snapshot().Restarts, d.count(api.EventRestarting); n != 1 || ev != 0 {
