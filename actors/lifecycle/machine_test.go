@@ -1824,6 +1824,22 @@ func TestDiedBeforeRerunIsInCheckingState(t *testing.T) {
 // ResetRestartManager): a start from stopped, failed or exited begins a new
 // count of restarts and a new backoff, and ps shows 0 restarts.
 func TestStartResetsRestartCount(t *testing.T) {
+	// startResets checks that d counted restarts, that start (a
+	// StartRequested) resets the count and that the next exit 1 is
+	// restarted after the first delay again, its Died line being died.
+	startResets := func(t *testing.T, d *driver, restarts int, start func(), died string) {
+		t.Helper()
+		if n := d.m.Snapshot().Restarts; n != restarts {
+			t.Fatalf("Restarts %d before the start, want %d", n, restarts)
+		}
+		start()
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d after the start, want 0", n)
+		}
+		if got := eventOf(t, d.exit(1), api.EventDied).Line(); got != died {
+			t.Errorf("Line() = %q, want %q", got, died)
+		}
+	}
 	t.Run("exited: a policy that gave up", func(t *testing.T) {
 		d := newDriver(t, service("db", onFailure(1)))
 		d.start()
@@ -1831,18 +1847,10 @@ func TestStartResetsRestartCount(t *testing.T) {
 		d.elapse(TimerRestart)
 		d.exit(1)
 		d.wantState(api.StateExited)
-		if n := d.m.Snapshot().Restarts; n != 1 {
-			t.Fatalf("Restarts %d before the start, want 1", n)
-		}
-		d.do(StartRequested{})
-		d.wantState(api.StateRunning)
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 1, func() {
+			d.do(StartRequested{})
+			d.wantState(api.StateRunning)
+		}, "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)")
 	})
 	t.Run("stopped: the backoff starts over", func(t *testing.T) {
 		d := newDriver(t, service("db", always))
@@ -1857,17 +1865,7 @@ func TestStartResetsRestartCount(t *testing.T) {
 		}
 		d.do(StopRequested{})
 		d.wantState(api.StateStopped)
-		if n := d.m.Snapshot().Restarts; n != 2 {
-			t.Fatalf("Restarts %d before the start, want 2", n)
-		}
-		d.do(StartRequested{})
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 2, func() { d.do(StartRequested{}) }, "db-1 exited with code 1, restarting in 100ms (attempt 1)")
 	})
 	t.Run("failed: an instance that could not be recreated", func(t *testing.T) {
 		d := newDriver(t, service("db", onFailure(2)))
@@ -1876,19 +1874,11 @@ func TestStartResetsRestartCount(t *testing.T) {
 		d.exists, d.instanceErr = false, errors.New("image gone")
 		d.elapse(TimerRestart)
 		d.wantState(api.StateFailed)
-		if n := d.m.Snapshot().Restarts; n != 1 {
-			t.Fatalf("Restarts %d before the start, want 1", n)
-		}
-		d.exists, d.instanceErr = true, nil
-		wantEffects(t, "start", d.do(StartRequested{}),
-			"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 2)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 1, func() {
+			d.exists, d.instanceErr = true, nil
+			wantEffects(t, "start", d.do(StartRequested{}),
+				"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
+		}, "db-1 exited with code 1, restarting in 100ms (attempt 1 of 2)")
 	})
 }
 
