@@ -44,6 +44,19 @@ func wantRestarts(t *testing.T, tr *RestartTracker, n int) {
 	}
 }
 
+// crashLoop is n runs that each crash (exit 1) at once under the engine's
+// policy with maxAttempts: restarted after 100ms doubling to the 1 minute
+// cap (TestRestartEngineBackoff).
+func crashLoop(n, maxAttempts int) []run {
+	var runs []run
+	d := 100 * ms
+	for i := range n {
+		runs = append(runs, run{ran: ms, exit: 1, want: restarting(min(d, time.Minute), i+1, maxAttempts)})
+		d *= 2
+	}
+	return runs
+}
+
 func restarting(delay time.Duration, attempt, maxAttempts int) Decision {
 	return Decision{Restart: true, Delay: delay, Attempt: attempt, MaxAttempts: maxAttempts, Reason: ReasonRestarting}
 }
@@ -160,13 +173,7 @@ func TestRestartEngineBackoffReset(t *testing.T) {
 // The cap also holds when a reset comes after reaching it.
 func TestRestartEngineBackoffResetFromCap(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "always"}
-	var runs []run
-	d := 100 * ms
-	for i := range 12 {
-		runs = append(runs, run{ran: ms, exit: 1, want: restarting(min(d, time.Minute), i+1, 0)})
-		d *= 2
-	}
-	runs = append(runs,
+	runs := append(crashLoop(12, 0),
 		run{ran: 11 * time.Second, exit: 1, want: restarting(100*ms, 13, 0)},
 		run{ran: ms, exit: 1, want: restarting(200*ms, 14, 0)},
 	)
@@ -176,12 +183,7 @@ func TestRestartEngineBackoffResetFromCap(t *testing.T) {
 // on-failure:3 in a crash loop: 3 restarts, then give up (4 runs in total).
 func TestRestartEngineOnFailureMax(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "on-failure", MaxAttempts: 3}
-	tr := play(t, p, []run{
-		{ran: ms, exit: 1, want: restarting(100*ms, 1, 3)},
-		{ran: ms, exit: 1, want: restarting(200*ms, 2, 3)},
-		{ran: ms, exit: 1, want: restarting(400*ms, 3, 3)},
-		{ran: ms, exit: 1, want: givingUp(3)},
-	})
+	tr := play(t, p, append(crashLoop(3, 3), run{ran: ms, exit: 1, want: givingUp(3)}))
 	wantRestarts(t, tr, 3)
 }
 
@@ -223,11 +225,7 @@ func TestRestartEngineOnFailureUnlimited(t *testing.T) {
 // A stop request in the middle of a loop does not restart and does not count.
 func TestRestartStopRequestedMidLoop(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "on-failure", MaxAttempts: 5}
-	tr := play(t, p, []run{
-		{ran: ms, exit: 1, want: restarting(100*ms, 1, 5)},
-		{ran: ms, exit: 1, want: restarting(200*ms, 2, 5)},
-		{ran: ms, exit: 143, stop: true, want: Decision{Reason: ReasonStopRequested}},
-	})
+	tr := play(t, p, append(crashLoop(2, 5), run{ran: ms, exit: 143, stop: true, want: Decision{Reason: ReasonStopRequested}}))
 	wantRestarts(t, tr, 2)
 }
 
