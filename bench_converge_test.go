@@ -62,12 +62,8 @@ func BenchmarkConverge(b *testing.B) {
 		floor = append(floor, ms(time.Since(t0)))
 	}
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median(ps), "ps-ms")
-	b.ReportMetric(median(unchanged), "unchanged-up-ms")
-	b.ReportMetric(pairRatio(unchanged, ps), "unchanged/ps")
-	b.ReportMetric(median(floor), "recreate-floor-ms")
-	b.ReportMetric(median(changed), "one-changed-up-ms")
-	b.ReportMetric(pairRatio(changed, floor), "one-changed/floor")
+	reportVs(b, ps, "ps-ms", unchanged, "unchanged-up-ms", "unchanged/ps")
+	reportVs(b, floor, "recreate-floor-ms", changed, "one-changed-up-ms", "one-changed/floor")
 	b.Logf("ps %s; unchanged up -d %s; one changed %s; by hand %s", fmtSeries(ps), fmtSeries(unchanged), fmtSeries(changed), fmtSeries(floor))
 }
 

@@ -36,28 +36,14 @@ func BenchmarkSlurmUp3x10(b *testing.B) {
 	composeFile := e.writeFile("docker-compose.yml", compose.String())
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
 
-	var floorUp, floorDown, sstackUp, sstackDown []float64
+	var floor, sstack upDownSeries
 	b.ResetTimer()
 	alternate(b,
-		func() {
-			up, down := e.floorSlurm(job, hosts, nodes, 10)
-			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-		},
-		func() {
-			up, down := e.sstackUp(composeFile, 30)
-			sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
-		},
+		func() { floor.add(e.floorSlurm(job, hosts, nodes, 10)) },
+		func() { sstack.add(e.sstackUp(composeFile, 30)) },
 	)
 	b.StopTimer()
-	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
-	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median(floorUp), "floor-up-ms")
-	b.ReportMetric(median(sstackUp), "sstack-up-ms")
-	b.ReportMetric(pairRatio(sstackUp, floorUp), "up-ratio")
-	b.ReportMetric(median(floorDown), "floor-down-ms")
-	b.ReportMetric(median(sstackDown), "sstack-down-ms")
-	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
+	reportUpDownVsFloor(b, floor, sstack)
 }
 
 // floorSlurm launches perNode replicas on each node by hand, each in its

@@ -257,6 +257,31 @@ func median(xs []float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// upDownSeries is how long each run's up and its down took, in ms.
+type upDownSeries struct{ up, down []float64 }
+
+func (s *upDownSeries) add(up, down time.Duration) {
+	s.up, s.down = append(s.up, ms(up)), append(s.down, ms(down))
+}
+
+// reportUpDownVsFloor logs the floor's and sstack's series and reports
+// their medians, up and down, with the ratio of sstack's to the floor's.
+func reportUpDownVsFloor(b *testing.B, floor, sstack upDownSeries) {
+	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floor.up), fmtSeries(floor.down))
+	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstack.up), fmtSeries(sstack.down))
+	b.ReportMetric(0, "ns/op")
+	reportVs(b, floor.up, "floor-up-ms", sstack.up, "sstack-up-ms", "up-ratio")
+	reportVs(b, floor.down, "floor-down-ms", sstack.down, "sstack-down-ms", "down-ratio")
+}
+
+// reportVs reports the medians of a base series and of one measured
+// against it in the same run, and their pairRatio as ratioName.
+func reportVs(b *testing.B, base []float64, baseName string, x []float64, xName, ratioName string) {
+	b.ReportMetric(median(base), baseName)
+	b.ReportMetric(median(x), xName)
+	b.ReportMetric(pairRatio(x, base), ratioName)
+}
+
 // pairRatio is the median of num[i]/den[i]: each pair was measured back to
 // back, so a burst of load from other processes hits both sides of a pair
 // more often than the medians of two separate series.
@@ -315,29 +340,15 @@ func benchUpDown(b *testing.B, n int) {
 		b.Fatal("COMPOSE_PARALLEL_LIMIT is set: the benchmark times sstack at its default bound")
 	}
 
-	var floorUp, floorDown, sstackUp, sstackDown []float64
+	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, singularity.DefaultParallel())
+	var floor, sstack upDownSeries
 	b.ResetTimer()
 	alternate(b,
-		func() {
-			up, down := e.floorUp(hosts, n)
-			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-		},
-		func() {
-			up, down := e.sstackUp(composeFile, n)
-			sstackUp, sstackDown = append(sstackUp, ms(up)), append(sstackDown, ms(down))
-		},
+		func() { floor.add(e.floorUp(hosts, n)) },
+		func() { sstack.add(e.sstackUp(composeFile, n)) },
 	)
 	b.StopTimer()
-	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, singularity.DefaultParallel())
-	b.Logf("floor  up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
-	b.Logf("sstack up %s ms, down %s ms", fmtSeries(sstackUp), fmtSeries(sstackDown))
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median(floorUp), "floor-up-ms")
-	b.ReportMetric(median(sstackUp), "sstack-up-ms")
-	b.ReportMetric(pairRatio(sstackUp, floorUp), "up-ratio")
-	b.ReportMetric(median(floorDown), "floor-down-ms")
-	b.ReportMetric(median(sstackDown), "sstack-down-ms")
-	b.ReportMetric(pairRatio(sstackDown, floorDown), "down-ratio")
+	reportUpDownVsFloor(b, floor, sstack)
 }
 
 // upDownTimeout bounds each phase of benchUpDown for n services: generous,
@@ -842,17 +853,16 @@ func BenchmarkUpDetached10(b *testing.B) {
 	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, upServices, 1))
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
 
-	var floorUp, floorDown, fgStarted, fgUp, fgDown, detUp, detLag, detDown []float64
+	var floor, fg, det upDownSeries
+	var fgStarted, detLag []float64
 	var maxLinger time.Duration
 	b.ResetTimer()
 	alternate(b,
-		func() {
-			up, down := e.floorUp(hosts, upServices)
-			floorUp, floorDown = append(floorUp, ms(up)), append(floorDown, ms(down))
-		},
+		func() { floor.add(e.floorUp(hosts, upServices)) },
 		func() {
 			started, up, down := e.sstackUpStarted(composeFile, upServices)
-			fgStarted, fgUp, fgDown = append(fgStarted, ms(started)), append(fgUp, ms(up)), append(fgDown, ms(down))
+			fgStarted = append(fgStarted, ms(started))
+			fg.add(up, down)
 		},
 		func() {
 			project := benchName("benchdet")
@@ -865,27 +875,27 @@ func BenchmarkUpDetached10(b *testing.B) {
 				b.Fatal(err)
 			}
 			down, lingered := e.downDetached(project, upServices)
-			detUp, detDown = append(detUp, ms(up)), append(detDown, ms(down))
+			det.add(up, down)
 			maxLinger = max(maxLinger, lingered)
 		},
 	)
 	b.StopTimer()
-	b.Logf("floor     up %s ms, down %s ms", fmtSeries(floorUp), fmtSeries(floorDown))
-	b.Logf("up        up %s ms (last Started %s), down %s ms", fmtSeries(fgUp), fmtSeries(fgStarted), fmtSeries(fgDown))
-	b.Logf("up -d     up %s ms (last ready %s ms after it returned), down %s ms (processes lingered up to %.0f ms after down returned)", fmtSeries(detUp), fmtSeries(detLag), fmtSeries(detDown), ms(maxLinger))
+	b.Logf("floor     up %s ms, down %s ms", fmtSeries(floor.up), fmtSeries(floor.down))
+	b.Logf("up        up %s ms (last Started %s), down %s ms", fmtSeries(fg.up), fmtSeries(fgStarted), fmtSeries(fg.down))
+	b.Logf("up -d     up %s ms (last ready %s ms after it returned), down %s ms (processes lingered up to %.0f ms after down returned)", fmtSeries(det.up), fmtSeries(detLag), fmtSeries(det.down), ms(maxLinger))
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median(floorUp), "floor-up-ms")
-	b.ReportMetric(median(fgUp), "fg-up-ms")
+	b.ReportMetric(median(floor.up), "floor-up-ms")
+	b.ReportMetric(median(fg.up), "fg-up-ms")
 	b.ReportMetric(median(fgStarted), "fg-started-ms")
-	b.ReportMetric(median(detUp), "detached-up-ms")
-	b.ReportMetric(pairRatio(detUp, floorUp), "detached/floor")
-	b.ReportMetric(pairRatio(detUp, fgUp), "detached/fg")
+	b.ReportMetric(median(det.up), "detached-up-ms")
+	b.ReportMetric(pairRatio(det.up, floor.up), "detached/floor")
+	b.ReportMetric(pairRatio(det.up, fg.up), "detached/fg")
 	b.ReportMetric(median(detLag), "detached-ready-lag-ms")
-	b.ReportMetric(pairRatio(fgUp, floorUp), "fg/floor")
-	b.ReportMetric(median(floorDown), "floor-down-ms")
-	b.ReportMetric(median(fgDown), "fg-down-ms")
-	b.ReportMetric(median(detDown), "detached-down-ms")
-	b.ReportMetric(pairRatio(detDown, floorDown), "detached-down/floor")
+	b.ReportMetric(pairRatio(fg.up, floor.up), "fg/floor")
+	b.ReportMetric(median(floor.down), "floor-down-ms")
+	b.ReportMetric(median(fg.down), "fg-down-ms")
+	b.ReportMetric(median(det.down), "detached-down-ms")
+	b.ReportMetric(pairRatio(det.down, floor.down), "detached-down/floor")
 }
 
 // Restarts.

@@ -48,16 +48,19 @@ func readNumbered(t *testing.T, br *bufio.Reader, n int) {
 // stalled gives the pipes time to fill up behind a reader that stopped.
 const stalled = 2 * time.Second
 
-// exitWithin waits for sstack to exit within bound of since, while the
-// test does not read its stdout, and returns how long it took.
-func exitWithin(t *testing.T, r *running, since time.Time, bound time.Duration, what string) time.Duration {
+// ctrlCExits sends sstack a Ctrl-C (what names which one) and waits for it
+// to exit within bound, while the test does not read its stdout; it logs
+// how long that took.
+func ctrlCExits(t *testing.T, r *running, bound time.Duration, what string) {
 	t.Helper()
+	start := time.Now()
+	_ = r.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-r.done:
-	case <-time.After(time.Until(since.Add(bound))):
+	case <-time.After(bound):
 		t.Fatalf("sstack did not exit within %v of %s while its stdout was not read", bound, what)
 	}
-	return time.Since(since)
+	t.Logf("sstack exited %v after %s with its stdout not read", time.Since(start).Round(time.Millisecond), what)
 }
 
 // rest reads what sstack wrote to stdout before it exited, and counts the
@@ -140,10 +143,7 @@ func TestConsoleStoppedReaderDoesNotHoldCtrlC(t *testing.T) {
 	readNumbered(t, br, 1000)
 	time.Sleep(stalled)
 
-	start := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGINT)
-	took := exitWithin(t, r, start, 30*time.Second, "Ctrl-C")
-	t.Logf("sstack exited %v after Ctrl-C with its stdout not read", took.Round(time.Millisecond))
+	ctrlCExits(t, r, 30*time.Second, "Ctrl-C")
 	if r.code != 0 {
 		t.Errorf("exit code %d after Ctrl-C, want 0", r.code)
 	}
@@ -166,15 +166,8 @@ func TestConsoleStoppedReaderSecondCtrlCAtOnce(t *testing.T) {
 	_ = r.cmd.Process.Signal(syscall.SIGINT)
 	r.waitStderr(t, "Gracefully stopping...")
 	time.Sleep(time.Second)
-	select {
-	case <-r.done:
-		t.Fatalf("sstack exited (code %d) after one Ctrl-C with a 120 s grace period", r.code)
-	default:
-	}
-	start := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGINT)
-	took := exitWithin(t, r, start, 20*time.Second, "the second Ctrl-C")
-	t.Logf("sstack exited %v after the second Ctrl-C with its stdout not read", took.Round(time.Millisecond))
+	r.stillRunning(t, "after one Ctrl-C with a 120 s grace period")
+	ctrlCExits(t, r, 20*time.Second, "the second Ctrl-C")
 	errs := r.stderr.String()
 	contains(t, "stderr", errs, "Killing...")
 	accountedAfterStop(t, p, errs, br, pr)
@@ -194,15 +187,8 @@ func TestConsoleStoppedReaderCtrlCEndsWaitAtEnd(t *testing.T) {
 	readNumbered(t, br, 1000)
 	r.waitStderr(t, "Instance "+p.name+".svc.1  Stopped")
 	time.Sleep(stalled)
-	select {
-	case <-r.done:
-		t.Fatalf("sstack exited (code %d) before its stdout was read", r.code)
-	default:
-	}
-	start := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGINT)
-	took := exitWithin(t, r, start, 30*time.Second, "Ctrl-C")
-	t.Logf("sstack exited %v after Ctrl-C with its stdout not read", took.Round(time.Millisecond))
+	r.stillRunning(t, "before its stdout was read")
+	ctrlCExits(t, r, 30*time.Second, "Ctrl-C")
 	hidden := notShown(t, r.stderr.String(), p.name)
 	shown := rest(t, br, pr, 1001)
 	stored := storedLines(t, p)
@@ -220,19 +206,11 @@ func TestConsoleStoppedReaderCtrlCEndsWaitAtEnd(t *testing.T) {
 // store all the same.
 func TestUpAttachSelectsOutput(t *testing.T) {
 	t.Parallel()
-	p := newProject(t, `
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "echo db line; exec sleep 1000"]
-  web:
-    image: busybox
-    depends_on: [db]
-    command: ["sh", "-c", "echo web line; exec sleep 1000"]
-  other:
-    image: busybox
-    command: ["sh", "-c", "echo other line; exec sleep 1000"]
-`)
+	p := newProject(t, services(
+		service("db", `["sh", "-c", "echo db line; exec sleep 1000"]`),
+		service("web", `["sh", "-c", "echo web line; exec sleep 1000"]`, "depends_on: [db]"),
+		service("other", `["sh", "-c", "echo other line; exec sleep 1000"]`),
+	))
 	for _, c := range []struct {
 		args       []string
 		wait       string // the last line to wait for

@@ -401,6 +401,17 @@ func upPiped(t *testing.T, p *project, bin string, args ...string) (*running, *o
 	return r, pr
 }
 
+// stillRunning fails the test if sstack has exited; when says at what point of
+// the test.
+func (r *running) stillRunning(tb testing.TB, when string) {
+	tb.Helper()
+	select {
+	case <-r.done:
+		tb.Fatalf("sstack exited (code %d) %s", r.code, when)
+	default:
+	}
+}
+
 // wait waits for sstack to exit by itself and returns its exit code.
 func (r *running) wait(tb testing.TB, timeout time.Duration) int {
 	tb.Helper()
@@ -987,11 +998,7 @@ func waitScrape(t *testing.T, r *running, addr string, timeout time.Duration, ch
 		} else {
 			why = err.Error()
 		}
-		select {
-		case <-r.done:
-			t.Fatalf("sstack exited (code %d) while waiting for metrics: %s", r.code, why)
-		default:
-		}
+		r.stillRunning(t, "while waiting for metrics: "+why)
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for metrics: %s\n%s", why, text)
 		}

@@ -30,25 +30,49 @@ func (p *project) logs(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// backgroundLogs is `sstack logs` running in the background, its stdout
+// kept.
+type backgroundLogs struct {
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	done chan error
+}
+
+func (p *project) startLogs(t *testing.T, args ...string) *backgroundLogs {
+	t.Helper()
+	l := &backgroundLogs{cmd: p.logsCommand(args...), done: make(chan error, 1)}
+	l.cmd.Stdout = &l.out
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.done <- l.cmd.Wait() }()
+	return l
+}
+
+// endsWithStack checks that l (what, in the messages) ends without error
+// once the stack has stopped.
+func (l *backgroundLogs) endsWithStack(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-l.done:
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = l.cmd.Process.Kill()
+		t.Fatalf("%s did not end after the stack stopped", what)
+	}
+}
+
 // `sstack logs` shows what up printed, while the stack runs and after it
 // stopped, with --tail, -t, --no-log-prefix, a service filter and -f.
 func TestLogsCommand(t *testing.T) {
-	p := newProject(t, `
-services:
-  alpha:
-    image: busybox
-    command: ["sh", "-c", "for i in 1 2 3 4 5; do echo alpha $$i; done; sleep 0.5; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  beta:
-    image: busybox
-    command: ["sh", "-c", "echo beta 1; trap 'echo beta bye; exit 0' TERM; while true; do sleep 0.1; done"]
-  gamma:
-    image: busybox
-    deploy: {replicas: 2}
-    command: ["sh", "-c", "echo gamma hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-  quiet:
-    image: busybox
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
-`)
+	p := newProject(t, services(
+		service("alpha", `["sh", "-c", "for i in 1 2 3 4 5; do echo alpha $$i; done; sleep 0.5; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+		service("beta", `["sh", "-c", "echo beta 1; trap 'echo beta bye; exit 0' TERM; while true; do sleep 0.1; done"]`),
+		service("gamma", `["sh", "-c", "echo gamma hi; trap 'exit 0' TERM; while true; do sleep 0.1; done"]`, "deploy: {replicas: 2}"),
+		service("quiet", `["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]`),
+	))
 	r := p.up()
 	r.waitStdout(t, "alpha-1 | oops")
 	r.waitStdout(t, "beta-1  | beta 1")
@@ -85,8 +109,7 @@ services:
 	// -f --until a past time prints the history up to it and ends at
 	// once, while the stack runs.
 	betaAt := lineTime(t, p.logs(t, "-t", "beta"), "beta 1")
-	untilPast := exec.Command(sstackBin, "-n", p.name, "logs", "-f", "--until", betaAt.Add(50*time.Millisecond).Format(time.RFC3339Nano), "beta")
-	untilPast.Dir, untilPast.Env = p.dir, p.env
+	untilPast := p.logsCommand("-f", "--until", betaAt.Add(50*time.Millisecond).Format(time.RFC3339Nano), "beta")
 	untilDone := make(chan string, 1)
 	go func() { out, _ := untilPast.Output(); untilDone <- string(out) }()
 	select {
@@ -100,48 +123,17 @@ services:
 	}
 
 	// -f follows until the stack stops, and ends by itself then.
-	follow := p.logsCommand("-f", "beta")
-	var fout lockedBuffer
-	follow.Stdout = &fout
-	if err := follow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	followDone := make(chan error, 1)
-	go func() { followDone <- follow.Wait() }()
+	follow := p.startLogs(t, "-f", "beta")
 	// The line filters apply to what -f prints too.
-	filtered := exec.Command(sstackBin, "-n", p.name, "logs", "-f", "-x", "beta 1", "beta")
-	filtered.Dir, filtered.Env = p.dir, p.env
-	var filteredOut lockedBuffer
-	filtered.Stdout = &filteredOut
-	if err := filtered.Start(); err != nil {
-		t.Fatal(err)
-	}
-	filteredDone := make(chan error, 1)
-	go func() { filteredDone <- filtered.Wait() }()
+	filtered := p.startLogs(t, "-f", "-x", "beta 1", "beta")
 	time.Sleep(500 * time.Millisecond)
 	r.ctrlC(t)
-	select {
-	case err := <-followDone:
-		if err != nil {
-			t.Errorf("logs -f: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		_ = follow.Process.Kill()
-		t.Fatal("logs -f did not end after the stack stopped")
+	follow.endsWithStack(t, "logs -f")
+	if !strings.Contains(follow.out.String(), "beta-1 | beta bye\n") {
+		t.Errorf("logs -f did not show the line printed while stopping: %q", follow.out.String())
 	}
-	if !strings.Contains(fout.String(), "beta-1 | beta bye\n") {
-		t.Errorf("logs -f did not show the line printed while stopping: %q", fout.String())
-	}
-	select {
-	case err := <-filteredDone:
-		if err != nil {
-			t.Errorf("logs -f -x: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		_ = filtered.Process.Kill()
-		t.Fatal("logs -f -x did not end after the stack stopped")
-	}
-	if got := filteredOut.String(); got != "beta-1 | beta bye\n" {
+	filtered.endsWithStack(t, "logs -f -x")
+	if got := filtered.out.String(); got != "beta-1 | beta bye\n" {
 		t.Errorf("logs -f -x 'beta 1' gave %q, want only the line printed while stopping", got)
 	}
 
@@ -200,9 +192,7 @@ func (p *project) logsFilters(t *testing.T) {
 		{[]string{"--until", "soon"}, `sstack: --until "soon"`},
 		{[]string{"--index", "3", "gamma"}, `sstack: --index 3: service "gamma" has no logs of replica 3`},
 	} {
-		cmd := exec.Command(sstackBin, append([]string{"-n", p.name, "logs"}, c.args...)...)
-		cmd.Dir, cmd.Env = p.dir, p.env
-		out, err := cmd.CombinedOutput()
+		out, err := p.logsCommand(c.args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("logs %s: %v, %q; want an error with %q", strings.Join(c.args, " "), err, out, c.want)
 		}

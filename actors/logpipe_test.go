@@ -64,6 +64,40 @@ func batchLines(t *testing.T, b *LogBatch) []string {
 	return lines
 }
 
+// receiveLines takes the batches sent to ch, acknowledging each, until
+// they hold n lines or within has passed; all says whether n came.
+func receiveLines(t *testing.T, ch <-chan *LogBatch, n int, within time.Duration) (got []string, all bool) {
+	t.Helper()
+	deadline := time.After(within)
+	for len(got) < n {
+		select {
+		case b := <-ch:
+			got = append(got, batchLines(t, b)...)
+			b.Done <- struct{}{}
+		case <-deadline:
+			return got, false
+		}
+	}
+	return got, true
+}
+
+// ackUntil acknowledges every batch sent to ch until finished is closed
+// (pumpLines returned), failing if neither a batch nor the end comes for
+// quiet.
+func ackUntil(t *testing.T, ch <-chan *LogBatch, finished <-chan struct{}, quiet time.Duration) {
+	t.Helper()
+	for {
+		select {
+		case b := <-ch:
+			b.Done <- struct{}{}
+		case <-finished:
+			return
+		case <-time.After(quiet):
+			t.Fatal("pumpLines did not return at EOF")
+		}
+	}
+}
+
 func lastBytes(b []byte) []byte {
 	if len(b) > 40 {
 		return b[len(b)-40:]
@@ -376,16 +410,7 @@ func TestPumpLinesBackPressure(t *testing.T) {
 	for _, b := range held {
 		b.Done <- struct{}{}
 	}
-	for {
-		select {
-		case b := <-ch:
-			b.Done <- struct{}{}
-		case <-finished:
-			return
-		case <-time.After(10 * time.Second):
-			t.Fatal("pumpLines did not return after EOF")
-		}
-	}
+	ackUntil(t, ch, finished, 10*time.Second)
 }
 
 // TestPumpLinesWaitsForLogger: pumpLines does not return (and so the
@@ -445,30 +470,14 @@ func TestPumpLinesSendsBeforeBlocking(t *testing.T) {
 				close(finished)
 			}()
 			go func() { _, _ = io.WriteString(pw, c.first) }()
-			var got []string
-			deadline := time.After(5 * time.Second)
-			for len(got) < len(c.want) {
-				select {
-				case b := <-ch:
-					got = append(got, batchLines(t, b)...)
-					b.Done <- struct{}{}
-				case <-deadline:
-					t.Fatalf("lines %q still held back while the rest of the next line is awaited (got %q)", c.want, got)
-				}
+			got, all := receiveLines(t, ch, len(c.want), 5*time.Second)
+			if !all {
+				t.Fatalf("lines %q still held back while the rest of the next line is awaited (got %q)", c.want, got)
 			}
 			equalLines(t, got, c.want)
 			_, _ = io.WriteString(pw, "tial\n")
 			pw.Close()
-			for {
-				select {
-				case b := <-ch:
-					b.Done <- struct{}{}
-				case <-finished:
-					return
-				case <-time.After(5 * time.Second):
-					t.Fatal("pumpLines did not return at EOF")
-				}
-			}
+			ackUntil(t, ch, finished, 5*time.Second)
 		})
 	}
 }
@@ -546,16 +555,9 @@ func TestPumpLinesAfterBurst(t *testing.T) {
 		_, _ = io.WriteString(pw, "ready\nprompt> ")
 	}()
 	want = append(want, "ready")
-	var got []string
-	deadline := time.After(5 * time.Second)
-	for len(got) < len(want) {
-		select {
-		case b := <-ch:
-			got = append(got, batchLines(t, b)...)
-			b.Done <- struct{}{}
-		case <-deadline:
-			t.Fatalf("after a burst, %d of %d lines passed on while the writer waits", len(got), len(want))
-		}
+	got, all := receiveLines(t, ch, len(want), 5*time.Second)
+	if !all {
+		t.Fatalf("after a burst, %d of %d lines passed on while the writer waits", len(got), len(want))
 	}
 	equalLines(t, got, want)
 }

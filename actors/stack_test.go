@@ -234,6 +234,22 @@ type probeRuntime struct {
 	probe  func(instance string, n int) int
 }
 
+// newProbeRuntime is a fakeRuntime whose processes serve and whose n-th
+// probe of an instance exits with probe(instance, n).
+func newProbeRuntime(probe func(instance string, n int) int) *probeRuntime {
+	return &probeRuntime{fakeRuntime: newFakeRuntime(serve), probes: map[string]int{}, probe: probe}
+}
+
+// failFirst is a probe that fails (exit 1) the first k times, then passes.
+func failFirst(k int) func(string, int) int {
+	return func(_ string, n int) int {
+		if n <= k {
+			return 1
+		}
+		return 0
+	}
+}
+
 func (r *probeRuntime) Exec(ctx context.Context, spec singularity.ProcessSpec) (int, []byte, error) {
 	instance := spec.Instance
 	r.mu.Lock()
@@ -441,12 +457,7 @@ func TestOptionalDependencyFailureWarns(t *testing.T) {
 }
 
 func TestHealthyCondition(t *testing.T) {
-	rt := &probeRuntime{fakeRuntime: newFakeRuntime(serve), probes: map[string]int{}, probe: func(instance string, n int) int {
-		if n < 3 {
-			return 1
-		}
-		return 0
-	}}
+	rt := newProbeRuntime(failFirst(2))
 	db := svc("db")
 	db.Healthcheck = &compose.Healthcheck{Test: []string{"check"}, Interval: 20 * time.Millisecond, Timeout: time.Second, Retries: 3}
 	app := svc("app")
@@ -475,7 +486,7 @@ func TestHealthyCondition(t *testing.T) {
 }
 
 func TestUnhealthyDependencyFails(t *testing.T) {
-	rt := &probeRuntime{fakeRuntime: newFakeRuntime(serve), probes: map[string]int{}, probe: func(string, int) int { return 1 }}
+	rt := newProbeRuntime(func(string, int) int { return 1 })
 	db := svc("db")
 	db.Healthcheck = &compose.Healthcheck{Test: []string{"check"}, Interval: 10 * time.Millisecond, Timeout: time.Second, Retries: 2}
 	app := svc("app")
@@ -497,12 +508,7 @@ func TestUnhealthyDependencyFails(t *testing.T) {
 
 // A healthcheck that fails inside start_period does not count.
 func TestHealthStartPeriod(t *testing.T) {
-	rt := &probeRuntime{fakeRuntime: newFakeRuntime(serve), probes: map[string]int{}, probe: func(_ string, n int) int {
-		if n < 5 {
-			return 1
-		}
-		return 0
-	}}
+	rt := newProbeRuntime(failFirst(4))
 	db := svc("db")
 	db.Healthcheck = &compose.Healthcheck{Test: []string{"check"}, Interval: time.Hour, Timeout: time.Second, Retries: 1,
 		StartPeriod: 400 * time.Millisecond, StartInterval: 20 * time.Millisecond}

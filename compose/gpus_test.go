@@ -16,6 +16,15 @@ func gpuPlan(t *testing.T, compose string, inv singularity.GPUInventory) (*Plan,
 	return f.load(t, o)
 }
 
+// devicesKey is where reserveDevices puts devices.
+const devicesKey = "deploy.resources.reservations.devices"
+
+// reserveDevices is a service's deploy key reserving devices (a YAML
+// flow sequence).
+func reserveDevices(devices string) string {
+	return "    deploy:\n      resources:\n        reservations:\n          devices: " + devices + "\n"
+}
+
 func envOf(s *Service, key string) (string, bool) {
 	for _, kv := range s.Environment {
 		if v, ok := strings.CutPrefix(kv, key+"="); ok {
@@ -57,21 +66,14 @@ func TestGPURequests(t *testing.T) {
 		},
 		{
 			name: "deploy devices with count",
-			svc: `    deploy:
-      resources:
-        reservations:
-          devices:
-            - driver: nvidia
-              count: 2
-              capabilities: [gpu, utility]
-`, inv: fourGPUs,
-			want: &GPU{Vendor: GPUNvidia, Key: "deploy.resources.reservations.devices", Count: 2, Visible: []string{"0", "1"}},
+			svc:  reserveDevices("[{driver: nvidia, count: 2, capabilities: [gpu, utility]}]"), inv: fourGPUs,
+			want: &GPU{Vendor: GPUNvidia, Key: devicesKey, Count: 2, Visible: []string{"0", "1"}},
 			env:  map[string]string{"CUDA_VISIBLE_DEVICES": "0,1", "NVIDIA_VISIBLE_DEVICES": "0,1"},
 		},
 		{
 			name: "deploy devices without a driver or count: all of them",
-			svc:  "    deploy:\n      resources:\n        reservations:\n          devices: [{capabilities: [gpu]}]\n", inv: fourGPUs,
-			want: &GPU{Vendor: GPUNvidia, Key: "deploy.resources.reservations.devices", Count: -1},
+			svc:  reserveDevices("[{capabilities: [gpu]}]"), inv: fourGPUs,
+			want: &GPU{Vendor: GPUNvidia, Key: devicesKey, Count: -1},
 		},
 		{
 			name: "device_ids, one by UUID",
@@ -81,8 +83,8 @@ func TestGPURequests(t *testing.T) {
 		},
 		{
 			name: "amd",
-			svc:  "    deploy:\n      resources:\n        reservations:\n          devices: [{driver: amd, count: 1, capabilities: [gpu]}]\n", inv: oneAMD,
-			want: &GPU{Vendor: GPUAMD, Key: "deploy.resources.reservations.devices", Count: 1, Visible: []string{"0"}},
+			svc:  reserveDevices("[{driver: amd, count: 1, capabilities: [gpu]}]"), inv: oneAMD,
+			want: &GPU{Vendor: GPUAMD, Key: devicesKey, Count: 1, Visible: []string{"0"}},
 			env:  map[string]string{"ROCR_VISIBLE_DEVICES": "0", "CUDA_VISIBLE_DEVICES": "-"},
 		},
 		{
@@ -99,9 +101,9 @@ func TestGPURequests(t *testing.T) {
 		},
 		{
 			name: "no AMD GPU",
-			svc:  "    deploy:\n      resources:\n        reservations:\n          devices: [{driver: amd, capabilities: [gpu]}]\n", inv: fourGPUs,
-			want:    &GPU{Vendor: GPUAMD, Key: "deploy.resources.reservations.devices", Count: -1},
-			warnKey: "deploy.resources.reservations.devices",
+			svc:  reserveDevices("[{driver: amd, capabilities: [gpu]}]"), inv: fourGPUs,
+			want:    &GPU{Vendor: GPUAMD, Key: devicesKey, Count: -1},
+			warnKey: devicesKey,
 		},
 		{
 			name: "a job given no GPU hides them all",

@@ -204,17 +204,22 @@ ConstrainDevices=no
 EOF
 }
 
+# replaceable FILE NEW [HINT]: returns 1 when FILE already holds NEW; dies,
+# adding HINT, when FILE exists and this script did not write it.
+replaceable() {
+  [ -e "$1" ] || return 0
+  [ "$(cat "$1")" != "$2" ] || return 1
+  head -1 "$1" | grep -qF "$MARK" ||
+    die "$1 exists and was not written by this script: refusing to replace it${3:-}"
+}
+
 # Writes (or, for linuxproc, removes its own) cgroup.conf; returns 0 when it
 # changed.
 write_cgconf() {
   if [ "$PROCTRACK" = cgroup ]; then
     local new
     new=$(cgconf_text)
-    if [ -e "$CGCONF" ]; then
-      [ "$(cat "$CGCONF")" != "$new" ] || return 1
-      head -1 "$CGCONF" | grep -qF "$MARK" ||
-        die "$CGCONF exists and was not written by this script: refusing to replace it"
-    fi
+    replaceable "$CGCONF" "$new" || return 1
     install -d -m 0755 /etc/slurm
     printf '%s\n' "$new" >"$CGCONF"
     say "wrote $CGCONF"
@@ -232,10 +237,8 @@ write_cgconf() {
 write_conf() {
   local new
   new=$(conf_text)
+  replaceable "$CONF" "$new" " (move it away to use the virtual cluster)" || return 1
   if [ -e "$CONF" ]; then
-    [ "$(cat "$CONF")" != "$new" ] || return 1
-    head -1 "$CONF" | grep -qF "$MARK" ||
-      die "$CONF exists and was not written by this script: refusing to replace it (move it away to use the virtual cluster)"
     local old
     old=$(sed -n 's|^StateSaveLocation=\(.*\)/state$|\1|p' "$CONF")
     if [ -n "$old" ] && [ "$old" != "$DIR" ] && alive "$(pidof_file "$old/run/slurmctld.pid")" slurmctld; then

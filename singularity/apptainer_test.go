@@ -352,12 +352,8 @@ func TestBindsAndHosts(t *testing.T) {
 	dir := t.TempDir()
 	rw := filepath.Join(dir, "rw")
 	ro := filepath.Join(dir, "ro, with:odd chars")
-	for _, d := range []string{rw, ro} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testutil.WriteFile(t, filepath.Join(ro, "f"), "ro content", 0o644)
+	testutil.MkdirAll(t, rw)
+	testutil.WriteFile(t, filepath.Join(ro, "f"), "ro content", 0o644) // makes ro
 	secret := filepath.Join(dir, "pw.txt")
 	hosts, resolv := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostsContent := "127.0.0.1\tlocalhost\n127.0.0.1\tdb\n10.1.2.3\textra\n"
@@ -447,9 +443,6 @@ func TestTmpfsTmpWithBindsBelow(t *testing.T) {
 	script := filepath.Join(dir, "s.sh")
 	sub := filepath.Join(dir, "d")
 	testutil.WriteFile(t, script, "echo hi\n", 0o644)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	testutil.WriteFile(t, filepath.Join(sub, "f"), "in d", 0o644)
 	for _, readOnly := range []bool{false, true} {
 		inst := startBusybox(t, rt, singularity.InstanceSpec{

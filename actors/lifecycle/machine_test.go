@@ -211,6 +211,15 @@ func (d *driver) exit(code int) []Effect {
 	return d.do(ProcessExited{Run: d.run, Code: code})
 }
 
+// restartDue plays a start and an exit with code up to the restart timer
+// of run 1 firing: the machine then checks whether the instance exists.
+func (d *driver) restartDue(code int) {
+	d.t.Helper()
+	d.start()
+	d.exit(code)
+	d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+}
+
 // timer is the last timer of kind armed.
 func (d *driver) timer(kind TimerKind) SetTimer {
 	d.t.Helper()
@@ -1189,28 +1198,18 @@ func TestFinalStop(t *testing.T) {
 			{InstanceStopped{}, stopped, api.StateStopped},
 			{TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}}, nil, api.StateStopped},
 		}, false},
-		{"checking", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
-		}, []step{
+		{"checking", func(d *driver) { d.restartDue(1) }, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
 			{InstanceChecked{Exists: true}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
-		{"checking, instance gone", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
-		}, []step{
+		{"checking, instance gone", func(d *driver) { d.restartDue(1) }, []step{
 			{StopRequested{Final: true}, nil, api.StateRestarting},
 			{InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}, api.StateStopping},
 			{InstanceStopped{}, stopped, api.StateStopped},
 		}, false},
 		{"recreating", func(d *driver) {
-			d.start()
-			d.exit(1)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+			d.restartDue(1)
 			d.feed(InstanceChecked{Exists: false})
 		}, []step{
 			{StopRequested{Final: true}, nil, api.StateCreating},
@@ -1825,6 +1824,22 @@ func TestDiedBeforeRerunIsInCheckingState(t *testing.T) {
 // ResetRestartManager): a start from stopped, failed or exited begins a new
 // count of restarts and a new backoff, and ps shows 0 restarts.
 func TestStartResetsRestartCount(t *testing.T) {
+	// startResets checks that d counted restarts, that start (a
+	// StartRequested) resets the count and that the next exit 1 is
+	// restarted after the first delay again, its Died line being died.
+	startResets := func(t *testing.T, d *driver, restarts int, start func(), died string) {
+		t.Helper()
+		if n := d.m.Snapshot().Restarts; n != restarts {
+			t.Fatalf("Restarts %d before the start, want %d", n, restarts)
+		}
+		start()
+		if n := d.m.Snapshot().Restarts; n != 0 {
+			t.Errorf("Restarts %d after the start, want 0", n)
+		}
+		if got := eventOf(t, d.exit(1), api.EventDied).Line(); got != died {
+			t.Errorf("Line() = %q, want %q", got, died)
+		}
+	}
 	t.Run("exited: a policy that gave up", func(t *testing.T) {
 		d := newDriver(t, service("db", onFailure(1)))
 		d.start()
@@ -1832,18 +1847,10 @@ func TestStartResetsRestartCount(t *testing.T) {
 		d.elapse(TimerRestart)
 		d.exit(1)
 		d.wantState(api.StateExited)
-		if n := d.m.Snapshot().Restarts; n != 1 {
-			t.Fatalf("Restarts %d before the start, want 1", n)
-		}
-		d.do(StartRequested{})
-		d.wantState(api.StateRunning)
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 1, func() {
+			d.do(StartRequested{})
+			d.wantState(api.StateRunning)
+		}, "db-1 exited with code 1, restarting in 100ms (attempt 1 of 1)")
 	})
 	t.Run("stopped: the backoff starts over", func(t *testing.T) {
 		d := newDriver(t, service("db", always))
@@ -1858,17 +1865,7 @@ func TestStartResetsRestartCount(t *testing.T) {
 		}
 		d.do(StopRequested{})
 		d.wantState(api.StateStopped)
-		if n := d.m.Snapshot().Restarts; n != 2 {
-			t.Fatalf("Restarts %d before the start, want 2", n)
-		}
-		d.do(StartRequested{})
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 2, func() { d.do(StartRequested{}) }, "db-1 exited with code 1, restarting in 100ms (attempt 1)")
 	})
 	t.Run("failed: an instance that could not be recreated", func(t *testing.T) {
 		d := newDriver(t, service("db", onFailure(2)))
@@ -1877,19 +1874,11 @@ func TestStartResetsRestartCount(t *testing.T) {
 		d.exists, d.instanceErr = false, errors.New("image gone")
 		d.elapse(TimerRestart)
 		d.wantState(api.StateFailed)
-		if n := d.m.Snapshot().Restarts; n != 1 {
-			t.Fatalf("Restarts %d before the start, want 1", n)
-		}
-		d.exists, d.instanceErr = true, nil
-		wantEffects(t, "start", d.do(StartRequested{}),
-			"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
-		if n := d.m.Snapshot().Restarts; n != 0 {
-			t.Errorf("Restarts %d after the start, want 0", n)
-		}
-		died := eventOf(t, d.exit(1), api.EventDied)
-		if want := "db-1 exited with code 1, restarting in 100ms (attempt 1 of 2)"; died.Line() != want {
-			t.Errorf("Line() = %q, want %q", died.Line(), want)
-		}
+		startResets(t, d, 1, func() {
+			d.exists, d.instanceErr = true, nil
+			wantEffects(t, "start", d.do(StartRequested{}),
+				"state[waiting]", "creating[creating]", "StartInstance", "create[starting]", "StartProcess(2)", "start[running]")
+		}, "db-1 exited with code 1, restarting in 100ms (attempt 1 of 2)")
 	})
 }
 
@@ -2070,9 +2059,7 @@ func TestStateChangesAreTold(t *testing.T) {
 			d.feed(StopRequested{Final: true})
 		}, InstanceStarted{}, []string{"state[stopping]", "StopInstance"}},
 		{"instance gone for a pending stop", always, nil, func(d *driver) {
-			d.start()
-			d.exit(0)
-			d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+			d.restartDue(0)
 			d.feed(StopRequested{Final: true})
 		}, InstanceChecked{Exists: false}, []string{"state[stopping]", "StopInstance"}},
 		{"instance recreated", noPolicy, nil, func(d *driver) {
@@ -2166,9 +2153,7 @@ func TestSurprisingFlags(t *testing.T) {
 	// nRestarts counts a policy restart when its timer fires, even if a
 	// stop then cancels it before any Restarting event.
 	d := newDriver(t, service("web", always))
-	d.start()
-	d.exit(1)
-	d.feed(TimerFired{Timer: Timer{Kind: TimerRestart, Run: 1}})
+	d.restartDue(1)
 	d.do(StopRequested{Final: true})
 	d.do(InstanceChecked{Exists: true})
 	if n, ev := d.m.Snapshot().Restarts, d.count(api.EventRestarting); n != 1 || ev != 0 {

@@ -36,6 +36,27 @@ func play(t *testing.T, p compose.RestartPolicy, runs []run) *RestartTracker {
 	return tr
 }
 
+// wantRestarts checks how many restarts tr has counted.
+func wantRestarts(t *testing.T, tr *RestartTracker, n int) {
+	t.Helper()
+	if got := tr.Restarts(); got != n {
+		t.Errorf("Restarts() = %d, want %d", got, n)
+	}
+}
+
+// crashLoop is n runs that each crash (exit 1) at once under the engine's
+// policy with maxAttempts: restarted after 100ms doubling to the 1 minute
+// cap (TestRestartEngineBackoff).
+func crashLoop(n, maxAttempts int) []run {
+	var runs []run
+	d := 100 * ms
+	for i := range n {
+		runs = append(runs, run{ran: ms, exit: 1, want: restarting(min(d, time.Minute), i+1, maxAttempts)})
+		d *= 2
+	}
+	return runs
+}
+
 func restarting(delay time.Duration, attempt, maxAttempts int) Decision {
 	return Decision{Restart: true, Delay: delay, Attempt: attempt, MaxAttempts: maxAttempts, Reason: ReasonRestarting}
 }
@@ -110,13 +131,11 @@ func TestRestartFirstExit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := play(t, tc.policy, []run{{ran: time.Second, exit: tc.exit, stop: tc.stop, want: tc.want}})
-			wantRestarts := 0
+			restarts := 0
 			if tc.want.Restart {
-				wantRestarts = 1
+				restarts = 1
 			}
-			if got := tr.Restarts(); got != wantRestarts {
-				t.Errorf("Restarts() = %d, want %d", got, wantRestarts)
-			}
+			wantRestarts(t, tr, restarts)
 		})
 	}
 }
@@ -134,9 +153,7 @@ func TestRestartEngineBackoff(t *testing.T) {
 		runs = append(runs, run{ran: 9 * time.Second, exit: 1, want: restarting(d, i+1, 0)})
 	}
 	tr := play(t, p, runs)
-	if got := tr.Restarts(); got != len(delays) {
-		t.Errorf("Restarts() = %d, want %d", got, len(delays))
-	}
+	wantRestarts(t, tr, len(delays))
 }
 
 // A run of at least 10s resets the delay to 100ms; 10s minus 1ns does not.
@@ -156,13 +173,7 @@ func TestRestartEngineBackoffReset(t *testing.T) {
 // The cap also holds when a reset comes after reaching it.
 func TestRestartEngineBackoffResetFromCap(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "always"}
-	var runs []run
-	d := 100 * ms
-	for i := range 12 {
-		runs = append(runs, run{ran: ms, exit: 1, want: restarting(min(d, time.Minute), i+1, 0)})
-		d *= 2
-	}
-	runs = append(runs,
+	runs := append(crashLoop(12, 0),
 		run{ran: 11 * time.Second, exit: 1, want: restarting(100*ms, 13, 0)},
 		run{ran: ms, exit: 1, want: restarting(200*ms, 14, 0)},
 	)
@@ -172,15 +183,8 @@ func TestRestartEngineBackoffResetFromCap(t *testing.T) {
 // on-failure:3 in a crash loop: 3 restarts, then give up (4 runs in total).
 func TestRestartEngineOnFailureMax(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "on-failure", MaxAttempts: 3}
-	tr := play(t, p, []run{
-		{ran: ms, exit: 1, want: restarting(100*ms, 1, 3)},
-		{ran: ms, exit: 1, want: restarting(200*ms, 2, 3)},
-		{ran: ms, exit: 1, want: restarting(400*ms, 3, 3)},
-		{ran: ms, exit: 1, want: givingUp(3)},
-	})
-	if got := tr.Restarts(); got != 3 {
-		t.Errorf("Restarts() = %d, want 3", got)
-	}
+	tr := play(t, p, append(crashLoop(3, 3), run{ran: ms, exit: 1, want: givingUp(3)}))
+	wantRestarts(t, tr, 3)
 }
 
 // Docker does not reset the on-failure count after a long run: only the delay
@@ -221,14 +225,8 @@ func TestRestartEngineOnFailureUnlimited(t *testing.T) {
 // A stop request in the middle of a loop does not restart and does not count.
 func TestRestartStopRequestedMidLoop(t *testing.T) {
 	p := compose.RestartPolicy{Source: "restart", Condition: "on-failure", MaxAttempts: 5}
-	tr := play(t, p, []run{
-		{ran: ms, exit: 1, want: restarting(100*ms, 1, 5)},
-		{ran: ms, exit: 1, want: restarting(200*ms, 2, 5)},
-		{ran: ms, exit: 143, stop: true, want: Decision{Reason: ReasonStopRequested}},
-	})
-	if got := tr.Restarts(); got != 2 {
-		t.Errorf("Restarts() = %d, want 2", got)
-	}
+	tr := play(t, p, append(crashLoop(2, 5), run{ran: ms, exit: 143, stop: true, want: Decision{Reason: ReasonStopRequested}}))
+	wantRestarts(t, tr, 2)
 }
 
 // deploy: a fixed delay and MaxAttempts restarts, then give up.
@@ -240,9 +238,7 @@ func TestRestartDeployMaxAttempts(t *testing.T) {
 		{ran: ms, exit: 1, want: restarting(2*time.Second, 3, 3)},
 		{ran: ms, exit: 1, want: givingUp(3)},
 	})
-	if got := tr.Restarts(); got != 3 {
-		t.Errorf("Restarts() = %d, want 3", got)
-	}
+	wantRestarts(t, tr, 3)
 }
 
 // deploy window: a run of at least Window was a successful restart and starts
@@ -256,9 +252,7 @@ func TestRestartDeployWindow(t *testing.T) {
 		{ran: 5 * time.Second, exit: 0, want: restarting(time.Second, 2, 2)},
 		{ran: 30*time.Second - 1, exit: 1, want: givingUp(2)},
 	})
-	if got := tr.Restarts(); got != 4 {
-		t.Errorf("Restarts() = %d, want 4", got)
-	}
+	wantRestarts(t, tr, 4)
 }
 
 // deploy without a window: every restart counts, however long it ran.

@@ -20,8 +20,6 @@ import (
 
 	"sstack/internal/api"
 	"sstack/internal/logs/logstest"
-	"sstack/internal/logstore"
-	"sstack/internal/statedir"
 )
 
 // fakeStack records the calls it gets and answers with canned results, or
@@ -183,95 +181,52 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// Every call in the order given, each with the options the stack
+	// must get and, for a query, the answer it must give back.
+	calls := []clientCall{
+		{name: "Info", do: func(ctx context.Context) (any, error) { return c.Info(ctx) }, want: f.info},
+		query("Ps", c.Ps, api.PsOptions{All: true, Services: []string{"web", "db"}}, f.ps),
+		verb("Up", c.Up, api.UpOptions{Services: []string{"web"}, NoDeps: true, Scale: map[string]int{"web": 3}}),
+		verb("Stop", c.Stop, api.StopOptions{Services: []string{"web"}, Timeout: &grace}),
+		verb("Start", c.Start, api.StartOptions{Services: []string{"db"}}),
+		verb("Restart", c.Restart, api.RestartOptions{Services: []string{"web"}, Timeout: &grace, NoDeps: true}),
+		verb("Kill", c.Kill, api.KillOptions{Services: []string{"web"}, Signal: "USR1"}),
+		verb("Scale", c.Scale, api.ScaleOptions{Replicas: map[string]int{"web": 0}, NoDeps: true}),
+		verb("Down", c.Down, api.DownOptions{Volumes: true, Timeout: &grace, Services: []string{"web"}}),
+		query("Top", c.Top, api.TopOptions{Services: []string{"web"}}, f.top),
+		query("Stats", c.Stats, api.StatsOptions{Services: []string{"web"}}, f.stats),
+		query("ExecTarget", c.ExecTarget, api.ExecOptions{Service: "web", Index: 2}, f.target),
+		query("Wait", c.Wait, api.WaitOptions{Services: []string{"job"}, DownProject: true}, 3),
+		verb("Events", func(ctx context.Context, o api.EventsOptions) error {
+			return c.Events(ctx, o, func(api.Event) error { return nil })
+		}, api.EventsOptions{Services: []string{"web"}}),
 	}
-	check("Info", nil)
-	same("Info", info, f.info)
-
-	psOpts := api.PsOptions{All: true, Services: []string{"web", "db"}}
-	ps, err := c.Ps(ctx, psOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("Ps", psOpts)
-	same("Ps", ps, f.ps)
-
-	actions := []struct {
-		name string
-		opts any
-		do   func() error
-	}{
-		{"Up", api.UpOptions{Services: []string{"web"}, NoDeps: true, Scale: map[string]int{"web": 3}}, nil},
-		{"Stop", api.StopOptions{Services: []string{"web"}, Timeout: &grace}, nil},
-		{"Start", api.StartOptions{Services: []string{"db"}}, nil},
-		{"Restart", api.RestartOptions{Services: []string{"web"}, Timeout: &grace, NoDeps: true}, nil},
-		{"Kill", api.KillOptions{Services: []string{"web"}, Signal: "USR1"}, nil},
-		{"Scale", api.ScaleOptions{Replicas: map[string]int{"web": 0}, NoDeps: true}, nil},
-		{"Down", api.DownOptions{Volumes: true, Timeout: &grace, Services: []string{"web"}}, nil},
-	}
-	for _, a := range actions {
-		var err error
-		switch o := a.opts.(type) {
-		case api.UpOptions:
-			err = c.Up(ctx, o)
-		case api.StopOptions:
-			err = c.Stop(ctx, o)
-		case api.StartOptions:
-			err = c.Start(ctx, o)
-		case api.RestartOptions:
-			err = c.Restart(ctx, o)
-		case api.KillOptions:
-			err = c.Kill(ctx, o)
-		case api.ScaleOptions:
-			err = c.Scale(ctx, o)
-		case api.DownOptions:
-			err = c.Down(ctx, o)
-		}
+	for _, cl := range calls {
+		got, err := cl.do(ctx)
 		if err != nil {
-			t.Fatalf("%s: %v", a.name, err)
+			t.Fatalf("%s: %v", cl.name, err)
 		}
-		check(a.name, a.opts)
+		check(cl.name, cl.opts)
+		same(cl.name, got, cl.want)
 	}
+}
 
-	topOpts := api.TopOptions{Services: []string{"web"}}
-	top, err := c.Top(ctx, topOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("Top", topOpts)
-	same("Top", top, f.top)
+// clientCall is a call of the Client with its options and, for a query,
+// the answer it should give.
+type clientCall struct {
+	name string
+	opts any
+	do   func(context.Context) (any, error)
+	want any
+}
 
-	statsOpts := api.StatsOptions{Services: []string{"web"}}
-	stats, err := c.Stats(ctx, statsOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("Stats", statsOpts)
-	same("Stats", stats, f.stats)
+// verb is a call that answers nothing but an error.
+func verb[O any](name string, call func(context.Context, O) error, opts O) clientCall {
+	return clientCall{name: name, opts: opts, do: func(ctx context.Context) (any, error) { return nil, call(ctx, opts) }}
+}
 
-	execOpts := api.ExecOptions{Service: "web", Index: 2}
-	target, err := c.ExecTarget(ctx, execOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("ExecTarget", execOpts)
-	same("ExecTarget", target, f.target)
-
-	waitOpts := api.WaitOptions{Services: []string{"job"}, DownProject: true}
-	code, err := c.Wait(ctx, waitOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("Wait", waitOpts)
-	same("Wait", code, 3)
-
-	evOpts := api.EventsOptions{Services: []string{"web"}}
-	if err := c.Events(ctx, evOpts, func(api.Event) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	check("Events", evOpts)
+func query[O, R any](name string, call func(context.Context, O) (R, error), opts O, want R) clientCall {
+	return clientCall{name, opts, func(ctx context.Context) (any, error) { return call(ctx, opts) }, want}
 }
 
 func TestErrors(t *testing.T) {
@@ -753,14 +708,7 @@ func TestDownWaitsForTheSupervisorToGo(t *testing.T) {
 func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 	f := &fakeStack{}
 	srv, c, dir := serve(t, f)
-	w, err := logstore.NewWriter(statedir.Logs(dir), 1<<20, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	w.Write("web-1", "stdout", t0, []byte("hello\n"), 1)
-	w.Write("db-1", "stderr", t0.Add(time.Second), []byte("oops\n"), 1)
-	w.Flush()
+	w := logstest.Store(t, dir, logstest.Record{Name: "web-1", Stream: "stdout", Text: "hello\n"}, logstest.Record{Name: "db-1", Stream: "stderr", Text: "oops\n"})
 	got := &logstest.LogLines{}
 	if err := c.Logs(context.Background(), api.LogsOptions{}, got); err != nil {
 		t.Fatal(err)
@@ -778,7 +726,7 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 		done <- c.Logs(context.Background(), api.LogsOptions{Follow: true, Services: []string{"web"}}, followed)
 	}()
 	time.Sleep(300 * time.Millisecond)
-	w.Write("web-1", "stdout", t0.Add(2*time.Second), []byte("later\n"), 1)
+	w.Write("web-1", "stdout", logstest.T0.Add(2*time.Second), []byte("later\n"), 1)
 	w.Flush()
 	time.Sleep(300 * time.Millisecond)
 	srv.Close()

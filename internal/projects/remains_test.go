@@ -13,8 +13,6 @@ import (
 	"sstack/internal/api"
 	"sstack/internal/control"
 	"sstack/internal/logs/logstest"
-	"sstack/internal/logstore"
-	"sstack/internal/statedir"
 	"sstack/singularity"
 )
 
@@ -82,14 +80,7 @@ func TestRemainsNeedTheRuntime(t *testing.T) {
 // as no sstack holds the project.
 func TestRemainsLogs(t *testing.T) {
 	dir := t.TempDir()
-	w, err := logstore.NewWriter(statedir.Logs(dir), 1<<20, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	w.Write("web-1", "stdout", t0, []byte("a\nb\n"), 2)
-	w.Write("db-1", "stdout", t0.Add(time.Second), []byte("c\n"), 1)
-	w.Close()
+	logstest.Store(t, dir, logstest.Record{Name: "web-1", Stream: "stdout", Text: "a\nb\n"}, logstest.Record{Name: "db-1", Stream: "stdout", Text: "c\n"}).Close()
 	r := &Remains{Project: "proj", StateDir: dir}
 	got := &logstest.LogLines{}
 	if err := r.Logs(context.Background(), api.LogsOptions{Tail: "1", Follow: true}, got); err != nil {

@@ -17,3 +17,14 @@ func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// MkdirAll makes each directory, with its parents, mode 0755; it fails the
+// test on error.
+func MkdirAll(t testing.TB, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,5 +1,6 @@
 // Package logstest is what tests of api.Stack's Logs share: a consumer
-// that keeps what it is given. Only tests import it.
+// that keeps what it is given, and a log store written as a supervisor
+// writes it. Only tests import it.
 package logstest
 
 import (
