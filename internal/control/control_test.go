@@ -720,24 +720,7 @@ func TestLogsReadTheStoreUntilTheSupervisorGoes(t *testing.T) {
 		t.Errorf("the server was asked for logs %d times", n)
 	}
 
-	followed := &logstest.LogLines{}
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Logs(context.Background(), api.LogsOptions{Follow: true, Services: []string{"web"}}, followed)
-	}()
-	time.Sleep(300 * time.Millisecond)
-	w.Write("web-1", "stdout", logstest.T0.Add(2*time.Second), []byte("later\n"), 1)
-	w.Flush()
-	time.Sleep(300 * time.Millisecond)
-	srv.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("logs -f went on after the supervisor went")
-	}
+	followed := logstest.Follow(t, c.Logs, api.LogsOptions{Services: []string{"web"}}, w, "web-1", func() { srv.Close() })
 	w.Close()
 	if want := []string{"web-1 stdout hello", "web-1 stdout later"}; !reflect.DeepEqual(followed.Lines(), want) || !reflect.DeepEqual(followed.Said(), []string{api.LogsStopped}) {
 		t.Errorf("Logs -f gave %q, status %q; want %q and the stack's end", followed.Lines(), followed.Said(), want)

@@ -1,10 +1,12 @@
 package logstest
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"sstack/internal/api"
 	"sstack/internal/logstore"
 	"sstack/internal/statedir"
 )
@@ -30,4 +32,34 @@ func Store(t testing.TB, stateDir string, records ...Record) *logstore.Writer {
 	}
 	w.Flush()
 	return w
+}
+
+// Follow runs logs with opts.Follow while w gets the line "later" for
+// name: it must go on following until end is called, and then end, with
+// nothing more written. It returns what the follow gave.
+func Follow(t testing.TB, logs func(context.Context, api.LogsOptions, api.LogConsumer) error, opts api.LogsOptions, w *logstore.Writer, name string, end func()) *LogLines {
+	t.Helper()
+	got := &LogLines{}
+	done := make(chan error, 1)
+	opts.Follow = true
+	go func() { done <- logs(context.Background(), opts, got) }()
+	time.Sleep(300 * time.Millisecond)
+	w.Write(name, "stdout", T0.Add(time.Minute), []byte("later\n"), 1)
+	w.Flush()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("logs -f ended before the stack: %v", err)
+	default:
+	}
+	end()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("logs -f went on after the stack ended")
+	}
+	return got
 }
