@@ -83,6 +83,9 @@ func endNamespace(init int) (int, error) {
 // names: an sstack killed during start-up leaves them, and the instance
 // they start appears after it died.
 func StartsInFlight(names []string) []int {
+	if len(names) == 0 {
+		return nil // the common case at up: no scan of every process (thousands on a login node)
+	}
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
