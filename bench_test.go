@@ -319,7 +319,7 @@ var upDownSizes = []int{10, 50, 100, 200}
 
 // BenchmarkUpDownN is BenchmarkUp10 for stacks of N = 10, 50, 100 and 200
 // independent services (sub-benchmarks "N=10", ...). sstack runs at its
-// default bound of parallel starts and stops (singularity.DefaultParallel, 4 per
+// default bound of parallel starts and stops (singularity.DefaultParallel, 8 per
 // core; --parallel and COMPOSE_PARALLEL_LIMIT are not set), while the floor
 // is unbounded: N `instance start`, then N `instance stop`, all at once.
 // One iteration of N=200 takes about 1.5 minutes on 2 cores (and Go runs

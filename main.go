@@ -223,7 +223,7 @@ operated from any shell of the same user (ps, logs, exec, stop, scale, down).`,
 	pf.StringArrayVar(&o.envFiles, "env-file", nil, "Environment files for interpolation (default: .env in the project directory)")
 	pf.StringArrayVar(&o.profiles, "profile", nil, "Profiles to enable (repeatable; also COMPOSE_PROFILES)")
 	pf.StringVar(&o.runtime, "runtime", "", "Container runtime binary (default: the first of apptainer, singularity that works)")
-	pf.IntVar(&o.parallel, "parallel", -1, "Maximum instances started or stopped at once (default: COMPOSE_PARALLEL_LIMIT, else 4 per core)")
+	pf.IntVar(&o.parallel, "parallel", -1, "Maximum instances started or stopped at once (default: COMPOSE_PARALLEL_LIMIT, else 8 per core)")
 	pf.StringVar(&o.imageDir, "image-dir", "", "Where docker image references are looked up as SIF files (default: SSTACK_IMAGE_DIR, then ./images)")
 	fileShorthand(root, o)
 	// `sstack -f x.yml -n app` is `up`: the root takes up's flags too.
