@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/sys/unix"
@@ -94,6 +95,7 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		cur = append(next[:0], rest...)
 	}
 
+	fast := newQuickReader(r)
 	wait := false // the last read found the service writing fast
 	pause := coalesce
 	tried, grown := false, false // growPipe
@@ -120,7 +122,7 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		}
 		// A read takes at most batchBytes, whatever room the buffer has.
 		end := min(cap(cur)-1, start+batchBytes)
-		n, err := r.Read(cur[start:end])
+		n, err := fast.read(r, cur[start:end])
 		wait = n >= busyRead && start+n < end
 		switch {
 		case !wait:
@@ -286,4 +288,62 @@ func (t *pipeTracker) wait(idle time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// quickReader reads the data a pipe (logPipe's, tracked or not) already
+// holds without telling Go's scheduler about the system call: one it is
+// told of wakes the runtime's monitor thread (sysmon) if it sleeps, as it
+// does each time the process was idle, and sysmon then wakes every 20 µs
+// while the process works. A busy service's pump reads once per batch,
+// hundreds of times a second, after a wait (coalesce) while the process
+// was idle: sysmon's wake-ups were most of the gap between the log path
+// alone and the same path in a real up. A read that finds the pipe empty,
+// and may block, is a plain Read as before (tracked, and seen by the
+// scheduler, which hands the thread's P on while it blocks).
+type quickReader struct {
+	rc syscall.RawConn // nil: every read is a plain Read
+}
+
+func newQuickReader(r io.Reader) quickReader {
+	if p, ok := r.(*trackedPipe); ok {
+		r = p.r
+	}
+	f, ok := r.(*os.File)
+	if !ok {
+		return quickReader{}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return quickReader{}
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		return quickReader{}
+	}
+	return quickReader{rc: rc}
+}
+
+// read reads into b what the pipe holds now, if anything, with raw system
+// calls that cannot block (FIONREAD, then a read of at most that much: the
+// pump is its pipe's only reader), else reads r: a plain, blocking Read
+// that waits for the writer, or sees EOF or an error.
+func (q quickReader) read(r io.Reader, b []byte) (int, error) {
+	if q.rc == nil || len(b) == 0 {
+		return r.Read(b)
+	}
+	n := 0
+	err := q.rc.Read(func(fd uintptr) bool {
+		var avail int32 // TIOCINQ is FIONREAD: the bytes the pipe holds
+		if _, _, e := unix.RawSyscall(unix.SYS_IOCTL, fd, unix.TIOCINQ, uintptr(unsafe.Pointer(&avail))); e != 0 || avail <= 0 {
+			return true
+		}
+		k, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(min(int(avail), len(b))))
+		if e == 0 {
+			n = int(k)
+		}
+		return true
+	})
+	if err != nil || n == 0 {
+		return r.Read(b)
+	}
+	return n, nil
 }
