@@ -17,6 +17,13 @@ import (
 
 const (
 	batchBytes = 64 << 10 // a read fills at most this much of a batch
+	// busyBatchBytes replaces batchBytes once a stream is busy (its pipe
+	// grown: see growPipe): the wait after each read can grow to maxCoalesce
+	// and a batch holds what the service wrote meanwhile, so a fast
+	// service makes half as many batches, each with the same costs
+	// (wake-ups, writes) whatever its size, with its lines waiting no
+	// longer than before.
+	busyBatchBytes = 128 << 10
 	// maxLine bounds one line in memory; a longer line is passed on in
 	// pieces of this size rather than growing without limit.
 	maxLine = 8 << 20
@@ -68,6 +75,7 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		free = append(free, newBatchBuf())
 	}
 	var pending [][]byte // sent, not yet written
+	batch := batchBytes  // a read's most: busyBatchBytes once the pipe is grown
 	cur := free[len(free)-1]
 	free = free[:len(free)-1]
 
@@ -89,8 +97,8 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		}
 		// The logger reads only cur[:n]: the rest is still ours.
 		rest := cur[n:]
-		if cap(next) < len(rest)+batchBytes+1 {
-			next = make([]byte, 0, len(rest)+batchBytes+1)
+		if cap(next) < len(rest)+batch+1 {
+			next = make([]byte, 0, max(len(rest), carryBytes)+batch+1)
 		}
 		cur = append(next[:0], rest...)
 	}
@@ -120,20 +128,23 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		if wait {
 			time.Sleep(pause)
 		}
-		// A read takes at most batchBytes, whatever room the buffer has.
-		end := min(cap(cur)-1, start+batchBytes)
+		// A read takes at most batch, whatever room the buffer has.
+		end := min(cap(cur)-1, start+batch)
 		n, err := fast.read(r, cur[start:end])
 		wait = n >= busyRead && start+n < end
 		switch {
 		case !wait:
 			pause = coalesce
-		case waited && n < batchBytes/3:
+		case waited && n < batch/3:
 			pause = min(2*pause, maxCoalesce)
-		case n > 2*batchBytes/3:
+		case n > 2*batch/3:
 			pause = max(pause/2, coalesce)
 		}
 		if wait && !tried {
 			tried, grown = true, growPipe(r)
+			if grown {
+				batch = busyBatchBytes
+			}
 		}
 		cur = cur[:start+n]
 		// Whole lines are sent before the next read, which may block:
