@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/sys/unix"
@@ -16,6 +17,13 @@ import (
 
 const (
 	batchBytes = 64 << 10 // a read fills at most this much of a batch
+	// busyBatchBytes replaces batchBytes once a stream is busy (its pipe
+	// grown: see growPipe): the wait after each read can grow to maxCoalesce
+	// and a batch holds what the service wrote meanwhile, so a fast
+	// service makes half as many batches, each with the same costs
+	// (wake-ups, writes) whatever its size, with its lines waiting no
+	// longer than before.
+	busyBatchBytes = 128 << 10
 	// maxLine bounds one line in memory; a longer line is passed on in
 	// pieces of this size rather than growing without limit.
 	maxLine = 8 << 20
@@ -67,6 +75,7 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		free = append(free, newBatchBuf())
 	}
 	var pending [][]byte // sent, not yet written
+	batch := batchBytes  // a read's most: busyBatchBytes once the pipe is grown
 	cur := free[len(free)-1]
 	free = free[:len(free)-1]
 
@@ -88,12 +97,13 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		}
 		// The logger reads only cur[:n]: the rest is still ours.
 		rest := cur[n:]
-		if cap(next) < len(rest)+batchBytes+1 {
-			next = make([]byte, 0, len(rest)+batchBytes+1)
+		if cap(next) < len(rest)+batch+1 {
+			next = make([]byte, 0, max(len(rest), carryBytes)+batch+1)
 		}
 		cur = append(next[:0], rest...)
 	}
 
+	fast := newQuickReader(r)
 	wait := false // the last read found the service writing fast
 	pause := coalesce
 	tried, grown := false, false // growPipe
@@ -118,20 +128,23 @@ func pumpLines(sender actor.SenderContext, logger *actor.PID, src *logformat.Sou
 		if wait {
 			time.Sleep(pause)
 		}
-		// A read takes at most batchBytes, whatever room the buffer has.
-		end := min(cap(cur)-1, start+batchBytes)
-		n, err := r.Read(cur[start:end])
+		// A read takes at most batch, whatever room the buffer has.
+		end := min(cap(cur)-1, start+batch)
+		n, err := fast.read(r, cur[start:end])
 		wait = n >= busyRead && start+n < end
 		switch {
 		case !wait:
 			pause = coalesce
-		case waited && n < batchBytes/3:
+		case waited && n < batch/3:
 			pause = min(2*pause, maxCoalesce)
-		case n > 2*batchBytes/3:
+		case n > 2*batch/3:
 			pause = max(pause/2, coalesce)
 		}
 		if wait && !tried {
 			tried, grown = true, growPipe(r)
+			if grown {
+				batch = busyBatchBytes
+			}
 		}
 		cur = cur[:start+n]
 		// Whole lines are sent before the next read, which may block:
@@ -286,4 +299,62 @@ func (t *pipeTracker) wait(idle time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// quickReader reads the data a pipe (logPipe's, tracked or not) already
+// holds without telling Go's scheduler about the system call: one it is
+// told of wakes the runtime's monitor thread (sysmon) if it sleeps, as it
+// does each time the process was idle, and sysmon then wakes every 20 µs
+// while the process works. A busy service's pump reads once per batch,
+// hundreds of times a second, after a wait (coalesce) while the process
+// was idle: sysmon's wake-ups were most of the gap between the log path
+// alone and the same path in a real up. A read that finds the pipe empty,
+// and may block, is a plain Read as before (tracked, and seen by the
+// scheduler, which hands the thread's P on while it blocks).
+type quickReader struct {
+	rc syscall.RawConn // nil: every read is a plain Read
+}
+
+func newQuickReader(r io.Reader) quickReader {
+	if p, ok := r.(*trackedPipe); ok {
+		r = p.r
+	}
+	f, ok := r.(*os.File)
+	if !ok {
+		return quickReader{}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return quickReader{}
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		return quickReader{}
+	}
+	return quickReader{rc: rc}
+}
+
+// read reads into b what the pipe holds now, if anything, with raw system
+// calls that cannot block (FIONREAD, then a read of at most that much: the
+// pump is its pipe's only reader), else reads r: a plain, blocking Read
+// that waits for the writer, or sees EOF or an error.
+func (q quickReader) read(r io.Reader, b []byte) (int, error) {
+	if q.rc == nil || len(b) == 0 {
+		return r.Read(b)
+	}
+	n := 0
+	err := q.rc.Read(func(fd uintptr) bool {
+		var avail int32 // TIOCINQ is FIONREAD: the bytes the pipe holds
+		if _, _, e := unix.RawSyscall(unix.SYS_IOCTL, fd, unix.TIOCINQ, uintptr(unsafe.Pointer(&avail))); e != 0 || avail <= 0 {
+			return true
+		}
+		k, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(min(int(avail), len(b))))
+		if e == 0 {
+			n = int(k)
+		}
+		return true
+	})
+	if err != nil || n == 0 {
+		return r.Read(b)
+	}
+	return n, nil
 }

@@ -618,3 +618,50 @@ func TestGrowPipeBounded(t *testing.T) {
 		t.Fatalf("%d pipes grown, want at most %d", grown, maxBusyPipes)
 	}
 }
+
+// quickReader: data already in the pipe is read at once (at most as much
+// as asked), an empty pipe waits for its writer, the end is EOF, and a
+// reader that is no pipe is read as it is.
+func TestQuickReader(t *testing.T) {
+	r, w, err := logPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rd, done := newPipeTracker().track(r)
+	defer done()
+	q := newQuickReader(rd)
+	if q.rc == nil {
+		t.Fatal("logPipe's read end not read quickly")
+	}
+	if _, err := io.WriteString(w, "one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := q.read(rd, buf[:5]); err != nil || string(buf[:n]) != "one\nt" {
+		t.Fatalf("read %q, %v; want \"one\\nt\"", buf[:n], err)
+	}
+	if n, err := q.read(rd, buf); err != nil || string(buf[:n]) != "wo\n" {
+		t.Fatalf("read %q, %v; want \"wo\\n\"", buf[:n], err)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = io.WriteString(w, "three\n")
+		w.Close()
+	}()
+	if n, err := q.read(rd, buf); err != nil || string(buf[:n]) != "three\n" {
+		t.Fatalf("read from an empty pipe: %q, %v; want \"three\\n\"", buf[:n], err)
+	}
+	if n, err := q.read(rd, buf); n != 0 || err != io.EOF {
+		t.Fatalf("read at the end: %d, %v; want EOF", n, err)
+	}
+
+	s := strings.NewReader("plain")
+	q = newQuickReader(s)
+	if q.rc != nil {
+		t.Fatal("a strings.Reader taken for a pipe")
+	}
+	if n, err := q.read(s, buf); err != nil || string(buf[:n]) != "plain" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+}
