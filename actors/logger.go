@@ -66,7 +66,7 @@ func newLogger(format logformat.Format, c *console.Console, m *metrics.Metrics) 
 			l.store = store
 		}
 		return l
-	})
+	}, actor.WithDispatcher(newLoopDispatcher()))
 }
 
 func (l *Logger) Receive(ctx actor.Context) {
