@@ -39,10 +39,11 @@ func (a *Apptainer) Pull(ctx context.Context, spec PullSpec) error {
 	if strings.HasPrefix(spec.Source, "-") {
 		return fmt.Errorf("pull: source %q starts with '-'", spec.Source)
 	}
+	what := "pulling " + spec.Source
 	for attempt := 1; ; attempt++ {
 		err := a.intoPlace(ctx, spec.Dest, "", spec.Phase, func(tmp string) []string {
 			return pullArgs(tmp, spec.Source)
-		}, "pulling "+spec.Source)
+		}, what)
 		var failed *toolFailure
 		if err == nil || attempt == pullAttempts || !errors.As(err, &failed) || !cacheRace(failed.output) {
 			return err
@@ -52,7 +53,7 @@ func (a *Apptainer) Pull(ctx context.Context, spec PullSpec) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pulling %s: %w", spec.Source, ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
 		}
 	}
