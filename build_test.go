@@ -185,3 +185,31 @@ func TestBuildFailure(t *testing.T) {
 		t.Errorf("left in the image directory: %v", entries)
 	}
 }
+
+// An image changed in place (written over at the same path, as a copy
+// does) is inspected anew by the next up: sstack keeps apptainer's
+// answers about an image only while the file is unchanged. Here the
+// runscript goes away, so the service has nothing to run.
+func TestImageChangedInPlaceSeenByNextUp(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, "services:\n  app:\n    image: ./app.sif\n")
+	sif := filepath.Join(p.dir, "app.sif")
+	copyImage := func(from string) {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(sif, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyImage(testimg.BusyboxWithRunscript(t, "echo from the runscript"))
+	for i := 0; i < 2; i++ { // the second up with what the first kept
+		code, stdout, stderr := p.run()
+		if code != 0 || !strings.Contains(stdout, "app-1 | from the runscript") {
+			t.Fatalf("up %d: exit %d\n%s%s", i+1, code, stdout, stderr)
+		}
+	}
+	copyImage(testimg.Busybox(t))
+	p.refusedBeforeStart(1, nil, "has no runscript", "nothing to run")
+}

@@ -256,6 +256,15 @@ func TestNetworkKilledSupervisorThenDown(t *testing.T) {
 		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "still-here") {
 			t.Errorf("after SIGKILL: %q", got)
 		}
+		// up again is refused (the instances run on), and the network
+		// they still use, left by the killed supervisor, is not touched.
+		code, _, errs := p.sstack("up", "-d")
+		if code == 0 || !strings.Contains(errs, "already running") {
+			t.Errorf("up -d beside the killed supervisor's instances: exit code %d\n%s", code, errs)
+		}
+		if got := get(t, "http://127.0.0.1:"+port+"/"); !strings.Contains(got, "still-here") {
+			t.Errorf("after the refused up: %q", got)
+		}
 		p.downLeavesNothing()
 		if !unreachable("127.0.0.1:" + port) {
 			t.Error("the published port still answers after down")

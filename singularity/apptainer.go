@@ -92,13 +92,18 @@ func probe(name string) (*Apptainer, error) {
 		path = abs
 	}
 	a := &Apptainer{Binary: path}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := a.command(ctx, nil, "--version").CombinedOutput()
+	a.Version, err = asked("version", path, func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := a.command(ctx, nil, "--version").CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%s --version: %v: %s", path, err, summarize(out))
+		}
+		return strings.TrimSpace(string(out)), nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s --version: %v: %s", path, err, summarize(out))
+		return nil, err
 	}
-	a.Version = strings.TrimSpace(string(out))
 	return a, nil
 }
 
@@ -335,12 +340,17 @@ type ImageInfo struct {
 	Labels      map[string]string `json:"labels"`
 }
 
-// Inspect runs `inspect --json --all IMAGE`.
+// Inspect runs `inspect --json --all IMAGE`, or gives its answer kept
+// from before for the same file (see answers.go).
 func (a *Apptainer) Inspect(ctx context.Context, image string) (ImageInfo, error) {
 	abs, err := filepath.Abs(image)
 	if err != nil {
 		return ImageInfo{}, err
 	}
+	return asked("inspect", abs, func() (ImageInfo, error) { return a.inspect(ctx, image, abs) })
+}
+
+func (a *Apptainer) inspect(ctx context.Context, image, abs string) (ImageInfo, error) {
 	stdout, stderr, err := a.output(ctx, "-s", "inspect", "--json", "--all", abs)
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("inspecting image %s: %s (%v)", image, summarize(append(stderr, stdout...)), err)

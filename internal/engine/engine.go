@@ -115,19 +115,13 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 			_ = os.Remove(plan.StateDir)
 		}
 	}()
-	// The two checks each run apptainer: in parallel, they cost one.
-	// The clash check, then the stack network, beside the images'
+	// The clash check and the stack network beside the images'
 	// inspection: each waits on other processes, so in parallel they cost
-	// about the longest. The network comes after the clash check, which
-	// says whether a network left by a killed sstack is in use.
+	// about the longest.
 	clash := make(chan error, 1)
 	nets := make(chan *networks, 1)
 	go func() {
-		err := checkClash(ctx, rt, plan.Project, plan.StateDir)
-		var nw *networks
-		if err == nil {
-			nw, err = startNetworks(ctx, plan, cl != nil, warn)
-		}
+		nw, err := checkAndStartNetworks(ctx, rt, plan, cl != nil, warn)
 		if err == nil && nw.replicas != nil && !opts.NoStart {
 			// The replicas' namespaces are made from now on, beside
 			// the rest of up (replicaNets.reserve).

@@ -45,6 +45,29 @@ const hostNetworkHint = "or run every service on the host's network: sstack up -
 // across a Slurm allocation, where services use their node's network:
 // README) and publishes the services' ports; nothing else is started
 // when it fails. clustered: inside an allocation.
+// checkAndStartNetworks runs the clash check and starts the networks:
+// at once, each mostly waiting on other processes, unless a killed sstack
+// left a network record, which the check must first say is not in use
+// (its instances are gone) before startNetworks ends that network's
+// processes. Across an allocation nothing starts here but warnings, which
+// a clash must not be preceded by.
+func checkAndStartNetworks(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan, clustered bool, warn warnFunc) (*networks, error) {
+	if clustered || stacknet.Recorded(plan.StateDir) {
+		if err := checkClash(ctx, rt, plan.Project, plan.StateDir); err != nil {
+			return nil, err
+		}
+		return startNetworks(ctx, plan, clustered, warn)
+	}
+	clash := make(chan error, 1)
+	go func() { clash <- checkClash(ctx, rt, plan.Project, plan.StateDir) }()
+	nw, err := startNetworks(ctx, plan, clustered, warn)
+	if cerr := <-clash; cerr != nil {
+		nw.close()
+		return nil, cerr
+	}
+	return nw, err
+}
+
 func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn warnFunc) (*networks, error) {
 	nw := &networks{of: map[string]singularity.Network{}}
 	project := false

@@ -490,6 +490,13 @@ func Cleanup(dir string) bool {
 	return true
 }
 
+// Recorded tells whether dir holds a network's record (a running stack's,
+// or one a killed supervisor left).
+func Recorded(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, recordFile))
+	return err == nil
+}
+
 // Load reads the record of dir's network; its processes may be gone.
 func Load(dir string) (*Net, error) {
 	b, err := os.ReadFile(filepath.Join(dir, recordFile))
