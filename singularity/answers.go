@@ -73,12 +73,11 @@ func answerFile(kind, path string) string {
 	return filepath.Join(dir, kind+"-"+hex.EncodeToString(sum[:12])+".json")
 }
 
-// keptAnswer fills answer with kind's kept answer about path and tells
-// whether there was one for the file as it is now.
-func keptAnswer(kind, path string, answer any) bool {
-	id, ok := idOf(path)
-	file := answerFile(kind, path)
-	if !ok || file == "" {
+// keptAnswer fills answer with kind's kept answer about the file id
+// names and tells whether there was one for the file as it is now.
+func keptAnswer(kind string, id fileID, answer any) bool {
+	file := answerFile(kind, id.Path)
+	if file == "" {
 		return false
 	}
 	data, err := os.ReadFile(file)
@@ -125,13 +124,13 @@ func keepAnswer(kind string, id fileID, answer any) {
 // asked returns kind's answer about path: the kept one if the file is
 // unchanged, else ask's, kept for next time.
 func asked[T any](kind, path string, ask func() (T, error)) (T, error) {
+	id, ok := idOf(path)
 	var answer T
-	if keptAnswer(kind, path, &answer) {
+	if ok && keptAnswer(kind, id, &answer) {
 		return answer, nil
 	}
-	id, idOK := idOf(path)
 	answer, err := ask()
-	if err == nil && idOK {
+	if err == nil && ok {
 		keepAnswer(kind, id, answer)
 	}
 	return answer, err

@@ -41,10 +41,6 @@ type networks struct {
 // hostNetworkHint is how to run without a stack network.
 const hostNetworkHint = "or run every service on the host's network: sstack up --network host (or x-sstack: {network: host} at the top of the compose file)"
 
-// startNetworks makes the stack network when a service runs on it (never
-// across a Slurm allocation, where services use their node's network:
-// README) and publishes the services' ports; nothing else is started
-// when it fails. clustered: inside an allocation.
 // checkAndStartNetworks runs the clash check and starts the networks:
 // at once, each mostly waiting on other processes, unless a killed sstack
 // left a network record, which the check must first say is not in use
@@ -68,6 +64,10 @@ func checkAndStartNetworks(ctx context.Context, rt *singularity.Apptainer, plan 
 	return nw, err
 }
 
+// startNetworks makes the stack network when a service runs on it (never
+// across a Slurm allocation, where services use their node's network:
+// README) and publishes the services' ports; nothing else is started
+// when it fails. clustered: inside an allocation.
 func startNetworks(ctx context.Context, plan *compose.Plan, clustered bool, warn warnFunc) (*networks, error) {
 	nw := &networks{of: map[string]singularity.Network{}}
 	project := false
