@@ -22,22 +22,15 @@ func keptAnswersIn(t *testing.T, dir string) {
 // and answers --version and inspect: the runscript it reports is the
 // image file's first line ("fail": inspect fails).
 func countingApptainer(t *testing.T) (bin string, runs func() int) {
-	dir := t.TempDir()
-	count := filepath.Join(dir, "runs")
-	bin = filepath.Join(dir, "apptainer")
-	testutil.WriteFile(t, bin, `#!/bin/sh
-echo x >> `+count+`
+	count := filepath.Join(t.TempDir(), "runs")
+	bin = fakeApptainer(t, `echo x >> `+count+`
 case "$1" in
 --version) echo "apptainer version 9.9" ;;
 -s) img=$5; line=$(head -n1 "$img")
     [ "$line" = fail ] && { echo "FATAL: not an image" >&2; exit 255; }
     printf '{"data":{"attributes":{"runscript":"%s"}}}' "$line" ;;
-esac
-`, 0o755)
-	return bin, func() int {
-		data, _ := os.ReadFile(count)
-		return strings.Count(string(data), "\n")
-	}
+esac`).Binary
+	return bin, func() int { return strings.Count(testutil.ReadFile(t, count), "\n") }
 }
 
 // rewrite gives path new content and a later modification time (a
@@ -95,7 +88,7 @@ func TestAnswersKeptPerFile(t *testing.T) {
 		t.Fatalf("%d runs, want 5: a failed inspect is asked again", got)
 	}
 
-	rewrite(t, bin, strings.Replace(readFile(t, bin), "9.9", "10.0", 1))
+	rewrite(t, bin, strings.Replace(testutil.ReadFile(t, bin), "9.9", "10.0", 1))
 	if a, err := Detect(bin); err != nil || a.Version != "apptainer version 10.0" {
 		t.Fatalf("Detect after an upgrade: %+v, %v", a, err)
 	}
@@ -113,13 +106,4 @@ func TestAnswersKeptPerFile(t *testing.T) {
 	if got := runs() - before; got != 2 {
 		t.Fatalf("--version ran %d times without a cache, want 2", got)
 	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }

@@ -3,6 +3,7 @@ package instancefs
 import (
 	"os"
 	"path/filepath"
+	"sstack/internal/testutil"
 	"testing"
 )
 
@@ -14,15 +15,6 @@ func write(t *testing.T, path, content string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func read(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // A fake instance root: /etc/app.conf, /srv/data/{a,sub/b}, and an
@@ -47,7 +39,7 @@ func TestCopyOut(t *testing.T) {
 	if err := Copy(root, "/etc/app.conf", "/", filepath.Join(host, "conf")); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(filepath.Join(host, "conf")); err != nil || fi.Mode().Perm() != 0o640 || read(t, filepath.Join(host, "conf")) != "conf" {
+	if fi, err := os.Stat(filepath.Join(host, "conf")); err != nil || fi.Mode().Perm() != 0o640 || testutil.ReadFile(t, filepath.Join(host, "conf")) != "conf" {
 		t.Errorf("file: %v %v", fi, err)
 	}
 	// A directory into an existing directory: below it, under its name;
@@ -55,7 +47,7 @@ func TestCopyOut(t *testing.T) {
 	if err := Copy(root, "/srv/link/sub", "/", host); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, filepath.Join(host, "sub/b")); got != "B" {
+	if got := testutil.ReadFile(t, filepath.Join(host, "sub/b")); got != "B" {
 		t.Errorf("dir: %q", got)
 	}
 	// Only the contents, with "/.": links copied as links.
@@ -66,7 +58,7 @@ func TestCopyOut(t *testing.T) {
 	if err := Copy(root, "/srv/link/.", "/", dst); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, filepath.Join(dst, "a")); got != "A" {
+	if got := testutil.ReadFile(t, filepath.Join(dst, "a")); got != "A" {
 		t.Errorf("contents: %q", got)
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "rel")); err != nil || l != "a" {
@@ -76,11 +68,11 @@ func TestCopyOut(t *testing.T) {
 	if err := Copy(root, "/srv/data", "/", filepath.Join(host, "copy")); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, filepath.Join(host, "copy/sub/b")); got != "B" {
+	if got := testutil.ReadFile(t, filepath.Join(host, "copy/sub/b")); got != "B" {
 		t.Errorf("new dir: %q", got)
 	}
 	// ".." cannot leave the root.
-	if err := Copy(root, "/../../../../etc/app.conf", "/", filepath.Join(host, "dotdot")); err != nil || read(t, filepath.Join(host, "dotdot")) != "conf" {
+	if err := Copy(root, "/../../../../etc/app.conf", "/", filepath.Join(host, "dotdot")); err != nil || testutil.ReadFile(t, filepath.Join(host, "dotdot")) != "conf" {
 		t.Errorf("..: %v", err)
 	}
 }
@@ -91,10 +83,10 @@ func TestCopyInAndErrors(t *testing.T) {
 	if err := Copy("/", filepath.Join(host, "in"), root, "/srv/link"); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, filepath.Join(root, "srv/data/in/x")); got != "X" {
+	if got := testutil.ReadFile(t, filepath.Join(root, "srv/data/in/x")); got != "X" {
 		t.Errorf("in through a link: %q", got)
 	}
-	if err := Copy("/", filepath.Join(host, "in/x"), root, "/etc/app.conf"); err != nil || read(t, filepath.Join(root, "etc/app.conf")) != "X" {
+	if err := Copy("/", filepath.Join(host, "in/x"), root, "/etc/app.conf"); err != nil || testutil.ReadFile(t, filepath.Join(root, "etc/app.conf")) != "X" {
 		t.Errorf("onto a file: %v", err)
 	}
 	for _, tt := range []struct{ src, dst string }{

@@ -28,3 +28,13 @@ func MkdirAll(t testing.TB, dirs ...string) {
 		}
 	}
 }
+
+// ReadFile returns path's content; it fails the test on error.
+func ReadFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
