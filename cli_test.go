@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"sstack/internal/testutil"
 )
 
 // Every command's help prints, in process and with no runtime: a flag
@@ -41,5 +45,28 @@ func TestLogsFlags(t *testing.T) {
 	}
 	if root.Flags().ShorthandLookup("i") != nil || root.Flags().ShorthandLookup("x") != nil {
 		t.Error("-i and -x are taken before the command too")
+	}
+}
+
+// up without -n loads the compose file to learn the project's name, then
+// to run it: the second load is the first's answer, not a second read
+// (the file, rewritten in between, is not read again); other options are
+// loaded anew.
+func TestComposeFileLoadedOncePerOptions(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "docker-compose.yml")
+	testutil.WriteFile(t, file, "name: once\nservices:\n  web:\n    image: "+filepath.Join(dir, "web.sif")+"\n", 0o644)
+	o := &options{files: []string{file}, stderr: io.Discard}
+	project, err := o.projectName()
+	if err != nil || project != "once" {
+		t.Fatalf("project %q, %v", project, err)
+	}
+	testutil.WriteFile(t, file, "name: twice\nservices: {web: {image: x.sif}, db: {image: y.sif}}\n", 0o644)
+	if plan, err := o.load(); err != nil || plan.Project != "once" {
+		t.Fatalf("the second load read the file again: %v", err)
+	}
+	o.profiles = []string{"debug"}
+	if plan, err := o.load(); err != nil || plan.Project != "twice" {
+		t.Fatalf("other options, loaded anew: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"sstack/actors"
 	"sstack/actors/policy"
+	"sstack/compose"
 	"sstack/internal/api"
 	"sstack/internal/engine"
 	"sstack/internal/logformat"
@@ -99,6 +100,14 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if o.detach && !child {
 		return detach(o)
 	}
+	// This process runs the stack: what it must ask compose-go and
+	// apptainer before it starts anything is asked at once.
+	compose.CompileSchemaAhead()
+	var listed engine.Listing
+	if project, _, err := o.stateDir(); err == nil {
+		listed = o.listAhead(ctx, project)
+		defer func() { _, _ = listed() }() // an up refused early leaves no apptainer behind
+	}
 	scale, err := parseScale(o.scale)
 	if err != nil {
 		return err
@@ -138,6 +147,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 		Scale:       scale,
 		MetricsAddr: o.metricsAddr,
 		NoLimits:    o.noLimits,
+		Listed:      listed,
 		UpOptions: actors.UpOptions{
 			Services:    services,
 			NoDeps:      o.noDeps,

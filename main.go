@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 
 	"sstack/compose"
 	"sstack/internal/api"
+	"sstack/internal/engine"
 	"sstack/internal/projects"
 	"sstack/internal/stacknet"
 	"sstack/metrics"
@@ -53,6 +55,7 @@ type options struct {
 	named    []string
 	runtime  string
 	detected *detection // runtimeBinary's, once asked
+	loaded   *loaded    // loadOnce's
 	imageDir string
 	parallel int
 	images   imageFlags // pull, build, up's --pull/--build
@@ -274,7 +277,7 @@ func (o *options) load() (*compose.Plan, error) {
 	if o.network != "" && o.network != compose.NetworkHost {
 		return nil, &usageError{fmt.Errorf("--network %q: the one value is host (every service on the host's network); without it each stack has its own", o.network)}
 	}
-	plan, err := compose.Load(context.Background(), o.loadOptions())
+	plan, err := o.loadOnce()
 	if err != nil {
 		return nil, err
 	}
@@ -282,6 +285,26 @@ func (o *options) load() (*compose.Plan, error) {
 		fmt.Fprintf(o.stderr, "WARN %s\n", w)
 	}
 	return plan, nil
+}
+
+// loaded is a load of the compose files and the options it was asked with.
+type loaded struct {
+	opts compose.Options
+	plan *compose.Plan
+	err  error
+}
+
+// loadOnce is compose.Load of the flags' options, done once per command
+// for the same options: up without -n loads the files to learn the
+// project's name (is it running?), then to run it.
+func (o *options) loadOnce() (*compose.Plan, error) {
+	opts := o.loadOptions()
+	if l := o.loaded; l != nil && reflect.DeepEqual(l.opts, opts) {
+		return l.plan, l.err
+	}
+	plan, err := compose.Load(context.Background(), opts)
+	o.loaded = &loaded{opts: opts, plan: plan, err: err}
+	return plan, err
 }
 
 // stateDir of the project the flags name.
@@ -420,6 +443,30 @@ func (o *options) detectAhead() {
 	}()
 }
 
+// listAhead asks apptainer now for the instances of project, which up's
+// clash check needs only once the compose file is loaded and checked:
+// the two overlap. The listing waits for the answer.
+func (o *options) listAhead(ctx context.Context, project string) engine.Listing {
+	o.detectAhead()
+	d := o.detected
+	done := make(chan struct{})
+	var infos []singularity.InstanceInfo
+	var err error
+	go func() {
+		defer close(done)
+		<-d.done
+		if d.err != nil {
+			err = d.err
+			return
+		}
+		infos, err = d.rt.ListInstances(ctx, project+".*")
+	}()
+	return func() ([]singularity.InstanceInfo, error) {
+		<-done
+		return infos, err
+	}
+}
+
 // detection is the answer of singularity.Detect, once done is closed.
 type detection struct {
 	done chan struct{}
@@ -448,7 +495,7 @@ func (o *options) projectName() (string, error) {
 // project, loaded once (nil when there is none here, or it is another
 // project's).
 func (o *options) projectAndPlan() (string, *compose.Plan, error) {
-	plan, err := compose.Load(context.Background(), o.loadOptions())
+	plan, err := o.loadOnce()
 	switch {
 	case o.project != "":
 		if err != nil || plan.Project != o.project {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	cmap "github.com/orcaman/concurrent-map"
 
 	"sstack/actors/lifecycle"
 	"sstack/actors/policy"
@@ -96,6 +97,13 @@ type System struct {
 	// it may no longer hold the stack back.
 	console *console.Console
 }
+
+// protoactor's process registry is 1024 concurrent maps of
+// cmap.SHARD_COUNT shards each: at the default 32, every actor system
+// allocates 32768 maps (about 7 ms of CPU at up, and heap the GC scans
+// for the stack's life) for a stack of tens of actors, which one shard
+// per map serves as well. Nothing else here uses cmap.
+func init() { cmap.SHARD_COUNT = 1 }
 
 // quietLogger routes protoactor's own logging away from the console that
 // carries service logs.

@@ -40,6 +40,9 @@ type Options struct {
 	// NoLimits starts instances without the services' cgroup limits
 	// (up --no-limits), with a warning each (limits.go).
 	NoLimits bool
+	// Listed, when not nil, is the listing of the project's instances
+	// that the clash check takes, asked ahead (checkClash).
+	Listed Listing
 	// UpOptions go to the stack as they are (but Parallel, bounded inside
 	// a Slurm allocation, and the log store added to Format).
 	actors.UpOptions
@@ -121,7 +124,7 @@ func Up(ctx context.Context, opts Options) (*Supervisor, error) {
 	clash := make(chan error, 1)
 	nets := make(chan *networks, 1)
 	go func() {
-		nw, err := checkAndStartNetworks(ctx, rt, plan, cl != nil, warn)
+		nw, err := checkAndStartNetworks(ctx, rt, plan, opts.Listed, cl != nil, warn)
 		if err == nil && nw.replicas != nil && !opts.NoStart {
 			// The replicas' namespaces are made from now on, beside
 			// the rest of up (replicaNets.reserve).

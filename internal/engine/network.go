@@ -47,15 +47,15 @@ const hostNetworkHint = "or run every service on the host's network: sstack up -
 // (its instances are gone) before startNetworks ends that network's
 // processes. Across an allocation nothing starts here but warnings, which
 // a clash must not be preceded by.
-func checkAndStartNetworks(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan, clustered bool, warn warnFunc) (*networks, error) {
+func checkAndStartNetworks(ctx context.Context, rt *singularity.Apptainer, plan *compose.Plan, listed Listing, clustered bool, warn warnFunc) (*networks, error) {
 	if clustered || stacknet.Recorded(plan.StateDir) {
-		if err := checkClash(ctx, rt, plan.Project, plan.StateDir); err != nil {
+		if err := checkClash(ctx, rt, plan.Project, plan.StateDir, listed); err != nil {
 			return nil, err
 		}
 		return startNetworks(ctx, plan, clustered, warn)
 	}
 	clash := make(chan error, 1)
-	go func() { clash <- checkClash(ctx, rt, plan.Project, plan.StateDir) }()
+	go func() { clash <- checkClash(ctx, rt, plan.Project, plan.StateDir, listed) }()
 	nw, err := startNetworks(ctx, plan, clustered, warn)
 	if cerr := <-clash; cerr != nil {
 		nw.close()

@@ -19,15 +19,40 @@ import (
 // instances that run, the images' runscripts, the lock of its state
 // directory, and the rows it leaves for ps -a.
 
+// Listing answers `instance list` for a project's instances; up may ask
+// for it ahead, beside the load of the compose file (Options.Listed).
+type Listing func() ([]singularity.InstanceInfo, error)
+
 // checkClash refuses to start a project whose instances already run: a
-// second sstack, or leftovers of one that was killed.
-func checkClash(ctx context.Context, rt *singularity.Apptainer, project, stateDir string) error {
+// second sstack, or leftovers of one that was killed. ahead, when not
+// nil, is a listing asked before up took the project's lock: one that
+// shows a clash is asked again, since a teardown may have ended in
+// between (the lock is released only once its instances are gone).
+func checkClash(ctx context.Context, rt *singularity.Apptainer, project, stateDir string, ahead Listing) error {
 	if n := len(singularity.StartsInFlight(statedir.Recorded(stateDir))); n > 0 {
 		return fmt.Errorf("project %q: %d instance starts of an sstack that was killed are still running; run 'sstack down -n %s' to wait for them and remove their instances", project, n, project)
 	}
-	infos, err := rt.ListInstances(ctx, project+".*")
-	if err != nil {
+	now := func() ([]singularity.InstanceInfo, error) { return rt.ListInstances(ctx, project+".*") }
+	list := now
+	if ahead != nil {
+		list = ahead
+	}
+	names, err := instancesOf(project, list)
+	if err == nil && len(names) > 0 && ahead != nil {
+		names, err = instancesOf(project, now)
+	}
+	if err != nil || len(names) == 0 {
 		return err
+	}
+	return fmt.Errorf("project %q is already running: instances %s exist (another sstack, or left over from one that was killed); run 'sstack down -n %s' to remove them, or choose another name with -n",
+		project, strings.Join(names, ", "), project)
+}
+
+// instancesOf is the sorted names of project's instances that list gives.
+func instancesOf(project string, list Listing) ([]string, error) {
+	infos, err := list()
+	if err != nil {
+		return nil, err
 	}
 	var names []string
 	for _, i := range infos {
@@ -35,12 +60,8 @@ func checkClash(ctx context.Context, rt *singularity.Apptainer, project, stateDi
 			names = append(names, i.Name)
 		}
 	}
-	if len(names) == 0 {
-		return nil
-	}
 	sort.Strings(names)
-	return fmt.Errorf("project %q is already running: instances %s exist (another sstack, or left over from one that was killed); run 'sstack down -n %s' to remove them, or choose another name with -n",
-		project, strings.Join(names, ", "), project)
+	return names, nil
 }
 
 // inspectImages reads, in parallel, which images have a runscript, and
