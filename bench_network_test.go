@@ -31,11 +31,16 @@ func benchUpNetwork(b *testing.B, n int) {
 	composeFile := e.writeFile("docker-compose.yml", benchCompose(e.image, n, 1))
 	hosts := e.writeFile("hosts", "127.0.0.1\tlocalhost\n")
 	var floor, stack, host []float64
+	var floorCPU, stackCPU, hostCPU cpuSeries
 	b.ResetTimer()
 	alternate(b,
-		func() { up, _ := e.floorUp(hosts, n); floor = append(floor, ms(up)) },
-		func() { up, _ := e.sstackUp(composeFile, n); stack = append(stack, ms(up)) },
-		func() { up, _ := e.sstackUp(composeFile, n, "--network", "host"); host = append(host, ms(up)) },
+		func() { up, _ := e.floorUp(hosts, n); floor = append(floor, ms(up)); floorCPU.add(e.last) },
+		func() { up, _ := e.sstackUp(composeFile, n); stack = append(stack, ms(up)); stackCPU.add(e.last) },
+		func() {
+			up, _ := e.sstackUp(composeFile, n, "--network", "host")
+			host = append(host, ms(up))
+			hostCPU.add(e.last)
+		},
 	)
 	b.StopTimer()
 	b.Logf("floor up %s ms; stack network %s ms; host network %s ms", fmtSeries(floor), fmtSeries(stack), fmtSeries(host))
@@ -45,6 +50,9 @@ func benchUpNetwork(b *testing.B, n int) {
 	b.ReportMetric(median(host), "hostnet-up-ms")
 	b.ReportMetric(pairRatio(stack, floor), "stacknet-ratio")
 	b.ReportMetric(pairRatio(host, floor), "hostnet-ratio")
+	reportCPU(b, "floor", floorCPU)
+	reportCPU(b, "stacknet", stackCPU)
+	reportCPU(b, "hostnet", hostCPU)
 }
 
 // BenchmarkPublishedThroughput: a 200 MiB download from busybox httpd,

@@ -76,6 +76,56 @@ type benchEnv struct {
 	stateDir string
 	sstack   string
 	env      []string // added to sstack's environment (a Slurm job's)
+	// last is what the CPUs did during the last up timed (floorRun's or
+	// sstackUpStarted's).
+	last upCPU
+}
+
+// upCPU is what the CPUs did from the launch of an up until every
+// service was ready: busy is the machine's busy time, every process
+// (for an up on 2 cores that keeps both busy, the wall time is about
+// half of it), own the time sstack's own threads ran (0 for the floor;
+// not its children: apptainer, the network's holder and slirp4netns).
+type upCPU struct{ busy, own time.Duration }
+
+// cpuSeries are upCPU of several ups, in ms.
+type cpuSeries struct{ busy, own []float64 }
+
+func (s *cpuSeries) add(c upCPU) {
+	s.busy, s.own = append(s.busy, ms(c.busy)), append(s.own, ms(c.own))
+}
+
+// machineBusy is the time the machine's CPUs have been busy since boot
+// (/proc/stat: all but idle and iowait), at the clock tick's resolution.
+func machineBusy(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var ticks int64
+	for i := 1; i < len(f) && i <= 8; i++ {
+		if i == 4 || i == 5 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// threadsCPU is the time pid's threads have run, in ns (their schedstat).
+func threadsCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total int64
+	for _, t := range tasks {
+		if data, err := os.ReadFile(t); err == nil {
+			n, _ := strconv.ParseInt(strings.Fields(string(data))[0], 10, 64)
+			total += n
+		}
+	}
+	return time.Duration(total)
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -342,13 +392,29 @@ func benchUpDown(b *testing.B, n int) {
 
 	b.Logf("%d services; sstack starts and stops at most %d at once (its default), the floor all at once", n, singularity.DefaultParallel())
 	var floor, sstack upDownSeries
+	var floorCPU, sstackCPU cpuSeries
 	b.ResetTimer()
 	alternate(b,
-		func() { floor.add(e.floorUp(hosts, n)) },
-		func() { sstack.add(e.sstackUp(composeFile, n)) },
+		func() { floor.add(e.floorUp(hosts, n)); floorCPU.add(e.last) },
+		func() { sstack.add(e.sstackUp(composeFile, n)); sstackCPU.add(e.last) },
 	)
 	b.StopTimer()
 	reportUpDownVsFloor(b, floor, sstack)
+	reportCPU(b, "floor", floorCPU)
+	reportCPU(b, "sstack", sstackCPU)
+}
+
+// reportCPU logs what the CPUs did during the ups of name and reports
+// the medians: the machine's busy time and, but for the floor, sstack's
+// own. They explain the wall times: the ups keep 2 cores busy, so
+// sstack's up lasts longer than the floor's by about half of the CPU
+// time it adds, its own and its helpers'.
+func reportCPU(b *testing.B, name string, s cpuSeries) {
+	b.Logf("%s up: machine busy %s ms, sstack's own threads %s ms", name, fmtSeries(s.busy), fmtSeries(s.own))
+	b.ReportMetric(median(s.busy), name+"-busy-ms")
+	if name != "floor" {
+		b.ReportMetric(median(s.own), name+"-own-cpu-ms")
+	}
 }
 
 // upDownTimeout bounds each phase of benchUpDown for n services: generous,
@@ -414,6 +480,7 @@ func (e *benchEnv) floorRun(project string, names []string, launch func(name str
 		}
 	}
 	done := make([]chan struct{}, n) // each client has ended
+	busy0 := machineBusy(b)
 	t0 := time.Now()
 	for i, name := range names {
 		done[i] = make(chan struct{})
@@ -446,6 +513,7 @@ func (e *benchEnv) floorRun(project string, names []string, launch func(name str
 	}
 	collect("ready")
 	up = time.Since(t0)
+	e.last = upCPU{busy: machineBusy(b) - busy0}
 
 	timeout = time.After(upDownTimeout(n))
 	t1 := time.Now()
@@ -480,6 +548,7 @@ func (e *benchEnv) sstackUp(composeFile string, n int, args ...string) (up, down
 func (e *benchEnv) sstackUpStarted(composeFile string, n int, args ...string) (started, up, down time.Duration) {
 	b := e.b
 	project := benchName("benchss")
+	busy0 := machineBusy(b)
 	t0 := time.Now()
 	run := e.startSstack(composeFile, project, args...)
 	ready := make(chan struct{})
@@ -509,6 +578,7 @@ func (e *benchEnv) sstackUpStarted(composeFile string, n int, args ...string) (s
 		b.Fatalf("services not ready after %s; stderr:\n%s", upDownTimeout(n), run.stderr)
 	}
 	up = time.Since(t0)
+	e.last = upCPU{busy: machineBusy(b) - busy0, own: threadsCPU(run.cmd.Process.Pid)}
 	// A status line may reach stderr a moment after the service's own first
 	// line reached stdout (they are written by different goroutines): wait
 	// for it, untimed, before checking the count.
