@@ -102,6 +102,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	}
 	// This process runs the stack: what it must ask compose-go and
 	// apptainer before it starts anything is asked at once.
+	collectLessWhileStarting()
 	compose.CompileSchemaAhead()
 	var listed engine.Listing
 	if project, _, err := o.stateDir(); err == nil {
@@ -170,6 +171,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	if err != nil {
 		return err
 	}
+	collectAsUsual()
 	if child {
 		// A logout's SIGHUP must not end a detached stack.
 		signal.Ignore(syscall.SIGHUP)
