@@ -102,7 +102,7 @@ func upCmd(ctx context.Context, o *options, services []string) error {
 	}
 	// This process runs the stack: what it must ask compose-go and
 	// apptainer before it starts anything is asked at once.
-	collectLessWhileStarting()
+	collectAsUsual := collectLessWhileStarting()
 	compose.CompileSchemaAhead()
 	var listed engine.Listing
 	if project, _, err := o.stateDir(); err == nil {
