@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"sstack/internal/testimg"
+	"sstack/internal/testutil"
 )
 
 // definition is a definition file that copies greeting.txt from the
@@ -194,15 +195,7 @@ func TestImageChangedInPlaceSeenByNextUp(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, "services:\n  app:\n    image: ./app.sif\n")
 	sif := filepath.Join(p.dir, "app.sif")
-	copyImage := func(from string) {
-		data, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(sif, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyImage := func(from string) { testutil.WriteFile(t, sif, testutil.ReadFile(t, from), 0o644) }
 	copyImage(testimg.BusyboxWithRunscript(t, "echo from the runscript"))
 	for i := 0; i < 2; i++ { // the second up with what the first kept
 		code, stdout, stderr := p.run()

@@ -55,8 +55,8 @@ type options struct {
 	// enabled, as docker compose does.
 	named    []string
 	runtime  string
-	detected *detection // runtimeBinary's, once asked
-	loaded   *loaded    // loadOnce's
+	detected func() (*singularity.Apptainer, error) // runtimeBinary's, once asked
+	loaded   *loaded                                // loadOnce's
 	imageDir string
 	parallel int
 	images   imageFlags // pull, build, up's --pull/--build
@@ -443,22 +443,15 @@ func (o *options) runtimeWithLimit() (*singularity.Apptainer, int, error) {
 // of wall time on a loaded 2-core node).
 func (o *options) runtimeBinary() (*singularity.Apptainer, error) {
 	o.detectAhead()
-	<-o.detected.done
-	return o.detected.rt, o.detected.err
+	return o.detected()
 }
 
 // detectAhead starts the detection of the runtime, which runtimeBinary
 // then waits for: up runs it beside the load of the compose file.
 func (o *options) detectAhead() {
-	if o.detected != nil {
-		return
+	if o.detected == nil {
+		o.detected = ahead(func() (*singularity.Apptainer, error) { return singularity.Detect(o.runtime) })
 	}
-	d := &detection{done: make(chan struct{})}
-	o.detected = d
-	go func() {
-		defer close(d.done)
-		d.rt, d.err = singularity.Detect(o.runtime)
-	}()
 }
 
 // listAhead asks apptainer now for the instances of project, which up's
@@ -466,30 +459,29 @@ func (o *options) detectAhead() {
 // the two overlap. The listing waits for the answer.
 func (o *options) listAhead(ctx context.Context, project string) engine.Listing {
 	o.detectAhead()
-	d := o.detected
+	return ahead(func() ([]singularity.InstanceInfo, error) {
+		rt, err := o.detected()
+		if err != nil {
+			return nil, err
+		}
+		return rt.ListInstances(ctx, project+".*")
+	})
+}
+
+// ahead starts ask in the background and returns what waits for its
+// answer (as often as it is called).
+func ahead[T any](ask func() (T, error)) func() (T, error) {
 	done := make(chan struct{})
-	var infos []singularity.InstanceInfo
+	var answer T
 	var err error
 	go func() {
 		defer close(done)
-		<-d.done
-		if d.err != nil {
-			err = d.err
-			return
-		}
-		infos, err = d.rt.ListInstances(ctx, project+".*")
+		answer, err = ask()
 	}()
-	return func() ([]singularity.InstanceInfo, error) {
+	return func() (T, error) {
 		<-done
-		return infos, err
+		return answer, err
 	}
-}
-
-// detection is the answer of singularity.Detect, once done is closed.
-type detection struct {
-	done chan struct{}
-	rt   *singularity.Apptainer
-	err  error
 }
 
 func isTerminal(w io.Writer) bool {

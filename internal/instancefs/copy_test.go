@@ -3,8 +3,9 @@ package instancefs
 import (
 	"os"
 	"path/filepath"
-	"sstack/internal/testutil"
 	"testing"
+
+	"sstack/internal/testutil"
 )
 
 func write(t *testing.T, path, content string, mode os.FileMode) {
